@@ -1,0 +1,79 @@
+"""Kubeflow Pipelines v2 components: nas_search, train_final, export_model.
+
+Each is a lightweight Python component whose body imports katib_nas and calls `steps`; KFP copies only
+the function's source into the pod, so every import sits inside the body. On a cluster the components
+run in the trial image (it carries katib_nas and torch); KFP installs itself there at start, and
+nas_search also installs kubeflow-katib. With kfp.local's SubprocessRunner(use_venv=False) they run in
+the current environment, where those packages are already present.
+"""
+
+from typing import Callable, NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Input, Markdown, Metrics, Model, Output
+
+DEFAULT_IMAGE = "docker.io/katibnas/trial-cpu:0.1.0"
+KATIB_CLIENT_PACKAGES = ["kubeflow-katib==0.19.0"]
+
+
+def nas_search(experiment_yaml: str, algorithm: str, max_trials: int, parallel_trials: int, trial_args: str,
+               backend: str, namespace: str, timeout_minutes: int, run_id: str, search_metrics: Output[Metrics],
+               report: Output[Markdown], poll_seconds: int = 15
+               ) -> NamedTuple("SearchOutputs", [("architecture", str), ("metrics_json", str)]):
+    """Search: create a Katib Experiment (backend=katib) or run it locally (backend=local); the best architecture."""
+    import json
+    from collections import namedtuple
+    from pathlib import Path
+
+    from katib_nas.pipelines import steps
+    from katib_nas.pipelines.experiment import SearchRequest, split_trial_args
+
+    request = SearchRequest(algorithm=algorithm, max_trials=max_trials, parallel_trials=parallel_trials,
+                            trial_args=split_trial_args(trial_args))
+    result = steps.run_search(experiment_yaml, request, backend, namespace, run_id, timeout_minutes * 60,
+                              Path(report.path).parent / "search-run", poll_seconds)
+    for name, value in steps.numeric_metrics(result.metrics).items():
+        search_metrics.log_metric(name, value)
+    Path(report.path).write_text(steps.search_markdown(result, backend, namespace))
+    return namedtuple("SearchOutputs", ["architecture", "metrics_json"])(result.architecture, json.dumps(result.metrics, sort_keys=True))
+
+
+def train_final(architecture: str, dataset: str, data_dir: str, epochs: int, max_train_samples: int,
+                batch_size: int, seed: int, threads: int, model: Output[Model], metrics: Output[Metrics]) -> None:
+    """Train the architecture with the full budget; the Model artifact is the trial's export folder."""
+    from pathlib import Path
+
+    from katib_nas.pipelines import steps
+
+    config = steps.FinalTraining(dataset=dataset, data_dir=data_dir, epochs=epochs,
+                                 max_train_samples=max_train_samples, batch_size=batch_size, seed=seed,
+                                 threads=threads)
+    final = steps.train_final(architecture, config, Path(model.path))
+    model.metadata["architecture"] = architecture
+    for name, value in steps.numeric_metrics(final).items():
+        metrics.log_metric(name, value)
+
+
+def export_model(model: Input[Model], search_metrics_json: str, torchscript: Output[Model],
+                 onnx_model: Output[Model], diagram: Output[HTML], visualization: Output[Markdown]) -> None:
+    """TorchScript and ONNX files, the network diagram (HTML) and a Markdown description for the KFP UI."""
+    import json
+    from pathlib import Path
+
+    from katib_nas.pipelines import steps
+
+    files = steps.export_model(Path(model.path), Path(torchscript.path), Path(onnx_model.path),
+                               json.loads(search_metrics_json or "{}"))
+    torchscript.metadata["format"] = "torchscript"
+    onnx_model.metadata["format"] = "onnx"
+    Path(diagram.path).write_text(f"<html><body>{files.diagram_svg}</body></html>\n")
+    Path(visualization.path).write_text(files.markdown)
+
+
+def make_components(image: str = DEFAULT_IMAGE) -> dict[str, Callable]:
+    """The three components, built for `image` (the trial image, or any image with katib_nas installed)."""
+    return {
+        "nas_search": dsl.component(nas_search, base_image=image, packages_to_install=KATIB_CLIENT_PACKAGES),
+        "train_final": dsl.component(train_final, base_image=image),
+        "export_model": dsl.component(export_model, base_image=image),
+    }

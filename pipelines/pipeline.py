@@ -1,0 +1,139 @@
+"""The katib-nas pipeline: nas_search -> train_final -> export_model, compiled for one example Experiment.
+
+The example is read when the pipeline is built (a missing one fails there), and its YAML travels in the
+compiled pipeline, so the cluster needs no copy of examples/. Runtime parameters are checked by
+`check_arguments` before a run is started (`run_local`, `submit`, `katib-nas pipeline`); the search
+step checks them again, so a run started from the KFP UI fails on its first step with the same message.
+"""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from katib_nas.suggestion.core.errors import InvalidInput
+
+from .experiment import (SearchRequest, apply_request, check_backend, find_example, load_example,
+                         split_trial_args)
+
+DEFAULT_EXAMPLE = "nas-random-fashion-mnist"
+PIPELINE_NAME = "katib-nas"
+#: The compiled default pipeline, committed next to this module.
+COMPILED = Path(__file__).resolve().parent / "nas_pipeline.yaml"
+BUDGET_FLAGS = ("--epochs", "--steps", "--max-train-samples")
+
+
+@dataclass(frozen=True)
+class FinalDefaults:
+    """Defaults of the final-training parameters, taken from the example's trial command."""
+
+    dataset: str = "fashion-mnist"
+    data_dir: str = ""
+    batch_size: int = 128
+
+
+def final_defaults(document: dict[str, Any]) -> FinalDefaults:
+    """Dataset, data dir and batch size of the example's trial command (the budget flags are not kept)."""
+    args = dict(_flag(arg) for arg in _trial_command(document) if arg.startswith("--") and "=" in arg)
+    return FinalDefaults(dataset=args.get("--dataset", "fashion-mnist"), data_dir=args.get("--data-dir", ""),
+                         batch_size=int(args.get("--batch-size", "128")))
+
+
+def _flag(arg: str) -> tuple[str, str]:
+    flag, value = arg.split("=", 1)
+    return flag, value
+
+
+def _trial_command(document: dict[str, Any]) -> list[str]:
+    template = document["spec"]["trialTemplate"]
+    for container in template["trialSpec"]["spec"]["template"]["spec"]["containers"]:
+        if container.get("name") == template.get("primaryContainerName"):
+            return [str(a) for a in (container.get("command") or []) + (container.get("args") or [])]
+    return []
+
+
+def build_pipeline(example: str = DEFAULT_EXAMPLE, image: str | None = None) -> Callable:
+    """The pipeline function for `example` (a name under examples/ or a path), its components built for `image`."""
+    from kfp import dsl
+
+    from .components import DEFAULT_IMAGE, make_components
+
+    document = load_example(example)
+    apply_request(document, SearchRequest())
+    experiment_yaml = yaml.safe_dump(document, sort_keys=False)
+    defaults = final_defaults(document)
+    components = make_components(image or DEFAULT_IMAGE)
+    example_name = find_example(example).stem
+
+    @dsl.pipeline(name=PIPELINE_NAME, description=f"Neural architecture search with Katib ({example_name}), "
+                                                  f"final training and export")
+    def nas_pipeline(algorithm: str = "", max_trials: int = 0, parallel_trials: int = 0, trial_args: str = "",
+                     backend: str = "katib", namespace: str = "kubeflow", timeout_minutes: int = 720,
+                     dataset: str = defaults.dataset, data_dir: str = defaults.data_dir, final_epochs: int = 10,
+                     final_max_train_samples: int = 0, batch_size: int = defaults.batch_size, seed: int = 0,
+                     threads: int = 0) -> None:
+        search = components["nas_search"](
+            experiment_yaml=experiment_yaml, algorithm=algorithm, max_trials=max_trials,
+            parallel_trials=parallel_trials, trial_args=trial_args, backend=backend, namespace=namespace,
+            timeout_minutes=timeout_minutes, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        search.set_caching_options(False)
+        search.set_display_name("nas-search")
+        final = components["train_final"](
+            architecture=search.outputs["architecture"], dataset=dataset, data_dir=data_dir, epochs=final_epochs,
+            max_train_samples=final_max_train_samples, batch_size=batch_size, seed=seed, threads=threads)
+        final.set_display_name("train-final")
+        export = components["export_model"](model=final.outputs["model"],
+                                            search_metrics_json=search.outputs["metrics_json"])
+        export.set_display_name("export-model")
+
+    return nas_pipeline
+
+
+def compile_pipeline(output: Path, example: str = DEFAULT_EXAMPLE, image: str | None = None) -> Path:
+    """Write the compiled pipeline YAML (what you upload to Kubeflow Pipelines)."""
+    from kfp import compiler
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(example, image), str(output))
+    return output
+
+
+def check_arguments(arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE) -> None:
+    """InvalidInput for a run argument the search would refuse: unknown algorithm or backend, bad trial args,
+    a budget or a name that Katib's webhook rejects."""
+    known = {"algorithm", "max_trials", "parallel_trials", "trial_args", "backend", "namespace",
+             "timeout_minutes", "dataset", "data_dir", "final_epochs", "final_max_train_samples", "batch_size",
+             "seed", "threads"}
+    unknown = sorted(set(arguments) - known)
+    if unknown:
+        raise InvalidInput(f"unknown pipeline parameter {unknown[0]!r}; parameters: {', '.join(sorted(known))}")
+    check_backend(str(arguments.get("backend", "katib")))
+    namespace = str(arguments.get("namespace", "kubeflow"))
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", namespace):
+        raise InvalidInput(f"namespace {namespace!r} is not a valid Kubernetes namespace name")
+    request = SearchRequest(algorithm=str(arguments.get("algorithm", "")),
+                            max_trials=int(arguments.get("max_trials", 0)),
+                            parallel_trials=int(arguments.get("parallel_trials", 0)),
+                            trial_args=split_trial_args(str(arguments.get("trial_args", ""))))
+    apply_request(load_example(example), request)
+
+
+def run_local(arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE, pipeline_root: Path | None = None) -> Any:
+    """Run the whole pipeline on this machine with kfp.local's SubprocessRunner; backend defaults to local."""
+    from kfp import local
+
+    arguments = {"backend": "local", **arguments}
+    check_arguments(arguments, example)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root or "local_outputs"),
+               raise_on_error=True)
+    return build_pipeline(example)(**arguments)
+
+
+def submit(client: Any, arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE, image: str | None = None,
+           service_account: str = "katib-nas-pipeline", experiment: str | None = None) -> Any:
+    """Start a run on Kubeflow Pipelines (`client` is a kfp.Client) after checking the arguments."""
+    check_arguments(arguments, example)
+    return client.create_run_from_pipeline_func(build_pipeline(example, image), arguments=arguments,
+                                                experiment_name=experiment, service_account=service_account)

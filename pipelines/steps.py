@@ -1,0 +1,252 @@
+"""What the pipeline's steps do, as plain functions: search (on Katib or locally), final training, export.
+
+The KFP components in `components.py` are thin wrappers that call these, so the work is testable
+without KFP and the same code runs in a cluster pod and in kfp.local.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from katib_nas.suggestion.core.codec import decode
+from katib_nas.suggestion.core.errors import InvalidInput
+
+from .experiment import SearchRequest, apply_request, experiment_name
+
+METRIC_LINE = re.compile(r"^([A-Za-z][\w-]*)=(\S+)$")
+
+
+class StepFailed(RuntimeError):
+    """A step could not produce its result (the search found no architecture, training failed, ...)."""
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The best trial of a search: its architecture text and its metrics as Katib reported them (text)."""
+
+    architecture: str
+    trial: str
+    metrics: dict[str, str] = field(default_factory=dict)
+    experiment: str = ""
+
+
+def numeric_metrics(metrics: dict[str, str]) -> dict[str, float]:
+    """The metrics that are numbers (string metrics such as Branch-Stats are left out)."""
+    numbers = {}
+    for name, value in metrics.items():
+        try:
+            numbers[name] = float(value)
+        except ValueError:
+            continue
+    return numbers
+
+
+def architecture_of(assignments: dict[str, str]) -> str:
+    """The architecture text among a trial's assignments: `architecture`, else the first that decodes."""
+    ordered = sorted(assignments.items(), key=lambda item: item[0] != "architecture")
+    for _, value in ordered:
+        try:
+            decode(value.strip('"'))
+        except InvalidInput:
+            continue
+        return value.strip('"')
+    raise StepFailed(f"no assignment of the best trial is an architecture: {sorted(assignments)}")
+
+
+# --- search -----------------------------------------------------------------------------------------
+
+def search_local(document: dict[str, Any], request: SearchRequest, workdir: Path) -> SearchResult:
+    """Run the Experiment with `katib-nas run` on this machine; the best trial from its report."""
+    experiment = apply_request(document, request)
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "experiment.yaml"
+    path.write_text(yaml.safe_dump(experiment, sort_keys=False))
+    run_dir = workdir / "run"
+    completed = subprocess.run([sys.executable, "-m", "katib_nas.suggestion.cli", "run", str(path),
+                                "--workdir", str(run_dir)], stdin=subprocess.DEVNULL)
+    best_file = run_dir / "report" / "best_architecture.json"
+    if not best_file.is_file():
+        raise StepFailed(f"the local search ended (exit {completed.returncode}) without a successful trial; "
+                         f"trial logs are under {run_dir}")
+    best = json.loads(best_file.read_text())
+    return SearchResult(architecture=best["architecture"]["text"], trial=best["trial"],
+                        metrics={k: str(v) for k, v in best["metrics"].items() if v != ""},
+                        experiment=str(experiment["metadata"]["name"]))
+
+
+def search_katib(document: dict[str, Any], request: SearchRequest, namespace: str, run_id: str,
+                 timeout_s: int, poll_s: int = 15) -> SearchResult:
+    """Create the Experiment with KatibClient, wait for it to succeed, return its optimal trial.
+
+    KatibClient reads the kubeconfig (KUBECONFIG or ~/.kube/config) outside a cluster and the pod's
+    service account inside one.
+    """
+    from kubeflow.katib import KatibClient
+
+    experiment = apply_request(document, request)
+    name = experiment_name(experiment, run_id)
+    experiment["metadata"] = {**(experiment.get("metadata") or {}), "name": name, "namespace": namespace}
+    client = KatibClient(namespace=namespace)
+    client.create_experiment(experiment, namespace=namespace)
+    print(f"created Katib Experiment {namespace}/{name}", flush=True)
+    client.wait_for_experiment_condition(name, namespace, timeout=timeout_s, polling_interval=poll_s)
+    optimal = client.get_optimal_hyperparameters(name, namespace)
+    if optimal is None:
+        raise StepFailed(f"Experiment {namespace}/{name} succeeded without an optimal trial")
+    assignments = {a.name: a.value for a in optimal.parameter_assignments or []}
+    metrics = {m.name: m.latest for m in optimal.observation.metrics or [] if m.latest not in (None, "")}
+    return SearchResult(architecture=architecture_of(assignments), trial=optimal.best_trial_name or "",
+                        metrics=metrics, experiment=name)
+
+
+def run_search(experiment_yaml: str, request: SearchRequest, backend: str, namespace: str, run_id: str,
+               timeout_s: int, workdir: Path, poll_s: int = 15) -> SearchResult:
+    """The search step: parse the example text, then run it on Katib or locally."""
+    from .experiment import check_backend
+
+    check_backend(backend)
+    document = yaml.safe_load(experiment_yaml)
+    if backend == "local":
+        return search_local(document, request, workdir)
+    return search_katib(document, request, namespace, run_id, timeout_s, poll_s)
+
+
+def search_markdown(result: SearchResult, backend: str, namespace: str) -> str:
+    """What the KFP UI shows for the search step: the winner, its metrics, where to look further."""
+    where = (f"Katib Experiment `{namespace}/{result.experiment}`: open it in the Katib UI for every trial"
+             if backend == "katib" else f"local run of `{result.experiment}` (katib-nas run)")
+    lines = ["# Architecture search", "", where + ".", "", f"Best trial `{result.trial}`:", "", "```",
+             result.architecture, "```", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in sorted(result.metrics.items())]
+    return "\n".join(lines) + "\n"
+
+
+# --- final training ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FinalTraining:
+    """The full-budget run of the winning architecture."""
+
+    dataset: str = "fashion-mnist"
+    data_dir: str = ""
+    epochs: int = 10
+    max_train_samples: int = 0
+    batch_size: int = 128
+    seed: int = 0
+    threads: int = 0
+
+
+def train_final(architecture: str, config: FinalTraining, model_dir: Path) -> dict[str, str]:
+    """Train with `katib-nas trial`'s code path, exporting into `model_dir`; returns the final metrics."""
+    from katib_nas.trial.runner import TrialOptions, run_trial
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        metrics_file = Path(scratch) / "metrics.txt"
+        options = TrialOptions(architecture=architecture, dataset=config.dataset, data_dir=config.data_dir or None,
+                               epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
+                               threads=config.threads or None, max_train_samples=config.max_train_samples or None,
+                               metrics_file=str(metrics_file), export_dir=str(model_dir))
+        code = run_trial(options)
+        if code != 0:
+            raise StepFailed(f"final training of {architecture} failed with exit code {code}")
+        return read_metric_lines(metrics_file.read_text())
+
+
+def read_metric_lines(text: str) -> dict[str, str]:
+    """`name=value` lines to a dict; a later line wins, as with Katib's `latest`."""
+    metrics = {}
+    for line in text.splitlines():
+        match = METRIC_LINE.match(line.strip())
+        if match:
+            metrics[match.group(1)] = match.group(2)
+    return metrics
+
+
+# --- export -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ExportedFiles:
+    torchscript: Path
+    onnx: Path
+    diagram_svg: str
+    markdown: str
+
+
+def export_model(model_dir: Path, torchscript_path: Path, onnx_path: Path, search: dict[str, str] | None = None
+                 ) -> ExportedFiles:
+    """Check the trained TorchScript runs, write it and an ONNX file, draw the network, describe it in Markdown."""
+    import torch
+
+    metadata = json.loads((model_dir / "model.json").read_text())
+    arch = decode(metadata["architecture"])
+    source = model_dir / metadata["files"]["torchscript"]
+    scripted = torch.jit.load(str(source), map_location="cpu").eval()
+    channels, height, width = metadata["input"]["shape"]
+    example = torch.zeros(2, channels, height, width)
+    with torch.no_grad():
+        logits = scripted(example)
+    if tuple(logits.shape) != (2, arch.num_classes):
+        raise StepFailed(f"the exported model gives outputs of shape {tuple(logits.shape)}, "
+                         f"expected (batch, {arch.num_classes})")
+    torchscript_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, torchscript_path)
+    write_onnx(model_dir, metadata, scripted, example, onnx_path)
+    svg = diagram_svg(metadata["architecture"])
+    markdown = model_markdown(metadata, search or {}, onnx_path.stat().st_size, torchscript_path.stat().st_size)
+    return ExportedFiles(torchscript_path, onnx_path, svg, markdown)
+
+
+def write_onnx(model_dir: Path, metadata: dict[str, Any], scripted: Any, example: Any, onnx_path: Path) -> None:
+    """Copy the trial's ONNX file, or convert the TorchScript module when the trial wrote none."""
+    import onnx
+    import torch
+
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    existing = metadata["files"].get("onnx")
+    if existing and (model_dir / existing).is_file():
+        shutil.copyfile(model_dir / existing, onnx_path)
+    else:
+        torch.onnx.export(scripted, (example,), str(onnx_path), input_names=["images"], output_names=["logits"],
+                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    onnx.checker.check_model(onnx.load(str(onnx_path)))
+
+
+def diagram_svg(architecture: str) -> str:
+    """The network diagram (the local runner's drawing) as SVG text."""
+    from katib_nas.suggestion.local.diagram import draw
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = draw(decode(architecture), Path(scratch) / "network.svg", "")
+        return path.read_text()
+
+
+def model_markdown(metadata: dict[str, Any], search: dict[str, str], onnx_bytes: int, torchscript_bytes: int
+                   ) -> str:
+    """The Markdown the KFP UI shows for the exported model: architecture, stages, metrics, files."""
+    arch = decode(metadata["architecture"])
+    lines = ["# Exported network", "", "```", metadata["architecture"], "```", "",
+             f"Input {'x'.join(str(v) for v in arch.input_shape)} (HxWxC), {arch.num_classes} classes, "
+             f"stem width {arch.stem}.", "", "| stage | width | stride | cells |", "|---|---|---|---|"]
+    stage_texts = metadata["architecture"].split("/")[1:]
+    for index, (stage, text) in enumerate(zip(arch.stages, stage_texts)):
+        cells = " ; ".join(f"`{cell}`" for cell in text.split(":")[1:])
+        lines.append(f"| {index} | {stage.width} | {stage.stride} | {cells} |")
+    lines += ["", "| metric | search (truncated budget) | final (full budget) |", "|---|---|---|"]
+    final = metadata.get("metrics") or {}
+    for name in sorted(set(search) | set(final)):
+        lines.append(f"| {name} | {search.get(name, '')} | {final.get(name, '')} |")
+    lines += ["", f"Files: TorchScript ({torchscript_bytes} bytes), ONNX ({onnx_bytes} bytes); input layout "
+              f"{metadata['input']['layout']}, normalise with mean {metadata['input']['mean']} and std "
+              f"{metadata['input']['std']}.", ""]
+    return "\n".join(lines)

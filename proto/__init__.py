@@ -1,0 +1,1 @@
+"""Katib v1beta1 Suggestion API: generated message and service stubs (see api.proto)."""

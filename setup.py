@@ -1,0 +1,57 @@
+"""katib-nas: neural architecture search as Kubeflow Katib suggestion algorithms."""
+
+from setuptools import find_packages, setup
+
+SUGGESTION = [
+    "grpcio>=1.62.3,<2",
+    "grpcio-health-checking==1.62.3",
+    "protobuf>=4.25,<5",
+    "numpy>=1.24",
+]
+TRIAL = ["torch==2.13.0", "numpy>=1.24", "scikit-learn>=1.3", "kubeflow-katib==0.19.0"]
+LOCAL = SUGGESTION + ["pyyaml>=6", "tqdm>=4.60", "matplotlib>=3.7"]
+# onnx 1.17 works with protobuf 4, which kubeflow-katib 0.19 requires (<5); recent onnx releases need protobuf 6.
+PIPELINES = ["kfp==2.13.0", "kubeflow-katib==0.19.0", "kubernetes<31", "pyyaml>=6", "onnx==1.17.0"]
+# Top-level folders installed as subpackages of the katib_nas namespace.
+FOLDERS = {
+    "katib_nas.proto": "proto",
+    "katib_nas.suggestion": "suggestion",
+    "katib_nas.trial": "trial_image",
+    "katib_nas.pipelines": "pipelines",
+}
+
+
+def _packages(prefix: str, folder: str) -> list[str]:
+    return [prefix] + [f"{prefix}.{sub}" for sub in find_packages(folder)]
+
+
+DEV = sorted(
+    set(SUGGESTION + TRIAL + LOCAL + PIPELINES)
+    | {
+        "grpcio-tools==1.62.3",
+        "pytest>=7",
+        "hypothesis>=6",
+        "jsonschema>=4",
+        "kmock==0.8", "pytest-asyncio>=1.0",  # Kubernetes API emulator (tests/katib_client); its plugin needs asyncio
+        "psutil>=5",
+    }
+)
+
+setup(
+    name="katib-nas",
+    version="0.1.0",
+    description="EnvelopeNet, ProxylessNAS and random NAS as Kubeflow Katib suggestion algorithms",
+    python_requires=">=3.11,<3.12",
+    packages=[pkg for prefix, folder in FOLDERS.items() for pkg in _packages(prefix, folder)],
+    package_dir=FOLDERS,
+    package_data={"katib_nas.proto": ["api.proto"]},
+    install_requires=["pyyaml>=6"],
+    extras_require={
+        "suggestion": SUGGESTION,
+        "trial": TRIAL,
+        "local": LOCAL,
+        "pipelines": PIPELINES,
+        "dev": DEV,
+    },
+    entry_points={"console_scripts": ["katib-nas=katib_nas.suggestion.cli:main"]},
+)

@@ -1,0 +1,31 @@
+"""Registry of search algorithms by Katib algorithmName."""
+
+from __future__ import annotations
+
+from ..errors import InvalidInput
+from .base import Algorithm, Proposal
+from .envelopenet import EnvelopeNet
+from .nas_random import NasRandom
+from .proxylessnas import ProxylessNas
+
+ALGORITHMS: dict[str, type] = {
+    NasRandom.name: NasRandom,
+    ProxylessNas.name: ProxylessNas,
+    EnvelopeNet.name: EnvelopeNet,
+}
+
+#: Names the project defines but does not serve yet; asking for one is an error that says so.
+PLANNED = ("envelopenet",)
+
+
+def get_algorithm(name: str) -> Algorithm:
+    """The algorithm registered under `name`; InvalidInput naming the known ones otherwise."""
+    if name in ALGORITHMS:
+        return ALGORITHMS[name]()
+    known = ", ".join(sorted(ALGORITHMS))
+    if name in PLANNED:
+        raise InvalidInput(f"algorithm {name!r} is not available in this version; available: {known}")
+    raise InvalidInput(f"unknown algorithm {name!r}; available: {known}")
+
+
+__all__ = ["ALGORITHMS", "Algorithm", "Proposal", "get_algorithm"]

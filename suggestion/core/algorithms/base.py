@@ -1,0 +1,42 @@
+"""The contract every search algorithm fulfils; no gRPC, no torch."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..experiment import ExperimentInfo, TrialRecord
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What an algorithm answers: one assignment dict per requested trial, plus state to store."""
+
+    assignments: list[dict[str, str]]
+    state: dict[str, str] = field(default_factory=dict)
+    labels: list[dict[str, str]] = field(default_factory=list)
+
+
+class Algorithm(Protocol):
+    """A stateless search algorithm: same experiment and history in, same proposals out."""
+
+    name: str
+    settings_class: type
+    #: Assignment names every trial gets; the trialTemplate must reference each.
+    assignment_names: tuple[str, ...]
+
+    def validate(self, experiment: ExperimentInfo) -> Any:
+        """Check settings and nasConfig; raise InvalidInput naming what is wrong."""
+
+    def suggest(self, experiment: ExperimentInfo, history: list[TrialRecord], count: int,
+                first_index: int) -> Proposal:
+        """Propose `count` trials; `first_index` is how many suggestions were made before."""
+
+
+def seeded_rng(*parts: object) -> np.random.Generator:
+    """A numpy generator seeded from a stable hash of the given parts (never Python's hash())."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:16], "little"))

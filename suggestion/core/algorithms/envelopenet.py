@@ -1,0 +1,72 @@
+"""envelopenet: EnvelopeNet construction (NAC, Kamath et al. 2018) as a stateless Katib algorithm.
+
+The search starts from stages of envelope cells (every branch of the
+nasConfig in parallel, concatenated). Iteration k trains network k for the
+truncated budget with --branch-stats; from the mean squared activation of
+every branch (and the learned skip gates) network k+1 is built: see
+envelopenet_construct. After `iterations` iterations the constructed
+network is trained with the final budget.
+
+Katib asks for trials whenever slots are free. Every free slot gets a trial
+of the current phase with its own seed: while an iteration waits for its
+statistics, extra slots train further replicas of it (they replace failed
+replicas, or are spare); once the construction is complete, every further
+trial trains the constructed network with the final budget and a new seed.
+The whole state is rebuilt from the request on every call (see
+envelopenet_schedule), so a restarted server answers exactly the same.
+"""
+
+from __future__ import annotations
+
+from ..codec import encode
+from ..errors import InvalidInput
+from ..experiment import ExperimentInfo, TrialRecord
+from .base import Proposal
+from .envelopenet_config import ALGORITHM, MAX_ARCHITECTURE_TEXT, EnvelopeNetConfig, EnvelopeNetSettings, resolve
+from .envelopenet_construct import initial_network, largest_network
+from .envelopenet_schedule import MAX_SUGGESTIONS, Construction, check_retries, rebuild, trial_seed
+
+PHASE_LABEL = "katib-nas-envelopenet-phase"
+
+
+class EnvelopeNet:
+    """The Algorithm protocol for envelopenet: validation up front, proposals replayed from the history."""
+
+    name = ALGORITHM
+    settings_class = EnvelopeNetSettings
+    assignment_names = ("architecture", "epochs", "seed")
+
+    def validate(self, experiment: ExperimentInfo) -> EnvelopeNetConfig:
+        """The resolved plan; InvalidInput for bad settings, nasConfig, metrics or networks too large."""
+        config = resolve(experiment)
+        initial_network(config)  # raises when the initial network cannot be built
+        longest = len(encode(largest_network(config)))
+        if longest > MAX_ARCHITECTURE_TEXT:
+            raise InvalidInput(f"networks of up to {sum(config.max_cells)} cells would take up to {longest} "
+                               f"characters of architecture text, above Katib's {MAX_ARCHITECTURE_TEXT}; lower "
+                               "max_cells, use fewer stages or operations, or set skip=false")
+        return config
+
+    def suggest(self, experiment: ExperimentInfo, history: list[TrialRecord], count: int,
+                first_index: int) -> Proposal:
+        """`count` trials of the current phase; ConstructionError once a phase failed too often."""
+        config = self.validate(experiment)
+        construction = rebuild(config, history, first_index)
+        phase = construction.current
+        if not construction.finished:
+            check_retries(phase, config.settings.max_retries, construction.final)
+        start = construction.next_index
+        if start + count > MAX_SUGGESTIONS:
+            raise InvalidInput(f"envelopenet numbers at most {MAX_SUGGESTIONS} trials per experiment; "
+                               f"this request would reach {start + count}")
+        text, epochs = encode(phase.architecture), str(phase.epochs)
+        label = "final" if construction.final else str(phase.number)
+        assignments = [{"architecture": text, "epochs": epochs,
+                        "seed": str(trial_seed(config.settings.seed, phase.number, start + j))}
+                       for j in range(count)]
+        return Proposal(assignments, labels=[{PHASE_LABEL: label} for _ in range(count)])
+
+    def construction(self, experiment: ExperimentInfo, history: list[TrialRecord],
+                     first_index: int = 0) -> Construction:
+        """Where the construction stands for this history: the networks so far and the current phase."""
+        return rebuild(self.validate(experiment), history, first_index)

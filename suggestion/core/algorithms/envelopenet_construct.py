@@ -1,0 +1,129 @@
+"""The EnvelopeNet construction step: initial network, branch pruning, cell growth and skip pruning.
+
+One step turns network k and the statistics of its truncated training into
+network k+1. In every stage still growing (construction on for the stage,
+fewer cells than its maximum) it prunes the branches with the lowest mean
+squared activation (the highest under worst_case): at most max_filter_prune
+and at most a third of the stage's branches, never a cell's last branch,
+weakest first, ties by position. It then appends a full envelope cell to
+the stage. With skips on, a new cell takes every earlier cell except its
+predecessor; an existing cell keeps the larger half (rounded up) of its skip
+inputs by learned gate magnitude, plus every new cell before it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..spec import Architecture, Cell, Op, Stage
+from .envelopenet_config import EnvelopeNetConfig
+from .envelopenet_stats import Statistics
+
+PRUNE_FRACTION_DENOMINATOR = 3
+
+
+def initial_network(config: EnvelopeNetConfig) -> Architecture:
+    """Stages of full envelope cells; the first stage keeps the stem's resolution, later ones halve it."""
+    stages = []
+    for s, (width, cells) in enumerate(zip(config.stage_widths, config.initial_cells)):
+        stages.append(Stage(width, 1 if s == 0 else 2, tuple(Cell(config.branch_ops) for _ in range(cells))))
+    arch = Architecture(config.input_shape, config.num_classes, config.stem, tuple(stages))
+    return _with_dense_skips(arch) if config.settings.skip else arch.validate()
+
+
+def largest_network(config: EnvelopeNetConfig) -> Architecture:
+    """An upper bound on every network of the run: all stages at max_cells, full cells, dense skips."""
+    stages = []
+    for s, (width, cells) in enumerate(zip(config.stage_widths, config.max_cells)):
+        stages.append(Stage(width, 1 if s == 0 else 2, tuple(Cell(config.branch_ops) for _ in range(cells))))
+    arch = Architecture(config.input_shape, config.num_classes, config.stem, tuple(stages))
+    return _with_dense_skips(arch) if config.settings.skip else arch.validate()
+
+
+def next_network(arch: Architecture, stats: Statistics, config: EnvelopeNetConfig) -> Architecture:
+    """Network k+1 from network k and the (averaged) statistics of its training."""
+    stage_ops: list[list[tuple[Op, ...]]] = []
+    origins: list[int | None] = []  # flat index in `arch` of each new cell, None for an appended cell
+    flat = 0
+    for s, stage in enumerate(arch.stages):
+        count = len(stage.cells)
+        ops = [cell.ops for cell in stage.cells]
+        if growing(config, s, count):
+            ops = prune_stage(ops, list(stats.branches[flat:flat + count]), config.settings.max_filter_prune,
+                              config.settings.worst_case)
+            ops.append(config.branch_ops)
+        origins.extend(range(flat, flat + count))
+        origins.extend([None] * (len(ops) - count))
+        stage_ops.append(ops)
+        flat += count
+    skips = _next_skips(arch, stats, origins) if config.settings.skip else [()] * len(origins)
+    stages, position = [], 0
+    for stage, ops in zip(arch.stages, stage_ops):
+        cells = tuple(Cell(cell_ops, skips=skips[position + i]) for i, cell_ops in enumerate(ops))
+        stages.append(Stage(stage.width, stage.stride, cells))
+        position += len(ops)
+    return Architecture(arch.input_shape, arch.num_classes, arch.stem, tuple(stages)).validate()
+
+
+def growing(config: EnvelopeNetConfig, stage: int, cells: int) -> bool:
+    """Whether a stage with this many cells is pruned and grown in the next step."""
+    return config.growing[stage] and cells < config.max_cells[stage]
+
+
+def prune_stage(cells: list[tuple[Op, ...]], values: list[tuple[float, ...]], max_prune: int,
+                worst_case: bool) -> list[tuple[Op, ...]]:
+    """The stage's cells with its weakest branches removed (strongest under worst_case)."""
+    total = sum(len(ops) for ops in cells)
+    limit = min(max_prune, total // PRUNE_FRACTION_DENOMINATOR)
+    ranked = sorted(((_strength(values[c][b]), c, b) for c, ops in enumerate(cells) for b in range(len(ops))),
+                    key=lambda item: (-item[0] if worst_case else item[0], item[1], item[2]))
+    remaining = [len(ops) for ops in cells]
+    pruned: set[tuple[int, int]] = set()
+    for _, c, b in ranked:
+        if len(pruned) >= limit:
+            break
+        if remaining[c] > 1:
+            pruned.add((c, b))
+            remaining[c] -= 1
+    return [tuple(op for b, op in enumerate(ops) if (c, b) not in pruned) for c, ops in enumerate(cells)]
+
+
+def keep_strongest_skips(skips: tuple[int, ...], gates: tuple[float, ...]) -> list[int]:
+    """The larger half (rounded up) of the skip inputs by gate magnitude; ties keep the earlier source."""
+    keep = len(skips) - len(skips) // 2
+    ranked = sorted(zip(skips, gates), key=lambda pair: (-_magnitude(pair[1]), pair[0]))
+    return sorted(source for source, _ in ranked[:keep])
+
+
+def _next_skips(arch: Architecture, stats: Statistics, origins: list[int | None]) -> list[tuple[int, ...]]:
+    new_index = {old: new for new, old in enumerate(origins) if old is not None}
+    appended = [new for new, old in enumerate(origins) if old is None]
+    result = []
+    for position, old in enumerate(origins):
+        if old is None:
+            sources = set(range(position - 1))
+        else:
+            kept = keep_strongest_skips(arch.cells[old].skips, stats.gates[old])
+            sources = {new_index[source] for source in kept} | {a for a in appended if a < position}
+        result.append(tuple(sorted(s for s in sources if s < position - 1)))
+    return result
+
+
+def _with_dense_skips(arch: Architecture) -> Architecture:
+    stages, position = [], 0
+    for stage in arch.stages:
+        cells = []
+        for cell in stage.cells:
+            cells.append(Cell(cell.ops, skips=tuple(range(position - 1))))
+            position += 1
+        stages.append(Stage(stage.width, stage.stride, tuple(cells)))
+    return Architecture(arch.input_shape, arch.num_classes, arch.stem, tuple(stages)).validate()
+
+
+def _strength(value: float) -> float:
+    """A branch's statistic for ranking; an unknown (non-finite) one ranks as the weakest."""
+    return value if math.isfinite(value) else -math.inf
+
+
+def _magnitude(gate: float) -> float:
+    return abs(gate) if math.isfinite(gate) else 0.0

@@ -1,0 +1,175 @@
+"""Rebuilding the construction from Katib's trial history alone, and numbering trials so that works.
+
+Every trial gets seed = base * 1_000_000 + phase * 10_000 + index, where
+phase is the iteration (0..iterations-1, then `iterations` for the final
+training) and index the suggestion's position in the experiment. A trial
+belongs to a phase when its seed says so and its architecture and epochs
+are exactly that phase's; anything else in the history is ignored.
+
+Iteration k is complete once its `replicas` lowest-indexed usable trials are
+known and no lower-indexed trial of k is still running: the set then never
+changes, so every later call rebuilds the same network k+1. A trial that
+finished without usable statistics, or that Katib left out of the request
+(metrics unavailable), counts as a failure of its phase.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..codec import encode
+from ..errors import InvalidInput
+from ..experiment import TrialRecord
+from ..spec import Architecture
+from .envelopenet_config import EnvelopeNetConfig
+from .envelopenet_construct import initial_network, next_network
+from .envelopenet_stats import Statistics, StatisticsError, average, read_statistics
+
+SEED_BASE_SPAN = 1_000_000
+SEED_PHASE_SPAN = 10_000
+#: Suggestions an experiment can hold: an index must fit below SEED_PHASE_SPAN.
+MAX_SUGGESTIONS = SEED_PHASE_SPAN
+
+
+class ConstructionError(InvalidInput):
+    """The construction cannot go on: a phase failed more often than max_retries allows."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    index: int
+    trial: str
+    reason: str
+
+
+@dataclass
+class Phase:
+    """What the history says about one phase (an iteration, or the final training)."""
+
+    number: int
+    architecture: Architecture
+    epochs: int
+    usable: list[tuple[int, Statistics]] = field(default_factory=list)
+    succeeded: list[int] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return encode(self.architecture)
+
+
+@dataclass(frozen=True)
+class Construction:
+    """Networks built so far (network k trained in iteration k) and the phase that takes new trials."""
+
+    networks: tuple[Architecture, ...]
+    current: Phase
+    final: bool
+    next_index: int
+
+    @property
+    def finished(self) -> bool:
+        """True once the constructed network has been trained with the final budget at least once."""
+        return self.final and bool(self.current.succeeded)
+
+
+def trial_seed(base: int, phase: int, index: int) -> int:
+    """The seed of suggestion `index` in `phase`: readable, unique within the experiment."""
+    return base * SEED_BASE_SPAN + phase * SEED_PHASE_SPAN + index
+
+
+def decode_seed(text: str) -> tuple[int, int, int] | None:
+    """(base, phase, index) of a seed assignment, or None when it is not a seed of this scheme."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value // SEED_BASE_SPAN, value % SEED_BASE_SPAN // SEED_PHASE_SPAN, value % SEED_PHASE_SPAN
+
+
+def rebuild(config: EnvelopeNetConfig, history: list[TrialRecord], first_index: int) -> Construction:
+    """Replay the construction from the history; the phase returned is the one new trials belong to."""
+    ours = _our_trials(config, history)
+    next_index = max([first_index] + [index + 1 for index in ours])
+    vanished = sorted(set(range(min(first_index, MAX_SUGGESTIONS))) - set(ours))
+    networks = [initial_network(config)]
+    settings = config.settings
+    earlier: set[int] = set()
+    for number in range(settings.iterations):
+        phase = _collect(Phase(number, networks[-1], settings.iteration_epochs), ours)
+        chosen = _completed_set(phase, config.replicas)
+        if chosen is None:
+            _add_vanished(phase, vanished, earlier)
+            return Construction(tuple(networks), phase, False, next_index)
+        earlier.update(index for index, (p, _) in ours.items() if p == number)
+        networks.append(next_network(networks[-1], average(chosen), config))
+    phase = _collect(Phase(settings.iterations, networks[-1], settings.final_epochs), ours)
+    if not phase.succeeded:
+        _add_vanished(phase, vanished, earlier)
+    return Construction(tuple(networks), phase, True, next_index)
+
+
+def check_retries(phase: Phase, max_retries: int, final: bool) -> None:
+    """Raise ConstructionError when the phase failed more often than allowed."""
+    if len(phase.failures) <= max_retries:
+        return
+    last = max(phase.failures, key=lambda failure: failure.index)
+    what = "the final training" if final else f"iteration {phase.number}"
+    raise ConstructionError(
+        f"envelopenet: {what} failed {len(phase.failures)} times, more than max_retries={max_retries}; "
+        f"last failure: trial {last.trial or '#' + str(last.index)}: {last.reason}")
+
+
+def _our_trials(config: EnvelopeNetConfig, history: list[TrialRecord]) -> dict[int, tuple[int, TrialRecord]]:
+    """index -> (phase, trial) for every trial whose seed carries this experiment's base seed."""
+    found: dict[int, tuple[int, TrialRecord]] = {}
+    for trial in sorted(history, key=lambda t: t.name):
+        decoded = decode_seed(trial.assignments.get("seed", ""))
+        if decoded is None:
+            continue
+        base, phase, index = decoded
+        if base == config.settings.seed and phase <= config.settings.iterations and index not in found:
+            found[index] = (phase, trial)
+    return found
+
+
+def _collect(phase: Phase, ours: dict[int, tuple[int, TrialRecord]]) -> Phase:
+    text, epochs = phase.text, str(phase.epochs)
+    for index in sorted(ours):
+        number, trial = ours[index]
+        if number != phase.number or trial.assignments.get("architecture") != text \
+                or trial.assignments.get("epochs") != epochs:
+            continue
+        if not trial.finished:
+            phase.pending.append(index)
+        elif not trial.succeeded:
+            phase.failures.append(Failure(index, trial.name, f"trial ended {trial.condition}"))
+        else:
+            phase.succeeded.append(index)
+            try:
+                phase.usable.append((index, read_statistics(trial, phase.architecture)))
+            except StatisticsError as err:
+                phase.failures.append(Failure(index, trial.name, f"succeeded but its statistics are unusable: {err}"))
+    return phase
+
+
+def _completed_set(phase: Phase, replicas: int) -> list[Statistics] | None:
+    """The statistics of the first `replicas` usable trials, once no lower-indexed trial is running."""
+    usable = dict(phase.usable)
+    pending = set(phase.pending)
+    chosen: list[Statistics] = []
+    for index in sorted(usable.keys() | pending):
+        if index in pending:
+            return None
+        chosen.append(usable[index])
+        if len(chosen) == replicas:
+            return chosen
+    return None
+
+
+def _add_vanished(phase: Phase, vanished: list[int], earlier: set[int]) -> None:
+    """Suggestions missing from the history after the previous phases' trials count as this phase's failures."""
+    start = max(earlier, default=-1)
+    for index in vanished:
+        if index > start:
+            phase.failures.append(Failure(index, "", "missing from Katib's request (metrics unavailable)"))

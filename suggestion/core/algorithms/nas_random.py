@@ -1,0 +1,105 @@
+"""nas-random: uniform sampling over the nasConfig space, the baseline every claim is measured against.
+
+A network has graphConfig.numLayers layers. Each layer picks one candidate
+uniformly among those the current resolution allows (a stride-2 candidate
+is dropped once the feature map cannot be halved again). A candidate that
+changes the width or has stride 2 opens a new stage; otherwise the layer
+joins the current stage. Each layer also takes every earlier layer except
+its direct predecessor as a gated skip input with probability
+`skip_probability`.
+
+Suggestion k of an experiment is drawn from a generator seeded by
+(experiment name, seed setting, k), so a restarted server proposes exactly
+what it would have; a draw that repeats an architecture already in the
+history is redrawn from the same stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..codec import encode
+from ..errors import InvalidInput
+from ..experiment import ExperimentInfo, TrialRecord
+from ..settings import parse_settings, setting
+from ..space import Candidate, SearchSpace, parse_nas_config
+from ..spec import Architecture, Cell, Stage, max_reductions
+from .base import Proposal, seeded_rng
+
+MAX_REDRAWS = 32
+
+
+@dataclass(frozen=True)
+class NasRandomSettings:
+    seed: int = setting(0, "seed mixed with the experiment name into every draw", low=0, high=2**31 - 1)
+    stem_width: int = setting(16, "width of the 3x3 stem convolution", low=1, high=1024)
+    default_width: int = setting(32, "layer width when no candidate sets num_filter", low=1, high=4096)
+    skip_probability: float = setting(0.3, "chance that a layer takes each earlier layer as skip input",
+                                      low=0.0, high=1.0)
+
+
+class NasRandom:
+    name = "nas-random"
+    settings_class = NasRandomSettings
+    assignment_names = ("architecture",)
+
+    def validate(self, experiment: ExperimentInfo) -> tuple[NasRandomSettings, SearchSpace]:
+        settings = parse_settings(NasRandomSettings, experiment.settings, self.name)
+        space = parse_nas_config(experiment.nas_config)
+        _check_feasible(space)
+        return settings, space
+
+    def suggest(self, experiment: ExperimentInfo, history: list[TrialRecord], count: int,
+                first_index: int) -> Proposal:
+        settings, space = self.validate(experiment)
+        seen = {trial.assignments.get("architecture", "") for trial in history}
+        assignments = []
+        for k in range(first_index, first_index + count):
+            rng = seeded_rng(experiment.name, settings.seed, k)
+            text = _draw_new(space, rng, settings, seen)
+            seen.add(text)
+            assignments.append({"architecture": text})
+        return Proposal(assignments)
+
+
+def sample_architecture(space: SearchSpace, rng: np.random.Generator, stem_width: int = 16,
+                        skip_probability: float = 0.3, default_width: int = 32) -> Architecture:
+    """One uniform draw from the space, always buildable."""
+    height, width, _ = space.input_shape
+    reductions_left = max_reductions(space.input_shape)
+    stages: list[Stage] = []
+    current_width = default_width
+    for layer in range(space.num_layers):
+        allowed = [c for c in space.candidates if c.stride == 1 or reductions_left > 0]
+        candidate: Candidate = allowed[int(rng.integers(len(allowed)))]
+        skips = tuple(j for j in range(layer - 1) if rng.random() < skip_probability)
+        cell = Cell(ops=(candidate.op,), skips=skips)
+        new_width = candidate.width or current_width
+        if not stages or candidate.stride == 2 or new_width != current_width:
+            stages.append(Stage(new_width, candidate.stride, (cell,)))
+            reductions_left -= candidate.stride == 2
+        else:
+            last = stages[-1]
+            stages[-1] = Stage(last.width, last.stride, last.cells + (cell,))
+        current_width = new_width
+    return Architecture(space.input_shape, space.num_classes, stem_width, tuple(stages)).validate()
+
+
+def _draw_new(space: SearchSpace, rng: np.random.Generator, settings: NasRandomSettings, seen: set[str]) -> str:
+    text = ""
+    for _ in range(MAX_REDRAWS):
+        text = encode(sample_architecture(space, rng, settings.stem_width, settings.skip_probability,
+                                          settings.default_width))
+        if text not in seen:
+            break
+    return text
+
+
+def _check_feasible(space: SearchSpace) -> None:
+    if all(c.stride == 2 for c in space.candidates) and space.num_layers > max_reductions(space.input_shape):
+        raise InvalidInput(
+            f"every operation has stride 2, but inputSizes {list(space.input_shape)} can be halved only "
+            f"{max_reductions(space.input_shape)} times, fewer than numLayers={space.num_layers}"
+        )

@@ -1,0 +1,127 @@
+"""proxylessnas: ProxylessNAS (Cai, Zhu, Han, ICLR 2019) as a Katib algorithm, in two modes.
+
+oneshot (default): like Katib's DARTS, each suggestion is one trial that
+trains the whole supernet with binarized path gates and reports the derived
+network as the string metric Best-Architecture. Assignments: `architecture`
+(the supernet text) and `search` (the compact search settings, see
+proxyless_oneshot). Trial k of an experiment searches with seed `seed + k`.
+
+reinforce: each trial trains one network sampled from per-block path
+probabilities; the probabilities are rebuilt from the finished trials on
+every call (see proxyless_reinforce). Assignment: `architecture`; each
+proposal carries the label `proxylessnas-index` with its suggestion number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..codec import encode
+from ..errors import InvalidInput
+from ..experiment import ExperimentInfo, TrialRecord
+from ..settings import parse_settings, setting
+from ..space import parse_nas_config
+from ..spec import Architecture
+from .base import Proposal, seeded_rng
+from .proxyless_oneshot import SearchConfig, to_text
+from .proxyless_reinforce import INDEX_LABEL, ReinforceConfig, episodes_from_history, replay, sample_choices
+from .proxyless_space import SupernetLayout, build_supernet, derive, parse_int_list
+
+ASSIGNMENTS = {"oneshot": ("architecture", "search"), "reinforce": ("architecture",)}
+LOSS_SETTING = {"mul-log": "mullog", "add-linear": "addlin"}
+
+
+@dataclass(frozen=True)
+class ProxylessSettings:
+    mode: str = setting("oneshot", "oneshot: one supernet-training trial; reinforce: sampled trials",
+                        choices=("oneshot", "reinforce"))
+    seed: int = setting(0, "seed of the search; one-shot trial k uses seed + k", low=0, high=2**31 - 1)
+    stem_width: int = setting(16, "width of the 3x3 stem convolution", low=1, high=1024)
+    stage_widths: str = setting("16,32,64", "comma-separated width of every stage")
+    stage_strides: str = setting("1,2,2", "comma-separated stride (1 or 2) of every stage")
+    latency_target_ms: float = setting(0.0, "latency target T in ms; 0 searches without latency", low=0.0,
+                                       high=1e6)
+    epochs: int = setting(6, "oneshot: supernet training epochs, warm-up included", low=1, high=10000)
+    warmup_epochs: int = setting(2, "oneshot: first epochs that train weights only", low=0, high=10000)
+    latency_loss: str = setting("mul-log", "oneshot: CE*(log E[lat]/log T)^beta or CE+lambda*(E[lat]-T)/T",
+                                choices=("mul-log", "add-linear"))
+    beta: float = setting(0.6, "oneshot: exponent of the mul-log latency loss", low=0.0, high=100.0)
+    latency_lambda: float = setting(0.1, "oneshot: weight of the add-linear latency loss", low=0.0, high=100.0)
+    arch_lr: float = setting(0.006, "oneshot: Adam learning rate of the path logits", low=1e-6, high=10.0)
+    retrain_epochs: int = setting(0, "oneshot: epochs to retrain the derived network from scratch (0: keep "
+                                     "the supernet weights)", low=0, high=10000)
+    reinforce_lr: float = setting(0.5, "reinforce: step size of the path-logit update", low=0.0, high=100.0)
+    baseline_decay: float = setting(0.9, "reinforce: moving-average decay of the reward baseline", low=0.0,
+                                    high=1.0)
+    latency_exponent: float = setting(0.07, "reinforce: w in reward = accuracy * (T / latency)^w", low=0.0,
+                                      high=100.0)
+    latency_metric: str = setting("latency-ms", "reinforce: trial metric holding the measured latency in ms")
+
+
+class ProxylessNas:
+    name = "proxylessnas"
+    settings_class = ProxylessSettings
+
+    def __init__(self) -> None:
+        self._mode = "oneshot"
+
+    @property
+    def assignment_names(self) -> tuple[str, ...]:
+        """Names of the mode of the experiment last validated (oneshot before any)."""
+        return ASSIGNMENTS[self._mode]
+
+    def validate(self, experiment: ExperimentInfo) -> tuple[ProxylessSettings, Architecture]:
+        settings = parse_settings(ProxylessSettings, experiment.settings, self.name)
+        layout = SupernetLayout(settings.stem_width,
+                                parse_int_list(settings.stage_widths, "stage_widths", 1, 4096),
+                                parse_int_list(settings.stage_strides, "stage_strides", 1, 2))
+        supernet = build_supernet(parse_nas_config(experiment.nas_config), layout)
+        if settings.mode == "oneshot":
+            search_config(settings, 0)
+        else:
+            _check_reinforce(settings, experiment)
+        self._mode = settings.mode
+        return settings, supernet
+
+    def suggest(self, experiment: ExperimentInfo, history: list[TrialRecord], count: int,
+                first_index: int) -> Proposal:
+        settings, supernet = self.validate(experiment)
+        indices = range(first_index, first_index + count)
+        if settings.mode == "oneshot":
+            text = encode(supernet)
+            return Proposal([{"architecture": text, "search": to_text(search_config(settings, k))} for k in indices])
+        config = reinforce_config(settings, experiment)
+        alpha = replay(len(supernet.cells), len(supernet.cells[0].ops),
+                       episodes_from_history(history, supernet, config), config)
+        assignments = []
+        for k in indices:
+            choices = sample_choices(alpha, seeded_rng(experiment.name, settings.seed, "reinforce", k))
+            assignments.append({"architecture": encode(derive(supernet, choices))})
+        return Proposal(assignments, labels=[{INDEX_LABEL: str(k)} for k in indices])
+
+
+def search_config(settings: ProxylessSettings, trial_index: int) -> SearchConfig:
+    """The one-shot search settings of trial `trial_index`."""
+    if settings.warmup_epochs >= settings.epochs:
+        raise InvalidInput(f"setting warmup_epochs={settings.warmup_epochs} must be below epochs={settings.epochs} "
+                           f"so that the architecture is trained at all")
+    loss = LOSS_SETTING[settings.latency_loss] if settings.latency_target_ms > 0 else "none"
+    return SearchConfig(epochs=settings.epochs, warmup=settings.warmup_epochs, loss=loss,
+                        target=settings.latency_target_ms, beta=settings.beta, lambda_=settings.latency_lambda,
+                        archlr=settings.arch_lr, retrain=settings.retrain_epochs,
+                        seed=settings.seed + trial_index).check()
+
+
+def reinforce_config(settings: ProxylessSettings, experiment: ExperimentInfo) -> ReinforceConfig:
+    return ReinforceConfig(settings.reinforce_lr, settings.baseline_decay, settings.latency_target_ms,
+                           settings.latency_exponent, experiment.objective_metric, settings.latency_metric)
+
+
+def _check_reinforce(settings: ProxylessSettings, experiment: ExperimentInfo) -> None:
+    if not experiment.maximize:
+        raise InvalidInput(f"proxylessnas reinforce rewards accuracy: the objective {experiment.objective_metric} "
+                           f"must be maximized")
+    uses_latency = settings.latency_target_ms > 0 and settings.latency_exponent > 0
+    if uses_latency and settings.latency_metric not in experiment.additional_metrics:
+        raise InvalidInput(f"proxylessnas reinforce with latency_target_ms={settings.latency_target_ms:g} reads the "
+                           f"trial metric {settings.latency_metric!r}: add it to additionalMetricNames")

@@ -1,0 +1,82 @@
+"""Translate Katib's protobuf messages to the core's plain objects and back; nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...proto import api_pb2
+from ..core.algorithms import Proposal
+from ..core.experiment import CONDITIONS, ExperimentInfo, TrialRecord, make_trial
+
+
+def experiment_info(experiment: api_pb2.Experiment) -> ExperimentInfo:
+    spec = experiment.spec
+    objective = spec.objective
+    return ExperimentInfo(
+        name=experiment.name,
+        algorithm=spec.algorithm.algorithm_name,
+        settings={s.name: s.value for s in spec.algorithm.algorithm_settings},
+        objective_metric=objective.objective_metric_name,
+        maximize=objective.type != api_pb2.MINIMIZE,
+        additional_metrics=tuple(objective.additional_metric_names),
+        goal=objective.goal or None,  # proto3 double: 0 means "not set"
+        parallel_trial_count=spec.parallel_trial_count,
+        max_trial_count=spec.max_trial_count,
+        nas_config=nas_config_dict(spec.nas_config) if spec.HasField("nas_config") else None,
+    )
+
+
+def nas_config_dict(nas_config: api_pb2.NasConfig) -> dict[str, Any]:
+    """The nasConfig in the camelCase form an Experiment YAML uses."""
+    graph = nas_config.graph_config
+    return {
+        "graphConfig": {
+            "numLayers": graph.num_layers,
+            "inputSizes": list(graph.input_sizes),
+            "outputSizes": list(graph.output_sizes),
+        },
+        "operations": [
+            {
+                "operationType": op.operation_type,
+                "parameters": [_parameter_dict(p) for p in op.parameter_specs.parameters],
+            }
+            for op in nas_config.operations.operation
+        ],
+    }
+
+
+def _parameter_dict(parameter: api_pb2.ParameterSpec) -> dict[str, Any]:
+    space = parameter.feasible_space
+    return {
+        "name": parameter.name,
+        "parameterType": api_pb2.ParameterType.Name(parameter.parameter_type).lower(),
+        "feasibleSpace": {"min": space.min, "max": space.max, "step": space.step, "list": list(space.list)},
+    }
+
+
+def trial_record(trial: api_pb2.Trial) -> TrialRecord:
+    status = trial.status
+    condition = status.condition
+    spec = trial.spec
+    return make_trial(
+        name=trial.name,
+        assignments={a.name: a.value for a in spec.parameter_assignments.assignments},
+        condition=CONDITIONS[condition] if condition < len(CONDITIONS) else "UNKNOWN",
+        metrics=[(m.name, m.value) for m in status.observation.metrics],
+        labels=dict(spec.labels) if len(spec.labels) else None,
+    )
+
+
+def suggestions_reply(proposal: Proposal, algorithm_name: str) -> api_pb2.GetSuggestionsReply:
+    reply = api_pb2.GetSuggestionsReply()
+    for index, assignment in enumerate(proposal.assignments):
+        entry = reply.parameter_assignments.add()
+        for name, value in assignment.items():
+            entry.assignments.add(name=name, value=value)
+        if index < len(proposal.labels):
+            entry.labels.update(proposal.labels[index])
+    if proposal.state:
+        reply.algorithm.algorithm_name = algorithm_name
+        for name, value in sorted(proposal.state.items()):
+            reply.algorithm.algorithm_settings.add(name=name, value=value)
+    return reply

@@ -1,0 +1,323 @@
+"""envelopenet as Katib drives it: phases rebuilt from the history, replicas, retries, exact counts, restarts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+
+from katib_nas.suggestion.core import engine
+from katib_nas.suggestion.core.algorithms import get_algorithm
+from katib_nas.suggestion.core.algorithms.envelopenet import PHASE_LABEL, EnvelopeNet
+from katib_nas.suggestion.core.algorithms.envelopenet_config import resolve
+from katib_nas.suggestion.core.algorithms.envelopenet_construct import initial_network, next_network
+from katib_nas.suggestion.core.algorithms.envelopenet_schedule import ConstructionError, decode_seed
+from katib_nas.suggestion.core.algorithms.envelopenet_stats import (
+    average, format_branch_stats, format_skip_gates, read_statistics)
+from katib_nas.suggestion.core.codec import decode, encode
+from katib_nas.suggestion.core.errors import InvalidInput
+from katib_nas.suggestion.core.experiment import ExperimentInfo, TrialRecord, make_trial
+
+SMALL_NAS_CONFIG = {
+    "graphConfig": {"numLayers": 2, "inputSizes": [8, 8, 1], "outputSizes": [10]},
+    "operations": [
+        {"operationType": "convolution", "parameters": [
+            {"name": "filter_size", "parameterType": "categorical", "feasibleSpace": {"list": ["1", "3"]}}]},
+        {"operationType": "separable_convolution", "parameters": [
+            {"name": "filter_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}}]},
+    ],
+}
+METRICS = ("Validation-Loss", "Branch-Stats", "Skip-Gates")
+BASE_SETTINGS = {"iterations": "3", "width": "12", "initial_cells": "2", "max_cells": "5"}
+
+
+def experiment(settings: dict[str, str] | None = None, parallel: int = 1, name: str = "exp",
+               nas_config: dict | None = None, metrics: tuple[str, ...] = METRICS) -> ExperimentInfo:
+    return ExperimentInfo(name=name, algorithm="envelopenet", settings={**BASE_SETTINGS, **(settings or {})},
+                          objective_metric="Validation-Accuracy", additional_metrics=metrics,
+                          parallel_trial_count=parallel, nas_config=nas_config or SMALL_NAS_CONFIG)
+
+
+def branch_values(assignment: dict[str, str]) -> tuple[list[list[float]], list[list[float]]]:
+    """What a trial with this seed 'measures': deterministic per seed, exact in %.6g."""
+    arch = decode(assignment["architecture"])
+    rng = random.Random(int(assignment["seed"]))
+    branches = [[round(rng.uniform(0.1, 2.0), 4) for _ in cell.ops] for cell in arch.cells]
+    gates = [[round(rng.uniform(-1.0, 1.0), 4) for _ in cell.skips] for cell in arch.cells]
+    return branches, gates
+
+
+def finished(assignment: dict[str, str], name: str, condition: str = "SUCCEEDED",
+             branch_stats: str | None = None, skip_gates: str | None = None) -> TrialRecord:
+    branches, gates = branch_values(assignment)
+    metrics = [("Validation-Accuracy", "0.81"), ("Validation-Loss", "0.52"),
+               ("Branch-Stats", branch_stats if branch_stats is not None else format_branch_stats(branches)),
+               ("Skip-Gates", skip_gates if skip_gates is not None else format_skip_gates(gates))]
+    return make_trial(name, assignment, condition, metrics if condition == "SUCCEEDED" else [])
+
+
+def running(assignment: dict[str, str], name: str) -> TrialRecord:
+    return make_trial(name, assignment, "RUNNING", [])
+
+
+def ask(exp: ExperimentInfo, history: list[TrialRecord], count: int, first_index: int) -> list[dict[str, str]]:
+    return engine.suggest(exp, history, count, first_index).assignments
+
+
+def expected_next(exp: ExperimentInfo, trials: list[TrialRecord]) -> str:
+    config = resolve(exp)
+    arch = decode(trials[0].assignments["architecture"])
+    return encode(next_network(arch, average([read_statistics(t, arch) for t in trials]), config))
+
+
+def test_is_registered_under_its_katib_name() -> None:
+    assert isinstance(get_algorithm("envelopenet"), EnvelopeNet)
+
+
+def test_one_trial_at_a_time_builds_each_network_from_the_last_statistics() -> None:
+    exp = experiment()
+    config = resolve(exp)
+    history: list[TrialRecord] = []
+    network = initial_network(config)
+    for iteration in range(3):
+        [proposal] = ask(exp, history, 1, len(history))
+        assert proposal["architecture"] == encode(network)
+        assert proposal["epochs"] == "1"
+        assert decode_seed(proposal["seed"]) == (0, iteration, len(history))
+        history.append(finished(proposal, f"t{iteration}"))
+        network = next_network(network, read_statistics(history[-1], network), config)
+    final = ask(exp, history, 1, 3)
+    assert final[0]["architecture"] == encode(network) and final[0]["epochs"] == "10"
+    history.append(finished(final[0], "t3"))
+    more = ask(exp, history, 2, 4)
+    assert [p["architecture"] for p in more] == [encode(network)] * 2
+    assert [p["epochs"] for p in more] == ["10", "10"]
+    assert len({p["seed"] for p in final + more}) == 3
+    assert len(network.stages[0].cells) == 5 and len(network.stages[1].cells) == 5
+
+
+def test_proposals_carry_a_phase_label() -> None:
+    exp = experiment({"iterations": "1"})
+    proposal = engine.suggest(exp, [], 2, 0)
+    assert proposal.labels == [{PHASE_LABEL: "0"}, {PHASE_LABEL: "0"}]
+    history = [finished(proposal.assignments[0], "a"), finished(proposal.assignments[1], "b")]
+    assert engine.suggest(exp, history, 1, 2).labels == [{PHASE_LABEL: "final"}]
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 5])
+@pytest.mark.parametrize("phase", ["start", "waiting", "final"])
+def test_exactly_the_requested_number(count: int, phase: str) -> None:
+    exp = experiment({"iterations": "1"})
+    first = ask(exp, [], 1, 0)[0]
+    history = {"start": [], "waiting": [running(first, "a")], "final": [finished(first, "a")]}[phase]
+    proposals = ask(exp, history, count, len(history))
+    assert len(proposals) == count
+    assert len({p["seed"] for p in proposals} | {t.assignments["seed"] for t in history}) == count + len(history)
+
+
+def test_waiting_iteration_fills_free_slots_with_replicas_not_the_next_network() -> None:
+    exp = experiment()
+    first = ask(exp, [], 1, 0)[0]
+    extra = ask(exp, [running(first, "a")], 2, 1)
+    assert [p["architecture"] for p in extra] == [first["architecture"]] * 2
+    assert [decode_seed(p["seed"]) for p in extra] == [(0, 0, 1), (0, 0, 2)]
+
+
+def test_replicas_default_to_parallel_trial_count_and_are_averaged() -> None:
+    exp = experiment(parallel=2)
+    pair = ask(exp, [], 2, 0)
+    assert pair[0]["architecture"] == pair[1]["architecture"] and pair[0]["seed"] != pair[1]["seed"]
+    one_done = [finished(pair[0], "a"), running(pair[1], "b")]
+    assert ask(exp, one_done, 1, 2)[0]["architecture"] == pair[0]["architecture"]
+    both = [finished(pair[0], "a"), finished(pair[1], "b")]
+    [proposal] = ask(exp, both, 1, 3)
+    assert proposal["architecture"] == expected_next(exp, both)
+    assert proposal["architecture"] != expected_next(exp, both[:1])  # the average differs from one replica
+
+
+def test_the_averaged_set_is_the_lowest_indexed_replicas_once_none_before_them_runs() -> None:
+    exp = experiment({"replicas": "2"})
+    trio = ask(exp, [], 3, 0)
+    waiting = [running(trio[0], "a"), finished(trio[1], "b"), finished(trio[2], "c")]
+    assert ask(exp, waiting, 1, 3)[0]["architecture"] == trio[0]["architecture"]
+    done = [finished(trio[0], "a"), finished(trio[1], "b"), finished(trio[2], "c")]
+    [proposal] = ask(exp, done, 1, 3)
+    assert proposal["architecture"] == expected_next(exp, done[:2])
+    assert proposal["architecture"] != expected_next(exp, done)
+
+
+def test_failed_trials_are_retried_up_to_max_retries_then_the_error_says_why() -> None:
+    exp = experiment({"max_retries": "2"})
+    history: list[TrialRecord] = []
+    for attempt in range(3):
+        [proposal] = ask(exp, history, 1, attempt)
+        assert decode_seed(proposal["seed"]) == (0, 0, attempt)
+        history.append(finished(proposal, f"trial-{attempt}", condition="FAILED"))
+    with pytest.raises(ConstructionError) as info:
+        ask(exp, history, 1, 3)
+    message = str(info.value)
+    assert "iteration 0 failed 3 times, more than max_retries=2" in message
+    assert "trial trial-2: trial ended FAILED" in message
+    assert isinstance(info.value, InvalidInput) and "\n" not in message
+
+
+def test_a_successful_retry_continues_the_construction() -> None:
+    exp = experiment({"max_retries": "1"})
+    [first] = ask(exp, [], 1, 0)
+    history = [finished(first, "a", condition="KILLED")]
+    [retry] = ask(exp, history, 1, 1)
+    history.append(finished(retry, "b"))
+    [proposal] = ask(exp, history, 1, 2)
+    assert decode_seed(proposal["seed"]) == (0, 1, 2)
+    assert proposal["architecture"] == expected_next(exp, history[1:])
+
+
+@pytest.mark.parametrize(
+    "branch_stats, skip_gates, reason",
+    [
+        ("", None, "reported no Branch-Stats metric (run the trial with --branch-stats"),
+        ("0.5", None, "Branch-Stats is the number 0.5"),
+        ("g/0.1_0.2_0.3", None, "must start with ms/"),
+        ("ms/0.1_0.2_0.3", None, "Branch-Stats lists 1 cells, the architecture has 4"),
+        ("ms/0.1_0.2_0.3/0.1_0.2/0.1_0.2_0.3/0.1_0.2_0.3", None, "cell 1 has 2 values, the cell has 3 branches"),
+        ("ms/0.1_0.2_0.3/0.1_x_0.3/0.1_0.2_0.3/0.1_0.2_0.3", None, "Branch-Stats cell 1: 'x' is not a number"),
+        (None, "", "reported no Skip-Gates metric"),
+        (None, "g/-/-/-/-", "Skip-Gates cell 2 has 0 gates, the cell has 1 skip inputs"),
+    ],
+)
+def test_unusable_statistics_count_as_a_failure_with_the_reason(branch_stats: str | None, skip_gates: str | None,
+                                                                  reason: str) -> None:
+    exp = experiment({"max_retries": "0"})
+    [first] = ask(exp, [], 1, 0)
+    history = [finished(first, "bad", branch_stats=branch_stats, skip_gates=skip_gates)]
+    with pytest.raises(ConstructionError, match="succeeded but its statistics are unusable") as info:
+        ask(exp, history, 1, 1)
+    assert reason in str(info.value)
+
+
+def test_metrics_unavailable_trials_count_as_failures_whether_katib_sends_them_or_not() -> None:
+    exp = experiment({"max_retries": "1"})
+    [first] = ask(exp, [], 1, 0)
+    sent = [make_trial("a", first, "METRICSUNAVAILABLE", [("Validation-Accuracy", "unavailable")])]
+    [retry_sent] = ask(exp, sent, 1, 1)
+    [retry_omitted] = ask(exp, [], 1, 1)  # Katib leaves metrics-unavailable trials out of the request
+    assert retry_sent == retry_omitted and decode_seed(retry_sent["seed"]) == (0, 0, 1)
+    with pytest.raises(ConstructionError, match=r"failed 2 times.*missing from Katib's request"):
+        ask(exp, [], 1, 2)
+    with pytest.raises(ConstructionError, match="trial ended METRICSUNAVAILABLE"):
+        ask(exp, sent + [make_trial("b", retry_sent, "METRICSUNAVAILABLE", [])], 1, 2)
+
+
+def test_the_final_training_is_retried_and_then_reported() -> None:
+    exp = experiment({"iterations": "1", "max_retries": "1"})
+    [first] = ask(exp, [], 1, 0)
+    history = [finished(first, "a")]
+    [final] = ask(exp, history, 1, 1)
+    history.append(finished(final, "b", condition="FAILED"))
+    [again] = ask(exp, history, 1, 2)
+    assert again["architecture"] == final["architecture"] and again["epochs"] == "10"
+    history.append(finished(again, "c", condition="FAILED"))
+    with pytest.raises(ConstructionError, match="the final training failed 2 times"):
+        ask(exp, history, 1, 3)
+
+
+def test_trials_of_other_runs_and_stale_indices_do_not_disturb_the_construction() -> None:
+    exp = experiment()
+    [first] = ask(exp, [], 1, 0)
+    history = [finished(first, "a")]
+    clean = ask(exp, history, 1, 1)
+    foreign = [
+        make_trial("x1", {"architecture": "in8x8x1-cls10-stem4/w4:c3", "epochs": "1", "seed": "7"}, "SUCCEEDED", []),
+        make_trial("x2", {**first, "seed": str(5 * 1_000_000)}, "FAILED", []),  # another base seed
+        make_trial("x3", {"architecture": "garbage", "seed": "not-a-number"}, "FAILED", []),
+        make_trial("x5", {**first, "seed": "\u00b2"}, "FAILED", []),  # a digit to str.isdigit, not to int()
+        make_trial("x4", {**first, "epochs": "2", "seed": "3"}, "FAILED", []),  # another budget
+    ]
+    assert ask(exp, history + foreign, 1, 1)[0]["architecture"] == clean[0]["architecture"]
+    # a first_index lower than what the history shows never reuses a seed
+    assert decode_seed(ask(exp, history, 1, 0)[0]["seed"]) == (0, 1, 1)
+
+
+def test_settings_seed_and_skip_off() -> None:
+    exp = experiment({"seed": "7", "skip": "false"}, metrics=("Branch-Stats",))
+    [first] = ask(exp, [], 1, 0)
+    assert decode_seed(first["seed"]) == (7, 0, 0)
+    assert all(cell.skips == () for cell in decode(first["architecture"]).cells)
+    branches, _ = branch_values(first)
+    history = [make_trial("a", first, "SUCCEEDED", [("Branch-Stats", format_branch_stats(branches))])]
+    [second] = ask(exp, history, 1, 1)
+    assert decode_seed(second["seed"]) == (7, 1, 1)
+    assert all(cell.skips == () for cell in decode(second["architecture"]).cells)
+
+
+def test_fresh_instances_and_a_fresh_process_give_identical_proposals() -> None:
+    exp = experiment(parallel=2)
+    history: list[TrialRecord] = []
+    pair = ask(exp, history, 2, 0)
+    history = [finished(pair[0], "a"), running(pair[1], "b")]
+    here = [EnvelopeNet().suggest(exp, history, 3, 2).assignments for _ in range(2)]
+    script = (
+        "import json, sys\n"
+        "from katib_nas.suggestion.core.algorithms.envelopenet import EnvelopeNet\n"
+        "from katib_nas.suggestion.core.experiment import ExperimentInfo, TrialRecord\n"
+        "data = json.load(sys.stdin)\n"
+        "exp = ExperimentInfo(**{**data['exp'], 'additional_metrics': tuple(data['exp']['additional_metrics'])})\n"
+        "history = [TrialRecord(**t) for t in data['history']]\n"
+        "print(json.dumps(EnvelopeNet().suggest(exp, history, 3, 2).assignments))\n"
+    )
+    payload = json.dumps({"exp": dataclasses.asdict(exp), "history": [dataclasses.asdict(t) for t in history]})
+    done = subprocess.run([sys.executable, "-c", script], input=payload, capture_output=True, text=True, check=True)
+    assert here[0] == here[1] == json.loads(done.stdout)
+
+
+def test_construction_view_reports_networks_and_completion() -> None:
+    exp = experiment({"iterations": "1"})
+    [first] = ask(exp, [], 1, 0)
+    history = [finished(first, "a")]
+    state = EnvelopeNet().construction(exp, history, 1)
+    assert len(state.networks) == 2 and state.final and not state.finished
+    [final] = ask(exp, history, 1, 1)
+    state = EnvelopeNet().construction(exp, history + [finished(final, "b")], 2)
+    assert state.finished and encode(state.networks[-1]) == final["architecture"]
+
+
+@pytest.mark.parametrize("parallel, seed", [(1, 0), (2, 1), (2, 2), (3, 3)])
+def test_a_simulated_katib_loop_completes_with_consistent_phases(parallel: int, seed: int) -> None:
+    """Katib's loop: fill free slots, trials finish in random order, some fail or lose their metrics."""
+    exp = experiment({"iterations": "3", "max_retries": "3"}, parallel=parallel)
+    rng = random.Random(seed)
+    trials: dict[str, TrialRecord] = {}
+    running_names: list[str] = []
+    suggested = 0
+    final_done = False
+    for _ in range(200):
+        free = parallel - len(running_names)
+        if free and not final_done:
+            visible = [t for t in trials.values() if t.condition != "METRICSUNAVAILABLE"]  # Katib omits these
+            proposals = ask(exp, visible, free, suggested)
+            assert len(proposals) == free
+            for proposal in proposals:
+                name = f"trial-{suggested}"
+                trials[name] = running(proposal, name)
+                running_names.append(name)
+                suggested += 1
+        name = running_names.pop(rng.randrange(len(running_names)))
+        outcome = rng.choices(["SUCCEEDED", "FAILED", "METRICSUNAVAILABLE"], [0.85, 0.1, 0.05])[0]
+        trials[name] = finished(trials[name].assignments, name, condition=outcome)
+        final_done = any(t.assignments["epochs"] == "10" and t.succeeded for t in trials.values())
+        if final_done and not running_names:
+            break
+    assert final_done
+    by_phase: dict[int, set[str]] = {}
+    for trial in trials.values():
+        by_phase.setdefault(decode_seed(trial.assignments["seed"])[1], set()).add(trial.assignments["architecture"])
+    assert sorted(by_phase) == [0, 1, 2, 3] and all(len(texts) == 1 for texts in by_phase.values())
+    seeds = [t.assignments["seed"] for t in trials.values()]
+    assert len(set(seeds)) == len(seeds) == suggested
+    visible = [t for t in trials.values() if t.condition != "METRICSUNAVAILABLE"]
+    state = EnvelopeNet().construction(exp, visible, suggested)
+    assert state.finished and [encode(n) for n in state.networks] == [by_phase[p].pop() for p in range(4)]

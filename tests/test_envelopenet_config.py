@@ -1,0 +1,125 @@
+"""envelopenet settings and nasConfig: resolved as documented, and every mistake named before a trial runs."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+
+from katib_nas.suggestion.core import engine
+from katib_nas.suggestion.core.algorithms.envelopenet_config import MAX_ARCHITECTURE_TEXT, EnvelopeNetSettings, resolve
+from katib_nas.suggestion.core.errors import InvalidInput
+from katib_nas.suggestion.core.settings import describe_settings
+from katib_nas.suggestion.core.spec import Op
+
+from .conftest import REPO, load_yaml
+from .test_envelopenet import SMALL_NAS_CONFIG, experiment
+
+
+def test_branches_come_from_the_operations_and_widths_double_per_stage() -> None:
+    config = resolve(experiment({"width": "16", "initial_cells": "1,2", "max_cells": "3,2", "grow_stages": "0"}))
+    assert config.branch_ops == (Op("conv", 1), Op("conv", 3), Op("sepconv", 3))
+    assert config.stage_widths == (16, 32) and config.stem == 16
+    assert config.initial_cells == (1, 2) and config.max_cells == (3, 2) and config.growing == (True, False)
+
+
+def test_width_defaults_to_the_smallest_num_filter_and_operations_are_deduplicated() -> None:
+    nas_config = copy.deepcopy(SMALL_NAS_CONFIG)
+    nas_config["operations"][0]["parameters"] += [
+        {"name": "num_filter", "parameterType": "categorical", "feasibleSpace": {"list": ["48", "24"]}},
+        {"name": "stride", "parameterType": "categorical", "feasibleSpace": {"list": ["1", "2"]}}]
+    config = resolve(experiment({"width": "0", "stem_width": "8"}, nas_config=nas_config))
+    assert config.stage_widths == (24, 48) and config.stem == 8
+    assert len(config.branch_ops) == 3
+
+
+def test_katib_style_conv_and_separable_lists_give_the_six_default_branches() -> None:
+    nas_config = load_yaml(REPO / "examples" / "envelopenet-fashion-mnist.yaml")
+    config = resolve(experiment({}, nas_config=nas_config["spec"]["nasConfig"]))
+    tokens = [f"{'c' if op.kind == 'conv' else 's'}{op.kernel}" for op in config.branch_ops]
+    assert tokens == ["c1", "c3", "c5", "s3", "s5", "s7"]
+
+
+def test_replicas_zero_follows_parallel_trial_count() -> None:
+    assert resolve(experiment(parallel=3)).replicas == 3
+    assert resolve(experiment({"replicas": "2"}, parallel=3)).replicas == 2
+    assert resolve(experiment(parallel=0)).replicas == 1
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"iteration": "3"}, "unknown setting 'iteration' for algorithm envelopenet; known settings: iterations"),
+        ({"iterations": "0"}, "setting iterations='0' for algorithm envelopenet must be an integer in [1, 50]"),
+        ({"skip": "maybe"}, "setting skip='maybe' for algorithm envelopenet must be true or false"),
+        ({"worst_case": "2"}, "worst_case='2'"),
+        ({"max_filter_prune": "-1"}, "max_filter_prune='-1'"),
+        ({"replicas": "65"}, "replicas='65'"),
+        ({"seed": "2001"}, "seed='2001' for algorithm envelopenet must be an integer in [0, 2000]"),
+        ({"initial_cells": "2,x"}, "setting initial_cells='2,x' must be one integer or 2 integers separated by commas"),
+        ({"initial_cells": "1,2,3"}, "setting initial_cells='1,2,3' lists 3 stages; graphConfig.numLayers gives 2"),
+        ({"initial_cells": "0"}, "cells per stage must be in [1, 24]"),
+        ({"max_cells": "1", "initial_cells": "2"}, "stage 0 may grow to 1 cells, fewer than its initial_cells 2"),
+        ({"grow_stages": "2"}, "setting grow_stages='2' must be all, none, or stage indices in [0, 1]"),
+        ({"width": "2"}, "3 envelope branches do not fit in the first stage's width 2"),
+        ({"width": "4096"}, "stage width doubles per stage: 2 stages from width 4096 reach 8192"),
+    ],
+)
+def test_bad_settings_are_named(settings: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        engine.validate(experiment(settings))
+    assert message in str(info.value)
+
+
+def test_missing_metric_names_are_reported_before_any_trial() -> None:
+    with pytest.raises(InvalidInput, match="add Branch-Stats, Skip-Gates to objective.additionalMetricNames"):
+        engine.validate(experiment(metrics=("Validation-Loss",)))
+    with pytest.raises(InvalidInput, match="add Skip-Gates"):
+        engine.validate(experiment(metrics=("Branch-Stats",)))
+    engine.validate(experiment({"skip": "false"}, metrics=("Branch-Stats",)))
+
+
+@pytest.mark.parametrize(
+    "operation, message",
+    [
+        ({"operationType": "reduction", "parameters": [
+            {"name": "reduction_type", "parameterType": "categorical", "feasibleSpace": {"list": ["max_pooling"]}},
+            {"name": "pool_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}}]},
+         "nasConfig operation reduction cannot be an envelope branch"),
+        ({"operationType": "skip_connection", "parameters": []}, "operation skip_connection cannot be an envelope"),
+        ({"operationType": "convolution", "parameters": []}, "missing parameter 'filter_size'"),
+    ],
+)
+def test_operations_that_cannot_be_branches_are_rejected(operation: dict, message: str) -> None:
+    nas_config = copy.deepcopy(SMALL_NAS_CONFIG)
+    nas_config["operations"].append(operation)
+    with pytest.raises(InvalidInput, match=message):
+        engine.validate(experiment(nas_config=nas_config))
+
+
+def test_too_many_stages_for_the_input_and_a_missing_nas_config() -> None:
+    nas_config = copy.deepcopy(SMALL_NAS_CONFIG)
+    nas_config["graphConfig"]["numLayers"] = 5
+    expected = r"numLayers=5 stages need 4 halvings, but inputSizes \[8, 8, 1\] allow only 3"
+    with pytest.raises(InvalidInput, match=expected):
+        engine.validate(experiment(nas_config=nas_config))
+    with pytest.raises(InvalidInput, match="no nasConfig"):
+        engine.validate(dataclasses.replace(experiment(), nas_config=None))
+
+
+def test_every_setting_is_documented_in_the_readme(repo) -> None:
+    readme = (repo / "README.md").read_text()
+    section = readme.split("## EnvelopeNet construction", 1)[1].split("\n## ", 1)[0]
+    for name, default, _, _ in describe_settings(EnvelopeNetSettings):
+        assert f"`{name}`" in section and default in section, name
+
+
+def test_settings_whose_networks_would_not_fit_in_a_katib_assignment_are_rejected() -> None:
+    assert MAX_ARCHITECTURE_TEXT == engine.MAX_VALUE_BYTES
+    nas_config = copy.deepcopy(SMALL_NAS_CONFIG)
+    nas_config["graphConfig"]["numLayers"] = 3
+    with pytest.raises(InvalidInput, match=r"networks of up to 72 cells would take up to \d+ characters"):
+        engine.validate(experiment({"max_cells": "24"}, nas_config=nas_config))
+    engine.validate(experiment({"max_cells": "24", "skip": "false"}, nas_config=nas_config))
+    engine.validate(experiment({"max_cells": "12"}, nas_config=nas_config))

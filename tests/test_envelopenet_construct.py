@@ -1,0 +1,130 @@
+"""The EnvelopeNet construction step: initial network, pruning limits, growth, skip pruning by gates."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings as hypothesis_settings, strategies as st
+
+from katib_nas.suggestion.core.algorithms.envelopenet_config import resolve
+from katib_nas.suggestion.core.algorithms.envelopenet_construct import (
+    initial_network, keep_strongest_skips, next_network, prune_stage)
+from katib_nas.suggestion.core.algorithms.envelopenet_stats import Statistics
+from katib_nas.suggestion.core.codec import decode, encode
+from katib_nas.suggestion.core.spec import Op
+
+from .test_envelopenet import experiment
+
+C1, C3, C5, S3 = Op("conv", 1), Op("conv", 3), Op("conv", 5), Op("sepconv", 3)
+
+
+def config(**settings: str):
+    return resolve(experiment(settings))
+
+
+def stats_for(arch, value=lambda cell, branch, op: 1.0, gate=lambda cell, k, source: 1.0) -> Statistics:
+    return Statistics(
+        tuple(tuple(value(c, b, op) for b, op in enumerate(cell.ops)) for c, cell in enumerate(arch.cells)),
+        tuple(tuple(gate(c, k, s) for k, s in enumerate(cell.skips)) for c, cell in enumerate(arch.cells)))
+
+
+def test_initial_network_has_full_envelope_cells_doubling_widths_and_dense_skips() -> None:
+    cfg = config(initial_cells="2,3", width="12")
+    arch = initial_network(cfg)
+    assert [s.width for s in arch.stages] == [12, 24]
+    assert [s.stride for s in arch.stages] == [1, 2]
+    assert [len(s.cells) for s in arch.stages] == [2, 3]
+    assert all(cell.ops == (C1, C3, S3) and not cell.choice for cell in arch.cells)
+    assert [cell.skips for cell in arch.cells] == [(), (), (0,), (0, 1), (0, 1, 2)]
+    assert arch.stem == 12 and arch.input_shape == (8, 8, 1) and arch.num_classes == 10
+
+
+def test_initial_network_without_skips_has_none() -> None:
+    arch = initial_network(config(skip="false"))
+    assert all(cell.skips == () for cell in arch.cells)
+
+
+def test_prune_takes_the_weakest_within_a_third_and_max_filter_prune() -> None:
+    cells = [(C1, C3, C5, S3), (C1, C3, C5, S3), (C1, C3, C5, S3)]  # 12 branches: a third is 4
+    values = [(5.0, 0.1, 3.0, 0.2), (0.3, 4.0, 0.4, 6.0), (7.0, 8.0, 0.5, 9.0)]
+    assert prune_stage(cells, values, 6, False) == [(C1, C5), (C3, S3), (C1, C3, C5, S3)]
+    assert prune_stage(cells, values, 2, False) == [(C1, C5), (C1, C3, C5, S3), (C1, C3, C5, S3)]
+    assert prune_stage(cells, values, 0, False) == cells
+
+
+def test_worst_case_prunes_the_strongest_instead() -> None:
+    cells = [(C1, C3, C5, S3), (C1, C3, C5, S3), (C1, C3, C5, S3)]
+    values = [(5.0, 0.1, 3.0, 0.2), (0.3, 4.0, 0.4, 6.0), (7.0, 8.0, 0.5, 9.0)]
+    assert prune_stage(cells, values, 6, True) == [(C1, C3, C5, S3), (C1, C3, C5), (C5,)]
+
+
+def test_prune_never_removes_a_cells_last_branch() -> None:
+    cells = [(C1,), (C1, C3), (C1, C3, C5, S3)]  # 7 branches: a third is 2
+    values = [(0.0,), (0.1, 0.2), (9.0, 9.0, 9.0, 9.0)]
+    assert prune_stage(cells, values, 6, False) == [(C1,), (C3,), (C3, C5, S3)]
+
+
+def test_unknown_statistics_rank_weakest_and_ties_go_by_position() -> None:
+    cells = [(C1, C3, C5), (C1, C3, C5)]
+    assert prune_stage(cells, [(1.0, math.nan, 1.0), (0.5, 1.0, 1.0)], 6, False) == [(C1, C5), (C3, C5)]
+    assert prune_stage(cells, [(2.0, 2.0, 2.0), (2.0, 2.0, 2.0)], 6, False) == [(C5,), (C1, C3, C5)]
+
+
+def test_step_grows_only_growing_stages_below_their_maximum() -> None:
+    cfg = config(initial_cells="2,1", max_cells="3,4", grow_stages="1", width="12")
+    arch = initial_network(cfg)
+    for expected_second in (2, 3, 4, 4):
+        arch = next_network(arch, stats_for(arch), cfg)
+        assert [len(s.cells) for s in arch.stages] == [2, expected_second]
+        assert arch.stages[0].cells[0].ops == (C1, C3, S3)  # a frozen stage is never pruned
+
+
+def test_step_prunes_the_lowest_branch_and_appends_a_full_cell() -> None:
+    cfg = config(initial_cells="2", max_cells="3", width="12", max_filter_prune="1")
+    arch = initial_network(cfg)
+    weak = {(0, 2), (3, 1)}  # stage 0 cell 0 branch s3; stage 1 cell 1 branch c3
+    grown = next_network(arch, stats_for(arch, lambda c, b, op: 0.01 if (c, b) in weak else 1.0), cfg)
+    assert [cell.ops for cell in grown.stages[0].cells] == [(C1, C3), (C1, C3, S3), (C1, C3, S3)]
+    assert [cell.ops for cell in grown.stages[1].cells] == [(C1, C3, S3), (C1, S3), (C1, C3, S3)]
+    assert decode(encode(grown)) == grown
+
+
+def test_skips_keep_the_larger_half_by_gate_magnitude_and_new_cells_connect_densely() -> None:
+    assert keep_strongest_skips((0, 1, 2, 3), (0.1, -0.9, 0.5, 0.2)) == [1, 2]
+    assert keep_strongest_skips((0, 1, 2), (0.1, -0.9, 0.5)) == [1, 2]
+    assert keep_strongest_skips((4,), (0.0,)) == [4]
+    assert keep_strongest_skips((0, 1), (math.nan, 0.3)) == [1]
+    assert keep_strongest_skips((0, 1), (0.5, -0.5)) == [0]
+
+    cfg = config(initial_cells="2,3", max_cells="3,4", width="12")
+    arch = initial_network(cfg)  # skips: (), (), (0,), (0, 1), (0, 1, 2)
+    gates = {(3, 0): 0.1, (3, 1): 2.0, (4, 0): 0.9, (4, 1): 0.1, (4, 2): -1.5}
+    grown = next_network(arch, stats_for(arch, gate=lambda c, k, s: gates.get((c, k), 1.0)), cfg)
+    # old 0,1 -> 0,1; appended 2; old 2,3,4 -> 3,4,5; appended 6
+    assert [cell.skips for cell in grown.cells] == [(), (), (0,), (0,), (1, 2), (0, 2, 3), (0, 1, 2, 3, 4)]
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(data=st.data(), worst_case=st.booleans(), max_prune=st.integers(0, 8), steps=st.integers(1, 4))
+def test_any_statistics_give_a_valid_network_within_the_limits(data, worst_case: bool, max_prune: int,
+                                                             steps: int) -> None:
+    cfg = config(initial_cells="1,2", max_cells="4,3", width="12", max_filter_prune=str(max_prune),
+                 worst_case=str(worst_case).lower())
+    arch = initial_network(cfg)
+    values = st.one_of(st.floats(0, 100), st.just(math.nan))
+    for _ in range(steps):
+        stats = Statistics(
+            tuple(tuple(data.draw(values) for _ in cell.ops) for cell in arch.cells),
+            tuple(tuple(data.draw(st.floats(-5, 5)) for _ in cell.skips) for cell in arch.cells))
+        grown = next_network(arch, stats, cfg)
+        assert decode(encode(grown)) == grown
+        for s, (before, after) in enumerate(zip(arch.stages, grown.stages)):
+            branches_before = sum(len(c.ops) for c in before.cells)
+            if len(before.cells) < cfg.max_cells[s]:
+                assert len(after.cells) == len(before.cells) + 1
+                removed = branches_before - sum(len(c.ops) for c in after.cells[:-1])
+                assert 0 <= removed <= min(max_prune, branches_before // 3)
+                assert after.cells[-1].ops == cfg.branch_ops
+            else:
+                assert [c.ops for c in after.cells] == [c.ops for c in before.cells]
+        arch = grown

@@ -1,0 +1,106 @@
+"""The controller's conversation with a suggestion service, seen from the service's side.
+
+A recording Suggestion servicer runs on a real gRPC server on loopback; the controller drives real stub-trial
+subprocesses against it. This checks what Katib's controller guarantees: request sizes, the trial history
+with conditions and observations, settings from replies merged into later requests, and that an answer with
+the wrong number of assignments is an error.
+"""
+
+from __future__ import annotations
+
+import io
+from concurrent import futures
+from pathlib import Path
+from typing import Iterator
+
+import grpc
+import pytest
+
+from katib_nas.proto import api_pb2, api_pb2_grpc
+from katib_nas.suggestion.local.controller import Controller, LoopConfig
+from katib_nas.suggestion.local.manifest import parse_experiment
+from katib_nas.suggestion.local.progress import ProgressView
+from katib_nas.suggestion.local.service import SuggestionFailure, SuggestionService
+from katib_nas.suggestion.local.store import Store
+
+from .test_local_runner import stub_experiment
+
+ARCHITECTURES = ["in8x8x1-cls10-stem8/w8:c1", "in8x8x1-cls10-stem8/w8:c3", "in8x8x1-cls10-stem8/w16:c3",
+                 "in8x8x1-cls10-stem8/w8:s3"]
+
+
+class RecordingSuggestion(api_pb2_grpc.SuggestionServicer):
+    """Answers from a fixed list, returns a growing `calls` setting, and keeps every request."""
+
+    def __init__(self, short_answer: bool = False):
+        self.requests: list[api_pb2.GetSuggestionsRequest] = []
+        self.short_answer = short_answer
+
+    def GetSuggestions(self, request: api_pb2.GetSuggestionsRequest, context: grpc.ServicerContext):
+        self.requests.append(request)
+        reply = api_pb2.GetSuggestionsReply()
+        count = request.current_request_number - (1 if self.short_answer else 0)
+        for _ in range(count):
+            text = ARCHITECTURES[len(request.trials) + len(reply.parameter_assignments)]
+            reply.parameter_assignments.add().assignments.add(name="architecture", value=text)
+        reply.algorithm.algorithm_settings.add(name="calls", value=str(len(self.requests)))
+        reply.algorithm.algorithm_settings.add(name="seed", value="42")
+        return reply
+
+
+@pytest.fixture
+def servicer(request: pytest.FixtureRequest) -> Iterator[tuple[RecordingSuggestion, str]]:
+    fake = RecordingSuggestion(short_answer=getattr(request, "param", False))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    api_pb2_grpc.add_SuggestionServicer_to_server(fake, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield fake, f"127.0.0.1:{port}"
+    server.stop(None)
+
+
+def run_controller(tmp_path: Path, address: str, max_trials: int) -> None:
+    spec = parse_experiment(stub_experiment(tmp_path, max_trials=max_trials, parallel=1).read_text())
+    store = Store.open(tmp_path / "run")
+    store.create_experiment(spec.name, spec.document, "experiment.yaml", {}, [], str(tmp_path))
+    service = SuggestionService.connect(address, tmp_path / "suggestion.log")
+    view = ProgressView(spec.max_trial_count, spec.objective.metric, 0, io.StringIO(), live=False)
+    try:
+        Controller(spec, store, service, LoopConfig((), str(tmp_path)), view).run()
+    finally:
+        service.stop()
+        store.close()
+
+
+def test_requests_follow_katib(tmp_path: Path, servicer: tuple[RecordingSuggestion, str]) -> None:
+    fake, address = servicer
+    run_controller(tmp_path, address, max_trials=3)
+    requests = fake.requests
+    assert [r.current_request_number for r in requests] == [1, 1, 1]
+    assert [r.total_request_number for r in requests] == [1, 2, 3]
+    assert [len(r.trials) for r in requests] == [0, 1, 2]
+    first_settings = [(s.name, s.value) for s in requests[0].experiment.spec.algorithm.algorithm_settings]
+    assert first_settings == [("seed", "3"), ("stem_width", "8"), ("default_width", "16")]
+    later = [(s.name, s.value) for s in requests[2].experiment.spec.algorithm.algorithm_settings]
+    assert later == [("seed", "42"), ("stem_width", "8"), ("default_width", "16"), ("calls", "2")]
+    history = requests[2].trials
+    assert [t.spec.parameter_assignments.assignments[0].value for t in history] == ARCHITECTURES[:2]
+    assert all(t.status.condition == api_pb2.TrialStatus.SUCCEEDED for t in history)
+    metrics = {m.name: m.value for m in history[0].status.observation.metrics}
+    assert set(metrics) == {"Validation-Accuracy", "Validation-Loss", "latency-ms", "params"}
+    assert 0.5 <= float(metrics["Validation-Accuracy"]) < 0.95 and metrics["params"] == "unavailable"
+    assert history[0].spec.objective.objective_metric_name == "Validation-Accuracy"
+    assert history[0].status.start_time.endswith("Z") and history[0].status.completion_time.endswith("Z")
+    store = Store.open_existing(tmp_path / "run")  # the merged settings are kept for a resumed run
+    assert ("calls", "3") in store.experiment().suggestion_settings
+    store.close()
+
+
+@pytest.mark.parametrize("servicer", [True], indirect=True)
+def test_wrong_number_of_assignments_is_an_error(tmp_path: Path, servicer: tuple[RecordingSuggestion, str]) -> None:
+    _, address = servicer
+    with pytest.raises(SuggestionFailure, match="answered 0 assignments for 1 requested"):
+        run_controller(tmp_path, address, max_trials=2)
+    store = Store.open_existing(tmp_path / "run")
+    assert store.trials() == []
+    store.close()

@@ -1,0 +1,97 @@
+"""End to end: the test Experiment on digits, real gRPC to `katib-nas serve`, real `katib-nas trial` subprocesses.
+
+Also: the runner killed with SIGKILL mid-experiment takes its trials and server with it, and --resume finishes
+the experiment without running any completed trial again.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from katib_nas.suggestion.core.codec import decode
+
+from .conftest import REPO
+
+DIGITS = REPO / "tests" / "data" / "nas-random-digits.yaml"
+
+
+def katib_nas(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "katib_nas.suggestion.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=300)
+
+
+def rows(workdir: Path, query: str) -> list[tuple]:
+    with sqlite3.connect(workdir / "state.sqlite") as db:
+        return db.execute(query).fetchall()
+
+
+def test_four_trial_nas_random_experiment_on_digits(tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    result = katib_nas("run", DIGITS, "--workdir", workdir)
+    assert result.returncode == 0, result.stderr
+    trials = rows(workdir, "SELECT name, condition FROM trials ORDER BY seq")
+    assert [t[1] for t in trials] == ["Succeeded"] * 4
+    architectures = [r[0] for r in rows(workdir, "SELECT value FROM assignments WHERE name = 'architecture'")]
+    assert len(set(architectures)) == 4
+    for text in architectures:
+        assert decode(text).input_shape == (8, 8, 1)
+    metrics = dict(((t, m), v) for t, m, v in rows(workdir, "SELECT trial, metric, latest FROM observations"))
+    for name, _ in trials:
+        assert 0.0 < float(metrics[(name, "Validation-Accuracy")]) <= 1.0
+        assert int(float(metrics[(name, "params")])) > 0 and float(metrics[(name, "latency-ms")]) > 0
+    # Katib's request pattern: first as many trials as parallel slots, then one per finished trial.
+    requests = [line for line in (workdir / "suggestion.log").read_text().splitlines() if "GetSuggestions" in line]
+    assert "requested=2 trials=0" in requests[0]
+    assert all("outcome=ok" in line for line in requests)
+    report = workdir / "report"
+    assert (report / "best_architecture.txt").read_text().strip() in architectures
+    assert (report / "pareto.png").stat().st_size > 0 and (report / "best_network.svg").stat().st_size > 0
+
+
+def trial_processes(architectures: list[str]) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if any(f"--architecture={text}" in cmdline for text in architectures):
+            found.append(process)
+    return found
+
+
+def test_sigkill_then_resume_loses_nothing(tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    runner = subprocess.Popen([sys.executable, "-m", "katib_nas.suggestion.cli", "run", str(DIGITS), "--workdir",
+                               str(workdir), "--no-report"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while True:
+        assert time.monotonic() < deadline and runner.poll() is None
+        if (workdir / "state.sqlite").exists():
+            conditions = [r[0] for r in rows(workdir, "SELECT condition FROM trials")]
+            if "Succeeded" in conditions and "Running" in conditions:
+                break
+        time.sleep(0.1)
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+    before = {r[0]: r[1:] for r in rows(workdir, "SELECT name, condition, attempts, completed_at FROM trials")}
+    running = [name for name, row in before.items() if row[0] == "Running"]
+    architectures = [r[0] for r in rows(workdir, "SELECT value FROM assignments")]
+    deadline = time.monotonic() + 10
+    while trial_processes(architectures) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert trial_processes(architectures) == []  # the trials died with the runner
+    resumed = katib_nas("run", DIGITS, "--workdir", workdir, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming: {len(running)} interrupted trial(s) will run again" in resumed.stderr
+    after = {r[0]: r[1:] for r in rows(workdir, "SELECT name, condition, attempts, completed_at FROM trials")}
+    assert len(after) == 4 and all(row[0] == "Succeeded" for row in after.values())
+    for name, row in before.items():
+        if row[0] == "Succeeded":
+            assert after[name] == row  # not run again: same attempt, same completion time
+    for name in running:
+        assert after[name][1] == 2

@@ -1,0 +1,249 @@
+"""Experiment YAML loading, Katib's defaults and checks, template rendering and request building."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from katib_nas.proto import api_pb2
+from katib_nas.suggestion.local import requests
+from katib_nas.suggestion.local.manifest import ExperimentError, experiment_from_document, parse_experiment
+from katib_nas.suggestion.local.metrics import MetricSummary
+from katib_nas.suggestion.local.status import outcome, summarize_trials, trials_to_request
+from katib_nas.suggestion.local.store import TrialRow
+from katib_nas.suggestion.local.template import (ExperimentError as TemplateError, apply_overrides, build_command,
+                                                  container_argv, render_trial_spec, resolve_program)
+from katib_nas.suggestion.service import convert
+
+from .conftest import REPO, load_yaml
+
+DIGITS = REPO / "tests" / "data" / "nas-random-digits.yaml"
+ARCH = "in8x8x1-cls10-stem8/w16:c3:s3@0"
+
+
+@pytest.fixture
+def document() -> dict[str, Any]:
+    return load_yaml(DIGITS)
+
+
+def container(document: dict[str, Any]) -> dict[str, Any]:
+    return document["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_test_experiment_matches_katib_openapi_schema(document: dict[str, Any], katib_reference: Path) -> None:
+    swagger = json.loads((katib_reference / "swagger.json").read_text())
+    definitions = dict(swagger["definitions"])
+    # Kubernetes' own types (ObjectMeta, Unstructured, ...) are not in Katib's file: accept any value there.
+    for name in re.findall(r'"#/definitions/([^"]+)"', json.dumps(definitions)):
+        definitions.setdefault(name, {})
+    schema = {"$ref": "#/definitions/v1beta1.Experiment", "definitions": definitions}
+    jsonschema.validate(document, schema)
+
+
+def test_defaults_follow_katib(document: dict[str, Any]) -> None:
+    del document["spec"]["parallelTrialCount"]
+    spec = experiment_from_document(document)
+    assert spec.parallel_trial_count == 3
+    assert spec.collector.kind == "StdOut" and spec.collector.format == "TEXT"
+    assert spec.objective.strategy("Validation-Accuracy") == "max"
+    assert spec.objective.strategy("Validation-Loss") == "max"  # additional metrics follow the objective type
+    document["spec"]["objective"]["metricStrategies"] = [{"name": "Validation-Loss", "value": "min"}]
+    assert experiment_from_document(document).objective.strategy("Validation-Loss") == "min"
+
+
+def test_katib_examples_load(katib_reference: Path) -> None:
+    for path in sorted((katib_reference / "examples").glob("*.yaml")):
+        spec = parse_experiment(path.read_text(), str(path))
+        assert spec.nas_config and spec.template.parameters
+
+
+@pytest.mark.parametrize("text, message", [
+    ("kind: Job\napiVersion: batch/v1\n", "is not a Katib Experiment: found apiVersion 'batch/v1' and kind 'Job'"),
+    ("", "is not a Katib Experiment: the file is empty"),
+    ("- a\n- b\n", "is not a Katib Experiment"),
+    ("a: [1, 2\n", "is not valid YAML"),
+])
+def test_not_an_experiment(text: str, message: str) -> None:
+    with pytest.raises(ExperimentError, match=message):
+        parse_experiment(text, "x.yaml")
+
+
+def mutate(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    changed = copy.deepcopy(document)
+    *parents, last = path.split(".")
+    target = changed
+    for key in parents:
+        target = target[key]
+    if value is None:
+        del target[last]
+    else:
+        target[last] = value
+    return changed
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("spec.nasConfig", None, "spec.nasConfig is missing"),
+    ("metadata.name", "Bad_Name", "metadata.name 'Bad_Name' must be lower case"),
+    ("spec.maxTrialCount", "4", "spec.maxTrialCount must be an integer"),
+    ("spec.parallelTrialCount", 5, "spec.parallelTrialCount=5 must be at most spec.maxTrialCount=4"),
+    ("spec.maxFailedTrialCount", -1, "must not be less than 0"),
+    ("spec.objective.type", "maximise", "must be minimize or maximize"),
+    ("spec.algorithm", None, "spec.algorithm must be specified"),
+    ("spec.earlyStopping", {"algorithmName": "medianstop"}, "earlyStopping is not supported"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "Push"}}, "kind Push cannot run locally"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "StdOut"}, "source": {"filter": {"metricsFormat": ["(x"]}}},
+     "not a valid regular expression"),
+    ("spec.metricsCollectorSpec", {"source": {"filter": {"metricsFormat": ["x=(\\d+)"]}}}, "needs two groups"),
+    ("spec.trialTemplate.trialParameters", [{"name": "other", "reference": "architecture"}],
+     "'other' is not used in spec.trialTemplate.trialSpec"),
+])
+def test_bad_fields_are_named(document: dict[str, Any], path: str, value: Any, message: str) -> None:
+    with pytest.raises(ExperimentError, match=message):
+        experiment_from_document(mutate(document, path, value))
+
+
+def test_feasible_space_values_must_be_strings(document: dict[str, Any]) -> None:
+    document["spec"]["nasConfig"]["operations"][0]["parameters"][0]["feasibleSpace"]["list"] = [1, 3]
+    with pytest.raises(ExperimentError, match=r"list\[0\] must be a string, got int 1 \(quote it"):
+        experiment_from_document(document)
+
+
+def test_budget_overrides_are_checked(document: dict[str, Any]) -> None:
+    spec = experiment_from_document(document)
+    assert spec.with_budget(max_trials=10, parallel=1).max_trial_count == 10
+    with pytest.raises(ExperimentError, match="lower it with --max-failed"):
+        spec.with_budget(max_trials=1)
+    with pytest.raises(ExperimentError, match="lower it with --parallel"):
+        spec.with_budget(max_trials=1, max_failed=1)
+
+
+def test_render_substitutes_plain_text_and_meta(document: dict[str, Any]) -> None:
+    container(document)["env"] = [{"name": "TRIAL", "value": "${trialParameters.trial}"}]
+    document["spec"]["trialTemplate"]["trialParameters"].append({"name": "trial", "reference": "${trialSpec.Name}"})
+    spec = experiment_from_document(document)
+    rendered = render_trial_spec(spec.template, "t-1", "ns", {"architecture": ARCH})
+    out = rendered["spec"]["template"]["spec"]["containers"][0]
+    assert f'--architecture="{ARCH}"' in out["command"] and out["env"][0]["value"] == "t-1"
+    # Katib's sh -c wrapper strips the quotes; so does the local split.
+    assert container_argv(out, "training-container")[2] == f"--architecture={ARCH}"
+
+
+def test_unreferenced_and_missing_assignments(document: dict[str, Any]) -> None:
+    spec = experiment_from_document(document)
+    with pytest.raises(TemplateError, match=r"assigned \['extra'\] but no .*trialParameters entry references it"):
+        render_trial_spec(spec.template, "t", "ns", {"architecture": ARCH, "extra": "1"})
+    with pytest.raises(TemplateError, match="references 'architecture', but the suggestion assigned only"):
+        render_trial_spec(spec.template, "t", "ns", {"other": "1"})
+
+
+@pytest.mark.parametrize("command, message", [
+    (["python3", "train.py", "|", "tee", "log"], "shell syntax '|'"),
+    (["python3", "train.py", "--x=$HOME"], "shell syntax"),
+    (["sh", "-c", "python3 train.py"], "runs a shell script"),
+    ([], "has no command"),
+])
+def test_commands_that_need_a_shell_or_an_image_are_refused(command: list[str], message: str) -> None:
+    with pytest.raises(TemplateError, match=message):
+        container_argv({"command": command}, "c")
+
+
+def test_program_resolution(tmp_path: Path) -> None:
+    assert resolve_program(["katib-nas", "trial"])[:3] == [sys.executable, "-m", "katib_nas.suggestion.cli"]
+    assert resolve_program(["python3", "-V"]) == [sys.executable, "-V"]
+    assert resolve_program(["true"], search_path="/usr/bin:/bin")[0].endswith("/true")
+    with pytest.raises(TemplateError, match="trial command 'no-such-program-x' not found on PATH"):
+        resolve_program(["no-such-program-x"], search_path=str(tmp_path))
+
+
+def test_trial_arg_overrides() -> None:
+    argv = ["katib-nas", "trial", "--dataset=fashion-mnist", "--epochs", "3"]
+    assert apply_overrides(argv, ["--dataset=digits", "--epochs=1", "--seed=2"]) == [
+        "katib-nas", "trial", "--dataset=digits", "--epochs=1", "--seed=2"]
+
+
+def test_file_collector_path_gets_a_file_per_trial(document: dict[str, Any], tmp_path: Path) -> None:
+    container(document)["command"].append("--metrics-file=/var/log/katib/m.log")
+    document["spec"]["metricsCollectorSpec"] = {"collector": {"kind": "File"}, "source": {
+        "fileSystemPath": {"path": "/var/log/katib/m.log", "kind": "File", "format": "TEXT"}}}
+    spec = experiment_from_document(document)
+    command = build_command(spec, "t-1", {"architecture": ARCH}, (), tmp_path / "t-1")
+    assert command.metrics_file == str(tmp_path / "t-1" / "metrics" / "var/log/katib/m.log")
+    assert f"--metrics-file={command.metrics_file}" in command.argv
+
+
+def trial(name: str, condition: str, assignments: dict[str, str] | None = None, **metrics: str) -> TrialRow:
+    observation = {key.replace("_", "-"): MetricSummary(key.replace("_", "-"), value, value, value)
+                   for key, value in metrics.items()}
+    return TrialRow(name, 0, condition, assignments or {"architecture": ARCH}, {}, 1_700_000_000.0,
+                    observation=observation)
+
+
+def test_experiment_message_matches_what_the_service_reads(document: dict[str, Any]) -> None:
+    spec = experiment_from_document(document)
+    message = requests.experiment_message(spec, [("seed", "9"), ("state", "abc")])
+    info = convert.experiment_info(message)
+    assert info.name == "nas-random-digits" and info.algorithm == "nas-random" and info.maximize
+    assert info.settings == {"seed": "9", "stem_width": "8", "default_width": "16", "state": "abc"}
+    assert info.additional_metrics == ("Validation-Loss", "latency-ms", "params")
+    assert info.parallel_trial_count == 2 and info.max_trial_count == 4 and info.goal is None
+    space = document["spec"]["nasConfig"]
+    assert info.nas_config["graphConfig"] == space["graphConfig"]
+    assert [op["operationType"] for op in info.nas_config["operations"]] == \
+        [op["operationType"] for op in space["operations"]]
+    parameter = message.spec.nas_config.operations.operation[0].parameter_specs.parameters[0]
+    assert parameter.parameter_type == api_pb2.CATEGORICAL and list(parameter.feasible_space.list) == ["1", "3"]
+
+
+def test_trials_as_katib_sends_them(document: dict[str, Any]) -> None:
+    spec = experiment_from_document(document)
+    trials = [trial("a", "Succeeded", Validation_Accuracy="0.9"), trial("b", "MetricsUnavailable"),
+              trial("c", "Running"), trial("d", "Failed")]
+    request = requests.suggestions_request(spec, [], trials, 2)
+    assert [t.name for t in request.trials] == ["a", "c", "d"]
+    assert request.current_request_number == 2 and request.total_request_number == 6
+    first = request.trials[0]
+    assert first.status.condition == api_pb2.TrialStatus.SUCCEEDED
+    assert [(m.name, m.value) for m in first.status.observation.metrics] == [("Validation-Accuracy", "0.9")]
+    assert first.spec.parameter_assignments.assignments[0].value == ARCH
+    assert request.trials[1].status.condition == api_pb2.TrialStatus.RUNNING
+    assert request.trials[1].status.completion_time == ""
+
+
+def test_settings_merge_overwrites_in_place_and_appends() -> None:
+    assert requests.merge_settings([("a", "1"), ("b", "2")], [("b", "3"), ("c", "4")]) == [
+        ("a", "1"), ("b", "3"), ("c", "4")]
+
+
+def test_completion_rules(document: dict[str, Any]) -> None:
+    document["spec"]["objective"]["goal"] = 0.95
+    spec = experiment_from_document(document)
+    running = [trial("a", "Succeeded", Validation_Accuracy="0.9"), trial("b", "Running")]
+    summary = summarize_trials(running, spec.objective)
+    assert outcome(summary, spec) is None and trials_to_request(summary, spec) == 1
+    goal = summarize_trials(running + [trial("c", "Succeeded", Validation_Accuracy="0.96")], spec.objective)
+    assert outcome(goal, spec).reason == "ExperimentGoalReached" and goal.best.name == "c"
+    failed = summarize_trials([trial("a", "Failed"), trial("b", "MetricsUnavailable")], spec.objective)
+    assert outcome(failed, spec).condition == "Failed"
+    done = summarize_trials([trial(n, "Succeeded", Validation_Accuracy="0.5") for n in "abcd"], spec.objective)
+    assert outcome(done, spec).reason == "ExperimentMaxTrialsReached"
+    three = summarize_trials([trial(n, "Succeeded", Validation_Accuracy="0.5") for n in "abc"], spec.objective)
+    assert trials_to_request(three, spec) == 1  # never past maxTrialCount
+
+
+def test_string_objective_best_is_the_latest(document: dict[str, Any]) -> None:
+    spec = experiment_from_document(document)
+    trials = [trial("a", "Succeeded", Validation_Accuracy="0.9"), trial("b", "Succeeded",
+                                                                        Validation_Accuracy="Genotype")]
+    assert summarize_trials(trials, spec.objective).best.name == "b"
+
+
+def test_yaml_round_trip_of_the_test_experiment(document: dict[str, Any]) -> None:
+    assert parse_experiment(yaml.safe_dump(document)).name == "nas-random-digits"

@@ -1,0 +1,140 @@
+"""nas-random: uniform, deterministic, exactly as many proposals as asked, always buildable text."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+
+from katib_nas.suggestion.core import codec, engine
+from katib_nas.suggestion.core.algorithms.nas_random import NasRandom, sample_architecture
+from katib_nas.suggestion.core.algorithms.base import seeded_rng
+from katib_nas.suggestion.core.errors import InvalidInput
+from katib_nas.suggestion.core.experiment import ExperimentInfo, make_trial
+from katib_nas.suggestion.core.space import parse_nas_config
+
+from .conftest import KATIB_REFERENCE, REPO, load_yaml
+
+EXAMPLE = load_yaml(REPO / "examples" / "nas-random-fashion-mnist.yaml")
+
+
+def experiment(settings: dict[str, str] | None = None, name: str = "exp", nas_config: dict | None = None,
+               algorithm: str = "nas-random") -> ExperimentInfo:
+    return ExperimentInfo(name=name, algorithm=algorithm, settings=settings or {},
+                          objective_metric="Validation-Accuracy",
+                          nas_config=nas_config or EXAMPLE["spec"]["nasConfig"])
+
+
+def test_same_inputs_same_proposals_across_fresh_instances() -> None:
+    first = engine.suggest(experiment(), [], 5, 0).assignments
+    again = engine.suggest(experiment(), [], 5, 0).assignments
+    assert first == again
+    assert len({a["architecture"] for a in first}) == 5
+
+
+def test_suggestion_k_does_not_depend_on_batching() -> None:
+    whole = engine.suggest(experiment(), [], 6, 0).assignments
+    history = [make_trial(f"t{i}", a, "RUNNING", []) for i, a in enumerate(whole[:2])]
+    rest = engine.suggest(experiment(), history, 4, 2).assignments
+    assert rest == whole[2:]
+
+
+def test_seed_and_experiment_name_change_the_stream() -> None:
+    base = engine.suggest(experiment(), [], 3, 0).assignments
+    assert engine.suggest(experiment({"seed": "7"}), [], 3, 0).assignments != base
+    assert engine.suggest(experiment(name="other"), [], 3, 0).assignments != base
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 7])
+def test_exactly_the_requested_number(count: int) -> None:
+    assert len(engine.suggest(experiment(), [], count, 0).assignments) == count
+
+
+def test_proposals_avoid_architectures_already_tried() -> None:
+    proposals = engine.suggest(experiment(), [], 1, 0).assignments
+    history = [make_trial("t0", proposals[0], "SUCCEEDED", [("Validation-Accuracy", "0.8")])]
+    again = engine.suggest(experiment(), history, 1, 0).assignments
+    assert again[0]["architecture"] != proposals[0]["architecture"]
+
+
+def test_every_assignment_is_referenced_by_the_example_trial_template() -> None:
+    references = {p["reference"] for p in EXAMPLE["spec"]["trialTemplate"]["trialParameters"]}
+    assignments = engine.suggest(experiment(), [], 3, 0).assignments
+    assert all(set(a) == references for a in assignments)
+    args = " ".join(EXAMPLE["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"])
+    for name in EXAMPLE["spec"]["trialTemplate"]["trialParameters"]:
+        assert "${trialParameters.%s}" % name["name"] in args
+
+
+@pytest.mark.parametrize("path", sorted((KATIB_REFERENCE / "examples").glob("enas-*.yaml")), ids=lambda p: p.name)
+def test_samples_from_katib_enas_spaces_decode_and_respect_resolution(path) -> None:
+    space = parse_nas_config(load_yaml(path)["spec"]["nasConfig"])
+    for k in range(200):
+        arch = sample_architecture(space, seeded_rng("enas", k), 16, 0.5)
+        assert codec.decode(codec.encode(arch)) == arch
+        assert len(arch.cells) == space.num_layers
+        assert all(h >= 1 and w >= 1 for h, w in arch.spatial_sizes())
+
+
+def test_first_layer_choice_is_uniform_over_candidates() -> None:
+    space = parse_nas_config(EXAMPLE["spec"]["nasConfig"])
+    draws = Counter()
+    n = 4000
+    for k in range(n):
+        arch = sample_architecture(space, seeded_rng("uniform", k), 16, 0.0)
+        draws[arch.cells[0].ops[0]] += 1
+    expected = Counter(c.op for c in space.candidates)
+    for op, count in expected.items():
+        share = count / len(space.candidates)
+        assert abs(draws[op] / n - share) < 0.035, (op, draws[op] / n, share)
+
+
+def test_history_with_any_metric_strings_is_harmless() -> None:
+    values = ["unavailable", "nan", "inf", "-inf", "", "0.9", "1e400", "Genotype(normal=[x])", "  0.5 "]
+    conditions = ["CREATED", "RUNNING", "SUCCEEDED", "KILLED", "FAILED", "METRICSUNAVAILABLE", "EARLYSTOPPED",
+                  "UNKNOWN", "bogus"]
+    history = [make_trial(f"t{i}", {"architecture": "not-an-arch" if i % 2 else ""}, conditions[i % 9],
+                          [("Validation-Accuracy", v), ("latency-ms", v)]) for i, v in enumerate(values * 3)]
+    proposals = engine.suggest(experiment(), history, 3, len(history)).assignments
+    assert len(proposals) == 3
+    numeric = [t.numbers.get("Validation-Accuracy") for t in history]
+    assert {x for x in numeric if x is not None} == {0.9, 0.5}
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"sead": "1"}, "unknown setting 'sead' for algorithm nas-random; known settings: seed"),
+        ({"seed": "one"}, "setting seed='one' for algorithm nas-random must be an integer in [0, 2147483647]"),
+        ({"seed": "-1"}, "must be an integer in [0, 2147483647]"),
+        ({"skip_probability": "1.5"}, "skip_probability='1.5' for algorithm nas-random must be a number in [0, 1]"),
+        ({"skip_probability": "nan"}, "must be a number in [0, 1]"),
+        ({"stem_width": "0"}, "stem_width='0'"),
+    ],
+)
+def test_bad_settings_name_the_setting_and_range(settings: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        engine.validate(experiment(settings))
+    assert message in str(info.value)
+
+
+def test_unknown_and_planned_algorithms_name_the_available_ones() -> None:
+    with pytest.raises(InvalidInput, match=r"unknown algorithm 'enas'; available: .*nas-random"):
+        engine.validate(experiment(algorithm="enas"))
+
+
+def test_infeasible_space_is_rejected_up_front() -> None:
+    nas_config = {
+        "graphConfig": {"numLayers": 5, "inputSizes": [8, 8, 1], "outputSizes": [10]},
+        "operations": [{"operationType": "convolution", "parameters": [
+            {"name": "filter_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}},
+            {"name": "stride", "parameterType": "categorical", "feasibleSpace": {"list": ["2"]}}]}],
+    }
+    with pytest.raises(InvalidInput, match=re.escape("can be halved only 3 times, fewer than numLayers=5")):
+        engine.validate(experiment(nas_config=nas_config))
+
+
+def test_request_count_out_of_range_is_invalid() -> None:
+    with pytest.raises(InvalidInput, match="current_request_number=-1"):
+        engine.suggest(experiment(), [], -1, 0)

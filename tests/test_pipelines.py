@@ -1,0 +1,134 @@
+"""The Kubeflow pipeline: committed YAML matches a fresh compile, bad parameters fail before a run,
+and the whole pipeline runs end to end with kfp.local's SubprocessRunner on digits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from katib_nas.pipelines.experiment import (SearchRequest, apply_request, experiment_name, load_example,
+                                            split_trial_args)
+from katib_nas.pipelines.pipeline import COMPILED, check_arguments, compile_pipeline, run_local
+from katib_nas.suggestion.core.codec import decode
+from katib_nas.suggestion.core.errors import InvalidInput
+
+from .conftest import REPO
+
+
+def katib_nas(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "katib_nas.suggestion.cli", *args], capture_output=True,
+                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+
+
+def test_committed_pipeline_yaml_is_what_compiling_gives(tmp_path: Path) -> None:
+    fresh = compile_pipeline(tmp_path / "pipeline.yaml")
+    assert fresh.read_text() == COMPILED.read_text(), "recompile: katib-nas pipeline compile --output " \
+                                                      "pipelines/nas_pipeline.yaml"
+
+
+def test_compiled_pipeline_carries_the_example_and_wires_the_three_steps() -> None:
+    compiled = yaml.safe_load(COMPILED.read_text())
+    tasks = compiled["root"]["dag"]["tasks"]
+    assert set(tasks) == {"nas-search", "train-final", "export-model"}
+    assert tasks["train-final"]["dependentTasks"] == ["nas-search"]
+    assert tasks["export-model"]["dependentTasks"] == ["nas-search", "train-final"]
+    carried = tasks["nas-search"]["inputs"]["parameters"]["experiment_yaml"]["runtimeValue"]["constant"]
+    assert yaml.safe_load(carried) == load_example("nas-random-fashion-mnist")
+    images = {e["container"]["image"] for e in compiled["deploymentSpec"]["executors"].values()}
+    assert images == {"docker.io/katibnas/trial-cpu:0.1.0"}
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"algorithm": "enas"}, "unknown algorithm 'enas'; available: envelopenet, nas-random, proxylessnas"),
+    ({"backend": "minikube"}, "unknown backend 'minikube'"),
+    ({"trial_args": "--epochs 3"}, "trial argument '3' must look like --flag=value"),
+    ({"max_trials": 2, "parallel_trials": 5}, "spec.parallelTrialCount"),
+    ({"namespace": "Kube_Flow"}, "not a valid Kubernetes namespace"),
+    ({"max_trail": 3}, "unknown pipeline parameter 'max_trail'"),
+])
+def test_bad_run_arguments_are_refused_before_the_run(arguments: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        check_arguments(arguments)
+    assert message in str(info.value)
+
+
+def test_cli_reports_a_missing_example_and_an_unknown_algorithm_in_one_line(tmp_path: Path) -> None:
+    missing = katib_nas("pipeline", "compile", "--example", "cifar100", "--output", str(tmp_path / "p.yaml"))
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        "katib-nas pipeline: error: example 'cifar100' not found (looked in examples/); available: "
+        + ", ".join(sorted(p.stem for p in (REPO / "examples").glob("*.yaml")))]
+    assert not (tmp_path / "p.yaml").exists()
+    unknown = katib_nas("pipeline", "run", "--arg", "algorithm=darts", "--pipeline-root", str(tmp_path))
+    assert unknown.returncode == 2
+    assert len(unknown.stderr.strip().splitlines()) == 1 and "unknown algorithm 'darts'" in unknown.stderr
+
+
+def test_request_overrides_budget_algorithm_and_trial_args() -> None:
+    document = load_example("nas-random-fashion-mnist")
+    result = apply_request(document, SearchRequest(max_trials=2, trial_args=split_trial_args(
+        "--dataset=digits --epochs=3 --val-fraction=0.2")))
+    assert (result["spec"]["maxTrialCount"], result["spec"]["parallelTrialCount"]) == (2, 2)
+    command = result["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command.count("--epochs=3") == 1 and "--epochs=1" not in command
+    assert "--dataset=digits" in command and "--dataset=fashion-mnist" not in command
+    assert command[-1] == "--val-fraction=0.2"
+    assert document["spec"]["maxTrialCount"] == 12  # the example itself is untouched
+
+
+def test_experiment_names_fit_katib_and_differ_per_run() -> None:
+    document = {"metadata": {"name": "a-rather-long-experiment-name-for-fashion-mnist"}}
+    names = {experiment_name(document, f"run-{i}") for i in range(20)}
+    assert len(names) == 20
+    for name in names:
+        assert len(name) <= 40 and name[0].isalpha() and name[-1].isalnum() and name == name.lower()
+
+
+def digits_example(path: Path) -> Path:
+    """The nas-random example, retargeted to 8x8 digits (what the pipeline would run for a small dataset)."""
+    document = load_example("nas-random-fashion-mnist")
+    document["metadata"]["name"] = "nas-random-digits"
+    document["spec"]["nasConfig"]["graphConfig"].update(inputSizes=[8, 8, 1], numLayers=3)
+    container = document["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    kept = [a for a in container["command"] if not a.startswith(("--dataset", "--max-train-samples"))]
+    container["command"] = kept + ["--dataset=digits"]
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def test_whole_pipeline_runs_locally_on_digits(tmp_path: Path) -> None:
+    import onnx
+    import torch
+    from sklearn.datasets import load_digits
+
+    example = digits_example(tmp_path / "nas-random-digits.yaml")
+    root = tmp_path / "root"
+    run_local({"max_trials": 2, "parallel_trials": 1, "trial_args": "--threads=1 --batch-size=64",
+               "final_epochs": 3, "threads": 1}, str(example), root)
+    (run_dir,) = root.iterdir()
+    search = json.loads((run_dir / "nas-search" / "executor_output.json").read_text())
+    architecture = search["parameterValues"]["architecture"]
+    assert decode(architecture).input_shape == (8, 8, 1)
+    model_info = json.loads((run_dir / "train-final" / "model" / "model.json").read_text())
+    assert model_info["architecture"] == architecture
+
+    scripted = torch.jit.load(str(run_dir / "export-model" / "torchscript")).eval()
+    digits = load_digits()
+    mean, std = model_info["input"]["mean"][0], model_info["input"]["std"][0]
+    images = (digits.images.astype(np.float32) / 16.0 - mean) / std
+    with torch.no_grad():
+        predicted = scripted(torch.from_numpy(images[:, None])).argmax(1).numpy()
+    assert (predicted == digits.target).mean() > 0.5  # ten classes: chance is 0.1
+
+    onnx.checker.check_model(onnx.load(str(run_dir / "export-model" / "onnx_model")))
+    markdown = (run_dir / "export-model" / "visualization").read_text()
+    assert architecture in markdown and "| Validation-Accuracy |" in markdown
+    assert "<svg" in (run_dir / "export-model" / "diagram").read_text()
+    assert architecture in (run_dir / "nas-search" / "report").read_text()

@@ -1,0 +1,105 @@
+"""Our api.proto is wire-compatible with Katib's: every message, field, enum and method we define
+matches the descriptors that kubeflow-katib ships (read in a separate process, since both files
+declare api.v1.beta1 and cannot share one descriptor pool)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from google.protobuf import descriptor_pb2
+
+from katib_nas.proto import api_pb2
+
+KATIB_DESCRIPTOR = "from kubeflow.katib import katib_api_pb2 as m; import sys; sys.stdout.buffer.write(m.DESCRIPTOR.serialized_pb)"
+
+
+def katib_file() -> descriptor_pb2.FileDescriptorProto:
+    raw = subprocess.run([sys.executable, "-c", KATIB_DESCRIPTOR], check=True, capture_output=True).stdout
+    return descriptor_pb2.FileDescriptorProto.FromString(raw)
+
+
+def our_file() -> descriptor_pb2.FileDescriptorProto:
+    return descriptor_pb2.FileDescriptorProto.FromString(api_pb2.DESCRIPTOR.serialized_pb)
+
+
+def messages(file: descriptor_pb2.FileDescriptorProto) -> dict[str, descriptor_pb2.DescriptorProto]:
+    found = {}
+
+    def walk(prefix: str, message: descriptor_pb2.DescriptorProto) -> None:
+        name = f"{prefix}.{message.name}"
+        found[name] = message
+        for nested in message.nested_type:
+            walk(name, nested)
+
+    for message in file.message_type:
+        walk(file.package, message)
+    return found
+
+
+def enums(file: descriptor_pb2.FileDescriptorProto) -> dict[str, descriptor_pb2.EnumDescriptorProto]:
+    found = {f"{file.package}.{e.name}": e for e in file.enum_type}
+    for name, message in messages(file).items():
+        for enum in message.enum_type:
+            found[f"{name}.{enum.name}"] = enum
+    return found
+
+
+def json_name(field: descriptor_pb2.FieldDescriptorProto) -> str:
+    """The JSON name, whether the generator stored it or left protoc's default (lowerCamelCase)."""
+    head, *rest = field.name.split("_")
+    return field.json_name or head + "".join(part.capitalize() for part in rest)
+
+
+def field_signature(field: descriptor_pb2.FieldDescriptorProto) -> tuple:
+    return (field.number, field.type, field.label, field.type_name, json_name(field))
+
+
+def test_package_and_service_match() -> None:
+    ours, theirs = our_file(), katib_file()
+    assert ours.package == theirs.package == "api.v1.beta1"
+    service = {s.name: s for s in theirs.service}["Suggestion"]
+    assert [(m.name, m.input_type, m.output_type) for m in ours.service[0].method] == [
+        (m.name, m.input_type, m.output_type) for m in service.method]
+
+
+def test_every_message_and_field_matches() -> None:
+    ours, theirs = messages(our_file()), messages(katib_file())
+    assert "api.v1.beta1.GetSuggestionsRequest" in ours
+    differences = []
+    for name, message in ours.items():
+        if name not in theirs:
+            differences.append(f"{name}: not in Katib")
+            continue
+        their_fields = {f.name: f for f in theirs[name].field}
+        our_fields = {f.name: f for f in message.field}
+        for field_name in sorted(set(our_fields) | set(their_fields)):
+            if field_name not in our_fields:
+                differences.append(f"{name}.{field_name}: missing here")
+            elif field_name not in their_fields:
+                differences.append(f"{name}.{field_name}: not in Katib")
+            elif field_signature(our_fields[field_name]) != field_signature(their_fields[field_name]):
+                differences.append(f"{name}.{field_name}: {field_signature(our_fields[field_name])} != "
+                                   f"{field_signature(their_fields[field_name])}")
+        if message.options.map_entry != theirs[name].options.map_entry:
+            differences.append(f"{name}: map entry differs")
+    assert differences == []
+
+
+def test_every_enum_value_matches() -> None:
+    ours, theirs = enums(our_file()), enums(katib_file())
+    assert "api.v1.beta1.TrialStatus.TrialConditionType" in ours
+    for name, enum in ours.items():
+        assert name in theirs, name
+        assert [(v.name, v.number) for v in enum.value] == [(v.name, v.number) for v in theirs[name].value], name
+
+
+def test_generated_stubs_match_the_proto_source(tmp_path) -> None:
+    from grpc_tools import protoc
+    import importlib.resources as resources
+
+    proto_dir = resources.files("katib_nas.proto")
+    code = protoc.main(["protoc", f"-I{proto_dir}", f"--python_out={tmp_path}", str(proto_dir / "api.proto")])
+    assert code == 0
+    regenerated = (tmp_path / "api_pb2.py").read_text()
+    assert regenerated == (proto_dir / "api_pb2.py").read_text(), "run `make proto` to regenerate the stubs"

@@ -1,0 +1,164 @@
+"""proxylessnas on the suggestion side: supernet layout, one-shot proposal, REINFORCE replay (numpy only)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+
+from katib_nas.suggestion.core import engine
+from katib_nas.suggestion.core.algorithms.proxyless_oneshot import SearchConfig, from_text, to_text
+from katib_nas.suggestion.core.algorithms.proxyless_reinforce import (INDEX_LABEL, Episode, ReinforceConfig,
+                                                                      replay, reward, softmax)
+from katib_nas.suggestion.core.algorithms.proxyless_space import choices_of, derive
+from katib_nas.suggestion.core.codec import decode, encode
+from katib_nas.suggestion.core.errors import InvalidInput
+from katib_nas.suggestion.core.experiment import ExperimentInfo, TrialRecord, make_trial
+
+MB_OPS = ["mb3e3", "mb3e6", "mb5e3", "mb5e6", "mb7e3", "mb7e6", "zero"]
+
+
+def nas_config(num_layers: int = 6, extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    mbconv = {"operationType": "mbconv", "parameters": [
+        {"name": "kernel_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3", "5", "7"]}},
+        {"name": "expand_ratio", "parameterType": "categorical", "feasibleSpace": {"list": ["3", "6"]}}]}
+    return {"graphConfig": {"numLayers": num_layers, "inputSizes": [28, 28, 1], "outputSizes": [10]},
+            "operations": [mbconv, {"operationType": "zero"}] + (extra or [])}
+
+
+def experiment(settings: dict[str, str] | None = None, **fields: Any) -> ExperimentInfo:
+    base = {"name": "px", "algorithm": "proxylessnas", "settings": settings or {},
+            "objective_metric": "Validation-Accuracy", "additional_metrics": ("latency-ms",),
+            "nas_config": nas_config()}
+    base.update(fields)
+    return ExperimentInfo(**base)
+
+
+REINFORCE = {"mode": "reinforce", "latency_target_ms": "2", "latency_exponent": "0.5", "reinforce_lr": "1"}
+
+
+def test_oneshot_proposes_the_supernet_and_search_settings() -> None:
+    proposal = engine.suggest(experiment({"epochs": "5", "warmup_epochs": "1", "latency_target_ms": "1.5"}), [], 2, 0)
+    first, second = proposal.assignments
+    supernet = decode(first["architecture"])
+    assert [len(s.cells) for s in supernet.stages] == [2, 2, 2]
+    assert [(s.width, s.stride) for s in supernet.stages] == [(16, 1), (32, 2), (64, 2)]
+    assert all(c.choice and c.residual and [encode_op_text(o) for o in c.ops] == MB_OPS for c in supernet.cells)
+    config = from_text(first["search"])
+    assert (config.epochs, config.warmup, config.loss, config.target, config.seed) == (5, 1, "mullog", 1.5, 0)
+    assert from_text(second["search"]).seed == 1 and second["architecture"] == first["architecture"]
+
+
+def encode_op_text(op: Any) -> str:
+    from katib_nas.suggestion.core.codec import encode_op
+    return encode_op(op)
+
+
+def test_blocks_spread_over_stages_with_the_remainder_last() -> None:
+    proposal = engine.suggest(experiment({"stage_widths": "8,16", "stage_strides": "1,2"},
+                                         nas_config=nas_config(num_layers=5)), [], 1, 0)
+    assert [len(s.cells) for s in decode(proposal.assignments[0]["architecture"]).stages] == [2, 3]
+
+
+@pytest.mark.parametrize("settings, fields, message", [
+    ({"stage_widths": "16,x"}, {}, "stage_widths"),
+    ({"stage_strides": "1,2"}, {}, "same number of stages"),
+    ({"stage_strides": "2,2,2,2,2,2", "stage_widths": "8,8,8,8,8,8"}, {}, "halved only 4 times"),
+    ({"warmup_epochs": "6"}, {}, "warmup_epochs"),
+    ({"mode": "sometimes"}, {}, "mode"),
+    ({}, {"nas_config": nas_config(num_layers=2)}, "cannot fill 3 stages"),
+    ({}, {"nas_config": nas_config(extra=[{"operationType": "convolution", "parameters": [
+        {"name": "filter_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}},
+        {"name": "num_filter", "parameterType": "categorical", "feasibleSpace": {"list": ["32"]}}]}])},
+     "num_filter"),
+    (dict(REINFORCE), {"additional_metrics": ()}, "additionalMetricNames"),
+    ({"mode": "reinforce"}, {"maximize": False}, "maximized"),
+])
+def test_bad_settings_are_refused_with_the_reason(settings: dict[str, str], fields: dict[str, Any],
+                                                  message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        engine.suggest(experiment(settings, **fields), [], 1, 0)
+
+
+def test_katib_convolutions_without_width_are_candidates() -> None:
+    conv = {"operationType": "convolution", "parameters": [
+        {"name": "filter_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3", "5"]}}]}
+    text = engine.suggest(experiment(nas_config=nas_config(extra=[conv])), [], 1, 0).assignments[0]["architecture"]
+    assert text.split(":")[1] == "_".join(MB_OPS + ["c3", "c5"]) + "@r"
+
+
+def test_search_text_round_trips_and_rejects_garbage() -> None:
+    config = SearchConfig(epochs=9, warmup=3, loss="addlin", target=0.25, beta=1.5, lambda_=0.3, archlr=1e-5,
+                          retrain=2, seed=7)
+    assert from_text(to_text(config)) == config
+    for bad in ("epochs-x", "speed-3", "epochs-2_warmup-2", "loss-cubic", "nonsense"):
+        with pytest.raises(InvalidInput, match="search settings"):
+            from_text(bad)
+
+
+def test_derive_and_choices_are_inverse() -> None:
+    supernet = decode(engine.suggest(experiment(), [], 1, 0).assignments[0]["architecture"])
+    choices = [6, 0, 5, 3, 1, 6]
+    network = derive(supernet, choices)
+    assert encode(network).split("/")[1] == "w16:zero@r:mb3e3@r"
+    assert choices_of(supernet, decode(encode(network))) == choices
+    with pytest.raises(InvalidInput, match="block 0"):
+        choices_of(supernet, decode(encode(network).replace("zero@r", "c3@r", 1)))
+
+
+def reinforce_history(rounds: int, seed: int = 0) -> list[TrialRecord]:
+    """Trials proposed by the algorithm itself, completed with accuracies favouring mb3e3 and low latency."""
+    history: list[TrialRecord] = []
+    rng = random.Random(seed)
+    for k in range(rounds):
+        proposal = engine.suggest(experiment(REINFORCE), history, 1, k)
+        text = proposal.assignments[0]["architecture"]
+        cheap = text.count("mb3e3")
+        accuracy = 0.5 + 0.07 * cheap + 0.01 * rng.random()
+        latency = 1.0 + text.count("mb7") * 0.4
+        history.append(make_trial(f"px-{rng.randrange(10**6):06d}", proposal.assignments[0], "SUCCEEDED",
+                                  [("Validation-Accuracy", str(accuracy)), ("latency-ms", str(latency))],
+                                  proposal.labels[0]))
+    return history
+
+
+def test_reinforce_replay_is_independent_of_trial_order_and_restarts() -> None:
+    history = reinforce_history(12)
+    running = make_trial("px-running", {"architecture": history[0].assignments["architecture"]}, "RUNNING", [],
+                         {INDEX_LABEL: "12"})
+    failed = make_trial("px-failed", {"architecture": history[1].assignments["architecture"]}, "FAILED", [],
+                        {INDEX_LABEL: "13"})
+    full = history + [running, failed]
+    expected = engine.suggest(experiment(REINFORCE), full, 3, 14)
+    for seed in range(3):
+        shuffled = list(full)
+        random.Random(seed).shuffle(shuffled)
+        again = engine.suggest(experiment(REINFORCE), shuffled, 3, 14)
+        assert again.assignments == expected.assignments and again.labels == expected.labels
+    assert [label[INDEX_LABEL] for label in expected.labels] == ["14", "15", "16"]
+    assert len({a["architecture"] for a in expected.assignments}) > 1
+
+
+def test_reinforce_learns_from_rewards() -> None:
+    history = reinforce_history(60)
+    config = ReinforceConfig(1.0, 0.9, 2.0, 0.5, "Validation-Accuracy", "latency-ms")
+    from katib_nas.suggestion.core.algorithms.proxyless_reinforce import episodes_from_history
+    supernet = decode(engine.suggest(experiment(), [], 1, 0).assignments[0]["architecture"])
+    episodes = episodes_from_history(history, supernet, config)
+    assert len(episodes) == 60
+    mean_probs = softmax(replay(6, 7, episodes, config)).mean(axis=0)
+    assert mean_probs.argmax() == 0 and mean_probs[0] > 0.25, mean_probs
+
+
+def test_replay_update_matches_the_reinforce_rule() -> None:
+    config = ReinforceConfig(0.5, 0.8, 0.0, 0.0, "acc", "lat")
+    episodes = [Episode((0, 1), 0.5), Episode((1, 1), 0.9)]
+    alpha = replay(2, 3, episodes, config)
+    # First episode: baseline = its reward, no move. Second: advantage 0.9 - 0.5, from uniform logits.
+    grad = -np.full((2, 3), 1 / 3)
+    grad[0, 1] += 1
+    grad[1, 1] += 1
+    np.testing.assert_allclose(alpha, 0.5 * 0.4 * grad)
+    assert reward(0.8, 4.0, ReinforceConfig(1, 0.9, 2.0, 1.0, "a", "l")) == pytest.approx(0.4)

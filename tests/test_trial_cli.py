@@ -1,0 +1,187 @@
+"""`katib-nas trial` as Katib runs it: a real subprocess, its real stdout parsed with Katib's regexes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from katib_nas.suggestion.core.codec import decode
+from katib_nas.trial.data import load_dataset, split_dataset
+from katib_nas.trial.metrics import (
+    KATIB_DEFAULT_REGEX,
+    NUMERIC_METRIC_REGEX,
+    STRING_METRIC_REGEX,
+    parse_branch_stats,
+    parse_skip_gates,
+)
+
+ARCH = "in8x8x1-cls10-stem8/w12:c3+s5+mp3@r/w16s2:mb3e3_d3:c1+id@0.1"
+FAST = ["--dataset", "digits", "--threads", "1", "--batch-size", "64"]
+NUMERIC_NAMES = ["Validation-Accuracy", "Validation-Loss", "Train-Loss", "Train-Accuracy", "params", "flops",
+                 "latency-ms"]
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    def metrics(self, regex: str = KATIB_DEFAULT_REGEX) -> dict[str, str]:
+        """Latest value of every metric, as Katib keeps it."""
+        return {m.group(1): m.group(2) for m in re.finditer(regex, self.stdout)}
+
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if " INFO " not in line and " WARNING " not in line]
+
+
+def katib_nas() -> list[str]:
+    exe = Path(sys.executable).with_name("katib-nas")
+    return [str(exe)] if exe.exists() else [shutil.which("katib-nas") or "katib-nas"]
+
+
+def run_trial(*args: str, env: dict[str, str] | None = None) -> Run:
+    completed = subprocess.run(katib_nas() + ["trial", *args], capture_output=True, text=True, timeout=600,
+                               env=env)
+    return Run(completed.returncode, completed.stdout, completed.stderr)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Path]:
+    out = tmp_path_factory.mktemp("trial")
+    run = run_trial("--architecture", ARCH, *FAST, "--epochs", "2", "--branch-stats", "--seed", "5",
+                    "--metrics-file", str(out / "metrics.json"), "--metrics-format", "json",
+                    "--export-dir", str(out / "export"))
+    assert run.code == 0, run.stderr
+    return run, out
+
+
+def test_stdout_carries_every_metric_for_katibs_default_regex(full_run: tuple[Run, Path]) -> None:
+    run, _ = full_run
+    metrics = run.metrics()
+    values = {name: float(metrics[name]) for name in NUMERIC_NAMES}
+    assert 0.6 < values["Validation-Accuracy"] <= 1.0  # 10 classes: chance is 0.1
+    assert values["Validation-Loss"] > 0 and values["Train-Loss"] > 0 and 0 < values["Train-Accuracy"] <= 1
+    assert values["params"] > 1000 and values["flops"] > values["params"] and values["latency-ms"] > 0
+    assert run.stdout.count("Train-Loss=") == 3  # two epochs, then the final block
+    assert run.stdout.count("Validation-Accuracy=") == 1
+
+
+def test_branch_statistics_reach_the_experiment_through_its_metrics_format(full_run: tuple[Run, Path]) -> None:
+    run, _ = full_run
+    strings = run.metrics(STRING_METRIC_REGEX)
+    stats = parse_branch_stats(strings["Branch-Stats"])
+    arch = decode(ARCH)
+    assert [len(cell) for cell in stats] == [len(cell.ops) for cell in arch.cells]
+    assert all(v > 0 for v in stats[0] + stats[2]) and stats[1][0] > 0 and np.isnan(stats[1][1])
+    gates = parse_skip_gates(strings["Skip-Gates"])
+    assert [len(g) for g in gates] == [len(cell.skips) for cell in arch.cells] == [0, 0, 2]
+    assert gates[2] != [1.0, 1.0]  # learned, not the initial value
+    numeric = run.metrics(NUMERIC_METRIC_REGEX)
+    assert set(numeric) == set(NUMERIC_NAMES)
+
+
+def test_json_metrics_file_holds_string_values(full_run: tuple[Run, Path]) -> None:
+    run, out = full_run
+    objects = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    assert len(objects) == 3 and all(isinstance(v, str) for obj in objects for v in obj.values())
+    assert objects[-1]["Validation-Accuracy"] == run.metrics()["Validation-Accuracy"]
+    assert objects[-1]["Branch-Stats"] == run.metrics(STRING_METRIC_REGEX)["Branch-Stats"]
+
+
+def test_export_is_a_loadable_torchscript_model_with_its_metadata(full_run: tuple[Run, Path]) -> None:
+    run, out = full_run
+    metadata = json.loads((out / "export" / "model.json").read_text())
+    assert metadata["architecture"] == ARCH
+    assert metadata["metrics"]["Validation-Accuracy"] == run.metrics()["Validation-Accuracy"]
+    assert metadata["input"]["shape"] == [1, 8, 8]
+    model = torch.jit.load(str(out / "export" / metadata["files"]["torchscript"]))
+    split = split_dataset(load_dataset("digits", None), 0.1)
+    assert metadata["input"]["mean"] == pytest.approx(list(split.mean))
+    with torch.no_grad():
+        predictions = model(torch.from_numpy(split.val_x)).argmax(dim=1).numpy()
+    accuracy = float((predictions == split.val_y).mean())
+    assert accuracy == pytest.approx(float(metadata["metrics"]["Validation-Accuracy"]), abs=1e-6)
+
+
+def test_quoted_architecture_and_same_seed_give_the_same_metrics(full_run: tuple[Run, Path]) -> None:
+    run, _ = full_run
+    again = run_trial("--architecture", f'"{ARCH}"', *FAST, "--epochs", "2", "--branch-stats", "--seed", "5")
+    assert again.code == 0, again.stderr
+    first, second = run.metrics(), again.metrics()
+    for name in ("Validation-Accuracy", "Validation-Loss", "Train-Loss", "params", "flops", "Branch-Stats"):
+        assert first[name] == second[name]
+    assert run.metrics(STRING_METRIC_REGEX) == again.metrics(STRING_METRIC_REGEX)
+
+
+def test_step_budget_text_metrics_file_and_no_push_without_a_trial_name(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.txt"
+    env = {k: v for k, v in os.environ.items() if k != "KATIB_TRIAL_NAME"}
+    run = run_trial("--architecture", "in8x8x1-cls10-stem4/w8:c3", *FAST, "--steps", "5", "--val-fraction", "0.3",
+                    "--max-train-samples", "300", "--metrics-file", str(path), "--report-to-katib", env=env)
+    assert run.code == 0, run.stderr
+    assert path.read_text() == run.stdout
+    assert "Branch-Stats" not in run.stdout
+    assert "300 training and 539 validation images" in run.stderr
+    assert "KATIB_TRIAL_NAME is not set" in run.stderr
+
+
+def test_bad_architecture_text_exits_2_naming_the_token() -> None:
+    run = run_trial("--architecture", "in8x8x1-cls10-stem8/w16:c3+q5", *FAST)
+    assert run.code == 2 and run.stdout == ""
+    assert run.error_lines() == ["katib-nas trial: error: bad architecture text at position 27: token 'q5', "
+                                 "expected an op such as c3, dc3, s5, s5m2, d3, mp3, ap3, mb3e6, id or zero"]
+
+
+@pytest.mark.parametrize("arch, message", [
+    ("in8x8x1-cls10-stem8/w8s2:c3/w8s2:c3/w8s2:c3/w8s2:c3", "stage 3: spatial size falls to 0x0"),
+    ("in28x28x1-cls10-stem8/w8:c3", "architecture input 28x28x1 does not match the images of digits (8x8x1)"),
+    ("in8x8x1-cls5-stem8/w8:c3", "architecture has 5 classes but digits has labels up to 9"),
+])
+def test_impossible_networks_are_named_before_training(arch: str, message: str) -> None:
+    run = run_trial("--architecture", arch, *FAST)
+    assert run.code == 2 and run.stdout == ""
+    assert len(run.error_lines()) == 1 and message in run.error_lines()[0]
+
+
+def test_missing_data_exits_2_naming_the_path_and_the_package(tmp_path: Path) -> None:
+    run = run_trial("--architecture", "in28x28x1-cls10-stem8/w8:c3", "--data-dir", str(tmp_path))
+    assert run.code == 2 and run.stdout == ""
+    [line] = run.error_lines()
+    assert f"{tmp_path}/train-images-idx3-ubyte.gz not found" in line and "dataset-fashion-mnist" in line
+
+
+def test_divergence_exits_3_without_reporting_the_objective() -> None:
+    run = run_trial("--architecture", ARCH, *FAST, "--steps", "40", "--lr", "1e6")
+    assert run.code == 3
+    assert "Validation-Accuracy" not in run.stdout and "Validation-Loss" not in run.stdout
+    [line] = run.error_lines()
+    assert line.startswith("katib-nas trial: error: training diverged: the loss became NaN or infinite")
+
+
+def test_a_failed_push_exits_1_after_printing_the_metrics() -> None:
+    env = {**os.environ, "KATIB_TRIAL_NAME": "trial-1", "KATIB_DB_MANAGER_ADDRESS": "127.0.0.1:1"}
+    failed = run_trial("--architecture", "in8x8x1-cls10-stem4/w8:c3", *FAST, "--steps", "3", "--report-to-katib",
+                       env=env)
+    assert failed.code == 1 and "Validation-Accuracy=" in failed.stdout
+    [line] = failed.error_lines()
+    assert line.startswith("katib-nas trial: error: cannot push metrics to Katib at 127.0.0.1:1")
+
+
+def test_help_lists_the_documented_flags() -> None:
+    completed = subprocess.run(katib_nas() + ["trial", "--help"], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0
+    for flag in ("--architecture", "--dataset", "--data-dir", "--epochs", "--steps", "--batch-size", "--lr",
+                 "--weight-decay", "--seed", "--device", "--threads", "--val-fraction", "--max-train-samples",
+                 "--branch-stats", "--metrics-file", "--metrics-format", "--report-to-katib", "--export-dir"):
+        assert flag in completed.stdout

@@ -1,0 +1,172 @@
+"""Offline data: real Fashion-MNIST and digits, CIFAR-10 binary and .npz files written here, and the split."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from katib_nas.trial import command
+from katib_nas.trial.data import (
+    DATASETS,
+    FASHION_MNIST_DIR,
+    DataError,
+    ImageData,
+    load_dataset,
+    split_dataset,
+)
+
+
+def indexed_images(count: int) -> ImageData:
+    """Images whose every pixel holds the image's own index, so split membership can be read back."""
+    images = np.repeat(np.arange(count, dtype=np.float32), 4).reshape(count, 2, 2, 1)
+    return ImageData(images, np.arange(count) % 3, 3, "indexed")
+
+
+def write_idx(path: Path, magic: int, shape: tuple[int, ...], body: bytes) -> None:
+    with gzip.open(path, "wb") as handle:
+        handle.write(struct.pack(">I", magic) + struct.pack(f">{len(shape)}I", *shape) + body)
+
+
+def test_cli_and_loader_agree_on_dataset_names() -> None:
+    assert command.DATASETS == DATASETS
+
+
+def test_split_is_fixed_disjoint_and_complete() -> None:
+    data = indexed_images(50)
+    first, second = split_dataset(data, 0.2), split_dataset(data, 0.2)
+    assert np.array_equal(first.train_x, second.train_x) and np.array_equal(first.val_x, second.val_x)
+
+    def original_indices(images: np.ndarray, split_mean: float, split_std: float) -> set[int]:
+        return {int(round(v)) for v in images[:, 0, 0, 0] * split_std + split_mean}
+
+    train = original_indices(first.train_x, first.mean[0], first.std[0])
+    val = original_indices(first.val_x, first.mean[0], first.std[0])
+    assert len(val) == 10 and len(train) == 40
+    assert not train & val and train | val == set(range(50))
+    assert first.train_x.shape == (40, 1, 2, 2)  # NCHW
+
+
+def test_split_normalises_with_training_statistics_and_caps_training_size() -> None:
+    rng = np.random.default_rng(0)
+    data = ImageData(rng.uniform(0, 1, (300, 4, 4, 3)).astype(np.float32) * [1, 2, 3], rng.integers(0, 4, 300),
+                     4, "random")
+    split = split_dataset(data, 0.1)
+    assert np.allclose(split.train_x.mean(axis=(0, 2, 3)), 0, atol=1e-5)
+    assert np.allclose(split.train_x.std(axis=(0, 2, 3)), 1, atol=1e-4)
+    capped = split_dataset(data, 0.1, max_train_samples=50)
+    assert len(capped.train_y) == 50 and np.array_equal(capped.val_y, split.val_y)
+
+
+def test_split_refuses_too_little_data() -> None:
+    with pytest.raises(DataError, match="cannot be split"):
+        split_dataset(indexed_images(3), 0.01)
+
+
+def test_digits_load_as_8x8_grey_images() -> None:
+    data = load_dataset("digits", None)
+    assert data.shape == (8, 8, 1) and len(data.labels) == 1797 and data.num_classes == 10
+    assert 0.0 <= data.images.min() and data.images.max() <= 1.0
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
+def test_fashion_mnist_loads_from_the_debian_package() -> None:
+    data = load_dataset("fashion-mnist", None)
+    assert data.images.shape == (60000, 28, 28, 1) and data.labels.shape == (60000,)
+    assert set(np.unique(data.labels)) == set(range(10))
+    assert data.images.dtype == np.float32 and data.images.max() == 1.0
+
+
+def test_fashion_mnist_missing_or_malformed_files_name_the_path(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=rf"{tmp_path}/train-images-idx3-ubyte.gz not found.*dataset-fashion-mnist"):
+        load_dataset("fashion-mnist", str(tmp_path))
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", 0x0801, (4, 2, 2), bytes(16))
+    with pytest.raises(DataError, match="is not an idx file"):
+        load_dataset("fashion-mnist", str(tmp_path))
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", 0x0803, (4, 2, 2), bytes(15))
+    with pytest.raises(DataError, match="holds 15 bytes"):
+        load_dataset("fashion-mnist", str(tmp_path))
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", 0x0803, (4, 2, 2), bytes(range(16)))
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz is not a readable gzip file"):
+        load_dataset("fashion-mnist", str(tmp_path))
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", 0x0801, (4,), bytes([0, 1, 2, 3]))
+    data = load_dataset("fashion-mnist", str(tmp_path))
+    assert data.images.shape == (4, 2, 2, 1) and data.images[3, 1, 1, 0] == pytest.approx(15 / 255)
+
+
+def cifar_records(labels: list[int], rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
+    pixels = rng.integers(0, 256, (len(labels), 3, 32, 32), dtype=np.uint8)
+    table = np.concatenate([np.array(labels, dtype=np.uint8)[:, None], pixels.reshape(len(labels), -1)], axis=1)
+    return table.tobytes(), pixels
+
+
+def test_cifar10_binary_batches_load_in_hwc_order(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    first, first_pixels = cifar_records([3, 9, 0], rng)
+    second, _ = cifar_records([1, 2], rng)
+    (folder / "data_batch_1.bin").write_bytes(first)
+    (folder / "data_batch_2.bin").write_bytes(second)
+    data = load_dataset("cifar10", str(tmp_path))
+    assert data.images.shape == (5, 32, 32, 3) and data.labels.tolist() == [3, 9, 0, 1, 2]
+    assert data.images[1, 5, 7, 2] == pytest.approx(first_pixels[1, 2, 5, 7] / 255)
+
+
+def test_cifar10_errors_name_the_path(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="needs --data-dir"):
+        load_dataset("cifar10", None)
+    with pytest.raises(DataError, match=rf"{tmp_path}: no data_batch_\*.bin files"):
+        load_dataset("cifar10", str(tmp_path))
+    (tmp_path / "data_batch_1.bin").write_bytes(bytes(3072))
+    with pytest.raises(DataError, match="data_batch_1.bin: 3072 bytes is not a whole number"):
+        load_dataset("cifar10", str(tmp_path))
+    records, _ = cifar_records([12], np.random.default_rng(1))
+    (tmp_path / "data_batch_1.bin").write_bytes(records)
+    with pytest.raises(DataError, match="label 12 outside 0..9"):
+        load_dataset("cifar10", str(tmp_path))
+
+
+def test_npz_grey_and_colour_images(tmp_path: Path) -> None:
+    path = tmp_path / "grey.npz"
+    np.savez(path, x=np.full((6, 5, 4), 255, dtype=np.uint8), y=np.array([0, 1, 2, 3, 4, 0]))
+    grey = load_dataset("npz", str(path))
+    assert grey.shape == (5, 4, 1) and grey.num_classes == 5 and grey.images.max() == 1.0
+    folder = tmp_path / "colour"
+    folder.mkdir()
+    np.savez(folder / "data.npz", x=np.ones((4, 3, 3, 3), dtype=np.float64) * 0.5, y=np.array([1, 0, 1, 0]))
+    colour = load_dataset("npz", str(folder))
+    assert colour.shape == (3, 3, 3) and colour.num_classes == 2 and colour.images.dtype == np.float32
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"x": np.zeros((3, 4, 4))}, "missing array"),
+    ({"x": np.zeros((3, 4)), "y": np.zeros(3, dtype=int)}, "expected \\(N, H, W\\)"),
+    ({"x": np.zeros((3, 4, 4)), "y": np.zeros(3)}, "expected 3 integer labels"),
+    ({"x": np.zeros((3, 4, 4)), "y": np.zeros(2, dtype=int)}, "expected 3 integer labels"),
+    ({"x": np.zeros((3, 4, 4)), "y": np.array([0, -1, 1])}, "negative label"),
+    ({"x": np.full((3, 4, 4), np.nan), "y": np.zeros(3, dtype=int)}, "NaN or infinite"),
+    ({"x": np.array([[{"a": 1}]] * 3, dtype=object), "y": np.zeros(3, dtype=int)}, "without pickled objects"),
+])
+def test_npz_problems_are_named(tmp_path: Path, arrays: dict[str, np.ndarray], message: str) -> None:
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=message) as caught:
+        load_dataset("npz", str(path))
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_npz_missing_file_and_ambiguous_folder(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="missing.npz not found"):
+        load_dataset("npz", str(tmp_path / "missing.npz"))
+    for name in ("a.npz", "b.npz"):
+        np.savez(tmp_path / name, x=np.zeros((2, 2, 2)), y=np.zeros(2, dtype=int))
+    with pytest.raises(DataError, match="exactly one .npz file"):
+        load_dataset("npz", str(tmp_path))
+    (tmp_path / "broken.npz").write_bytes(b"PK not really")
+    with pytest.raises(DataError, match="broken.npz is not a readable .npz"):
+        load_dataset("npz", str(tmp_path / "broken.npz"))

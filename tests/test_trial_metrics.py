@@ -1,0 +1,107 @@
+"""Metric lines and files as Katib's collectors read them: default StdOut regex, metricsFormat regexes, JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from katib_nas.suggestion.core.errors import InvalidInput
+from katib_nas.trial.metrics import (
+    KATIB_DEFAULT_REGEX,
+    NUMERIC_METRIC_REGEX,
+    STRING_METRIC_REGEX,
+    MetricsWriter,
+    branch_stats_text,
+    parse_branch_stats,
+    parse_skip_gates,
+    skip_gates_text,
+)
+
+STATS = [[0.536924, 1.5e-05, 2.0], [math.nan, 12345678.0], [0.0]]
+GATES = [[], [-0.25, 1.0], [3e-07]]
+FINAL = {
+    "Validation-Accuracy": 0.9277777,
+    "Validation-Loss": 0.3415013,
+    "Train-Loss": 1.2e-05,
+    "Train-Accuracy": 1.0,
+    "params": 8058,
+    "flops": 204656,
+    "latency-ms": 1.3671834,
+    "Branch-Stats": branch_stats_text(STATS),
+    "Skip-Gates": skip_gates_text(GATES),
+}
+NUMERIC = {name: value for name, value in FINAL.items() if not isinstance(value, str)}
+
+
+def written(metrics: dict, **kwargs) -> str:  # type: ignore[type-arg]
+    stream = io.StringIO()
+    MetricsWriter(stream=stream, **kwargs).write(metrics)
+    return stream.getvalue()
+
+
+def test_string_metric_values() -> None:
+    assert FINAL["Branch-Stats"] == "ms/0.536924_1.5e-05_2/nan_1.23457e+07/0"
+    assert FINAL["Skip-Gates"] == "g/-/-0.25_1/3e-07"
+    assert branch_stats_text([[math.inf]]) == "ms/nan"
+
+
+def test_string_metric_values_parse_back() -> None:
+    parsed = parse_branch_stats(FINAL["Branch-Stats"])
+    assert parsed[0] == [0.536924, 1.5e-05, 2.0] and math.isnan(parsed[1][0]) and parsed[2] == [0.0]
+    assert parse_skip_gates(FINAL["Skip-Gates"]) == GATES
+    with pytest.raises(ValueError):
+        parse_branch_stats("g/1")
+
+
+def test_lines_are_name_equals_value_with_six_significant_digits() -> None:
+    lines = written(FINAL).splitlines()
+    assert lines[0] == "Validation-Accuracy=0.927778"
+    assert "params=8058" in lines and "Train-Loss=1.2e-05" in lines and "latency-ms=1.36718" in lines
+
+
+def test_katib_default_regex_reads_every_number_and_no_number_from_string_metrics() -> None:
+    found = {m.group(1): m.group(2) for m in re.finditer(KATIB_DEFAULT_REGEX, written(FINAL))}
+    for name, value in NUMERIC.items():
+        assert float(found[name]) == pytest.approx(value, rel=1e-5)
+    assert found["Branch-Stats"] == "" and found["Skip-Gates"] == ""
+
+
+def test_metrics_format_regexes_extract_exactly_what_is_printed() -> None:
+    text = written(FINAL)
+    numeric = [(m.group(1), m.group(2)) for m in re.finditer(NUMERIC_METRIC_REGEX, text)]
+    assert [name for name, _ in numeric] == list(NUMERIC)
+    assert all(float(value) == pytest.approx(NUMERIC[name], rel=1e-5) for name, value in numeric)
+    strings = {m.group(1): m.group(2) for m in re.finditer(STRING_METRIC_REGEX, text)}
+    assert strings == {"Branch-Stats": FINAL["Branch-Stats"], "Skip-Gates": FINAL["Skip-Gates"]}
+
+
+def test_text_file_repeats_the_stdout_lines(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "metrics.log"
+    stream = io.StringIO()
+    writer = MetricsWriter(str(path), "text", stream)
+    writer.write({"Train-Loss": 0.5})
+    writer.write(FINAL)
+    assert path.read_text() == stream.getvalue()
+
+
+def test_json_file_has_one_object_per_group_with_string_values(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    writer = MetricsWriter(str(path), "json", io.StringIO())
+    writer.write({"Train-Loss": 0.5, "Train-Accuracy": 0.25})
+    writer.write(FINAL)
+    objects = [json.loads(line) for line in path.read_text().splitlines()]
+    assert objects[0] == {"Train-Loss": "0.5", "Train-Accuracy": "0.25"}
+    assert objects[1]["Validation-Accuracy"] == "0.927778" and objects[1]["Skip-Gates"] == FINAL["Skip-Gates"]
+    assert all(isinstance(v, str) for obj in objects for v in obj.values())
+
+
+def test_unwritable_metrics_file_is_bad_input(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(InvalidInput, match="cannot write metrics file"):
+        MetricsWriter(str(blocker / "metrics.txt"))

@@ -1,0 +1,154 @@
+"""Cells: envelope cells (concatenated branches), choice cells (supernet blocks) and gated skip inputs.
+
+Branch statistics (the mean squared activation of every branch, which
+EnvelopeNet construction prunes by) are accumulated on the device inside the
+cell while training, with no host synchronisation per step; they are read
+once, at the end of the run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from katib_nas.suggestion.core.codec import encode_op
+from katib_nas.suggestion.core.spec import Cell, branch_widths
+
+from .ops import build_op
+
+
+def cell_token(cell: Cell) -> str:
+    """The cell's part of the architecture text, e.g. c1+c3@r.0 or mb3e6_zero."""
+    text = ("_" if cell.choice else "+").join(encode_op(op) for op in cell.ops)
+    attrs = (["r"] if cell.residual else []) + [str(s) for s in cell.skips]
+    return text + ("@" + ".".join(attrs) if attrs else "")
+
+
+class ConcatBody(nn.Module):
+    """Parallel branches whose outputs are concatenated; branch i has width branch_widths(width, n)[i]."""
+
+    def __init__(self, cell: Cell, width: int):
+        super().__init__()
+        self.widths = branch_widths(width, len(cell.ops))
+        offsets = [sum(self.widths[:i]) for i in range(len(self.widths))]
+        self.branches = nn.ModuleList(build_op(op, width, w, offset)
+                                      for op, w, offset in zip(cell.ops, self.widths, offsets))
+        self.record_stats = False
+        self.register_buffer("channel_sq_sum", torch.zeros(width), persistent=False)
+        self.stat_steps = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = [branch(x) for branch in self.branches]
+        out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
+        if self.record_stats and self.training:
+            # One reduction per cell: per-channel mean squares; branch means are averaged from them at read-out.
+            self.channel_sq_sum += out.detach().float().square().mean(dim=(0, 2, 3))
+            self.stat_steps += 1
+        return out
+
+    def reset_stats(self) -> None:
+        self.channel_sq_sum.zero_()
+        self.stat_steps = 0
+
+    def branch_stats(self) -> list[float]:
+        """Mean squared activation of each branch over the recorded steps; nan when nothing was recorded."""
+        if self.stat_steps == 0:
+            return [math.nan] * len(self.widths)
+        per_channel = (self.channel_sq_sum / self.stat_steps).cpu().tolist()
+        stats, start = [], 0
+        for w in self.widths:
+            stats.append(sum(per_channel[start:start + w]) / w)
+            start += w
+        return stats
+
+
+class ChoiceBody(nn.Module):
+    """Alternatives at full cell width; the `active` ones (default: the first) run and their outputs add up.
+
+    A search procedure sets `active` from outside before each step (e.g. one or two sampled paths).
+    """
+
+    def __init__(self, cell: Cell, width: int):
+        super().__init__()
+        self.alternatives = nn.ModuleList(build_op(op, width, width) for op in cell.ops)
+        self.active: tuple[int, ...] = (0,)
+        self.record_stats = False
+        self.register_buffer("alt_sq_sum", torch.zeros(len(cell.ops)), persistent=False)
+        self.alt_steps = [0] * len(cell.ops)
+
+    def set_active(self, indices: int | Sequence[int]) -> None:
+        chosen = (indices,) if isinstance(indices, int) else tuple(indices)
+        if not chosen or any(not 0 <= i < len(self.alternatives) for i in chosen):
+            raise ValueError(f"active alternatives {chosen} outside 0..{len(self.alternatives) - 1}")
+        self.active = chosen
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor | None = None
+        for index in self.active:
+            y = self.alternatives[index](x)
+            if self.record_stats and self.training:
+                self.alt_sq_sum[index] += y.detach().float().square().mean()
+                self.alt_steps[index] += 1
+            out = y if out is None else out + y
+        assert out is not None
+        return out
+
+    def reset_stats(self) -> None:
+        self.alt_sq_sum.zero_()
+        self.alt_steps = [0] * len(self.alternatives)
+
+    def branch_stats(self) -> list[float]:
+        """Mean squared activation of each alternative over the steps it was active; nan if it never was."""
+        sums = self.alt_sq_sum.cpu().tolist()
+        return [s / n if n else math.nan for s, n in zip(sums, self.alt_steps)]
+
+
+class SkipInput(nn.Module):
+    """An earlier cell's output brought to this cell's resolution (max pooling) and width (1x1 conv + BN)."""
+
+    def __init__(self, in_channels: int, out_channels: int, pool_factor: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        if pool_factor > 1:
+            layers.append(nn.MaxPool2d(pool_factor, stride=pool_factor))
+        if in_channels != out_channels:
+            layers += [nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)]
+        self.adapt = nn.Sequential(*layers) if layers else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.adapt(x)
+
+
+class CellBlock(nn.Module):
+    """One cell of the network: its body, optional residual, and skip inputs scaled by learned scalar gates."""
+
+    def __init__(self, cell: Cell, width: int, skip_sources: Sequence[tuple[int, int]]):
+        """skip_sources: (width, pool factor) of each earlier cell in cell.skips, in that order."""
+        super().__init__()
+        self.token = cell_token(cell)
+        self.skips = tuple(cell.skips)
+        self.residual = cell.residual
+        self.body: ConcatBody | ChoiceBody = ChoiceBody(cell, width) if cell.choice else ConcatBody(cell, width)
+        self.skip_inputs = nn.ModuleList(SkipInput(w, width, factor) for w, factor in skip_sources)
+        self.gates = nn.Parameter(torch.ones(len(self.skips))) if self.skips else None
+
+    def forward(self, x: torch.Tensor, earlier: list[torch.Tensor]) -> torch.Tensor:
+        out = self.body(x)
+        if self.residual:
+            out = out + x
+        if self.gates is not None:
+            for k, (source, adapt) in enumerate(zip(self.skips, self.skip_inputs)):
+                out = out + self.gates[k] * adapt(earlier[source])
+        return out
+
+    def gate_values(self) -> list[float]:
+        return [] if self.gates is None else self.gates.detach().cpu().tolist()
+
+    def config(self) -> dict[str, str]:
+        return {"cell": self.token}
+
+    def extra_repr(self) -> str:
+        return f"cell={self.token}"

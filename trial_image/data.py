@@ -1,0 +1,206 @@
+"""Offline datasets and the fixed train/validation split.
+
+Sources: Fashion-MNIST idx.gz files (Debian package dataset-fashion-mnist),
+scikit-learn's bundled digits, CIFAR-10 binary batches from a path, and an
+.npz file with arrays x (N, H, W[, C]) and y (N,). Nothing is downloaded and
+nothing is unpickled. Images come out as float32 NCHW, scaled to [0, 1] and
+then standardised per channel with statistics of the training part.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from katib_nas.suggestion.core.errors import InvalidInput
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_HINT = "install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist) " \
+                     "or pass --data-dir with train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz"
+CIFAR10_HINT = "pass --data-dir with CIFAR-10's binary version (data_batch_1.bin ... data_batch_5.bin, " \
+               "from cifar-10-binary.tar.gz)"
+NPZ_HINT = "pass --data-dir with a .npz file holding arrays x (N, H, W[, C]) and y (N,) of integer labels"
+CIFAR10_RECORD = 1 + 32 * 32 * 3
+# The split does not depend on --seed: every trial of an experiment is scored on the same validation images.
+SPLIT_SEED = 20180
+DATASETS = ("fashion-mnist", "digits", "cifar10", "npz")
+
+
+class DataError(InvalidInput):
+    """Data that is missing or malformed; the message names the path and how to get it."""
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """Images (N, H, W, C) scaled to [0, 1] and integer labels."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+    source: str
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Normalised NCHW float32 arrays for training and validation, and the normalisation used."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    num_classes: int
+
+
+def load_dataset(name: str, data_dir: str | None) -> ImageData:
+    """Load one of DATASETS; data_dir overrides the default location (required for cifar10 and npz)."""
+    if name == "fashion-mnist":
+        return load_fashion_mnist(Path(data_dir) if data_dir else FASHION_MNIST_DIR)
+    if name == "digits":
+        return load_digits()
+    if name == "cifar10":
+        if not data_dir:
+            raise DataError(f"--dataset cifar10 needs --data-dir: {CIFAR10_HINT}")
+        return load_cifar10(Path(data_dir))
+    if name == "npz":
+        if not data_dir:
+            raise DataError(f"--dataset npz needs --data-dir: {NPZ_HINT}")
+        return load_npz(Path(data_dir))
+    raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+
+
+def load_fashion_mnist(directory: Path) -> ImageData:
+    images = read_idx(directory / "train-images-idx3-ubyte.gz", 3)
+    labels = read_idx(directory / "train-labels-idx1-ubyte.gz", 1)
+    if len(images) != len(labels):
+        raise DataError(f"{directory}: {len(images)} images but {len(labels)} labels; {FASHION_MNIST_HINT}")
+    return ImageData(images[..., None].astype(np.float32) / 255.0, labels.astype(np.int64), 10, str(directory))
+
+
+def read_idx(path: Path, dims: int) -> np.ndarray:
+    """An unsigned-byte idx array (gzip-compressed) with the expected number of dimensions."""
+    if not path.is_file():
+        raise DataError(f"{path} not found: {FASHION_MNIST_HINT}")
+    try:
+        with gzip.open(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError) as err:
+        raise DataError(f"{path} is not a readable gzip file ({err}): {FASHION_MNIST_HINT}") from None
+    expected_magic = 0x0800 + dims
+    if len(raw) < 4 + 4 * dims or struct.unpack(">I", raw[:4])[0] != expected_magic:
+        raise DataError(f"{path} is not an idx file of unsigned bytes with {dims} dimension(s): {FASHION_MNIST_HINT}")
+    shape = struct.unpack(f">{dims}I", raw[4:4 + 4 * dims])
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims)
+    if body.size != int(np.prod(shape)):
+        raise DataError(f"{path} holds {body.size} bytes of data, its header says {shape}: {FASHION_MNIST_HINT}")
+    return body.reshape(shape)
+
+
+def load_digits() -> ImageData:
+    """scikit-learn's bundled 8x8 digits (1797 images, values 0..16)."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    images = (bunch.images / 16.0).astype(np.float32)[..., None]
+    return ImageData(images, bunch.target.astype(np.int64), 10, "sklearn digits")
+
+
+def load_cifar10(directory: Path) -> ImageData:
+    """CIFAR-10 training batches in the binary format: records of 1 label byte + 3072 CHW pixel bytes."""
+    if (directory / "cifar-10-batches-bin").is_dir():
+        directory = directory / "cifar-10-batches-bin"
+    files = sorted(directory.glob("data_batch_*.bin")) if directory.is_dir() else []
+    if not files:
+        raise DataError(f"{directory}: no data_batch_*.bin files: {CIFAR10_HINT}")
+    records = []
+    for path in files:
+        raw = np.fromfile(path, dtype=np.uint8)
+        if raw.size == 0 or raw.size % CIFAR10_RECORD:
+            raise DataError(f"{path}: {raw.size} bytes is not a whole number of {CIFAR10_RECORD}-byte records: "
+                            f"{CIFAR10_HINT}")
+        records.append(raw.reshape(-1, CIFAR10_RECORD))
+    table = np.concatenate(records)
+    labels = table[:, 0].astype(np.int64)
+    if labels.max() > 9:
+        raise DataError(f"{directory}: label {labels.max()} outside 0..9, not CIFAR-10 binary data: {CIFAR10_HINT}")
+    images = table[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.float32) / 255.0
+    return ImageData(images, labels, 10, str(directory))
+
+
+def load_npz(path: Path) -> ImageData:
+    """x as (N, H, W) or (N, H, W, C), uint8 (scaled by 1/255) or float (taken as is); y integer labels."""
+    if path.is_dir():
+        candidates = sorted(path.glob("*.npz"))
+        if len(candidates) != 1:
+            raise DataError(f"{path}: expected exactly one .npz file in the directory, found {len(candidates)}: "
+                            f"{NPZ_HINT}")
+        path = candidates[0]
+    if not path.is_file():
+        raise DataError(f"{path} not found: {NPZ_HINT}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = {"x", "y"} - set(archive.files)
+            if missing:
+                raise DataError(f"{path}: missing array(s) {', '.join(sorted(missing))}; found "
+                                f"{', '.join(archive.files) or 'none'}: {NPZ_HINT}")
+            x, y = archive["x"], archive["y"]
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise DataError(f"{path} is not a readable .npz without pickled objects ({err}): {NPZ_HINT}") from None
+    return ImageData(_npz_images(x, path), _npz_labels(y, len(x), path), int(y.max()) + 1 if y.size else 0, str(path))
+
+
+def _npz_images(x: np.ndarray, path: Path) -> np.ndarray:
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or min(x.shape) < 1:
+        raise DataError(f"{path}: x has shape {x.shape}, expected (N, H, W) or (N, H, W, C): {NPZ_HINT}")
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 255.0
+    if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
+        raise DataError(f"{path}: x has dtype {x.dtype}, expected uint8 or float: {NPZ_HINT}")
+    images = x.astype(np.float32)
+    if not np.isfinite(images).all():
+        raise DataError(f"{path}: x contains NaN or infinite values: {NPZ_HINT}")
+    return images
+
+
+def _npz_labels(y: np.ndarray, count: int, path: Path) -> np.ndarray:
+    if y.ndim != 1 or len(y) != count or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{path}: y has shape {y.shape} and dtype {y.dtype}, expected {count} integer labels: "
+                        f"{NPZ_HINT}")
+    if count and y.min() < 0:
+        raise DataError(f"{path}: y has negative label {y.min()}: {NPZ_HINT}")
+    return y.astype(np.int64)
+
+
+def split_dataset(data: ImageData, val_fraction: float, max_train_samples: int | None = None) -> Split:
+    """A fixed seeded split into training and validation parts, normalised with training statistics."""
+    count = len(data.labels)
+    val_count = int(round(count * val_fraction))
+    if val_count < 1 or count - val_count < 2:
+        raise DataError(f"{data.source}: {count} images cannot be split with --val-fraction {val_fraction} "
+                        f"into at least 2 training and 1 validation image")
+    order = np.random.default_rng(SPLIT_SEED).permutation(count)
+    val_index, train_index = order[:val_count], order[val_count:]
+    if max_train_samples is not None:
+        train_index = train_index[:max_train_samples]
+    train = data.images[train_index]
+    mean = train.mean(axis=(0, 1, 2))
+    std = np.maximum(train.std(axis=(0, 1, 2)), 1e-6)
+
+    def normalise(images: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(((images - mean) / std).transpose(0, 3, 1, 2), dtype=np.float32)
+
+    return Split(normalise(train), data.labels[train_index], normalise(data.images[val_index]),
+                 data.labels[val_index], tuple(float(v) for v in mean), tuple(float(v) for v in std),
+                 data.num_classes)

@@ -1,0 +1,218 @@
+"""One-shot ProxylessNAS search: train the supernet with binarized paths, then derive the argmax network.
+
+Weight steps (SGD, cosine schedule) run on the weight split with one sampled
+path per block. After the warm-up epochs, every `arch_every` weight steps an
+architecture step runs on a held-out split: two sampled paths per block,
+binary gates, the hardware-aware loss, Adam on the path logits (beta1 = 0,
+so paths outside the pair get no update) and the rescale that keeps the
+other paths' probabilities. A block whose active path is `zero` gets no
+architecture update in that step, as its output carries no signal about
+the gate. The derived network keeps the most probable op of every block.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from katib_nas.suggestion.core.algorithms.proxyless_oneshot import SearchConfig
+from katib_nas.suggestion.core.algorithms.proxyless_space import derive
+from katib_nas.suggestion.core.spec import Architecture
+
+from ..model import build_model
+from ..trainer import Diverged, TrainConfig, batches_per_epoch, epoch_batches, evaluate, make_optimizer
+from .gated_cell import gate_choice_bodies
+from .gates import PathLogits, PathPair, pair_logit_grad, rescale_pair, sample_pair, sample_path
+from .latency_loss import LatencyModel, hardware_loss
+
+LOG = logging.getLogger("katib_nas.trial.proxyless")
+
+
+@dataclass
+class SearchData:
+    """Tensors on the training device: weight split, architecture split, validation split."""
+
+    weight_x: torch.Tensor
+    weight_y: torch.Tensor
+    arch_x: torch.Tensor
+    arch_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Optimisation:
+    """Weight-training settings of the supernet and how often the architecture is updated."""
+
+    batch_size: int = 128
+    lr: float = 0.05
+    weight_decay: float = 3e-4
+    arch_every: int = 5
+
+
+@dataclass(frozen=True)
+class ArchStep:
+    """What one architecture step did: its loss, E[lat] (nan without a latency model), pairs per block."""
+
+    loss: float
+    expected_ms: float
+    pairs: list[PathPair]
+    updated: list[bool]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    choices: list[int]
+    derived: Architecture
+    probabilities: list[list[float]]
+    arch_steps: int
+
+
+class SupernetSearch:
+    """The supernet, its path logits and both optimisers."""
+
+    def __init__(self, supernet: Architecture, config: SearchConfig, optimisation: Optimisation,
+                 latency: LatencyModel | None, device: torch.device, weight_steps: int):
+        self.supernet = supernet
+        self.config = config
+        self.optimisation = optimisation
+        self.latency = latency if config.hardware_aware else None
+        self.network = build_model(supernet).to(device)
+        self.blocks = gate_choice_bodies(self.network)
+        self.logits = PathLogits([len(block.alternatives) for block in self.blocks]).to(device)
+        train_config = TrainConfig(lr=optimisation.lr, weight_decay=optimisation.weight_decay)
+        self.weight_optimizer, self.schedule = make_optimizer(self.network, train_config, weight_steps)
+        self.arch_optimizer = torch.optim.Adam(self.logits.parameters(), lr=config.archlr, betas=(0.0, 0.999),
+                                               eps=1e-8)
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+    def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One SGD step of the weights with one sampled path per block; returns the detached loss."""
+        for block, probs in zip(self.blocks, self.logits.probs()):
+            block.use_single(sample_path(probs, self.generator))
+        self.network.train()
+        loss = F.cross_entropy(self.network(x), y)
+        self.weight_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.weight_optimizer.step()
+        self.schedule.step()
+        return loss.detach()
+
+    def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> ArchStep:
+        """One update of the path logits from two sampled paths per block, then the rescale."""
+        pairs = [sample_pair(probs, self.generator) for probs in self.logits.probs()]
+        gates = [block.use_pair(pair) for block, pair in zip(self.blocks, pairs)]
+        self.network.train()
+        self.network.requires_grad_(False)
+        try:
+            cross_entropy = F.cross_entropy(self.network(x), y)
+            expected = self.latency.expected_ms(self.logits.probs()) if self.latency else None
+            loss = hardware_loss(cross_entropy, expected, self.config)
+            self.arch_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        finally:
+            self.network.requires_grad_(True)
+        updated = self._set_logit_grads(pairs, gates)
+        before = [(float(a.detach()[p.active]), float(a.detach()[p.other]))
+                  for a, p in zip(self.logits.alphas, pairs)]
+        self.arch_optimizer.step()
+        for alpha, pair, old, changed in zip(self.logits.alphas, pairs, before, updated):
+            if changed:
+                rescale_pair(alpha, pair, old)
+        for block in self.blocks:
+            block.gates = None
+        return ArchStep(float(loss.detach()), float(expected.detach()) if expected is not None else float("nan"),
+                        pairs, updated)
+
+    def _set_logit_grads(self, pairs: list[PathPair], gates: list[torch.Tensor]) -> list[bool]:
+        """Logit gradient per block: pair gradient from the gates plus the latency gradient on the pair."""
+        updated = []
+        for alpha, cell, pair, gate in zip(self.logits.alphas, self.supernet.cells, pairs, gates):
+            if cell.ops[pair.active].kind == "zero" or gate.grad is None:
+                alpha.grad = None
+                updated.append(False)
+                continue
+            grad = pair_logit_grad(alpha, pair, (float(gate.grad[pair.active]), float(gate.grad[pair.other])))
+            if alpha.grad is not None:
+                involved = list(pair.involved)
+                grad[involved] += alpha.grad[involved]
+            alpha.grad = grad
+            updated.append(True)
+        return updated
+
+    def use_argmax(self) -> list[int]:
+        choices = self.logits.argmax()
+        for block, choice in zip(self.blocks, choices):
+            block.use_single(choice)
+        return choices
+
+    def result(self, arch_steps: int) -> SearchResult:
+        choices = self.logits.argmax()
+        return SearchResult(choices, derive(self.supernet, choices), self.logits.probabilities(), arch_steps)
+
+
+def run_search(supernet: Architecture, config: SearchConfig, optimisation: Optimisation, data: SearchData,
+               latency: LatencyModel | None,
+               on_epoch: Callable[[int, float, list[list[float]]], None] = lambda e, loss, p: None
+               ) -> tuple[SupernetSearch, SearchResult]:
+    """Warm-up, then alternating weight and architecture steps for config.epochs epochs."""
+    device = data.weight_x.device
+    per_epoch = batches_per_epoch(len(data.weight_y), optimisation.batch_size)
+    search = SupernetSearch(supernet, config, optimisation, latency, device, per_epoch * config.epochs)
+    order = torch.Generator().manual_seed(config.seed)
+    arch_batches = _forever(len(data.arch_y), optimisation.batch_size, order, device)
+    step = arch_steps = 0
+    for epoch in range(1, config.epochs + 1):
+        loss_sum = torch.zeros((), device=device)
+        count = 0
+        for index in epoch_batches(len(data.weight_y), optimisation.batch_size, order, device):
+            loss_sum += search.weight_step(data.weight_x[index], data.weight_y[index]) * len(index)
+            count += len(index)
+            step += 1
+            if epoch > config.warmup and step % optimisation.arch_every == 0:
+                arch_index = next(arch_batches)
+                search.arch_step(data.arch_x[arch_index], data.arch_y[arch_index])
+                arch_steps += 1
+        mean_loss = float(loss_sum) / max(count, 1)
+        if mean_loss != mean_loss or mean_loss == float("inf"):
+            raise Diverged(epoch, 1, step)
+        LOG.info("epoch %d: supernet train loss %.4f, %d architecture steps so far", epoch, mean_loss, arch_steps)
+        on_epoch(epoch, mean_loss, search.logits.probabilities())
+    return search, search.result(arch_steps)
+
+
+def evaluate_argmax(search: SupernetSearch, data: SearchData, batch_size: int = 256) -> tuple[float, float]:
+    """(loss, accuracy) on the validation split of the derived network with the supernet's weights.
+
+    The BatchNorm statistics are first recomputed on the weight split with the derived paths fixed: the
+    running averages kept during the search mix the inputs of many different paths.
+    """
+    search.use_argmax()
+    recalibrate_batchnorm(search.network, data.weight_x, batch_size)
+    return evaluate(search.network, data.val_x, data.val_y)
+
+
+def recalibrate_batchnorm(network: nn.Module, images: torch.Tensor, batch_size: int) -> None:
+    """Replace every BatchNorm's running statistics by exact averages over `images` (no weight changes)."""
+    norms = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    network.train()
+    with torch.no_grad():
+        for start in range(0, len(images) - 1, batch_size):
+            network(images[start:start + batch_size])
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+
+
+def _forever(count: int, batch_size: int, generator: torch.Generator, device: torch.device
+             ) -> Iterator[torch.Tensor]:
+    while True:
+        yield from epoch_batches(count, batch_size, generator, device)

@@ -1,0 +1,163 @@
+"""One trial, end to end: decode, load data, build, train, evaluate, measure, export, report.
+
+Bad input is found before any training (InvalidInput, exit 2). A diverged run
+prints one line on stderr, reports no objective and exits 3. A failed push
+or export exits 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO
+
+from katib_nas.suggestion.core.codec import decode
+from katib_nas.suggestion.core.errors import InvalidInput
+from katib_nas.suggestion.core.spec import Architecture
+
+if TYPE_CHECKING:
+    from .data import Split
+    from .metrics import MetricsWriter
+    from .model import Network
+    from .trainer import Tensors, TrainConfig
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_DIVERGED = 3
+LOG = logging.getLogger("katib_nas.trial")
+
+
+@dataclass(frozen=True)
+class TrialOptions:
+    """Everything `katib-nas trial` takes; see `katib-nas trial --help`."""
+
+    architecture: str
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    epochs: int = 1
+    steps: int | None = None
+    batch_size: int = 128
+    lr: float = 0.05
+    weight_decay: float = 3e-4
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    val_fraction: float = 0.1
+    max_train_samples: int | None = None
+    branch_stats: bool = False
+    metrics_file: str | None = None
+    metrics_format: str = "text"
+    report_to_katib: bool = False
+    export_dir: str | None = None
+
+
+def strip_quotes(text: str) -> str:
+    """Drop one pair of surrounding double quotes, which Katib passes through literally from `--x="${...}"`."""
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+
+
+def parse_architecture(text: str) -> Architecture:
+    return decode(strip_quotes(text.strip()))
+
+
+def check_fits(arch: Architecture, shape: tuple[int, int, int], num_classes: int, source: str) -> None:
+    """The network must take the data's image shape and have an output for every label."""
+    if tuple(arch.input_shape) != tuple(shape):
+        raise InvalidInput(f"architecture input {_shape_text(arch.input_shape)} does not match the images of "
+                           f"{source} ({_shape_text(shape)}); change the 'in' part of the architecture text")
+    if arch.num_classes < num_classes:
+        raise InvalidInput(f"architecture has {arch.num_classes} classes but {source} has labels up to "
+                           f"{num_classes - 1}; change the 'cls' part of the architecture text")
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(str(v) for v in shape)
+
+
+def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
+    """Run the trial and return its exit code; raises InvalidInput for bad input before training."""
+    arch = parse_architecture(options.architecture)
+    from .metrics import MetricsWriter, check_push_available, push_requested
+
+    if push_requested(options.report_to_katib):
+        check_push_available()
+    writer = MetricsWriter(options.metrics_file, options.metrics_format, stream)
+    started = time.perf_counter()
+    from .data import load_dataset, split_dataset
+
+    data = load_dataset(options.dataset, options.data_dir)
+    check_fits(arch, data.shape, data.num_classes, options.dataset)
+    split = split_dataset(data, options.val_fraction, options.max_train_samples)
+
+    import torch
+
+    from .model import build_model
+    from .runtime import configure_threads, resolve_device, seed_everything
+    from .trainer import Tensors, TrainConfig
+
+    device = resolve_device(options.device)
+    threads = configure_threads(options.threads)
+    LOG.info("%s: %d training and %d validation images, device %s, %d CPU thread(s)", options.dataset,
+             len(split.train_y), len(split.val_y), device, threads)
+    seed_everything(options.seed, device)
+    model = build_model(arch).to(device)
+    tensors = Tensors(*(torch.from_numpy(a).to(device) for a in (split.train_x, split.train_y, split.val_x,
+                                                                  split.val_y)))
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+        tensors.train_x = tensors.train_x.contiguous(memory_format=torch.channels_last)
+        tensors.val_x = tensors.val_x.contiguous(memory_format=torch.channels_last)
+    config = TrainConfig(epochs=options.epochs, steps=options.steps, batch_size=options.batch_size, lr=options.lr,
+                         weight_decay=options.weight_decay, seed=options.seed)
+    LOG.info("ready after %.1f s; training %s", time.perf_counter() - started, model.arch_text)
+    return _train_and_report(model, arch, split, tensors, config, options, writer)
+
+
+def _train_and_report(model: Network, arch: Architecture, split: Split, tensors: Tensors, config: TrainConfig,
+                      options: TrialOptions, writer: MetricsWriter) -> int:
+    """Train, then measure, export and report; the objective is written only after everything succeeded."""
+    from .cost import count_macs, count_parameters, measure_latency_ms
+    from .metrics import ReportError, branch_stats_text, push_requested, push_to_katib, skip_gates_text
+    from .trainer import Diverged, evaluate, train
+
+    model.record_branch_stats(options.branch_stats)
+    try:
+        results = train(model, tensors, config, on_epoch=lambda r: writer.write(
+            {"Train-Loss": r.train_loss, "Train-Accuracy": r.train_accuracy}))
+        val_loss, val_accuracy = evaluate(model, tensors.val_x, tensors.val_y)
+        if val_loss != val_loss:
+            raise Diverged(results[-1].epoch, 1, results[-1].steps)
+    except Diverged as err:
+        print(f"katib-nas trial: error: {err}", file=sys.stderr, flush=True)
+        return EXIT_DIVERGED
+    model.record_branch_stats(False)
+    final: dict[str, float | int | str] = {
+        "Validation-Accuracy": val_accuracy,
+        "Validation-Loss": val_loss,
+        "Train-Loss": results[-1].train_loss,
+        "Train-Accuracy": results[-1].train_accuracy,
+        "params": count_parameters(model),
+        "flops": count_macs(model, arch.input_shape),
+        "latency-ms": measure_latency_ms(model, arch.input_shape),
+    }
+    if options.branch_stats:
+        final["Branch-Stats"] = branch_stats_text(model.branch_stats())
+        final["Skip-Gates"] = skip_gates_text(model.skip_gates())
+    if options.export_dir:
+        from .export import export_model
+
+        files = export_model(model, model.arch_text, arch.input_shape, split.mean, split.std, final,
+                             options.export_dir)
+        LOG.info("exported %s to %s", ", ".join(files.values()), options.export_dir)
+    writer.write(final)
+    if push_requested(options.report_to_katib):
+        try:
+            push_to_katib(final)
+        except ReportError as err:
+            print(f"katib-nas trial: error: {err}", file=sys.stderr, flush=True)
+            return EXIT_FAILED
+    elif options.report_to_katib:
+        LOG.warning("--report-to-katib given but KATIB_TRIAL_NAME is not set: metrics were not pushed")
+    return EXIT_OK
