@@ -35,7 +35,8 @@ def nas_search(experiment_yaml: str, algorithm: str, max_trials: int, parallel_t
     for name, value in steps.numeric_metrics(result.metrics).items():
         search_metrics.log_metric(name, value)
     Path(report.path).write_text(steps.search_markdown(result, backend, namespace))
-    return namedtuple("SearchOutputs", ["architecture", "metrics_json"])(result.architecture, json.dumps(result.metrics, sort_keys=True))
+    outputs = namedtuple("SearchOutputs", ["architecture", "metrics_json"])
+    return outputs(result.architecture, json.dumps(result.metrics, sort_keys=True))
 
 
 def train_final(architecture: str, dataset: str, data_dir: str, epochs: int, max_train_samples: int,

@@ -7,11 +7,13 @@ without KFP and the same code runs in a cluster pod and in kfp.local.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,7 +90,7 @@ def search_katib(document: dict[str, Any], request: SearchRequest, namespace: st
                  timeout_s: int, poll_s: int = 15) -> SearchResult:
     """Create the Experiment with KatibClient, wait for it to succeed, return its optimal trial.
 
-    KatibClient reads the kubeconfig (KUBECONFIG or ~/.kube/config) outside a cluster and the pod's
+    KatibClient reads the kubeconfig (KUBECONFIG, else ~/.kube/config) outside a cluster and the pod's
     service account inside one.
     """
     from kubeflow.katib import KatibClient
@@ -96,7 +98,7 @@ def search_katib(document: dict[str, Any], request: SearchRequest, namespace: st
     experiment = apply_request(document, request)
     name = experiment_name(experiment, run_id)
     experiment["metadata"] = {**(experiment.get("metadata") or {}), "name": name, "namespace": namespace}
-    client = KatibClient(namespace=namespace)
+    client = KatibClient(config_file=os.environ.get("KUBECONFIG") or None, namespace=namespace)
     client.create_experiment(experiment, namespace=namespace)
     print(f"created Katib Experiment {namespace}/{name}", flush=True)
     client.wait_for_experiment_condition(name, namespace, timeout=timeout_s, polling_interval=poll_s)
@@ -191,7 +193,10 @@ def export_model(model_dir: Path, torchscript_path: Path, onnx_path: Path, searc
     metadata = json.loads((model_dir / "model.json").read_text())
     arch = decode(metadata["architecture"])
     source = model_dir / metadata["files"]["torchscript"]
-    scripted = torch.jit.load(str(source), map_location="cpu").eval()
+    with warnings.catch_warnings():
+        # torch.jit is deprecated in favour of torch.export, but TorchScript is what most servers still load.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.load(str(source), map_location="cpu").eval()
     channels, height, width = metadata["input"]["shape"]
     example = torch.zeros(2, channels, height, width)
     with torch.no_grad():

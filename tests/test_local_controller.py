@@ -21,6 +21,7 @@ from katib_nas.suggestion.local.controller import Controller, LoopConfig
 from katib_nas.suggestion.local.manifest import parse_experiment
 from katib_nas.suggestion.local.progress import ProgressView
 from katib_nas.suggestion.local.service import SuggestionFailure, SuggestionService
+from katib_nas.suggestion.local.status import Summary
 from katib_nas.suggestion.local.store import Store
 
 from .test_local_runner import stub_experiment
@@ -104,3 +105,16 @@ def test_wrong_number_of_assignments_is_an_error(tmp_path: Path, servicer: tuple
     store = Store.open_existing(tmp_path / "run")
     assert store.trials() == []
     store.close()
+
+
+def test_live_view_shows_counts_best_and_eta() -> None:
+    stream = io.StringIO()
+    view = ProgressView(4, "Validation-Accuracy", 0, stream, live=True)
+    view.update(Summary({"Succeeded": 1, "Running": 1, "Failed": 1}, None, "", False), "trial t1 failed")
+    view.close()
+    text = stream.getvalue()
+    assert "trial t1 failed" in text and "2/4" in text and "running=1 failed=1 best=-" in text
+    plain = io.StringIO()
+    quiet = ProgressView(None, "acc", 0, plain, live=False)
+    quiet.update(Summary({"Succeeded": 1}, None, "", False), "trial t2 succeeded")
+    assert "trial t2 succeeded [1/? done, 0 running, 0 failed | best - | elapsed 0:00 eta ?]" in plain.getvalue()

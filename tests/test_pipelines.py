@@ -103,6 +103,8 @@ def digits_example(path: Path) -> Path:
     return path
 
 
+@pytest.mark.filterwarnings("ignore:You may be attemping to run a task that uses custom:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_whole_pipeline_runs_locally_on_digits(tmp_path: Path) -> None:
     import onnx
     import torch

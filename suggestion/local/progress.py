@@ -39,7 +39,7 @@ class ProgressView:
 
             self._bar = tqdm(total=total, initial=completed_before, desc="trials", unit="trial", file=self.stream,
                              dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
-                                                            "[{elapsed}<{remaining}] {postfix}")
+                                                            "[{elapsed}<{remaining}{postfix}]")
 
     def eta(self, summary: Summary) -> float | None:
         done_now = summary.completed - self.completed_before

@@ -15,7 +15,7 @@ import torch
 from katib_nas.suggestion.core.algorithms.proxyless_oneshot import SearchConfig
 from katib_nas.suggestion.core.spec import Architecture
 
-from .table import LatencyTable
+from .table import LatencyTable, supernet_keys
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class LatencyModel:
 
     @classmethod
     def from_table(cls, table: LatencyTable, supernet: Architecture) -> "LatencyModel":
+        """The supernet's latencies; LatencyTableError listing every entry the table lacks."""
+        table.require(supernet_keys(supernet), "the supernet")
         return cls(table.fixed_ms(supernet), table.block_options_ms(supernet))
 
     def expected_ms(self, probs: list[torch.Tensor]) -> torch.Tensor:

@@ -14,18 +14,12 @@ ALGORITHMS: dict[str, type] = {
     EnvelopeNet.name: EnvelopeNet,
 }
 
-#: Names the project defines but does not serve yet; asking for one is an error that says so.
-PLANNED = ("envelopenet",)
-
 
 def get_algorithm(name: str) -> Algorithm:
     """The algorithm registered under `name`; InvalidInput naming the known ones otherwise."""
     if name in ALGORITHMS:
         return ALGORITHMS[name]()
-    known = ", ".join(sorted(ALGORITHMS))
-    if name in PLANNED:
-        raise InvalidInput(f"algorithm {name!r} is not available in this version; available: {known}")
-    raise InvalidInput(f"unknown algorithm {name!r}; available: {known}")
+    raise InvalidInput(f"unknown algorithm {name!r}; available: {', '.join(sorted(ALGORITHMS))}")
 
 
 __all__ = ["ALGORITHMS", "Algorithm", "Proposal", "get_algorithm"]

@@ -1,0 +1,92 @@
+"""The trial images' Dockerfiles, and their install step replayed in a fresh venv (no Docker engine here)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import venv
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+
+DOCKERFILES = {"cpu": REPO / "trial_image" / "Dockerfile", "cuda": REPO / "trial_image" / "Dockerfile.cuda"}
+FLAGS = ("--architecture", "--dataset", "--data-dir", "--epochs", "--steps", "--batch-size", "--lr", "--weight-decay",
+         "--seed", "--device", "--threads", "--val-fraction", "--max-train-samples", "--branch-stats",
+         "--metrics-file", "--metrics-format", "--report-to-katib", "--export-dir")
+
+
+def dockerfile_steps(path: Path) -> tuple[list[str], str, list[str]]:
+    """(paths copied into /src, the project's pip install target, the entrypoint) as the Dockerfile states them."""
+    text = path.read_text()
+    copies = [name for line in text.splitlines() if line.startswith("COPY ") for name in line.split()[1:-1]]
+    target = re.search(r'^RUN pip install "(\.[^"]*)"', text, re.M).group(1)
+    entrypoint = re.search(r"^ENTRYPOINT \[(.*)\]", text, re.M).group(1)
+    return copies, target, [part.strip().strip('"') for part in entrypoint.split(",")]
+
+
+@pytest.mark.parametrize("variant", list(DOCKERFILES))
+def test_dockerfile_is_non_root_with_fashion_mnist_and_the_trial_entrypoint(variant: str) -> None:
+    text = DOCKERFILES[variant].read_text()
+    base = re.search(r"^FROM (\S+)", text, re.M).group(1)
+    assert base == "python:3.11-slim" if variant == "cpu" else base.startswith("nvidia/cuda:")
+    assert re.search(r"apt-get install -y --no-install-recommends [^\n]*dataset-fashion-mnist", text)
+    user = re.findall(r"^USER (\S+)$", text, re.M)
+    assert user and user[-1] not in ("root", "0")
+    assert re.search(r'pip install --index-url "\$\{TORCH_INDEX_URL\}" "torch==2\.13\.0"', text)
+    copies, target, entrypoint = dockerfile_steps(DOCKERFILES[variant])
+    assert target == ".[trial]" and entrypoint == ["katib-nas", "trial"]
+    assert {"setup.py", "proto", "suggestion", "trial_image", "pipelines"} <= set(copies)
+
+
+def build_context(tmp_path: Path) -> tuple[Path, str]:
+    """A copy of what the CPU Dockerfile copies, and its pip install target."""
+    copies, target, _ = dockerfile_steps(DOCKERFILES["cpu"])
+    context = tmp_path / "src"
+    context.mkdir()
+    for name in copies:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, context / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy(source, context / name)
+    return context, target
+
+
+def test_install_step_resolves_and_the_installed_command_works(tmp_path: Path) -> None:
+    """The [trial] extra resolves (dry run, all dependencies), installs, and `katib-nas trial --help` runs."""
+    context, target = build_context(tmp_path)
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True, system_site_packages=True)
+    python = str(env_dir / "bin" / "python")
+    pip = [python, "-m", "pip", "--disable-pip-version-check"]
+    report = tmp_path / "report.json"
+    subprocess.run(pip + ["install", "--quiet", "--dry-run", "--ignore-installed", "--report", str(report), target],
+                   cwd=context, check=True, timeout=600, capture_output=True)
+    resolved = report.read_text().lower()
+    for needed in ('"name": "torch"', '"name": "scikit-learn"', '"name": "numpy"', '"name": "kubeflow-katib"'):
+        assert needed in resolved
+    subprocess.run(pip + ["install", "--quiet", "--no-deps", target], cwd=context, check=True, timeout=600,
+                   capture_output=True)
+    helped = subprocess.run([str(env_dir / "bin" / "katib-nas"), "trial", "--help"], capture_output=True,
+                            text=True, timeout=120)
+    assert helped.returncode == 0, helped.stderr
+    for flag in FLAGS:
+        assert flag in helped.stdout
+
+
+@pytest.mark.slow
+def test_full_install_in_a_fresh_venv_runs_a_real_trial(tmp_path: Path) -> None:
+    """The whole install (torch included) into an empty venv, then a short training run from it."""
+    context, target = build_context(tmp_path)
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    subprocess.run([str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    target], cwd=context, check=True, timeout=1200, capture_output=True)
+    run = subprocess.run([str(env_dir / "bin" / "katib-nas"), "trial", "--architecture", "in8x8x1-cls10-stem4/w8:c3",
+                          "--dataset", "digits", "--steps", "3", "--threads", "1"], capture_output=True, text=True,
+                         timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"^Validation-Accuracy=0?\.\d+$|^Validation-Accuracy=[01]$", run.stdout, re.M)
