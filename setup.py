@@ -44,7 +44,7 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=[pkg for prefix, folder in FOLDERS.items() for pkg in _packages(prefix, folder)],
     package_dir=FOLDERS,
-    package_data={"katib_nas.proto": ["api.proto"]},
+    package_data={"katib_nas.proto": ["api.proto"], "katib_nas.suggestion.local": ["*.yaml"]},
     install_requires=["pyyaml>=6"],
     extras_require={
         "suggestion": SUGGESTION,

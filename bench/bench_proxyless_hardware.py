@@ -25,13 +25,25 @@ from katib_nas.suggestion.core.codec import encode
 from katib_nas.suggestion.core.spec import Architecture
 from katib_nas.trial.data import load_dataset, split_dataset
 from katib_nas.trial.proxyless.latency_loss import LatencyModel
-from katib_nas.trial.proxyless.profile_runner import experiment_supernet
+from katib_nas.suggestion.core.algorithms.proxylessnas import ProxylessNas
+from katib_nas.suggestion.core.experiment import ExperimentInfo
+from katib_nas.suggestion.local.manifest import load_experiment
 from katib_nas.trial.proxyless.profiler import Timing, profile_supernet, time_network_ms
 from katib_nas.trial.proxyless.search import Optimisation, run_search
 from katib_nas.trial.proxyless.search_runner import retrain, split_search_data
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "proxylessnas-oneshot-fashion-mnist.yaml"
 CPU = torch.device("cpu")
+
+
+def example_supernet(widths: list[int] | None) -> Architecture:
+    """The example's supernet, optionally with other stage widths (stem = first width)."""
+    spec = load_experiment(EXAMPLE)
+    settings = dict(spec.algorithm_settings)
+    if widths:
+        settings.update(stem_width=str(widths[0]), stage_widths=",".join(map(str, widths)))
+    info = ExperimentInfo(spec.name, spec.algorithm, settings, spec.objective.metric, nas_config=spec.nas_config)
+    return ProxylessNas().validate(info)[1]
 
 
 def latency_ms(arch: Architecture, timing: Timing, threads: int, passes: int = 3) -> float:
@@ -54,10 +66,11 @@ def main() -> None:
     parser.add_argument("--archlr", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=2, help="training threads")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--widths", type=int, nargs=3, help="stage widths instead of the example's 16 32 64")
     args = parser.parse_args()
     timing = Timing()
     torch.set_num_threads(1)
-    supernet = experiment_supernet(EXAMPLE)
+    supernet = example_supernet(args.widths)
     table = profile_supernet(supernet, CPU, timing)
     model = LatencyModel.from_table(table, supernet)
     slowest = [max(range(len(row)), key=row.__getitem__) for row in model.options_ms]

@@ -2,8 +2,9 @@
 
 Profiles the supernet of examples/proxylessnas-oneshot-fashion-mnist.yaml on this CPU (one thread,
 batch 1, as `katib-nas profile` does), draws NETWORKS random derived networks (one op per block,
-uniform), and times each whole network the same way as the table's entries (fresh build, eval mode,
-inference_mode, `repeats` runs after warm-up; statistic: min, or median with --statistic). Reports
+uniform), and times each whole network with the table's clock (the thread's CPU time with one thread)
+and statistic (fresh build, eval mode, inference_mode, `repeats` runs after warm-up; min, or median
+with --statistic). Reports
 the mean absolute relative error of prediction against measurement and Kendall's tau between the two
 rankings. Measurements of the networks are interleaved in ROUNDS passes and the per-network minimum
 (or median of the per-pass figures) is kept, so a burst of load from other processes hits every
@@ -39,7 +40,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    timing = Timing(10, args.repeats, args.statistic)
+    timing = Timing(10, args.repeats, args.statistic, rounds=args.rounds)
     supernet = experiment_supernet(EXAMPLE)
     table = profile_supernet(supernet, torch.device("cpu"), timing)
     rng = np.random.default_rng(args.seed)
@@ -47,7 +48,8 @@ def main() -> None:
     networks = [derive(supernet, [int(c) for c in rng.integers(options, size=len(supernet.cells))])
                 for _ in range(args.networks)]
     predicted = np.array([table.predict_ms(n) for n in networks])
-    passes = np.array([[time_network_ms(n, torch.device("cpu"), timing) for n in networks]
+    one_pass = Timing(10, args.repeats, args.statistic, rounds=1)  # passes interleaved below instead
+    passes = np.array([[time_network_ms(n, torch.device("cpu"), one_pass) for n in networks]
                        for _ in range(args.rounds)])
     measured = passes.min(axis=0) if args.statistic == "min" else np.median(passes, axis=0)
     relative = np.abs(predicted - measured) / measured

@@ -1,20 +1,21 @@
 """Search quality of proxylessnas against nas-random at an equal budget of trained trials, several seeds.
 
 Every searcher proposes TRIALS networks one at a time through the suggestion engine (the code path of
-`katib-nas serve`), each trained exactly as `katib-nas trial` trains it (same builder, trainer, data
-split, latency measurement) for one epoch on a Fashion-MNIST subset, and the finished trial goes back
-into the history. The figure per run is the best validation accuracy found.
+`katib-nas serve`), each trained as `katib-nas trial` trains it (same builder, trainer, data split,
+latency measurement) for one epoch on a Fashion-MNIST subset, and the finished trial goes back into the
+history. Stages are narrower than in the example by default (--widths 8 16 32), so that the whole
+comparison fits a shared 2-core machine. The figure per run is the best validation accuracy found.
 
 Searchers (same budget, same seeds):
   proxylessnas-reinforce  examples/proxylessnas-reinforce-fashion-mnist.yaml's settings and space
   uniform-same-space      the same space sampled uniformly (reinforce with reinforce_lr 0): isolates the
                           value of the REINFORCE update from the value of the space
   nas-random              nas-random with its own layout rules on the same MBConv candidates (kernel 3/5/7,
-                          expand 3/6), widths 16/32/64 and stride 1/2 as candidate parameters, since
+                          expand 3/6), the same widths and stride 1/2 as candidate parameters, since
                           nas-random opens stages from candidates (zero is left out: nas-random cells have
                           no residual, so zero would cut the network)
 
-    .venv/bin/python bench/bench_proxyless_quality.py [--trials 10] [--seeds 0 1 2] [--train 6000]
+    .venv/bin/python bench/bench_proxyless_quality.py [--trials 10] [--seeds 0 1 2] [--train 3000]
 """
 
 from __future__ import annotations
@@ -39,28 +40,28 @@ from katib_nas.trial.trainer import Tensors, TrainConfig, evaluate, train
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "proxylessnas-reinforce-fashion-mnist.yaml"
 
 
-def experiments(seed: int) -> dict[str, ExperimentInfo]:
+def experiments(seed: int, widths: list[int]) -> dict[str, ExperimentInfo]:
     spec = yaml.safe_load(EXAMPLE.read_text())["spec"]
     settings = {s["name"]: str(s["value"]) for s in spec["algorithm"]["algorithmSettings"]}
-    settings["seed"] = str(seed)
+    settings.update(seed=str(seed), stem_width=str(widths[0]), stage_widths=",".join(map(str, widths)))
     base: dict[str, Any] = {"objective_metric": "Validation-Accuracy",
                             "additional_metrics": tuple(spec["objective"]["additionalMetricNames"])}
     random_space = copy.deepcopy(spec["nasConfig"])
     random_space["operations"] = [random_space["operations"][0]]
     random_space["operations"][0]["parameters"] += [
-        {"name": "num_filter", "parameterType": "categorical", "feasibleSpace": {"list": ["16", "32", "64"]}},
+        {"name": "num_filter", "parameterType": "categorical", "feasibleSpace": {"list": [str(w) for w in widths]}},
         {"name": "stride", "parameterType": "categorical", "feasibleSpace": {"list": ["1", "2"]}}]
     return {
         "proxylessnas-reinforce": ExperimentInfo("q", "proxylessnas", settings, nas_config=spec["nasConfig"], **base),
         "uniform-same-space": ExperimentInfo("q", "proxylessnas", {**settings, "reinforce_lr": "0"},
                                              nas_config=spec["nasConfig"], **base),
-        "nas-random": ExperimentInfo("q", "nas-random", {"seed": str(seed), "stem_width": "16",
+        "nas-random": ExperimentInfo("q", "nas-random", {"seed": str(seed), "stem_width": str(widths[0]),
                                                          "skip_probability": "0.2"}, nas_config=random_space,
                                      **base),
     }
 
 
-def run_trial(text: str, split: Split, seed: int) -> dict[str, float]:
+def run_trial(text: str, split: Split, seed: int, threads: int) -> dict[str, float]:
     arch = decode(text)
     torch.manual_seed(seed)
     model = build_model(arch)
@@ -69,17 +70,17 @@ def run_trial(text: str, split: Split, seed: int) -> dict[str, float]:
     _, accuracy = evaluate(model, tensors.val_x, tensors.val_y)
     torch.set_num_threads(1)
     latency = measure_latency_ms(model, arch.input_shape)
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     return {"Validation-Accuracy": accuracy, "latency-ms": latency}
 
 
-def search(info: ExperimentInfo, trials: int, split: Split, seed: int) -> list[float]:
+def search(info: ExperimentInfo, trials: int, split: Split, seed: int, threads: int) -> list[float]:
     history: list[TrialRecord] = []
     accuracies = []
     for k in range(trials):
         proposal = engine.suggest(info, history, 1, k)
         assignments = proposal.assignments[0]
-        metrics = run_trial(assignments["architecture"], split, seed * 1000 + k)
+        metrics = run_trial(assignments["architecture"], split, seed * 1000 + k, threads)
         accuracies.append(metrics["Validation-Accuracy"])
         history.append(make_trial(f"t{k}", assignments, "SUCCEEDED", [(n, str(v)) for n, v in metrics.items()],
                                   proposal.labels[0] if proposal.labels else {}))
@@ -90,18 +91,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--train", type=int, default=6000)
+    parser.add_argument("--train", type=int, default=3000)
+    parser.add_argument("--val-fraction", type=float, default=0.05)
+    parser.add_argument("--widths", type=int, nargs=3, default=[8, 16, 32],
+                        help="stage widths (stem = first), for proxylessnas; num_filter choices for nas-random")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    split = split_dataset(load_dataset("fashion-mnist", None), 0.1, args.train)
+    torch.set_num_threads(args.threads)
+    split = split_dataset(load_dataset("fashion-mnist", None), args.val_fraction, args.train)
     best: dict[str, list[float]] = {}
     for seed in args.seeds:
-        for name, info in experiments(seed).items():
-            accuracies = search(info, args.trials, split, seed)
+        for name, info in experiments(seed, args.widths).items():
+            accuracies = search(info, args.trials, split, seed, args.threads)
             best.setdefault(name, []).append(max(accuracies))
             print(f"seed {seed} {name:24s} best {max(accuracies) * 100:.2f}%  mean {statistics.mean(accuracies) * 100:.2f}%"
                   f"  last-half mean {statistics.mean(accuracies[len(accuracies) // 2:]) * 100:.2f}%", flush=True)
-    print(f"{args.trials} trials x 1 epoch on {args.train} images, seeds {args.seeds}")
+    print(f"{args.trials} trials x 1 epoch on {args.train} images (validation {len(split.val_y)}), widths "
+          f"{args.widths}, seeds {args.seeds}")
     for name, values in best.items():
         print(f"{name:24s} best-of-run accuracy: mean {statistics.mean(values) * 100:.2f}%  per seed "
               + ", ".join(f"{v * 100:.2f}" for v in values))

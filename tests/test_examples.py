@@ -33,7 +33,8 @@ from katib_nas.suggestion.local.manifest import experiment_from_document
 
 from .conftest import KATIB_REFERENCE, REPO, load_yaml
 
-EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+# The examples, plus the experiment `katib-nas demo` runs (it ships inside the package).
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml")) + [REPO / "suggestion" / "local" / "demo-experiment.yaml"]
 TRIAL_IMAGES = ("docker.io/katibnas/trial-cpu:0.1.0", "docker.io/katibnas/trial-cuda:0.1.0")
 PLACEHOLDER = re.compile(r"\$\{trialParameters\..+?\}")
 META_REFERENCE = re.compile(r"^\$\{trialSpec\.(Name|Namespace|Kind|APIVersion|(Labels|Annotations)\[.+\])\}$")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -99,6 +100,7 @@ def test_json_metrics_file_holds_string_values(full_run: tuple[Run, Path]) -> No
     assert objects[-1]["Branch-Stats"] == run.metrics(STRING_METRIC_REGEX)["Branch-Stats"]
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_export_is_a_loadable_torchscript_model_with_its_metadata(full_run: tuple[Run, Path]) -> None:
     run, out = full_run
     metadata = json.loads((out / "export" / "model.json").read_text())
@@ -185,3 +187,42 @@ def test_help_lists_the_documented_flags() -> None:
                  "--weight-decay", "--seed", "--device", "--threads", "--val-fraction", "--max-train-samples",
                  "--branch-stats", "--metrics-file", "--metrics-format", "--report-to-katib", "--export-dir"):
         assert flag in completed.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnx") is None, reason="the onnx package is not installed")
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_onnx_export_computes_what_the_torchscript_export_computes(full_run: tuple[Run, Path]) -> None:
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+
+    _, out = full_run
+    metadata = json.loads((out / "export" / "model.json").read_text())
+    graph = onnx.load(str(out / "export" / metadata["files"]["onnx"]))
+    onnx.checker.check_model(graph)
+    images = np.random.default_rng(0).standard_normal((3, 1, 8, 8)).astype(np.float32)
+    [logits] = ReferenceEvaluator(graph).run(None, {"images": images})
+    scripted = torch.jit.load(str(out / "export" / metadata["files"]["torchscript"]))
+    with torch.no_grad():
+        expected = scripted(torch.from_numpy(images)).numpy()
+    assert logits.shape == (3, 10) and np.allclose(logits, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "1", "--steps", "3"], "argument --steps: not allowed with argument --epochs"),
+    (["--lr", "-1"], "argument --lr: -1 must be a positive finite number"),
+    (["--val-fraction", "1"], "argument --val-fraction: 1 must lie strictly between 0 and 1"),
+    (["--dataset", "mnist"], "argument --dataset: invalid choice: 'mnist'"),
+])
+def test_bad_flags_exit_2_with_one_line(args: list[str], message: str) -> None:
+    run = run_trial("--architecture", "in8x8x1-cls10-stem4/w8:c3", *args)
+    assert run.code == 2 and run.stdout == ""
+    [line] = run.error_lines()
+    assert message in line
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without CUDA")
+def test_asking_for_cuda_without_a_gpu_is_bad_input() -> None:
+    run = run_trial("--architecture", "in8x8x1-cls10-stem4/w8:c3", *FAST, "--device", "cuda")
+    assert run.code == 2 and run.error_lines() == [
+        "katib-nas trial: error: --device cuda was asked for, but no CUDA device is available "
+        "(use --device auto or cpu)"]

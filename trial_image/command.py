@@ -74,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="data location: Fashion-MNIST idx.gz folder, CIFAR-10 binary batches folder, "
                              "or the .npz file (arrays x and y)")
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=positive_int, default=1, help="training epochs (default 1)")
+    # No default here: argparse would not notice an explicit `--epochs 1` next to `--steps` otherwise.
+    budget.add_argument("--epochs", type=positive_int, help="training epochs (default 1)")
     budget.add_argument("--steps", type=positive_int, help="training steps instead of epochs")
     parser.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default 128)")
     parser.add_argument("--lr", type=positive_float, default=0.05, help="peak learning rate (default 0.05)")
@@ -106,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = TrialOptions(
-        architecture=args.architecture, dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
+        architecture=args.architecture, dataset=args.dataset, data_dir=args.data_dir,
+        epochs=1 if args.epochs is None else args.epochs,
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
         device=args.device, threads=args.threads, val_fraction=args.val_fraction,
         max_train_samples=args.max_train_samples, branch_stats=args.branch_stats, metrics_file=args.metrics_file,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -27,6 +28,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                  "existing --flag=... argument or is appended (repeatable)")
     run_parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     run_parser.set_defaults(handler=run_command)
+
+    demo_parser = subparsers.add_parser(
+        "demo", help="run the embedded demo: a small EnvelopeNet search on Fashion-MNIST, locally",
+        description="Run the embedded demo experiment (EnvelopeNet construction on Fashion-MNIST, digits when "
+                    "Fashion-MNIST is not installed) with the local runner and write its report.")
+    demo_parser.add_argument("--workdir", type=Path, default=Path("runs/demo"),
+                             help="where state, trial logs and the report go (default runs/demo)")
+    demo_parser.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
+    demo_parser.set_defaults(handler=demo_command)
 
     report_parser = subparsers.add_parser("report", help="write the report of a local run",
                                           description="Write the report of a run: best architecture (text and "
@@ -55,6 +65,22 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"katib-nas run: error: {err}", file=sys.stderr)
         return 1
     return 0 if result.outcome.condition == "Succeeded" else 1
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from katib_nas.trial.data import FASHION_MNIST_DIR
+
+    from .demo import write_demo_experiment
+    from .store import Store
+
+    if not args.resume and Store.exists(args.workdir):
+        print(f"katib-nas demo: replacing the earlier demo run in {args.workdir}", file=sys.stderr)
+        shutil.rmtree(args.workdir)
+    fashion = (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file()
+    experiment = write_demo_experiment(args.workdir, fashion)
+    run_args = argparse.Namespace(experiment=experiment, workdir=args.workdir, max_trials=None, parallel=None,
+                                  max_failed=None, resume=args.resume, trial_args=None, no_report=False)
+    return run_command(run_args)
 
 
 def report_command(args: argparse.Namespace) -> int:

@@ -1,11 +1,20 @@
 """Measure a latency table: every layer position a ProxylessNAS supernet can put an op on, on one device.
 
-Each entry is timed as the module the network runs (the stem, a widener, a
-one-op residual block, the head) on a batch-1 input of its position's shape,
-in eval mode without autograd, `repeats` runs after `warmup` runs. The
-statistic is the minimum by default: on a CPU shared with other processes it
-is the estimate least disturbed by them (the median is available). A whole
-network is measured the same way to compare against the table's prediction.
+Entries are timed in context: the supernet itself runs at batch 1 in eval mode
+without autograd, one op active per block, and forward hooks time each module
+the network calls (the stem, each widener, each block with its residual add,
+the head). The active ops are cycled so that every op of every block runs
+once per cycle, after the others, as in a real network, with the cache and
+allocator state that brings (timing a module alone, repeatedly on the same
+input, measures it with its data hot in cache and underestimates it inside a
+network). Samples of positions with the same key are pooled, and the hooks'
+own cost (timed on an empty module the same way) is subtracted. On a CPU with
+one torch thread the clock is the CPU time of the measuring thread (it does
+all the work then), so other processes sharing the CPU cannot stretch the
+figure by preempting it; otherwise wall time. The statistic is the minimum
+by default, the estimate least disturbed by noise (the median is available).
+A whole network is measured with the same clock and statistic to compare
+against the table's prediction.
 """
 
 from __future__ import annotations
@@ -15,27 +24,40 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
-from katib_nas.suggestion.core.spec import Architecture, Cell
+from katib_nas.suggestion.core.spec import Architecture
 
-from ..cells import CellBlock
-from ..model import build_model, widener
-from ..ops import conv_bn_relu
-from .table import LatencyTable, block_key, block_option_keys, fixed_keys, head_key, stem_key, widen_key
-
+from ..model import build_model
+from .table import LatencyTable, block_option_keys, fixed_keys
 
 STATISTICS = ("min", "median")
+CLOCKS = ("auto", "wall", "thread")
+#: Key of an empty module timed through the same hooks: the hooks' own cost, subtracted from every entry.
+HOOK_PROBE = "probe:hook-overhead"
 
 
 @dataclass(frozen=True)
 class Timing:
-    """How each entry is timed."""
+    """How entries and networks are timed: untimed and timed cycles, statistic, passes, clock."""
 
     warmup: int = 10
     repeats: int = 50
     statistic: str = "min"
+    rounds: int = 3
+    clock: str = "auto"
+
+    def clock_for(self, device: torch.device) -> Callable[[], float]:
+        """Wall time, or (clock `thread`, and `auto` on a CPU with one torch thread) the CPU time of the
+        calling thread, which does all the work then and which other processes cannot inflate."""
+        if self.clock not in CLOCKS:
+            raise ValueError(f"unknown clock {self.clock!r}; known: {', '.join(CLOCKS)}")
+        single_cpu_thread = device.type == "cpu" and torch.get_num_threads() == 1
+        if self.clock == "thread" or (self.clock == "auto" and single_cpu_thread):
+            return time.thread_time
+        return time.perf_counter
 
     def summarise(self, seconds: list[float]) -> float:
         """Milliseconds from the timed runs."""
@@ -44,92 +66,100 @@ class Timing:
         return (min(seconds) if self.statistic == "min" else statistics.median(seconds)) * 1000.0
 
 
-class CellRunner(nn.Module):
-    """A cell called the way the network calls it (no earlier outputs: supernet blocks take no skips)."""
+class HookTimer:
+    """Forward hooks that time modules of a running network and file the durations under a key."""
 
-    def __init__(self, cell: nn.Module):
-        super().__init__()
-        self.cell = cell
+    def __init__(self, clock: Callable[[], float], synchronize: Callable[[], None]):
+        self.clock, self.synchronize = clock, synchronize
+        self.recording = False
+        self.samples: dict[str, list[float]] = {}
+        self._started: dict[int, float] = {}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.cell(x, [])
+    def attach(self, module: nn.Module, key: Callable[[], str]) -> None:
+        def before(mod: nn.Module, inputs: object) -> None:
+            self.synchronize()
+            self._started[id(mod)] = self.clock()
 
+        def after(mod: nn.Module, inputs: object, output: object) -> None:
+            self.synchronize()
+            if self.recording:
+                self.samples.setdefault(key(), []).append(self.clock() - self._started[id(mod)])
 
-def time_forward_ms(module: nn.Module, sample: torch.Tensor, timing: Timing) -> float:
-    """Milliseconds of module(sample) in eval mode under inference_mode (the timing's statistic)."""
-    module.eval()
-    synchronize = torch.cuda.synchronize if sample.device.type == "cuda" else (lambda: None)
-    times = []
-    with torch.inference_mode():
-        for run in range(timing.warmup + timing.repeats):
-            synchronize()
-            start = time.perf_counter()
-            module(sample)
-            synchronize()
-            if run >= timing.warmup:
-                times.append(time.perf_counter() - start)
-    return timing.summarise(times)
-
-
-def layer_positions(supernet: Architecture) -> dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int]]]:
-    """Key -> (module factory, input shape as (channels, height, width)) for every key the supernet needs."""
-    height, width, channels = supernet.input_shape
-    positions: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int]]] = {
-        stem_key(supernet): (lambda: nn.Sequential(*conv_bn_relu(channels, supernet.stem, 3)),
-                             (channels, height, width)),
-    }
-    size, current = (height, width), supernet.stem
-    for stage, stage_size in zip(supernet.stages, supernet.spatial_sizes()):
-        key = widen_key(size, current, stage.width, stage.stride)
-        positions[key] = (_widener_factory(current, stage.width, stage.stride), (current, *size))
-        for cell in stage.cells:
-            for op in cell.ops:
-                one = Cell((op,), residual=cell.residual)
-                positions[block_key(one, stage_size, stage.width)] = (_cell_factory(one, stage.width),
-                                                                      (stage.width, *stage_size))
-        size, current = stage_size, stage.width
-    positions[head_key(size, current, supernet.num_classes)] = (
-        _head_factory(current, supernet.num_classes), (current, *size))
-    return positions
+        module.register_forward_pre_hook(before)
+        module.register_forward_hook(after)
 
 
 def profile_supernet(supernet: Architecture, device: torch.device, timing: Timing,
                      progress: Callable[[str, float], None] = lambda key, ms: None) -> LatencyTable:
-    """Time every position of the supernet; keys in network order."""
-    expected = list(dict.fromkeys(fixed_keys(supernet) + [k for row in block_option_keys(supernet) for k in row]))
-    positions = layer_positions(supernet)
+    """Time every position of the supernet in context; `repeats` cycles after `warmup` cycles, each cycle
+    running every op of every block once (blocks permuted independently)."""
+    network = build_model(supernet).to(device).eval()
+    bodies = network.choice_bodies()
+    fixed, options = fixed_keys(supernet), block_option_keys(supernet)
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    timer = HookTimer(timing.clock_for(device), synchronize)
+    timer.attach(network.stem, lambda: fixed[0])
+    for s, widener in enumerate(network.wideners):
+        timer.attach(widener, (lambda k: lambda: k)(fixed[1 + s]))
+    timer.attach(network.head, lambda: fixed[-1])
+    for b, cell in enumerate(network.cells):
+        timer.attach(cell, (lambda b: lambda: options[b][bodies[b].active[0]])(b))
+    probe = nn.Identity()
+    timer.attach(probe, lambda: HOOK_PROBE)
+    height, width, channels = supernet.input_shape
+    sample = torch.randn(1, channels, height, width, device=device)
+    rng = np.random.default_rng(0)
+    longest = max(len(body.alternatives) for body in bodies)
+    with torch.inference_mode():
+        for cycle in range(timing.warmup + timing.repeats):
+            timer.recording = cycle >= timing.warmup
+            orders = [rng.permutation(len(body.alternatives)) for body in bodies]
+            for j in range(longest):
+                for body, order in zip(bodies, orders):
+                    body.set_active(int(order[j % len(order)]))
+                network(sample)
+                probe(sample)
+    hook_ms = timing.summarise(timer.samples[HOOK_PROBE])
     entries = {}
-    for key in expected:
-        factory, shape = positions[key]
-        module = factory().to(device)
-        entries[key] = time_forward_ms(module, torch.randn(1, *shape, device=device), timing)
+    for key in dict.fromkeys(fixed + [k for row in options for k in row]):
+        entries[key] = max(timing.summarise(timer.samples[key]) - hook_ms, 0.0)
         progress(key, entries[key])
     return LatencyTable(entries, device.type, 1, torch.get_num_threads(),
                         {"warmup": timing.warmup, "repeats": timing.repeats, "statistic": timing.statistic,
+                         "rounds": timing.rounds, "clock": timing.clock, "method": "in-context hooks",
+                         "hook_overhead_ms": hook_ms,
                          "torch": torch.__version__})
 
 
+def time_forward_ms(module: nn.Module, sample: torch.Tensor, timing: Timing) -> float:
+    """Milliseconds of module(sample) in eval mode under inference_mode (the timing's clock and statistic)."""
+    module.eval()
+    synchronize = torch.cuda.synchronize if sample.device.type == "cuda" else (lambda: None)
+    clock = timing.clock_for(sample.device)
+    times = []
+    with torch.inference_mode():
+        for run in range(timing.warmup + timing.repeats):
+            synchronize()
+            start = clock()
+            module(sample)
+            synchronize()
+            if run >= timing.warmup:
+                times.append(clock() - start)
+    return timing.summarise(times)
+
+
 def time_network_ms(arch: Architecture, device: torch.device, timing: Timing) -> float:
-    """A freshly built network timed like the table's entries (batch 1)."""
+    """A freshly built network at batch 1, best (or median) of `timing.rounds` passes."""
     height, width, channels = arch.input_shape
-    return time_forward_ms(build_model(arch).to(device), torch.randn(1, channels, height, width, device=device),
-                           timing)
+    model = build_model(arch).to(device)
+    sample = torch.randn(1, channels, height, width, device=device)
+    passes = [time_forward_ms(model, sample, timing) for _ in range(timing.rounds)]
+    return min(passes) if timing.statistic == "min" else statistics.median(passes)
 
 
 def table_timing(table: LatencyTable) -> Timing:
     """The timing a table was measured with (defaults for fields it does not record)."""
     meta = table.meta
     return Timing(int(meta.get("warmup", Timing.warmup)), int(meta.get("repeats", Timing.repeats)),
-                  str(meta.get("statistic", Timing.statistic)))
-
-
-def _widener_factory(in_channels: int, out_channels: int, stride: int) -> Callable[[], nn.Module]:
-    return lambda: widener(in_channels, out_channels, stride)
-
-
-def _cell_factory(cell: Cell, width: int) -> Callable[[], nn.Module]:
-    return lambda: CellRunner(CellBlock(cell, width, []))
-
-
-def _head_factory(channels: int, classes: int) -> Callable[[], nn.Module]:
-    return lambda: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, classes))
+                  str(meta.get("statistic", Timing.statistic)), int(meta.get("rounds", Timing.rounds)),
+                  str(meta.get("clock", Timing.clock)))
