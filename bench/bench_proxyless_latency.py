@@ -58,7 +58,8 @@ def main() -> None:
           f"{args.rounds} interleaved passes x {args.repeats} runs")
     print(f"table: {len(table.entries)} entries; measured latency {measured.min():.3f}..{measured.max():.3f} ms")
     print(f"mean absolute relative error {relative.mean() * 100:.2f}% (median {np.median(relative) * 100:.2f}%, "
-          f"max {relative.max() * 100:.2f}%); mean signed error {np.mean((predicted - measured) / measured) * 100:+.2f}%")
+          f"max {relative.max() * 100:.2f}%); "
+          f"mean signed error {np.mean((predicted - measured) / measured) * 100:+.2f}%")
     print(f"Kendall tau {tau:.3f}")
     worst = int(relative.argmax())
     print(f"worst: {encode(networks[worst])} predicted {predicted[worst]:.3f} measured {measured[worst]:.3f}")

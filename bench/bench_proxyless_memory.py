@@ -101,8 +101,10 @@ def main() -> None:
     print(f"supernet {SUPERNET}\nbatch {args.batch}, {args.repeats} fresh subprocesses per variant (median)")
     for variant in VARIANTS:
         rows = results[variant]
-        print(f"{variant:18s} step {step[variant]:8.1f} MiB  (RSS before {statistics.median(r['before_mib'] for r in rows):.1f},"
-              f" peak {statistics.median(r['peak_mib'] for r in rows):.1f})  ratio to all-paths "
+        before = statistics.median(r["before_mib"] for r in rows)
+        peak = statistics.median(r["peak_mib"] for r in rows)
+        print(f"{variant:18s} step {step[variant]:8.1f} MiB  (RSS before {before:.1f}, peak {peak:.1f})  "
+              f"ratio to all-paths "
               f"{step[variant] / step['all-paths']:.3f}")
 
 

@@ -96,16 +96,21 @@ def main() -> None:
     parser.add_argument("--widths", type=int, nargs=3, default=[8, 16, 32],
                         help="stage widths (stem = first), for proxylessnas; num_filter choices for nas-random")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--searchers", nargs="+", default=["proxylessnas-reinforce", "uniform-same-space",
+                                                           "nas-random"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     split = split_dataset(load_dataset("fashion-mnist", None), args.val_fraction, args.train)
     best: dict[str, list[float]] = {}
     for seed in args.seeds:
         for name, info in experiments(seed, args.widths).items():
+            if name not in args.searchers:
+                continue
             accuracies = search(info, args.trials, split, seed, args.threads)
             best.setdefault(name, []).append(max(accuracies))
-            print(f"seed {seed} {name:24s} best {max(accuracies) * 100:.2f}%  mean {statistics.mean(accuracies) * 100:.2f}%"
-                  f"  last-half mean {statistics.mean(accuracies[len(accuracies) // 2:]) * 100:.2f}%", flush=True)
+            last_half = statistics.mean(accuracies[len(accuracies) // 2:])
+            print(f"seed {seed} {name:24s} best {max(accuracies) * 100:.2f}%  "
+                  f"mean {statistics.mean(accuracies) * 100:.2f}%  last-half mean {last_half * 100:.2f}%", flush=True)
     print(f"{args.trials} trials x 1 epoch on {args.train} images (validation {len(split.val_y)}), widths "
           f"{args.widths}, seeds {args.seeds}")
     for name, values in best.items():
