@@ -34,6 +34,7 @@ DEV = sorted(
         "jsonschema>=4",
         "kmock==0.8", "pytest-asyncio>=1.0",  # Kubernetes API emulator (tests/katib_client); its plugin needs asyncio
         "psutil>=5",
+        "pyflakes>=3",
     }
 )
 

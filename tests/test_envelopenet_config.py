@@ -8,9 +8,8 @@ import dataclasses
 import pytest
 
 from katib_nas.suggestion.core import engine
-from katib_nas.suggestion.core.algorithms.envelopenet_config import MAX_ARCHITECTURE_TEXT, EnvelopeNetSettings, resolve
+from katib_nas.suggestion.core.algorithms.envelopenet_config import MAX_ARCHITECTURE_TEXT, resolve
 from katib_nas.suggestion.core.errors import InvalidInput
-from katib_nas.suggestion.core.settings import describe_settings
 from katib_nas.suggestion.core.spec import Op
 
 from .conftest import REPO, load_yaml
@@ -106,13 +105,6 @@ def test_too_many_stages_for_the_input_and_a_missing_nas_config() -> None:
         engine.validate(experiment(nas_config=nas_config))
     with pytest.raises(InvalidInput, match="no nasConfig"):
         engine.validate(dataclasses.replace(experiment(), nas_config=None))
-
-
-def test_every_setting_is_documented_in_the_readme(repo) -> None:
-    readme = (repo / "README.md").read_text()
-    section = readme.split("## EnvelopeNet construction", 1)[1].split("\n## ", 1)[0]
-    for name, default, _, _ in describe_settings(EnvelopeNetSettings):
-        assert f"`{name}`" in section and default in section, name
 
 
 def test_settings_whose_networks_would_not_fit_in_a_katib_assignment_are_rejected() -> None:

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from katib_nas.suggestion.core import codec, engine
-from katib_nas.suggestion.core.algorithms.nas_random import NasRandom, sample_architecture
+from katib_nas.suggestion.core.algorithms.nas_random import sample_architecture
 from katib_nas.suggestion.core.algorithms.base import seeded_rng
 from katib_nas.suggestion.core.errors import InvalidInput
 from katib_nas.suggestion.core.experiment import ExperimentInfo, make_trial

@@ -4,28 +4,17 @@ it installs only the [suggestion] extra, carries no torch or kubernetes, and the
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .conftest import REPO
+from .conftest import REPO, build_context, dockerfile_steps
 
 DOCKERFILE = REPO / "suggestion" / "Dockerfile"
-
-
-def dockerfile_steps() -> tuple[list[str], str, list[str]]:
-    """(paths copied into /src, the pip install target, the entrypoint) as the Dockerfile states them."""
-    text = DOCKERFILE.read_text()
-    copies = [line.split()[1] for line in text.splitlines() if line.startswith("COPY ")]
-    target = re.search(r'^RUN pip install "([^"]+)"', text, re.M).group(1)
-    entrypoint = re.search(r"^ENTRYPOINT \[(.*)\]", text, re.M).group(1)
-    return copies, target, [part.strip().strip('"') for part in entrypoint.split(",")]
 
 
 def test_dockerfile_is_slim_non_root_and_exposes_katib_port() -> None:
@@ -33,21 +22,13 @@ def test_dockerfile_is_slim_non_root_and_exposes_katib_port() -> None:
     assert text.startswith("#") and "FROM python:3.11-slim" in text
     assert re.search(r"^USER 10001$", text, re.M)
     assert "EXPOSE 6789" in text
-    _, target, entrypoint = dockerfile_steps()
+    _, target, entrypoint = dockerfile_steps(DOCKERFILE)
     assert target == ".[suggestion]"
     assert entrypoint == ["katib-nas", "serve"]
 
 
 def test_install_step_in_fresh_venv_gives_a_working_server_without_torch(tmp_path: Path) -> None:
-    copies, target, entrypoint = dockerfile_steps()
-    context = tmp_path / "src"
-    context.mkdir()
-    for name in copies:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, context / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy(source, context / name)
+    context, target, entrypoint = build_context(DOCKERFILE, tmp_path / "src")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"

@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import venv
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from .conftest import REPO, build_context, dockerfile_steps
 
 DOCKERFILES = {"cpu": REPO / "trial_image" / "Dockerfile", "cuda": REPO / "trial_image" / "Dockerfile.cuda"}
 FLAGS = ("--architecture", "--dataset", "--data-dir", "--epochs", "--steps", "--batch-size", "--lr", "--weight-decay",
          "--seed", "--device", "--threads", "--val-fraction", "--max-train-samples", "--branch-stats",
          "--metrics-file", "--metrics-format", "--report-to-katib", "--export-dir")
-
-
-def dockerfile_steps(path: Path) -> tuple[list[str], str, list[str]]:
-    """(paths copied into /src, the project's pip install target, the entrypoint) as the Dockerfile states them."""
-    text = path.read_text()
-    copies = [name for line in text.splitlines() if line.startswith("COPY ") for name in line.split()[1:-1]]
-    target = re.search(r'^RUN pip install "(\.[^"]*)"', text, re.M).group(1)
-    entrypoint = re.search(r"^ENTRYPOINT \[(.*)\]", text, re.M).group(1)
-    return copies, target, [part.strip().strip('"') for part in entrypoint.split(",")]
 
 
 @pytest.mark.parametrize("variant", list(DOCKERFILES))
@@ -41,23 +31,9 @@ def test_dockerfile_is_non_root_with_fashion_mnist_and_the_trial_entrypoint(vari
     assert {"setup.py", "proto", "suggestion", "trial_image", "pipelines"} <= set(copies)
 
 
-def build_context(tmp_path: Path) -> tuple[Path, str]:
-    """A copy of what the CPU Dockerfile copies, and its pip install target."""
-    copies, target, _ = dockerfile_steps(DOCKERFILES["cpu"])
-    context = tmp_path / "src"
-    context.mkdir()
-    for name in copies:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, context / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy(source, context / name)
-    return context, target
-
-
 def test_install_step_resolves_and_the_installed_command_works(tmp_path: Path) -> None:
     """The [trial] extra resolves (dry run, all dependencies), installs, and `katib-nas trial --help` runs."""
-    context, target = build_context(tmp_path)
+    context, target, _ = build_context(DOCKERFILES["cpu"], tmp_path / "src")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True, system_site_packages=True)
     python = str(env_dir / "bin" / "python")
@@ -80,7 +56,7 @@ def test_install_step_resolves_and_the_installed_command_works(tmp_path: Path) -
 @pytest.mark.slow
 def test_full_install_in_a_fresh_venv_runs_a_real_trial(tmp_path: Path) -> None:
     """The whole install (torch included) into an empty venv, then a short training run from it."""
-    context, target = build_context(tmp_path)
+    context, target, _ = build_context(DOCKERFILES["cpu"], tmp_path / "src")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     subprocess.run([str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
