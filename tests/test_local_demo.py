@@ -32,3 +32,4 @@ def test_demo_falls_back_to_digits_and_says_so(tmp_path: Path, capsys) -> None:
     assert parse_nas_config(document["spec"]["nasConfig"]).input_shape == (8, 8, 1)
     assert load_experiment(path).name == "demo-envelopenet-digits"
     assert demo_document(True)["spec"]["nasConfig"]["graphConfig"]["inputSizes"] == [28, 28, 1]
+

@@ -91,10 +91,12 @@ def write_csv(path: Path, spec: ExperimentSpec, trials: Sequence[TrialRow]) -> N
 
 
 def best_architecture(best: TrialRow | None) -> Architecture | None:
-    """The best trial's architecture: the first assignment that decodes with the codec."""
+    """The best trial's network: a string metric that decodes with the codec (a one-shot search reports the
+    derived network as Best-Architecture), else the first assignment that does."""
     if best is None:
         return None
-    for value in best.assignments.values():
+    reported = [summary.latest for summary in best.observation.values()]
+    for value in reported + list(best.assignments.values()):
         try:
             return decode(value.strip('"'))
         except InvalidInput:

@@ -1,0 +1,19 @@
+"""The report's choice of the best network."""
+
+from __future__ import annotations
+
+from katib_nas.suggestion.core.codec import encode
+from katib_nas.suggestion.local.metrics import MetricSummary
+from katib_nas.suggestion.local.report import best_architecture
+from katib_nas.suggestion.local.store import TrialRow
+
+
+def test_report_prefers_the_network_a_search_trial_reports_over_its_supernet() -> None:
+    supernet = "in8x8x1-cls10-stem8/w8:mb3e3_mb5e6_zero@r:mb3e3_zero@r"
+    derived = "in8x8x1-cls10-stem8/w8:mb5e6@r:zero@r"
+    trial = TrialRow("t", 0, "Succeeded", {"architecture": supernet, "search": "epochs-1"}, {}, 0.0,
+                     observation={"Validation-Accuracy": MetricSummary("Validation-Accuracy", "0.5", "0.5", "0.5"),
+                                  "Best-Architecture": MetricSummary("Best-Architecture", latest=derived)})
+    assert encode(best_architecture(trial)) == derived
+    plain = TrialRow("u", 1, "Succeeded", {"architecture": derived}, {}, 0.0)
+    assert encode(best_architecture(plain)) == derived
