@@ -8,7 +8,7 @@ SUGGESTION = [
     "protobuf>=4.25,<5",
     "numpy>=1.24",
 ]
-TRIAL = ["torch==2.13.0", "numpy>=1.24", "scikit-learn>=1.3", "kubeflow-katib==0.19.0"]
+TRIAL = ["torch==2.13.0", "numpy>=1.24", "scikit-learn>=1.3", "kubeflow-katib==0.19.0", "onnx==1.17.0"]
 LOCAL = SUGGESTION + ["pyyaml>=6", "tqdm>=4.60", "matplotlib>=3.7"]
 # onnx 1.17 works with protobuf 4, which kubeflow-katib 0.19 requires (<5); recent onnx releases need protobuf 6.
 PIPELINES = ["kfp==2.13.0", "kubeflow-katib==0.19.0", "kubernetes<31", "pyyaml>=6", "onnx==1.17.0"]
