@@ -17,7 +17,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..core.codec import decode, to_dict
 from ..core.errors import InvalidInput
@@ -134,14 +134,7 @@ def plot_objective(path: Path, spec: ExperimentSpec, trials: Sequence[TrialRow])
     ax.step(xs, best, where="post", color="#e63946", label="best so far")
     if spec.objective.goal is not None:
         ax.axhline(spec.objective.goal, color="#999999", linestyle=":", label="goal")
-    ax.set_xlabel("trial")
-    ax.set_ylabel(spec.objective.metric)
-    ax.set_title(f"{spec.name}: {spec.objective.metric} per trial")
-    ax.legend(loc="best", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, ax, path, "trial", spec.objective.metric, f"{spec.name}: {spec.objective.metric} per trial")
     return True
 
 
@@ -178,15 +171,21 @@ def plot_pareto(path: Path, spec: ExperimentSpec, trials: Sequence[TrialRow], la
     ax.scatter([p.latency for p in points], [p.objective for p in points], s=22, color="#8d99ae", label="trials")
     ax.plot([p.latency for p in front], [p.objective for p in front], "-o", color="#e63946", markersize=5,
             label="Pareto front")
-    ax.set_xlabel(latency)
-    ax.set_ylabel(spec.objective.metric)
-    ax.set_title(f"{spec.name}: {spec.objective.metric} against {latency}")
+    _save(plt, fig, ax, path, latency, spec.objective.metric,
+          f"{spec.name}: {spec.objective.metric} against {latency}")
+    return True
+
+
+def _save(plt: Any, fig: Any, ax: Any, path: Path, xlabel: str, ylabel: str, title: str) -> None:
+    """Label, lay out and write a plot, then free it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return True
 
 
 def summary_markdown(spec: ExperimentSpec, condition: str, reason: str, trials: Sequence[TrialRow],
