@@ -6,6 +6,10 @@ import argparse
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .runner import RunOptions
 
 EXIT_INTERRUPTED = 130
 
@@ -47,19 +51,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from .controller import Interrupted
-    from .runner import RunOptions, run
-    from .service import SuggestionFailure
+    from .runner import RunOptions
 
     options = RunOptions(args.experiment, args.workdir, args.max_trials, args.parallel, args.max_failed,
                          args.resume, tuple(args.trial_args) if args.trial_args is not None else None,
                          report=not args.no_report)
+    return execute(options)
+
+
+def execute(options: "RunOptions") -> int:
+    """Run an experiment; a one-line message and an exit code for interruption and suggestion failures."""
+    from .controller import Interrupted
+    from .runner import run
+    from .service import SuggestionFailure
+
     try:
         result = run(options)
     except Interrupted as stopped:
-        workdir = stopped.workdir or args.workdir
+        workdir = stopped.workdir or options.workdir
         print(f"katib-nas run: interrupted; running trials were stopped and saved. Continue with: katib-nas run "
-              f"{args.experiment} --workdir {workdir} --resume", file=sys.stderr)
+              f"{options.experiment_path} --workdir {workdir} --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     except SuggestionFailure as err:
         print(f"katib-nas run: error: {err}", file=sys.stderr)
@@ -71,6 +82,7 @@ def demo_command(args: argparse.Namespace) -> int:
     from katib_nas.trial.data import FASHION_MNIST_DIR
 
     from .demo import write_demo_experiment
+    from .runner import RunOptions
     from .store import Store
 
     if not args.resume and Store.exists(args.workdir):
@@ -78,9 +90,7 @@ def demo_command(args: argparse.Namespace) -> int:
         shutil.rmtree(args.workdir)
     fashion = (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file()
     experiment = write_demo_experiment(args.workdir, fashion)
-    run_args = argparse.Namespace(experiment=experiment, workdir=args.workdir, max_trials=None, parallel=None,
-                                  max_failed=None, resume=args.resume, trial_args=None, no_report=False)
-    return run_command(run_args)
+    return execute(RunOptions(experiment, args.workdir, resume=args.resume))
 
 
 def report_command(args: argparse.Namespace) -> int:
