@@ -114,9 +114,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--max-train-samples", type=int, default=10000)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per trial")
     parser.add_argument("--workdir", type=Path, default=REPO / "runs" / "bench-envelopenet")
     args = parser.parse_args()
-    trial_args = [f"--max-train-samples={args.max_train_samples}", "--threads=2"]
+    trial_args = [f"--max-train-samples={args.max_train_samples}", f"--threads={args.threads}"]
     results: dict[str, list[float]] = {"start": [], "constructed": [], "worst_case": [], "nas_random_best": [],
                                        "construction_seconds": []}
     for seed in args.seeds:

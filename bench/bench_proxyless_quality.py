@@ -35,6 +35,7 @@ from katib_nas.suggestion.core.experiment import ExperimentInfo, TrialRecord, ma
 from katib_nas.trial.cost import measure_latency_ms
 from katib_nas.trial.data import Split, load_dataset, split_dataset
 from katib_nas.trial.model import build_model
+from katib_nas.trial.runtime import channels_last
 from katib_nas.trial.trainer import Tensors, TrainConfig, evaluate, train
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "proxylessnas-reinforce-fashion-mnist.yaml"
@@ -64,10 +65,12 @@ def experiments(seed: int, widths: list[int]) -> dict[str, ExperimentInfo]:
 def run_trial(text: str, split: Split, seed: int, threads: int) -> dict[str, float]:
     arch = decode(text)
     torch.manual_seed(seed)
-    model = build_model(arch)
-    tensors = Tensors(*(torch.from_numpy(a) for a in (split.train_x, split.train_y, split.val_x, split.val_y)))
+    model = build_model(arch).to(memory_format=torch.channels_last)
+    tensors = Tensors(*(channels_last(torch.from_numpy(a))
+                        for a in (split.train_x, split.train_y, split.val_x, split.val_y)))
     train(model, tensors, TrainConfig(epochs=1, batch_size=128, lr=0.05, seed=seed))
     _, accuracy = evaluate(model, tensors.val_x, tensors.val_y)
+    model = model.to(memory_format=torch.contiguous_format)  # latency in the default layout, as the trial does
     torch.set_num_threads(1)
     latency = measure_latency_ms(model, arch.input_shape)
     torch.set_num_threads(threads)

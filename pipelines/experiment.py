@@ -133,8 +133,9 @@ def check_experiment(document: dict[str, Any]) -> tuple[str, ...]:
 
     spec = experiment_from_document(document)
     algorithm = get_algorithm(spec.algorithm)
-    algorithm.validate(experiment_info(spec))
-    names = tuple(algorithm.assignment_names)
+    info = experiment_info(spec)
+    algorithm.validate(info)
+    names = algorithm.assignment_names(info)
     references = {p.reference for p in spec.template.parameters}
     missing = [name for name in names if name not in references]
     if missing:

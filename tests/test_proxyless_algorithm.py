@@ -13,6 +13,7 @@ from katib_nas.suggestion.core.algorithms.proxyless_oneshot import SearchConfig,
 from katib_nas.suggestion.core.algorithms.proxyless_reinforce import (INDEX_LABEL, Episode, ReinforceConfig,
                                                                       replay, reward, softmax)
 from katib_nas.suggestion.core.algorithms.proxyless_space import choices_of, derive
+from katib_nas.suggestion.core.algorithms.proxylessnas import ProxylessNas
 from katib_nas.suggestion.core.codec import decode, encode
 from katib_nas.suggestion.core.errors import InvalidInput
 from katib_nas.suggestion.core.experiment import ExperimentInfo, TrialRecord, make_trial
@@ -37,6 +38,15 @@ def experiment(settings: dict[str, str] | None = None, **fields: Any) -> Experim
 
 
 REINFORCE = {"mode": "reinforce", "latency_target_ms": "2", "latency_exponent": "0.5", "reinforce_lr": "1"}
+
+
+def test_assignment_names_follow_each_experiments_own_mode() -> None:
+    algorithm = ProxylessNas()
+    reinforce, oneshot = experiment(REINFORCE), experiment()
+    algorithm.validate(reinforce)
+    assert algorithm.assignment_names(oneshot) == ("architecture", "search")
+    assert algorithm.assignment_names(reinforce) == ("architecture",)
+    assert set(algorithm.suggest(oneshot, [], 1, 0).assignments[0]) == {"architecture", "search"}
 
 
 def test_oneshot_proposes_the_supernet_and_search_settings() -> None:

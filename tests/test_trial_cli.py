@@ -138,6 +138,24 @@ def test_step_budget_text_metrics_file_and_no_push_without_a_trial_name(tmp_path
     assert "KATIB_TRIAL_NAME is not set" in run.stderr
 
 
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian package dataset-fashion-mnist not installed")
+def test_test_flag_reports_accuracy_on_the_10000_test_images() -> None:
+    run = run_trial("--architecture", "in28x28x1-cls10-stem8/w16s2:c3", "--threads", "1",
+                    "--max-train-samples", "3000", "--test")
+    assert run.code == 0, run.stderr
+    metrics = run.metrics()
+    assert 0.15 < float(metrics["Test-Accuracy"]) <= 1.0 and float(metrics["Test-Loss"]) > 0  # chance is 0.1
+    assert abs(float(metrics["Test-Accuracy"]) - float(metrics["Validation-Accuracy"])) < 0.1
+
+
+def test_test_flag_without_a_test_set_exits_2_before_training() -> None:
+    run = run_trial("--architecture", ARCH, *FAST, "--test")
+    assert run.code == 2 and run.stdout == ""
+    assert run.error_lines() == ["katib-nas trial: error: dataset digits has no separate test set; --test works "
+                                 "with fashion-mnist (t10k files) and cifar10 (test_batch.bin)"]
+
+
 def test_bad_architecture_text_exits_2_naming_the_token() -> None:
     run = run_trial("--architecture", "in8x8x1-cls10-stem8/w16:c3+q5", *FAST)
     assert run.code == 2 and run.stdout == ""
@@ -185,7 +203,7 @@ def test_help_lists_the_documented_flags() -> None:
     assert completed.returncode == 0
     for flag in ("--architecture", "--dataset", "--data-dir", "--epochs", "--steps", "--batch-size", "--lr",
                  "--weight-decay", "--seed", "--device", "--threads", "--val-fraction", "--max-train-samples",
-                 "--branch-stats", "--metrics-file", "--metrics-format", "--report-to-katib", "--export-dir"):
+                 "--branch-stats", "--test", "--metrics-file", "--metrics-format", "--report-to-katib", "--export-dir"):
         assert flag in completed.stdout
 
 

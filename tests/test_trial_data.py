@@ -16,6 +16,8 @@ from katib_nas.trial.data import (
     DataError,
     ImageData,
     load_dataset,
+    load_test_set,
+    normalise,
     split_dataset,
 )
 
@@ -115,6 +117,40 @@ def test_cifar10_binary_batches_load_in_hwc_order(tmp_path: Path) -> None:
     data = load_dataset("cifar10", str(tmp_path))
     assert data.images.shape == (5, 32, 32, 3) and data.labels.tolist() == [3, 9, 0, 1, 2]
     assert data.images[1, 5, 7, 2] == pytest.approx(first_pixels[1, 2, 5, 7] / 255)
+
+
+def test_test_sets_are_the_separate_files_and_never_the_training_ones(tmp_path: Path) -> None:
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", 0x0803, (4, 2, 2), bytes(16))
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", 0x0801, (4,), bytes(4))
+    with pytest.raises(DataError, match=rf"{tmp_path}/t10k-images-idx3-ubyte.gz not found"):
+        load_test_set("fashion-mnist", str(tmp_path))
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", 0x0803, (2, 2, 2), bytes([255] * 8))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", 0x0801, (2,), bytes([7, 8]))
+    test = load_test_set("fashion-mnist", str(tmp_path))
+    assert test.images.shape == (2, 2, 2, 1) and test.labels.tolist() == [7, 8] and test.images.min() == 1.0
+    records, _ = cifar_records([4, 5, 6], np.random.default_rng(2))
+    (tmp_path / "data_batch_1.bin").write_bytes(bytes(0))
+    with pytest.raises(DataError, match=r"no test_batch\*.bin files"):
+        load_test_set("cifar10", str(tmp_path))
+    (tmp_path / "test_batch.bin").write_bytes(records)
+    assert load_test_set("cifar10", str(tmp_path)).labels.tolist() == [4, 5, 6]
+    with pytest.raises(DataError, match="needs --data-dir"):
+        load_test_set("cifar10", None)
+    for name in ("digits", "npz"):
+        with pytest.raises(DataError, match=f"dataset {name} has no separate test set"):
+            load_test_set(name, str(tmp_path))
+
+
+def test_test_images_are_normalised_with_the_training_statistics() -> None:
+    split = split_dataset(indexed_images(20), 0.25)
+    images = np.full((1, 2, 2, 1), split.mean[0] + 2 * split.std[0], np.float32)
+    assert normalise(images, split.mean, split.std) == pytest.approx(np.full((1, 1, 2, 2), 2.0), rel=1e-5)
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
+def test_fashion_mnist_test_set_is_the_10000_t10k_images() -> None:
+    test = load_test_set("fashion-mnist", None)
+    assert test.images.shape == (10000, 28, 28, 1) and np.bincount(test.labels).tolist() == [1000] * 10
 
 
 def test_cifar10_errors_name_the_path(tmp_path: Path) -> None:

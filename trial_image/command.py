@@ -88,6 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--val-fraction", type=fraction, default=0.1,
                         help="share of the training file held out for validation (default 0.1)")
     parser.add_argument("--max-train-samples", type=positive_int, help="train on at most this many images")
+    parser.add_argument("--test", action="store_true",
+                        help="after training, also report Test-Accuracy and Test-Loss on the dataset's separate "
+                             "test set (Fashion-MNIST t10k files, CIFAR-10 test_batch.bin)")
     parser.add_argument("--branch-stats", action="store_true",
                         help="report Branch-Stats and Skip-Gates (EnvelopeNet construction reads them)")
     parser.add_argument("--metrics-file", metavar="PATH", help="also write the metrics here for Katib's File collector")
@@ -111,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=1 if args.epochs is None else args.epochs,
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
         device=args.device, threads=args.threads, val_fraction=args.val_fraction,
-        max_train_samples=args.max_train_samples, branch_stats=args.branch_stats, metrics_file=args.metrics_file,
+        max_train_samples=args.max_train_samples, branch_stats=args.branch_stats, test=args.test,
+        metrics_file=args.metrics_file,
         metrics_format=args.metrics_format, report_to_katib=args.report_to_katib, export_dir=args.export_dir)
     return run_trial(options)

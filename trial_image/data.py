@@ -79,9 +79,22 @@ def load_dataset(name: str, data_dir: str | None) -> ImageData:
     raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
 
 
-def load_fashion_mnist(directory: Path) -> ImageData:
-    images = read_idx(directory / "train-images-idx3-ubyte.gz", 3)
-    labels = read_idx(directory / "train-labels-idx1-ubyte.gz", 1)
+def load_test_set(name: str, data_dir: str | None) -> ImageData:
+    """The dataset's separate test images (never used for training or validation); DataError when it has none."""
+    if name == "fashion-mnist":
+        return load_fashion_mnist(Path(data_dir) if data_dir else FASHION_MNIST_DIR, part="t10k")
+    if name == "cifar10" and data_dir:
+        return load_cifar10(Path(data_dir), pattern="test_batch*.bin")
+    if name == "cifar10":
+        raise DataError(f"--dataset cifar10 needs --data-dir: {CIFAR10_HINT}")
+    raise DataError(f"dataset {name} has no separate test set; --test works with fashion-mnist (t10k files) "
+                    f"and cifar10 (test_batch.bin)")
+
+
+def load_fashion_mnist(directory: Path, part: str = "train") -> ImageData:
+    """The `train` (60,000) or `t10k` (10,000) images and labels of Fashion-MNIST."""
+    images = read_idx(directory / f"{part}-images-idx3-ubyte.gz", 3)
+    labels = read_idx(directory / f"{part}-labels-idx1-ubyte.gz", 1)
     if len(images) != len(labels):
         raise DataError(f"{directory}: {len(images)} images but {len(labels)} labels; {FASHION_MNIST_HINT}")
     return ImageData(images[..., None].astype(np.float32) / 255.0, labels.astype(np.int64), 10, str(directory))
@@ -115,13 +128,13 @@ def load_digits() -> ImageData:
     return ImageData(images, bunch.target.astype(np.int64), 10, "sklearn digits")
 
 
-def load_cifar10(directory: Path) -> ImageData:
-    """CIFAR-10 training batches in the binary format: records of 1 label byte + 3072 CHW pixel bytes."""
+def load_cifar10(directory: Path, pattern: str = "data_batch_*.bin") -> ImageData:
+    """CIFAR-10 batches (training by default) in the binary format: records of 1 label byte + 3072 CHW bytes."""
     if (directory / "cifar-10-batches-bin").is_dir():
         directory = directory / "cifar-10-batches-bin"
-    files = sorted(directory.glob("data_batch_*.bin")) if directory.is_dir() else []
+    files = sorted(directory.glob(pattern)) if directory.is_dir() else []
     if not files:
-        raise DataError(f"{directory}: no data_batch_*.bin files: {CIFAR10_HINT}")
+        raise DataError(f"{directory}: no {pattern} files: {CIFAR10_HINT}")
     records = []
     for path in files:
         raw = np.fromfile(path, dtype=np.uint8)
@@ -195,12 +208,13 @@ def split_dataset(data: ImageData, val_fraction: float, max_train_samples: int |
     if max_train_samples is not None:
         train_index = train_index[:max_train_samples]
     train = data.images[train_index]
-    mean = train.mean(axis=(0, 1, 2))
-    std = np.maximum(train.std(axis=(0, 1, 2)), 1e-6)
+    mean = tuple(float(v) for v in train.mean(axis=(0, 1, 2)))
+    std = tuple(float(v) for v in np.maximum(train.std(axis=(0, 1, 2)), 1e-6))
+    return Split(normalise(train, mean, std), data.labels[train_index],
+                 normalise(data.images[val_index], mean, std), data.labels[val_index], mean, std, data.num_classes)
 
-    def normalise(images: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(((images - mean) / std).transpose(0, 3, 1, 2), dtype=np.float32)
 
-    return Split(normalise(train), data.labels[train_index], normalise(data.images[val_index]),
-                 data.labels[val_index], tuple(float(v) for v in mean), tuple(float(v) for v in std),
-                 data.num_classes)
+def normalise(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """NHWC images in [0, 1] -> standardised float32 NCHW (with the training part's statistics)."""
+    scaled = (images - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2), dtype=np.float32)

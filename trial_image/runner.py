@@ -18,6 +18,8 @@ from katib_nas.suggestion.core.errors import InvalidInput
 from katib_nas.suggestion.core.spec import Architecture
 
 if TYPE_CHECKING:
+    import torch
+
     from .data import Split
     from .metrics import MetricsWriter
     from .model import Network
@@ -47,6 +49,7 @@ class TrialOptions:
     val_fraction: float = 0.1
     max_train_samples: int | None = None
     branch_stats: bool = False
+    test: bool = False
     metrics_file: str | None = None
     metrics_format: str = "text"
     report_to_katib: bool = False
@@ -85,16 +88,17 @@ def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
         check_push_available()
     writer = MetricsWriter(options.metrics_file, options.metrics_format, stream)
     started = time.perf_counter()
-    from .data import load_dataset, split_dataset
+    from .data import load_dataset, load_test_set, normalise, split_dataset
 
     data = load_dataset(options.dataset, options.data_dir)
     check_fits(arch, data.shape, data.num_classes, options.dataset)
+    test_data = load_test_set(options.dataset, options.data_dir) if options.test else None
     split = split_dataset(data, options.val_fraction, options.max_train_samples)
 
     import torch
 
     from .model import build_model
-    from .runtime import configure_threads, resolve_device, seed_everything
+    from .runtime import channels_last, configure_threads, resolve_device, seed_everything
     from .trainer import Tensors, TrainConfig
 
     device = resolve_device(options.device)
@@ -105,19 +109,21 @@ def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
     model = build_model(arch).to(device)
     tensors = Tensors(*(torch.from_numpy(a).to(device) for a in (split.train_x, split.train_y, split.val_x,
                                                                   split.val_y)))
-    # channels_last on every device: on CPU too, oneDNN's depthwise-convolution backward is many times
-    # faster in it (5x5 and 7x7 kernels above all, which separable and MBConv branches use).
+    # channels_last on every device (see runtime.channels_last): 5x5 and 7x7 depthwise kernels above all.
     model = model.to(memory_format=torch.channels_last)
-    tensors.train_x = tensors.train_x.contiguous(memory_format=torch.channels_last)
-    tensors.val_x = tensors.val_x.contiguous(memory_format=torch.channels_last)
+    tensors.train_x, tensors.val_x = channels_last(tensors.train_x), channels_last(tensors.val_x)
+    test = None if test_data is None else (
+        channels_last(torch.from_numpy(normalise(test_data.images, split.mean, split.std)).to(device)),
+        torch.from_numpy(test_data.labels).to(device))
     config = TrainConfig(epochs=options.epochs, steps=options.steps, batch_size=options.batch_size, lr=options.lr,
                          weight_decay=options.weight_decay, seed=options.seed)
     LOG.info("ready after %.1f s; training %s", time.perf_counter() - started, model.arch_text)
-    return _train_and_report(model, arch, split, tensors, config, options, writer)
+    return _train_and_report(model, arch, split, tensors, config, options, writer, test)
 
 
 def _train_and_report(model: Network, arch: Architecture, split: Split, tensors: Tensors, config: TrainConfig,
-                      options: TrialOptions, writer: MetricsWriter) -> int:
+                      options: TrialOptions, writer: MetricsWriter,
+                      test: tuple[torch.Tensor, torch.Tensor] | None = None) -> int:
     """Train, then measure, export and report; the objective is written only after everything succeeded."""
     from .cost import count_macs, count_parameters, measure_latency_ms
     from .metrics import ReportError, branch_stats_text, push_requested, push_to_katib, skip_gates_text
@@ -130,6 +136,7 @@ def _train_and_report(model: Network, arch: Architecture, split: Split, tensors:
         val_loss, val_accuracy = evaluate(model, tensors.val_x, tensors.val_y)
         if val_loss != val_loss:
             raise Diverged(results[-1].epoch, 1, results[-1].steps)
+        test_metrics = {} if test is None else dict(zip(("Test-Loss", "Test-Accuracy"), evaluate(model, *test)))
     except Diverged as err:
         print(f"katib-nas trial: error: {err}", file=sys.stderr, flush=True)
         return EXIT_DIVERGED
@@ -141,6 +148,7 @@ def _train_and_report(model: Network, arch: Architecture, split: Split, tensors:
     final: dict[str, float | int | str] = {
         "Validation-Accuracy": val_accuracy,
         "Validation-Loss": val_loss,
+        **test_metrics,
         "Train-Loss": results[-1].train_loss,
         "Train-Accuracy": results[-1].train_accuracy,
         "params": count_parameters(model),

@@ -66,3 +66,8 @@ def seed_everything(seed: int, device: torch.device) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+
+
+def channels_last(tensor: torch.Tensor) -> torch.Tensor:
+    """Images in channels_last: oneDNN's depthwise-convolution backward is many times faster in it on CPU."""
+    return tensor.contiguous(memory_format=torch.channels_last) if tensor.dim() == 4 else tensor

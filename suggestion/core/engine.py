@@ -32,7 +32,7 @@ def suggest(experiment: ExperimentInfo, history: list[TrialRecord], count: int, 
         algorithm.validate(experiment)
         return Proposal([])
     proposal = algorithm.suggest(experiment, history, count, max(first_index, 0))
-    _check(proposal, count, algorithm.assignment_names, experiment.algorithm)
+    _check(proposal, count, algorithm.assignment_names(experiment), experiment.algorithm)
     return proposal
 
 

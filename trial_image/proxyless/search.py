@@ -82,7 +82,7 @@ class SupernetSearch:
         self.config = config
         self.optimisation = optimisation
         self.latency = latency if config.hardware_aware else None
-        self.network = build_model(supernet).to(device)
+        self.network = build_model(supernet).to(device, memory_format=torch.channels_last)
         self.blocks = gate_choice_bodies(self.network)
         self.logits = PathLogits([len(block.alternatives) for block in self.blocks]).to(device)
         train_config = TrainConfig(lr=optimisation.lr, weight_decay=optimisation.weight_decay)

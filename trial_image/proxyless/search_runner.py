@@ -26,7 +26,7 @@ from ..data import Split, load_dataset, split_dataset
 from ..metrics import MetricsWriter
 from ..model import build_model
 from ..runner import EXIT_DIVERGED, EXIT_OK, check_fits, parse_architecture, strip_quotes
-from ..runtime import configure_threads, resolve_device, seed_everything
+from ..runtime import channels_last, configure_threads, resolve_device, seed_everything
 from ..trainer import Diverged, Tensors, TrainConfig, evaluate, train
 from .latency_loss import LatencyModel
 from .search import Optimisation, SearchData, evaluate_argmax, run_search
@@ -137,7 +137,7 @@ def split_search_data(split: Split, arch_fraction: float, device: torch.device) 
     arch_index, weight_index = order[:arch_count], order[arch_count:]
 
     def tensor(array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+        return channels_last(torch.from_numpy(np.ascontiguousarray(array)).to(device))
 
     return SearchData(tensor(split.train_x[weight_index]), tensor(split.train_y[weight_index]),
                       tensor(split.train_x[arch_index]), tensor(split.train_y[arch_index]),
@@ -147,7 +147,7 @@ def split_search_data(split: Split, arch_fraction: float, device: torch.device) 
 def retrain(derived: Architecture, data: SearchData, config: SearchConfig, optimisation: Optimisation
             ) -> tuple[float, float]:
     """Train the derived network from scratch on all training images for config.retrain epochs."""
-    model = build_model(derived).to(data.weight_x.device)
+    model = build_model(derived).to(data.weight_x.device, memory_format=torch.channels_last)
     tensors = Tensors(torch.cat([data.weight_x, data.arch_x]), torch.cat([data.weight_y, data.arch_y]),
                       data.val_x, data.val_y)
     train(model, tensors, TrainConfig(epochs=config.retrain, batch_size=optimisation.batch_size, lr=optimisation.lr,

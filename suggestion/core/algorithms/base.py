@@ -25,8 +25,9 @@ class Algorithm(Protocol):
 
     name: str
     settings_class: type
-    #: Assignment names every trial gets; the trialTemplate must reference each.
-    assignment_names: tuple[str, ...]
+
+    def assignment_names(self, experiment: ExperimentInfo) -> tuple[str, ...]:
+        """Names every trial of `experiment` is assigned; its trialTemplate must reference each."""
 
     def validate(self, experiment: ExperimentInfo) -> Any:
         """Check settings and nasConfig; raise InvalidInput naming what is wrong."""

@@ -34,7 +34,9 @@ class EnvelopeNet:
 
     name = ALGORITHM
     settings_class = EnvelopeNetSettings
-    assignment_names = ("architecture", "epochs", "seed")
+
+    def assignment_names(self, experiment: ExperimentInfo) -> tuple[str, ...]:
+        return ("architecture", "epochs", "seed")
 
     def validate(self, experiment: ExperimentInfo) -> EnvelopeNetConfig:
         """The resolved plan; InvalidInput for bad settings, nasConfig, metrics or networks too large."""

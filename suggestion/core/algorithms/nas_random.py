@@ -43,7 +43,9 @@ class NasRandomSettings:
 class NasRandom:
     name = "nas-random"
     settings_class = NasRandomSettings
-    assignment_names = ("architecture",)
+
+    def assignment_names(self, experiment: ExperimentInfo) -> tuple[str, ...]:
+        return ("architecture",)
 
     def validate(self, experiment: ExperimentInfo) -> tuple[NasRandomSettings, SearchSpace]:
         settings = parse_settings(NasRandomSettings, experiment.settings, self.name)

@@ -62,13 +62,9 @@ class ProxylessNas:
     name = "proxylessnas"
     settings_class = ProxylessSettings
 
-    def __init__(self) -> None:
-        self._mode = "oneshot"
-
-    @property
-    def assignment_names(self) -> tuple[str, ...]:
-        """Names of the mode of the experiment last validated (oneshot before any)."""
-        return ASSIGNMENTS[self._mode]
+    def assignment_names(self, experiment: ExperimentInfo) -> tuple[str, ...]:
+        """The names of the experiment's mode; InvalidInput when its settings do not parse."""
+        return ASSIGNMENTS[parse_settings(ProxylessSettings, experiment.settings, self.name).mode]
 
     def validate(self, experiment: ExperimentInfo) -> tuple[ProxylessSettings, Architecture]:
         settings = parse_settings(ProxylessSettings, experiment.settings, self.name)
@@ -80,7 +76,6 @@ class ProxylessNas:
             search_config(settings, 0)
         else:
             _check_reinforce(settings, experiment)
-        self._mode = settings.mode
         return settings, supernet
 
     def suggest(self, experiment: ExperimentInfo, history: list[TrialRecord], count: int,
