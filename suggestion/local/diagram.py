@@ -16,9 +16,13 @@ from ..core.spec import Architecture, Op
 COLORS = {"conv": "#8ecae6", "dilconv": "#7fb7d9", "sepconv": "#a8dadc", "dwconv": "#b7e4c7", "mbconv": "#ffd6a5",
           "maxpool": "#e5e5e5", "avgpool": "#e5e5e5", "identity": "#f1faee", "zero": "#ffffff"}
 FIXED = "#d8d8f0"
+SKIP_COLOR = "#c1121f"
 ROW_HEIGHT = 1.0
 BOX_HEIGHT = 0.6
 BOX_WIDTH = 1.5
+#: Curvature of the skip arcs (matplotlib arc3 rad); an arc bulges by about half of it times its length.
+SKIP_RAD = -0.3
+SKIP_BEND = 0.2
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,24 @@ def layout(arch: Architecture) -> list[Row]:
 
 def draw(arch: Architecture, path: Path, title: str = "") -> Path:
     """Write the drawing to `path` (the suffix picks SVG or PNG)."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(arch, title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def skip_reach(rows: list[Row], arch: Architecture) -> float:
+    """How far right of their start the skip arcs bulge: they bend by a share of the rows they span."""
+    level = {row.cell: i for i, row in enumerate(rows) if row.cell is not None}
+    spans = [level[target] - level[source] for target, cell in enumerate(arch.cells) for source in cell.skips]
+    return SKIP_BEND * max(spans, default=0) * ROW_HEIGHT
+
+
+def figure(arch: Architecture, title: str = "") -> Any:
+    """The drawing as a matplotlib Figure (Agg), wide enough for the longest skip arc."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,7 +103,8 @@ def draw(arch: Architecture, path: Path, title: str = "") -> Path:
 
     rows = layout(arch)
     widest = max(len(row.boxes) for row in rows)
-    fig_width = max(7.0, widest * (BOX_WIDTH + 0.2) + 8.0)
+    reach = skip_reach(rows, arch)
+    fig_width = max(7.0, widest * (BOX_WIDTH + 0.2) + 8.0) + 2 * reach
     fig, ax = plt.subplots(figsize=(fig_width, 0.75 * len(rows) + 1.0))
     centers: dict[int, float] = {}
     for level, row in enumerate(rows):
@@ -101,21 +124,18 @@ def draw(arch: Architecture, path: Path, title: str = "") -> Path:
         if level:
             ax.add_patch(FancyArrowPatch((0, y + ROW_HEIGHT - BOX_HEIGHT / 2), (0, y + BOX_HEIGHT / 2),
                                          arrowstyle="-|>", mutation_scale=8, color="#333333"))
-    _draw_skips(ax, arch, centers, fig_width / 2 - 0.5, FancyArrowPatch)
+    _draw_skips(ax, arch, centers, fig_width / 2 - 0.5 - reach, FancyArrowPatch)
     ax.set_xlim(-fig_width / 2, fig_width / 2)
     ax.set_ylim(-(len(rows) - 0.5) * ROW_HEIGHT, 0.5 * ROW_HEIGHT + (0.3 if title else 0))
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def _draw_skips(ax: Any, arch: Architecture, centers: dict[int, float], right: float, arrow: Any) -> None:
     for target, cell in enumerate(arch.cells):
         for source in cell.skips:
-            ax.add_patch(arrow((right, centers[source]), (right, centers[target]), connectionstyle="arc3,rad=-0.3",
-                               arrowstyle="-|>", mutation_scale=7, color="#c1121f", linewidth=0.8))
+            ax.add_patch(arrow((right, centers[source]), (right, centers[target]), connectionstyle=f"arc3,rad={SKIP_RAD}",
+                               arrowstyle="-|>", mutation_scale=7, color=SKIP_COLOR, linewidth=0.8))
