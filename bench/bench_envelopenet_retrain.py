@@ -73,12 +73,15 @@ def main() -> None:
     parser.add_argument("--architecture", action="append", default=[],
                         help="retrain this architecture text too (repeatable)")
     parser.add_argument("--workdir", type=Path, default=REPO / "runs" / "bench-envelopenet")
+    parser.add_argument("--train", nargs="+", choices=("constructed", "baseline"), default=["constructed", "baseline"],
+                        help="which of each pair to train (run the two halves as separate processes to use two cores)")
     args = parser.parse_args()
     networks = [(f"constructed seed {seed}", constructed(args.workdir, seed)) for seed in args.seeds]
     networks += [(f"given {i}", text) for i, text in enumerate(args.architecture, 1)]
     for name, text in networks:
         baseline = matching_plain_cnn(parameters(text))
-        for label, arch in ((name, text), (f"plain CNN for {name}", baseline)):
+        pair = {"constructed": (name, text), "baseline": (f"plain CNN for {name}", baseline)}
+        for label, arch in (pair[which] for which in args.train):
             result = train(arch, args.epochs, args.threads, seed=0)
             print(json.dumps({"network": label, "architecture": arch, "epochs": args.epochs,
                               "params": int(result["params"]), "flops": int(result["flops"]),

@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=0.6)
     parser.add_argument("--lam", type=float, default=0.5)
     parser.add_argument("--archlr", type=float, default=0.01)
+    parser.add_argument("--arch-every", type=int, default=5, help="weight steps per architecture step")
     parser.add_argument("--threads", type=int, default=2, help="training threads")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--widths", type=int, nargs=3, help="stage widths instead of the example's 16 32 64")
@@ -83,7 +84,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     split = split_dataset(load_dataset("fashion-mnist", None), 0.1, args.train)
     data = split_search_data(split, 0.2, CPU)
-    optimisation = Optimisation(batch_size=128, lr=0.05, arch_every=5)
+    optimisation = Optimisation(batch_size=128, lr=0.05, arch_every=args.arch_every)
     rows = []
     for seed in args.seeds:
         for name, loss in [("unconstrained", "none")] + [(f"aware-{loss}", loss) for loss in args.loss]:
