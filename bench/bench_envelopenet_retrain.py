@@ -68,7 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
+    parser.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3],
                         help="bench_envelopenet seeds whose constructed network is retrained")
     parser.add_argument("--architecture", action="append", default=[],
                         help="retrain this architecture text too (repeatable)")
