@@ -35,17 +35,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run_parser.set_defaults(handler=run_command)
 
 
-def parse_arguments(pairs: list[str]) -> dict[str, str | int]:
-    """NAME=VALUE pairs; values that are whole numbers become ints (the pipeline's integer parameters)."""
+def parse_arguments(pairs: list[str]) -> dict[str, str | int | bool]:
+    """NAME=VALUE pairs; whole numbers become ints and true/false become bools (the pipeline's typed
+    parameters)."""
     from katib_nas.suggestion.core.errors import InvalidInput
 
-    arguments: dict[str, str | int] = {}
+    arguments: dict[str, str | int | bool] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
             raise InvalidInput(f"--arg {pair!r} must be NAME=VALUE")
-        arguments[name] = int(value) if value.lstrip("-").isdigit() else value
+        arguments[name] = typed_value(value)
     return arguments
+
+
+def typed_value(value: str) -> str | int | bool:
+    """`3` -> 3, `true`/`false` (any case) -> True/False, anything else stays text."""
+    if value.lstrip("-").isdigit():
+        return int(value)
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
 
 
 def compile_command(args: argparse.Namespace) -> int:

@@ -39,16 +39,17 @@ def nas_search(experiment_yaml: str, algorithm: str, max_trials: int, parallel_t
     return outputs(result.architecture, json.dumps(result.metrics, sort_keys=True))
 
 
-def train_final(architecture: str, dataset: str, data_dir: str, epochs: int, max_train_samples: int,
+def train_final(architecture: str, dataset: str, data_dir: str, epochs: int, max_train_samples: int, test: bool,
                 batch_size: int, seed: int, threads: int, model: Output[Model], metrics: Output[Metrics]) -> None:
-    """Train the architecture with the full budget; the Model artifact is the trial's export folder."""
+    """Train the architecture with the full budget; the Model artifact is the trial's export folder, and with
+    `test` its metrics include Test-Accuracy and Test-Loss on the dataset's test set."""
     from pathlib import Path
 
     from katib_nas.pipelines import steps
 
     config = steps.FinalTraining(dataset=dataset, data_dir=data_dir, epochs=epochs,
-                                 max_train_samples=max_train_samples, batch_size=batch_size, seed=seed,
-                                 threads=threads)
+                                 max_train_samples=max_train_samples, test=test, batch_size=batch_size,
+                                 seed=seed, threads=threads)
     final = steps.train_final(architecture, config, Path(model.path))
     model.metadata["architecture"] = architecture
     for name, value in steps.numeric_metrics(final).items():

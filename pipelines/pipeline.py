@@ -14,6 +14,7 @@ from typing import Any, Callable
 import yaml
 
 from katib_nas.suggestion.core.errors import InvalidInput
+from katib_nas.trial.data import TEST_SETS
 
 from .experiment import (SearchRequest, apply_request, check_backend, find_example, load_example,
                          split_trial_args)
@@ -32,6 +33,11 @@ class FinalDefaults:
     dataset: str = "fashion-mnist"
     data_dir: str = ""
     batch_size: int = 128
+
+    @property
+    def test(self) -> bool:
+        """Whether the final training reports test metrics by default: when the dataset has a test set."""
+        return self.dataset in TEST_SETS
 
 
 def final_defaults(document: dict[str, Any]) -> FinalDefaults:
@@ -72,8 +78,8 @@ def build_pipeline(example: str = DEFAULT_EXAMPLE, image: str | None = None) -> 
     def nas_pipeline(algorithm: str = "", max_trials: int = 0, parallel_trials: int = 0, trial_args: str = "",
                      backend: str = "katib", namespace: str = "kubeflow", timeout_minutes: int = 720,
                      dataset: str = defaults.dataset, data_dir: str = defaults.data_dir, final_epochs: int = 10,
-                     final_max_train_samples: int = 0, batch_size: int = defaults.batch_size, seed: int = 0,
-                     threads: int = 0) -> None:
+                     final_max_train_samples: int = 0, final_test: bool = defaults.test,
+                     batch_size: int = defaults.batch_size, seed: int = 0, threads: int = 0) -> None:
         search = components["nas_search"](
             experiment_yaml=experiment_yaml, algorithm=algorithm, max_trials=max_trials,
             parallel_trials=parallel_trials, trial_args=trial_args, backend=backend, namespace=namespace,
@@ -82,7 +88,8 @@ def build_pipeline(example: str = DEFAULT_EXAMPLE, image: str | None = None) -> 
         search.set_display_name("nas-search")
         final = components["train_final"](
             architecture=search.outputs["architecture"], dataset=dataset, data_dir=data_dir, epochs=final_epochs,
-            max_train_samples=final_max_train_samples, batch_size=batch_size, seed=seed, threads=threads)
+            max_train_samples=final_max_train_samples, test=final_test, batch_size=batch_size, seed=seed,
+            threads=threads)
         final.set_display_name("train-final")
         export = components["export_model"](model=final.outputs["model"],
                                             search_metrics_json=search.outputs["metrics_json"])
@@ -104,12 +111,13 @@ def check_arguments(arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE) -
     """InvalidInput for a run argument the search would refuse: unknown algorithm or backend, bad trial args,
     a budget or a name that Katib's webhook rejects."""
     known = {"algorithm", "max_trials", "parallel_trials", "trial_args", "backend", "namespace",
-             "timeout_minutes", "dataset", "data_dir", "final_epochs", "final_max_train_samples", "batch_size",
-             "seed", "threads"}
+             "timeout_minutes", "dataset", "data_dir", "final_epochs", "final_max_train_samples", "final_test",
+             "batch_size", "seed", "threads"}
     unknown = sorted(set(arguments) - known)
     if unknown:
         raise InvalidInput(f"unknown pipeline parameter {unknown[0]!r}; parameters: {', '.join(sorted(known))}")
     check_backend(str(arguments.get("backend", "katib")))
+    check_final_test(arguments, final_defaults(load_example(example)))
     namespace = str(arguments.get("namespace", "kubeflow"))
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", namespace):
         raise InvalidInput(f"namespace {namespace!r} is not a valid Kubernetes namespace name")
@@ -118,6 +126,17 @@ def check_arguments(arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE) -
                             parallel_trials=int(arguments.get("parallel_trials", 0)),
                             trial_args=split_trial_args(str(arguments.get("trial_args", ""))))
     apply_request(load_example(example), request)
+
+
+def check_final_test(arguments: dict[str, Any], defaults: FinalDefaults) -> None:
+    """InvalidInput when the final training would report test metrics of a dataset that has no test set."""
+    dataset = str(arguments.get("dataset", defaults.dataset))
+    final_test = arguments.get("final_test", defaults.test)
+    if not isinstance(final_test, bool):
+        raise InvalidInput(f"final_test must be true or false, not {final_test!r}")
+    if final_test and dataset not in TEST_SETS:
+        raise InvalidInput(f"final_test needs a dataset with a separate test set ({', '.join(TEST_SETS)}); "
+                           f"dataset {dataset} has none: pass final_test=false")
 
 
 def run_local(arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE, pipeline_root: Path | None = None) -> Any:

@@ -143,6 +143,7 @@ class FinalTraining:
     data_dir: str = ""
     epochs: int = 10
     max_train_samples: int = 0
+    test: bool = False
     batch_size: int = 128
     seed: int = 0
     threads: int = 0
@@ -158,7 +159,7 @@ def train_final(architecture: str, config: FinalTraining, model_dir: Path) -> di
         options = TrialOptions(architecture=architecture, dataset=config.dataset, data_dir=config.data_dir or None,
                                epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
                                threads=config.threads or None, max_train_samples=config.max_train_samples or None,
-                               metrics_file=str(metrics_file), export_dir=str(model_dir))
+                               test=config.test, metrics_file=str(metrics_file), export_dir=str(model_dir))
         code = run_trial(options)
         if code != 0:
             raise StepFailed(f"final training of {architecture} failed with exit code {code}")

@@ -15,9 +15,12 @@ import yaml
 
 from katib_nas.pipelines.experiment import (SearchRequest, apply_request, experiment_name, load_example,
                                             split_trial_args)
-from katib_nas.pipelines.pipeline import COMPILED, check_arguments, compile_pipeline, run_local
+from katib_nas.pipelines.command import parse_arguments
+from katib_nas.pipelines.pipeline import COMPILED, check_arguments, compile_pipeline, final_defaults, run_local
+from katib_nas.pipelines.steps import FinalTraining, train_final
 from katib_nas.suggestion.core.codec import decode
 from katib_nas.suggestion.core.errors import InvalidInput
+from katib_nas.trial.data import FASHION_MNIST_DIR
 
 from .conftest import REPO
 
@@ -52,11 +55,33 @@ def test_compiled_pipeline_carries_the_example_and_wires_the_three_steps() -> No
     ({"max_trials": 2, "parallel_trials": 5}, "spec.parallelTrialCount"),
     ({"namespace": "Kube_Flow"}, "not a valid Kubernetes namespace"),
     ({"max_trail": 3}, "unknown pipeline parameter 'max_trail'"),
+    ({"dataset": "digits"}, "final_test needs a dataset with a separate test set (fashion-mnist, cifar10); "
+                            "dataset digits has none: pass final_test=false"),
+    ({"final_test": "yes"}, "final_test must be true or false, not 'yes'"),
 ])
 def test_bad_run_arguments_are_refused_before_the_run(arguments: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidInput) as info:
         check_arguments(arguments)
     assert message in str(info.value)
+
+
+def test_final_test_defaults_to_whether_the_dataset_has_a_test_set(tmp_path: Path) -> None:
+    assert final_defaults(load_example("nas-random-fashion-mnist")).test is True
+    assert final_defaults(load_example(str(digits_example(tmp_path / "digits.yaml")))).test is False
+    check_arguments({"dataset": "digits", "final_test": False})
+    assert parse_arguments(["final_test=False", "max_trials=3", "dataset=digits"]) == {
+        "final_test": False, "max_trials": 3, "dataset": "digits"}
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
+@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The feature will be removed:DeprecationWarning")
+def test_final_training_with_test_reports_and_exports_test_metrics(tmp_path: Path) -> None:
+    config = FinalTraining(epochs=1, max_train_samples=256, test=True, batch_size=64, threads=1)
+    metrics = train_final("in28x28x1-cls10-stem8/w8:c3/w16s2:c3", config, tmp_path / "model")
+    assert 0.0 <= float(metrics["Test-Accuracy"]) <= 1.0 and float(metrics["Test-Loss"]) > 0.0
+    exported = json.loads((tmp_path / "model" / "model.json").read_text())["metrics"]
+    assert exported["Test-Accuracy"] == metrics["Test-Accuracy"]
 
 
 def test_cli_reports_a_missing_example_and_an_unknown_algorithm_in_one_line(tmp_path: Path) -> None:

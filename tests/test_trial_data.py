@@ -13,6 +13,7 @@ from katib_nas.trial import command
 from katib_nas.trial.data import (
     DATASETS,
     FASHION_MNIST_DIR,
+    TEST_SETS,
     DataError,
     ImageData,
     load_dataset,
@@ -136,7 +137,8 @@ def test_test_sets_are_the_separate_files_and_never_the_training_ones(tmp_path: 
     assert load_test_set("cifar10", str(tmp_path)).labels.tolist() == [4, 5, 6]
     with pytest.raises(DataError, match="needs --data-dir"):
         load_test_set("cifar10", None)
-    for name in ("digits", "npz"):
+    assert set(TEST_SETS) == {"fashion-mnist", "cifar10"}
+    for name in set(DATASETS) - set(TEST_SETS):
         with pytest.raises(DataError, match=f"dataset {name} has no separate test set"):
             load_test_set(name, str(tmp_path))
 

@@ -29,6 +29,8 @@ CIFAR10_RECORD = 1 + 32 * 32 * 3
 # The split does not depend on --seed: every trial of an experiment is scored on the same validation images.
 SPLIT_SEED = 20180
 DATASETS = ("fashion-mnist", "digits", "cifar10", "npz")
+#: Datasets with a separate test set (what --test evaluates on).
+TEST_SETS = ("fashion-mnist", "cifar10")
 
 
 class DataError(InvalidInput):
@@ -69,13 +71,9 @@ def load_dataset(name: str, data_dir: str | None) -> ImageData:
     if name == "digits":
         return load_digits()
     if name == "cifar10":
-        if not data_dir:
-            raise DataError(f"--dataset cifar10 needs --data-dir: {CIFAR10_HINT}")
-        return load_cifar10(Path(data_dir))
+        return load_cifar10(required_dir(name, data_dir, CIFAR10_HINT))
     if name == "npz":
-        if not data_dir:
-            raise DataError(f"--dataset npz needs --data-dir: {NPZ_HINT}")
-        return load_npz(Path(data_dir))
+        return load_npz(required_dir(name, data_dir, NPZ_HINT))
     raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
 
 
@@ -83,12 +81,17 @@ def load_test_set(name: str, data_dir: str | None) -> ImageData:
     """The dataset's separate test images (never used for training or validation); DataError when it has none."""
     if name == "fashion-mnist":
         return load_fashion_mnist(Path(data_dir) if data_dir else FASHION_MNIST_DIR, part="t10k")
-    if name == "cifar10" and data_dir:
-        return load_cifar10(Path(data_dir), pattern="test_batch*.bin")
     if name == "cifar10":
-        raise DataError(f"--dataset cifar10 needs --data-dir: {CIFAR10_HINT}")
+        return load_cifar10(required_dir(name, data_dir, CIFAR10_HINT), pattern="test_batch*.bin")
     raise DataError(f"dataset {name} has no separate test set; --test works with fashion-mnist (t10k files) "
                     f"and cifar10 (test_batch.bin)")
+
+
+def required_dir(name: str, data_dir: str | None, hint: str) -> Path:
+    """data_dir as a Path, for datasets that have no default location; DataError with the hint when missing."""
+    if not data_dir:
+        raise DataError(f"--dataset {name} needs --data-dir: {hint}")
+    return Path(data_dir)
 
 
 def load_fashion_mnist(directory: Path, part: str = "train") -> ImageData:
