@@ -44,17 +44,18 @@ def set_settings(document: dict[str, Any], **values: Any) -> None:
         settings[:] = [s for s in settings if s["name"] != name] + [{"name": name, "value": str(value)}]
 
 
-def envelopenet_document(seed: int, iterations: int, worst_case: bool) -> dict[str, Any]:
+def envelopenet_document(seed: int, iterations: int, worst_case: bool, width: int) -> dict[str, Any]:
     document = yaml.safe_load(EXAMPLE.read_text())
     document["metadata"]["name"] = f"bench-envelopenet-{'worst' if worst_case else 'normal'}-{seed}"
     set_settings(document, seed=seed, iterations=iterations, worst_case=str(worst_case).lower(),
-                 final_epochs=_setting(document, "iteration_epochs"))
+                 final_epochs=_setting(document, "iteration_epochs"), width=width)
     document["spec"]["maxTrialCount"] = iterations + 1
     return document
 
 
-def nas_random_document(seed: int, trials: int) -> dict[str, Any]:
-    """nas-random over the example's operations, with widths and strides to choose, as many trials."""
+def nas_random_document(seed: int, trials: int, width: int) -> dict[str, Any]:
+    """nas-random over the example's operations, with widths (the envelope's stage widths) and strides to
+    choose, as many trials."""
     base = yaml.safe_load(EXAMPLE.read_text())
     document = copy.deepcopy(base)
     document["metadata"]["name"] = f"bench-nas-random-{seed}"
@@ -64,7 +65,8 @@ def nas_random_document(seed: int, trials: int) -> dict[str, Any]:
     document["spec"].pop("metricsCollectorSpec", None)
     document["spec"]["maxTrialCount"] = trials
     document["spec"]["nasConfig"]["graphConfig"]["numLayers"] = 6
-    choices = [{"name": "num_filter", "parameterType": "categorical", "feasibleSpace": {"list": ["32", "64", "128"]}},
+    widths = [str(width * 2 ** i) for i in range(3)]
+    choices = [{"name": "num_filter", "parameterType": "categorical", "feasibleSpace": {"list": widths}},
                {"name": "stride", "parameterType": "categorical", "feasibleSpace": {"list": ["1", "2"]}}]
     for operation in document["spec"]["nasConfig"]["operations"]:
         operation["parameters"] = operation["parameters"] + copy.deepcopy(choices)
@@ -115,16 +117,20 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--max-train-samples", type=int, default=10000)
     parser.add_argument("--threads", type=int, default=2, help="torch threads per trial")
+    parser.add_argument("--width", type=int, default=32,
+                        help="envelope width of the first stage (doubled per stage); nas-random's widths follow")
     parser.add_argument("--workdir", type=Path, default=REPO / "runs" / "bench-envelopenet")
     args = parser.parse_args()
     trial_args = [f"--max-train-samples={args.max_train_samples}", f"--threads={args.threads}"]
     results: dict[str, list[float]] = {"start": [], "constructed": [], "worst_case": [], "nas_random_best": [],
                                        "construction_seconds": []}
     for seed in args.seeds:
-        normal, seconds = run(envelopenet_document(seed, args.iterations, False), args.workdir / f"normal-{seed}",
-                              trial_args)
-        worst, _ = run(envelopenet_document(seed, args.iterations, True), args.workdir / f"worst-{seed}", trial_args)
-        randoms, _ = run(nas_random_document(seed, len(normal)), args.workdir / f"random-{seed}", trial_args)
+        normal, seconds = run(envelopenet_document(seed, args.iterations, False, args.width),
+                              args.workdir / f"normal-{seed}", trial_args)
+        worst, _ = run(envelopenet_document(seed, args.iterations, True, args.width), args.workdir / f"worst-{seed}",
+                       trial_args)
+        randoms, _ = run(nas_random_document(seed, len(normal), args.width), args.workdir / f"random-{seed}",
+                         trial_args)
         results["start"].append(accuracy(normal[0]))
         results["constructed"].append(accuracy(normal[-1]))
         results["worst_case"].append(accuracy(worst[-1]))
@@ -133,6 +139,7 @@ def main() -> None:
         print(json.dumps({"seed": seed, **{k: v[-1] for k, v in results.items()},
                           "constructed_architecture": normal[-1].get("architecture", "")}), flush=True)
     print(json.dumps({"iterations": args.iterations, "max_train_samples": args.max_train_samples,
+                      "width": args.width,
                       "trials_per_run": args.iterations + 1,
                       **{name: summary(values) for name, values in results.items()}}, indent=2))
 
