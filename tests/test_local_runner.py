@@ -158,11 +158,18 @@ def slow_running_trial(workdir: Path) -> str | None:
     return row[0] if row else None
 
 
+def ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def test_ctrl_c_stops_trials_and_resume_finishes_without_rerunning(tmp_path: Path) -> None:
     workdir, marker = tmp_path / "run", tmp_path / "slow"
     experiment = stub_experiment(tmp_path, f"--slow-if-exists={marker}", max_trials=4, parallel=1)
+    # Started with SIGINT ignored, as a shell without job control starts a background job: the runner
+    # must still stop on it.
     runner = subprocess.Popen([sys.executable, "-m", "katib_nas.suggestion.cli", "run", str(experiment),
-                               "--workdir", str(workdir)], stderr=subprocess.PIPE, text=True)
+                               "--workdir", str(workdir)], stderr=subprocess.PIPE, text=True,
+                              preexec_fn=ignore_sigint)
     wait_for(lambda: (workdir / "state.sqlite").exists() and any(row[1] == "Succeeded" for row in trials(workdir)))
     marker.touch()
     wait_for(lambda: slow_running_trial(workdir) is not None)

@@ -31,6 +31,7 @@ from .template import TrialCommand, build_command
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Katib's random trial-name suffix characters
 TICK_SECONDS = 0.5
 INTERRUPTED = "interrupted; runs again on --resume"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Interrupted(Exception):
@@ -63,8 +64,11 @@ class Controller:
         self.trials_dir = store.workdir / "trials"
 
     def run(self) -> Outcome:
-        """Run until the experiment completes; raises Interrupted on Ctrl-C or SIGTERM."""
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        """Run until the experiment completes; raises Interrupted on Ctrl-C or SIGTERM.
+
+        SIGINT gets the handler explicitly: a runner started in the background by a shell without job control
+        inherits SIGINT ignored, and `kill -INT` must still stop it cleanly."""
+        previous = {signum: signal.signal(signum, _raise_interrupt) for signum in STOP_SIGNALS}
         try:
             return self._loop()
         except KeyboardInterrupt:
@@ -74,7 +78,8 @@ class Controller:
             self._stop_running("Created", "the runner stopped on an error; runs again on --resume")
             raise
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def _loop(self) -> Outcome:
         while True:
