@@ -117,7 +117,8 @@ def check_arguments(arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE) -
     if unknown:
         raise InvalidInput(f"unknown pipeline parameter {unknown[0]!r}; parameters: {', '.join(sorted(known))}")
     check_backend(str(arguments.get("backend", "katib")))
-    check_final_test(arguments, final_defaults(load_example(example)))
+    document = load_example(example)
+    check_final_test(arguments, final_defaults(document))
     namespace = str(arguments.get("namespace", "kubeflow"))
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", namespace):
         raise InvalidInput(f"namespace {namespace!r} is not a valid Kubernetes namespace name")
@@ -125,7 +126,7 @@ def check_arguments(arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE) -
                             max_trials=int(arguments.get("max_trials", 0)),
                             parallel_trials=int(arguments.get("parallel_trials", 0)),
                             trial_args=split_trial_args(str(arguments.get("trial_args", ""))))
-    apply_request(load_example(example), request)
+    apply_request(document, request)
 
 
 def check_final_test(arguments: dict[str, Any], defaults: FinalDefaults) -> None:
