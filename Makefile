@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 DEMO_WORKDIR ?= runs/demo
 
-.PHONY: demo test bench proto data kubectl venv clean
+.PHONY: demo test test-install bench proto data kubectl venv clean
 
 venv: $(STAMP)
 
@@ -36,9 +36,17 @@ kubectl: $(STAMP)
 demo: $(STAMP) data
 	$(BIN)/katib-nas demo --workdir $(DEMO_WORKDIR)
 
+# Two pytest processes: tests/katib_client loads kubeflow-katib's generated api.proto module, which cannot share
+# a process with the project's own. Tests marked `install` (fresh venvs from the package index) are left out
+# here and run by `make test-install`.
 test: $(STAMP) data kubectl
-	$(BIN)/python -m pytest -q tests --ignore=tests/katib_client
-	$(BIN)/python -m pytest -q tests/katib_client
+	$(BIN)/python -m pytest -q -m "not install" tests --ignore=tests/katib_client
+	$(BIN)/python -m pytest -q -m "not install" tests/katib_client
+	@echo "left out of make test: $$($(BIN)/python -m pytest -q --collect-only -m install tests \
+	  --ignore=tests/katib_client | grep -c '::') install test(s); run them with: make test-install"
+
+test-install: $(STAMP)
+	$(BIN)/python -m pytest -q -m install tests --ignore=tests/katib_client
 
 bench: $(STAMP) data
 	$(BIN)/python bench/bench_suggestion.py

@@ -12,13 +12,9 @@ TRIAL = ["torch==2.13.0", "numpy>=1.24", "scikit-learn>=1.3", "kubeflow-katib==0
 LOCAL = SUGGESTION + ["pyyaml>=6", "tqdm>=4.60", "matplotlib>=3.7"]
 # onnx 1.17 works with protobuf 4, which kubeflow-katib 0.19 requires (<5); recent onnx releases need protobuf 6.
 PIPELINES = ["kfp==2.13.0", "kubeflow-katib==0.19.0", "kubernetes<31", "pyyaml>=6", "onnx==1.17.0"]
-# Top-level folders installed as subpackages of the katib_nas namespace.
-FOLDERS = {
-    "katib_nas.proto": "proto",
-    "katib_nas.suggestion": "suggestion",
-    "katib_nas.trial": "trial_image",
-    "katib_nas.pipelines": "pipelines",
-}
+# Every top-level folder is the subpackage of the katib_nas namespace of the same name.
+FOLDERS = {f"katib_nas.{folder}": folder
+           for folder in ("proto", "contract", "suggestion", "trial_image", "runner", "pipelines", "cli")}
 
 
 def _packages(prefix: str, folder: str) -> list[str]:
@@ -34,7 +30,7 @@ DEV = sorted(
         "jsonschema>=4",
         "kmock==0.8", "pytest-asyncio>=1.0",  # Kubernetes API emulator (tests/katib_client); its plugin needs asyncio
         "psutil>=5",
-        "pyflakes>=3",
+        "ruff==0.17.6",
     }
 )
 
@@ -45,7 +41,7 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=[pkg for prefix, folder in FOLDERS.items() for pkg in _packages(prefix, folder)],
     package_dir=FOLDERS,
-    package_data={"katib_nas.proto": ["api.proto"], "katib_nas.suggestion.local": ["*.yaml"]},
+    package_data={"katib_nas.proto": ["api.proto"], "katib_nas.runner": ["*.yaml"]},
     install_requires=["pyyaml>=6"],
     extras_require={
         "suggestion": SUGGESTION,
@@ -54,5 +50,5 @@ setup(
         "pipelines": PIPELINES,
         "dev": DEV,
     },
-    entry_points={"console_scripts": ["katib-nas=katib_nas.suggestion.cli:main"]},
+    entry_points={"console_scripts": ["katib-nas=katib_nas.cli.main:main"]},
 )

@@ -23,10 +23,10 @@ import sys
 import time
 from pathlib import Path
 
-from katib_nas.suggestion.core.codec import decode
-from katib_nas.trial.cost import count_parameters
-from katib_nas.trial.metrics import KATIB_DEFAULT_REGEX
-from katib_nas.trial.model import build_model
+from katib_nas.contract.codec import decode
+from katib_nas.contract.metric_format import KATIB_DEFAULT_REGEX
+from katib_nas.trial_image.cost import count_parameters
+from katib_nas.trial_image.model import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = "in28x28x1-cls10"

@@ -19,18 +19,18 @@ from pathlib import Path
 
 import torch
 
-from katib_nas.suggestion.core.algorithms.proxyless_oneshot import SearchConfig
-from katib_nas.suggestion.core.algorithms.proxyless_space import derive
-from katib_nas.suggestion.core.codec import encode
-from katib_nas.suggestion.core.spec import Architecture
-from katib_nas.trial.data import load_dataset, split_dataset
-from katib_nas.trial.proxyless.latency_loss import LatencyModel
+from katib_nas.contract.codec import encode
+from katib_nas.contract.search_settings import SearchConfig
+from katib_nas.contract.spec import Architecture
+from katib_nas.contract.supernet import derive
+from katib_nas.runner.manifest import load_experiment
 from katib_nas.suggestion.core.algorithms.proxylessnas import ProxylessNas
 from katib_nas.suggestion.core.experiment import ExperimentInfo
-from katib_nas.suggestion.local.manifest import load_experiment
-from katib_nas.trial.proxyless.profiler import Timing, profile_supernet, time_network_ms
-from katib_nas.trial.proxyless.search import Optimisation, run_search
-from katib_nas.trial.proxyless.search_runner import retrain, split_search_data
+from katib_nas.trial_image.data import load_dataset, split_dataset
+from katib_nas.trial_image.proxyless.latency_loss import LatencyModel
+from katib_nas.trial_image.proxyless.profiler import Timing, profile_supernet, time_network_ms
+from katib_nas.trial_image.proxyless.search import Optimisation, run_search
+from katib_nas.trial_image.proxyless.search_trial import retrain, split_search_data
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "proxylessnas-oneshot-fashion-mnist.yaml"
 CPU = torch.device("cpu")

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau
 
-from katib_nas.suggestion.core.algorithms.proxyless_space import derive
-from katib_nas.suggestion.core.codec import encode
-from katib_nas.trial.proxyless.profile_runner import experiment_supernet
-from katib_nas.trial.proxyless.profiler import Timing, profile_supernet, time_network_ms
+from katib_nas.cli.profile import experiment_supernet
+from katib_nas.contract.codec import encode
+from katib_nas.contract.supernet import derive
+from katib_nas.trial_image.proxyless.profiler import Timing, profile_supernet, time_network_ms
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "proxylessnas-oneshot-fashion-mnist.yaml"
 

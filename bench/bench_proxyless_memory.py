@@ -39,10 +39,10 @@ def child(variant: str, batch: int) -> dict[str, float]:
     import torch
     import torch.nn.functional as F
 
-    from katib_nas.suggestion.core.algorithms.proxyless_oneshot import SearchConfig
-    from katib_nas.suggestion.core.codec import decode
-    from katib_nas.trial.cells import ChoiceBody
-    from katib_nas.trial.proxyless.search import Optimisation, SupernetSearch
+    from katib_nas.contract.codec import decode
+    from katib_nas.contract.search_settings import SearchConfig
+    from katib_nas.trial_image.cells import ChoiceBody
+    from katib_nas.trial_image.proxyless.search import Optimisation, SupernetSearch
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

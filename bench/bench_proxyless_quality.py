@@ -29,14 +29,14 @@ from typing import Any
 import torch
 import yaml
 
+from katib_nas.contract.codec import decode
 from katib_nas.suggestion.core import engine
-from katib_nas.suggestion.core.codec import decode
 from katib_nas.suggestion.core.experiment import ExperimentInfo, TrialRecord, make_trial
-from katib_nas.trial.cost import measure_latency_ms
-from katib_nas.trial.data import Split, load_dataset, split_dataset
-from katib_nas.trial.model import build_model
-from katib_nas.trial.runtime import channels_last
-from katib_nas.trial.trainer import Tensors, TrainConfig, evaluate, train
+from katib_nas.trial_image.cost import measure_latency_ms
+from katib_nas.trial_image.data import Split, load_dataset, split_dataset
+from katib_nas.trial_image.model import build_model
+from katib_nas.trial_image.runtime import channels_last
+from katib_nas.trial_image.trainer import Tensors, TrainConfig, evaluate, train
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "proxylessnas-reinforce-fashion-mnist.yaml"
 

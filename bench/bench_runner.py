@@ -25,8 +25,8 @@ from pathlib import Path
 
 import yaml
 
-from katib_nas.suggestion.local.runner import RunOptions, run
-from katib_nas.suggestion.local.store import Store
+from katib_nas.runner.local_run import RunOptions, run
+from katib_nas.runner.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = REPO / "tests" / "data" / "nas-random-digits.yaml"

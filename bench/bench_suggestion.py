@@ -28,7 +28,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kubeflow.katib import katib_api_pb2 as pb
 from kubeflow.katib import katib_api_pb2_grpc as pb_grpc
 
-from katib_nas.suggestion.service.from_yaml import experiment_message
+from katib_nas.runner.katib_messages import experiment_message
+from katib_nas.runner.manifest import experiment_from_document
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "nas-random-fashion-mnist.yaml"
@@ -78,7 +79,7 @@ def main() -> None:
         stub, health = pb_grpc.SuggestionStub(channel), health_pb2_grpc.HealthStub(channel)
         server = psutil.Process(process.pid)
         rss_start = server.memory_info().rss
-        experiment = experiment_message(yaml.safe_load(EXAMPLE.read_text()), pb)
+        experiment = experiment_message(pb, experiment_from_document(yaml.safe_load(EXAMPLE.read_text())))
         trials = build_history(stub, experiment, args.history)
         request = pb.GetSuggestionsRequest(experiment=experiment, trials=trials, current_request_number=1,
                                            total_request_number=len(trials) + 1)

@@ -2,7 +2,7 @@
 
 Throughput: the same network (same seed) on the same Fashion-MNIST tensors,
 trained for the same number of steps by (a) a minimal hand-written loop,
-(b) katib_nas.trial.trainer.train, (c) the trainer with branch statistics
+(b) katib_nas.trial_image.trainer.train, (c) the trainer with branch statistics
 on. Runs are interleaved a, b, c, a, b, c, ... and each method's median is
 compared with the baseline's median from the same run, so machine load
 affects all three alike. Targets: b/a >= 0.90, c/a >= 0.85.
@@ -28,10 +28,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from katib_nas.suggestion.core.codec import decode
-from katib_nas.trial.data import load_dataset, split_dataset
-from katib_nas.trial.model import Network, build_model
-from katib_nas.trial.trainer import Tensors, TrainConfig, train
+from katib_nas.contract.codec import decode
+from katib_nas.trial_image.data import load_dataset, split_dataset
+from katib_nas.trial_image.model import Network, build_model
+from katib_nas.trial_image.trainer import Tensors, TrainConfig, train
 
 ARCH = "in28x28x1-cls10-stem16/w32s2:c3+s5+mp3:c3+d5@r/w48s2:c3+mb3e3@0"
 METRIC_LINE = re.compile(r"^[\w-]+=\S+$")

@@ -26,7 +26,7 @@ def nas_search(experiment_yaml: str, algorithm: str, max_trials: int, parallel_t
     from pathlib import Path
 
     from katib_nas.pipelines import steps
-    from katib_nas.pipelines.experiment import SearchRequest, split_trial_args
+    from katib_nas.pipelines.search_request import SearchRequest, split_trial_args
 
     request = SearchRequest(algorithm=algorithm, max_trials=max_trials, parallel_trials=parallel_trials,
                             trial_args=split_trial_args(trial_args))

@@ -13,17 +13,15 @@ from typing import Any, Callable
 
 import yaml
 
-from katib_nas.suggestion.core.errors import InvalidInput
-from katib_nas.trial.data import TEST_SETS
+from katib_nas.contract.errors import InvalidInput
+from katib_nas.trial_image.data import TEST_SETS
 
-from .experiment import (SearchRequest, apply_request, check_backend, find_example, load_example,
-                         split_trial_args)
+from .search_request import SearchRequest, apply_request, check_backend, find_example, load_example, split_trial_args
 
 DEFAULT_EXAMPLE = "nas-random-fashion-mnist"
 PIPELINE_NAME = "katib-nas"
 #: The compiled default pipeline, committed next to this module.
 COMPILED = Path(__file__).resolve().parent / "nas_pipeline.yaml"
-BUDGET_FLAGS = ("--epochs", "--steps", "--max-train-samples")
 
 
 @dataclass(frozen=True)

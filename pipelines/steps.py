@@ -20,10 +20,10 @@ from typing import Any
 
 import yaml
 
-from katib_nas.suggestion.core.codec import decode
-from katib_nas.suggestion.core.errors import InvalidInput
+from katib_nas.contract.assignments import final_architecture
+from katib_nas.contract.codec import decode
 
-from .experiment import SearchRequest, apply_request, experiment_name
+from .search_request import SearchRequest, apply_request, experiment_name
 
 METRIC_LINE = re.compile(r"^([A-Za-z][\w-]*)=(\S+)$")
 
@@ -53,16 +53,13 @@ def numeric_metrics(metrics: dict[str, str]) -> dict[str, float]:
     return numbers
 
 
-def architecture_of(assignments: dict[str, str]) -> str:
-    """The architecture text among a trial's assignments: `architecture`, else the first that decodes."""
-    ordered = sorted(assignments.items(), key=lambda item: item[0] != "architecture")
-    for _, value in ordered:
-        try:
-            decode(value.strip('"'))
-        except InvalidInput:
-            continue
-        return value.strip('"')
-    raise StepFailed(f"no assignment of the best trial is an architecture: {sorted(assignments)}")
+def architecture_of(assignments: dict[str, str], metrics: dict[str, str]) -> str:
+    """The network the best trial stands for (the shared rule: a reported Best-Architecture first)."""
+    text = final_architecture(assignments, metrics)
+    if text is None:
+        raise StepFailed(f"neither a Best-Architecture metric nor an assignment of the best trial is an "
+                         f"architecture: {sorted(assignments)}")
+    return text
 
 
 # --- search -----------------------------------------------------------------------------------------
@@ -74,7 +71,7 @@ def search_local(document: dict[str, Any], request: SearchRequest, workdir: Path
     path = workdir / "experiment.yaml"
     path.write_text(yaml.safe_dump(experiment, sort_keys=False))
     run_dir = workdir / "run"
-    completed = subprocess.run([sys.executable, "-m", "katib_nas.suggestion.cli", "run", str(path),
+    completed = subprocess.run([sys.executable, "-m", "katib_nas.cli", "run", str(path),
                                 "--workdir", str(run_dir)], stdin=subprocess.DEVNULL)
     best_file = run_dir / "report" / "best_architecture.json"
     if not best_file.is_file():
@@ -107,14 +104,14 @@ def search_katib(document: dict[str, Any], request: SearchRequest, namespace: st
         raise StepFailed(f"Experiment {namespace}/{name} succeeded without an optimal trial")
     assignments = {a.name: a.value for a in optimal.parameter_assignments or []}
     metrics = {m.name: m.latest for m in optimal.observation.metrics or [] if m.latest not in (None, "")}
-    return SearchResult(architecture=architecture_of(assignments), trial=optimal.best_trial_name or "",
+    return SearchResult(architecture=architecture_of(assignments, metrics), trial=optimal.best_trial_name or "",
                         metrics=metrics, experiment=name)
 
 
 def run_search(experiment_yaml: str, request: SearchRequest, backend: str, namespace: str, run_id: str,
                timeout_s: int, workdir: Path, poll_s: int = 15) -> SearchResult:
     """The search step: parse the example text, then run it on Katib or locally."""
-    from .experiment import check_backend
+    from .search_request import check_backend
 
     check_backend(backend)
     document = yaml.safe_load(experiment_yaml)
@@ -151,7 +148,7 @@ class FinalTraining:
 
 def train_final(architecture: str, config: FinalTraining, model_dir: Path) -> dict[str, str]:
     """Train with `katib-nas trial`'s code path, exporting into `model_dir`; returns the final metrics."""
-    from katib_nas.trial.runner import TrialOptions, run_trial
+    from katib_nas.trial_image.trial import TrialOptions, run_trial
 
     model_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
@@ -216,21 +213,21 @@ def export_model(model_dir: Path, torchscript_path: Path, onnx_path: Path, searc
 def write_onnx(model_dir: Path, metadata: dict[str, Any], scripted: Any, example: Any, onnx_path: Path) -> None:
     """Copy the trial's ONNX file, or convert the TorchScript module when the trial wrote none."""
     import onnx
-    import torch
+
+    from katib_nas.trial_image.export import write_onnx as export_onnx
 
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     existing = metadata["files"].get("onnx")
     if existing and (model_dir / existing).is_file():
         shutil.copyfile(model_dir / existing, onnx_path)
     else:
-        torch.onnx.export(scripted, (example,), str(onnx_path), input_names=["images"], output_names=["logits"],
-                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+        export_onnx(scripted, example, onnx_path)
     onnx.checker.check_model(onnx.load(str(onnx_path)))
 
 
 def diagram_svg(architecture: str) -> str:
     """The network diagram (the local runner's drawing) as SVG text."""
-    from katib_nas.suggestion.local.diagram import draw
+    from katib_nas.runner.diagram import draw
 
     with tempfile.TemporaryDirectory() as scratch:
         path = draw(decode(architecture), Path(scratch) / "network.svg", "")

@@ -1,4 +1,4 @@
-"""Shared fixtures: paths to the repo, Katib's reference files and example experiments."""
+"""Shared fixtures: paths to the repository, Katib-shaped fixtures the tests own, Katib's Experiment schema."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
+from .katib_schema import load_schemas
+
 REPO = Path(__file__).resolve().parents[1]
-KATIB_REFERENCE = REPO.parent / "shared" / "katib"
+#: Experiments shaped like Katib's ENAS and DARTS examples, and katib-config of each v0.19.0 install variant.
+KATIB_FIXTURES = REPO / "tests" / "data" / "katib"
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -24,11 +27,17 @@ def repo() -> Path:
     return REPO
 
 
-@pytest.fixture
-def katib_reference() -> Path:
-    if not KATIB_REFERENCE.is_dir():
-        pytest.fail(f"Katib reference files missing at {KATIB_REFERENCE}")
-    return KATIB_REFERENCE
+@pytest.fixture(scope="session")
+def katib_schemas() -> dict[str, Any]:
+    """Strict JSON schemas of Katib's Experiment and of a batch/v1 Job, from kubeflow-katib's models."""
+    return load_schemas()
+
+
+def schema_errors(schema: dict[str, Any], document: Any) -> list[str]:
+    import jsonschema
+
+    validator = jsonschema.Draft4Validator(schema)
+    return [f"{'.'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in validator.iter_errors(document)]
 
 
 def dockerfile_steps(path: Path) -> tuple[list[str], str, list[str]]:
@@ -51,3 +60,27 @@ def build_context(dockerfile: Path, destination: Path) -> tuple[Path, str, list[
         else:
             shutil.copy(source, destination / name)
     return destination, target, entrypoint
+
+
+def oneshot_digits_experiment(path: Path) -> Path:
+    """The proxylessnas one-shot CPU example retargeted to 8x8 digits, with a small supernet:
+    in8x8x1-cls10-stem8/w8:mb3e3_mb5e6_c3_zero@r/w16s2:mb3e3_mb5e6_c3_zero@r:mb3e3_mb5e6_c3_zero@r."""
+    document = load_yaml(REPO / "examples" / "proxylessnas-oneshot-fashion-mnist.yaml")
+    spec = document["spec"]
+    spec["nasConfig"]["graphConfig"].update(numLayers=3, inputSizes=[8, 8, 1])
+    spec["nasConfig"]["operations"] = [
+        {"operationType": "mbconv", "parameters": [
+            {"name": "kernel_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}},
+            {"name": "expand_ratio", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}}]},
+        {"operationType": "mbconv", "parameters": [
+            {"name": "kernel_size", "parameterType": "categorical", "feasibleSpace": {"list": ["5"]}},
+            {"name": "expand_ratio", "parameterType": "categorical", "feasibleSpace": {"list": ["6"]}}]},
+        {"operationType": "convolution", "parameters": [
+            {"name": "filter_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}}]},
+        {"operationType": "zero"}]
+    settings = {s["name"]: s for s in spec["algorithm"]["algorithmSettings"]}
+    settings["stem_width"]["value"] = "8"
+    settings["stage_widths"]["value"] = "8,16"
+    settings["stage_strides"]["value"] = "1,2"
+    path.write_text(yaml.safe_dump(document))
+    return path

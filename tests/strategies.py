@@ -13,7 +13,7 @@ from typing import Callable
 
 from hypothesis import strategies as st
 
-from katib_nas.suggestion.core.spec import OP_KINDS, Architecture, Cell, Op, Stage, max_reductions
+from katib_nas.contract.spec import OP_KINDS, Architecture, Cell, Op, Stage, max_reductions
 
 OP_KIND_NAMES = tuple(OP_KINDS)
 INPUT_SHAPES = ((8, 8, 1), (9, 7, 3), (6, 6, 2), (12, 12, 1), (5, 11, 1))

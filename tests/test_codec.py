@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from katib_nas.suggestion.core import codec
-from katib_nas.suggestion.core.spec import OP_KINDS, Architecture, ArchitectureError, Cell, Op, Stage
+from katib_nas.contract import codec
+from katib_nas.contract.spec import OP_KINDS, Architecture, ArchitectureError, Cell, Op, Stage
 
 KERNEL_KINDS = [kind for kind, (_, has_kernel, _) in OP_KINDS.items() if has_kernel]
 
@@ -136,3 +136,11 @@ def test_arbitrary_text_either_decodes_or_raises_architecture_error(text: str) -
 def test_structural_errors_are_named(text: str, message: str) -> None:
     with pytest.raises(ArchitectureError, match=re.escape(message)):
         codec.decode(text)
+
+
+def test_the_documented_import_path_is_the_shared_codec() -> None:
+    from katib_nas.contract import codec as shared
+    from katib_nas.suggestion.core import codec as documented
+
+    assert all(getattr(documented, name) is getattr(shared, name) for name in documented.__all__)
+    assert documented.encode(documented.decode("in8x8x1-cls10-stem8/w8:c3")) == "in8x8x1-cls10-stem8/w8:c3"

@@ -10,6 +10,9 @@ import sys
 
 import pytest
 
+from katib_nas.contract.branch_stats import format_branch_stats, format_skip_gates
+from katib_nas.contract.codec import decode, encode
+from katib_nas.contract.errors import InvalidInput
 from katib_nas.suggestion.core import engine
 from katib_nas.suggestion.core.algorithms import get_algorithm
 from katib_nas.suggestion.core.algorithms.envelopenet import PHASE_LABEL, EnvelopeNet
@@ -17,9 +20,9 @@ from katib_nas.suggestion.core.algorithms.envelopenet_config import resolve
 from katib_nas.suggestion.core.algorithms.envelopenet_construct import initial_network, next_network
 from katib_nas.suggestion.core.algorithms.envelopenet_schedule import ConstructionError, decode_seed
 from katib_nas.suggestion.core.algorithms.envelopenet_stats import (
-    average, format_branch_stats, format_skip_gates, read_statistics)
-from katib_nas.suggestion.core.codec import decode, encode
-from katib_nas.suggestion.core.errors import InvalidInput
+    average,
+    read_statistics,
+)
 from katib_nas.suggestion.core.experiment import ExperimentInfo, TrialRecord, make_trial
 
 SMALL_NAS_CONFIG = {

@@ -7,10 +7,10 @@ import dataclasses
 
 import pytest
 
+from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.spec import Op
 from katib_nas.suggestion.core import engine
-from katib_nas.suggestion.core.algorithms.envelopenet_config import MAX_ARCHITECTURE_TEXT, resolve
-from katib_nas.suggestion.core.errors import InvalidInput
-from katib_nas.suggestion.core.spec import Op
+from katib_nas.suggestion.core.algorithms.envelopenet_config import resolve
 
 from .conftest import REPO, load_yaml
 from .test_envelopenet import SMALL_NAS_CONFIG, experiment
@@ -108,7 +108,6 @@ def test_too_many_stages_for_the_input_and_a_missing_nas_config() -> None:
 
 
 def test_settings_whose_networks_would_not_fit_in_a_katib_assignment_are_rejected() -> None:
-    assert MAX_ARCHITECTURE_TEXT == engine.MAX_VALUE_BYTES
     nas_config = copy.deepcopy(SMALL_NAS_CONFIG)
     nas_config["graphConfig"]["numLayers"] = 3
     with pytest.raises(InvalidInput, match=r"networks of up to 72 cells would take up to \d+ characters"):

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
+from katib_nas.contract.codec import decode, encode
+from katib_nas.contract.spec import Op
 from katib_nas.suggestion.core.algorithms.envelopenet_config import resolve
 from katib_nas.suggestion.core.algorithms.envelopenet_construct import (
-    initial_network, keep_strongest_skips, next_network, prune_stage)
+    initial_network,
+    keep_strongest_skips,
+    next_network,
+    prune_stage,
+)
 from katib_nas.suggestion.core.algorithms.envelopenet_stats import Statistics
-from katib_nas.suggestion.core.codec import decode, encode
-from katib_nas.suggestion.core.spec import Op
 
 from .test_envelopenet import experiment
 

@@ -5,12 +5,19 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
-from katib_nas.suggestion.core.algorithms.envelopenet_stats import (
-    Statistics, StatisticsError, average, format_branch_stats, format_skip_gates, parse_branch_stats,
-    parse_skip_gates)
-from katib_nas.suggestion.core.codec import decode
+from katib_nas.contract.branch_stats import (
+    StatisticsError,
+    format_branch_stats,
+    format_skip_gates,
+    parse_branch_stats,
+    parse_skip_gates,
+)
+from katib_nas.contract.codec import decode
+from katib_nas.suggestion.core.algorithms.envelopenet_stats import Statistics, average
 
 ARCH = decode("in8x8x1-cls10-stem8/w12:c1+c3+s3:c3@0/w24s2:c1+s3@0.1")
 SIX_DIGITS = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False).map(lambda v: float(f"{v:.6g}"))

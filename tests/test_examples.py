@@ -1,8 +1,7 @@
 """Every examples/*.yaml is an Experiment Katib accepts and runs.
 
-- Schema: Katib's v1beta1 OpenAPI definitions (../shared/katib/swagger.json) with unknown fields as
-  errors; the Kubernetes types they reference (ObjectMeta, Container, and the trial's batch/v1 Job) come
-  from the kubernetes client's models, the same structure Katib's webhook converts the Job into.
+- Schema: Katib's Experiment as kubeflow-katib's typed models define it, unknown fields refused; the
+  trial's batch/v1 Job from the kubernetes client's models, the structure Katib's webhook converts it into.
 - Katib's admission webhook (pkg/webhook/v1beta1/experiment/validator/validator.go), after Katib's
   defaulting, rule by rule; each rule is shown to fire on a broken copy.
 - The trialTemplate, with a real suggestion substituted as Katib does, is a `katib-nas trial` command.
@@ -20,28 +19,25 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import jsonschema
-import kubernetes.client
 import pytest
 import yaml
 
-from katib_nas.pipelines.experiment import check_experiment, experiment_info
-from katib_nas.suggestion.cli import build_parser
+from katib_nas.cli.main import build_parser
+from katib_nas.contract.codec import decode
+from katib_nas.pipelines.search_request import check_experiment, experiment_info
+from katib_nas.runner.manifest import experiment_from_document
 from katib_nas.suggestion.core.algorithms import get_algorithm
-from katib_nas.suggestion.core.codec import decode
-from katib_nas.suggestion.local.manifest import experiment_from_document
 
-from .conftest import KATIB_REFERENCE, REPO, load_yaml
+from .conftest import REPO, load_yaml, schema_errors
 
 # The examples, plus the experiment `katib-nas demo` runs (it ships inside the package).
-EXAMPLES = sorted((REPO / "examples").glob("*.yaml")) + [REPO / "suggestion" / "local" / "demo-experiment.yaml"]
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml")) + [REPO / "runner" / "demo-experiment.yaml"]
 TRIAL_IMAGES = ("docker.io/katibnas/trial-cpu:0.1.0", "docker.io/katibnas/trial-cuda:0.1.0")
 PLACEHOLDER = re.compile(r"\$\{trialParameters\..+?\}")
 META_REFERENCE = re.compile(r"^\$\{trialSpec\.(Name|Namespace|Kind|APIVersion|(Labels|Annotations)\[.+\])\}$")
 COLLECTORS = ("StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "Push")
 KATIB_CONFIG_COLLECTORS = ("StdOut", "File", "TensorFlowEvent")
 TWO_GROUPS = re.compile(r".*\(.*\).*\(.*\).*")
-QUANTITY = {"type": ["string", "number"]}
 
 
 def example_id(path: Path) -> str:
@@ -50,87 +46,27 @@ def example_id(path: Path) -> str:
 
 # --- schema -------------------------------------------------------------------------------------------
 
-def kubernetes_schema(type_name: str, definitions: dict[str, Any]) -> dict[str, Any]:
-    """JSON schema of a kubernetes client type (e.g. 'V1Job', 'list[V1Container]'); unknown keys are errors."""
-    simple = {"str": {"type": "string"}, "int": {"type": "integer"}, "float": {"type": "number"},
-              "bool": {"type": "boolean"}, "datetime": {"type": "string"}, "date": {"type": "string"},
-              "object": {}}
-    if type_name in simple:
-        return simple[type_name]
-    if type_name.startswith("list["):
-        return {"type": "array", "items": kubernetes_schema(type_name[5:-1], definitions)}
-    if type_name.startswith("dict("):
-        value = type_name[5:-1].split(", ", 1)[1]
-        return {"type": "object", "additionalProperties": kubernetes_schema(value, definitions)}
-    if type_name not in definitions:
-        model = getattr(kubernetes.client, type_name)
-        definitions[type_name] = {}  # reserve the name before recursing (types refer to themselves)
-        definitions[type_name] = {
-            "type": "object", "additionalProperties": False,
-            "properties": {model.attribute_map[attr]: kubernetes_schema(kind, definitions)
-                           for attr, kind in model.openapi_types.items()}}
-        if type_name == "V1ResourceRequirements":  # a Quantity is a string or a number in JSON
-            for key in ("limits", "requests"):
-                definitions[type_name]["properties"][key]["additionalProperties"] = QUANTITY
-    return {"$ref": f"#/definitions/{type_name}"}
-
-
-def strict(node: Any) -> Any:
-    """The swagger definitions with every object that lists its properties closed to other keys."""
-    if isinstance(node, dict):
-        result = {k: strict(v) for k, v in node.items() if not k.startswith("x-kubernetes")}
-        if "properties" in result and "additionalProperties" not in result:
-            result["additionalProperties"] = False
-        return result
-    if isinstance(node, list):
-        return [strict(v) for v in node]
-    return node
-
-
-@pytest.fixture(scope="module")
-def experiment_validator() -> jsonschema.Draft4Validator:
-    swagger = json.loads((KATIB_REFERENCE / "swagger.json").read_text())
-    definitions = strict(swagger["definitions"])
-    for name, type_name in {"v1.ObjectMeta": "V1ObjectMeta", "v1.ListMeta": "V1ListMeta",
-                            "v1.Container": "V1Container", "v1.HTTPGetAction": "V1HTTPGetAction"}.items():
-        definitions[name] = kubernetes_schema(type_name, definitions)
-    definitions["v1.Time"] = {"type": "string"}
-    definitions["v1.unstructured.Unstructured"] = {"type": "object"}  # the trialSpec: checked as a Job below
-    schema = {"$ref": "#/definitions/v1beta1.Experiment", "definitions": definitions}
-    return jsonschema.Draft4Validator(schema)
-
-
-@pytest.fixture(scope="module")
-def job_validator() -> jsonschema.Draft4Validator:
-    definitions: dict[str, Any] = {}
-    root = kubernetes_schema("V1Job", definitions)
-    return jsonschema.Draft4Validator({**root, "definitions": definitions})
-
-
-def schema_errors(validator: jsonschema.Draft4Validator, document: Any) -> list[str]:
-    return [f"{'.'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in validator.iter_errors(document)]
-
-
 @pytest.mark.parametrize("path", EXAMPLES, ids=example_id)
-def test_example_matches_katib_openapi_with_unknown_fields_refused(path: Path, experiment_validator: Any,
-                                                                  job_validator: Any) -> None:
+def test_example_matches_katib_schema_with_unknown_fields_refused(path: Path, katib_schemas: dict[str, Any]) -> None:
     document = load_yaml(path)
-    assert schema_errors(experiment_validator, document) == []
+    assert schema_errors(katib_schemas["experiment"], document) == []
     trial_spec = document["spec"]["trialTemplate"]["trialSpec"]
     assert (trial_spec["apiVersion"], trial_spec["kind"]) == ("batch/v1", "Job")
-    assert schema_errors(job_validator, trial_spec) == []
+    assert schema_errors(katib_schemas["job"], trial_spec) == []
 
 
-def test_schema_refuses_unknown_and_mistyped_fields(experiment_validator: Any, job_validator: Any) -> None:
+def test_schema_refuses_unknown_and_mistyped_fields(katib_schemas: dict[str, Any]) -> None:
     document = load_yaml(EXAMPLES[0])
     broken = copy.deepcopy(document)
     broken["spec"]["objective"]["objectiveMetricNmae"] = "typo"
     broken["spec"]["maxTrialCount"] = "twelve"
-    errors = schema_errors(experiment_validator, broken)
+    errors = schema_errors(katib_schemas["experiment"], broken)
     assert any("objectiveMetricNmae" in e for e in errors) and any("maxTrialCount" in e for e in errors)
     job = copy.deepcopy(document["spec"]["trialTemplate"]["trialSpec"])
     job["spec"]["template"]["spec"]["containers"][0]["comand"] = ["x"]
-    assert any("comand" in e for e in schema_errors(job_validator, job))
+    job["spec"]["backoffLimit"] = "three"
+    errors = schema_errors(katib_schemas["job"], job)
+    assert any("comand" in e for e in errors) and any("backoffLimit" in e for e in errors)
 
 
 # --- Katib's admission webhook --------------------------------------------------------------------------
@@ -351,7 +287,7 @@ CPU_EXAMPLES = [p for p in EXAMPLES if "trial-cpu" in p.read_text()]
 @pytest.mark.parametrize("path", CPU_EXAMPLES, ids=example_id)
 def test_cpu_example_runs_locally_with_a_tiny_budget(path: Path, tmp_path: Path) -> None:
     workdir = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "katib_nas.suggestion.cli", "run", str(path), "--workdir",
+    done = subprocess.run([sys.executable, "-m", "katib_nas.cli", "run", str(path), "--workdir",
                            str(workdir), "--max-trials", "1", "--parallel", "1", "--max-failed", "0",
                            "--trial-arg=--max-train-samples=256", "--trial-arg=--val-fraction=0.02",
                            "--trial-arg=--threads=1",

@@ -17,12 +17,12 @@ import grpc
 import pytest
 
 from katib_nas.proto import api_pb2, api_pb2_grpc
-from katib_nas.suggestion.local.controller import Controller, LoopConfig
-from katib_nas.suggestion.local.manifest import parse_experiment
-from katib_nas.suggestion.local.progress import ProgressView
-from katib_nas.suggestion.local.service import SuggestionFailure, SuggestionService
-from katib_nas.suggestion.local.status import Summary
-from katib_nas.suggestion.local.store import Store
+from katib_nas.runner.controller import Controller, LoopConfig
+from katib_nas.runner.manifest import parse_experiment
+from katib_nas.runner.progress import ProgressView
+from katib_nas.runner.status import Summary
+from katib_nas.runner.store import Store
+from katib_nas.runner.suggestion_process import SuggestionFailure, SuggestionService
 
 from .test_local_runner import stub_experiment
 

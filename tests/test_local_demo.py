@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 
+from katib_nas.runner.demo import demo_document, write_demo_experiment
+from katib_nas.runner.manifest import load_experiment
 from katib_nas.suggestion.core.space import parse_nas_config
-from katib_nas.suggestion.local.demo import demo_document, write_demo_experiment
-from katib_nas.suggestion.local.manifest import load_experiment
 
 
 def command(document: dict) -> list[str]:

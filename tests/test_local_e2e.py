@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from katib_nas.suggestion.core.codec import decode
+from katib_nas.contract.codec import decode
 
 from .conftest import REPO
 
@@ -23,7 +23,7 @@ DIGITS = REPO / "tests" / "data" / "nas-random-digits.yaml"
 
 
 def katib_nas(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "katib_nas.suggestion.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "katib_nas.cli", *map(str, args)], capture_output=True,
                           text=True, timeout=300)
 
 
@@ -66,7 +66,7 @@ def trial_processes(architectures: list[str]) -> list[psutil.Process]:
 
 def test_sigkill_then_resume_loses_nothing(tmp_path: Path) -> None:
     workdir = tmp_path / "run"
-    runner = subprocess.Popen([sys.executable, "-m", "katib_nas.suggestion.cli", "run", str(DIGITS), "--workdir",
+    runner = subprocess.Popen([sys.executable, "-m", "katib_nas.cli", "run", str(DIGITS), "--workdir",
                                str(workdir), "--no-report"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while True:

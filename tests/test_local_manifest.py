@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import copy
-import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
 
 from katib_nas.proto import api_pb2
-from katib_nas.suggestion.local import requests
-from katib_nas.suggestion.local.manifest import ExperimentError, experiment_from_document, parse_experiment
-from katib_nas.suggestion.local.metrics import MetricSummary
-from katib_nas.suggestion.local.status import outcome, summarize_trials, trials_to_request
-from katib_nas.suggestion.local.store import TrialRow
-from katib_nas.suggestion.local.template import (ExperimentError as TemplateError, apply_overrides, build_command,
-                                                  container_argv, render_trial_spec, resolve_program)
+from katib_nas.runner import katib_messages
+from katib_nas.runner.manifest import ExperimentError, experiment_from_document, parse_experiment
+from katib_nas.runner.metrics_collector import MetricSummary
+from katib_nas.runner.status import outcome, summarize_trials, trials_to_request
+from katib_nas.runner.store import TrialRow
+from katib_nas.runner.trial_template import ExperimentError as TemplateError
+from katib_nas.runner.trial_template import (
+    apply_overrides,
+    build_command,
+    container_argv,
+    render_trial_spec,
+    resolve_program,
+)
 from katib_nas.suggestion.service import convert
 
-from .conftest import REPO, load_yaml
+from .conftest import KATIB_FIXTURES, REPO, load_yaml, schema_errors
 
 DIGITS = REPO / "tests" / "data" / "nas-random-digits.yaml"
 ARCH = "in8x8x1-cls10-stem8/w16:c3:s3@0"
@@ -38,14 +41,9 @@ def container(document: dict[str, Any]) -> dict[str, Any]:
     return document["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
 
 
-def test_test_experiment_matches_katib_openapi_schema(document: dict[str, Any], katib_reference: Path) -> None:
-    swagger = json.loads((katib_reference / "swagger.json").read_text())
-    definitions = dict(swagger["definitions"])
-    # Kubernetes' own types (ObjectMeta, Unstructured, ...) are not in Katib's file: accept any value there.
-    for name in re.findall(r'"#/definitions/([^"]+)"', json.dumps(definitions)):
-        definitions.setdefault(name, {})
-    schema = {"$ref": "#/definitions/v1beta1.Experiment", "definitions": definitions}
-    jsonschema.validate(document, schema)
+def test_test_experiment_matches_katib_schema(document: dict[str, Any], katib_schemas: dict[str, Any]) -> None:
+    assert schema_errors(katib_schemas["experiment"], document) == []
+    assert schema_errors(katib_schemas["job"], document["spec"]["trialTemplate"]["trialSpec"]) == []
 
 
 def test_defaults_follow_katib(document: dict[str, Any]) -> None:
@@ -59,8 +57,8 @@ def test_defaults_follow_katib(document: dict[str, Any]) -> None:
     assert experiment_from_document(document).objective.strategy("Validation-Loss") == "min"
 
 
-def test_katib_examples_load(katib_reference: Path) -> None:
-    for path in sorted((katib_reference / "examples").glob("*.yaml")):
+def test_katib_shaped_experiments_load() -> None:
+    for path in sorted(KATIB_FIXTURES.glob("*-experiment.yaml")):
         spec = parse_experiment(path.read_text(), str(path))
         assert spec.nas_config and spec.template.parameters
 
@@ -156,7 +154,7 @@ def test_commands_that_need_a_shell_or_an_image_are_refused(command: list[str], 
 
 
 def test_program_resolution(tmp_path: Path) -> None:
-    assert resolve_program(["katib-nas", "trial"])[:3] == [sys.executable, "-m", "katib_nas.suggestion.cli"]
+    assert resolve_program(["katib-nas", "trial"])[:3] == [sys.executable, "-m", "katib_nas.cli"]
     assert resolve_program(["python3", "-V"]) == [sys.executable, "-V"]
     assert resolve_program(["true"], search_path="/usr/bin:/bin")[0].endswith("/true")
     with pytest.raises(TemplateError, match="trial command 'no-such-program-x' not found on PATH"):
@@ -188,7 +186,7 @@ def trial(name: str, condition: str, assignments: dict[str, str] | None = None, 
 
 def test_experiment_message_matches_what_the_service_reads(document: dict[str, Any]) -> None:
     spec = experiment_from_document(document)
-    message = requests.experiment_message(spec, [("seed", "9"), ("state", "abc")])
+    message = katib_messages.experiment_message(api_pb2, spec, [("seed", "9"), ("state", "abc")])
     info = convert.experiment_info(message)
     assert info.name == "nas-random-digits" and info.algorithm == "nas-random" and info.maximize
     assert info.settings == {"seed": "9", "stem_width": "8", "default_width": "16", "state": "abc"}
@@ -206,7 +204,7 @@ def test_trials_as_katib_sends_them(document: dict[str, Any]) -> None:
     spec = experiment_from_document(document)
     trials = [trial("a", "Succeeded", Validation_Accuracy="0.9"), trial("b", "MetricsUnavailable"),
               trial("c", "Running"), trial("d", "Failed")]
-    request = requests.suggestions_request(spec, [], trials, 2)
+    request = katib_messages.suggestions_request(api_pb2, spec, [], trials, 2)
     assert [t.name for t in request.trials] == ["a", "c", "d"]
     assert request.current_request_number == 2 and request.total_request_number == 6
     first = request.trials[0]
@@ -218,7 +216,7 @@ def test_trials_as_katib_sends_them(document: dict[str, Any]) -> None:
 
 
 def test_settings_merge_overwrites_in_place_and_appends() -> None:
-    assert requests.merge_settings([("a", "1"), ("b", "2")], [("b", "3"), ("c", "4")]) == [
+    assert katib_messages.merge_settings([("a", "1"), ("b", "2")], [("b", "3"), ("c", "4")]) == [
         ("a", "1"), ("b", "3"), ("c", "4")]
 
 

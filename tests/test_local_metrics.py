@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from katib_nas.suggestion.local.metrics import (UNAVAILABLE, ZERO_TIME, MetricLog, MetricsError, MetricSummary,
-                                                 collect_text, compile_filters, go_float, json_timestamp,
-                                                 parse_text, rfc3339_nanos, summarize)
+from katib_nas.runner.metrics_collector import (
+    UNAVAILABLE,
+    ZERO_TIME,
+    MetricLog,
+    MetricsError,
+    MetricSummary,
+    collect_text,
+    compile_filters,
+    go_float,
+    json_timestamp,
+    parse_text,
+    rfc3339_nanos,
+    summarize,
+)
 
 KATIB_FILTER = r"{metricName: ([\w|-]+), metricValue: ((-?\d+)(\.\d+)?)}"
 

@@ -26,7 +26,7 @@ DIGITS = REPO / "tests" / "data" / "nas-random-digits.yaml"
 
 
 def katib_nas(*args: str | Path, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "katib_nas.suggestion.cli", *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "katib_nas.cli", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -167,7 +167,7 @@ def test_ctrl_c_stops_trials_and_resume_finishes_without_rerunning(tmp_path: Pat
     experiment = stub_experiment(tmp_path, f"--slow-if-exists={marker}", max_trials=4, parallel=1)
     # Started with SIGINT ignored, as a shell without job control starts a background job: the runner
     # must still stop on it.
-    runner = subprocess.Popen([sys.executable, "-m", "katib_nas.suggestion.cli", "run", str(experiment),
+    runner = subprocess.Popen([sys.executable, "-m", "katib_nas.cli", "run", str(experiment),
                                "--workdir", str(workdir)], stderr=subprocess.PIPE, text=True,
                               preexec_fn=ignore_sigint)
     wait_for(lambda: (workdir / "state.sqlite").exists() and any(row[1] == "Succeeded" for row in trials(workdir)))

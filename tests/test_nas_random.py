@@ -7,14 +7,15 @@ from collections import Counter
 
 import pytest
 
-from katib_nas.suggestion.core import codec, engine
-from katib_nas.suggestion.core.algorithms.nas_random import sample_architecture
+from katib_nas.contract import codec
+from katib_nas.contract.errors import InvalidInput
+from katib_nas.suggestion.core import engine
 from katib_nas.suggestion.core.algorithms.base import seeded_rng
-from katib_nas.suggestion.core.errors import InvalidInput
+from katib_nas.suggestion.core.algorithms.nas_random import sample_architecture
 from katib_nas.suggestion.core.experiment import ExperimentInfo, make_trial
 from katib_nas.suggestion.core.space import parse_nas_config
 
-from .conftest import KATIB_REFERENCE, REPO, load_yaml
+from .conftest import KATIB_FIXTURES, REPO, load_yaml
 
 EXAMPLE = load_yaml(REPO / "examples" / "nas-random-fashion-mnist.yaml")
 
@@ -67,9 +68,11 @@ def test_every_assignment_is_referenced_by_the_example_trial_template() -> None:
         assert "${trialParameters.%s}" % name["name"] in args
 
 
-@pytest.mark.parametrize("path", sorted((KATIB_REFERENCE / "examples").glob("enas-*.yaml")), ids=lambda p: p.name)
-def test_samples_from_katib_enas_spaces_decode_and_respect_resolution(path) -> None:
-    space = parse_nas_config(load_yaml(path)["spec"]["nasConfig"])
+@pytest.mark.parametrize("layers", [1, 8])
+def test_samples_from_katib_enas_spaces_decode_and_respect_resolution(layers: int) -> None:
+    nas_config = load_yaml(KATIB_FIXTURES / "enas-experiment.yaml")["spec"]["nasConfig"]
+    nas_config["graphConfig"]["numLayers"] = layers
+    space = parse_nas_config(nas_config)
     for k in range(200):
         arch = sample_architecture(space, seeded_rng("enas", k), 16, 0.5)
         assert codec.decode(codec.encode(arch)) == arch

@@ -13,20 +13,26 @@ import numpy as np
 import pytest
 import yaml
 
-from katib_nas.pipelines.experiment import (SearchRequest, apply_request, experiment_name, load_example,
-                                            split_trial_args)
-from katib_nas.pipelines.command import parse_arguments
+from katib_nas.cli.pipeline import parse_arguments
+from katib_nas.contract.codec import decode
+from katib_nas.contract.errors import InvalidInput
+from katib_nas.pipelines import steps
 from katib_nas.pipelines.pipeline import COMPILED, check_arguments, compile_pipeline, final_defaults, run_local
+from katib_nas.pipelines.search_request import (
+    SearchRequest,
+    apply_request,
+    experiment_name,
+    load_example,
+    split_trial_args,
+)
 from katib_nas.pipelines.steps import FinalTraining, train_final
-from katib_nas.suggestion.core.codec import decode
-from katib_nas.suggestion.core.errors import InvalidInput
-from katib_nas.trial.data import FASHION_MNIST_DIR
+from katib_nas.trial_image.data import FASHION_MNIST_DIR
 
-from .conftest import REPO
+from .conftest import REPO, load_yaml, oneshot_digits_experiment
 
 
 def katib_nas(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "katib_nas.suggestion.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "katib_nas.cli", *args], capture_output=True,
                           text=True, timeout=300, stdin=subprocess.DEVNULL)
 
 
@@ -114,6 +120,17 @@ def test_experiment_names_fit_katib_and_differ_per_run() -> None:
     assert len(names) == 20
     for name in names:
         assert len(name) <= 40 and name[0].isalpha() and name[-1].isalnum() and name == name.lower()
+
+
+def test_local_one_shot_search_returns_the_derived_network_not_the_supernet(tmp_path: Path) -> None:
+    document = load_yaml(oneshot_digits_experiment(tmp_path / "oneshot.yaml"))
+    settings = {s["name"]: s for s in document["spec"]["algorithm"]["algorithmSettings"]}
+    settings["epochs"]["value"], settings["warmup_epochs"]["value"] = "2", "1"
+    request = SearchRequest(max_trials=1, trial_args=("--dataset=digits", "--max-train-samples=1600",
+                                                      "--batch-size=64", "--threads=1"))
+    result = steps.search_local(document, request, tmp_path / "search")
+    assert not any(cell.choice for cell in decode(result.architecture).cells)
+    assert result.architecture == result.metrics["Best-Architecture"]
 
 
 def digits_example(path: Path) -> Path:

@@ -95,8 +95,9 @@ def test_every_enum_value_matches() -> None:
 
 
 def test_generated_stubs_match_the_proto_source(tmp_path) -> None:
-    from grpc_tools import protoc
     import importlib.resources as resources
+
+    from grpc_tools import protoc
 
     proto_dir = resources.files("katib_nas.proto")
     code = protoc.main(["protoc", f"-I{proto_dir}", f"--python_out={tmp_path}", str(proto_dir / "api.proto")])

@@ -8,14 +8,20 @@ from typing import Any
 import numpy as np
 import pytest
 
+from katib_nas.contract.codec import decode, encode
+from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.search_settings import SearchConfig, from_text, to_text
+from katib_nas.contract.supernet import choices_of, derive
 from katib_nas.suggestion.core import engine
-from katib_nas.suggestion.core.algorithms.proxyless_oneshot import SearchConfig, from_text, to_text
-from katib_nas.suggestion.core.algorithms.proxyless_reinforce import (INDEX_LABEL, Episode, ReinforceConfig,
-                                                                      replay, reward, softmax)
-from katib_nas.suggestion.core.algorithms.proxyless_space import choices_of, derive
+from katib_nas.suggestion.core.algorithms.proxyless_reinforce import (
+    INDEX_LABEL,
+    Episode,
+    ReinforceConfig,
+    replay,
+    reward,
+    softmax,
+)
 from katib_nas.suggestion.core.algorithms.proxylessnas import ProxylessNas
-from katib_nas.suggestion.core.codec import decode, encode
-from katib_nas.suggestion.core.errors import InvalidInput
 from katib_nas.suggestion.core.experiment import ExperimentInfo, TrialRecord, make_trial
 
 MB_OPS = ["mb3e3", "mb3e6", "mb5e3", "mb5e6", "mb7e3", "mb7e6", "zero"]
@@ -62,7 +68,7 @@ def test_oneshot_proposes_the_supernet_and_search_settings() -> None:
 
 
 def encode_op_text(op: Any) -> str:
-    from katib_nas.suggestion.core.codec import encode_op
+    from katib_nas.contract.codec import encode_op
     return encode_op(op)
 
 

@@ -9,51 +9,27 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from katib_nas.suggestion.core.algorithms.proxyless_space import choices_of
-from katib_nas.suggestion.core.codec import decode
-from katib_nas.suggestion.core.errors import InvalidInput
-from katib_nas.trial.proxyless.table import LatencyTable, load_table, network_keys, supernet_keys
+from katib_nas.contract.codec import decode
+from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.supernet import choices_of
+from katib_nas.trial_image.proxyless.table import LatencyTable, load_table, network_keys, supernet_keys
 
-from .conftest import REPO
+from .conftest import REPO, oneshot_digits_experiment
 
 SUPERNET = "in8x8x1-cls10-stem8/w8:mb3e3_mb5e6_c3_zero@r:mb3e3_mb5e6_c3_zero@r/w16s2:mb3e3_mb5e6_c3_zero@r"
 EXAMPLE = REPO / "examples" / "proxylessnas-oneshot-fashion-mnist.yaml"
 
 
 def katib_nas(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "katib_nas.suggestion.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "katib_nas.cli", *args], capture_output=True, text=True,
                           timeout=300, stdin=subprocess.DEVNULL)
-
-
-def digits_experiment(path: Path) -> Path:
-    """The CPU example with the digits' input size and a small supernet matching SUPERNET."""
-    document = yaml.safe_load(EXAMPLE.read_text())
-    spec = document["spec"]
-    spec["nasConfig"]["graphConfig"].update(numLayers=3, inputSizes=[8, 8, 1])
-    spec["nasConfig"]["operations"] = [
-        {"operationType": "mbconv", "parameters": [
-            {"name": "kernel_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}},
-            {"name": "expand_ratio", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}}]},
-        {"operationType": "mbconv", "parameters": [
-            {"name": "kernel_size", "parameterType": "categorical", "feasibleSpace": {"list": ["5"]}},
-            {"name": "expand_ratio", "parameterType": "categorical", "feasibleSpace": {"list": ["6"]}}]},
-        {"operationType": "convolution", "parameters": [
-            {"name": "filter_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}}]},
-        {"operationType": "zero"}]
-    settings = {s["name"]: s for s in spec["algorithm"]["algorithmSettings"]}
-    settings["stem_width"]["value"] = "8"
-    settings["stage_widths"]["value"] = "8,16"
-    settings["stage_strides"]["value"] = "1,2"
-    path.write_text(yaml.safe_dump(document))
-    return path
 
 
 @pytest.fixture(scope="module")
 def profiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("profile")
-    done = katib_nas("profile", str(digits_experiment(folder / "experiment.yaml")), "--out",
+    done = katib_nas("profile", str(oneshot_digits_experiment(folder / "experiment.yaml")), "--out",
                      str(folder / "table.json"), "--repeats", "5", "--warmup", "2")
     assert done.returncode == 0, done.stderr[-2000:]
     return folder / "table.json"

@@ -9,14 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from katib_nas.suggestion.core.algorithms.proxyless_oneshot import SearchConfig
-from katib_nas.suggestion.core.codec import decode, encode
-from katib_nas.trial.data import load_digits, split_dataset
-from katib_nas.trial.proxyless.gates import PathPair, pair_logit_grad, rescale_pair
-from katib_nas.trial.proxyless.latency_loss import LatencyModel, hardware_loss
-from katib_nas.trial.proxyless.profiler import Timing, profile_supernet
-from katib_nas.trial.proxyless.search import Optimisation, SupernetSearch, evaluate_argmax, run_search
-from katib_nas.trial.proxyless.search_runner import split_search_data
+from katib_nas.contract.codec import decode, encode
+from katib_nas.contract.search_settings import SearchConfig
+from katib_nas.trial_image.data import load_digits, split_dataset
+from katib_nas.trial_image.proxyless.gates import PathPair, pair_logit_grad, rescale_pair
+from katib_nas.trial_image.proxyless.latency_loss import LatencyModel, hardware_loss
+from katib_nas.trial_image.proxyless.profiler import Timing, profile_supernet
+from katib_nas.trial_image.proxyless.search import Optimisation, SupernetSearch, evaluate_argmax, run_search
+from katib_nas.trial_image.proxyless.search_trial import split_search_data
 
 OPS = "mb3e3_mb3e6_mb5e3_c3_zero"
 SUPERNET = decode(f"in8x8x1-cls10-stem8/w8:{OPS}@r:{OPS}@r/w16s2:{OPS}@r")

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from katib_nas.contract.spec import Op
 from katib_nas.suggestion.core.space import SpaceError, parse_nas_config
-from katib_nas.suggestion.core.spec import Op
 
-from .conftest import KATIB_REFERENCE, REPO, load_yaml
+from .conftest import KATIB_FIXTURES, REPO, load_yaml
 
-KATIB_EXAMPLES = sorted((KATIB_REFERENCE / "examples").glob("enas-*.yaml"))
-DARTS_EXAMPLES = sorted((KATIB_REFERENCE / "examples").glob("darts-*.yaml"))
+KATIB_EXAMPLES = [KATIB_FIXTURES / "enas-experiment.yaml"]
+DARTS_EXAMPLES = [KATIB_FIXTURES / "darts-experiment.yaml"]
 OUR_EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 
 
@@ -35,7 +35,7 @@ def test_darts_examples_operations_parse_but_missing_input_sizes_is_named(path: 
 
 
 def test_enas_cpu_expands_every_parameter_combination() -> None:
-    space = parse_nas_config(load_yaml(KATIB_REFERENCE / "examples" / "enas-cpu.yaml")["spec"]["nasConfig"])
+    space = parse_nas_config(load_yaml(KATIB_FIXTURES / "enas-experiment.yaml")["spec"]["nasConfig"])
     by_source: dict[str, int] = {}
     for candidate in space.candidates:
         by_source[candidate.source] = by_source.get(candidate.source, 0) + 1

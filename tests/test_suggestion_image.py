@@ -10,6 +10,7 @@ import venv
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .conftest import REPO, build_context, dockerfile_steps
@@ -27,6 +28,7 @@ def test_dockerfile_is_slim_non_root_and_exposes_katib_port() -> None:
     assert entrypoint == ["katib-nas", "serve"]
 
 
+@pytest.mark.install
 def test_install_step_in_fresh_venv_gives_a_working_server_without_torch(tmp_path: Path) -> None:
     context, target, entrypoint = build_context(DOCKERFILE, tmp_path / "src")
     env_dir = tmp_path / "venv"

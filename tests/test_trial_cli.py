@@ -16,15 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from katib_nas.suggestion.core.codec import decode
-from katib_nas.trial.data import load_dataset, split_dataset
-from katib_nas.trial.metrics import (
-    KATIB_DEFAULT_REGEX,
-    NUMERIC_METRIC_REGEX,
-    STRING_METRIC_REGEX,
-    parse_branch_stats,
-    parse_skip_gates,
-)
+from katib_nas.contract.branch_stats import parse_branch_stats, parse_skip_gates
+from katib_nas.contract.codec import decode
+from katib_nas.contract.metric_format import BRANCH_STATS_REGEX, KATIB_DEFAULT_REGEX, NUMERIC_METRIC_REGEX
+from katib_nas.trial_image.data import load_dataset, split_dataset
 
 ARCH = "in8x8x1-cls10-stem8/w12:c3+s5+mp3@r/w16s2:mb3e3_d3:c1+id@0.1"
 FAST = ["--dataset", "digits", "--threads", "1", "--batch-size", "64"]
@@ -80,14 +75,14 @@ def test_stdout_carries_every_metric_for_katibs_default_regex(full_run: tuple[Ru
 
 def test_branch_statistics_reach_the_experiment_through_its_metrics_format(full_run: tuple[Run, Path]) -> None:
     run, _ = full_run
-    strings = run.metrics(STRING_METRIC_REGEX)
-    stats = parse_branch_stats(strings["Branch-Stats"])
+    strings = run.metrics(BRANCH_STATS_REGEX)
     arch = decode(ARCH)
+    stats = parse_branch_stats(strings["Branch-Stats"], arch)
     assert [len(cell) for cell in stats] == [len(cell.ops) for cell in arch.cells]
     assert all(v > 0 for v in stats[0] + stats[2]) and stats[1][0] > 0 and np.isnan(stats[1][1])
-    gates = parse_skip_gates(strings["Skip-Gates"])
+    gates = parse_skip_gates(strings["Skip-Gates"], arch)
     assert [len(g) for g in gates] == [len(cell.skips) for cell in arch.cells] == [0, 0, 2]
-    assert gates[2] != [1.0, 1.0]  # learned, not the initial value
+    assert gates[2] != (1.0, 1.0)  # learned, not the initial value
     numeric = run.metrics(NUMERIC_METRIC_REGEX)
     assert set(numeric) == set(NUMERIC_NAMES)
 
@@ -97,7 +92,7 @@ def test_json_metrics_file_holds_string_values(full_run: tuple[Run, Path]) -> No
     objects = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
     assert len(objects) == 3 and all(isinstance(v, str) for obj in objects for v in obj.values())
     assert objects[-1]["Validation-Accuracy"] == run.metrics()["Validation-Accuracy"]
-    assert objects[-1]["Branch-Stats"] == run.metrics(STRING_METRIC_REGEX)["Branch-Stats"]
+    assert objects[-1]["Branch-Stats"] == run.metrics(BRANCH_STATS_REGEX)["Branch-Stats"]
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
@@ -123,7 +118,7 @@ def test_quoted_architecture_and_same_seed_give_the_same_metrics(full_run: tuple
     first, second = run.metrics(), again.metrics()
     for name in ("Validation-Accuracy", "Validation-Loss", "Train-Loss", "params", "flops", "Branch-Stats"):
         assert first[name] == second[name]
-    assert run.metrics(STRING_METRIC_REGEX) == again.metrics(STRING_METRIC_REGEX)
+    assert run.metrics(BRANCH_STATS_REGEX) == again.metrics(BRANCH_STATS_REGEX)
 
 
 def test_step_budget_text_metrics_file_and_no_push_without_a_trial_name(tmp_path: Path) -> None:

@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from katib_nas.trial import command
-from katib_nas.trial.data import (
+from katib_nas.trial_image.data import (
     DATASETS,
     FASHION_MNIST_DIR,
     TEST_SETS,
@@ -32,10 +31,6 @@ def indexed_images(count: int) -> ImageData:
 def write_idx(path: Path, magic: int, shape: tuple[int, ...], body: bytes) -> None:
     with gzip.open(path, "wb") as handle:
         handle.write(struct.pack(">I", magic) + struct.pack(f">{len(shape)}I", *shape) + body)
-
-
-def test_cli_and_loader_agree_on_dataset_names() -> None:
-    assert command.DATASETS == DATASETS
 
 
 def test_split_is_fixed_disjoint_and_complete() -> None:

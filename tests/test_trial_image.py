@@ -28,9 +28,10 @@ def test_dockerfile_is_non_root_with_fashion_mnist_and_the_trial_entrypoint(vari
     assert re.search(r'pip install --index-url "\$\{TORCH_INDEX_URL\}" "torch==2\.13\.0"', text)
     copies, target, entrypoint = dockerfile_steps(DOCKERFILES[variant])
     assert target == ".[trial]" and entrypoint == ["katib-nas", "trial"]
-    assert {"setup.py", "proto", "suggestion", "trial_image", "pipelines"} <= set(copies)
+    assert {"setup.py", "proto", "contract", "suggestion", "trial_image", "runner", "pipelines", "cli"} <= set(copies)
 
 
+@pytest.mark.install
 def test_install_step_resolves_and_the_installed_command_works(tmp_path: Path) -> None:
     """The [trial] extra resolves (dry run, all dependencies), installs, and `katib-nas trial --help` runs."""
     context, target, _ = build_context(DOCKERFILES["cpu"], tmp_path / "src")
@@ -53,7 +54,7 @@ def test_install_step_resolves_and_the_installed_command_works(tmp_path: Path) -
         assert flag in helped.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.install
 def test_full_install_in_a_fresh_venv_runs_a_real_trial(tmp_path: Path) -> None:
     """The whole install (torch included) into an empty venv, then a short training run from it."""
     context, target, _ = build_context(DOCKERFILES["cpu"], tmp_path / "src")

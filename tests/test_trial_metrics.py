@@ -10,17 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from katib_nas.suggestion.core.errors import InvalidInput
-from katib_nas.trial.metrics import (
-    KATIB_DEFAULT_REGEX,
-    NUMERIC_METRIC_REGEX,
-    STRING_METRIC_REGEX,
-    MetricsWriter,
-    branch_stats_text,
-    parse_branch_stats,
-    parse_skip_gates,
-    skip_gates_text,
-)
+from katib_nas.contract.branch_stats import format_branch_stats, format_skip_gates
+from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.metric_format import BRANCH_STATS_REGEX, KATIB_DEFAULT_REGEX, NUMERIC_METRIC_REGEX
+from katib_nas.trial_image.reporting import MetricsWriter
 
 STATS = [[0.536924, 1.5e-05, 2.0], [math.nan, 12345678.0], [0.0]]
 GATES = [[], [-0.25, 1.0], [3e-07]]
@@ -32,8 +25,8 @@ FINAL = {
     "params": 8058,
     "flops": 204656,
     "latency-ms": 1.3671834,
-    "Branch-Stats": branch_stats_text(STATS),
-    "Skip-Gates": skip_gates_text(GATES),
+    "Branch-Stats": format_branch_stats(STATS),
+    "Skip-Gates": format_skip_gates(GATES),
 }
 NUMERIC = {name: value for name, value in FINAL.items() if not isinstance(value, str)}
 
@@ -47,15 +40,7 @@ def written(metrics: dict, **kwargs) -> str:  # type: ignore[type-arg]
 def test_string_metric_values() -> None:
     assert FINAL["Branch-Stats"] == "ms/0.536924_1.5e-05_2/nan_1.23457e+07/0"
     assert FINAL["Skip-Gates"] == "g/-/-0.25_1/3e-07"
-    assert branch_stats_text([[math.inf]]) == "ms/nan"
-
-
-def test_string_metric_values_parse_back() -> None:
-    parsed = parse_branch_stats(FINAL["Branch-Stats"])
-    assert parsed[0] == [0.536924, 1.5e-05, 2.0] and math.isnan(parsed[1][0]) and parsed[2] == [0.0]
-    assert parse_skip_gates(FINAL["Skip-Gates"]) == GATES
-    with pytest.raises(ValueError):
-        parse_branch_stats("g/1")
+    assert format_branch_stats([[math.inf]]) == "ms/nan"
 
 
 def test_lines_are_name_equals_value_with_six_significant_digits() -> None:
@@ -76,7 +61,7 @@ def test_metrics_format_regexes_extract_exactly_what_is_printed() -> None:
     numeric = [(m.group(1), m.group(2)) for m in re.finditer(NUMERIC_METRIC_REGEX, text)]
     assert [name for name, _ in numeric] == list(NUMERIC)
     assert all(float(value) == pytest.approx(NUMERIC[name], rel=1e-5) for name, value in numeric)
-    strings = {m.group(1): m.group(2) for m in re.finditer(STRING_METRIC_REGEX, text)}
+    strings = {m.group(1): m.group(2) for m in re.finditer(BRANCH_STATS_REGEX, text)}
     assert strings == {"Branch-Stats": FINAL["Branch-Stats"], "Skip-Gates": FINAL["Skip-Gates"]}
 
 

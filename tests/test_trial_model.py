@@ -7,13 +7,13 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
+from katib_nas.contract.codec import decode, encode
+from katib_nas.contract.spec import OP_KINDS, Architecture, Cell, Op, Stage
 from katib_nas.suggestion.core.algorithms.nas_random import sample_architecture
-from katib_nas.suggestion.core.codec import decode, encode
 from katib_nas.suggestion.core.space import parse_nas_config
-from katib_nas.suggestion.core.spec import OP_KINDS, Architecture, Cell, Op, Stage
-from katib_nas.trial.cost import count_macs, count_parameters, measure_latency_ms
-from katib_nas.trial.model import build_model
-from katib_nas.trial.ops import OPS
+from katib_nas.trial_image.cost import count_macs, count_parameters, measure_latency_ms
+from katib_nas.trial_image.model import build_model
+from katib_nas.trial_image.ops import OPS
 
 from .conftest import REPO, load_yaml
 from .strategies import architectures, random_architecture, random_op

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from katib_nas.suggestion.core.codec import decode
-from katib_nas.trial.data import load_dataset, split_dataset
-from katib_nas.trial.model import build_model
-from katib_nas.trial.trainer import (
+from katib_nas.contract.codec import decode
+from katib_nas.trial_image.data import load_dataset, split_dataset
+from katib_nas.trial_image.model import build_model
+from katib_nas.trial_image.trainer import (
     Diverged,
     Tensors,
     TrainConfig,

@@ -14,17 +14,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from katib_nas.suggestion.core.codec import encode_op
-from katib_nas.suggestion.core.spec import Cell, branch_widths
+from katib_nas.contract.codec import encode_cell
+from katib_nas.contract.spec import Cell, branch_widths
 
 from .ops import build_op
-
-
-def cell_token(cell: Cell) -> str:
-    """The cell's part of the architecture text, e.g. c1+c3@r.0 or mb3e6_zero."""
-    text = ("_" if cell.choice else "+").join(encode_op(op) for op in cell.ops)
-    attrs = (["r"] if cell.residual else []) + [str(s) for s in cell.skips]
-    return text + ("@" + ".".join(attrs) if attrs else "")
 
 
 class ConcatBody(nn.Module):
@@ -128,7 +121,7 @@ class CellBlock(nn.Module):
     def __init__(self, cell: Cell, width: int, skip_sources: Sequence[tuple[int, int]]):
         """skip_sources: (width, pool factor) of each earlier cell in cell.skips, in that order."""
         super().__init__()
-        self.token = cell_token(cell)
+        self.token = encode_cell(cell)
         self.skips = tuple(cell.skips)
         self.residual = cell.residual
         self.body: ConcatBody | ChoiceBody = ChoiceBody(cell, width) if cell.choice else ConcatBody(cell, width)

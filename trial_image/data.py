@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from katib_nas.suggestion.core.errors import InvalidInput
+from katib_nas.contract.errors import InvalidInput
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_HINT = "install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist) " \

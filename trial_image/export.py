@@ -17,7 +17,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from .metrics import MetricValue, format_value
+from katib_nas.contract.metric_format import MetricValue, format_value
 
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 ONNX_FILE = "model.onnx"
@@ -39,9 +39,7 @@ def export_model(model: nn.Module, arch_text: str, input_shape: tuple[int, int, 
         traced = torch.jit.trace(cpu_model, example)
         traced.save(str(target / TORCHSCRIPT_FILE))
     if importlib.util.find_spec("onnx") is not None:
-        torch.onnx.export(cpu_model, (example,), str(target / ONNX_FILE), input_names=["images"],
-                          output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-                          dynamo=False)
+        write_onnx(cpu_model, example, target / ONNX_FILE)
         files["onnx"] = ONNX_FILE
     metadata = {
         "architecture": arch_text,
@@ -52,3 +50,9 @@ def export_model(model: nn.Module, arch_text: str, input_shape: tuple[int, int, 
     }
     (target / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return {**files, "metadata": METADATA_FILE}
+
+
+def write_onnx(model: nn.Module | torch.jit.ScriptModule, example: torch.Tensor, path: Path) -> None:
+    """ONNX file of an eval-mode CPU model: input `images` (NCHW, dynamic batch), output `logits`."""
+    torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["logits"],
+                      dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from katib_nas.suggestion.core.codec import encode
-from katib_nas.suggestion.core.spec import Architecture
+from katib_nas.contract.codec import encode
+from katib_nas.contract.spec import Architecture
 
 from .cells import CellBlock, ChoiceBody, ConcatBody
 from .ops import conv_bn_relu

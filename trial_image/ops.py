@@ -16,8 +16,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from katib_nas.suggestion.core.codec import encode_op
-from katib_nas.suggestion.core.spec import Op
+from katib_nas.contract.codec import encode_op
+from katib_nas.contract.spec import Op
 
 OpBuilder = Callable[[Op, int, int, int], nn.Module]
 

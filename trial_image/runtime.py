@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from katib_nas.suggestion.core.errors import InvalidInput
+from katib_nas.contract.errors import InvalidInput
 
 DEVICES = ("auto", "cpu", "cuda")
 CGROUP_V2_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
+from katib_nas.contract.assignments import unsafe_value_reason
+from katib_nas.contract.errors import InvalidInput
 
 from .algorithms import Proposal, get_algorithm
-from .errors import InvalidInput
 from .experiment import ExperimentInfo, TrialRecord
 
-#: Assignment values are pasted into YAML, shell arguments and the Katib UI's CSV.
-UNSAFE_VALUE = re.compile(r'[\s",$`\'\\]')
-MAX_VALUE_BYTES = 4096
 MAX_REQUEST = 1000
 
 
@@ -43,5 +40,6 @@ def _check(proposal: Proposal, count: int, names: tuple[str, ...], algorithm: st
         if set(assignment) != set(names):
             raise AlgorithmFault(f"{algorithm} returned assignments {sorted(assignment)}, expected {sorted(names)}")
         for name, value in assignment.items():
-            if UNSAFE_VALUE.search(value) or len(value.encode()) > MAX_VALUE_BYTES:
-                raise AlgorithmFault(f"{algorithm} returned an unsafe value for {name}: {value[:80]!r}")
+            reason = unsafe_value_reason(value)
+            if reason:
+                raise AlgorithmFault(f"{algorithm} returned an unusable value for {name} ({reason}): {value[:80]!r}")

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-from .errors import InvalidInput
+from katib_nas.contract.errors import InvalidInput
 
 T = TypeVar("T")
 _TRUE = {"true", "1", "yes", "on"}

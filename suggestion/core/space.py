@@ -26,8 +26,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InvalidInput
-from .spec import MAX_KERNEL, MAX_MULT, Op
+from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.spec import MAX_KERNEL, MAX_MULT, Op
 
 
 class SpaceError(InvalidInput):
@@ -79,10 +79,6 @@ _OPERATIONS: dict[str, tuple[str | None, frozenset[str], frozenset[str]]] = {
 _REDUCTIONS = {"max_pooling": "maxpool", "avg_pooling": "avgpool"}
 MAX_LAYERS = 64
 MAX_WIDTH = 4096
-
-
-def known_operation_types() -> list[str]:
-    return list(_OPERATIONS)
 
 
 def parse_nas_config(nas_config: dict[str, Any] | None) -> SearchSpace:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...proto import api_pb2
+from katib_nas.proto import api_pb2
+
 from ..core.algorithms import Proposal
 from ..core.experiment import CONDITIONS, ExperimentInfo, TrialRecord, make_trial
 

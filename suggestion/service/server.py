@@ -10,8 +10,9 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from ...proto import api_pb2_grpc
-from ..core.errors import InvalidInput
+from katib_nas.contract.errors import InvalidInput
+from katib_nas.proto import api_pb2_grpc
+
 from .servicer import SuggestionServicer
 
 log = logging.getLogger(__name__)

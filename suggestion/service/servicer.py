@@ -13,9 +13,10 @@ from typing import Callable, TypeVar
 
 import grpc
 
-from ...proto import api_pb2, api_pb2_grpc
+from katib_nas.contract.errors import InvalidInput
+from katib_nas.proto import api_pb2, api_pb2_grpc
+
 from ..core import engine
-from ..core.errors import InvalidInput
 from . import convert
 
 log = logging.getLogger(__name__)

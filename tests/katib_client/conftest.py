@@ -21,7 +21,8 @@ from grpc_health.v1 import health_pb2_grpc
 from kubeflow.katib import katib_api_pb2 as pb
 from kubeflow.katib import katib_api_pb2_grpc as pb_grpc
 
-from katib_nas.suggestion.service.from_yaml import experiment_message
+from katib_nas.runner.katib_messages import experiment_message
+from katib_nas.runner.manifest import experiment_from_document
 
 from ..conftest import REPO, load_yaml
 
@@ -81,7 +82,7 @@ def server() -> Iterator[Server]:
 
 
 def experiment_from_yaml(document: dict[str, Any]) -> pb.Experiment:
-    return experiment_message(document, pb)
+    return experiment_message(pb, experiment_from_document(document))
 
 
 def example_experiment(name: str) -> pb.Experiment:

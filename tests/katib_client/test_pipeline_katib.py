@@ -25,10 +25,12 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
+from katib_nas.contract.codec import decode, encode
+from katib_nas.contract.supernet import derive
 from katib_nas.pipelines import steps
-from katib_nas.pipelines.experiment import SearchRequest, experiment_info, load_example
+from katib_nas.pipelines.search_request import SearchRequest, experiment_info, load_example
+from katib_nas.runner.manifest import experiment_from_document
 from katib_nas.suggestion.core.algorithms import get_algorithm
-from katib_nas.suggestion.local.manifest import experiment_from_document
 
 from ..conftest import REPO
 
@@ -107,7 +109,9 @@ def wait_for_experiment(api: k8s.CustomObjectsApi, timeout: float = 60) -> dict[
 
 
 def play_katib_controller(api: k8s.CustomObjectsApi, seen: dict[str, Any], succeed: bool = True) -> None:
-    """Wait for the Experiment, then write a finished status with a real nas-random proposal as the best trial."""
+    """Wait for the Experiment, then write a finished status with a real proposal of its algorithm as the best
+    trial. A one-shot proxylessnas trial is assigned the supernet and reports the network it derived as the
+    string metric Best-Architecture, as `katib-nas proxyless-search` does."""
     experiment = wait_for_experiment(api)
     seen["experiment"] = experiment
     name = experiment["metadata"]["name"]
@@ -115,16 +119,22 @@ def play_katib_controller(api: k8s.CustomObjectsApi, seen: dict[str, Any], succe
     algorithm = get_algorithm(spec.algorithm)
     info = experiment_info(spec)
     algorithm.validate(info)
-    seen["architecture"] = architecture = algorithm.suggest(info, [], 1, 0).assignments[0]["architecture"]
+    assignments = algorithm.suggest(info, [], 1, 0).assignments[0]
+    metrics = [{"name": "Validation-Accuracy", "latest": "0.9012", "max": "0.9012", "min": "0.9012"},
+               {"name": "latency-ms", "latest": "1.25", "max": "1.25", "min": "1.25"}]
+    seen["architecture"] = assignments["architecture"]
+    if "search" in assignments:
+        supernet = decode(assignments["architecture"])
+        seen["architecture"] = encode(derive(supernet, [len(cell.ops) - 1 for cell in supernet.cells]))
+        metrics.append({"name": "Best-Architecture", "latest": seen["architecture"]})
     condition = {"type": "Succeeded" if succeed else "Failed", "status": "True", "reason": "ExperimentDone"}
     status = {"conditions": [{"type": "Created", "status": "True"}, condition], "trials": 1,
               "trialsSucceeded": 1 if succeed else 0}
     if succeed:
         status["currentOptimalTrial"] = {
-            "bestTrialName": f"{name}-x7k2", "parameterAssignments": [{"name": "architecture", "value": architecture}],
-            "observation": {"metrics": [
-                {"name": "Validation-Accuracy", "latest": "0.9012", "max": "0.9012", "min": "0.9012"},
-                {"name": "latency-ms", "latest": "1.25", "max": "1.25", "min": "1.25"}]}}
+            "bestTrialName": f"{name}-x7k2",
+            "parameterAssignments": [{"name": key, "value": value} for key, value in assignments.items()],
+            "observation": {"metrics": metrics}}
     api.patch_namespaced_custom_object_status(GROUP, VERSION, NAMESPACE, PLURAL, name, {"status": status})
 
 
@@ -161,6 +171,18 @@ def test_search_step_creates_the_experiment_waits_and_returns_the_optimal_trial(
     described = cluster.kubectl("get", "experiment", result.experiment, "-n", NAMESPACE, "-o",
                                 "jsonpath={.status.currentOptimalTrial.parameterAssignments[0].value}")
     assert described.stdout == result.architecture  # what the README tells users to run
+
+
+def test_one_shot_search_returns_the_derived_network_not_the_supernet(cluster: Cluster) -> None:
+    seen: dict[str, Any] = {}
+    controller = threading.Thread(target=play_katib_controller, args=(cluster.api(), seen), daemon=True)
+    controller.start()
+    result = steps.search_katib(load_example("proxylessnas-oneshot-fashion-mnist"), SearchRequest(), NAMESPACE,
+                                run_id="run-oneshot", timeout_s=60, poll_s=1)
+    controller.join(10)
+    assert not any(cell.choice for cell in decode(result.architecture).cells)
+    assert result.architecture == seen["architecture"]
+    assert result.metrics["Best-Architecture"] == seen["architecture"]
 
 
 def test_failed_experiment_fails_the_step_with_katib_message(cluster: Cluster) -> None:

@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 from kubeflow.katib import katib_api_pb2 as pb
 
-from ..conftest import KATIB_REFERENCE, load_yaml
+from ..conftest import KATIB_FIXTURES, load_yaml
 from .conftest import HEALTH_SERVICE, Server, example_experiment, experiment_from_yaml, start_server, stop_server, trial
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -55,7 +55,7 @@ def pb_grpc_reply(server: Server, request: pb.GetSuggestionsRequest) -> pb.GetSu
 
 
 def test_katib_enas_experiment_is_accepted_as_it_is_with_nas_random(server: Server) -> None:
-    document = load_yaml(KATIB_REFERENCE / "examples" / "enas-cpu.yaml")
+    document = load_yaml(KATIB_FIXTURES / "enas-experiment.yaml")
     document["spec"]["algorithm"]["algorithmName"] = "nas-random"
     experiment = experiment_from_yaml(document)
     server.suggestion.ValidateAlgorithmSettings(pb.ValidateAlgorithmSettingsRequest(experiment=experiment), timeout=10)

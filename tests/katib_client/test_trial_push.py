@@ -11,7 +11,8 @@ from kubeflow.katib import katib_api_pb2 as pb
 from kubeflow.katib import katib_api_pb2_grpc as pb_grpc
 from kubeflow.katib.utils import utils as katib_utils
 
-from katib_nas.trial.metrics import ReportError, branch_stats_text, push_to_katib
+from katib_nas.contract.branch_stats import format_branch_stats
+from katib_nas.trial_image.reporting import ReportError, push_to_katib
 
 from .conftest import free_port
 
@@ -46,7 +47,7 @@ def db_manager(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RecordingDBMan
 def test_numeric_metrics_reach_katibs_db_manager(db_manager: tuple[RecordingDBManager, str]) -> None:
     recorder, address = db_manager
     push_to_katib({"Validation-Accuracy": 0.9123456, "params": 8058, "latency-ms": 1.5,
-                   "Branch-Stats": branch_stats_text([[0.5, 0.25]])}, address=address, timeout=10)
+                   "Branch-Stats": format_branch_stats([[0.5, 0.25]])}, address=address, timeout=10)
     [request] = recorder.requests
     assert request.trial_name == "envelopenet-trial-7"
     reported = {log.metric.name: log.metric.value for log in request.observation_log.metric_logs}

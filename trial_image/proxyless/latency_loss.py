@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from katib_nas.suggestion.core.algorithms.proxyless_oneshot import SearchConfig
-from katib_nas.suggestion.core.spec import Architecture
+from katib_nas.contract.search_settings import SearchConfig
+from katib_nas.contract.spec import Architecture
 
 from .table import LatencyTable, supernet_keys
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from katib_nas.suggestion.core.spec import Architecture
+from katib_nas.contract.spec import Architecture
 
 from ..model import build_model
 from .table import LatencyTable, block_option_keys, fixed_keys

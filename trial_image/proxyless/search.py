@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from katib_nas.suggestion.core.algorithms.proxyless_oneshot import SearchConfig
-from katib_nas.suggestion.core.algorithms.proxyless_space import derive
-from katib_nas.suggestion.core.spec import Architecture
+from katib_nas.contract.search_settings import SearchConfig
+from katib_nas.contract.spec import Architecture
+from katib_nas.contract.supernet import derive
 
 from ..model import build_model
 from ..trainer import Diverged, TrainConfig, batches_per_epoch, epoch_batches, evaluate, make_optimizer
@@ -30,7 +30,7 @@ from .gated_cell import gate_choice_bodies
 from .gates import PathLogits, PathPair, pair_logit_grad, rescale_pair, sample_pair, sample_path
 from .latency_loss import LatencyModel, hardware_loss
 
-LOG = logging.getLogger("katib_nas.trial.proxyless")
+LOG = logging.getLogger("katib_nas.trial_image.proxyless")
 
 
 @dataclass

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from katib_nas.suggestion.core.codec import encode_op
-from katib_nas.suggestion.core.errors import InvalidInput
-from katib_nas.suggestion.core.spec import Architecture, Cell
+from katib_nas.contract.codec import encode_cell, encode_op
+from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.spec import Architecture, Cell
 
 FORMAT = "katib-nas-latency-table/1"
 SHOWN_MISSING = 12
@@ -112,7 +112,7 @@ def widen_key(size: tuple[int, int], in_channels: int, out_channels: int, stride
 
 def block_key(cell: Cell, size: tuple[int, int], width: int) -> str:
     """Key of a one-op cell (skip inputs are not part of a supernet block)."""
-    token = encode_op(cell.ops[0]) + ("@r" if cell.residual else "")
+    token = encode_cell(Cell((cell.ops[0],), residual=cell.residual))
     return f"block:{token}:{size[0]}x{size[1]}:{width}-{width}:s1"
 
 

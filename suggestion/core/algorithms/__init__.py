@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..errors import InvalidInput
+from katib_nas.contract.errors import InvalidInput
+
 from .base import Algorithm, Proposal
 from .envelopenet import EnvelopeNet
 from .nas_random import NasRandom

@@ -18,11 +18,13 @@ envelopenet_schedule), so a restarted server answers exactly the same.
 
 from __future__ import annotations
 
-from ..codec import encode
-from ..errors import InvalidInput
+from katib_nas.contract.assignments import MAX_VALUE_BYTES
+from katib_nas.contract.codec import encode
+from katib_nas.contract.errors import InvalidInput
+
 from ..experiment import ExperimentInfo, TrialRecord
 from .base import Proposal
-from .envelopenet_config import ALGORITHM, MAX_ARCHITECTURE_TEXT, EnvelopeNetConfig, EnvelopeNetSettings, resolve
+from .envelopenet_config import ALGORITHM, EnvelopeNetConfig, EnvelopeNetSettings, resolve
 from .envelopenet_construct import initial_network, largest_network
 from .envelopenet_schedule import MAX_SUGGESTIONS, Construction, check_retries, rebuild, trial_seed
 
@@ -43,9 +45,9 @@ class EnvelopeNet:
         config = resolve(experiment)
         initial_network(config)  # raises when the initial network cannot be built
         longest = len(encode(largest_network(config)))
-        if longest > MAX_ARCHITECTURE_TEXT:
+        if longest > MAX_VALUE_BYTES:
             raise InvalidInput(f"networks of up to {sum(config.max_cells)} cells would take up to {longest} "
-                               f"characters of architecture text, above Katib's {MAX_ARCHITECTURE_TEXT}; lower "
+                               f"characters of architecture text, above Katib's {MAX_VALUE_BYTES}; lower "
                                "max_cells, use fewer stages or operations, or set skip=false")
         return config
 

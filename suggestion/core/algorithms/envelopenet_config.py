@@ -11,21 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import InvalidInput
+from katib_nas.contract.branch_stats import BRANCH_STATS_METRIC, SKIP_GATES_METRIC
+from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.spec import Op, max_reductions
+
 from ..experiment import ExperimentInfo
 from ..settings import SettingsError, parse_settings, setting
 from ..space import SearchSpace, parse_nas_config
-from ..spec import Op, max_reductions
 
 ALGORITHM = "envelopenet"
 MAX_ITERATIONS = 50
 MAX_CELLS_PER_STAGE = 24
 MAX_WIDTH = 4096
 DEFAULT_WIDTH = 32
-#: Longest architecture text a trial may get; the same bound as engine.MAX_VALUE_BYTES (etcd keeps them all).
-MAX_ARCHITECTURE_TEXT = 4096
-BRANCH_STATS_METRIC = "Branch-Stats"
-SKIP_GATES_METRIC = "Skip-Gates"
 #: Op kinds whose output width can be set per branch; pooling, identity and zero keep their input width.
 BRANCH_KINDS = ("conv", "dilconv", "sepconv", "mbconv")
 

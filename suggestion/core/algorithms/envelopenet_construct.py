@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 
-from ..spec import Architecture, Cell, Op, Stage
+from katib_nas.contract.spec import Architecture, Cell, Op, Stage
+
 from .envelopenet_config import EnvelopeNetConfig
 from .envelopenet_stats import Statistics
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..codec import encode
-from ..errors import InvalidInput
+from katib_nas.contract.codec import encode
+from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.spec import Architecture
+
 from ..experiment import TrialRecord
-from ..spec import Architecture
 from .envelopenet_config import EnvelopeNetConfig
 from .envelopenet_construct import initial_network, next_network
 from .envelopenet_stats import Statistics, StatisticsError, average, read_statistics

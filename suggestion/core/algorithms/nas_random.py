@@ -20,12 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..codec import encode
-from ..errors import InvalidInput
+from katib_nas.contract.codec import encode
+from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.spec import Architecture, Cell, Stage, max_reductions
+
 from ..experiment import ExperimentInfo, TrialRecord
 from ..settings import parse_settings, setting
 from ..space import Candidate, SearchSpace, parse_nas_config
-from ..spec import Architecture, Cell, Stage, max_reductions
 from .base import Proposal, seeded_rng
 
 MAX_REDRAWS = 32

@@ -20,11 +20,12 @@ from typing import Sequence
 
 import numpy as np
 
-from ..codec import CodecError, decode
-from ..errors import InvalidInput
+from katib_nas.contract.codec import CodecError, decode
+from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.spec import Architecture
+from katib_nas.contract.supernet import choices_of
+
 from ..experiment import TrialRecord
-from ..spec import Architecture
-from .proxyless_space import choices_of
 
 INDEX_LABEL = "proxylessnas-index"
 

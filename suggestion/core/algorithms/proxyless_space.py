@@ -14,14 +14,13 @@ which is the identity.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
-from ..codec import encode
-from ..errors import InvalidInput
+from katib_nas.contract.assignments import MAX_VALUE_BYTES
+from katib_nas.contract.codec import encode
+from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.spec import Architecture, Cell, Op, Stage, max_reductions
+
 from ..space import SearchSpace
-from ..spec import Architecture, Cell, Op, Stage, max_reductions
-
-MAX_TEXT_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -85,38 +84,7 @@ def build_supernet(space: SearchSpace, layout: SupernetLayout) -> Architecture:
                    zip(layout.stage_widths, layout.stage_strides, blocks_per_stage(space.num_layers, stages_count)))
     supernet = Architecture(space.input_shape, space.num_classes, layout.stem_width, stages).validate()
     size = len(encode(supernet).encode())
-    if size > MAX_TEXT_BYTES:
-        raise InvalidInput(f"the supernet text is {size} bytes, over Katib's {MAX_TEXT_BYTES}-byte limit for an "
+    if size > MAX_VALUE_BYTES:
+        raise InvalidInput(f"the supernet text is {size} bytes, over Katib's {MAX_VALUE_BYTES}-byte limit for an "
                            f"assignment; use fewer blocks (numLayers) or fewer candidate operations")
     return supernet
-
-
-def derive(supernet: Architecture, choices: Sequence[int]) -> Architecture:
-    """The network that keeps op `choices[b]` in searchable block b (single-op residual cells)."""
-    cells = supernet.cells
-    if len(choices) != len(cells):
-        raise ValueError(f"{len(choices)} choices for {len(cells)} blocks")
-    stages, index = [], 0
-    for stage in supernet.stages:
-        picked = tuple(Cell(ops=(cell.ops[choices[index + i]],), residual=cell.residual)
-                       for i, cell in enumerate(stage.cells))
-        stages.append(Stage(stage.width, stage.stride, picked))
-        index += len(stage.cells)
-    return Architecture(supernet.input_shape, supernet.num_classes, supernet.stem, tuple(stages)).validate()
-
-
-def choices_of(supernet: Architecture, network: Architecture) -> list[int]:
-    """Inverse of `derive`: the op index of every block; InvalidInput when `network` is not from `supernet`."""
-    blocks, cells = supernet.cells, network.cells
-    same_frame = (network.input_shape == supernet.input_shape and network.num_classes == supernet.num_classes
-                  and network.stem == supernet.stem and len(cells) == len(blocks)
-                  and [(s.width, s.stride, len(s.cells)) for s in network.stages]
-                  == [(s.width, s.stride, len(s.cells)) for s in supernet.stages])
-    if not same_frame:
-        raise InvalidInput("the architecture does not have the supernet's stages and blocks")
-    choices = []
-    for b, (block, cell) in enumerate(zip(blocks, cells)):
-        if len(cell.ops) != 1 or cell.ops[0] not in block.ops:
-            raise InvalidInput(f"block {b} of the architecture is not one of the supernet's candidates")
-        choices.append(block.ops.index(cell.ops[0]))
-    return choices

@@ -16,16 +16,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..codec import encode
-from ..errors import InvalidInput
+from katib_nas.contract.codec import encode
+from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.search_settings import SearchConfig, to_text
+from katib_nas.contract.spec import Architecture
+from katib_nas.contract.supernet import derive
+
 from ..experiment import ExperimentInfo, TrialRecord
 from ..settings import parse_settings, setting
 from ..space import parse_nas_config
-from ..spec import Architecture
 from .base import Proposal, seeded_rng
-from .proxyless_oneshot import SearchConfig, to_text
 from .proxyless_reinforce import INDEX_LABEL, ReinforceConfig, episodes_from_history, replay, sample_choices
-from .proxyless_space import SupernetLayout, build_supernet, derive, parse_int_list
+from .proxyless_space import SupernetLayout, build_supernet, parse_int_list
 
 ASSIGNMENTS = {"oneshot": ("architecture", "search"), "reinforce": ("architecture",)}
 LOSS_SETTING = {"mul-log": "mullog", "add-linear": "addlin"}

@@ -1,0 +1,1 @@
+"""The `katib-nas` command: one module per subcommand, each registering its arguments."""

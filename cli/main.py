@@ -1,0 +1,47 @@
+"""The `katib-nas` command: one entry point, one subcommand per adapter.
+
+Each subcommand module exposes `register(subparsers)`; its handler imports
+heavy dependencies (torch, matplotlib, kfp) only when it runs, so `katib-nas
+serve` starts without them. A handler raises InvalidInput for bad input: the
+user sees one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from katib_nas.contract.errors import InvalidInput
+
+from . import pipeline, profile, proxyless_search, run, serve, trial
+
+SUBCOMMANDS = (serve, trial, run, pipeline, proxyless_search, profile)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (plus where to find help)."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="katib-nas", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for subcommand in SUBCOMMANDS:
+        subcommand.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except InvalidInput as err:
+        print(f"katib-nas {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"katib-nas {args.command}: interrupted", file=sys.stderr)
+        return 130
+

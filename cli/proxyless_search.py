@@ -1,0 +1,52 @@
+"""`katib-nas proxyless-search`: the ProxylessNAS one-shot trial (train the supernet, report the derived network).
+
+Imports nothing heavy: torch is loaded by the handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from .arguments import add_training_arguments, fraction, positive_int
+
+DESCRIPTION = """\
+Train the supernet given by --architecture (choice cells such as mb3e3_mb5e6_zero@r, as the proxylessnas
+suggestion proposes) with binarized path gates: weight steps with one sampled path per block on the training
+images, and after the warm-up, architecture steps with two sampled paths on a held-out part of them, under the
+hardware-aware loss when the search settings set a latency target (then --latency-table is required). Then
+derive the most probable op of every block and print name=value lines: Best-Architecture (the derived network's
+text), Validation-Accuracy, Validation-Loss, latency-ms (measured) and predicted-latency-ms (from the table).
+--search takes the compact settings text of the suggestion, e.g. epochs-6_warmup-2_loss-mullog_target-1.5.
+Exit codes: 0 done, 2 bad input (one line names it), 3 training diverged."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("proxyless-search", help="ProxylessNAS one-shot trial: search a supernet",
+                                   description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--architecture", required=True, metavar="TEXT",
+                        help="the supernet's architecture text (choice cells), as the suggestion assigns it")
+    parser.add_argument("--search", required=True, metavar="TEXT",
+                        help="search settings text, e.g. epochs-6_warmup-2_loss-mullog_target-1.5_beta-0.6")
+    parser.add_argument("--latency-table", metavar="PATH",
+                        help="latency table JSON from `katib-nas profile` (e.g. a mounted ConfigMap), or `measure` "
+                             "to profile the supernet on this trial's device (one thread) before searching")
+    add_training_arguments(parser)
+    parser.add_argument("--arch-fraction", type=fraction, default=0.2,
+                        help="share of the training images held out for architecture steps (default 0.2)")
+    parser.add_argument("--arch-every", type=positive_int, default=5,
+                        help="one architecture step every this many weight steps (default 5)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from katib_nas.trial_image.proxyless.search_trial import SearchOptions, run_proxyless_search
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = SearchOptions(
+        supernet=args.architecture, search=args.search, latency_table=args.latency_table, dataset=args.dataset,
+        data_dir=args.data_dir, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        arch_fraction=args.arch_fraction, arch_every=args.arch_every, val_fraction=args.val_fraction,
+        max_train_samples=args.max_train_samples, device=args.device, threads=args.threads,
+        metrics_file=args.metrics_file, metrics_format=args.metrics_format)
+    return run_proxyless_search(options)

@@ -1,0 +1,100 @@
+"""`katib-nas run`, `katib-nas demo` and `katib-nas report`: the local runner's subcommands (imports nothing heavy here)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from katib_nas.runner.local_run import RunOptions
+
+EXIT_INTERRUPTED = 130
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    run_parser = subparsers.add_parser(
+        "run", help="run a Katib Experiment YAML on this machine",
+        description="Run a Katib Experiment locally: start the suggestion service, run each trial's container "
+                    "command as a subprocess, collect metrics as Katib does, keep state under the workdir.")
+    run_parser.add_argument("experiment", type=Path, help="Experiment YAML (the file you would kubectl apply)")
+    run_parser.add_argument("--workdir", type=Path, default=None,
+                            help="where state, trial logs and the report go (default runs/<experiment name>)")
+    run_parser.add_argument("--max-trials", type=int, default=None, help="override spec.maxTrialCount")
+    run_parser.add_argument("--parallel", type=int, default=None, help="override spec.parallelTrialCount")
+    run_parser.add_argument("--max-failed", type=int, default=None, help="override spec.maxFailedTrialCount")
+    run_parser.add_argument("--resume", action="store_true",
+                            help="continue the run in --workdir (after Ctrl-C or a crash); finished trials are kept")
+    run_parser.add_argument("--trial-arg", action="append", default=None, metavar="ARG", dest="trial_args",
+                            help="argument for every trial command, written --trial-arg=--flag=value: replaces an "
+                                 "existing --flag=... argument or is appended (repeatable)")
+    run_parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    run_parser.set_defaults(handler=run_command)
+
+    demo_parser = subparsers.add_parser(
+        "demo", help="run the embedded demo: a small EnvelopeNet search on Fashion-MNIST, locally",
+        description="Run the embedded demo experiment (EnvelopeNet construction on Fashion-MNIST, digits when "
+                    "Fashion-MNIST is not installed) with the local runner and write its report.")
+    demo_parser.add_argument("--workdir", type=Path, default=Path("runs/demo"),
+                             help="where state, trial logs and the report go (default runs/demo)")
+    demo_parser.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
+    demo_parser.set_defaults(handler=demo_command)
+
+    report_parser = subparsers.add_parser("report", help="write the report of a local run",
+                                          description="Write the report of a run: best architecture (text and "
+                                                      "JSON), trials CSV, plots, network diagram, summary.")
+    report_parser.add_argument("workdir", type=Path, help="the run's workdir")
+    report_parser.add_argument("--output", type=Path, default=None, help="report folder (default WORKDIR/report)")
+    report_parser.set_defaults(handler=report_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from katib_nas.runner.local_run import RunOptions
+
+    options = RunOptions(args.experiment, args.workdir, args.max_trials, args.parallel, args.max_failed,
+                         args.resume, tuple(args.trial_args) if args.trial_args is not None else None,
+                         report=not args.no_report)
+    return execute(options)
+
+
+def execute(options: "RunOptions") -> int:
+    """Run an experiment; a one-line message and an exit code for interruption and suggestion failures."""
+    from katib_nas.runner.controller import Interrupted
+    from katib_nas.runner.local_run import run
+    from katib_nas.runner.suggestion_process import SuggestionFailure
+
+    try:
+        result = run(options)
+    except Interrupted as stopped:
+        workdir = stopped.workdir or options.workdir
+        print(f"katib-nas run: interrupted; running trials were stopped and saved. Continue with: katib-nas run "
+              f"{options.experiment_path} --workdir {workdir} --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SuggestionFailure as err:
+        print(f"katib-nas run: error: {err}", file=sys.stderr)
+        return 1
+    return 0 if result.outcome.condition == "Succeeded" else 1
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from katib_nas.runner.demo import write_demo_experiment
+    from katib_nas.runner.local_run import RunOptions
+    from katib_nas.runner.store import Store
+    from katib_nas.trial_image.data import FASHION_MNIST_DIR
+
+    if not args.resume and Store.exists(args.workdir):
+        print(f"katib-nas demo: replacing the earlier demo run in {args.workdir}", file=sys.stderr)
+        shutil.rmtree(args.workdir)
+    fashion = (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file()
+    experiment = write_demo_experiment(args.workdir, fashion)
+    return execute(RunOptions(experiment, args.workdir, resume=args.resume))
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from katib_nas.runner.report import write_report
+
+    path = write_report(args.workdir, args.output)
+    print(f"report: {path}")
+    return 0

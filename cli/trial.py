@@ -1,0 +1,60 @@
+"""`katib-nas trial`: train one candidate architecture for a truncated budget and report its metrics.
+
+Imports nothing heavy: torch is loaded by the handler, so `katib-nas --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from .arguments import add_training_arguments, non_negative_int, positive_int
+
+DESCRIPTION = """\
+Decode the architecture text, build the network, train it with SGD (Nesterov momentum, cosine learning
+rate, weight decay) for the given epochs or steps, evaluate it on a fixed held-out validation split and
+print one name=value line per metric: Validation-Accuracy, Validation-Loss, Train-Loss, Train-Accuracy,
+params, flops (multiply-accumulates), latency-ms, and with --branch-stats the string metrics Branch-Stats
+and Skip-Gates. An architecture wrapped in one pair of double quotes is accepted (Katib passes the quotes
+of --architecture="${trialParameters.x}" through literally).
+Exit codes: 0 done, 2 bad input (one line names it), 3 training diverged (no objective reported),
+1 export or push to Katib failed."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("trial", help="train one candidate architecture and report its metrics",
+                                   description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--architecture", required=True, metavar="TEXT",
+                        help="architecture text, e.g. in28x28x1-cls10-stem16/w32:c3+s5/w64s2:mb3e6")
+    add_training_arguments(parser)
+    budget = parser.add_mutually_exclusive_group()
+    # No default here: argparse would not notice an explicit `--epochs 1` next to `--steps` otherwise.
+    budget.add_argument("--epochs", type=positive_int, help="training epochs (default 1)")
+    budget.add_argument("--steps", type=positive_int, help="training steps instead of epochs")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed for weights and batch order")
+    parser.add_argument("--test", action="store_true",
+                        help="after training, also report Test-Accuracy and Test-Loss on the dataset's separate "
+                             "test set (Fashion-MNIST t10k files, CIFAR-10 test_batch.bin)")
+    parser.add_argument("--branch-stats", action="store_true",
+                        help="report Branch-Stats and Skip-Gates (EnvelopeNet construction reads them)")
+    parser.add_argument("--report-to-katib", action="store_true",
+                        help="push numeric metrics with kubeflow.katib.report_metrics when KATIB_TRIAL_NAME is set "
+                             "(DB manager address from KATIB_DB_MANAGER_ADDRESS, else Katib's default)")
+    parser.add_argument("--export-dir", metavar="DIR",
+                        help="write TorchScript (and ONNX when onnx is installed) and model.json here")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from katib_nas.trial_image.trial import TrialOptions, run_trial
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = TrialOptions(
+        architecture=args.architecture, dataset=args.dataset, data_dir=args.data_dir,
+        epochs=1 if args.epochs is None else args.epochs,
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
+        device=args.device, threads=args.threads, val_fraction=args.val_fraction,
+        max_train_samples=args.max_train_samples, branch_stats=args.branch_stats, test=args.test,
+        metrics_file=args.metrics_file,
+        metrics_format=args.metrics_format, report_to_katib=args.report_to_katib, export_dir=args.export_dir)
+    return run_trial(options)

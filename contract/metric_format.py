@@ -1,0 +1,39 @@
+"""Metric lines as the trials print them and Katib's collectors read them.
+
+Every metric is one `name=value` line; numbers are written with %.6g and a
+non-finite number as `nan`. String metrics (Branch-Stats, Skip-Gates,
+Best-Architecture) start with letters, so Katib's default numeric regex
+reads no number out of them; an Experiment collects them with a second
+metricsFormat regex.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Union
+
+MetricValue = Union[float, int, str]
+
+#: Katib's default filter for the StdOut and TEXT File collectors (pkg/metricscollector common).
+KATIB_DEFAULT_REGEX = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
+#: The numeric metricsFormat regex the examples use next to a string one (Katib's default also matches '-').
+NUMERIC_METRIC_REGEX = r"([\w-]+)=([+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)"
+#: metricsFormat regex for EnvelopeNet's branch statistics and skip gates.
+BRANCH_STATS_REGEX = r"(Branch-Stats|Skip-Gates)=([\w./+-]+)"
+#: The string metric a one-shot search reports its derived network in, and the regex that collects it.
+BEST_ARCHITECTURE_METRIC = "Best-Architecture"
+BEST_ARCHITECTURE_REGEX = r"(Best-Architecture)=([\w./:+@-]+)"
+
+
+def format_number(value: float) -> str:
+    """%.6g, or `nan` for anything not finite."""
+    return "nan" if not math.isfinite(value) else "%.6g" % value
+
+
+def format_value(value: MetricValue) -> str:
+    """A metric value as printed: strings as they are, numbers through format_number."""
+    return value if isinstance(value, str) else format_number(float(value))
+
+
+def metric_line(name: str, value: MetricValue) -> str:
+    return f"{name}={format_value(value)}"

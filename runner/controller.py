@@ -1,0 +1,245 @@
+"""The local experiment loop: Katib's controller, one machine, one process.
+
+Each turn: read the trials from the store, decide whether the experiment is
+over (goal, maxFailedTrialCount, maxTrialCount), ask the suggestion service
+for as many trials as there are free parallel slots, render and start them,
+then wait for a trial to end and record its metrics. Trials are written to
+the store before they start and after they end, so the loop can be killed
+at any point and resumed.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from katib_nas.proto import api_pb2
+
+from . import katib_messages
+from .manifest import ExperimentSpec
+from .metrics_collector import MetricsError, collect_text, summarize
+from .progress import ProgressView
+from .status import Outcome, Summary, objective_value, outcome, summarize_trials, trials_to_request
+from .store import Store, TrialRow
+from .suggestion_process import SuggestionService
+from .trial_processes import Finished, TrialProcess, stop_all
+from .trial_template import TrialCommand, build_command
+
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Katib's random trial-name suffix characters
+TICK_SECONDS = 0.5
+INTERRUPTED = "interrupted; runs again on --resume"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(Exception):
+    """The run was stopped by Ctrl-C or SIGTERM; running trials were stopped and requeued."""
+
+    def __init__(self, workdir: Path | None = None):
+        super().__init__(f"interrupted (workdir {workdir})")
+        self.workdir = workdir
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    trial_args: tuple[str, ...]
+    cwd: str
+    stop_grace: float = 10.0
+
+
+class Controller:
+    """Drives one experiment to completion (or interruption) against a started suggestion service."""
+
+    def __init__(self, spec: ExperimentSpec, store: Store, service: SuggestionService, config: LoopConfig,
+                 view: ProgressView):
+        self.spec = spec
+        self.store = store
+        self.service = service
+        self.config = config
+        self.view = view
+        self.events: queue.Queue[Finished] = queue.Queue()
+        self.running: dict[str, TrialProcess] = {}
+        self.trials_dir = store.workdir / "trials"
+
+    def run(self) -> Outcome:
+        """Run until the experiment completes; raises Interrupted on Ctrl-C or SIGTERM.
+
+        SIGINT gets the handler explicitly: a runner started in the background by a shell without job control
+        inherits SIGINT ignored, and `kill -INT` must still stop it cleanly."""
+        previous = {signum: signal.signal(signum, _raise_interrupt) for signum in STOP_SIGNALS}
+        try:
+            return self._loop()
+        except KeyboardInterrupt:
+            self._stop_running("Created", INTERRUPTED)
+            raise Interrupted() from None
+        except BaseException:
+            self._stop_running("Created", "the runner stopped on an error; runs again on --resume")
+            raise
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _loop(self) -> Outcome:
+        while True:
+            trials = self.store.trials()
+            summary = summarize_trials(trials, self.spec.objective)
+            finished = outcome(summary, self.spec)
+            if finished is not None:
+                self._stop_running("Killed", f"stopped: {finished.reason}")
+                self.store.set_experiment_condition(finished.condition, finished.reason, finished.message)
+                self.view.update(summarize_trials(self.store.trials(), self.spec.objective))
+                return finished
+            wanted = trials_to_request(summary, self.spec)
+            if wanted > 0:
+                self._request(trials, wanted)
+            self._launch_created()
+            self._wait_for_trial(summary)
+
+    # suggestions --------------------------------------------------------------------------------------------
+    def _request(self, trials: Sequence[TrialRow], count: int) -> None:
+        experiment = self.store.experiment()
+        settings = experiment.suggestion_settings if experiment else []
+        reply = self.service.get_suggestions(katib_messages.suggestions_request(api_pb2, self.spec, settings, trials, count))
+        taken = {trial.name for trial in trials}
+        new = []
+        for entry in reply.parameter_assignments:
+            name = entry.trial_name or self._new_name(taken)
+            taken.add(name)
+            assignments = {a.name: a.value for a in entry.assignments}
+            self._command(name, assignments)  # render now: a template error must not leave trials behind
+            new.append((name, assignments, dict(entry.labels)))
+        updates = [(s.name, s.value) for s in reply.algorithm.algorithm_settings]
+        self.store.add_trials(new, katib_messages.merge_settings(settings, updates))
+
+    def _new_name(self, taken: set[str]) -> str:
+        while True:
+            name = f"{self.spec.name}-{''.join(random.choices(NAME_ALPHABET, k=8))}"
+            if name not in taken:
+                return name
+
+    def _command(self, name: str, assignments: dict[str, str]) -> TrialCommand:
+        return build_command(self.spec, name, assignments, self.config.trial_args, self.trials_dir / name)
+
+    # trials -------------------------------------------------------------------------------------------------
+    def _launch_created(self) -> None:
+        for trial in self.store.trials():
+            if len(self.running) >= self.spec.parallel_trial_count:
+                return
+            if trial.condition == "Created" and trial.name not in self.running:
+                self._start(trial)
+
+    def _start(self, trial: TrialRow) -> None:
+        command = self._command(trial.name, trial.assignments)
+        trial_dir = self.trials_dir / trial.name
+        if command.metrics_file:
+            stale = Path(command.metrics_file)
+            stale.unlink(missing_ok=True)
+            stale.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            process = TrialProcess(trial.name, command.argv, command.env, self.config.cwd,
+                                   trial_dir / "output.log", self.events)
+        except OSError as err:
+            now = time.time()
+            self.store.mark_running(trial.name, now)
+            message = f"cannot start {command.argv[0]}: {err.strerror or err}"
+            self.store.finish_trial(trial.name, "Failed", None, message, now, [], [], "")
+            return
+        self.running[trial.name] = process
+        self.store.mark_running(trial.name, process.started_at)
+
+    def _wait_for_trial(self, summary: Summary) -> None:
+        try:
+            event = self.events.get(timeout=TICK_SECONDS)
+        except queue.Empty:
+            self.view.update(summary)
+            return
+        process = self.running.pop(event.trial, None)
+        if process is None:
+            return
+        line = self._record(event, process)
+        self.view.update(summarize_trials(self.store.trials(), self.spec.objective), line)
+
+    def _record(self, event: Finished, process: TrialProcess) -> str:
+        log_text = _read(process.log_path)
+        metrics = self.spec.objective.metric_names
+        collector = self.spec.collector
+        message = ""
+        try:
+            source = log_text if collector.kind == "StdOut" else _read_metrics_file(self._metrics_path(event.trial))
+            logs = collect_text(source, metrics, collector.filters, collector.format)
+            summaries = summarize(logs, metrics)
+        except MetricsError as err:
+            logs, summaries, message = [], {}, f"metrics collection failed: {err}"
+        available = metrics[0] in summaries and summaries[metrics[0]].latest != "unavailable"
+        if event.exit_code != 0:
+            condition = "Failed"
+            message = message or _exit_message(event.exit_code)
+        elif message:
+            condition = "Failed"
+        else:
+            condition = "Succeeded" if available else "MetricsUnavailable"
+            message = "" if available else f"objective {metrics[0]} not found in the trial's output"
+        self.store.finish_trial(event.trial, condition, event.exit_code, message, event.ended_at, logs,
+                                summaries.values(), log_text)
+        trial = next(t for t in self.store.trials() if t.name == event.trial)
+        value = objective_value(trial, self.spec.objective)
+        detail = f"{metrics[0]}={value}" if condition == "Succeeded" else message
+        return f"trial {event.trial} {condition.lower()} in {event.ended_at - process.started_at:.1f}s: {detail}"
+
+    def _metrics_path(self, trial: str) -> Path:
+        return self.trials_dir / trial / "metrics" / self.spec.collector.path.lstrip("/")
+
+    def _stop_running(self, condition: str, message: str) -> None:
+        """Stop every running trial; record them as `condition` (Created: run again on resume)."""
+        processes = list(self.running.values())
+        if not processes:
+            return
+        self.view.message(f"stopping {len(processes)} running trial(s)...")
+        stop_all(processes, self.config.stop_grace)
+        names = [p.trial for p in processes]
+        if condition == "Created":
+            self.store.requeue(names, message)
+        else:
+            now = time.time()
+            for process in processes:
+                self.store.finish_trial(process.trial, condition, process.process.returncode, message, now, [], [],
+                                        _read(process.log_path))
+        self.running.clear()
+
+
+def requeue_unfinished(store: Store) -> list[str]:
+    """On resume: trials left Running by a killed runner, or Created, go back to Created."""
+    names = [t.name for t in store.trials() if t.condition == "Running"]
+    store.requeue(names, INTERRUPTED)
+    return names
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _read_metrics_file(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as err:
+        raise MetricsError(f"failed to open the file {path}: {err.strerror or err}") from None
+
+
+def _exit_message(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"

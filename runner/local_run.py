@@ -1,0 +1,169 @@
+"""`katib-nas run`: load the Experiment, open (or resume) its workdir, run the loop, write the report.
+
+A workdir holds one experiment. A fresh run refuses a workdir that already
+has trials; `--resume` continues it, provided the Experiment is the same
+except for parallelTrialCount, maxTrialCount and maxFailedTrialCount (the
+fields Katib lets a user edit on a running Experiment). On resume the
+stored budget and trial arguments apply unless new ones are given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from katib_nas.proto import api_pb2
+
+from . import katib_messages
+from .controller import Controller, Interrupted, LoopConfig, requeue_unfinished
+from .manifest import ExperimentError, ExperimentSpec, experiment_from_document, load_experiment
+from .progress import ProgressView
+from .status import Outcome, outcome, summarize_trials
+from .store import ExperimentRow, Store, StoreError
+from .suggestion_process import SuggestionService
+from .trial_template import check_runnable
+
+DEFAULT_RUNS_DIR = Path("runs")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    experiment_path: Path
+    workdir: Path | None = None
+    max_trials: int | None = None
+    parallel: int | None = None
+    max_failed: int | None = None
+    resume: bool = False
+    trial_args: tuple[str, ...] | None = None
+    live: bool | None = None
+    stop_grace: float = 10.0
+    report: bool = True
+
+
+@dataclass(frozen=True)
+class RunResult:
+    workdir: Path
+    outcome: Outcome
+    report: Path | None
+
+
+def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
+    """Run (or resume) an experiment to completion; raises InvalidInput for anything the user must fix."""
+    stream = stream or sys.stderr
+    spec = load_experiment(options.experiment_path)
+    workdir = options.workdir or DEFAULT_RUNS_DIR / spec.name
+    store = Store.open(workdir)
+    try:
+        stored = store.experiment()
+        has_trials = bool(stored and store.trials())
+        if has_trials and not options.resume:
+            raise StoreError(f"{workdir} already holds experiment {stored.name!r} with trials; pass --resume to "
+                             "continue it, or choose another --workdir")
+        resuming = bool(stored and options.resume and has_trials)
+        if options.resume and not resuming:
+            print(f"nothing to resume in {workdir}; starting the experiment", file=stream)
+        spec, trial_args = _effective(spec, stored if resuming else None, options)
+        check_runnable(spec, trial_args, workdir / "trials" / "check")
+        if resuming:
+            finished = outcome(summarize_trials(store.trials(), spec.objective), spec)
+            if finished is not None:
+                store.update_run_config(_budget(spec), trial_args)
+                store.set_experiment_condition(finished.condition, finished.reason, finished.message)
+                print(f"experiment {spec.name} is already complete: {finished.message}", file=stream)
+                return _finish(store, spec, finished, options, stream)
+        return _run_loop(store, spec, stored, resuming, trial_args, options, stream)
+    finally:
+        store.close()
+
+
+def _run_loop(store: Store, spec: ExperimentSpec, stored: ExperimentRow | None, resuming: bool,
+              trial_args: tuple[str, ...], options: RunOptions, stream: TextIO) -> RunResult:
+    with SuggestionService(store.workdir / "suggestion.log") as service:
+        service.validate(katib_messages.experiment_message(api_pb2, spec))
+        if resuming:
+            store.update_run_config(_budget(spec), trial_args)
+            requeued = requeue_unfinished(store)
+            if requeued:
+                print(f"resuming: {len(requeued)} interrupted trial(s) will run again", file=stream)
+            store.set_experiment_condition("Running")
+        else:
+            store.create_experiment(spec.name, spec.document, str(options.experiment_path), _budget(spec),
+                                    trial_args, os.getcwd())
+        completed = summarize_trials(store.trials(), spec.objective).completed
+        view = ProgressView(spec.max_trial_count, spec.objective.metric, completed, stream, options.live)
+        cwd = store.experiment().cwd  # type: ignore[union-attr]
+        controller = Controller(spec, store, service, LoopConfig(trial_args, cwd, options.stop_grace), view)
+        try:
+            finished = controller.run()
+        except Interrupted:
+            raise Interrupted(store.workdir) from None
+        finally:
+            view.close()
+    return _finish(store, spec, finished, options, stream)
+
+
+def _finish(store: Store, spec: ExperimentSpec, finished: Outcome, options: RunOptions, stream: TextIO) -> RunResult:
+    summary = summarize_trials(store.trials(), spec.objective)
+    best = f"; best trial {summary.best.name} {spec.objective.metric}={summary.best_value}" if summary.best else ""
+    print(f"experiment {spec.name} {finished.condition.lower()} ({finished.reason}){best}", file=stream)
+    report_path = None
+    if options.report:
+        from .report import write_report
+
+        report_path = write_report(store.workdir)
+        print(f"report: {report_path}", file=stream)
+    return RunResult(store.workdir, finished, report_path)
+
+
+def _effective(spec: ExperimentSpec, stored: ExperimentRow | None,
+               options: RunOptions) -> tuple[ExperimentSpec, tuple[str, ...]]:
+    """The spec with budget overrides applied and the trial arguments to use."""
+    if stored is None:
+        spec = spec.with_budget(options.max_trials, options.parallel, options.max_failed)
+        return spec, tuple(options.trial_args or ())
+    previous = experiment_from_document(stored.document)
+    difference = _first_difference(previous.identity(), spec.identity())
+    if difference:
+        raise ExperimentError(f"{options.experiment_path} differs from the experiment stored in the workdir at "
+                              f"{difference}; on resume only parallelTrialCount, maxTrialCount and "
+                              "maxFailedTrialCount may change")
+    budget = stored.budget
+    spec = spec.with_budget(
+        options.max_trials if options.max_trials is not None else budget.get("maxTrialCount"),
+        options.parallel if options.parallel is not None else budget.get("parallelTrialCount"),
+        options.max_failed if options.max_failed is not None else budget.get("maxFailedTrialCount"),
+    )
+    if options.max_trials is None and budget.get("maxTrialCount") is None:
+        spec = _without_max_trials(spec)
+    trial_args = tuple(options.trial_args) if options.trial_args is not None else tuple(stored.trial_args)
+    return spec, trial_args
+
+
+def _without_max_trials(spec: ExperimentSpec) -> ExperimentSpec:
+    return dataclasses.replace(spec, max_trial_count=None)
+
+
+def _budget(spec: ExperimentSpec) -> dict[str, int | None]:
+    return {"maxTrialCount": spec.max_trial_count, "parallelTrialCount": spec.parallel_trial_count,
+            "maxFailedTrialCount": spec.max_failed_trial_count}
+
+
+def _first_difference(old: Any, new: Any, path: str = "") -> str:
+    """Dotted path of the first place two JSON-like values differ, or "" if they are equal."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [k for k in new if k not in old]:
+            found = _first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+        return ""
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for index, (a, b) in enumerate(zip(old, new)):
+            found = _first_difference(a, b, f"{path}[{index}]")
+            if found:
+                return found
+        return ""
+    return "" if old == new else (path or "the top level")

@@ -1,0 +1,212 @@
+"""Katib's metrics collection, step for step: log lines -> metric logs -> one observation per trial.
+
+Text logs: a line is considered only if it contains one of the metric names;
+an RFC 3339 timestamp before the first space dates its metrics (otherwise
+the zero time); every match of every filter regex (Katib's default one when
+the Experiment sets no metricsFormat) yields (name, value) from its first two
+groups. JSON logs: one object per line, string values only, an optional
+"timestamp" key (RFC 3339 text or Unix seconds). Without any objective value
+the observation is the objective metric with the value "unavailable".
+
+Observations keep min, max and latest per metric: min and max over values
+that parse as numbers, latest by timestamp (ties go to the later line).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Iterable, Sequence
+
+from katib_nas.contract.metric_format import KATIB_DEFAULT_REGEX
+
+UNAVAILABLE = "unavailable"
+ZERO_TIME = "0001-01-01T00:00:00Z"
+TIMESTAMP_KEY = "timestamp"
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_GO_FLOAT = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan)", re.IGNORECASE)
+
+
+class MetricsError(Exception):
+    """The metrics source cannot be read or parsed (Katib's collector fails the same way)."""
+
+
+@dataclass(frozen=True)
+class MetricLog:
+    """One reported value: RFC 3339 timestamp text, metric name, value text."""
+
+    timestamp: str
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """Katib's per-metric observation; every field is text and may be "unavailable"."""
+
+    name: str
+    min: str = UNAVAILABLE
+    max: str = UNAVAILABLE
+    latest: str = UNAVAILABLE
+
+    def value(self, strategy: str) -> str:
+        """The value Katib sends to the suggestion service for this strategy."""
+        if strategy == "min":
+            return self.latest if self.min == UNAVAILABLE else self.min
+        if strategy == "max":
+            return self.latest if self.max == UNAVAILABLE else self.max
+        if strategy == "latest":
+            return self.latest
+        return ""
+
+
+def compile_filters(filters: Sequence[str]) -> list[re.Pattern[str]]:
+    """The regexes to apply: the Experiment's metricsFormat, or Katib's default."""
+    return [re.compile(pattern, re.ASCII) for pattern in (filters or [KATIB_DEFAULT_REGEX])]
+
+
+def parse_text(lines: Iterable[str], metrics: Sequence[str], filters: Sequence[re.Pattern[str]]) -> list[MetricLog]:
+    """Metric logs found in text lines (Katib's TEXT format and StdOut collector)."""
+    logs: list[MetricLog] = []
+    wanted = set(metrics)
+    for line in lines:
+        if not any(metric in line for metric in metrics):
+            continue
+        head, space, _ = line.partition(" ")
+        timestamp = head if space and rfc3339_nanos(head) is not None else ZERO_TIME
+        for pattern in filters:
+            if pattern.groups < 2:
+                continue
+            for match in pattern.finditer(line):
+                name = (match.group(1) or "").strip()
+                if name in wanted:
+                    logs.append(MetricLog(timestamp, name, (match.group(2) or "").strip()))
+    return logs
+
+
+def parse_json(lines: Iterable[str], metrics: Sequence[str]) -> list[MetricLog]:
+    """Metric logs from JSON lines; raises MetricsError on a line that is not a JSON object."""
+    logs: list[MetricLog] = []
+    for number, line in enumerate(lines, 1):
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as err:
+            raise MetricsError(f"failed to parse the json object on line {number}: {err}") from None
+        if record is None:
+            record = {}
+        if not isinstance(record, dict):
+            raise MetricsError(f"failed to parse the json object on line {number}: not an object")
+        timestamp = json_timestamp(record[TIMESTAMP_KEY]) if TIMESTAMP_KEY in record else ""
+        for metric in metrics:
+            value = record.get(metric)
+            if isinstance(value, str):
+                logs.append(MetricLog(timestamp or ZERO_TIME, metric, value))
+    return logs
+
+
+def with_objective(logs: list[MetricLog], metrics: Sequence[str]) -> list[MetricLog]:
+    """The logs, or the single "unavailable" objective log when the objective was never reported."""
+    if any(log.name == metrics[0] for log in logs):
+        return logs
+    return [MetricLog(ZERO_TIME, metrics[0], UNAVAILABLE)]
+
+
+def collect_text(text: str, metrics: Sequence[str], filters: Sequence[str], file_format: str = "TEXT") -> list[
+        MetricLog]:
+    """Observation log of one trial's output, as Katib's collector would store it."""
+    lines = text.split("\n")
+    if file_format == "TEXT":
+        logs = parse_text(lines, metrics, compile_filters(filters))
+    elif file_format == "JSON":
+        logs = parse_json(lines, metrics)
+    else:
+        raise MetricsError(f"format must be set TEXT or JSON, got {file_format!r}")
+    return with_objective(logs, metrics)
+
+
+def summarize(logs: Iterable[MetricLog], metric_names: Sequence[str]) -> dict[str, MetricSummary]:
+    """min, max and latest per metric (Katib's getMetrics); names outside metric_names are ignored."""
+    fields = {name: [UNAVAILABLE, UNAVAILABLE, UNAVAILABLE] for name in metric_names}
+    newest: dict[str, int] = {}
+    for log in logs:
+        summary = fields.get(log.name)
+        if summary is None:
+            continue
+        number = go_float(log.value)
+        if number is not None:
+            if summary[0] == UNAVAILABLE:
+                summary[0] = summary[1] = log.value
+            elif number < go_float(summary[0]):  # type: ignore[operator]
+                summary[0] = log.value
+            elif number > go_float(summary[1]):  # type: ignore[operator]
+                summary[1] = log.value
+        moment = rfc3339_nanos(log.timestamp)
+        if moment is None:
+            raise MetricsError(f"failed to parse timestamp {log.timestamp!r}")
+        if log.name not in newest or not newest[log.name] > moment:
+            newest[log.name] = moment
+            summary[2] = log.value
+    return {name: MetricSummary(name, *values) for name, values in fields.items()}
+
+
+def go_float(text: str) -> float | None:
+    """The number in `text` as Go's strconv.ParseFloat reads it, or None where it reports an error."""
+    if text.lower().startswith(("0x", "+0x", "-0x")):
+        try:
+            return float.fromhex(text)
+        except (ValueError, OverflowError):
+            return None
+    if not _GO_FLOAT.fullmatch(text):
+        return None
+    number = float(text)
+    if number in (float("inf"), float("-inf")) and "inf" not in text.lower():
+        return None  # out of range: ParseFloat returns ±Inf with an error
+    return number
+
+
+def rfc3339_nanos(text: str) -> int | None:
+    """Nanoseconds since the Unix epoch of an RFC 3339 timestamp, or None if it is not one."""
+    match = _RFC3339.fullmatch(text)
+    if not match:
+        return None
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    fraction, zone = match.group(7) or "", match.group(8)
+    try:
+        offset = timedelta(0) if zone == "Z" else _offset(zone)
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset))
+    except ValueError:
+        return None
+    delta = moment - _EPOCH
+    nanos = int((fraction + "000000000")[:9])
+    return (delta.days * 86400 + delta.seconds) * 10**9 + nanos
+
+
+def json_timestamp(value: Any) -> str:
+    """A JSON "timestamp" as Katib reads it: RFC 3339 text as is, Unix seconds formatted; "" if neither."""
+    if isinstance(value, str):
+        return value if value and rfc3339_nanos(value) is not None else ""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return ""
+    digits = format(Decimal(repr(float(value))), "f")
+    whole, _, fraction = digits.partition(".")
+    try:
+        seconds, nanos = divmod(int(whole) * 10**9 + (int(fraction) if fraction else 0), 10**9)
+        moment = _EPOCH + timedelta(seconds=seconds)
+    except (ValueError, OverflowError):
+        return ""
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return text + (("." + f"{nanos:09d}".rstrip("0")) if nanos else "") + "Z"
+
+
+def _offset(zone: str) -> timedelta:
+    hours, minutes = int(zone[1:3]), int(zone[4:6])
+    if hours >= 24 or minutes >= 60:
+        raise ValueError(zone)
+    sign = -1 if zone[0] == "-" else 1
+    return sign * timedelta(hours=hours, minutes=minutes)

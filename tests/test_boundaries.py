@@ -1,0 +1,72 @@
+"""Which package may import which: importing every module of a package loads nothing it must not.
+
+contract        the shared contract: nothing of the project, nothing outside the standard library
+suggestion      the suggestion service: the contract and the generated protobuf module; no torch,
+                kubernetes or kfp (the suggestion image carries none of them); its core not even grpc
+trial_image     the trial: the contract only
+runner          the one-machine runner, a client of the service: the contract and the protobuf module
+pipelines       anything but the project's generated protobuf module: a pipeline step loads
+                kubeflow-katib's, and two generated modules of Katib's api.proto cannot share a process
+cli             anything (it only wires the subcommands to the packages above)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+PROJECT = ("contract", "suggestion", "trial_image", "runner", "pipelines", "cli", "proto")
+HEAVY = ("grpc", "google.protobuf", "torch", "kubernetes", "kubeflow", "kfp", "yaml", "numpy", "matplotlib")
+# package -> (project packages it may load besides itself, third-party modules it must not load)
+RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "contract": ((), HEAVY),
+    "suggestion.core": (("contract",), ("grpc", "google.protobuf", "torch", "kubernetes", "kubeflow", "kfp")),
+    "suggestion": (("contract", "proto"), ("torch", "kubernetes", "kubeflow", "kfp")),
+    "trial_image": (("contract",), ("grpc", "kubernetes", "kubeflow", "kfp")),
+    "runner": (("contract", "proto"), ("torch", "kubernetes", "kubeflow", "kfp")),
+    "pipelines": (("contract", "suggestion", "trial_image", "runner"), ()),
+}
+LOADER = """
+import importlib, json, pkgutil, sys
+package = importlib.import_module(sys.argv[1])
+names = [sys.argv[1]] + [m.name for m in pkgutil.walk_packages(package.__path__, sys.argv[1] + ".")]
+for name in names:
+    importlib.import_module(name)
+print(json.dumps({"modules": names, "loaded": sorted(sys.modules)}))
+"""
+
+
+def loaded_by(package: str) -> tuple[list[str], list[str]]:
+    done = subprocess.run([sys.executable, "-c", LOADER, f"katib_nas.{package}"], capture_output=True, text=True,
+                          check=True, timeout=300)
+    result = json.loads(done.stdout)
+    return result["modules"], result["loaded"]
+
+
+def under(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+@pytest.mark.parametrize("package", sorted(RULES))
+def test_package_loads_only_what_it_may(package: str) -> None:
+    modules, loaded = loaded_by(package)
+    assert len(modules) > 1, f"katib_nas.{package} has no modules to check"
+    allowed, forbidden = RULES[package]
+    own = [f"katib_nas.{p}" for p in (package,) + allowed]
+    parents = {f"katib_nas.{package}".rsplit(".", k)[0] for k in range(package.count(".") + 2)}
+    project = [m for m in loaded if under(m, "katib_nas") and m not in parents]
+    assert [m for m in project if not any(under(m, p) for p in own)] == []
+    assert [m for m in loaded if any(under(m, f) for f in forbidden)] == []
+
+
+def test_the_contract_uses_only_the_standard_library() -> None:
+    _, loaded = loaded_by("contract")
+    third_party = {m.split(".")[0] for m in loaded} - set(sys.stdlib_module_names) - {"katib_nas", "__main__"}
+    assert sorted(m for m in third_party if not m.startswith("_")) == []
+
+
+def test_every_top_level_package_has_a_rule() -> None:
+    assert {p.split(".")[0] for p in RULES} | {"cli", "proto"} == set(PROJECT)

@@ -1,0 +1,168 @@
+"""`katib-nas proxyless-search` end to end: data, supernet search, derived network, metrics.
+
+The metrics are written as name=value lines for Katib's collector:
+Best-Architecture (string; collect with a metricsFormat regex such as
+`(Best-Architecture)=([\\w./:+@-]+)`), Validation-Accuracy and
+Validation-Loss of the derived network, latency-ms (measured, batch 1, at the
+latency table's thread count) and predicted-latency-ms (from the table).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from typing import TextIO
+
+import numpy as np
+import torch
+
+from katib_nas.contract.codec import encode
+from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.metric_format import BEST_ARCHITECTURE_METRIC
+from katib_nas.contract.search_settings import SearchConfig, from_text
+from katib_nas.contract.spec import Architecture
+
+from ..data import Split, load_dataset, split_dataset
+from ..model import build_model
+from ..reporting import MetricsWriter
+from ..runtime import channels_last, configure_threads, resolve_device, seed_everything
+from ..trainer import Diverged, Tensors, TrainConfig, evaluate, train
+from ..trial import EXIT_DIVERGED, EXIT_OK, check_fits, parse_architecture, strip_quotes
+from .latency_loss import LatencyModel
+from .profiler import Timing, profile_supernet, table_timing, time_network_ms
+from .search import Optimisation, SearchData, evaluate_argmax, run_search
+from .table import LatencyTable, load_table
+
+LOG = logging.getLogger("katib_nas.trial_image.proxyless")
+ARCH_SPLIT_SEED = 2019
+#: --latency-table value that profiles the supernet on the trial's own device before searching.
+MEASURE = "measure"
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Everything `katib-nas proxyless-search` takes; see its --help."""
+
+    supernet: str
+    search: str
+    latency_table: str | None = None
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    batch_size: int = 128
+    lr: float = 0.05
+    weight_decay: float = 3e-4
+    arch_fraction: float = 0.2
+    arch_every: int = 5
+    val_fraction: float = 0.1
+    max_train_samples: int | None = None
+    device: str = "auto"
+    threads: int | None = None
+    metrics_file: str | None = None
+    metrics_format: str = "text"
+
+
+def parse_inputs(options: SearchOptions) -> tuple[Architecture, SearchConfig]:
+    """Supernet and search config; InvalidInput when the supernet has no searchable block."""
+    supernet = parse_architecture(options.supernet)
+    if not any(cell.choice for cell in supernet.cells):
+        raise InvalidInput("--architecture has no searchable block (a choice cell such as mb3e3_mb5e6_zero@r)")
+    if any(cell.skips or not cell.choice for cell in supernet.cells):
+        raise InvalidInput("--architecture must consist of choice cells without skip inputs, as proxylessnas proposes")
+    return supernet, from_text(strip_quotes(options.search.strip()))
+
+
+def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -> int:
+    """Search, derive, evaluate, measure and report; InvalidInput before any training on bad input."""
+    supernet, config = parse_inputs(options)
+    device = resolve_device(options.device)
+    table = obtain_table(options.latency_table, supernet, device)
+    if config.hardware_aware and table is None:
+        raise InvalidInput(f"the search has a latency target ({config.target:g} ms): pass --latency-table "
+                           f"(made by `katib-nas profile`)")
+    writer = MetricsWriter(options.metrics_file, options.metrics_format, stream)
+    latency = LatencyModel.from_table(table, supernet) if table else None
+    threads = configure_threads(options.threads)
+    data = load_dataset(options.dataset, options.data_dir)
+    check_fits(supernet, data.shape, data.num_classes, options.dataset)
+    split = split_dataset(data, options.val_fraction, options.max_train_samples)
+    search_data = split_search_data(split, options.arch_fraction, device)
+    LOG.info("%s: %d weight, %d architecture and %d validation images, device %s, %d threads", options.dataset,
+             len(search_data.weight_y), len(search_data.arch_y), len(search_data.val_y), device, threads)
+    seed_everything(config.seed, device)
+    optimisation = Optimisation(options.batch_size, options.lr, options.weight_decay, options.arch_every)
+    try:
+        search, result = run_search(supernet, config, optimisation, search_data, latency)
+        if config.retrain:
+            val_loss, val_accuracy = retrain(result.derived, search_data, config, optimisation)
+        else:
+            val_loss, val_accuracy = evaluate_argmax(search, search_data)
+    except Diverged as err:
+        print(f"katib-nas proxyless-search: error: {err}", file=sys.stderr, flush=True)
+        return EXIT_DIVERGED
+    metrics: dict[str, float | int | str] = {
+        BEST_ARCHITECTURE_METRIC: encode(result.derived),
+        "Validation-Accuracy": val_accuracy,
+        "Validation-Loss": val_loss,
+        "latency-ms": measure_network_ms(result.derived, device, table, threads),
+    }
+    if table is not None:
+        metrics["predicted-latency-ms"] = table.predict_ms(result.derived)
+    LOG.info("path probabilities: %s", [[round(p, 3) for p in row] for row in result.probabilities])
+    writer.write(metrics)
+    return EXIT_OK
+
+
+def obtain_table(option: str | None, supernet: Architecture, device: torch.device) -> LatencyTable | None:
+    """The latency table: none, read from a file, or (option `measure`) profiled here with one thread."""
+    if option is None:
+        return None
+    if option != MEASURE:
+        return load_table(option)
+    before = torch.get_num_threads()
+    configure_threads(1)
+    try:
+        return profile_supernet(supernet, device, Timing())
+    finally:
+        configure_threads(before)
+
+
+def split_search_data(split: Split, arch_fraction: float, device: torch.device) -> SearchData:
+    """Hold out `arch_fraction` of the training images (fixed seed) for architecture steps."""
+    count = len(split.train_y)
+    arch_count = int(round(count * arch_fraction))
+    if arch_count < 2 or count - arch_count < 2:
+        raise InvalidInput(f"{count} training images cannot be split with --arch-fraction {arch_fraction} into "
+                           f"at least 2 weight and 2 architecture images")
+    order = np.random.default_rng(ARCH_SPLIT_SEED).permutation(count)
+    arch_index, weight_index = order[:arch_count], order[arch_count:]
+
+    def tensor(array: np.ndarray) -> torch.Tensor:
+        return channels_last(torch.from_numpy(np.ascontiguousarray(array)).to(device))
+
+    return SearchData(tensor(split.train_x[weight_index]), tensor(split.train_y[weight_index]),
+                      tensor(split.train_x[arch_index]), tensor(split.train_y[arch_index]),
+                      tensor(split.val_x), tensor(split.val_y))
+
+
+def retrain(derived: Architecture, data: SearchData, config: SearchConfig, optimisation: Optimisation
+            ) -> tuple[float, float]:
+    """Train the derived network from scratch on all training images for config.retrain epochs."""
+    model = build_model(derived).to(data.weight_x.device, memory_format=torch.channels_last)
+    tensors = Tensors(torch.cat([data.weight_x, data.arch_x]), torch.cat([data.weight_y, data.arch_y]),
+                      data.val_x, data.val_y)
+    train(model, tensors, TrainConfig(epochs=config.retrain, batch_size=optimisation.batch_size, lr=optimisation.lr,
+                                      weight_decay=optimisation.weight_decay, seed=config.seed))
+    return evaluate(model, data.val_x, data.val_y)
+
+
+def measure_network_ms(arch: Architecture, device: torch.device, table: LatencyTable | None, threads: int) -> float:
+    """Batch-1 latency of a freshly built network, timed like the table's entries and at its thread count."""
+    if table is None:
+        return time_network_ms(arch, device, Timing())
+    configure_threads(table.threads)
+    try:
+        return time_network_ms(arch, device, table_timing(table))
+    finally:
+        configure_threads(threads)
+
