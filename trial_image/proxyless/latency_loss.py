@@ -1,6 +1,10 @@
 """Hardware-aware loss: expected latency of the supernet and the two ways of adding it to cross-entropy.
 
-E[lat] = fixed layers + sum over blocks of sum_i p_i * lat_i, differentiable in the path logits.
+E[lat] = fixed layers + sum over blocks of sum_i p_i * lat_i, differentiable in the path logits. In an
+architecture step only the two sampled paths of a block are in play, so there the expectation uses their
+probabilities renormalised over the pair, q = softmax(alpha_a, alpha_o): its gradient on the pair is
+q_a * q_o * (lat_a - lat_o) on alpha_a (and the opposite on alpha_o), so descent always moves probability
+toward the faster path of the pair.
 mullog: CE * (log E[lat] / log T)^beta, with both latencies in microseconds so that the logarithms stay
 positive for any network slower than 1 us; addlin: CE + lambda * (E[lat] - T) / T.
 """
@@ -9,12 +13,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
 from katib_nas.contract.search_settings import SearchConfig
 from katib_nas.contract.spec import Architecture
 
+from .gates import PathPair
 from .table import LatencyTable, supernet_keys
 
 
@@ -36,6 +42,15 @@ class LatencyModel:
         total = torch.tensor(self.fixed_ms, dtype=probs[0].dtype, device=probs[0].device)
         for p, options in zip(probs, self.options_ms):
             total = total + (p * torch.tensor(options, dtype=p.dtype, device=p.device)).sum()
+        return total
+
+    def expected_pair_ms(self, alphas: Sequence[torch.Tensor], pairs: Sequence[PathPair]) -> torch.Tensor:
+        """E[lat] of an architecture step: per block, the pair's latencies under q = softmax over the pair."""
+        total = torch.tensor(self.fixed_ms, dtype=alphas[0].dtype, device=alphas[0].device)
+        for alpha, pair, options in zip(alphas, pairs, self.options_ms):
+            involved = list(pair.involved)
+            q = torch.softmax(alpha[involved], dim=0)
+            total = total + (q * torch.tensor([options[i] for i in involved], dtype=q.dtype, device=q.device)).sum()
         return total
 
     def network_ms(self, choices: list[int]) -> float:

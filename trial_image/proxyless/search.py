@@ -3,7 +3,8 @@
 Weight steps (SGD, cosine schedule) run on the weight split with one sampled
 path per block. After the warm-up epochs, every `arch_every` weight steps an
 architecture step runs on a held-out split: two sampled paths per block,
-binary gates, the hardware-aware loss, Adam on the path logits (beta1 = 0,
+binary gates, the hardware-aware loss (its expected latency over each block's
+sampled pair, see latency_loss), Adam on the path logits (beta1 = 0,
 so paths outside the pair get no update) and the rescale that keeps the
 other paths' probabilities. A block whose active path is `zero` gets no
 architecture update in that step, as its output carries no signal about
@@ -111,7 +112,7 @@ class SupernetSearch:
         self.network.requires_grad_(False)
         try:
             cross_entropy = F.cross_entropy(self.network(x), y)
-            expected = self.latency.expected_ms(self.logits.probs()) if self.latency else None
+            expected = self.latency.expected_pair_ms(list(self.logits.alphas), pairs) if self.latency else None
             loss = hardware_loss(cross_entropy, expected, self.config)
             self.arch_optimizer.zero_grad(set_to_none=True)
             loss.backward()
