@@ -324,3 +324,31 @@ def test_a_simulated_katib_loop_completes_with_consistent_phases(parallel: int, 
     visible = [t for t in trials.values() if t.condition != "METRICSUNAVAILABLE"]
     state = EnvelopeNet().construction(exp, visible, suggested)
     assert state.finished and [encode(n) for n in state.networks] == [by_phase[p].pop() for p in range(4)]
+
+
+def ask_with_state(exp: ExperimentInfo, history: list[TrialRecord], count: int, first_index: int
+                   ) -> tuple[list[dict[str, str]], ExperimentInfo]:
+    """One GetSuggestions as Katib makes it: the reply's algorithm settings are merged into later requests."""
+    proposal = engine.suggest(exp, history, count, first_index)
+    merged = dataclasses.replace(exp, settings={**exp.settings, **proposal.state})
+    return proposal.assignments, merged
+
+
+def test_a_vanished_spare_replica_is_charged_to_its_own_iteration_not_the_next() -> None:
+    exp = experiment({"replicas": "1", "max_retries": "0"}, parallel=2)
+    (first, spare), exp = ask_with_state(exp, [], 2, 0)
+    assert decode_seed(first["seed"])[1] == decode_seed(spare["seed"])[1] == 0
+    # Trial 0 succeeds; the spare replica ends metrics-unavailable, and Katib leaves it out of every request.
+    history = [finished(first, "t0")]
+    [next_iteration], exp = ask_with_state(exp, history, 1, 2)
+    assert decode_seed(next_iteration["seed"])[1] == 1
+    history.append(finished(next_iteration, "t2"))
+    [third], exp = ask_with_state(exp, history, 1, 3)
+    assert decode_seed(third["seed"])[1] == 2
+
+
+def test_a_vanished_trial_of_the_current_iteration_is_still_its_failure() -> None:
+    exp = experiment({"replicas": "1", "max_retries": "0"}, parallel=1)
+    [first], exp = ask_with_state(exp, [], 1, 0)
+    with pytest.raises(ConstructionError, match=r"iteration 0 failed 1 times.*missing from Katib's request"):
+        ask_with_state(exp, [], 1, 1)

@@ -26,7 +26,7 @@ from ..experiment import ExperimentInfo, TrialRecord
 from .base import Proposal
 from .envelopenet_config import ALGORITHM, EnvelopeNetConfig, EnvelopeNetSettings, resolve
 from .envelopenet_construct import initial_network, largest_network
-from .envelopenet_schedule import MAX_SUGGESTIONS, Construction, check_retries, rebuild, trial_seed
+from .envelopenet_schedule import MAX_SUGGESTIONS, Construction, check_retries, rebuild, record_phase_start, trial_seed
 
 PHASE_LABEL = "katib-nas-envelopenet-phase"
 
@@ -68,7 +68,8 @@ class EnvelopeNet:
         assignments = [{"architecture": text, "epochs": epochs,
                         "seed": str(trial_seed(config.settings.seed, phase.number, start + j))}
                        for j in range(count)]
-        return Proposal(assignments, labels=[{PHASE_LABEL: label} for _ in range(count)])
+        state = {"phase_starts": record_phase_start(config.settings.phase_starts, phase.number, start)}
+        return Proposal(assignments, state=state, labels=[{PHASE_LABEL: label} for _ in range(count)])
 
     def construction(self, experiment: ExperimentInfo, history: list[TrialRecord],
                      first_index: int = 0) -> Construction:

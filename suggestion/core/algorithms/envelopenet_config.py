@@ -56,6 +56,8 @@ class EnvelopeNetSettings:
     stem_width: int = setting(0, "width of the 3x3 stem convolution; 0 means the first stage's width",
                               low=0, high=MAX_WIDTH)
     seed: int = setting(0, "base of every trial seed", low=0, high=2000)
+    phase_starts: str = setting("", "written back by the algorithm: the first suggestion index of every phase, "
+                                    "as phase-index pairs joined by _", state=True)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,12 @@ known and no lower-indexed trial of k is still running: the set then never
 changes, so every later call rebuilds the same network k+1. A trial that
 finished without usable statistics, or that Katib left out of the request
 (metrics unavailable), counts as a failure of its phase.
+
+Katib leaves metrics-unavailable trials out of the request, so their seeds
+(and phases) are unknown. Every reply therefore records, in the algorithm
+settings Katib stores and sends back (`phase_starts`), the first suggestion
+index of each phase; a missing index is charged to the phase it was
+proposed in, never to a later one.
 """
 
 from __future__ import annotations
@@ -93,6 +99,7 @@ def rebuild(config: EnvelopeNetConfig, history: list[TrialRecord], first_index: 
     ours = _our_trials(config, history)
     next_index = max([first_index] + [index + 1 for index in ours])
     vanished = sorted(set(range(min(first_index, MAX_SUGGESTIONS))) - set(ours))
+    starts = parse_phase_starts(config.settings.phase_starts)
     networks = [initial_network(config)]
     settings = config.settings
     earlier: set[int] = set()
@@ -100,14 +107,37 @@ def rebuild(config: EnvelopeNetConfig, history: list[TrialRecord], first_index: 
         phase = _collect(Phase(number, networks[-1], settings.iteration_epochs), ours)
         chosen = _completed_set(phase, config.replicas)
         if chosen is None:
-            _add_vanished(phase, vanished, earlier)
+            _add_vanished(phase, vanished, earlier, starts)
             return Construction(tuple(networks), phase, False, next_index)
         earlier.update(index for index, (p, _) in ours.items() if p == number)
         networks.append(next_network(networks[-1], average(chosen), config))
     phase = _collect(Phase(settings.iterations, networks[-1], settings.final_epochs), ours)
     if not phase.succeeded:
-        _add_vanished(phase, vanished, earlier)
+        _add_vanished(phase, vanished, earlier, starts)
     return Construction(tuple(networks), phase, True, next_index)
+
+
+def parse_phase_starts(text: str) -> dict[int, int]:
+    """{phase: first suggestion index} from the `phase_starts` state, e.g. '0-0_1-5'; unreadable pairs ignored."""
+    starts: dict[int, int] = {}
+    for pair in filter(None, text.split("_")):
+        phase, _, index = pair.partition("-")
+        if phase.isascii() and phase.isdigit() and index.isascii() and index.isdigit():
+            starts.setdefault(int(phase), int(index))
+    return starts
+
+
+def record_phase_start(text: str, phase: int, index: int) -> str:
+    """The `phase_starts` state with `phase` starting at `index`, unless it is recorded already."""
+    starts = parse_phase_starts(text)
+    starts.setdefault(phase, index)
+    return "_".join(f"{p}-{i}" for p, i in sorted(starts.items()))
+
+
+def phase_of(index: int, starts: dict[int, int]) -> int | None:
+    """The phase a suggestion index was proposed in, from the recorded starts; None when none is recorded."""
+    known = [phase for phase, start in starts.items() if start <= index]
+    return max(known, key=lambda phase: starts[phase]) if known else None
 
 
 def check_retries(phase: Phase, max_retries: int, final: bool) -> None:
@@ -168,9 +198,15 @@ def _completed_set(phase: Phase, replicas: int) -> list[Statistics] | None:
     return None
 
 
-def _add_vanished(phase: Phase, vanished: list[int], earlier: set[int]) -> None:
-    """Suggestions missing from the history after the previous phases' trials count as this phase's failures."""
+def _add_vanished(phase: Phase, vanished: list[int], earlier: set[int], starts: dict[int, int]) -> None:
+    """Suggestions missing from the history that were proposed in this phase count as its failures.
+
+    The phase of a missing index comes from the recorded phase starts; without a record (an experiment from
+    before they were kept), any index after the previous phases' trials is this phase's.
+    """
     start = max(earlier, default=-1)
     for index in vanished:
-        if index > start:
+        proposed_in = phase_of(index, starts)
+        mine = proposed_in == phase.number if proposed_in is not None else index > start
+        if mine:
             phase.failures.append(Failure(index, "", "missing from Katib's request (metrics unavailable)"))
