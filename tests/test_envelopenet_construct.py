@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from katib_nas.contract.codec import decode, encode
+from katib_nas.contract.cost import count_macs
+from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Op
+from katib_nas.suggestion.core import engine
 from katib_nas.suggestion.core.algorithms.envelopenet_config import resolve
 from katib_nas.suggestion.core.algorithms.envelopenet_construct import (
     initial_network,
@@ -95,9 +99,9 @@ def test_step_prunes_the_lowest_branch_and_appends_a_full_cell() -> None:
     assert decode(encode(grown)) == grown
 
 
-def test_skips_keep_the_larger_half_by_gate_magnitude_and_new_cells_connect_densely() -> None:
-    assert keep_strongest_skips((0, 1, 2, 3), (0.1, -0.9, 0.5, 0.2)) == [1, 2]
-    assert keep_strongest_skips((0, 1, 2), (0.1, -0.9, 0.5)) == [1, 2]
+def test_skips_keep_the_larger_half_by_signed_gate_value_and_new_cells_connect_densely() -> None:
+    assert keep_strongest_skips((0, 1, 2, 3), (0.1, -0.9, 0.5, 0.2)) == [2, 3]
+    assert keep_strongest_skips((0, 1, 2), (0.1, -0.9, 0.5)) == [0, 2]
     assert keep_strongest_skips((4,), (0.0,)) == [4]
     assert keep_strongest_skips((0, 1), (math.nan, 0.3)) == [1]
     assert keep_strongest_skips((0, 1), (0.5, -0.5)) == [0]
@@ -107,7 +111,7 @@ def test_skips_keep_the_larger_half_by_gate_magnitude_and_new_cells_connect_dens
     gates = {(3, 0): 0.1, (3, 1): 2.0, (4, 0): 0.9, (4, 1): 0.1, (4, 2): -1.5}
     grown = next_network(arch, stats_for(arch, gate=lambda c, k, s: gates.get((c, k), 1.0)), cfg)
     # old 0,1 -> 0,1; appended 2; old 2,3,4 -> 3,4,5; appended 6
-    assert [cell.skips for cell in grown.cells] == [(), (), (0,), (0,), (1, 2), (0, 2, 3), (0, 1, 2, 3, 4)]
+    assert [cell.skips for cell in grown.cells] == [(), (), (0,), (0,), (1, 2), (0, 1, 2), (0, 1, 2, 3, 4)]
 
 
 @hypothesis_settings(max_examples=60, deadline=None)
@@ -134,3 +138,43 @@ def test_any_statistics_give_a_valid_network_within_the_limits(data, worst_case:
             else:
                 assert [c.ops for c in after.cells] == [c.ops for c in before.cells]
         arch = grown
+
+
+def test_growth_stops_at_the_multiply_accumulate_budget() -> None:
+    free = config(initial_cells="1,1", max_cells="4,4", width="12")
+    start = initial_network(free)
+    one_more = next_network(start, stats_for(start), free)
+    budget = (count_macs(one_more) - 1) / 1e6  # just below the network with both stages grown
+    capped = config(initial_cells="1,1", max_cells="4,4", width="12", max_macs=f"{budget:.6f}")
+    grown = next_network(start, stats_for(start), capped)
+    assert count_macs(grown) <= budget * 1e6 < count_macs(one_more)
+    assert [len(s.cells) for s in grown.stages] == [2, 1]  # the first stage still fit, the second did not
+    network = start
+    for _ in range(4):
+        network = next_network(network, stats_for(network), capped)
+        assert count_macs(network) <= budget * 1e6
+
+
+def test_an_initial_network_over_the_budget_is_refused() -> None:
+    with pytest.raises(InvalidInput, match=r"max_macs=0.001 .* below the initial network's"):
+        engine.validate(experiment({"max_macs": "0.001"}))
+
+
+def test_random_prune_is_seeded_differs_from_the_statistic_and_keeps_the_limits() -> None:
+    cfg = config(initial_cells="3,3", max_cells="5,5", width="12", random_prune="true")
+    arch = initial_network(cfg)
+    stats = stats_for(arch, lambda c, b, op: float(b))  # the statistic would prune every first branch
+    by_statistic = next_network(arch, stats, config(initial_cells="3,3", max_cells="5,5", width="12"))
+    draws = {encode(next_network(arch, stats, cfg, iteration)) for iteration in range(6)}
+    assert encode(next_network(arch, stats, cfg, 2)) == encode(next_network(arch, stats, cfg, 2))
+    assert len(draws) > 1 and encode(by_statistic) not in draws
+    for text in draws:
+        network = decode(text)
+        for before, after in zip(arch.stages, network.stages):
+            pruned = sum(len(c.ops) for c in before.cells) - sum(len(c.ops) for c in after.cells[:-1])
+            assert 0 <= pruned <= sum(len(c.ops) for c in before.cells) // 3
+
+
+def test_worst_case_and_random_prune_cannot_both_be_on() -> None:
+    with pytest.raises(InvalidInput, match="worst_case and random_prune"):
+        engine.validate(experiment({"worst_case": "true", "random_prune": "true"}))

@@ -155,7 +155,20 @@ def test_skip_inputs_are_pooled_projected_and_gated() -> None:
     model(torch.randn(3, 1, 9, 7)).sum().backward()
     gates = model.cells[2].gates
     assert gates is not None and gates.grad is not None and torch.count_nonzero(gates.grad) == 2
-    assert model.skip_gates() == [[], [], [1.0, 1.0]]
+    assert model.skip_gates() == [[], [], [0.0, 0.0]]
+
+
+def test_dense_skip_inputs_leave_the_activation_scale_unchanged_at_initialisation() -> None:
+    """Twelve envelope cells, each taking every earlier cell but its predecessor: at initialisation every cell's
+    output keeps the mean square of a conv-BN-ReLU output (about 0.5) instead of compounding the skips."""
+    cells = ":".join("c1+c3+s3" + (f"@{'.'.join(map(str, range(i - 1)))}" if i > 1 else "") for i in range(12))
+    model = build_model(decode(f"in16x16x1-cls10-stem8/w9:{cells}")).train()
+    scales: list[float] = []
+    for cell in model.cells:
+        cell.register_forward_hook(lambda module, inputs, out: scales.append(float(out.detach().square().mean())))
+    torch.manual_seed(0)
+    model(torch.randn(32, 1, 16, 16))
+    assert len(scales) == 12 and all(0.35 < scale < 0.65 for scale in scales), scales
 
 
 def test_modules_report_the_spec_they_were_built_from() -> None:

@@ -9,7 +9,7 @@ once, at the end of the run.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -31,7 +31,12 @@ class ConcatBody(nn.Module):
                                       for op, w, offset in zip(cell.ops, self.widths, offsets))
         self.record_stats = False
         self.register_buffer("channel_sq_sum", torch.zeros(width), persistent=False)
+        self.register_buffer("taylor_sum", torch.zeros(len(cell.ops)), persistent=False)
+        self.register_buffer("branch_of_channel",
+                             torch.repeat_interleave(torch.arange(len(self.widths)), torch.tensor(self.widths)),
+                             persistent=False)
         self.stat_steps = 0
+        self.taylor_samples = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs = [branch(x) for branch in self.branches]
@@ -40,11 +45,35 @@ class ConcatBody(nn.Module):
             # One reduction per cell: per-channel mean squares; branch means are averaged from them at read-out.
             self.channel_sq_sum += out.detach().float().square().mean(dim=(0, 2, 3))
             self.stat_steps += 1
+            if out.requires_grad:
+                out.register_hook(self._taylor_hook(out.detach()))
         return out
+
+    def _taylor_hook(self, output: torch.Tensor) -> Callable[[torch.Tensor], None]:
+        """Accumulates, per branch, |sum over its channels and pixels of y * dl/dy| per sample: the first-order
+        estimate of how much a sample's loss changes when the branch's output is removed."""
+
+        def hook(grad: torch.Tensor) -> None:
+            batch = grad.shape[0]
+            per_channel = (grad.float() * output.float()).sum(dim=(2, 3)) * batch  # the loss is a batch mean
+            per_branch = torch.zeros(batch, len(self.widths), device=grad.device)
+            per_branch.index_add_(1, self.branch_of_channel, per_channel)
+            self.taylor_sum += per_branch.abs().sum(dim=0)
+            self.taylor_samples += batch
+
+        return hook
 
     def reset_stats(self) -> None:
         self.channel_sq_sum.zero_()
+        self.taylor_sum.zero_()
         self.stat_steps = 0
+        self.taylor_samples = 0
+
+    def taylor_stats(self) -> list[float]:
+        """Mean first-order loss change of removing each branch over the recorded samples; nan before any."""
+        if self.taylor_samples == 0:
+            return [math.nan] * len(self.widths)
+        return (self.taylor_sum / self.taylor_samples).cpu().tolist()
 
     def branch_stats(self) -> list[float]:
         """Mean squared activation of each branch over the recorded steps; nan when nothing was recorded."""
@@ -126,7 +155,10 @@ class CellBlock(nn.Module):
         self.residual = cell.residual
         self.body: ConcatBody | ChoiceBody = ChoiceBody(cell, width) if cell.choice else ConcatBody(cell, width)
         self.skip_inputs = nn.ModuleList(SkipInput(w, width, factor) for w, factor in skip_sources)
-        self.gates = nn.Parameter(torch.ones(len(self.skips))) if self.skips else None
+        # Gates start at zero: at initialisation every cell outputs exactly its body (and residual), so dense
+        # skip inputs cannot compound the activation scale from cell to cell; each gate then learns from
+        # dL/dg = <dL/dout, skip input>.
+        self.gates = nn.Parameter(torch.zeros(len(self.skips))) if self.skips else None
 
     def forward(self, x: torch.Tensor, earlier: list[torch.Tensor]) -> torch.Tensor:
         out = self.body(x)

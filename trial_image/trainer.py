@@ -86,8 +86,13 @@ def make_optimizer(model: nn.Module, config: TrainConfig, steps: int
 
 
 def train(model: nn.Module, data: Tensors, config: TrainConfig,
-          on_epoch: Callable[[EpochResult], None] = lambda result: None) -> list[EpochResult]:
-    """Train in place for the configured budget; raises Diverged on a non-finite loss."""
+          on_epoch: Callable[[EpochResult], None] = lambda result: None,
+          before_step: Callable[[int, int], None] = lambda step, steps: None) -> list[EpochResult]:
+    """Train in place for the configured budget; raises Diverged on a non-finite loss.
+
+    `before_step(step, steps)` runs before optimizer step `step` (0-based) of `steps`, e.g. to start
+    recording statistics for the last part of the run.
+    """
     device = data.train_x.device
     use_amp = device.type == "cuda"
     count = len(data.train_y)
@@ -106,6 +111,7 @@ def train(model: nn.Module, data: Tensors, config: TrainConfig,
         for index in epoch_batches(count, config.batch_size, generator, device):
             if step >= steps:
                 break
+            before_step(step, steps)
             inputs, targets = data.train_x[index], data.train_y[index]
             with torch.autocast(device.type, enabled=use_amp):
                 logits = model(inputs)

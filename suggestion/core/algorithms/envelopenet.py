@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from katib_nas.contract.assignments import MAX_VALUE_BYTES
 from katib_nas.contract.codec import encode
+from katib_nas.contract.cost import count_macs
 from katib_nas.contract.errors import InvalidInput
 
 from ..experiment import ExperimentInfo, TrialRecord
 from .base import Proposal
 from .envelopenet_config import ALGORITHM, EnvelopeNetConfig, EnvelopeNetSettings, resolve
-from .envelopenet_construct import initial_network, largest_network
+from .envelopenet_construct import initial_network, largest_network, within_budget
 from .envelopenet_schedule import MAX_SUGGESTIONS, Construction, check_retries, rebuild, record_phase_start, trial_seed
 
 PHASE_LABEL = "katib-nas-envelopenet-phase"
@@ -43,7 +44,11 @@ class EnvelopeNet:
     def validate(self, experiment: ExperimentInfo) -> EnvelopeNetConfig:
         """The resolved plan; InvalidInput for bad settings, nasConfig, metrics or networks too large."""
         config = resolve(experiment)
-        initial_network(config)  # raises when the initial network cannot be built
+        start = initial_network(config)  # raises when the initial network cannot be built
+        if not within_budget(start, config):
+            raise InvalidInput(f"setting max_macs={config.settings.max_macs:g} (millions) is below the initial "
+                               f"network's {count_macs(start) / 1e6:.1f} M multiply-accumulates; raise it, or start "
+                               "with fewer cells or a smaller width")
         longest = len(encode(largest_network(config)))
         if longest > MAX_VALUE_BYTES:
             raise InvalidInput(f"networks of up to {sum(config.max_cells)} cells would take up to {longest} "

@@ -44,6 +44,9 @@ class EnvelopeNetSettings:
     skip: bool = setting(True, "gated skip connections: a new cell takes every earlier cell, an existing "
                                "cell keeps the half of its skips with the largest learned gates")
     worst_case: bool = setting(False, "ablation: prune the branches with the highest statistic instead")
+    random_prune: bool = setting(False, "control: prune random branches and keep random skips, same schedule")
+    max_macs: float = setting(0.0, "multiply-accumulate budget in millions per image: a stage grows only while "
+                                   "the network stays within it; 0 means no budget", low=0.0, high=1e6)
     iteration_epochs: int = setting(1, "epochs of every construction trial (the truncated budget)",
                                     low=1, high=1000)
     final_epochs: int = setting(10, "epochs of the training of the constructed network", low=1, high=1000)
@@ -98,6 +101,8 @@ def resolve(experiment: ExperimentInfo) -> EnvelopeNetConfig:
             raise SettingsError(f"setting max_cells: stage {s} may grow to {most} cells, fewer than its "
                                 f"initial_cells {first}")
     _check_metrics(experiment, settings)
+    if settings.worst_case and settings.random_prune:
+        raise SettingsError("settings worst_case and random_prune are two different controls: set at most one")
     return EnvelopeNetConfig(
         settings=settings,
         input_shape=space.input_shape,

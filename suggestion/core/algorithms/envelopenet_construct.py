@@ -2,21 +2,28 @@
 
 One step turns network k and the statistics of its truncated training into
 network k+1. In every stage still growing (construction on for the stage,
-fewer cells than its maximum) it prunes the branches with the lowest mean
-squared activation (the highest under worst_case): at most max_filter_prune
-and at most a third of the stage's branches, never a cell's last branch,
-weakest first, ties by position. It then appends a full envelope cell to
-the stage. With skips on, a new cell takes every earlier cell except its
-predecessor; an existing cell keeps the larger half (rounded up) of its skip
-inputs by learned gate magnitude, plus every new cell before it.
+fewer cells than its maximum) it prunes the branches with the lowest
+statistic (the highest under worst_case, random ones under random_prune): at
+most max_filter_prune and at most a third of the stage's branches, never a
+cell's last branch, weakest first, ties by position. It then appends a full
+envelope cell to the stage, stage by stage, as long as the network stays
+within the multiply-accumulate budget (max_macs). With skips on, a new cell
+takes every earlier cell except its predecessor; an existing cell keeps the
+larger half (rounded up) of its skip inputs by signed learned gate value
+(random ones under random_prune), plus every new cell before it.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
+import numpy as np
+
+from katib_nas.contract.cost import count_macs
 from katib_nas.contract.spec import Architecture, Cell, Op, Stage
 
+from .base import seeded_rng
 from .envelopenet_config import EnvelopeNetConfig
 from .envelopenet_stats import Statistics
 
@@ -25,45 +32,42 @@ PRUNE_FRACTION_DENOMINATOR = 3
 
 def initial_network(config: EnvelopeNetConfig) -> Architecture:
     """Stages of full envelope cells; the first stage keeps the stem's resolution, later ones halve it."""
-    stages = []
-    for s, (width, cells) in enumerate(zip(config.stage_widths, config.initial_cells)):
-        stages.append(Stage(width, 1 if s == 0 else 2, tuple(Cell(config.branch_ops) for _ in range(cells))))
-    arch = Architecture(config.input_shape, config.num_classes, config.stem, tuple(stages))
-    return _with_dense_skips(arch) if config.settings.skip else arch.validate()
+    return _envelope_network(config, config.initial_cells)
 
 
 def largest_network(config: EnvelopeNetConfig) -> Architecture:
     """An upper bound on every network of the run: all stages at max_cells, full cells, dense skips."""
-    stages = []
-    for s, (width, cells) in enumerate(zip(config.stage_widths, config.max_cells)):
-        stages.append(Stage(width, 1 if s == 0 else 2, tuple(Cell(config.branch_ops) for _ in range(cells))))
-    arch = Architecture(config.input_shape, config.num_classes, config.stem, tuple(stages))
-    return _with_dense_skips(arch) if config.settings.skip else arch.validate()
+    return _envelope_network(config, config.max_cells)
 
 
-def next_network(arch: Architecture, stats: Statistics, config: EnvelopeNetConfig) -> Architecture:
-    """Network k+1 from network k and the (averaged) statistics of its training."""
+def next_network(arch: Architecture, stats: Statistics, config: EnvelopeNetConfig,
+                 iteration: int = 0) -> Architecture:
+    """Network k+1 from network k (trained in iteration k) and the (averaged) statistics of its training."""
+    rng = seeded_rng("envelopenet-random-prune", config.settings.seed, iteration) \
+        if config.settings.random_prune else None
     stage_ops: list[list[tuple[Op, ...]]] = []
-    origins: list[int | None] = []  # flat index in `arch` of each new cell, None for an appended cell
     flat = 0
     for s, stage in enumerate(arch.stages):
         count = len(stage.cells)
         ops = [cell.ops for cell in stage.cells]
         if growing(config, s, count):
             ops = prune_stage(ops, list(stats.branches[flat:flat + count]), config.settings.max_filter_prune,
-                              config.settings.worst_case)
-            ops.append(config.branch_ops)
-        origins.extend(range(flat, flat + count))
-        origins.extend([None] * (len(ops) - count))
+                              config.settings.worst_case, rng)
         stage_ops.append(ops)
         flat += count
-    skips = _next_skips(arch, stats, origins) if config.settings.skip else [()] * len(origins)
-    stages, position = [], 0
-    for stage, ops in zip(arch.stages, stage_ops):
-        cells = tuple(Cell(cell_ops, skips=skips[position + i]) for i, cell_ops in enumerate(ops))
-        stages.append(Stage(stage.width, stage.stride, cells))
-        position += len(ops)
-    return Architecture(arch.input_shape, arch.num_classes, arch.stem, tuple(stages)).validate()
+    grown = [False] * len(arch.stages)
+    for s, stage in enumerate(arch.stages):
+        if growing(config, s, len(stage.cells)):
+            trial = grown[:s] + [True] + grown[s + 1:]
+            if within_budget(_assemble(arch, stats, config, stage_ops, trial, rng), config):
+                grown = trial
+    return _assemble(arch, stats, config, stage_ops, grown, rng)
+
+
+def within_budget(arch: Architecture, config: EnvelopeNetConfig) -> bool:
+    """Whether the network's multiply-accumulates stay within max_macs (millions; 0: no budget)."""
+    budget = config.settings.max_macs
+    return budget <= 0 or count_macs(arch) <= budget * 1e6
 
 
 def growing(config: EnvelopeNetConfig, stage: int, cells: int) -> bool:
@@ -72,15 +76,19 @@ def growing(config: EnvelopeNetConfig, stage: int, cells: int) -> bool:
 
 
 def prune_stage(cells: list[tuple[Op, ...]], values: list[tuple[float, ...]], max_prune: int,
-                worst_case: bool) -> list[tuple[Op, ...]]:
-    """The stage's cells with its weakest branches removed (strongest under worst_case)."""
+                worst_case: bool, rng: np.random.Generator | None = None) -> list[tuple[Op, ...]]:
+    """The stage's cells with its weakest branches removed (strongest under worst_case, random ones with rng)."""
     total = sum(len(ops) for ops in cells)
     limit = min(max_prune, total // PRUNE_FRACTION_DENOMINATOR)
-    ranked = sorted(((_strength(values[c][b]), c, b) for c, ops in enumerate(cells) for b in range(len(ops))),
-                    key=lambda item: (-item[0] if worst_case else item[0], item[1], item[2]))
+    positions = [(c, b) for c, ops in enumerate(cells) for b in range(len(ops))]
+    if rng is not None:
+        ranked = [positions[i] for i in rng.permutation(len(positions))]
+    else:
+        strength = {(c, b): _strength(values[c][b]) for c, b in positions}
+        ranked = sorted(positions, key=lambda cb: (-strength[cb] if worst_case else strength[cb], cb))
     remaining = [len(ops) for ops in cells]
     pruned: set[tuple[int, int]] = set()
-    for _, c, b in ranked:
+    for c, b in ranked:
         if len(pruned) >= limit:
             break
         if remaining[c] > 1:
@@ -89,14 +97,40 @@ def prune_stage(cells: list[tuple[Op, ...]], values: list[tuple[float, ...]], ma
     return [tuple(op for b, op in enumerate(ops) if (c, b) not in pruned) for c, ops in enumerate(cells)]
 
 
-def keep_strongest_skips(skips: tuple[int, ...], gates: tuple[float, ...]) -> list[int]:
-    """The larger half (rounded up) of the skip inputs by gate magnitude; ties keep the earlier source."""
+def keep_strongest_skips(skips: tuple[int, ...], gates: tuple[float, ...],
+                         rng: np.random.Generator | None = None) -> list[int]:
+    """The larger half (rounded up) of the skip inputs by signed gate value (a random half with rng); ties keep
+    the earlier source."""
     keep = len(skips) - len(skips) // 2
-    ranked = sorted(zip(skips, gates), key=lambda pair: (-_magnitude(pair[1]), pair[0]))
+    if rng is not None:
+        return sorted(skips[i] for i in rng.permutation(len(skips))[:keep])
+    ranked = sorted(zip(skips, gates), key=lambda pair: (-_signed(pair[1]), pair[0]))
     return sorted(source for source, _ in ranked[:keep])
 
 
-def _next_skips(arch: Architecture, stats: Statistics, origins: list[int | None]) -> list[tuple[int, ...]]:
+def _assemble(arch: Architecture, stats: Statistics, config: EnvelopeNetConfig,
+              stage_ops: Sequence[list[tuple[Op, ...]]], grown: Sequence[bool],
+              rng: np.random.Generator | None) -> Architecture:
+    """Network k+1 from the pruned cells of every stage, a full cell appended where `grown`, and its skips."""
+    origins: list[int | None] = []  # flat index in `arch` of each new cell, None for an appended cell
+    flat, all_ops = 0, []
+    for stage, ops, grow in zip(arch.stages, stage_ops, grown):
+        ops = list(ops) + ([config.branch_ops] if grow else [])
+        origins.extend(range(flat, flat + len(stage.cells)))
+        origins.extend([None] * (len(ops) - len(stage.cells)))
+        all_ops.append(ops)
+        flat += len(stage.cells)
+    skips = _next_skips(arch, stats, origins, rng) if config.settings.skip else [()] * len(origins)
+    stages, position = [], 0
+    for stage, ops in zip(arch.stages, all_ops):
+        cells = tuple(Cell(cell_ops, skips=skips[position + i]) for i, cell_ops in enumerate(ops))
+        stages.append(Stage(stage.width, stage.stride, cells))
+        position += len(ops)
+    return Architecture(arch.input_shape, arch.num_classes, arch.stem, tuple(stages)).validate()
+
+
+def _next_skips(arch: Architecture, stats: Statistics, origins: list[int | None],
+                rng: np.random.Generator | None) -> list[tuple[int, ...]]:
     new_index = {old: new for new, old in enumerate(origins) if old is not None}
     appended = [new for new, old in enumerate(origins) if old is None]
     result = []
@@ -104,10 +138,18 @@ def _next_skips(arch: Architecture, stats: Statistics, origins: list[int | None]
         if old is None:
             sources = set(range(position - 1))
         else:
-            kept = keep_strongest_skips(arch.cells[old].skips, stats.gates[old])
+            kept = keep_strongest_skips(arch.cells[old].skips, stats.gates[old], rng)
             sources = {new_index[source] for source in kept} | {a for a in appended if a < position}
         result.append(tuple(sorted(s for s in sources if s < position - 1)))
     return result
+
+
+def _envelope_network(config: EnvelopeNetConfig, cells_per_stage: Sequence[int]) -> Architecture:
+    stages = []
+    for s, (width, cells) in enumerate(zip(config.stage_widths, cells_per_stage)):
+        stages.append(Stage(width, 1 if s == 0 else 2, tuple(Cell(config.branch_ops) for _ in range(cells))))
+    arch = Architecture(config.input_shape, config.num_classes, config.stem, tuple(stages))
+    return _with_dense_skips(arch) if config.settings.skip else arch.validate()
 
 
 def _with_dense_skips(arch: Architecture) -> Architecture:
@@ -126,5 +168,6 @@ def _strength(value: float) -> float:
     return value if math.isfinite(value) else -math.inf
 
 
-def _magnitude(gate: float) -> float:
-    return abs(gate) if math.isfinite(gate) else 0.0
+def _signed(gate: float) -> float:
+    """A gate's value for ranking; an unknown (non-finite) one ranks last."""
+    return gate if math.isfinite(gate) else -math.inf

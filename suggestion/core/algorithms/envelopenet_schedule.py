@@ -110,7 +110,7 @@ def rebuild(config: EnvelopeNetConfig, history: list[TrialRecord], first_index: 
             _add_vanished(phase, vanished, earlier, starts)
             return Construction(tuple(networks), phase, False, next_index)
         earlier.update(index for index, (p, _) in ours.items() if p == number)
-        networks.append(next_network(networks[-1], average(chosen), config))
+        networks.append(next_network(networks[-1], average(chosen), config, number))
     phase = _collect(Phase(settings.iterations, networks[-1], settings.final_epochs), ours)
     if not phase.succeeded:
         _add_vanished(phase, vanished, earlier, starts)
