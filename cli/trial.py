@@ -40,6 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--report-to-katib", action="store_true",
                         help="push numeric metrics with kubeflow.katib.report_metrics when KATIB_TRIAL_NAME is set "
                              "(DB manager address from KATIB_DB_MANAGER_ADDRESS, else Katib's default)")
+    parser.add_argument("--latency-table", metavar="PATH",
+                        help="also report predicted-latency-ms, the sum of this latency table's entries for the "
+                             "network (a table from `katib-nas profile`, e.g. a mounted ConfigMap), or `measure` to "
+                             "profile the network's own layers on this device (one thread) first; networks of "
+                             "single-op cells without skip inputs, as proxylessnas proposes")
     parser.add_argument("--export-dir", metavar="DIR",
                         help="write TorchScript (and ONNX when onnx is installed) and model.json here")
     parser.set_defaults(handler=run)
@@ -56,5 +61,6 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, threads=args.threads, val_fraction=args.val_fraction,
         max_train_samples=args.max_train_samples, branch_stats=args.branch_stats, test=args.test,
         metrics_file=args.metrics_file,
-        metrics_format=args.metrics_format, report_to_katib=args.report_to_katib, export_dir=args.export_dir)
+        metrics_format=args.metrics_format, report_to_katib=args.report_to_katib, export_dir=args.export_dir,
+        latency_table=args.latency_table)
     return run_trial(options)

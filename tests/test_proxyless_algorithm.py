@@ -43,7 +43,8 @@ def experiment(settings: dict[str, str] | None = None, **fields: Any) -> Experim
     return ExperimentInfo(**base)
 
 
-REINFORCE = {"mode": "reinforce", "latency_target_ms": "2", "latency_exponent": "0.5", "reinforce_lr": "1"}
+REINFORCE = {"mode": "reinforce", "latency_target_ms": "2", "latency_exponent": "0.5", "reinforce_lr": "1",
+             "latency_metric": "latency-ms"}
 
 
 def test_assignment_names_follow_each_experiments_own_mode() -> None:
@@ -159,7 +160,7 @@ def test_reinforce_replay_is_independent_of_trial_order_and_restarts() -> None:
 
 def test_reinforce_learns_from_rewards() -> None:
     history = reinforce_history(60)
-    config = ReinforceConfig(1.0, 0.9, 2.0, 0.5, "Validation-Accuracy", "latency-ms")
+    config = ReinforceConfig(0.3, 2, 0.9, 2.0, 0.5, "Validation-Accuracy", "latency-ms")
     from katib_nas.suggestion.core.algorithms.proxyless_reinforce import episodes_from_history
     supernet = decode(engine.suggest(experiment(), [], 1, 0).assignments[0]["architecture"])
     episodes = episodes_from_history(history, supernet, config)
@@ -168,13 +169,30 @@ def test_reinforce_learns_from_rewards() -> None:
     assert mean_probs.argmax() == 0 and mean_probs[0] > 0.25, mean_probs
 
 
-def test_replay_update_matches_the_reinforce_rule() -> None:
-    config = ReinforceConfig(0.5, 0.8, 0.0, 0.0, "acc", "lat")
+def test_replay_update_matches_the_batched_reinforce_rule() -> None:
+    config = ReinforceConfig(0.5, 2, 0.8, 0.0, 0.0, "acc", "lat")
     episodes = [Episode((0, 1), 0.5), Episode((1, 1), 0.9)]
+    # One batch: baseline = its mean 0.7, advantages normalised by the rewards' std 0.2 -> -1 and +1, so the
+    # batch-mean gradient is (onehot(second) - onehot(first)) / 2; Adam's first step (beta1 = 0) moves every
+    # logit with a non-zero gradient by the learning rate, in the gradient's direction.
     alpha = replay(2, 3, episodes, config)
-    # First episode: baseline = its reward, no move. Second: advantage 0.9 - 0.5, from uniform logits.
-    grad = -np.full((2, 3), 1 / 3)
-    grad[0, 1] += 1
-    grad[1, 1] += 1
-    np.testing.assert_allclose(alpha, 0.5 * 0.4 * grad)
-    assert reward(0.8, 4.0, ReinforceConfig(1, 0.9, 2.0, 1.0, "a", "l")) == pytest.approx(0.4)
+    np.testing.assert_allclose(alpha, [[-0.5, 0.5, 0.0], [0.0, 0.0, 0.0]], atol=1e-6)
+    # An incomplete batch changes nothing: its trials were drawn from the same probabilities as the next one.
+    np.testing.assert_array_equal(replay(2, 3, episodes + [Episode((2, 2), 1.0)], config), alpha)
+    assert not replay(2, 3, episodes[:1], config).any()
+    assert reward(0.8, 4.0, ReinforceConfig(1, 2, 0.9, 2.0, 1.0, "a", "l")) == pytest.approx(0.4)
+
+
+def test_reinforce_reads_the_predicted_latency_by_default() -> None:
+    settings = {key: value for key, value in REINFORCE.items() if key != "latency_metric"}
+    with pytest.raises(InvalidInput, match="predicted-latency-ms"):
+        engine.validate(experiment(settings))
+    engine.validate(experiment(settings, additional_metrics=("predicted-latency-ms",)))
+
+
+def test_reinforce_batches_follow_parallel_trials() -> None:
+    from katib_nas.suggestion.core.algorithms.proxylessnas import ProxylessSettings, reinforce_config
+
+    assert reinforce_config(ProxylessSettings(), experiment(parallel_trial_count=1)).batch_size == 2
+    assert reinforce_config(ProxylessSettings(), experiment(parallel_trial_count=4)).batch_size == 4
+    assert reinforce_config(ProxylessSettings(reinforce_batch=3), experiment(parallel_trial_count=4)).batch_size == 3

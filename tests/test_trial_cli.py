@@ -151,6 +151,23 @@ def test_test_flag_without_a_test_set_exits_2_before_training() -> None:
                                  "with fashion-mnist (t10k files) and cifar10 (test_batch.bin)"]
 
 
+def test_latency_table_measure_reports_the_predicted_latency_of_a_derived_network(tmp_path: Path) -> None:
+    derived = "in8x8x1-cls10-stem8/w8:mb3e3@r:zero@r/w16s2:mb5e6@r"
+    run = run_trial("--architecture", derived, *FAST, "--steps", "2", "--latency-table", "measure",
+                    "--metrics-file", str(tmp_path / "m.txt"))
+    assert run.code == 0, run.stderr
+    metrics = run.metrics()
+    assert float(metrics["predicted-latency-ms"]) > 0 and float(metrics["latency-ms"]) > 0
+    assert "predicted-latency-ms=" in (tmp_path / "m.txt").read_text()
+
+
+def test_a_latency_table_that_cannot_cover_the_network_exits_2_before_training() -> None:
+    run = run_trial("--architecture", ARCH, *FAST, "--latency-table", "measure")
+    assert run.code == 2 and "Train-Loss" not in run.stdout
+    assert run.error_lines() == ["katib-nas trial: error: the latency table covers single-op and choice cells "
+                                 "without skip inputs; cell c3... does not fit"]
+
+
 def test_bad_architecture_text_exits_2_naming_the_token() -> None:
     run = run_trial("--architecture", "in8x8x1-cls10-stem8/w16:c3+q5", *FAST)
     assert run.code == 2 and run.stdout == ""

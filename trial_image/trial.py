@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from .data import Split
     from .model import Network
+    from .proxyless.table import LatencyTable
     from .reporting import MetricsWriter
     from .trainer import Tensors, TrainConfig
 
@@ -54,6 +55,7 @@ class TrialOptions:
     metrics_format: str = "text"
     report_to_katib: bool = False
     export_dir: str | None = None
+    latency_table: str | None = None
 
 
 def strip_quotes(text: str) -> str:
@@ -105,6 +107,7 @@ def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
     threads = configure_threads(options.threads)
     LOG.info("%s: %d training and %d validation images, device %s, %d CPU thread(s)", options.dataset,
              len(split.train_y), len(split.val_y), device, threads)
+    table = _latency_table(options.latency_table, arch, device)
     seed_everything(options.seed, device)
     model = build_model(arch).to(device)
     tensors = Tensors(*(torch.from_numpy(a).to(device) for a in (split.train_x, split.train_y, split.val_x,
@@ -118,12 +121,25 @@ def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
     config = TrainConfig(epochs=options.epochs, steps=options.steps, batch_size=options.batch_size, lr=options.lr,
                          weight_decay=options.weight_decay, seed=options.seed)
     LOG.info("ready after %.1f s; training %s", time.perf_counter() - started, model.arch_text)
-    return _train_and_report(model, arch, split, tensors, config, options, writer, test)
+    return _train_and_report(model, arch, split, tensors, config, options, writer, test, table)
+
+
+def _latency_table(option: str | None, arch: Architecture, device: torch.device) -> LatencyTable | None:
+    """The table whose entries predict this network's latency (checked to cover it before any training)."""
+    if option is None:
+        return None
+    from .proxyless.profiler import obtain_table
+    from .proxyless.table import network_keys
+
+    table = obtain_table(option, arch, device)
+    table.require(network_keys(arch), "the network")
+    return table
 
 
 def _train_and_report(model: Network, arch: Architecture, split: Split, tensors: Tensors, config: TrainConfig,
                       options: TrialOptions, writer: MetricsWriter,
-                      test: tuple[torch.Tensor, torch.Tensor] | None = None) -> int:
+                      test: tuple[torch.Tensor, torch.Tensor] | None = None,
+                      table: LatencyTable | None = None) -> int:
     """Train, then measure, export and report; the objective is written only after everything succeeded."""
     from katib_nas.contract.branch_stats import (
         BRANCH_STATS_METRIC,
@@ -162,6 +178,8 @@ def _train_and_report(model: Network, arch: Architecture, split: Split, tensors:
         "flops": count_macs(model, arch.input_shape),
         "latency-ms": measure_latency_ms(model, arch.input_shape),
     }
+    if table is not None:
+        final["predicted-latency-ms"] = table.predict_ms(arch)
     if options.branch_stats:
         final[BRANCH_STATS_METRIC] = format_branch_stats(model.branch_stats())
         final[SKIP_GATES_METRIC] = format_skip_gates(model.skip_gates())

@@ -30,13 +30,16 @@ from torch import nn
 
 from katib_nas.contract.spec import Architecture
 
+from ..cells import ChoiceBody
 from ..model import build_model
-from .table import LatencyTable, block_option_keys, fixed_keys
+from .table import LatencyTable, block_option_keys, fixed_keys, load_table
 
 STATISTICS = ("min", "median")
 CLOCKS = ("auto", "wall", "thread")
 #: Key of an empty module timed through the same hooks: the hooks' own cost, subtracted from every entry.
 HOOK_PROBE = "probe:hook-overhead"
+#: The --latency-table value that profiles the trial's own network instead of reading a file.
+MEASURE = "measure"
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ def profile_supernet(supernet: Architecture, device: torch.device, timing: Timin
     """Time every position of the supernet in context; `repeats` cycles after `warmup` cycles, each cycle
     running every op of every block once (blocks permuted independently)."""
     network = build_model(supernet).to(device).eval()
-    bodies = network.choice_bodies()
+    choice = {b: cell.body for b, cell in enumerate(network.cells) if isinstance(cell.body, ChoiceBody)}
     fixed, options = fixed_keys(supernet), block_option_keys(supernet)
     synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     timer = HookTimer(timing.clock_for(device), synchronize)
@@ -103,19 +106,19 @@ def profile_supernet(supernet: Architecture, device: torch.device, timing: Timin
         timer.attach(widener, (lambda k: lambda: k)(fixed[1 + s]))
     timer.attach(network.head, lambda: fixed[-1])
     for b, cell in enumerate(network.cells):
-        timer.attach(cell, (lambda b: lambda: options[b][bodies[b].active[0]])(b))
+        timer.attach(cell, (lambda b: lambda: options[b][choice[b].active[0] if b in choice else 0])(b))
     probe = nn.Identity()
     timer.attach(probe, lambda: HOOK_PROBE)
     height, width, channels = supernet.input_shape
     sample = torch.randn(1, channels, height, width, device=device)
     rng = np.random.default_rng(0)
-    longest = max(len(body.alternatives) for body in bodies)
+    longest = max((len(body.alternatives) for body in choice.values()), default=1)
     with torch.inference_mode():
         for cycle in range(timing.warmup + timing.repeats):
             timer.recording = cycle >= timing.warmup
-            orders = [rng.permutation(len(body.alternatives)) for body in bodies]
+            orders = [rng.permutation(len(body.alternatives)) for body in choice.values()]
             for j in range(longest):
-                for body, order in zip(bodies, orders):
+                for body, order in zip(choice.values(), orders):
                     body.set_active(int(order[j % len(order)]))
                 network(sample)
                 probe(sample)
@@ -163,3 +166,18 @@ def table_timing(table: LatencyTable) -> Timing:
     return Timing(int(meta.get("warmup", Timing.warmup)), int(meta.get("repeats", Timing.repeats)),
                   str(meta.get("statistic", Timing.statistic)), int(meta.get("rounds", Timing.rounds)),
                   str(meta.get("clock", Timing.clock)))
+
+
+def obtain_table(option: str | None, supernet: Architecture, device: torch.device) -> LatencyTable | None:
+    """The latency table: none, read from a file, or (option `measure`) the network's own positions profiled
+    here with one thread (about a second on a CPU)."""
+    if option is None:
+        return None
+    if option != MEASURE:
+        return load_table(option)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return profile_supernet(supernet, device, Timing())
+    finally:
+        torch.set_num_threads(before)

@@ -30,14 +30,13 @@ from ..runtime import channels_last, configure_threads, resolve_device, seed_eve
 from ..trainer import Diverged, Tensors, TrainConfig, evaluate, train
 from ..trial import EXIT_DIVERGED, EXIT_OK, check_fits, parse_architecture, strip_quotes
 from .latency_loss import LatencyModel
-from .profiler import Timing, profile_supernet, table_timing, time_network_ms
+from .profiler import Timing, obtain_table, table_timing, time_network_ms
 from .search import Optimisation, SearchData, evaluate_argmax, run_search
-from .table import LatencyTable, load_table
+from .table import LatencyTable
 
 LOG = logging.getLogger("katib_nas.trial_image.proxyless")
 ARCH_SPLIT_SEED = 2019
 #: --latency-table value that profiles the supernet on the trial's own device before searching.
-MEASURE = "measure"
 
 
 @dataclass(frozen=True)
@@ -111,20 +110,6 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
     LOG.info("path probabilities: %s", [[round(p, 3) for p in row] for row in result.probabilities])
     writer.write(metrics)
     return EXIT_OK
-
-
-def obtain_table(option: str | None, supernet: Architecture, device: torch.device) -> LatencyTable | None:
-    """The latency table: none, read from a file, or (option `measure`) profiled here with one thread."""
-    if option is None:
-        return None
-    if option != MEASURE:
-        return load_table(option)
-    before = torch.get_num_threads()
-    configure_threads(1)
-    try:
-        return profile_supernet(supernet, device, Timing())
-    finally:
-        configure_threads(before)
 
 
 def split_search_data(split: Split, arch_fraction: float, device: torch.device) -> SearchData:

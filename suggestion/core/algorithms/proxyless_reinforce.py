@@ -2,14 +2,23 @@
 
 Every searchable block b has logits alpha[b] over its candidate ops; a trial's
 architecture takes op a_b ~ softmax(alpha[b]) independently per block. A
-finished trial with accuracy A and measured latency L earns the reward
-R = A * (T / L)^w (R = A when no target T is set), and every block moves
-alpha[b] += lr * (R - baseline) * (onehot(a_b) - softmax(alpha[b])), the
-REINFORCE gradient of log p(a). The baseline is a moving average of rewards,
-starting at the first reward. Trials are replayed in suggestion order (the
-index label written when the trial was proposed; name order breaks ties and
-orders trials without the label), so the result does not depend on the order
-Katib lists trials and a restarted suggestion service rebuilds the same alpha.
+finished trial with accuracy A and latency L (the table's prediction the
+trial reports, by default) earns the reward R = A * (T / L)^w (R = A when no
+target T is set).
+
+Episodes are grouped in batches of `batch_size` consecutive trials (in
+suggestion order); a batch updates the logits once it is complete, so the
+trials of a batch are drawn from the same probabilities. Per batch: the
+baseline tracks the batch mean (b <- b + (1 - decay) * (mean(R) - b),
+starting at the first batch's mean), advantages A_i = (R_i - b) / s are
+normalised by the standard deviation s of every reward so far, and Adam
+(beta1 = 0) ascends the batch-mean REINFORCE gradient
+sum_i A_i * (onehot(a_i,b) - softmax(alpha[b])) / batch_size.
+
+Trials are replayed in suggestion order (the index label written when the
+trial was proposed; name order breaks ties and orders trials without the
+label), so the result does not depend on the order Katib lists trials, and a
+restarted suggestion service rebuilds the same alpha.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ class ReinforceConfig:
     """Update rule and reward of the REINFORCE mode."""
 
     learning_rate: float
+    batch_size: int
     baseline_decay: float
     latency_target_ms: float
     latency_exponent: float
@@ -64,18 +74,35 @@ def reward(accuracy: float, latency_ms: float | None, config: ReinforceConfig) -
     return accuracy * (config.latency_target_ms / latency_ms) ** config.latency_exponent
 
 
+ADAM_BETA2 = 0.999
+ADAM_EPSILON = 1e-8
+
+
 def replay(num_blocks: int, num_ops: int, episodes: Sequence[Episode], config: ReinforceConfig) -> np.ndarray:
-    """The logits after applying every episode in order, starting from all zeros (uniform paths)."""
+    """The logits after every complete batch of episodes, in order, starting from all zeros (uniform paths)."""
     alpha = np.zeros((num_blocks, num_ops))
+    second_moment = np.zeros_like(alpha)
     baseline: float | None = None
+    rewards_so_far: list[float] = []
     rows = np.arange(num_blocks)
-    for episode in episodes:
-        baseline = episode.reward if baseline is None else baseline
-        advantage = episode.reward - baseline
-        grad = -softmax(alpha)
-        grad[rows, list(episode.choices)] += 1.0
-        alpha += config.learning_rate * advantage * grad
-        baseline = config.baseline_decay * baseline + (1.0 - config.baseline_decay) * episode.reward
+    complete = len(episodes) - len(episodes) % config.batch_size
+    for update, start in enumerate(range(0, complete, config.batch_size), start=1):
+        batch = episodes[start:start + config.batch_size]
+        rewards = [episode.reward for episode in batch]
+        rewards_so_far.extend(rewards)
+        mean = float(np.mean(rewards))
+        baseline = mean if baseline is None else baseline + (1.0 - config.baseline_decay) * (mean - baseline)
+        scale = float(np.std(rewards_so_far)) or 1.0
+        probs = softmax(alpha)
+        grad = np.zeros_like(alpha)
+        for episode in batch:
+            direction = -probs
+            direction[rows, list(episode.choices)] += 1.0
+            grad += (episode.reward - baseline) / scale * direction
+        grad /= len(batch)
+        second_moment = ADAM_BETA2 * second_moment + (1.0 - ADAM_BETA2) * grad ** 2
+        corrected = second_moment / (1.0 - ADAM_BETA2 ** update)
+        alpha += config.learning_rate * grad / (np.sqrt(corrected) + ADAM_EPSILON)
     return alpha
 
 

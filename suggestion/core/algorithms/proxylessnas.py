@@ -52,12 +52,15 @@ class ProxylessSettings:
     arch_lr: float = setting(0.006, "oneshot: Adam learning rate of the path logits", low=1e-6, high=10.0)
     retrain_epochs: int = setting(0, "oneshot: epochs to retrain the derived network from scratch (0: keep "
                                      "the supernet weights)", low=0, high=10000)
-    reinforce_lr: float = setting(0.5, "reinforce: step size of the path-logit update", low=0.0, high=100.0)
-    baseline_decay: float = setting(0.9, "reinforce: moving-average decay of the reward baseline", low=0.0,
-                                    high=1.0)
+    reinforce_lr: float = setting(0.3, "reinforce: Adam step size of the path-logit update", low=0.0, high=100.0)
+    reinforce_batch: int = setting(0, "reinforce: trials per update, drawn from the same probabilities; "
+                                      "0 means max(parallelTrialCount, 2)", low=0, high=1000)
+    baseline_decay: float = setting(0.9, "reinforce: decay of the baseline that tracks the batch-mean reward",
+                                    low=0.0, high=1.0)
     latency_exponent: float = setting(0.07, "reinforce: w in reward = accuracy * (T / latency)^w", low=0.0,
                                       high=100.0)
-    latency_metric: str = setting("latency-ms", "reinforce: trial metric holding the measured latency in ms")
+    latency_metric: str = setting("predicted-latency-ms", "reinforce: trial metric holding the latency in ms "
+                                  "(the latency table's prediction; latency-ms for the measured one)")
 
 
 class ProxylessNas:
@@ -110,7 +113,8 @@ def search_config(settings: ProxylessSettings, trial_index: int) -> SearchConfig
 
 
 def reinforce_config(settings: ProxylessSettings, experiment: ExperimentInfo) -> ReinforceConfig:
-    return ReinforceConfig(settings.reinforce_lr, settings.baseline_decay, settings.latency_target_ms,
+    batch = settings.reinforce_batch or max(experiment.parallel_trial_count, 2)
+    return ReinforceConfig(settings.reinforce_lr, batch, settings.baseline_decay, settings.latency_target_ms,
                            settings.latency_exponent, experiment.objective_metric, settings.latency_metric)
 
 
