@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from katib_nas.contract.branch_stats import DEFAULT_STATISTIC, STATISTIC_PREFIXES
+
 from .arguments import add_training_arguments, non_negative_int, positive_int
 
 DESCRIPTION = """\
@@ -36,7 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="after training, also report Test-Accuracy and Test-Loss on the dataset's separate "
                              "test set (Fashion-MNIST t10k files, CIFAR-10 test_batch.bin)")
     parser.add_argument("--branch-stats", action="store_true",
-                        help="report Branch-Stats and Skip-Gates (EnvelopeNet construction reads them)")
+                        help="report Branch-Stats and Skip-Gates (EnvelopeNet construction reads them), recorded "
+                             "over the last half of the training steps")
+    parser.add_argument("--branch-statistic", choices=tuple(STATISTIC_PREFIXES), default=DEFAULT_STATISTIC,
+                        help=f"what Branch-Stats measures (default {DEFAULT_STATISTIC}): taylor, the first-order "
+                             "change of the loss when a branch is removed; mean-square, the branch output's mean "
+                             "squared activation")
     parser.add_argument("--report-to-katib", action="store_true",
                         help="push numeric metrics with kubeflow.katib.report_metrics when KATIB_TRIAL_NAME is set "
                              "(DB manager address from KATIB_DB_MANAGER_ADDRESS, else Katib's default)")
@@ -59,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         epochs=1 if args.epochs is None else args.epochs,
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
         device=args.device, threads=args.threads, val_fraction=args.val_fraction,
-        max_train_samples=args.max_train_samples, branch_stats=args.branch_stats, test=args.test,
+        max_train_samples=args.max_train_samples, branch_stats=args.branch_stats,
+        branch_statistic=args.branch_statistic, test=args.test,
         metrics_file=args.metrics_file,
         metrics_format=args.metrics_format, report_to_katib=args.report_to_katib, export_dir=args.export_dir,
         latency_table=args.latency_table)

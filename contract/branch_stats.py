@@ -2,8 +2,13 @@
 
 One field per cell ("/"-separated, cells in network order) after a prefix::
 
-    Branch-Stats=ms/0.41_1.2_0.87/0.5_nan      one value per branch, in op order
+    Branch-Stats=ta/0.41_1.2_0.87/0.5_nan      one value per branch, in op order
     Skip-Gates=g/-/0.93_-0.12                  one learned gate per skip input, in the order of cell.skips
+
+The prefix of Branch-Stats names the statistic: `ta` the Taylor statistic
+(the mean, over training samples, of |sum over the branch's output of
+y * dloss/dy|: the first-order change of a sample's loss when the branch is
+removed), `ms` the mean squared activation of the branch's output.
 
 Non-finite values are written `nan`. Reading is strict: anything that does
 not match the architecture the trial trained (wrong prefix, cell count,
@@ -22,7 +27,9 @@ from .spec import Architecture
 
 BRANCH_STATS_METRIC = "Branch-Stats"
 SKIP_GATES_METRIC = "Skip-Gates"
-BRANCH_STATS_PREFIX = "ms"
+#: Branch statistics by name, with the prefix their Branch-Stats value carries.
+STATISTIC_PREFIXES = {"taylor": "ta", "mean-square": "ms"}
+DEFAULT_STATISTIC = "taylor"
 SKIP_GATES_PREFIX = "g"
 NO_SKIPS = "-"
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$|^[+-]?(?:nan|inf|infinity)$", re.IGNORECASE)
@@ -34,9 +41,10 @@ class StatisticsError(ValueError):
     """Statistics that do not fit the architecture; the message says what is wrong."""
 
 
-def format_branch_stats(values: Sequence[Sequence[float]]) -> str:
-    """The Branch-Stats value for these per-cell branch values."""
-    return BRANCH_STATS_PREFIX + "/" + "/".join("_".join(format_number(v) for v in cell) for cell in values)
+def format_branch_stats(values: Sequence[Sequence[float]], statistic: str = DEFAULT_STATISTIC) -> str:
+    """The Branch-Stats value for these per-cell branch values of the named statistic."""
+    prefix = STATISTIC_PREFIXES[statistic]
+    return prefix + "/" + "/".join("_".join(format_number(v) for v in cell) for cell in values)
 
 
 def format_skip_gates(values: Sequence[Sequence[float]]) -> str:
@@ -45,9 +53,16 @@ def format_skip_gates(values: Sequence[Sequence[float]]) -> str:
                                               for cell in values)
 
 
-def parse_branch_stats(text: str, arch: Architecture) -> PerCell:
-    """Values of a Branch-Stats metric, one tuple per cell with one value per branch (NaN when unknown)."""
-    fields = _fields(text, BRANCH_STATS_PREFIX, BRANCH_STATS_METRIC, arch)
+def parse_branch_stats(text: str, arch: Architecture, statistic: str = DEFAULT_STATISTIC) -> PerCell:
+    """Values of a Branch-Stats metric of the named statistic, one tuple per cell with one value per branch (NaN
+    when unknown); a value of another statistic is refused naming both."""
+    reported = next((name for name, prefix in STATISTIC_PREFIXES.items() if text.strip().startswith(prefix + "/")),
+                    None)
+    if reported is not None and reported != statistic:
+        raise StatisticsError(f"{BRANCH_STATS_METRIC} holds the {reported} statistic, the experiment prunes by "
+                              f"{statistic}: run the trials with --branch-statistic={statistic}, or set the "
+                              f"algorithm setting statistic={reported}")
+    fields = _fields(text, STATISTIC_PREFIXES[statistic], BRANCH_STATS_METRIC, arch)
     cells = []
     for index, (cell, field) in enumerate(zip(arch.cells, fields)):
         values = _numbers(field, f"{BRANCH_STATS_METRIC} cell {index}")

@@ -39,24 +39,27 @@ def test_printed_values_read_back_exactly(data) -> None:
 
 
 def test_formats_match_the_documented_examples() -> None:
-    assert format_branch_stats([[0.41, 1.2, math.nan], [3e-07]]) == "ms/0.41_1.2_nan/3e-07"
+    assert format_branch_stats([[0.41, 1.2, math.nan], [3e-07]]) == "ta/0.41_1.2_nan/3e-07"
+    assert format_branch_stats([[0.41, 1.2, math.nan], [3e-07]], "mean-square") == "ms/0.41_1.2_nan/3e-07"
+    assert parse_branch_stats("ms/1_2_3/4/5e-3_INF", ARCH, "mean-square")[2][0] == 0.005
     assert format_skip_gates([[], [0.93, -0.12]]) == "g/-/0.93_-0.12"
-    assert parse_branch_stats("ms/1_2_3/4/5e-3_INF", ARCH)[2][0] == 0.005
-    assert math.isnan(parse_branch_stats("ms/1_2_3/4/5e-3_inf", ARCH)[2][1])
+    assert parse_branch_stats("ta/1_2_3/4/5e-3_INF", ARCH)[2][0] == 0.005
+    assert math.isnan(parse_branch_stats("ta/1_2_3/4/5e-3_inf", ARCH)[2][1])
 
 
 @pytest.mark.parametrize(
     "text, reason",
     [
-        ("ms/1_2_3/4", "Branch-Stats lists 2 cells, the architecture has 3"),
-        ("ms/1_2_3/4/5/6", "lists 4 cells"),
-        ("ms/1_2/4/5_6", "cell 0 has 2 values, the cell has 3 branches"),
-        ("ms/1_2_3//5_6", "cell 1: '' is not a number"),
-        ("ms/1_2_3/4/5_1e", "cell 2: '1e' is not a number"),
-        ("ms/1_2_3/4/5_0x10", "'0x10' is not a number"),
-        ("ms/1_2_3/4/5__6", "'' is not a number"),
-        ("mean/1_2_3/4/5_6", "must start with ms/"),
-        ("1_2_3/4/5_6", "must start with ms/"),
+        ("ta/1_2_3/4", "Branch-Stats lists 2 cells, the architecture has 3"),
+        ("ta/1_2_3/4/5/6", "lists 4 cells"),
+        ("ta/1_2/4/5_6", "cell 0 has 2 values, the cell has 3 branches"),
+        ("ta/1_2_3//5_6", "cell 1: '' is not a number"),
+        ("ta/1_2_3/4/5_1e", "cell 2: '1e' is not a number"),
+        ("ta/1_2_3/4/5_0x10", "'0x10' is not a number"),
+        ("ta/1_2_3/4/5__6", "'' is not a number"),
+        ("mean/1_2_3/4/5_6", "must start with ta/"),
+        ("1_2_3/4/5_6", "must start with ta/"),
+        ("ms/1_2_3/4/5_6", "holds the mean-square statistic, the experiment prunes by taylor"),
     ],
 )
 def test_malformed_branch_stats_are_rejected_with_the_reason(text: str, reason: str) -> None:

@@ -38,9 +38,9 @@ def written(metrics: dict, **kwargs) -> str:  # type: ignore[type-arg]
 
 
 def test_string_metric_values() -> None:
-    assert FINAL["Branch-Stats"] == "ms/0.536924_1.5e-05_2/nan_1.23457e+07/0"
+    assert FINAL["Branch-Stats"] == "ta/0.536924_1.5e-05_2/nan_1.23457e+07/0"
     assert FINAL["Skip-Gates"] == "g/-/-0.25_1/3e-07"
-    assert format_branch_stats([[math.inf]]) == "ms/nan"
+    assert format_branch_stats([[math.inf]]) == "ta/nan"
 
 
 def test_lines_are_name_equals_value_with_six_significant_digits() -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 
 from katib_nas.contract.codec import decode, encode
@@ -206,3 +209,23 @@ def test_architecture_text_survives_the_builder() -> None:
         arch = random_architecture(seed)
         assert decode(build_model(arch).arch_text) == arch
         assert build_model(arch).arch_text == encode(arch)
+
+
+def test_taylor_statistic_is_the_mean_first_order_loss_change_of_removing_each_branch() -> None:
+    torch.manual_seed(3)
+    model = build_model(decode("in6x6x1-cls3-stem4/w6:c1+c3+s3/w8s2:mb3e3_c3")).train()
+    x, y = torch.randn(5, 1, 6, 6), torch.tensor([0, 1, 2, 1, 0])
+    outputs: dict[int, torch.Tensor] = {}
+    for k, branch in enumerate(model.cells[0].body.branches):
+        branch.register_forward_hook(lambda module, inputs, out, k=k: outputs.__setitem__(k, out))
+    model.record_branch_stats(True)
+    F.cross_entropy(model(x), y).backward()
+    model.record_branch_stats(False)
+    # By hand: per sample, sum over the branch's output of y * d(loss of that sample)/dy.
+    outputs.clear()
+    losses = F.cross_entropy(model(x), y, reduction="none")
+    grads = torch.autograd.grad(losses.sum(), [outputs[k] for k in range(3)])
+    expected = [float((g * outputs[k]).sum(dim=(1, 2, 3)).abs().mean()) for k, g in enumerate(grads)]
+    assert model.branch_stats("taylor")[0] == pytest.approx(expected, rel=1e-4)
+    choice_taylor = model.branch_stats("taylor")[1]
+    assert choice_taylor[0] > 0 and math.isnan(choice_taylor[1])  # only the active alternative ran

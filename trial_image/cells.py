@@ -99,7 +99,9 @@ class ChoiceBody(nn.Module):
         self.active: tuple[int, ...] = (0,)
         self.record_stats = False
         self.register_buffer("alt_sq_sum", torch.zeros(len(cell.ops)), persistent=False)
+        self.register_buffer("alt_taylor_sum", torch.zeros(len(cell.ops)), persistent=False)
         self.alt_steps = [0] * len(cell.ops)
+        self.alt_samples = [0] * len(cell.ops)
 
     def set_active(self, indices: int | Sequence[int]) -> None:
         chosen = (indices,) if isinstance(indices, int) else tuple(indices)
@@ -114,18 +116,38 @@ class ChoiceBody(nn.Module):
             if self.record_stats and self.training:
                 self.alt_sq_sum[index] += y.detach().float().square().mean()
                 self.alt_steps[index] += 1
+                if y.requires_grad:
+                    y.register_hook(self._taylor_hook(index, y.detach()))
             out = y if out is None else out + y
         assert out is not None
         return out
 
+    def _taylor_hook(self, index: int, output: torch.Tensor) -> Callable[[torch.Tensor], None]:
+        """Accumulates |sum over the alternative's output of y * dl/dy| per sample (see ConcatBody)."""
+
+        def hook(grad: torch.Tensor) -> None:
+            batch = grad.shape[0]
+            per_sample = (grad.float() * output.float()).sum(dim=(1, 2, 3)) * batch
+            self.alt_taylor_sum[index] += per_sample.abs().sum()
+            self.alt_samples[index] += batch
+
+        return hook
+
     def reset_stats(self) -> None:
         self.alt_sq_sum.zero_()
+        self.alt_taylor_sum.zero_()
         self.alt_steps = [0] * len(self.alternatives)
+        self.alt_samples = [0] * len(self.alternatives)
 
     def branch_stats(self) -> list[float]:
         """Mean squared activation of each alternative over the steps it was active; nan if it never was."""
         sums = self.alt_sq_sum.cpu().tolist()
         return [s / n if n else math.nan for s, n in zip(sums, self.alt_steps)]
+
+    def taylor_stats(self) -> list[float]:
+        """Mean first-order loss change of removing each alternative over the samples it ran on; nan if none."""
+        sums = self.alt_taylor_sum.cpu().tolist()
+        return [s / n if n else math.nan for s, n in zip(sums, self.alt_samples)]
 
 
 class SkipInput(nn.Module):

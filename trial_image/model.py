@@ -73,15 +73,20 @@ class Network(nn.Module):
         return [cell.body for cell in self.cells]
 
     def record_branch_stats(self, enabled: bool) -> None:
-        """Start (after clearing) or stop accumulating per-branch mean squared activations in training mode."""
+        """Start (after clearing) or stop accumulating per-branch statistics in training mode."""
         for body in self.bodies():
             body.record_stats = enabled
             if enabled:
                 body.reset_stats()
 
-    def branch_stats(self) -> list[list[float]]:
-        """Per cell, the mean squared activation of each op (branch or alternative) in op order."""
-        return [body.branch_stats() for body in self.bodies()]
+    def branch_stats(self, statistic: str = "mean-square") -> list[list[float]]:
+        """Per cell, one statistic of each op (branch or alternative) in op order: `mean-square` (the mean squared
+        activation) or `taylor` (the mean first-order loss change of removing the op)."""
+        if statistic == "taylor":
+            return [body.taylor_stats() for body in self.bodies()]
+        if statistic == "mean-square":
+            return [body.branch_stats() for body in self.bodies()]
+        raise ValueError(f"unknown branch statistic {statistic!r}")
 
     def skip_gates(self) -> list[list[float]]:
         """Per cell, the learned gate of each skip input in the order of cell.skips."""

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_DIVERGED = 3
+#: Branch statistics are recorded over this last share of the training steps, once the network has learned.
+STATISTICS_FRACTION = 0.5
 LOG = logging.getLogger("katib_nas.trial_image")
 
 
@@ -50,6 +52,7 @@ class TrialOptions:
     val_fraction: float = 0.1
     max_train_samples: int | None = None
     branch_stats: bool = False
+    branch_statistic: str = "taylor"
     test: bool = False
     metrics_file: str | None = None
     metrics_format: str = "text"
@@ -152,9 +155,12 @@ def _train_and_report(model: Network, arch: Architecture, split: Split, tensors:
     from .reporting import ReportError, push_requested, push_to_katib
     from .trainer import Diverged, evaluate, train
 
-    model.record_branch_stats(options.branch_stats)
+    def start_statistics(step: int, steps: int) -> None:
+        if options.branch_stats and step == int(steps * (1.0 - STATISTICS_FRACTION)):
+            model.record_branch_stats(True)  # the last part of the run: statistics of a trained network
+
     try:
-        results = train(model, tensors, config, on_epoch=lambda r: writer.write(
+        results = train(model, tensors, config, before_step=start_statistics, on_epoch=lambda r: writer.write(
             {"Train-Loss": r.train_loss, "Train-Accuracy": r.train_accuracy}))
         val_loss, val_accuracy = evaluate(model, tensors.val_x, tensors.val_y)
         if val_loss != val_loss:
@@ -181,7 +187,8 @@ def _train_and_report(model: Network, arch: Architecture, split: Split, tensors:
     if table is not None:
         final["predicted-latency-ms"] = table.predict_ms(arch)
     if options.branch_stats:
-        final[BRANCH_STATS_METRIC] = format_branch_stats(model.branch_stats())
+        final[BRANCH_STATS_METRIC] = format_branch_stats(model.branch_stats(options.branch_statistic),
+                                                         options.branch_statistic)
         final[SKIP_GATES_METRIC] = format_skip_gates(model.skip_gates())
     if options.export_dir:
         from .export import export_model

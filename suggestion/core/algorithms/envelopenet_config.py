@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from katib_nas.contract.branch_stats import BRANCH_STATS_METRIC, SKIP_GATES_METRIC
+from katib_nas.contract.branch_stats import (
+    BRANCH_STATS_METRIC,
+    DEFAULT_STATISTIC,
+    SKIP_GATES_METRIC,
+    STATISTIC_PREFIXES,
+)
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Op, max_reductions
 
@@ -43,6 +48,10 @@ class EnvelopeNetSettings:
                                        "third of the stage's branches", low=0, high=1000)
     skip: bool = setting(True, "gated skip connections: a new cell takes every earlier cell, an existing "
                                "cell keeps the half of its skips with the largest learned gates")
+    statistic: str = setting(DEFAULT_STATISTIC, "branch statistic pruned by: taylor (first-order loss change of "
+                                                "removing the branch) or mean-square (mean squared activation); "
+                                                "the trials report it with --branch-statistic",
+                             choices=tuple(STATISTIC_PREFIXES))
     worst_case: bool = setting(False, "ablation: prune the branches with the highest statistic instead")
     random_prune: bool = setting(False, "control: prune random branches and keep random skips, same schedule")
     max_macs: float = setting(0.0, "multiply-accumulate budget in millions per image: a stage grows only while "

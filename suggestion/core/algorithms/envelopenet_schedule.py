@@ -104,14 +104,14 @@ def rebuild(config: EnvelopeNetConfig, history: list[TrialRecord], first_index: 
     settings = config.settings
     earlier: set[int] = set()
     for number in range(settings.iterations):
-        phase = _collect(Phase(number, networks[-1], settings.iteration_epochs), ours)
+        phase = _collect(Phase(number, networks[-1], settings.iteration_epochs), ours, settings.statistic)
         chosen = _completed_set(phase, config.replicas)
         if chosen is None:
             _add_vanished(phase, vanished, earlier, starts)
             return Construction(tuple(networks), phase, False, next_index)
         earlier.update(index for index, (p, _) in ours.items() if p == number)
         networks.append(next_network(networks[-1], average(chosen), config, number))
-    phase = _collect(Phase(settings.iterations, networks[-1], settings.final_epochs), ours)
+    phase = _collect(Phase(settings.iterations, networks[-1], settings.final_epochs), ours, settings.statistic)
     if not phase.succeeded:
         _add_vanished(phase, vanished, earlier, starts)
     return Construction(tuple(networks), phase, True, next_index)
@@ -164,7 +164,7 @@ def _our_trials(config: EnvelopeNetConfig, history: list[TrialRecord]) -> dict[i
     return found
 
 
-def _collect(phase: Phase, ours: dict[int, tuple[int, TrialRecord]]) -> Phase:
+def _collect(phase: Phase, ours: dict[int, tuple[int, TrialRecord]], statistic: str) -> Phase:
     text, epochs = phase.text, str(phase.epochs)
     for index in sorted(ours):
         number, trial = ours[index]
@@ -178,7 +178,7 @@ def _collect(phase: Phase, ours: dict[int, tuple[int, TrialRecord]]) -> Phase:
         else:
             phase.succeeded.append(index)
             try:
-                phase.usable.append((index, read_statistics(trial, phase.architecture)))
+                phase.usable.append((index, read_statistics(trial, phase.architecture, statistic)))
             except StatisticsError as err:
                 phase.failures.append(Failure(index, trial.name, f"succeeded but its statistics are unusable: {err}"))
     return phase

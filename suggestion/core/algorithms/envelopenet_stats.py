@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from katib_nas.contract.branch_stats import (
     BRANCH_STATS_METRIC,
+    DEFAULT_STATISTIC,
     SKIP_GATES_METRIC,
     StatisticsError,
     parse_branch_stats,
@@ -30,9 +31,9 @@ class Statistics:
     gates: tuple[tuple[float, ...], ...]
 
 
-def read_statistics(trial: TrialRecord, arch: Architecture) -> Statistics:
+def read_statistics(trial: TrialRecord, arch: Architecture, statistic: str = DEFAULT_STATISTIC) -> Statistics:
     """The trial's statistics checked against the architecture it trained; StatisticsError otherwise."""
-    branches = parse_branch_stats(_text_metric(trial, BRANCH_STATS_METRIC), arch)
+    branches = parse_branch_stats(_text_metric(trial, BRANCH_STATS_METRIC), arch, statistic)
     if not any(cell.skips for cell in arch.cells):
         return Statistics(branches, tuple(() for _ in arch.cells))
     return Statistics(branches, parse_skip_gates(_text_metric(trial, SKIP_GATES_METRIC), arch))
@@ -55,7 +56,7 @@ def _text_metric(trial: TrialRecord, name: str) -> str:
         return trial.texts[name]
     if name in trial.numbers:
         raise StatisticsError(f"{name} is the number {trial.numbers[name]:g}, expected text like "
-                              f"{'ms/0.4_1.2' if name == BRANCH_STATS_METRIC else 'g/-/0.9'}")
+                              f"{'ta/0.4_1.2' if name == BRANCH_STATS_METRIC else 'g/-/0.9'}")
     raise StatisticsError(f"the trial reported no {name} metric (run the trial with --branch-stats and collect "
                           f"{name} with the Experiment's metricsFormat)")
 
