@@ -153,7 +153,7 @@ def _train_and_report(model: Network, arch: Architecture, split: Split, tensors:
 
     from .cost import count_macs, count_parameters, measure_latency_ms
     from .reporting import ReportError, push_requested, push_to_katib
-    from .trainer import Diverged, evaluate, train
+    from .trainer import Diverged, evaluate, evaluate_trained, train
 
     def start_statistics(step: int, steps: int) -> None:
         if options.branch_stats and step == int(steps * (1.0 - STATISTICS_FRACTION)):
@@ -162,7 +162,7 @@ def _train_and_report(model: Network, arch: Architecture, split: Split, tensors:
     try:
         results = train(model, tensors, config, before_step=start_statistics, on_epoch=lambda r: writer.write(
             {"Train-Loss": r.train_loss, "Train-Accuracy": r.train_accuracy}))
-        val_loss, val_accuracy = evaluate(model, tensors.val_x, tensors.val_y)
+        val_loss, val_accuracy = evaluate_trained(model, tensors)
         if val_loss != val_loss:
             raise Diverged(results[-1].epoch, 1, results[-1].steps)
         test_metrics = {} if test is None else dict(zip(("Test-Loss", "Test-Accuracy"), evaluate(model, *test)))

@@ -19,14 +19,21 @@ from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from katib_nas.contract.search_settings import SearchConfig
 from katib_nas.contract.spec import Architecture
 from katib_nas.contract.supernet import derive
 
 from ..model import build_model
-from ..trainer import Diverged, TrainConfig, batches_per_epoch, epoch_batches, evaluate, make_optimizer
+from ..trainer import (
+    Diverged,
+    TrainConfig,
+    batches_per_epoch,
+    epoch_batches,
+    evaluate,
+    make_optimizer,
+    recalibrate_batchnorm,
+)
 from .gated_cell import gate_choice_bodies
 from .gates import PathLogits, PathPair, pair_logit_grad, rescale_pair, sample_pair, sample_path
 from .latency_loss import LatencyModel, hardware_loss
@@ -196,21 +203,6 @@ def evaluate_argmax(search: SupernetSearch, data: SearchData, batch_size: int = 
     search.use_argmax()
     recalibrate_batchnorm(search.network, data.weight_x, batch_size)
     return evaluate(search.network, data.val_x, data.val_y)
-
-
-def recalibrate_batchnorm(network: nn.Module, images: torch.Tensor, batch_size: int) -> None:
-    """Replace every BatchNorm's running statistics by exact averages over `images` (no weight changes)."""
-    norms = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None
-    network.train()
-    with torch.no_grad():
-        for start in range(0, len(images) - 1, batch_size):
-            network(images[start:start + batch_size])
-    for norm, momentum in zip(norms, momenta):
-        norm.momentum = momentum
 
 
 def _forever(count: int, batch_size: int, generator: torch.Generator, device: torch.device

@@ -27,7 +27,7 @@ from ..data import Split, load_dataset, split_dataset
 from ..model import build_model
 from ..reporting import MetricsWriter
 from ..runtime import channels_last, configure_threads, resolve_device, seed_everything
-from ..trainer import Diverged, Tensors, TrainConfig, evaluate, train
+from ..trainer import Diverged, Tensors, TrainConfig, evaluate, recalibrate_batchnorm, train
 from ..trial import EXIT_DIVERGED, EXIT_OK, check_fits, parse_architecture, strip_quotes
 from .latency_loss import LatencyModel
 from .profiler import Timing, obtain_table, table_timing, time_network_ms
@@ -138,6 +138,7 @@ def retrain(derived: Architecture, data: SearchData, config: SearchConfig, optim
                       data.val_x, data.val_y)
     train(model, tensors, TrainConfig(epochs=config.retrain, batch_size=optimisation.batch_size, lr=optimisation.lr,
                                       weight_decay=optimisation.weight_decay, seed=config.seed))
+    recalibrate_batchnorm(model, data.weight_x)
     return evaluate(model, data.val_x, data.val_y)
 
 
