@@ -82,9 +82,9 @@ class Budget:
     @classmethod
     def of(cls, quick: bool) -> "Budget":
         if quick:
-            return cls(search_images=3000, search_cpu_s=150.0, final_images=10000, final_epochs=1,
+            return cls(search_images=5000, search_cpu_s=150.0, final_images=10000, final_epochs=1,
                        oneshot_epochs=3, oneshot_warmup=1)
-        return cls(search_images=5000, search_cpu_s=600.0, final_images=20000, final_epochs=3,
+        return cls(search_images=12000, search_cpu_s=600.0, final_images=20000, final_epochs=3,
                    oneshot_epochs=6, oneshot_warmup=2)
 
 

@@ -28,6 +28,8 @@ ALGORITHM = "envelopenet"
 MAX_ITERATIONS = 50
 MAX_CELLS_PER_STAGE = 24
 MAX_WIDTH = 4096
+#: Without a max_macs setting, constructions may grow to this multiple of the initial network's cost.
+DEFAULT_BUDGET_RATIO = 3.0
 DEFAULT_WIDTH = 32
 #: Op kinds whose output width can be set per branch; pooling, identity and zero keep their input width.
 BRANCH_KINDS = ("conv", "dilconv", "sepconv", "mbconv")
@@ -55,7 +57,8 @@ class EnvelopeNetSettings:
     worst_case: bool = setting(False, "ablation: prune the branches with the highest statistic instead")
     random_prune: bool = setting(False, "control: prune random branches and keep random skips, same schedule")
     max_macs: float = setting(0.0, "multiply-accumulate budget in millions per image: a stage grows only while "
-                                   "the network stays within it; 0 means no budget", low=0.0, high=1e6)
+                                   f"the network stays within it; 0 means {DEFAULT_BUDGET_RATIO:g} times the initial "
+                                   "network's", low=0.0, high=1e6)
     iteration_epochs: int = setting(1, "epochs of every construction trial (the truncated budget)",
                                     low=1, high=1000)
     final_epochs: int = setting(10, "epochs of the training of the constructed network", low=1, high=1000)

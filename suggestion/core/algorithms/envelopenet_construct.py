@@ -24,7 +24,7 @@ from katib_nas.contract.cost import count_macs
 from katib_nas.contract.spec import Architecture, Cell, Op, Stage
 
 from .base import seeded_rng
-from .envelopenet_config import EnvelopeNetConfig
+from .envelopenet_config import DEFAULT_BUDGET_RATIO, EnvelopeNetConfig
 from .envelopenet_stats import Statistics
 
 PRUNE_FRACTION_DENOMINATOR = 3
@@ -65,9 +65,15 @@ def next_network(arch: Architecture, stats: Statistics, config: EnvelopeNetConfi
 
 
 def within_budget(arch: Architecture, config: EnvelopeNetConfig) -> bool:
-    """Whether the network's multiply-accumulates stay within max_macs (millions; 0: no budget)."""
-    budget = config.settings.max_macs
-    return budget <= 0 or count_macs(arch) <= budget * 1e6
+    """Whether the network's multiply-accumulates stay within the construction's budget."""
+    return count_macs(arch) <= macs_budget(config)
+
+
+def macs_budget(config: EnvelopeNetConfig) -> float:
+    """max_macs in multiply-accumulates, or DEFAULT_BUDGET_RATIO times the initial network's without it."""
+    if config.settings.max_macs > 0:
+        return config.settings.max_macs * 1e6
+    return DEFAULT_BUDGET_RATIO * count_macs(initial_network(config))
 
 
 def growing(config: EnvelopeNetConfig, stage: int, cells: int) -> bool:

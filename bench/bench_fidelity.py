@@ -1,0 +1,155 @@
+"""Does a truncated trial rank networks as the final training does? Kendall tau per search space.
+
+For each space, NETWORKS networks are drawn as its search would draw them (nas-random from its example's
+nasConfig; the proxylessnas example's space sampled uniformly; EnvelopeNet networks that the example's
+construction reaches, with random pruning so that they differ), each trained twice with `katib-nas trial`'s
+code: at the truncated budget the examples give a trial (TRUNCATED_EPOCHS epoch(s) on TRUNCATED_IMAGES
+images) and at the final budget of bench_search.py. Both are scored on the same 6,000 validation images.
+The figure is Kendall's tau between the two accuracies over the space's networks (and Spearman's rho).
+
+    .venv/bin/python bench/bench_fidelity.py                        # 20 networks per space
+    .venv/bin/python bench/bench_fidelity.py --networks 6 --spaces nas-random   # a quick look
+
+Every network runs in its own subprocess with one torch thread, --jobs side by side; results in
+OUT/fidelity.json and OUT/fidelity.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench_search import example, experiment_info, run_network_trial
+
+from katib_nas.contract.codec import encode
+from katib_nas.suggestion.core import engine
+from katib_nas.suggestion.core.algorithms.envelopenet_config import resolve
+from katib_nas.suggestion.core.algorithms.envelopenet_construct import initial_network, next_network
+from katib_nas.suggestion.core.algorithms.envelopenet_stats import Statistics
+
+SPACES = ("nas-random", "proxylessnas", "envelopenet")
+
+
+def sample(space: str, count: int) -> list[str]:
+    """`count` distinct architectures of the space, drawn as its search draws them (fixed seeds)."""
+    if space == "nas-random":
+        info = experiment_info(example("nas-random-fashion-mnist"), {"seed": "7"}, "fidelity")
+        return [a["architecture"] for a in engine.suggest(info, [], count, 0).assignments]
+    if space == "proxylessnas":
+        info = experiment_info(example("proxylessnas-reinforce-fashion-mnist"),
+                               {"seed": "7", "reinforce_lr": "0", "latency_target_ms": "0"}, "fidelity")
+        return [a["architecture"] for a in engine.suggest(info, [], count, 0).assignments]
+    return envelope_networks(count)
+
+
+def envelope_networks(count: int) -> list[str]:
+    """Networks of the EnvelopeNet example's construction: every iteration's network of random-prune runs."""
+    info = experiment_info(example("envelopenet-fashion-mnist"), {"random_prune": "true"}, "fidelity")
+    found: list[str] = []
+    seed = 0
+    while len(found) < count:
+        config = resolve(dataclasses.replace(info, settings={**info.settings, "seed": str(seed)}))
+        network = initial_network(config)
+        for iteration in range(config.settings.iterations + 1):
+            text = encode(network)
+            if text not in found:
+                found.append(text)
+            stats = Statistics(tuple(tuple(1.0 for _ in c.ops) for c in network.cells),
+                               tuple(tuple(1.0 for _ in c.skips) for c in network.cells))
+            network = next_network(network, stats, config, iteration)
+        seed += 1
+    return found[:count]
+
+
+def kendall_spearman(x: list[float], y: list[float]) -> tuple[float, float]:
+    from scipy.stats import kendalltau, spearmanr
+
+    return float(kendalltau(x, y)[0]), float(spearmanr(x, y)[0])
+
+
+def run_one(architecture: str, args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)
+    started = time.process_time()
+    truncated = run_network_trial(architecture, 0, args.truncated_epochs, args.truncated_images, None)
+    truncated_s = time.process_time() - started
+    final = run_network_trial(architecture, 0, args.final_epochs, args.final_images, None)
+    return {"architecture": architecture, "truncated": float(truncated.get("Validation-Accuracy", "nan")),
+            "final": float(final.get("Validation-Accuracy", "nan")), "truncated_cpu_s": truncated_s,
+            "final_cpu_s": time.process_time() - started - truncated_s}
+
+
+def run_all(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    pending = [(space, index, text) for space in args.spaces for index, text in enumerate(sample(space, args.networks))]
+    running: list[subprocess.Popen] = []
+    files: dict[str, list[Path]] = {space: [] for space in args.spaces}
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            space, index, text = pending.pop(0)
+            out = args.out / f"fidelity-{space}-{index}.json"
+            files[space].append(out)
+            if not out.is_file():
+                running.append(subprocess.Popen([sys.executable, __file__, "--job", text, "--job-out", str(out),
+                                                 *passthrough(args)], stdout=subprocess.DEVNULL))
+        running = [p for p in running if p.poll() is None]
+        time.sleep(2)
+    return {space: [json.loads(f.read_text()) for f in paths if f.is_file()] for space, paths in files.items()}
+
+
+def passthrough(args: argparse.Namespace) -> list[str]:
+    return ["--truncated-epochs", str(args.truncated_epochs), "--truncated-images", str(args.truncated_images),
+            "--final-epochs", str(args.final_epochs), "--final-images", str(args.final_images)]
+
+
+def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> str:
+    lines = [f"Truncated: {args.truncated_epochs} epoch(s) on {args.truncated_images} images; final: "
+             f"{args.final_epochs} epoch(s) on {args.final_images} images; validation on 6,000 images.", "",
+             "| space | networks | Kendall tau | Spearman rho | truncated acc % (min-max) | final acc % (min-max) "
+             "| CPU-s per truncated trial |", "|---|---|---|---|---|---|---|"]
+    for space, rows in results.items():
+        rows = [r for r in rows if r["truncated"] == r["truncated"] and r["final"] == r["final"]]
+        if len(rows) < 3:
+            continue
+        tau, rho = kendall_spearman([r["truncated"] for r in rows], [r["final"] for r in rows])
+        lines.append(f"| {space} | {len(rows)} | {tau:.3f} | {rho:.3f} "
+                     f"| {min(r['truncated'] for r in rows) * 100:.1f}-{max(r['truncated'] for r in rows) * 100:.1f} "
+                     f"| {min(r['final'] for r in rows) * 100:.1f}-{max(r['final'] for r in rows) * 100:.1f} "
+                     f"| {statistics.mean(r['truncated_cpu_s'] for r in rows):.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", type=int, default=20)
+    parser.add_argument("--spaces", nargs="+", choices=SPACES, default=list(SPACES))
+    parser.add_argument("--truncated-epochs", type=int, default=1)
+    parser.add_argument("--truncated-images", type=int, default=12000, help="the examples' trial budget")
+    parser.add_argument("--final-epochs", type=int, default=3)
+    parser.add_argument("--final-images", type=int, default=20000)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_fidelity"))
+    parser.add_argument("--job", help=argparse.SUPPRESS)
+    parser.add_argument("--job-out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.job:
+        args.job_out.write_text(json.dumps(run_one(args.job, args)))
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    results = run_all(args)
+    text = report(results, args) + f"\nWall time {(time.monotonic() - started) / 60:.0f} min.\n"
+    (args.out / "fidelity.json").write_text(json.dumps(results, indent=1))
+    (args.out / "fidelity.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
