@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--spaces", nargs="+", choices=SPACES, default=list(SPACES))
     parser.add_argument("--truncated-epochs", type=int, default=1)
     parser.add_argument("--truncated-images", type=int, default=12000, help="the examples' trial budget")
-    parser.add_argument("--final-epochs", type=int, default=3)
+    parser.add_argument("--final-epochs", type=int, default=2)
     parser.add_argument("--final-images", type=int, default=20000)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_fidelity"))
