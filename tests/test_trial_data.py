@@ -203,3 +203,12 @@ def test_npz_missing_file_and_ambiguous_folder(tmp_path: Path) -> None:
     (tmp_path / "broken.npz").write_bytes(b"PK not really")
     with pytest.raises(DataError, match="broken.npz is not a readable .npz"):
         load_dataset("npz", str(tmp_path / "broken.npz"))
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
+def test_fashion_mnist_stays_uint8_until_the_split_converts_its_rows() -> None:
+    data = load_dataset("fashion-mnist", None)
+    assert data.pixels.dtype == np.uint8 and data.pixels.nbytes == 60000 * 28 * 28
+    split = split_dataset(data, 0.1, 100)
+    assert split.train_x.shape == (100, 1, 28, 28) and split.train_x.dtype == np.float32
+    assert split.val_x.shape == (6000, 1, 28, 28)

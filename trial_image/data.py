@@ -3,8 +3,10 @@
 Sources: Fashion-MNIST idx.gz files (Debian package dataset-fashion-mnist),
 scikit-learn's bundled digits, CIFAR-10 binary batches from a path, and an
 .npz file with arrays x (N, H, W[, C]) and y (N,). Nothing is downloaded and
-nothing is unpickled. Images come out as float32 NCHW, scaled to [0, 1] and
-then standardised per channel with statistics of the training part.
+nothing is unpickled. Images are kept as read (uint8 files stay uint8, one byte
+a pixel) until the split picks its rows; only those come out as float32 NCHW,
+scaled to [0, 1] and then standardised per channel with statistics of the
+training part.
 """
 
 from __future__ import annotations
@@ -39,16 +41,26 @@ class DataError(InvalidInput):
 
 @dataclass(frozen=True)
 class ImageData:
-    """Images (N, H, W, C) scaled to [0, 1] and integer labels."""
+    """Images (N, H, W, C) and integer labels; `pixels` is uint8 (0..255) or float already in [0, 1]."""
 
-    images: np.ndarray
+    pixels: np.ndarray
     labels: np.ndarray
     num_classes: int
     source: str
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+        return tuple(self.pixels.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def images(self) -> np.ndarray:
+        """All images as float32 in [0, 1] (a new array; `rows` converts only a selection)."""
+        return self.rows(slice(None))
+
+    def rows(self, index: np.ndarray | slice) -> np.ndarray:
+        """The selected images as float32 in [0, 1]."""
+        selected = self.pixels[index]
+        return selected.astype(np.float32) / 255.0 if selected.dtype == np.uint8 else selected
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,7 @@ def load_fashion_mnist(directory: Path, part: str = "train") -> ImageData:
     labels = read_idx(directory / f"{part}-labels-idx1-ubyte.gz", 1)
     if len(images) != len(labels):
         raise DataError(f"{directory}: {len(images)} images but {len(labels)} labels; {FASHION_MNIST_HINT}")
-    return ImageData(images[..., None].astype(np.float32) / 255.0, labels.astype(np.int64), 10, str(directory))
+    return ImageData(images[..., None], labels.astype(np.int64), 10, str(directory))
 
 
 def read_idx(path: Path, dims: int) -> np.ndarray:
@@ -149,7 +161,7 @@ def load_cifar10(directory: Path, pattern: str = "data_batch_*.bin") -> ImageDat
     labels = table[:, 0].astype(np.int64)
     if labels.max() > 9:
         raise DataError(f"{directory}: label {labels.max()} outside 0..9, not CIFAR-10 binary data: {CIFAR10_HINT}")
-    images = table[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.float32) / 255.0
+    images = table[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return ImageData(images, labels, 10, str(directory))
 
 
@@ -181,7 +193,7 @@ def _npz_images(x: np.ndarray, path: Path) -> np.ndarray:
     if x.ndim != 4 or min(x.shape) < 1:
         raise DataError(f"{path}: x has shape {x.shape}, expected (N, H, W) or (N, H, W, C): {NPZ_HINT}")
     if x.dtype == np.uint8:
-        return x.astype(np.float32) / 255.0
+        return x
     if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
         raise DataError(f"{path}: x has dtype {x.dtype}, expected uint8 or float: {NPZ_HINT}")
     images = x.astype(np.float32)
@@ -210,11 +222,11 @@ def split_dataset(data: ImageData, val_fraction: float, max_train_samples: int |
     val_index, train_index = order[:val_count], order[val_count:]
     if max_train_samples is not None:
         train_index = train_index[:max_train_samples]
-    train = data.images[train_index]
+    train = data.rows(train_index)
     mean = tuple(float(v) for v in train.mean(axis=(0, 1, 2)))
     std = tuple(float(v) for v in np.maximum(train.std(axis=(0, 1, 2)), 1e-6))
     return Split(normalise(train, mean, std), data.labels[train_index],
-                 normalise(data.images[val_index], mean, std), data.labels[val_index], mean, std, data.num_classes)
+                 normalise(data.rows(val_index), mean, std), data.labels[val_index], mean, std, data.num_classes)
 
 
 def normalise(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:

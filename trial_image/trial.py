@@ -99,6 +99,7 @@ def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
     check_fits(arch, data.shape, data.num_classes, options.dataset)
     test_data = load_test_set(options.dataset, options.data_dir) if options.test else None
     split = split_dataset(data, options.val_fraction, options.max_train_samples)
+    del data  # the whole training file; from here on only the split's rows are kept
 
     import torch
 

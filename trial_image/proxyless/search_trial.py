@@ -85,6 +85,7 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
     data = load_dataset(options.dataset, options.data_dir)
     check_fits(supernet, data.shape, data.num_classes, options.dataset)
     split = split_dataset(data, options.val_fraction, options.max_train_samples)
+    del data  # the whole training file; from here on only the split's rows are kept
     search_data = split_search_data(split, options.arch_fraction, device)
     LOG.info("%s: %d weight, %d architecture and %d validation images, device %s, %d threads", options.dataset,
              len(search_data.weight_y), len(search_data.arch_y), len(search_data.val_y), device, threads)
