@@ -229,3 +229,19 @@ def test_taylor_statistic_is_the_mean_first_order_loss_change_of_removing_each_b
     assert model.branch_stats("taylor")[0] == pytest.approx(expected, rel=1e-4)
     choice_taylor = model.branch_stats("taylor")[1]
     assert choice_taylor[0] > 0 and math.isnan(choice_taylor[1])  # only the active alternative ran
+
+
+def test_relu6_keeps_no_copy_of_its_input_and_has_the_same_gradient() -> None:
+    from katib_nas.trial_image.ops import ReLU6
+
+    x = torch.linspace(-2, 8, 101).repeat(2, 1)  # includes 0 and 6 exactly
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    expected = torch.nn.ReLU6()(a * 1.0)
+    expected.backward(torch.ones_like(expected))
+    got = ReLU6().train()(b * 1.0)
+    got.backward(torch.ones_like(got))
+    assert torch.equal(expected, got) and torch.equal(a.grad, b.grad)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.data_ptr()) or t, lambda t: t):
+        y = ReLU6().train()(b * 1.0)
+    assert saved == [y.data_ptr()]  # only its own output is kept for backward

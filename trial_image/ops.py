@@ -68,6 +68,40 @@ class CropLast(nn.Module):
         return pooled[:, :, :-1, :-1]
 
 
+class _ReLU6InPlace(torch.autograd.Function):
+    """ReLU6 in place that keeps only its output for the backward pass.
+
+    Autograd's in-place hardtanh keeps a copy of its input: one more activation-sized tensor per ReLU6, a
+    quarter of what an MBConv block keeps for backward. The gradient is the same: it passes where
+    0 < x < 6, which is exactly where 0 < relu6(x) < 6.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
+        x.clamp_(0.0, 6.0)
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x)
+        return x
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.hardtanh_backward(grad, y, 0.0, 6.0)
+
+
+class ReLU6(nn.ReLU6):
+    """nn.ReLU6(inplace=True) that keeps no copy of its input for backward; the standard op when not training
+    (tracing and export see nn.ReLU6)."""
+
+    def __init__(self) -> None:
+        super().__init__(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and torch.is_grad_enabled() and x.requires_grad:
+            return _ReLU6InPlace.apply(x)
+        return super().forward(x)
+
+
 def same_padding(kernel: int, dilation: int = 1) -> tuple[int, int]:
     """(before, after) padding that keeps the size for a stride-1 kernel."""
     total = dilation * (kernel - 1)
@@ -142,8 +176,8 @@ def build_mbconv(op: Op, in_channels: int, out_channels: int, offset: int) -> nn
     hidden = in_channels * op.mult
     layers: list[nn.Module] = []
     if op.mult > 1:
-        layers += [nn.Conv2d(in_channels, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
-    layers += conv(hidden, hidden, op.kernel, groups=hidden) + [nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
+        layers += [nn.Conv2d(in_channels, hidden, 1, bias=False), nn.BatchNorm2d(hidden), ReLU6()]
+    layers += conv(hidden, hidden, op.kernel, groups=hidden) + [nn.BatchNorm2d(hidden), ReLU6()]
     layers += [nn.Conv2d(hidden, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)]
     return OpModule(op, *layers)
 
