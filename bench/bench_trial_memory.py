@@ -4,7 +4,8 @@ Each command runs as its own process (as in a trial pod, whose memory limit appl
 resident set comes from the kernel's accounting of that child (wait4's ru_maxrss) and its CPU time beside
 it. Baseline: a process that only imports torch. The workloads are the ones a new user tries first:
 `katib-nas trial` of a small MBConv network and `katib-nas proxyless-search` of the one-shot example's
-supernet, each on 2,000 Fashion-MNIST training images, one thread.
+supernet, each on 2,000 Fashion-MNIST training images, one thread. Each runs with glibc's malloc and, when
+the library is installed (Debian's libtcmalloc-minimal4, which the trial images preload), with tcmalloc.
 
     .venv/bin/python bench/bench_trial_memory.py [--repeats 3]
 """
@@ -17,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 MBCONV = "in28x28x1-cls10-stem16/w16:mb3e3@r:mb5e6@r/w32s2:mb3e6@r:mb7e3@r/w64s2:mb5e3@r:mb3e6@r"
 OPS = "mb3e3_mb3e6_mb5e3_mb5e6_mb7e3_mb7e6_zero@r"
@@ -32,10 +34,14 @@ COMMANDS = {
 }
 
 
-def run(command: list[str]) -> tuple[float, float, float]:
+TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
+
+
+def run(command: list[str], preload: Path | None = None) -> tuple[float, float, float]:
     """(peak resident MiB, CPU seconds, wall seconds) of one process."""
     started = time.monotonic()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "LD_PRELOAD": str(preload)} if preload else None
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{command[:4]} exited with {os.waitstatus_to_exitcode(status)}")
@@ -46,11 +52,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of each command (median)")
     args = parser.parse_args()
-    samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in COMMANDS}
+    allocators = {"glibc": None, "tcmalloc": TCMALLOC} if TCMALLOC.is_file() else {"glibc": None}
+    samples: dict[str, list[tuple[float, float, float]]] = {}
     for _ in range(args.repeats):
-        for name, command in COMMANDS.items():
-            samples[name].append(run(command))
-    baseline = statistics.median(peak for peak, _, _ in samples["import torch (baseline)"])
+        for allocator, preload in allocators.items():
+            for name, command in COMMANDS.items():
+                samples.setdefault(f"{name} [{allocator}]", []).append(run(command, preload))
+    baseline = statistics.median(peak for peak, _, _ in samples["import torch (baseline) [glibc]"])
     print("| command | peak RSS MiB (median) | ratio to import torch | CPU s | wall s |")
     print("|---|---|---|---|---|")
     for name, runs in samples.items():
