@@ -34,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_training_arguments(parser)
     parser.add_argument("--arch-fraction", type=fraction, default=0.2,
                         help="share of the training images held out for architecture steps (default 0.2)")
-    parser.add_argument("--arch-every", type=positive_int, default=5,
-                        help="one architecture step every this many weight steps (default 5)")
+    parser.add_argument("--arch-every", type=positive_int, default=2,
+                        help="one architecture step every this many weight steps (default 2)")
     parser.set_defaults(handler=run)
 
 

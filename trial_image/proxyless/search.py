@@ -60,7 +60,7 @@ class Optimisation:
     batch_size: int = 128
     lr: float = 0.05
     weight_decay: float = 3e-4
-    arch_every: int = 5
+    arch_every: int = 2
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ class SearchOptions:
     lr: float = 0.05
     weight_decay: float = 3e-4
     arch_fraction: float = 0.2
-    arch_every: int = 5
+    arch_every: int = 2
     val_fraction: float = 0.1
     max_train_samples: int | None = None
     device: str = "auto"
