@@ -1,8 +1,8 @@
-"""proxylessnas reinforce reads whatever trials report: absurd values are skipped or clipped, never fatal.
+"""Algorithms read whatever trials report: absurd metric values are skipped or clipped, never fatal.
 
-Before: an accuracy of 1e308 (or 1e300 with a latency of 1e-300) made every later call fail with
-"Probabilities contain NaN" for as long as the trial stayed in the history, and a label such as `²`
-failed float().
+Before: in proxylessnas reinforce, an accuracy of 1e308 (or 1e300 with a latency of 1e-300) made every
+later call fail with "Probabilities contain NaN" for as long as the trial stayed in the history, and a
+label such as `²` failed float().
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import math
 
 import pytest
 
+from katib_nas.contract.branch_stats import format_branch_stats
+from katib_nas.contract.codec import decode
 from katib_nas.suggestion.core import engine
 from katib_nas.suggestion.core.algorithms.proxyless_reinforce import (
     INDEX_LABEL,
@@ -21,6 +23,8 @@ from katib_nas.suggestion.core.algorithms.proxyless_reinforce import (
 )
 from katib_nas.suggestion.core.experiment import TrialRecord, make_trial
 
+from .test_envelopenet import experiment as envelopenet_experiment
+from .test_envelopenet import finished
 from .test_proxyless_algorithm import REINFORCE, experiment, reinforce_history
 
 
@@ -72,3 +76,17 @@ def test_reward_is_finite_at_the_extremes_of_every_setting(caplog: pytest.LogCap
     with caplog.at_level(logging.WARNING):
         assert len(engine.suggest(experiment(settings), history, 2, 5).assignments) == 2
     assert "clipped the latency factor" in caplog.text
+
+
+@pytest.mark.xfail(strict=True, raises=OverflowError,
+                   reason="known open defect: envelopenet_stats._finite_mean sums replicas with math.fsum, which "
+                          "overflows on statistics near 1e308; the envelopenet code is being rewritten elsewhere")
+def test_envelopenet_averages_huge_statistics_without_overflow() -> None:
+    experiment_info = envelopenet_experiment(parallel=2, settings={"skip": "false"})
+    proposal = engine.suggest(experiment_info, [], 2, 0)
+    history = []
+    for index, assignment in enumerate(proposal.assignments):
+        cells = decode(assignment["architecture"]).cells
+        huge = format_branch_stats([[1e308] * len(cell.ops) for cell in cells])
+        history.append(finished(assignment, f"t{index}", branch_stats=huge))
+    assert len(engine.suggest(experiment_info, history, 1, 2).assignments) == 1
