@@ -4,6 +4,11 @@ It runs on grpc.aio: the event loop accepts every call and answers health
 checks itself, while GetSuggestions and ValidateAlgorithmSettings run on a pool
 of `workers` threads. A health Check is therefore answered while every worker
 is busy; Katib's liveness probe restarts a suggestion pod whose check times out.
+The workers hold Python's GIL while they compute, so the server shortens the
+interpreter's switch interval: the event loop then gets the GIL within a
+fraction of a millisecond instead of waiting 5 ms behind each worker (under 32
+concurrent clients this took the health check's median from about 450 ms to
+about 20 ms at the same throughput; see RELIABILITY.md).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -30,6 +36,8 @@ HEALTH_SERVICE_NAME = "manager.v1beta1.Suggestion"
 #: Katib sends every trial in each request; gRPC's 4 MiB default is reached after a few thousand trials.
 DEFAULT_MAX_MESSAGE_MB = 32
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: Seconds a thread may hold the GIL while another waits for it (Python's default is 0.005).
+GIL_SWITCH_INTERVAL = 0.0002
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,7 @@ async def stop_server(running: RunningServer, grace_seconds: float) -> None:
 def serve(host: str, port: int, workers: int = 4, grace_seconds: float = 30.0,
           max_message_mb: int = DEFAULT_MAX_MESSAGE_MB) -> int:
     """Serve until SIGTERM or SIGINT; then report NOT_SERVING, let in-flight calls finish, exit 0."""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     return asyncio.run(_serve(host, port, workers, grace_seconds, max_message_mb))
 
 
