@@ -10,9 +10,10 @@ Baseline in the same run, on the same server: one client sending the same reques
 (BASELINE_CALLS calls). Throughout both phases a probe sends a health Check every 100 ms; the server's RSS
 is sampled every 250 ms together with how many calls had completed. Reported: errors (any status other
 than OK, or a reply with the wrong count), latency p50/p99 under load and at baseline, throughput and its
-ratio to the baseline's, health-check latency under load, server RSS (start, after half the calls, at the
-end, peak) and this process's peak RSS. The run passes when there are no errors, every health check is
-answered SERVING, and the server's RSS grows by less than FLAT_TOLERANCE over the second half of the calls.
+ratio to the baseline's, health-check latency under load, server RSS (at start, its peak over the first and
+over the second half of the calls, the least-squares slope over the second half) and this process's peak
+RSS. The run passes when there are no errors, every health check is answered SERVING, and the server's RSS
+is flat over the second half: its peak there exceeds the first half's by less than FLAT_TOLERANCE.
 
     .venv/bin/python bench/bench_load.py [--clients 32] [--calls 200] [--history 1000]
                                          [--algorithms nas-random] [--workers 4]
@@ -162,9 +163,17 @@ def mib(value: float) -> float:
     return round(value / 2**20, 1)
 
 
-def rss_at(samples: Samples, calls: int) -> int:
-    """The first RSS sample taken once `calls` calls had completed (the last sample if none was)."""
-    return next((rss for done, rss in samples.rss if done >= calls), samples.rss[-1][1])
+def rss_halves(samples: Samples, total: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """RSS samples taken while the first half of the calls ran, and while the second half ran."""
+    return ([s for s in samples.rss if s[0] < total // 2], [s for s in samples.rss if s[0] >= total // 2])
+
+
+def slope_mib_per_1000_calls(points: list[tuple[int, int]]) -> float:
+    """Least-squares slope of RSS against completed calls."""
+    calls = np.array([done for done, _ in points], dtype=float)
+    if len(points) < 2 or np.ptp(calls) == 0:
+        return 0.0
+    return round(float(np.polyfit(calls, [rss / 2**20 for _, rss in points], 1)[0]) * 1000, 2)
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -185,8 +194,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         stop.set()
         sampler.join()
         total = args.clients * args.calls
-        rss_half, rss_end = rss_at(load, total // 2), load.rss[-1][1]
-        growth = (rss_end - rss_half) / rss_half
+        first, second = rss_halves(load, total)
+        first_peak, second_peak = max(rss for _, rss in first), max(rss for _, rss in second)
+        growth = (second_peak - first_peak) / first_peak
         throughput, baseline_throughput = total / load_seconds, args.baseline_calls / baseline_seconds
         checks = {
             "zero_errors": not load.errors and not baseline.errors,
@@ -208,9 +218,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "health_checks_under_load": len(load.health), "health_failures": len(load.health_failures),
             "health_p50_ms_under_load": ms(load.health, 50), "health_p99_ms_under_load": ms(load.health, 99),
             "health_max_ms_under_load": round(max(load.health) * 1000, 1) if load.health else None,
-            "server_rss_start_mib": mib(rss_start), "server_rss_half_mib": mib(rss_half),
-            "server_rss_end_mib": mib(rss_end), "server_rss_peak_mib": mib(max(rss for _, rss in load.rss)),
-            "server_rss_growth_second_half_pct": round(100 * growth, 2),
+            "server_rss_start_mib": mib(rss_start), "server_rss_peak_first_half_mib": mib(first_peak),
+            "server_rss_peak_second_half_mib": mib(second_peak), "server_rss_end_mib": mib(load.rss[-1][1]),
+            "server_rss_peak_growth_second_half_pct": round(100 * growth, 2),
+            "server_rss_slope_second_half_mib_per_1000_calls": slope_mib_per_1000_calls(second),
             "bench_process_peak_rss_mib": mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024),
             "checks": checks, "passed": all(checks.values()),
         }
