@@ -16,7 +16,7 @@ RSS. The run passes when there are no errors, every health check is answered SER
 is flat over the second half: its peak there exceeds the first half's by less than FLAT_TOLERANCE.
 
     .venv/bin/python bench/bench_load.py [--clients 32] [--calls 200] [--history 1000]
-                                         [--algorithms nas-random] [--workers 4]
+                                         [--algorithms nas-random] [--workers 1]
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ def main() -> int:
     parser.add_argument("--baseline-calls", type=int, default=200)
     parser.add_argument("--algorithms", type=lambda text: text.split(","), default=["nas-random"],
                         help=f"comma-separated, cycled through by every client; from {', '.join(EXAMPLES)}")
-    parser.add_argument("--workers", type=int, default=4, help="the server's --workers")
+    parser.add_argument("--workers", type=int, default=1, help="the server's --workers (its default is 1)")
     result = run(parser.parse_args())
     print(json.dumps(result, indent=2))
     return 0 if result["passed"] else 1

@@ -27,8 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "the suggestion image)")
     parser.add_argument("--port", type=bounded_int(0, 65535), default=6789,
                         help="port to listen on (default 6789, Katib's; 0 picks a free one)")
-    parser.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), default=4,
-                        help="calls computed at once; health checks are answered besides them (default 4)")
+    parser.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), default=1,
+                        help="calls computed at once (default 1): the computation holds Python's GIL, so more "
+                             "workers add little throughput and delay health checks; these are answered beside "
+                             "the workers either way")
     parser.add_argument("--grace", type=bounded_float(0.0, 3600.0), default=30.0,
                         help="seconds in-flight calls get to finish after SIGTERM (default 30)")
     parser.add_argument("--max-message-mb", type=bounded_int(1, MAX_MESSAGE_MB), default=32,

@@ -74,7 +74,7 @@ class SuggestionService:
         port = free_port()
         self.address = f"127.0.0.1:{port}"
         command = [sys.executable, "-m", "katib_nas.cli", "serve", "--host", "127.0.0.1",
-                   "--port", str(port), "--workers", "2", "--grace", "5"]
+                   "--port", str(port), "--grace", "5"]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(dying_with_parent(command), stdin=subprocess.DEVNULL, stdout=log,

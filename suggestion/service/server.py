@@ -80,7 +80,7 @@ async def stop_server(running: RunningServer, grace_seconds: float) -> None:
     running.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def serve(host: str, port: int, workers: int = 4, grace_seconds: float = 30.0,
+def serve(host: str, port: int, workers: int = 1, grace_seconds: float = 30.0,
           max_message_mb: int = DEFAULT_MAX_MESSAGE_MB) -> int:
     """Serve until SIGTERM or SIGINT; then report NOT_SERVING, let in-flight calls finish, exit 0."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
