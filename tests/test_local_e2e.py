@@ -79,7 +79,10 @@ def test_sigkill_then_resume_loses_nothing(tmp_path: Path) -> None:
     while True:
         assert time.monotonic() < deadline and runner.poll() is None
         if (workdir / "state.sqlite").exists():
-            conditions = [r[0] for r in rows(workdir, "SELECT condition FROM trials")]
+            try:
+                conditions = [r[0] for r in rows(workdir, "SELECT condition FROM trials")]
+            except sqlite3.OperationalError:  # the file exists before the runner has created its tables
+                conditions = []
             if "Succeeded" in conditions and "Running" in conditions:
                 break
         time.sleep(0.1)

@@ -146,6 +146,14 @@ def wait_for(predicate, timeout: float = HANG_GUARD_SECONDS) -> None:  # noqa: A
         time.sleep(0.1)
 
 
+def trials_so_far(workdir: Path) -> list[tuple[str, str, int, str]]:
+    """The trials, or none while the runner is still creating its store (the file exists before its tables)."""
+    try:
+        return trials(workdir) if (workdir / "state.sqlite").exists() else []
+    except sqlite3.Error:
+        return []
+
+
 def running_count(workdir: Path) -> int:
     try:
         return sum(row[1] == "Running" for row in trials(workdir))
@@ -155,10 +163,7 @@ def running_count(workdir: Path) -> int:
 
 def slow_running_trial(workdir: Path) -> str | None:
     """A running trial that has printed that it went slow (the stub prints it once it sees the marker)."""
-    if not (workdir / "state.sqlite").exists():
-        return None
-    with sqlite3.connect(workdir / "state.sqlite") as db:
-        running = [row[0] for row in db.execute("SELECT name FROM trials WHERE condition = 'Running'")]
+    running = [row[0] for row in trials_so_far(workdir) if row[1] == "Running"]
     for name in running:
         log = workdir / "trials" / name / "output.log"
         if log.exists() and "slow: sleeping while" in log.read_text():
@@ -178,7 +183,7 @@ def test_ctrl_c_stops_trials_and_resume_finishes_without_rerunning(tmp_path: Pat
     runner = subprocess.Popen([sys.executable, "-m", "katib_nas.cli", "run", str(experiment),
                                "--workdir", str(workdir)], stderr=subprocess.PIPE, text=True,
                               preexec_fn=ignore_sigint)
-    wait_for(lambda: (workdir / "state.sqlite").exists() and any(row[1] == "Succeeded" for row in trials(workdir)))
+    wait_for(lambda: any(row[1] == "Succeeded" for row in trials_so_far(workdir)))
     marker.touch()
     wait_for(lambda: slow_running_trial(workdir) is not None)
     interrupted = slow_running_trial(workdir)

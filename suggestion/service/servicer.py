@@ -27,33 +27,37 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 
+def get_suggestions(request: api_pb2.GetSuggestionsRequest) -> api_pb2.GetSuggestionsReply:
+    """GetSuggestions computed: protobuf in, core call, protobuf out (InvalidInput for bad input)."""
+    experiment = convert.experiment_info(request.experiment)
+    history = [convert.trial_record(t) for t in request.trials]
+    proposal = engine.suggest(experiment, history, request.current_request_number, first_index(request))
+    return convert.suggestions_reply(proposal, experiment.algorithm)
+
+
+def validate_algorithm_settings(request: api_pb2.ValidateAlgorithmSettingsRequest
+                                ) -> api_pb2.ValidateAlgorithmSettingsReply:
+    """ValidateAlgorithmSettings computed: an empty reply, or InvalidInput naming what is wrong."""
+    engine.validate(convert.experiment_info(request.experiment))
+    return api_pb2.ValidateAlgorithmSettingsReply()
+
+
 class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
-    """Serves every registered algorithm; the request's algorithm_name picks one."""
+    """Serves every registered algorithm on grpc.aio; the request's algorithm_name picks one."""
 
     def __init__(self, pool: Executor):
         self.pool = pool
 
     async def GetSuggestions(self, request: api_pb2.GetSuggestionsRequest,
                              context: grpc.aio.ServicerContext) -> api_pb2.GetSuggestionsReply:
-        def answer() -> api_pb2.GetSuggestionsReply:
-            experiment = convert.experiment_info(request.experiment)
-            history = [convert.trial_record(t) for t in request.trials]
-            count = request.current_request_number
-            proposal = engine.suggest(experiment, history, count, first_index(request))
-            return convert.suggestions_reply(proposal, experiment.algorithm)
-
         call = CallLog("GetSuggestions", request.experiment, request.current_request_number, len(request.trials))
-        return await self._run(call, answer, context)
+        return await self._run(call, lambda: get_suggestions(request), context)
 
     async def ValidateAlgorithmSettings(self, request: api_pb2.ValidateAlgorithmSettingsRequest,
                                         context: grpc.aio.ServicerContext
                                         ) -> api_pb2.ValidateAlgorithmSettingsReply:
-        def answer() -> api_pb2.ValidateAlgorithmSettingsReply:
-            engine.validate(convert.experiment_info(request.experiment))
-            return api_pb2.ValidateAlgorithmSettingsReply()
-
         call = CallLog("ValidateAlgorithmSettings", request.experiment, 0, 0)
-        return await self._run(call, answer, context)
+        return await self._run(call, lambda: validate_algorithm_settings(request), context)
 
     async def _run(self, call: "CallLog", answer: Callable[[], R], context: grpc.aio.ServicerContext) -> R:
         """`answer()` on the worker pool; its errors mapped to INVALID_ARGUMENT or INTERNAL."""
