@@ -110,6 +110,17 @@ def test_bad_input_is_invalid_argument_from_both_methods(server: ServeProcess, n
         assert message in info.value.details()
 
 
+@pytest.mark.parametrize("length", [100, 5000, 100_000])
+def test_long_bad_input_is_still_invalid_argument_with_a_bounded_message(server: ServeProcess, length: int) -> None:
+    experiment = example(NAS_RANDOM)
+    experiment.spec.algorithm.algorithm_name = "é" * length
+    stub = api_pb2_grpc.SuggestionStub(server.channel)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetSuggestions(api_pb2.GetSuggestionsRequest(experiment=experiment, current_request_number=1))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # not RESOURCE_EXHAUSTED from a huge trailer
+    assert info.value.details().startswith("unknown algorithm 'éé") and len(info.value.details().encode()) <= 1000
+
+
 def test_networks_too_large_for_katib_are_invalid_argument_naming_the_cause(server: ServeProcess) -> None:
     def deep(spec: dict[str, Any]) -> None:
         spec["nasConfig"]["graphConfig"]["numLayers"] = 64

@@ -113,8 +113,8 @@ def settings_from_pairs(pairs: Iterable[tuple[str, str]], algorithm: str) -> dic
     settings: dict[str, str] = {}
     for name, value in pairs:
         if name in settings:
-            raise SettingsError(f"setting {name!r} for algorithm {algorithm} is given more than once "
-                                f"({settings[name]!r} and {value!r}); give it once")
+            raise SettingsError(f"setting {_quoted(name)} for algorithm {algorithm} is given more than once "
+                                f"({_quoted(settings[name])} and {_quoted(value)}); give it once")
         settings[name] = value
     return settings
 
@@ -125,7 +125,8 @@ def parse_settings(cls: type[T], raw: dict[str, str], algorithm: str) -> T:
     unknown = sorted(set(raw) - set(specs))
     if unknown:
         known = ", ".join(name for name, f in specs.items() if not f.metadata["setting"].state)
-        raise SettingsError(f"unknown setting {unknown[0]!r} for algorithm {algorithm}; known settings: {known}")
+        raise SettingsError(f"unknown setting {_quoted(unknown[0])} for algorithm {algorithm}; known settings: "
+                            f"{known}")
     values = {name: _convert(specs[name], text, algorithm) for name, text in raw.items()}
     return cls(**values)
 

@@ -47,7 +47,7 @@ from katib_nas.contract.spec import (
     Op,
 )
 
-from .settings import parse_int, read_int
+from .settings import parse_int
 
 
 class SpaceError(InvalidInput):
@@ -112,6 +112,26 @@ MAX_CANDIDATES = 4096
 Values = tuple[int | str, ...]
 
 
+@dataclass(frozen=True)
+class OperationValues:
+    """One nasConfig operation, checked: its op kind (None: chosen by reduction_type) and each parameter's
+    distinct values. `count` is the number of candidates it expands to, known before any is built."""
+
+    where: str
+    op_type: str
+    kind: str | None
+    values: dict[str, Values]
+
+    @property
+    def count(self) -> int:
+        return math.prod(len(v) for v in self.values.values())
+
+    def candidates(self) -> list[Candidate]:
+        names = list(self.values)
+        return [_candidate(self.op_type, self.kind, dict(zip(names, combo)))
+                for combo in itertools.product(*self.values.values())]
+
+
 def parse_nas_config(nas_config: dict[str, Any] | None) -> SearchSpace:
     """Build a SearchSpace; raise SpaceError naming the offending part of the nasConfig."""
     if not nas_config:
@@ -123,29 +143,24 @@ def parse_nas_config(nas_config: dict[str, Any] | None) -> SearchSpace:
     operations = nas_config.get("operations") or []
     if not operations:
         raise SpaceError("nasConfig.operations is empty; list at least one operation")
-    parsed = _parse_operations(operations)
-    candidates: list[Candidate] = []
-    for where, op_type, kind, values in parsed:
-        candidates.extend(_candidate(op_type, kind, dict(zip(values, combo)), where)
-                          for combo in itertools.product(*values.values()))
+    candidates = [c for operation in _parse_operations(operations) for c in operation.candidates()]
     return SearchSpace(num_layers, input_shape, num_classes, tuple(candidates))
 
 
-def _parse_operations(operations: list[Any]) -> list[tuple[str, str, str | None, dict[str, Values]]]:
-    """Every operation's checked parameter values; the candidate count is checked before any is built."""
+def _parse_operations(operations: list[Any]) -> list[OperationValues]:
+    """Every operation checked; their candidate counts are added up and checked before any is built."""
     parsed = []
     total = 0
-    for index, operation in enumerate(operations):
-        where, op_type, kind, values = _operation(operation, index)
-        count = math.prod(len(v) for v in values.values())
-        total += count
-        if count > MAX_CANDIDATES:
-            raise SpaceError(f"{where} expands to {count} candidates (the product of its parameters' value counts), "
-                             f"more than {MAX_CANDIDATES}; list fewer values")
+    for index, raw in enumerate(operations):
+        operation = _operation(raw, index)
+        total += operation.count
+        if operation.count > MAX_CANDIDATES:
+            raise SpaceError(f"{operation.where} expands to {operation.count} candidates (the product of its "
+                             f"parameters' value counts), more than {MAX_CANDIDATES}; list fewer values")
         if total > MAX_CANDIDATES:
             raise SpaceError(f"nasConfig.operations expand to more than {MAX_CANDIDATES} candidates (reached at "
-                             f"{where}); list fewer operations or parameter values")
-        parsed.append((where, op_type, kind, values))
+                             f"{operation.where}); list fewer operations or parameter values")
+        parsed.append(operation)
     return parsed
 
 
@@ -173,7 +188,7 @@ def _num_classes(sizes: Any) -> int:
     return _graph_int(sizes[0], "graphConfig.outputSizes", 2, MAX_CLASSES)
 
 
-def _operation(operation: Any, index: int) -> tuple[str, str, str | None, dict[str, Values]]:
+def _operation(operation: Any, index: int) -> OperationValues:
     if not isinstance(operation, dict):
         raise SpaceError(f"operations[{index}] must be a mapping")
     op_type = str(operation.get("operationType", ""))
@@ -194,10 +209,11 @@ def _operation(operation: Any, index: int) -> tuple[str, str, str | None, dict[s
     missing = sorted(required - set(values))
     if missing:
         raise SpaceError(f"{where}: missing parameter {missing[0]!r}")
-    return where, op_type, kind, values
+    return OperationValues(where, op_type, kind, values)
 
 
-def _candidate(op_type: str, kind: str | None, params: dict[str, int | str], where: str) -> Candidate:
+def _candidate(op_type: str, kind: str | None, params: dict[str, int | str]) -> Candidate:
+    """The candidate of one combination of checked parameter values."""
     if kind is None:
         kind = _REDUCTIONS[str(params["reduction_type"])]
     kernel = 0
@@ -252,8 +268,6 @@ def _value(text: str, name: str, where: str) -> int | str:
             raise SpaceError(f"{where}: reduction_type {_short(text)} must be max_pooling or avg_pooling")
         return text
     low, high = _INTEGER_RANGES[name]
-    if read_int(text) is None:
-        raise SpaceError(f"{where}: {name}={_short(text)} must be an integer")
     return parse_int(text, f"{where}: {name}", low, high, SpaceError)
 
 

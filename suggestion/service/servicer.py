@@ -25,6 +25,9 @@ from . import convert
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
+#: Longest status message sent, in bytes of UTF-8. gRPC sends it percent-encoded in a trailer, and a client
+#: refuses trailers above 8 KiB (RESOURCE_EXHAUSTED instead of the status the server meant).
+MAX_DETAILS_BYTES = 1000
 
 
 def get_suggestions(request: api_pb2.GetSuggestionsRequest) -> api_pb2.GetSuggestionsReply:
@@ -66,11 +69,12 @@ class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
             result = await asyncio.get_running_loop().run_in_executor(self.pool, answer)
         except InvalidInput as err:
             call.ended("invalid")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, bounded_details(str(err)))
         except Exception as err:  # an algorithm bug must not surface as UNKNOWN
             log.exception("%s failed", call.method)
             call.ended("internal")
-            await context.abort(grpc.StatusCode.INTERNAL, f"{call.method} failed: {type(err).__name__}: {err}")
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                bounded_details(f"{call.method} failed: {type(err).__name__}: {err}"))
         call.ended("ok")
         return result
 
@@ -91,6 +95,15 @@ class CallLog:
     def ended(self, outcome: str) -> None:
         milliseconds = (time.perf_counter() - self.start) * 1000
         log.info("%s %s ms=%.1f outcome=%s", self.method, self.fields, milliseconds, outcome)
+
+
+def bounded_details(text: str) -> str:
+    """`text` cut to MAX_DETAILS_BYTES of UTF-8 (at a character boundary), saying that it was cut."""
+    data = text.encode()
+    if len(data) <= MAX_DETAILS_BYTES:
+        return text
+    kept = data[:MAX_DETAILS_BYTES - 40].decode(errors="ignore")
+    return f"{kept}... ({len(data)} bytes, cut)"
 
 
 def _printable(text: str) -> str:

@@ -196,6 +196,10 @@ def requests(draw: st.DrawFn, mode: str, proposals: list[pb.ParameterAssignments
         change_nas_config(experiment, draw(nas_config_changes))
     if draw(st.integers(0, 9)) == 0:
         experiment.spec.objective.type = draw(st.sampled_from([0, 1, 99]))
+    if draw(st.integers(0, 19)) == 0:
+        experiment.spec.algorithm.algorithm_name = draw(texts)
+    if draw(st.integers(0, 19)) == 0:
+        experiment.name = draw(texts)
     names = [f"{experiment.name}-t{i}" for i in range(6)] + ["", "é", "x" * 300]
     trials = st.one_of(odd_trial(names), *(trial_from_proposal(p, names) for p in proposals))
     history = draw(st.lists(trials, max_size=12))
