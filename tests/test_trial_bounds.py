@@ -32,11 +32,11 @@ def test_out_of_range_flags_exit_2_with_one_line(args: list[str], message: str) 
     assert message in line
 
 
-def test_omp_num_threads_is_held_to_the_same_bound() -> None:
-    run = run_trial("--architecture", ARCH, "--dataset", "digits",
-                    env=dict(os.environ, OMP_NUM_THREADS="1000000"))
+@pytest.mark.parametrize("value", ["1000000", "0", "9" * 5000])
+def test_omp_num_threads_is_held_to_the_same_bound(value: str) -> None:
+    run = run_trial("--architecture", ARCH, "--dataset", "digits", env=dict(os.environ, OMP_NUM_THREADS=value))
     assert run.code == 2 and run.stdout == ""
-    assert run.error_lines() == ["katib-nas trial: error: OMP_NUM_THREADS=1000000 must be in [1, 1024] "
+    assert run.error_lines() == [f"katib-nas trial: error: OMP_NUM_THREADS={value} must be in [1, 1024] "
                                  "(or pass --threads)"]
 
 

@@ -105,7 +105,7 @@ def _check_range(flag: str, value: int, low: int, high: int) -> None:
 
 def _check_omp_threads(text: str) -> None:
     """OMP_NUM_THREADS, which sets the thread count without --threads, must be a count torch accepts."""
-    if text.isascii() and text.isdigit() and not 1 <= int(text) <= MAX_THREADS:
+    if text.isascii() and text.isdigit() and (len(text) > 7 or not 1 <= int(text) <= MAX_THREADS):
         raise InvalidInput(f"OMP_NUM_THREADS={text} must be in [1, {MAX_THREADS}] (or pass --threads)")
 
 
