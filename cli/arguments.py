@@ -1,21 +1,57 @@
-"""argparse value types shared by the subcommands: each refuses bad text with a message naming the rule."""
+"""argparse value types shared by the subcommands: each refuses bad text with a message naming the rule.
+
+Numbers are ASCII only (Python's int() and float() also take other scripts'
+digits and `1_000`) and bounded: every integer flag has an upper limit, so no
+value can overflow a C integer inside torch or numpy after the run started.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import re
+from typing import Callable
+
+_INTEGER = re.compile(r"[+-]?[0-9]{1,30}")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})(?:[eE][+-]?[0-9]{1,3})?")
+#: Upper limit of the integer flags without one of their own: a C int.
+MAX_INT_FLAG = 2**31 - 1
+MAX_BATCH_SIZE = 2**20
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high]."""
+    def parse(text: str) -> int:
+        value = _number(int, text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} must be a whole number in [{low}, {high}]")
+        return value
+
+    return parse
+
+
+def bounded_float(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a finite number in [low, high]."""
+    def parse(text: str) -> float:
+        value = _number(float, text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} must be a number in [{low:g}, {high:g}]")
+        return value
+
+    return parse
 
 
 def positive_int(text: str) -> int:
     value = _number(int, text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be a whole number of at least 1")
+    if not 1 <= value <= MAX_INT_FLAG:
+        raise argparse.ArgumentTypeError(f"{text} must be a whole number in [1, {MAX_INT_FLAG}]")
     return value
 
 
 def non_negative_int(text: str) -> int:
     value = _number(int, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a whole number of at least 0")
+    if not 0 <= value <= MAX_INT_FLAG:
+        raise argparse.ArgumentTypeError(f"{text} must be a whole number in [0, {MAX_INT_FLAG}]")
     return value
 
 
@@ -41,27 +77,31 @@ def fraction(text: str) -> float:
 
 
 def _number(kind: type, text: str) -> int | float:
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+    """`text` as an int or a float, read from ASCII digits only; inf and nan are not numbers here."""
+    pattern = _INTEGER if kind is int else _DECIMAL
+    value = kind(text.strip()) if pattern.fullmatch(text.strip()) else None
+    if value is None or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number")
+    return value
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """Data, optimiser, device and metrics-file flags that every training subcommand takes alike."""
     from katib_nas.trial_image.data import DATASETS
+    from katib_nas.trial_image.trial import MAX_THREADS
 
     parser.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
                         help="training data (default fashion-mnist from /usr/share/datasets/fashion-mnist)")
     parser.add_argument("--data-dir", metavar="PATH",
                         help="data location: Fashion-MNIST idx.gz folder, CIFAR-10 binary batches folder, "
                              "or the .npz file (arrays x and y)")
-    parser.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default 128)")
+    parser.add_argument("--batch-size", type=bounded_int(1, MAX_BATCH_SIZE), default=128,
+                        help="batch size (default 128)")
     parser.add_argument("--lr", type=positive_float, default=0.05, help="peak learning rate (default 0.05)")
     parser.add_argument("--weight-decay", type=non_negative_float, default=3e-4, help="weight decay (default 3e-4)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto picks CUDA when available (default auto)")
-    parser.add_argument("--threads", type=positive_int,
+    parser.add_argument("--threads", type=bounded_int(1, MAX_THREADS),
                         help="CPU threads (default: OMP_NUM_THREADS, else the CPUs the container may use)")
     parser.add_argument("--val-fraction", type=fraction, default=0.1,
                         help="share of the training file held out for validation (default 0.1)")

@@ -1,21 +1,39 @@
-"""`katib-nas serve`: run the suggestion service."""
+"""`katib-nas serve`: run the suggestion service.
+
+It listens on 127.0.0.1 unless told otherwise: on a developer's machine the
+service is for local clients. The suggestion image passes `--host 0.0.0.0`
+(its Dockerfile CMD), which is what Katib's suggestion pod needs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 
+from .arguments import bounded_float, bounded_int
+
+DEFAULT_HOST = "127.0.0.1"
+#: gRPC message sizes are int32 bytes.
+MAX_MESSAGE_MB = 2047
+MAX_WORKERS = 256
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="serve Katib's Suggestion API for all katib-nas algorithms",
                                    description="Serve Katib's Suggestion gRPC API (envelopenet, proxylessnas, "
                                                "nas-random) and grpc.health.v1 Health.")
-    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
-    parser.add_argument("--port", type=int, default=6789, help="port to listen on (default 6789, Katib's)")
-    parser.add_argument("--workers", type=int, default=4, help="concurrent calls (default 4)")
-    parser.add_argument("--grace", type=float, default=30.0,
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help=f"address to listen on (default {DEFAULT_HOST}; 0.0.0.0 for every interface, as in "
+                             "the suggestion image)")
+    parser.add_argument("--port", type=bounded_int(0, 65535), default=6789,
+                        help="port to listen on (default 6789, Katib's; 0 picks a free one)")
+    parser.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), default=1,
+                        help="calls computed at once (default 1): the computation holds Python's GIL, so more "
+                             "workers add little throughput and delay health checks; these are answered beside "
+                             "the workers either way")
+    parser.add_argument("--grace", type=bounded_float(0.0, 3600.0), default=30.0,
                         help="seconds in-flight calls get to finish after SIGTERM (default 30)")
-    parser.add_argument("--max-message-mb", type=int, default=32,
+    parser.add_argument("--max-message-mb", type=bounded_int(1, MAX_MESSAGE_MB), default=32,
                         help="largest request accepted, in MiB: Katib sends every trial in each request (default 32)")
     parser.set_defaults(handler=run)
 

@@ -10,7 +10,7 @@ import logging
 
 from katib_nas.contract.branch_stats import DEFAULT_STATISTIC, STATISTIC_PREFIXES
 
-from .arguments import add_training_arguments, non_negative_int, positive_int
+from .arguments import add_training_arguments, bounded_int, positive_int
 
 DESCRIPTION = """\
 Decode the architecture text, build the network, train it with SGD (Nesterov momentum, cosine learning
@@ -24,6 +24,8 @@ Exit codes: 0 done, 2 bad input (one line names it), 3 training diverged (no obj
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from katib_nas.trial_image.trial import MAX_EPOCHS, MAX_SEED
+
     parser = subparsers.add_parser("trial", help="train one candidate architecture and report its metrics",
                                    description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--architecture", required=True, metavar="TEXT",
@@ -31,9 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_training_arguments(parser)
     budget = parser.add_mutually_exclusive_group()
     # No default here: argparse would not notice an explicit `--epochs 1` next to `--steps` otherwise.
-    budget.add_argument("--epochs", type=positive_int, help="training epochs (default 1)")
+    budget.add_argument("--epochs", type=bounded_int(1, MAX_EPOCHS), help="training epochs (default 1)")
     budget.add_argument("--steps", type=positive_int, help="training steps instead of epochs")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed for weights and batch order")
+    parser.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0,
+                        help=f"seed for weights and batch order, in [0, {MAX_SEED}]")
     parser.add_argument("--test", action="store_true",
                         help="after training, also report Test-Accuracy and Test-Loss on the dataset's separate "
                              "test set (Fashion-MNIST t10k files, CIFAR-10 test_batch.bin)")

@@ -12,6 +12,11 @@ shell arguments, CSV and Katib's plain ``${trialParameters.X}`` substitution)::
     op     := "c"K | "dc"K | "s"K["m"M] | "d"K["m"M] | "mp"K | "ap"K | "mb"K"e"E | "id" | "zero"
 
 Example: ``in28x28x1-cls10-stem16/w32:c1+c3+s5:c3+s5@0/w64s2:mb3e6_mb5e3_zero@r``.
+
+Numbers have at most six digits and no leading zeros; the spec's limits
+(contract/spec.py) all fit, and `encode` and `decode` both check them, so the
+codec reads back exactly what it writes. Text is at most MAX_TEXT_CHARS
+characters and every token must match in full (no trailing newline).
 """
 
 from __future__ import annotations
@@ -21,13 +26,15 @@ from typing import Any
 
 from .spec import OP_KINDS, Architecture, ArchitectureError, Cell, Op, Stage
 
-CHARSET = re.compile(r"^[A-Za-z0-9/:+_@.-]*$")
+CHARSET = re.compile(r"[A-Za-z0-9/:+_@.-]*")
 _INT = r"(0|[1-9][0-9]{0,5})"
-_HEADER = re.compile(rf"^in{_INT}x{_INT}x{_INT}-cls{_INT}-stem{_INT}$")
-_STAGE = re.compile(rf"^w{_INT}(?:s{_INT})?$")
-_KERNEL_OP = re.compile(rf"^(c|dc|s|d|mp|ap){_INT}(?:m{_INT})?$")
-_MBCONV = re.compile(rf"^mb{_INT}e{_INT}$")
-_ATTR_INDEX = re.compile(rf"^{_INT}$")
+_HEADER = re.compile(rf"in{_INT}x{_INT}x{_INT}-cls{_INT}-stem{_INT}")
+_STAGE = re.compile(rf"w{_INT}(?:s{_INT})?")
+_KERNEL_OP = re.compile(rf"(c|dc|s|d|mp|ap){_INT}(?:m{_INT})?")
+_MBCONV = re.compile(rf"mb{_INT}e{_INT}")
+_ATTR_INDEX = re.compile(_INT)
+#: Longest architecture text read or written: 16 times Katib's 4096-byte limit on an assignment value.
+MAX_TEXT_CHARS = 65536
 _KIND_BY_PREFIX = {prefix: kind for kind, (prefix, _, _) in OP_KINDS.items()}
 
 
@@ -48,19 +55,24 @@ def encode(arch: Architecture) -> str:
     for stage in arch.stages:
         head = f"w{stage.width}" + ("s2" if stage.stride == 2 else "")
         parts.append(":".join([head] + [encode_cell(cell) for cell in stage.cells]))
-    return "/".join(parts)
+    text = "/".join(parts)
+    if len(text) > MAX_TEXT_CHARS:
+        raise ArchitectureError(f"the architecture text would be {len(text)} characters, more than {MAX_TEXT_CHARS}")
+    return text
 
 
 def decode(text: str) -> Architecture:
     """Parse and validate architecture text; raises CodecError or ArchitectureError."""
     if not isinstance(text, str) or not text:
         raise CodecError(str(text)[:40], 0, "architecture text")
-    for position, char in enumerate(text):
-        if not CHARSET.match(char):
-            raise CodecError(char, position, "only letters, digits and - / : + _ @ .")
+    if len(text) > MAX_TEXT_CHARS:
+        raise CodecError(text[:40], 0, f"architecture text of at most {MAX_TEXT_CHARS} characters, got {len(text)}")
+    if not CHARSET.fullmatch(text):
+        position = next(i for i, char in enumerate(text) if not CHARSET.fullmatch(char))
+        raise CodecError(text[position], position, "only letters, digits and - / : + _ @ .")
     pieces = _split(text, "/", 0)
     header_text, header_pos = pieces[0]
-    match = _HEADER.match(header_text)
+    match = _HEADER.fullmatch(header_text)
     if not match:
         raise CodecError(header_text, header_pos, "a header like in28x28x1-cls10-stem16")
     height, width, channels, classes, stem = (int(g) for g in match.groups())
@@ -140,10 +152,10 @@ def decode_op(token: str, position: int = 0) -> Op:
         return Op("identity")
     if token == "zero":
         return Op("zero")
-    match = _MBCONV.match(token)
+    match = _MBCONV.fullmatch(token)
     if match:
         return Op("mbconv", int(match.group(1)), int(match.group(2)))
-    match = _KERNEL_OP.match(token)
+    match = _KERNEL_OP.fullmatch(token)
     if match:
         kind = _KIND_BY_PREFIX[match.group(1)]
         mult = int(match.group(3)) if match.group(3) is not None else 1
@@ -172,7 +184,7 @@ def _split(text: str, sep: str, offset: int) -> list[tuple[str, int]]:
 def _decode_stage(text: str, position: int) -> Stage:
     pieces = _split(text, ":", position)
     head, head_pos = pieces[0]
-    match = _STAGE.match(head)
+    match = _STAGE.fullmatch(head)
     if not match:
         raise CodecError(head, head_pos, "a stage head like w32 or w64s2")
     stride = int(match.group(2)) if match.group(2) is not None else 1
@@ -194,7 +206,7 @@ def _decode_cell(text: str, position: int) -> Cell:
         for attr, pos in _split(attr_text, ".", attr_pos):
             if attr == "r" and not residual and not skips:
                 residual = True
-            elif _ATTR_INDEX.match(attr):
+            elif _ATTR_INDEX.fullmatch(attr):
                 skips.append(int(attr))
             else:
                 raise CodecError(attr, pos, "'r' first, then skip-input cell indices")

@@ -28,8 +28,16 @@ OP_KINDS: dict[str, tuple[str, bool, str]] = {
     "zero": ("zero", False, ""),
 }
 
+# Limits of a valid architecture. Every side checks them through Architecture.validate (the codec on
+# encode and decode), and the suggestion's search space refuses a nasConfig beyond them, so anything the
+# suggestion emits is read back by the trial. Each fits in the codec's six digits.
 MAX_KERNEL = 11
 MAX_MULT = 8
+MAX_WIDTH = 4096
+MAX_INPUT_SIDE = 4096
+MAX_INPUT_CHANNELS = 4096
+MAX_CLASSES = 100_000
+MAX_CELLS = 1024
 
 
 class ArchitectureError(InvalidInput):
@@ -100,16 +108,22 @@ class Architecture:
         height, width, channels = self.input_shape
         if min(height, width, channels) < 1:
             raise ArchitectureError(f"input shape {self.input_shape} must be positive")
-        if self.num_classes < 2:
-            raise ArchitectureError(f"num_classes {self.num_classes} must be at least 2")
-        if self.stem < 1:
-            raise ArchitectureError(f"stem width {self.stem} must be at least 1")
+        if max(height, width) > MAX_INPUT_SIDE or channels > MAX_INPUT_CHANNELS:
+            raise ArchitectureError(f"input shape {self.input_shape} must be at most {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE}"
+                                    f"x{MAX_INPUT_CHANNELS}")
+        if not 2 <= self.num_classes <= MAX_CLASSES:
+            raise ArchitectureError(f"num_classes {self.num_classes} must be in [2, {MAX_CLASSES}]")
+        if not 1 <= self.stem <= MAX_WIDTH:
+            raise ArchitectureError(f"stem width {self.stem} must be in [1, {MAX_WIDTH}]")
         if not self.stages:
             raise ArchitectureError("an architecture needs at least one stage")
+        cells = sum(len(stage.cells) for stage in self.stages)
+        if cells > MAX_CELLS:
+            raise ArchitectureError(f"the architecture has {cells} cells, more than {MAX_CELLS}")
         index = 0
         for s, stage in enumerate(self.stages):
-            if stage.width < 1:
-                raise ArchitectureError(f"stage {s}: width {stage.width} must be at least 1")
+            if not 1 <= stage.width <= MAX_WIDTH:
+                raise ArchitectureError(f"stage {s}: width {stage.width} must be in [1, {MAX_WIDTH}]")
             if stage.stride not in (1, 2):
                 raise ArchitectureError(f"stage {s}: stride {stage.stride} must be 1 or 2")
             if not stage.cells:

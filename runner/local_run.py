@@ -24,7 +24,7 @@ from .manifest import ExperimentError, ExperimentSpec, experiment_from_document,
 from .progress import ProgressView
 from .status import Outcome, outcome, summarize_trials
 from .store import ExperimentRow, Store, StoreError
-from .suggestion_process import SuggestionService
+from .suggestion_process import SuggestionFailure, SuggestionService
 from .trial_template import check_runnable
 
 DEFAULT_RUNS_DIR = Path("runs")
@@ -101,9 +101,17 @@ def _run_loop(store: Store, spec: ExperimentSpec, stored: ExperimentRow | None, 
             finished = controller.run()
         except Interrupted:
             raise Interrupted(store.workdir) from None
+        except SuggestionFailure as err:
+            raise SuggestionFailure(f"{err}. Running trials were stopped and saved; continue with: "
+                                    f"{resume_command(options.experiment_path, store.workdir)}") from None
         finally:
             view.close()
     return _finish(store, spec, finished, options, stream)
+
+
+def resume_command(experiment_path: Path, workdir: Path) -> str:
+    """The command that continues this run."""
+    return f"katib-nas run {experiment_path} --workdir {workdir} --resume"
 
 
 def _finish(store: Store, spec: ExperimentSpec, finished: Outcome, options: RunOptions, stream: TextIO) -> RunResult:

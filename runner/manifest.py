@@ -20,6 +20,8 @@ import yaml
 
 from katib_nas.contract.errors import InvalidInput
 
+from .paths import EXPERIMENT_NAME_MAX_LENGTH, has_backsteps, is_dns1123_label, is_experiment_name
+
 API_VERSION = "kubeflow.org/v1beta1"
 DEFAULT_PARALLEL = 3  # Katib's DefaultTrialParallelCount
 DEFAULT_NAMESPACE = "default"
@@ -32,7 +34,6 @@ PLACEHOLDER_PATTERN = re.compile(r"\$\{trialParameters\..+?\}")
 META_PATTERN = re.compile(r"\$\{trialSpec\.(.+?)\}")
 META_INDEX_PATTERN = re.compile(r"(.+)\[(.+)]")
 META_KEYS = ("Name", "Namespace", "Kind", "APIVersion", "Annotations", "Labels")
-NAME_PATTERN = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?")
 TWO_GROUPS = re.compile(r".*\(.*\).*\(.*\).*")
 
 
@@ -128,9 +129,14 @@ def load_experiment(path: str | Path) -> ExperimentSpec:
     """Parse and check the Experiment in a YAML file (one Experiment document)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as err:
         raise ExperimentError(f"cannot read {path}: {err.strerror or err}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ExperimentError(f"{path} is not UTF-8 text: byte 0x{data[err.start]:02x} at offset {err.start}; save "
+                              "the Experiment as UTF-8") from None
     return parse_experiment(text, str(path))
 
 
@@ -156,10 +162,14 @@ def experiment_from_document(document: dict[str, Any]) -> ExperimentSpec:
     """Check an Experiment document (already parsed) and build its spec."""
     metadata = _mapping(document.get("metadata"), "metadata")
     name = _string(metadata.get("name"), "metadata.name", required=True)
-    if not NAME_PATTERN.match(name) or len(name) > 40:
-        raise ExperimentError(f"metadata.name {name!r} must be lower case letters, digits and '-', start with a "
-                              "letter, end with a letter or digit, and be at most 40 characters")
+    if not is_experiment_name(name):
+        raise ExperimentError(f"metadata.name {name[:80]!r} must be lower case letters, digits and '-', start with a "
+                              f"letter, end with a letter or digit, and be at most {EXPERIMENT_NAME_MAX_LENGTH} "
+                              "characters (Kubernetes' DNS-1123 label, as Katib requires)")
     namespace = _string(metadata.get("namespace"), "metadata.namespace") or DEFAULT_NAMESPACE
+    if not is_dns1123_label(namespace):
+        raise ExperimentError(f"metadata.namespace {namespace[:80]!r} must be a Kubernetes DNS-1123 label: lower "
+                              "case letters, digits and '-', at most 63 characters")
     spec = _mapping(document.get("spec"), "spec", required=True)
     parallel = _int(spec.get("parallelTrialCount"), "spec.parallelTrialCount")
     max_trials = _int(spec.get("maxTrialCount"), "spec.maxTrialCount")
@@ -374,6 +384,9 @@ def _collector(raw: Any) -> Collector:
     if file_kind != "File" or not path.startswith("/"):
         raise ExperimentError(f"{where}.source.fileSystemPath needs kind File and an absolute path, got "
                               f"kind {file_kind!r} path {path!r}")
+    if has_backsteps(path) or path.endswith("/"):
+        raise ExperimentError(f"{where}.source.fileSystemPath.path {path!r} must name a file without '..' "
+                              "components (Kubernetes refuses '..' in the mount path Katib makes of it)")
     if file_format not in ("TEXT", "JSON"):
         raise ExperimentError(f"{where}.source.fileSystemPath.format {file_format!r} must be TEXT or JSON")
     if file_format == "JSON" and source.get("filter") is not None:

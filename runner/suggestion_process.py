@@ -26,6 +26,8 @@ HEALTH_SERVICE = "manager.v1beta1.Suggestion"
 CALL_TIMEOUT = 60.0  # Katib's suggestion client deadline
 STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 10.0
+#: After a failed call, how long to wait for the server process to show whether it died.
+EXIT_WAIT = 2.0
 
 
 class SuggestionRejected(InvalidInput):
@@ -72,7 +74,7 @@ class SuggestionService:
         port = free_port()
         self.address = f"127.0.0.1:{port}"
         command = [sys.executable, "-m", "katib_nas.cli", "serve", "--host", "127.0.0.1",
-                   "--port", str(port), "--workers", "2", "--grace", "5"]
+                   "--port", str(port), "--grace", "5"]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(dying_with_parent(command), stdin=subprocess.DEVNULL, stdout=log,
@@ -124,7 +126,20 @@ class SuggestionService:
         details = " ".join((err.details() or "").split())
         if err.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNKNOWN):
             return SuggestionRejected(f"the suggestion service rejected the experiment: {details}")
+        if self._exited():
+            return SuggestionFailure(f"the suggestion service exited ({_exit_text(self.process.returncode)}) before "
+                                     f"answering {method}; its log: {self.log_path}")
         return SuggestionFailure(f"{method} failed with {err.code().name}: {details}")
+
+    def _exited(self) -> bool:
+        """Whether the server process has exited; a connection it dropped as it died is given time to show."""
+        if self.process is None:
+            return False
+        try:
+            self.process.wait(timeout=EXIT_WAIT)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def stop(self) -> None:
         if self.channel is not None:
@@ -146,3 +161,12 @@ class SuggestionService:
         except OSError:
             return "(no log)"
         return lines[-1] if lines else "(no output)"
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"

@@ -29,6 +29,7 @@ from .manifest import (
     ExperimentSpec,
     TrialTemplate,
 )
+from .paths import check_trial_name, confined
 
 #: Programs that run from the current environment rather than from PATH.
 PYTHON_NAMES = ("python", "python3", f"python{sys.version_info.major}.{sys.version_info.minor}")
@@ -176,11 +177,15 @@ def trial_path() -> str:
 
 
 def metrics_file_for(spec: ExperimentSpec, argv: list[str], trial_dir: Path) -> tuple[list[str], str]:
-    """For the File collector: point the trial's metrics path argument at a file of its own."""
+    """For the File collector: point the trial's metrics path argument at a file of its own.
+
+    `trial_dir` is WORKDIR/trials/NAME; the file lies under TRIAL_DIR/metrics and must resolve inside the
+    workdir (the runner removes a stale one before the trial starts)."""
     if spec.collector.kind != "File":
         return argv, ""
     path = spec.collector.path
-    local = str(trial_dir / "metrics" / path.lstrip("/"))
+    workdir = trial_dir.parent.parent
+    local = str(confined(trial_dir / "metrics" / path.lstrip("/"), workdir, "the File collector's metrics file"))
     if not any(path in arg for arg in argv):
         raise ExperimentError(f"the File collector reads {path}, but the trial command does not mention that path; "
                               "pass it to the trial as an argument so each local trial can get a file of its own")
@@ -189,7 +194,9 @@ def metrics_file_for(spec: ExperimentSpec, argv: list[str], trial_dir: Path) -> 
 
 def build_command(spec: ExperimentSpec, trial_name: str, assignments: Mapping[str, str],
                   overrides: Sequence[str], trial_dir: Path) -> TrialCommand:
-    """Everything needed to start one trial locally."""
+    """Everything needed to start one trial locally; the trial's name must be a DNS-1123 label (it names its
+    folder under the workdir, as it names the trial's Job on a cluster)."""
+    check_trial_name(trial_name)
     rendered = render_trial_spec(spec.template, trial_name, spec.namespace, assignments)
     container = primary_container(rendered, spec.template.primary_container)
     argv = apply_overrides(container_argv(container, spec.template.primary_container), overrides)

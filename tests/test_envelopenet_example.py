@@ -18,7 +18,7 @@ from katib_nas.contract.spec import Op
 from katib_nas.proto import api_pb2
 from katib_nas.suggestion.core import engine
 from katib_nas.suggestion.core.experiment import ExperimentInfo
-from katib_nas.suggestion.service.servicer import SuggestionServicer
+from katib_nas.suggestion.service.servicer import get_suggestions
 
 from .conftest import REPO, load_yaml
 
@@ -122,10 +122,9 @@ def suggest_twice(document: dict[str, Any], run_trial: Callable[[list[str]], str
     """One Katib round through the real service code: suggestion, the rendered trial's stdout collected with
     the Experiment's metricsFormat, a SUCCEEDED trial with that observation, and the next suggestion."""
     spec = document["spec"]
-    servicer = SuggestionServicer()
     request = api_pb2.GetSuggestionsRequest(experiment=experiment_proto(document), current_request_number=1,
                                             total_request_number=1)
-    reply = servicer.GetSuggestions(request, None)
+    reply = get_suggestions(request)
     assignment = {a.name: a.value for a in reply.parameter_assignments[0].assignments}
     command = render_command(spec, assignment)
     assert "--epochs=1" in command and "--branch-stats" in command
@@ -141,7 +140,7 @@ def suggest_twice(document: dict[str, Any], run_trial: Callable[[list[str]], str
     trial.status.observation.metrics.extend(api_pb2.Metric(name=k, value=v) for k, v in observed.items())
     request = api_pb2.GetSuggestionsRequest(experiment=experiment_proto(document), trials=[trial],
                                             current_request_number=1, total_request_number=2)
-    reply = servicer.GetSuggestions(request, None)
+    reply = get_suggestions(request)
     following = decode({a.name: a.value for a in reply.parameter_assignments[0].assignments}["architecture"])
     return architecture, following, stdout, observed
 

@@ -9,6 +9,7 @@ the wrong number of assignments is an error.
 from __future__ import annotations
 
 import io
+import re
 from concurrent import futures
 from pathlib import Path
 from typing import Iterator
@@ -117,4 +118,6 @@ def test_live_view_shows_counts_best_and_eta() -> None:
     plain = io.StringIO()
     quiet = ProgressView(None, "acc", 0, plain, live=False)
     quiet.update(Summary({"Succeeded": 1}, None, "", False), "trial t2 succeeded")
-    assert "trial t2 succeeded [1/? done, 0 running, 0 failed | best - | elapsed 0:00 eta ?]" in plain.getvalue()
+    # The elapsed time depends on the machine's load; only its form is fixed.
+    assert re.search(r"trial t2 succeeded \[1/\? done, 0 running, 0 failed \| best - \| elapsed \d+:\d\d eta \?\]",
+                     plain.getvalue())

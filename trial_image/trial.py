@@ -8,9 +8,11 @@ or export exits 1.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from katib_nas.contract.codec import decode
@@ -32,6 +34,11 @@ EXIT_DIVERGED = 3
 #: Branch statistics are recorded over this last share of the training steps, once the network has learned.
 STATISTICS_FRACTION = 0.5
 LOG = logging.getLogger("katib_nas.trial_image")
+#: Seeds numpy and torch both take.
+MAX_SEED = 2**32 - 1
+#: CPU threads; OMP_NUM_THREADS is held to the same bound.
+MAX_THREADS = 1024
+MAX_EPOCHS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -84,8 +91,49 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return "x".join(str(v) for v in shape)
 
 
+def check_options(options: TrialOptions) -> None:
+    """Numbers within the bounds torch and numpy take, and every output path writable: before any work."""
+    _check_range("--seed", options.seed, 0, MAX_SEED)
+    _check_range("--epochs", options.epochs, 1, MAX_EPOCHS)
+    if options.threads is not None:
+        _check_range("--threads", options.threads, 1, MAX_THREADS)
+    else:
+        _check_omp_threads(os.environ.get("OMP_NUM_THREADS", ""))
+    if options.export_dir:
+        check_export_dir(Path(options.export_dir))
+
+
+def _check_range(flag: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise InvalidInput(f"{flag} {value} must be in [{low}, {high}]")
+
+
+def _check_omp_threads(text: str) -> None:
+    """OMP_NUM_THREADS, which sets the thread count without --threads, must be a count torch accepts."""
+    if text.isascii() and text.isdigit() and (len(text) > 7 or not 1 <= int(text) <= MAX_THREADS):
+        raise InvalidInput(f"OMP_NUM_THREADS={text} must be in [1, {MAX_THREADS}] (or pass --threads)")
+
+
+def check_export_dir(path: Path) -> None:
+    """--export-dir must be a writable directory (created here) whose export file names are free for files."""
+    from .export import METADATA_FILE, ONNX_FILE, TORCHSCRIPT_FILE
+
+    if path.exists() and not path.is_dir():
+        raise InvalidInput(f"--export-dir {path} is a file, not a directory; give a directory to export into")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InvalidInput(f"--export-dir {path} cannot be created: {err.strerror or err}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InvalidInput(f"--export-dir {path} is not writable")
+    for name in (TORCHSCRIPT_FILE, ONNX_FILE, METADATA_FILE):
+        if (path / name).is_dir():
+            raise InvalidInput(f"--export-dir {path} holds a directory named {name}, where the export writes a file")
+
+
 def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
     """Run the trial and return its exit code; raises InvalidInput for bad input before training."""
+    check_options(options)
     arch = parse_architecture(options.architecture)
     from .reporting import MetricsWriter, check_push_available, push_requested
 

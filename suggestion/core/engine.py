@@ -1,8 +1,17 @@
-"""What every suggestion call goes through, whatever the adapter: pick the algorithm, check the answer."""
+"""What every suggestion call goes through, whatever the adapter: pick the algorithm, check the answer.
+
+Every value a reply carries is checked before it is sent: safe to paste into a
+trial template, within Katib's size limit, and an `architecture` value decoded
+by the shared codec, so a trial can never receive text its decoder refuses.
+A value over Katib's size limit comes from the experiment's search space (too
+many layers or skips for the text to fit) and is reported as bad input; an
+unsafe or undecodable value is an algorithm bug.
+"""
 
 from __future__ import annotations
 
-from katib_nas.contract.assignments import unsafe_value_reason
+from katib_nas.contract.assignments import ARCHITECTURE_ASSIGNMENT, MAX_VALUE_BYTES, unsafe_value_reason
+from katib_nas.contract.codec import decode
 from katib_nas.contract.errors import InvalidInput
 
 from .algorithms import Proposal, get_algorithm
@@ -36,10 +45,32 @@ def suggest(experiment: ExperimentInfo, history: list[TrialRecord], count: int, 
 def _check(proposal: Proposal, count: int, names: tuple[str, ...], algorithm: str) -> None:
     if len(proposal.assignments) != count:
         raise AlgorithmFault(f"{algorithm} returned {len(proposal.assignments)} assignments for {count} requested")
+    decoded: set[str] = set()
     for assignment in proposal.assignments:
         if set(assignment) != set(names):
             raise AlgorithmFault(f"{algorithm} returned assignments {sorted(assignment)}, expected {sorted(names)}")
         for name, value in assignment.items():
-            reason = unsafe_value_reason(value)
-            if reason:
-                raise AlgorithmFault(f"{algorithm} returned an unusable value for {name} ({reason}): {value[:80]!r}")
+            _check_value(name, value, algorithm)
+        text = assignment.get(ARCHITECTURE_ASSIGNMENT)
+        if text is not None and text not in decoded:
+            _check_decodes(text, algorithm)
+            decoded.add(text)
+
+
+def _check_value(name: str, value: str, algorithm: str) -> None:
+    size = len(value.encode())
+    if size > MAX_VALUE_BYTES:
+        raise InvalidInput(f"{algorithm} drew a value for {name} of {size} bytes, over Katib's {MAX_VALUE_BYTES}-byte "
+                           f"limit for an assignment: the search space allows networks too large to write down; "
+                           f"lower graphConfig.numLayers or the number of skip connections")
+    reason = unsafe_value_reason(value)
+    if reason:
+        raise AlgorithmFault(f"{algorithm} returned an unusable value for {name} ({reason}): {value[:80]!r}")
+
+
+def _check_decodes(text: str, algorithm: str) -> None:
+    try:
+        decode(text)
+    except InvalidInput as err:
+        raise AlgorithmFault(f"{algorithm} returned architecture text the trial cannot decode ({err}): "
+                             f"{text[:80]!r}") from None

@@ -18,16 +18,36 @@ Operation types (Katib's, plus additive extensions):
 | skip_connection, skip, identity | (none)                                         | id    |
 | zero  (extension)        | (none)                                                | zero  |
 | mbconv (extension)       | kernel_size (or filter_size), expand_ratio, num_filter?, stride? | mb K e E |
+
+Every request is parsed in bounded work: each parameter's values are checked
+against the parameter's own range (kernel sizes 1..MAX_KERNEL, num_filter
+1..MAX_WIDTH, ...) before an int range is expanded, a list value given twice
+is refused, and the number of candidates (the product of the parameters'
+value counts, summed over operations) is computed and checked against
+MAX_CANDIDATES before any candidate is built. graphConfig sizes are bounded
+by the architecture spec's limits, so every architecture drawn from the space
+can be written as text and read back by the codec.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from katib_nas.contract.errors import InvalidInput
-from katib_nas.contract.spec import MAX_KERNEL, MAX_MULT, Op
+from katib_nas.contract.spec import (
+    MAX_CLASSES,
+    MAX_INPUT_CHANNELS,
+    MAX_INPUT_SIDE,
+    MAX_KERNEL,
+    MAX_MULT,
+    MAX_WIDTH,
+    Op,
+)
+
+from .settings import parse_int
 
 
 class SpaceError(InvalidInput):
@@ -77,8 +97,39 @@ _OPERATIONS: dict[str, tuple[str | None, frozenset[str], frozenset[str]]] = {
                frozenset({"kernel_size", "filter_size", "num_filter", "stride"})),
 }
 _REDUCTIONS = {"max_pooling": "maxpool", "avg_pooling": "avgpool"}
+#: The values every integer parameter may take: the range the architecture spec allows for it.
+_INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    "filter_size": (1, MAX_KERNEL), "kernel_size": (1, MAX_KERNEL), "pool_size": (1, MAX_KERNEL),
+    "depth_multiplier": (1, MAX_MULT), "expand_ratio": (1, MAX_MULT), "num_filter": (1, MAX_WIDTH), "stride": (1, 2),
+}
+_PARAMETER_TYPES = ("categorical", "discrete", "int")
 MAX_LAYERS = 64
-MAX_WIDTH = 4096
+#: Most values one parameter may list: the largest parameter range (num_filter's).
+MAX_PARAMETER_VALUES = MAX_WIDTH
+#: Most candidates a nasConfig may expand to, over all operations (Katib's ENAS CPU example has 106).
+MAX_CANDIDATES = 4096
+
+Values = tuple[int | str, ...]
+
+
+@dataclass(frozen=True)
+class OperationValues:
+    """One nasConfig operation, checked: its op kind (None: chosen by reduction_type) and each parameter's
+    distinct values. `count` is the number of candidates it expands to, known before any is built."""
+
+    where: str
+    op_type: str
+    kind: str | None
+    values: dict[str, Values]
+
+    @property
+    def count(self) -> int:
+        return math.prod(len(v) for v in self.values.values())
+
+    def candidates(self) -> list[Candidate]:
+        names = list(self.values)
+        return [_candidate(self.op_type, self.kind, dict(zip(names, combo)))
+                for combo in itertools.product(*self.values.values())]
 
 
 def parse_nas_config(nas_config: dict[str, Any] | None) -> SearchSpace:
@@ -86,109 +137,144 @@ def parse_nas_config(nas_config: dict[str, Any] | None) -> SearchSpace:
     if not nas_config:
         raise SpaceError("the experiment has no nasConfig; NAS algorithms need spec.nasConfig")
     graph = nas_config.get("graphConfig") or {}
-    num_layers = _int(graph.get("numLayers", 0), "graphConfig.numLayers")
-    if not 1 <= num_layers <= MAX_LAYERS:
-        raise SpaceError(f"graphConfig.numLayers={num_layers} must be in [1, {MAX_LAYERS}]")
+    num_layers = _graph_int(graph.get("numLayers", 0), "graphConfig.numLayers", 1, MAX_LAYERS)
     input_shape = _input_shape(graph.get("inputSizes"))
     num_classes = _num_classes(graph.get("outputSizes"))
     operations = nas_config.get("operations") or []
     if not operations:
         raise SpaceError("nasConfig.operations is empty; list at least one operation")
-    candidates: list[Candidate] = []
-    for index, operation in enumerate(operations):
-        candidates.extend(_expand(operation, index))
+    candidates = [c for operation in _parse_operations(operations) for c in operation.candidates()]
     return SearchSpace(num_layers, input_shape, num_classes, tuple(candidates))
+
+
+def _parse_operations(operations: list[Any]) -> list[OperationValues]:
+    """Every operation checked; their candidate counts are added up and checked before any is built."""
+    parsed = []
+    total = 0
+    for index, raw in enumerate(operations):
+        operation = _operation(raw, index)
+        total += operation.count
+        if operation.count > MAX_CANDIDATES:
+            raise SpaceError(f"{operation.where} expands to {operation.count} candidates (the product of its "
+                             f"parameters' value counts), more than {MAX_CANDIDATES}; list fewer values")
+        if total > MAX_CANDIDATES:
+            raise SpaceError(f"nasConfig.operations expand to more than {MAX_CANDIDATES} candidates (reached at "
+                             f"{operation.where}); list fewer operations or parameter values")
+        parsed.append(operation)
+    return parsed
+
+
+def _graph_int(value: Any, where: str, low: int, high: int) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not low <= value <= high:
+            raise SpaceError(f"{where}={value} must be in [{low}, {high}]")
+        return value
+    return parse_int(value if isinstance(value, str) else repr(value), where, low, high, SpaceError)
 
 
 def _input_shape(sizes: Any) -> tuple[int, int, int]:
     if not isinstance(sizes, (list, tuple)) or len(sizes) != 3:
-        raise SpaceError(f"graphConfig.inputSizes={sizes!r} must be [height, width, channels]")
-    height, width, channels = (_int(v, "graphConfig.inputSizes") for v in sizes)
-    if min(height, width, channels) < 1:
-        raise SpaceError(f"graphConfig.inputSizes={list(sizes)} must be positive")
+        raise SpaceError(f"graphConfig.inputSizes={_short(sizes)} must be [height, width, channels]")
+    limits = (MAX_INPUT_SIDE, MAX_INPUT_SIDE, MAX_INPUT_CHANNELS)
+    height, width, channels = (_graph_int(v, "graphConfig.inputSizes", 1, high) for v, high in zip(sizes, limits))
     return height, width, channels
 
 
 def _num_classes(sizes: Any) -> int:
     if not isinstance(sizes, (list, tuple)) or len(sizes) != 1:
-        raise SpaceError(f"graphConfig.outputSizes={sizes!r} must be [number_of_classes]")
-    classes = _int(sizes[0], "graphConfig.outputSizes")
-    if classes < 2:
+        raise SpaceError(f"graphConfig.outputSizes={_short(sizes)} must be [number_of_classes]")
+    if isinstance(sizes[0], int) and sizes[0] < 2:
         raise SpaceError(f"graphConfig.outputSizes={list(sizes)}: need at least 2 classes")
-    return classes
+    return _graph_int(sizes[0], "graphConfig.outputSizes", 2, MAX_CLASSES)
 
 
-def _expand(operation: dict[str, Any], index: int) -> list[Candidate]:
+def _operation(operation: Any, index: int) -> OperationValues:
+    if not isinstance(operation, dict):
+        raise SpaceError(f"operations[{index}] must be a mapping")
     op_type = str(operation.get("operationType", ""))
-    where = f"operations[{index}] ({op_type or 'no operationType'})"
     if op_type not in _OPERATIONS:
-        raise SpaceError(f"{where}: unknown operationType; known: {', '.join(_OPERATIONS)}")
+        shown = _short(op_type) if op_type else "no operationType"
+        raise SpaceError(f"operations[{index}] ({shown}): unknown operationType; known: {', '.join(_OPERATIONS)}")
+    where = f"operations[{index}] ({op_type})"
     kind, required, optional = _OPERATIONS[op_type]
-    values = {}
+    values: dict[str, Values] = {}
     for param in operation.get("parameters") or []:
-        name = str(param.get("name", ""))
+        name = str(param.get("name", "")) if isinstance(param, dict) else ""
         if name not in required | optional:
             allowed = ", ".join(sorted(required | optional)) or "none"
-            raise SpaceError(f"{where}: unknown parameter {name!r}; allowed: {allowed}")
-        values[name] = _feasible_values(param, f"{where} parameter {name}")
+            raise SpaceError(f"{where}: unknown parameter {_short(name)}; allowed: {allowed}")
+        if name in values:
+            raise SpaceError(f"{where}: parameter {name!r} is listed twice; list it once with all its values")
+        values[name] = _feasible_values(param, name, f"{where} parameter {name}")
     missing = sorted(required - set(values))
     if missing:
         raise SpaceError(f"{where}: missing parameter {missing[0]!r}")
-    names = list(values)
-    return [_candidate(op_type, kind, dict(zip(names, combo)), where)
-            for combo in itertools.product(*(values[n] for n in names))]
+    return OperationValues(where, op_type, kind, values)
 
 
-def _candidate(op_type: str, kind: str | None, params: dict[str, str], where: str) -> Candidate:
+def _candidate(op_type: str, kind: str | None, params: dict[str, int | str]) -> Candidate:
+    """The candidate of one combination of checked parameter values."""
     if kind is None:
-        reduction = params["reduction_type"]
-        if reduction not in _REDUCTIONS:
-            raise SpaceError(f"{where}: reduction_type {reduction!r} must be max_pooling or avg_pooling")
-        kind = _REDUCTIONS[reduction]
+        kind = _REDUCTIONS[str(params["reduction_type"])]
     kernel = 0
     if kind not in ("identity", "zero"):
         key = next((k for k in ("filter_size", "kernel_size", "pool_size") if k in params), None)
-        kernel = _bounded(params[key], f"{where} {key}", 1, MAX_KERNEL) if key else 3
-    mult = 1
-    if "depth_multiplier" in params:
-        mult = _bounded(params["depth_multiplier"], f"{where} depth_multiplier", 1, MAX_MULT)
-    if "expand_ratio" in params:
-        mult = _bounded(params["expand_ratio"], f"{where} expand_ratio", 1, MAX_MULT)
-    width = _bounded(params["num_filter"], f"{where} num_filter", 1, MAX_WIDTH) if "num_filter" in params else None
-    stride = _bounded(params.get("stride", "1"), f"{where} stride", 1, 2)
-    return Candidate(Op(kind, kernel, mult), width, stride, op_type)
+        kernel = int(params[key]) if key else 3
+    mult = int(params.get("depth_multiplier", params.get("expand_ratio", 1)))
+    width = int(params["num_filter"]) if "num_filter" in params else None
+    return Candidate(Op(kind, kernel, mult), width, int(params.get("stride", 1)), op_type)
 
 
-def _feasible_values(param: dict[str, Any], where: str) -> list[str]:
+def _feasible_values(param: dict[str, Any], name: str, where: str) -> Values:
+    """The parameter's distinct values, each checked against the parameter's own range."""
     space = param.get("feasibleSpace") or {}
     kind = str(param.get("parameterType", "")).lower()
-    if kind in ("categorical", "discrete"):
-        values = [str(v) for v in space.get("list") or []]
-        if not values:
-            raise SpaceError(f"{where}: feasibleSpace.list is empty")
-        return values
+    if kind not in _PARAMETER_TYPES:
+        raise SpaceError(f"{where}: parameterType {_short(param.get('parameterType'))} must be categorical, "
+                         "discrete or int")
     if kind == "int":
-        low = _int(space.get("min"), f"{where} feasibleSpace.min")
-        high = _int(space.get("max"), f"{where} feasibleSpace.max")
-        step = _int(space.get("step") or 1, f"{where} feasibleSpace.step")
-        if step < 1 or high < low:
-            raise SpaceError(f"{where}: feasibleSpace min={low} max={high} step={step} is empty")
-        return [str(v) for v in range(low, high + 1, step)]
-    raise SpaceError(f"{where}: parameterType {param.get('parameterType')!r} must be categorical, discrete or int")
+        return _int_range(space, name, where)
+    listed = space.get("list") or []
+    if not listed:
+        raise SpaceError(f"{where}: feasibleSpace.list is empty")
+    if len(listed) > MAX_PARAMETER_VALUES:
+        raise SpaceError(f"{where}: feasibleSpace.list has {len(listed)} values, more than {MAX_PARAMETER_VALUES}")
+    values: dict[int | str, str] = {}
+    for text in listed:
+        value = _value(str(text), name, where)
+        if value in values:
+            raise SpaceError(f"{where}: feasibleSpace.list holds the value {value} more than once "
+                             f"({_short(values[value])} and {_short(str(text))}); list each value once")
+        values[value] = str(text)
+    return tuple(values)
 
 
-def _int(value: Any, where: str) -> int:
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise SpaceError(f"{where}={value!r} must be an integer") from None
-    if not number.is_integer():
-        raise SpaceError(f"{where}={value!r} must be an integer")
-    return int(number)
+def _int_range(space: dict[str, Any], name: str, where: str) -> Values:
+    """min..max by step, its bounds checked against the parameter's range before it is expanded."""
+    if name not in _INTEGER_RANGES:
+        raise SpaceError(f"{where}: parameterType int does not fit {name}; list its values as categorical")
+    low, high = _INTEGER_RANGES[name]
+    first = parse_int(_text(space.get("min")), f"{where} feasibleSpace.min", low, high, SpaceError)
+    last = parse_int(_text(space.get("max")), f"{where} feasibleSpace.max", low, high, SpaceError)
+    step = parse_int(_text(space.get("step") or "1"), f"{where} feasibleSpace.step", 1, high, SpaceError)
+    if last < first:
+        raise SpaceError(f"{where}: feasibleSpace min={first} max={last} step={step} is empty")
+    return tuple(range(first, last + 1, step))
 
 
-def _bounded(value: str, where: str, low: int, high: int) -> int:
-    number = _int(value, where)
-    if not low <= number <= high:
-        raise SpaceError(f"{where}={value} must be in [{low}, {high}]")
-    return number
+def _value(text: str, name: str, where: str) -> int | str:
+    if name == "reduction_type":
+        if text not in _REDUCTIONS:
+            raise SpaceError(f"{where}: reduction_type {_short(text)} must be max_pooling or avg_pooling")
+        return text
+    low, high = _INTEGER_RANGES[name]
+    return parse_int(text, f"{where}: {name}", low, high, SpaceError)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
+def _short(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:50] + "...'"

@@ -1,24 +1,34 @@
-"""Translate Katib's protobuf messages to the core's plain objects and back; nothing else."""
+"""Translate Katib's protobuf messages to the core's plain objects and back; nothing else.
+
+Enum fields are checked here: protobuf keeps any integer in an enum field, and
+an unknown ParameterType or objective type is bad input (INVALID_ARGUMENT),
+not a failed lookup.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from katib_nas.contract.errors import InvalidInput
 from katib_nas.proto import api_pb2
 
 from ..core.algorithms import Proposal
 from ..core.experiment import CONDITIONS, ExperimentInfo, TrialRecord, make_trial
+from ..core.settings import settings_from_pairs
+
+OBJECTIVE_TYPES = {api_pb2.MINIMIZE: False, api_pb2.MAXIMIZE: True}
 
 
 def experiment_info(experiment: api_pb2.Experiment) -> ExperimentInfo:
     spec = experiment.spec
     objective = spec.objective
+    algorithm = spec.algorithm.algorithm_name
     return ExperimentInfo(
         name=experiment.name,
-        algorithm=spec.algorithm.algorithm_name,
-        settings={s.name: s.value for s in spec.algorithm.algorithm_settings},
+        algorithm=algorithm,
+        settings=settings_from_pairs(((s.name, s.value) for s in spec.algorithm.algorithm_settings), algorithm),
         objective_metric=objective.objective_metric_name,
-        maximize=objective.type != api_pb2.MINIMIZE,
+        maximize=_maximize(objective.type),
         additional_metrics=tuple(objective.additional_metric_names),
         goal=objective.goal or None,  # proto3 double: 0 means "not set"
         parallel_trial_count=spec.parallel_trial_count,
@@ -46,11 +56,25 @@ def nas_config_dict(nas_config: api_pb2.NasConfig) -> dict[str, Any]:
     }
 
 
+def _maximize(objective_type: int) -> bool:
+    if objective_type not in OBJECTIVE_TYPES:
+        raise InvalidInput(f"objective type {objective_type} must be MINIMIZE ({api_pb2.MINIMIZE}) or MAXIMIZE "
+                           f"({api_pb2.MAXIMIZE})")
+    return OBJECTIVE_TYPES[objective_type]
+
+
+def _parameter_type(parameter: api_pb2.ParameterSpec) -> str:
+    """The ParameterType's name in lower case, or the number as text when it is not a known value."""
+    known = api_pb2.ParameterType.values()
+    value = parameter.parameter_type
+    return api_pb2.ParameterType.Name(value).lower() if value in known else str(value)
+
+
 def _parameter_dict(parameter: api_pb2.ParameterSpec) -> dict[str, Any]:
     space = parameter.feasible_space
     return {
         "name": parameter.name,
-        "parameterType": api_pb2.ParameterType.Name(parameter.parameter_type).lower(),
+        "parameterType": _parameter_type(parameter),
         "feasibleSpace": {"min": space.min, "max": space.max, "step": space.step, "list": list(space.list)},
     }
 

@@ -1,14 +1,28 @@
-"""The suggestion server: Katib's Suggestion service plus standard gRPC health checking."""
+"""The suggestion server: Katib's Suggestion service plus standard gRPC health checking.
+
+It runs on grpc.aio: the event loop accepts every call and answers health
+checks itself, while GetSuggestions and ValidateAlgorithmSettings run on a pool
+of `workers` threads. A health Check is therefore answered while every worker
+is busy; Katib's liveness probe restarts a suggestion pod whose check times out.
+The workers hold Python's GIL while they compute, so the server shortens the
+interpreter's switch interval: the event loop then gets the GIL within a
+fraction of a millisecond instead of waiting 5 ms behind each worker (under 32
+concurrent clients this took the health check's median from about 450 ms to
+about 20 ms at the same throughput; see RELIABILITY.md).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
-import threading
-from concurrent import futures
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.proto import api_pb2_grpc
@@ -21,42 +35,67 @@ log = logging.getLogger(__name__)
 HEALTH_SERVICE_NAME = "manager.v1beta1.Suggestion"
 #: Katib sends every trial in each request; gRPC's 4 MiB default is reached after a few thousand trials.
 DEFAULT_MAX_MESSAGE_MB = 32
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: Seconds a thread may hold the GIL while another waits for it (Python's default is 0.005).
+GIL_SWITCH_INTERVAL = 0.0002
 
 
-def build_server(host: str, port: int, workers: int,
-                 max_message_mb: int = DEFAULT_MAX_MESSAGE_MB) -> tuple[grpc.Server, health.HealthServicer, int]:
-    """A started server with health SERVING; returns the bound port (useful with port 0)."""
+@dataclass(frozen=True)
+class RunningServer:
+    """A started server: the gRPC server, its health servicer, the bound port and the worker pool."""
+
+    server: grpc.aio.Server
+    health: health_aio.HealthServicer
+    port: int
+    pool: ThreadPoolExecutor
+
+
+async def start_server(host: str, port: int, workers: int,
+                       max_message_mb: int = DEFAULT_MAX_MESSAGE_MB) -> RunningServer:
+    """A started server with health SERVING; `port` 0 picks a free port (see RunningServer.port)."""
     limit = max_message_mb * 1024 * 1024
     options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
-    api_pb2_grpc.add_SuggestionServicer_to_server(SuggestionServicer(), server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="suggestion")
+    server = grpc.aio.server(options=options)
+    api_pb2_grpc.add_SuggestionServicer_to_server(SuggestionServicer(pool), server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError:
         bound = 0
     if not bound:
+        pool.shutdown(wait=False)
         raise InvalidInput(f"cannot listen on {host}:{port} (address in use or not available)")
-    server.start()
+    await server.start()
     for name in ("", HEALTH_SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server, health_servicer, bound
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, health, bound, pool)
 
 
-def serve(host: str, port: int, workers: int = 4, grace_seconds: float = 30.0,
+async def stop_server(running: RunningServer, grace_seconds: float) -> None:
+    """Health NOT_SERVING, then let in-flight calls finish for up to `grace_seconds`."""
+    await running.health.enter_graceful_shutdown()
+    await running.server.stop(grace_seconds)
+    running.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def serve(host: str, port: int, workers: int = 1, grace_seconds: float = 30.0,
           max_message_mb: int = DEFAULT_MAX_MESSAGE_MB) -> int:
     """Serve until SIGTERM or SIGINT; then report NOT_SERVING, let in-flight calls finish, exit 0."""
-    server, health_servicer, bound = build_server(host, port, workers, max_message_mb)
-    log.info("serving Suggestion and health on %s:%d", host, bound)
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+    return asyncio.run(_serve(host, port, workers, grace_seconds, max_message_mb))
 
-    def shutdown(signum: int, _frame: object) -> None:
-        log.info("received %s: health NOT_SERVING, finishing in-flight calls", signal.Signals(signum).name)
-        health_servicer.enter_graceful_shutdown()
-        threading.Thread(target=server.stop, args=(grace_seconds,), daemon=True).start()
 
-    signal.signal(signal.SIGTERM, shutdown)
-    signal.signal(signal.SIGINT, shutdown)
-    server.wait_for_termination()
+async def _serve(host: str, port: int, workers: int, grace_seconds: float, max_message_mb: int) -> int:
+    running = await start_server(host, port, workers, max_message_mb)
+    log.info("serving Suggestion and health on %s:%d with %d worker(s)", host, running.port, workers)
+    received: asyncio.Queue[signal.Signals] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, received.put_nowait, signum)
+    signum = await received.get()
+    log.info("received %s: health NOT_SERVING, finishing in-flight calls", signum.name)
+    await stop_server(running, grace_seconds)
     log.info("stopped")
     return 0

@@ -1,14 +1,18 @@
 """Katib's Suggestion gRPC service: protobuf in, core call, protobuf out.
 
-User errors become INVALID_ARGUMENT with the core's message. Anything else
-becomes INTERNAL (never UNKNOWN, on which Katib fails the Experiment) and is
-logged with its traceback.
+Each call runs on the worker pool, so the event loop stays free for health
+checks. User errors become INVALID_ARGUMENT with the core's message. Anything
+else becomes INTERNAL (never UNKNOWN, on which Katib fails the Experiment) and
+is logged with its traceback. Every call logs one line when it starts and one
+when it ends, with its outcome and duration.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from concurrent.futures import Executor
 from typing import Callable, TypeVar
 
 import grpc
@@ -21,30 +25,90 @@ from . import convert
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
+#: Longest status message sent, in bytes of UTF-8. gRPC sends it percent-encoded in a trailer, and a client
+#: refuses trailers above 8 KiB (RESOURCE_EXHAUSTED instead of the status the server meant).
+MAX_DETAILS_BYTES = 1000
+
+
+def get_suggestions(request: api_pb2.GetSuggestionsRequest) -> api_pb2.GetSuggestionsReply:
+    """GetSuggestions computed: protobuf in, core call, protobuf out (InvalidInput for bad input)."""
+    experiment = convert.experiment_info(request.experiment)
+    history = [convert.trial_record(t) for t in request.trials]
+    proposal = engine.suggest(experiment, history, request.current_request_number, first_index(request))
+    return convert.suggestions_reply(proposal, experiment.algorithm)
+
+
+def validate_algorithm_settings(request: api_pb2.ValidateAlgorithmSettingsRequest
+                                ) -> api_pb2.ValidateAlgorithmSettingsReply:
+    """ValidateAlgorithmSettings computed: an empty reply, or InvalidInput naming what is wrong."""
+    engine.validate(convert.experiment_info(request.experiment))
+    return api_pb2.ValidateAlgorithmSettingsReply()
 
 
 class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
-    """Serves every registered algorithm; the request's algorithm_name picks one."""
+    """Serves every registered algorithm on grpc.aio; the request's algorithm_name picks one."""
 
-    def GetSuggestions(self, request: api_pb2.GetSuggestionsRequest,
-                       context: grpc.ServicerContext) -> api_pb2.GetSuggestionsReply:
-        def answer() -> api_pb2.GetSuggestionsReply:
-            experiment = convert.experiment_info(request.experiment)
-            history = [convert.trial_record(t) for t in request.trials]
-            count = request.current_request_number
-            proposal = engine.suggest(experiment, history, count, first_index(request))
-            return convert.suggestions_reply(proposal, experiment.algorithm)
+    def __init__(self, pool: Executor):
+        self.pool = pool
 
-        return _call("GetSuggestions", request.experiment, request.current_request_number,
-                     len(request.trials), answer, context)
+    async def GetSuggestions(self, request: api_pb2.GetSuggestionsRequest,
+                             context: grpc.aio.ServicerContext) -> api_pb2.GetSuggestionsReply:
+        call = CallLog("GetSuggestions", request.experiment, request.current_request_number, len(request.trials))
+        return await self._run(call, lambda: get_suggestions(request), context)
 
-    def ValidateAlgorithmSettings(self, request: api_pb2.ValidateAlgorithmSettingsRequest,
-                                  context: grpc.ServicerContext) -> api_pb2.ValidateAlgorithmSettingsReply:
-        def answer() -> api_pb2.ValidateAlgorithmSettingsReply:
-            engine.validate(convert.experiment_info(request.experiment))
-            return api_pb2.ValidateAlgorithmSettingsReply()
+    async def ValidateAlgorithmSettings(self, request: api_pb2.ValidateAlgorithmSettingsRequest,
+                                        context: grpc.aio.ServicerContext
+                                        ) -> api_pb2.ValidateAlgorithmSettingsReply:
+        call = CallLog("ValidateAlgorithmSettings", request.experiment, 0, 0)
+        return await self._run(call, lambda: validate_algorithm_settings(request), context)
 
-        return _call("ValidateAlgorithmSettings", request.experiment, 0, 0, answer, context)
+    async def _run(self, call: "CallLog", answer: Callable[[], R], context: grpc.aio.ServicerContext) -> R:
+        """`answer()` on the worker pool; its errors mapped to INVALID_ARGUMENT or INTERNAL."""
+        call.started()
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self.pool, answer)
+        except InvalidInput as err:
+            call.ended("invalid")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, bounded_details(str(err)))
+        except Exception as err:  # an algorithm bug must not surface as UNKNOWN
+            log.exception("%s failed", call.method)
+            call.ended("internal")
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                bounded_details(f"{call.method} failed: {type(err).__name__}: {err}"))
+        call.ended("ok")
+        return result
+
+
+class CallLog:
+    """The start and end log lines of one call."""
+
+    def __init__(self, method: str, experiment: api_pb2.Experiment, requested: int, trials: int):
+        self.method = method
+        self.fields = (f"experiment={_printable(experiment.name)} "
+                       f"algorithm={_printable(experiment.spec.algorithm.algorithm_name)} "
+                       f"requested={requested} trials={trials}")
+        self.start = time.perf_counter()
+
+    def started(self) -> None:
+        log.info("%s started %s", self.method, self.fields)
+
+    def ended(self, outcome: str) -> None:
+        milliseconds = (time.perf_counter() - self.start) * 1000
+        log.info("%s %s ms=%.1f outcome=%s", self.method, self.fields, milliseconds, outcome)
+
+
+def bounded_details(text: str) -> str:
+    """`text` cut to MAX_DETAILS_BYTES of UTF-8 (at a character boundary), saying that it was cut."""
+    data = text.encode()
+    if len(data) <= MAX_DETAILS_BYTES:
+        return text
+    kept = data[:MAX_DETAILS_BYTES - 40].decode(errors="ignore")
+    return f"{kept}... ({len(data)} bytes, cut)"
+
+
+def _printable(text: str) -> str:
+    """`text` as it is when it is short and printable, else its shortened repr: one log line per event."""
+    return text if len(text) <= 100 and text.isprintable() and " " not in text else repr(text[:100])
 
 
 def first_index(request: api_pb2.GetSuggestionsRequest) -> int:
@@ -52,23 +116,3 @@ def first_index(request: api_pb2.GetSuggestionsRequest) -> int:
     if request.total_request_number > 0:
         return max(request.total_request_number - request.current_request_number, 0)
     return len(request.trials)
-
-
-def _call(method: str, experiment: api_pb2.Experiment, requested: int, trials: int,
-          answer: Callable[[], R], context: grpc.ServicerContext) -> R:
-    start = time.perf_counter()
-    outcome = "ok"
-    try:
-        return answer()
-    except InvalidInput as err:
-        outcome = "invalid"
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-    except Exception as err:  # an algorithm bug must not surface as UNKNOWN
-        outcome = "internal"
-        log.exception("%s failed", method)
-        context.abort(grpc.StatusCode.INTERNAL, f"{method} failed: {type(err).__name__}: {err}")
-    finally:
-        log.info("%s experiment=%s algorithm=%s requested=%d trials=%d ms=%.1f outcome=%s", method,
-                 experiment.name, experiment.spec.algorithm.algorithm_name, requested, trials,
-                 (time.perf_counter() - start) * 1000, outcome)
-    raise AssertionError("unreachable: context.abort raises")

@@ -30,6 +30,7 @@ def main() -> int:
     print(f"stub trial for {args.architecture} pid {os.getpid()}", flush=True)
     time.sleep(args.sleep)
     if args.slow_if_exists and os.path.exists(args.slow_if_exists):
+        print(f"slow: sleeping while {args.slow_if_exists} exists", flush=True)
         time.sleep(60)
     if args.fail_when and args.fail_when in args.architecture:
         print("stub trial failing on purpose", file=sys.stderr)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kubeflow.katib import katib_api_pb2 as pb
+from kubeflow.katib import katib_api_pb2_grpc as pb_grpc
 
 from ..conftest import KATIB_FIXTURES, load_yaml
+from ..serve_process import HANG_GUARD_SECONDS, start_serve
 from .conftest import HEALTH_SERVICE, Server, example_experiment, experiment_from_yaml, start_server, stop_server, trial
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -80,7 +81,10 @@ def test_unknown_algorithm_is_invalid_argument_naming_known_ones(server: Server)
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda e: e.spec.algorithm.algorithm_settings.add(name="seed", value="x"), "setting seed='x'"),
+        (lambda e: setattr(next(s for s in e.spec.algorithm.algorithm_settings if s.name == "seed"), "value", "x"),
+         "setting seed='x'"),
+        (lambda e: e.spec.algorithm.algorithm_settings.add(name="seed", value="2"), "'seed' for algorithm nas-random "
+                                                                                  "is given more than once"),
         (lambda e: e.spec.algorithm.algorithm_settings.add(name="colour", value="1"), "unknown setting 'colour'"),
         (lambda e: e.spec.ClearField("nas_config"), "has no nasConfig"),
         (lambda e: e.spec.nas_config.operations.operation[0].parameter_specs.parameters[0].feasible_space.list.append(
@@ -110,33 +114,34 @@ def test_messy_history_never_yields_unknown(server: Server) -> None:
 
 
 def test_sigterm_reports_not_serving_finishes_calls_and_exits_zero() -> None:
-    server = start_server(["--grace", "10"])
+    server = start_serve("--grace", "600")
     experiment = example_experiment("nas-random-fashion-mnist.yaml")
-    # A long history makes the call last long enough to be in flight when SIGTERM arrives.
     history = [trial(f"t{i}", {"architecture": f"in28x28x1-cls10-stem16/w{i % 999 + 1}:c3"}, pb.TrialStatus.SUCCEEDED,
-                     {"Validation-Accuracy": "0.5"}) for i in range(60000)]
+                     {"Validation-Accuracy": "0.5"}) for i in range(20000)]
     request = pb.GetSuggestionsRequest(experiment=experiment, trials=history, current_request_number=1000)
+    suggestion = pb_grpc.SuggestionStub(server.channel)
     results: list[object] = []
 
     def call() -> None:
         try:
-            results.append(len(server.suggestion.GetSuggestions(request, timeout=30).parameter_assignments))
+            results.append(len(suggestion.GetSuggestions(request, timeout=HANG_GUARD_SECONDS).parameter_assignments))
         except grpc.RpcError as err:
             results.append(err)
 
-    watch = server.health.Watch(health_pb2.HealthCheckRequest(service=HEALTH_SERVICE), timeout=30)
+    health = health_pb2_grpc.HealthStub(server.channel)
+    watch = health.Watch(health_pb2.HealthCheckRequest(service=HEALTH_SERVICE), timeout=HANG_GUARD_SECONDS)
     assert next(watch).status == SERVING
     worker = threading.Thread(target=call)
     worker.start()
-    time.sleep(0.3)
+    server.wait_for_log("GetSuggestions started")  # the call is in flight
     server.process.send_signal(signal.SIGTERM)
     assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
     watch.cancel()
-    worker.join(timeout=30)
-    assert server.process.wait(timeout=30) == 0
+    worker.join()
+    assert server.process.wait(timeout=HANG_GUARD_SECONDS) == 0
     assert results == [1000]
     log = server.log()
-    assert "received SIGTERM" in log
-    call_line = next(line for line in log.splitlines() if "GetSuggestions experiment=" in line)
-    assert "experiment=nas-random-fashion-mnist algorithm=nas-random requested=1000 trials=60000 ms=" in call_line
+    [call_line] = server.wait_for_log("GetSuggestions experiment=")
+    assert "experiment=nas-random-fashion-mnist algorithm=nas-random requested=1000 trials=20000 ms=" in call_line
+    assert call_line.endswith("outcome=ok")
     assert log.index("received SIGTERM") < log.index(call_line), "the call was not in flight at SIGTERM"

@@ -21,7 +21,7 @@ from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Op, max_reductions
 
 from ..experiment import ExperimentInfo
-from ..settings import SettingsError, parse_settings, setting
+from ..settings import SettingsError, parse_settings, read_int, setting
 from ..space import SearchSpace, parse_nas_config
 
 ALGORITHM = "envelopenet"
@@ -158,10 +158,10 @@ def _branch_ops(space: SearchSpace) -> tuple[Op, ...]:
 
 
 def _per_stage(text: str, name: str, stages: int) -> tuple[int, ...]:
-    parts = [p.strip() for p in text.split(",")]
-    if not all(p.isdigit() for p in parts):
+    parsed = [read_int(part) for part in text.split(",")]
+    values = [value for value in parsed if value is not None]
+    if len(values) != len(parsed):
         raise SettingsError(f"setting {name}={text!r} must be one integer or {stages} integers separated by commas")
-    values = [int(p) for p in parts]
     if len(values) == 1:
         values *= stages
     if len(values) != stages:
@@ -179,11 +179,13 @@ def _growing(text: str, stages: int) -> tuple[bool, ...]:
         return (True,) * stages
     if raw == "none":
         return (False,) * stages
-    parts = [p.strip() for p in raw.split(",")]
-    if not all(p.isdigit() and int(p) < stages for p in parts):
+    chosen = [read_int(part) for part in raw.split(",")]
+    if not all(index is not None and 0 <= index < stages for index in chosen):
         raise SettingsError(f"setting grow_stages={text!r} must be all, none, or stage indices in "
                             f"[0, {stages - 1}] separated by commas")
-    chosen = {int(p) for p in parts}
+    repeated = sorted({index for index in chosen if chosen.count(index) > 1})
+    if repeated:
+        raise SettingsError(f"setting grow_stages={text!r} lists stage {repeated[0]} more than once")
     return tuple(s in chosen for s in range(stages))
 
 

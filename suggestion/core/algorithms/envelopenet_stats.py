@@ -62,5 +62,6 @@ def _text_metric(trial: TrialRecord, name: str) -> str:
 
 
 def _finite_mean(values: list[float]) -> float:
+    """Mean of the finite values (each divided first, so values near the float limit cannot overflow)."""
     finite = [v for v in values if math.isfinite(v)]
-    return math.fsum(finite) / len(finite) if finite else math.nan
+    return math.fsum(v / len(finite) for v in finite) if finite else math.nan

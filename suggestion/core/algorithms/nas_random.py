@@ -29,7 +29,9 @@ from ..settings import parse_settings, setting
 from ..space import Candidate, SearchSpace, parse_nas_config
 from .base import Proposal, seeded_rng
 
-MAX_REDRAWS = 32
+#: Redraws of a proposal that repeats a tried architecture; bounded so that a degenerate space (every draw
+#: alike) costs at most this many draws per proposal.
+MAX_REDRAWS = 8
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def sample_architecture(space: SearchSpace, rng: np.random.Generator, stem_width
     for layer in range(space.num_layers):
         allowed = [c for c in space.candidates if c.stride == 1 or reductions_left > 0]
         candidate: Candidate = allowed[int(rng.integers(len(allowed)))]
-        skips = tuple(j for j in range(layer - 1) if rng.random() < skip_probability)
+        skips = tuple(int(j) for j in np.flatnonzero(rng.random(max(layer - 1, 0)) < skip_probability))
         cell = Cell(ops=(candidate.op,), skips=skips)
         new_width = candidate.width or current_width
         if not stages or candidate.stride == 2 or new_width != current_width:

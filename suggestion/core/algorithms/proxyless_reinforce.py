@@ -19,10 +19,18 @@ Trials are replayed in suggestion order (the index label written when the
 trial was proposed; name order breaks ties and orders trials without the
 label), so the result does not depend on the order Katib lists trials, and a
 restarted suggestion service rebuilds the same alpha.
+
+Metric values are read defensively, since a trial reports whatever it prints:
+a trial whose accuracy lies outside [0, MAX_ACCURACY] (a fraction or a
+percentage) or whose latency lies outside [MIN_LATENCY_MS, MAX_LATENCY_MS] is
+skipped, and the latency factor (T / L)^w is clipped at MAX_LATENCY_FACTOR, so
+every reward is finite and bounded; each call logs one line naming what it
+skipped or clipped and why.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -35,8 +43,17 @@ from katib_nas.contract.spec import Architecture
 from katib_nas.contract.supernet import choices_of
 
 from ..experiment import TrialRecord
+from ..settings import read_int
 
 INDEX_LABEL = "proxylessnas-index"
+#: Highest accuracy read: 1 for a fraction, 100 for a percentage.
+MAX_ACCURACY = 100.0
+#: Latencies read, in ms: below a nanosecond or above hours is no measurement of a forward pass.
+MIN_LATENCY_MS = 1e-6
+MAX_LATENCY_MS = 1e7
+#: Largest factor (T / L)^w a reward may carry; a larger one is clipped to it.
+MAX_LATENCY_FACTOR = 1e6
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,12 +83,23 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def reward(accuracy: float, latency_ms: float | None, config: ReinforceConfig) -> float:
-    """accuracy * (T / latency)^w, or the accuracy alone when no latency target is set."""
+    """accuracy * (T / latency)^w, or the accuracy alone when no latency target is set.
+
+    The factor (T / latency)^w is clipped at MAX_LATENCY_FACTOR, so the reward stays finite."""
     if config.latency_target_ms <= 0 or config.latency_exponent == 0:
         return accuracy
     if latency_ms is None or latency_ms <= 0:
         raise ValueError("a positive latency is needed for a latency-aware reward")
-    return accuracy * (config.latency_target_ms / latency_ms) ** config.latency_exponent
+    return accuracy * latency_factor(latency_ms, config)
+
+
+def latency_factor(latency_ms: float, config: ReinforceConfig) -> float:
+    """(T / latency)^w, at most MAX_LATENCY_FACTOR."""
+    try:
+        factor = (config.latency_target_ms / latency_ms) ** config.latency_exponent
+    except OverflowError:
+        factor = math.inf
+    return min(factor, MAX_LATENCY_FACTOR)
 
 
 ADAM_BETA2 = 0.999
@@ -114,26 +142,53 @@ def sample_choices(alpha: np.ndarray, rng: np.random.Generator) -> list[int]:
 
 def episodes_from_history(history: Sequence[TrialRecord], supernet: Architecture,
                           config: ReinforceConfig) -> list[Episode]:
-    """Succeeded trials with the needed metrics and an architecture from this supernet, in replay order."""
+    """Succeeded trials with the needed metrics and an architecture from this supernet, in replay order.
+
+    Trials with an accuracy or latency no measurement can have are skipped; one log line says how many and
+    why, and names the first."""
     usable = []
+    unreadable: list[str] = []
+    clipped: list[str] = []
+    needs_latency = config.latency_target_ms > 0 and config.latency_exponent != 0
     for trial in history:
         if not trial.succeeded:
             continue
         accuracy = trial.numbers.get(config.objective_metric)
         latency = trial.numbers.get(config.latency_metric)
-        needs_latency = config.latency_target_ms > 0 and config.latency_exponent != 0
         if accuracy is None or (needs_latency and (latency is None or latency <= 0)):
+            continue
+        reason = _unreadable_metric(accuracy, latency if needs_latency else None, config)
+        if reason:
+            unreadable.append(f"trial {trial.name!r} {reason}")
             continue
         try:
             choices = choices_of(supernet, decode(trial.assignments.get("architecture", "")))
         except (CodecError, InvalidInput):
             continue
+        if needs_latency and latency_factor(latency, config) >= MAX_LATENCY_FACTOR:
+            clipped.append(f"trial {trial.name!r} {config.latency_metric}={latency:g}")
         usable.append((_replay_key(trial), Episode(tuple(choices), reward(accuracy, latency, config))))
+    if unreadable:
+        log.warning("proxylessnas reinforce skipped %d trial(s) with metric values no measurement can have; "
+                    "first: %s", len(unreadable), unreadable[0])
+    if clipped:
+        log.warning("proxylessnas reinforce clipped the latency factor (T / latency)^w at %g for %d trial(s); "
+                    "first: %s", MAX_LATENCY_FACTOR, len(clipped), clipped[0])
     usable.sort(key=lambda pair: pair[0])
     return [episode for _, episode in usable]
 
 
+def _unreadable_metric(accuracy: float, latency: float | None, config: ReinforceConfig) -> str:
+    """Why the trial's accuracy or latency cannot be a measurement, or "" when both can."""
+    if not 0.0 <= accuracy <= MAX_ACCURACY:
+        return f"{config.objective_metric}={accuracy:g} outside [0, {MAX_ACCURACY:g}]"
+    if latency is not None and not MIN_LATENCY_MS <= latency <= MAX_LATENCY_MS:
+        return f"{config.latency_metric}={latency:g} outside [{MIN_LATENCY_MS:g}, {MAX_LATENCY_MS:g}] ms"
+    return ""
+
+
 def _replay_key(trial: TrialRecord) -> tuple[float, str]:
-    raw = trial.labels.get(INDEX_LABEL, "")
-    index = float(raw) if raw.isdigit() else math.inf
+    """Suggestion index from the label (ASCII digits only; anything else sorts last), then the name."""
+    number = read_int(trial.labels.get(INDEX_LABEL, ""))
+    index = float(number) if number is not None and number >= 0 else math.inf
     return index, trial.name

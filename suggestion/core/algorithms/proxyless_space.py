@@ -20,7 +20,8 @@ from katib_nas.contract.codec import encode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture, Cell, Op, Stage, max_reductions
 
-from ..space import SearchSpace
+from ..settings import parse_int_list as parse_setting_list
+from ..space import MAX_LAYERS, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -33,16 +34,9 @@ class SupernetLayout:
 
 
 def parse_int_list(text: str, setting_name: str, low: int, high: int) -> tuple[int, ...]:
-    """Comma-separated integers in [low, high], e.g. '16,32,64'; InvalidInput names the setting."""
-    try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise InvalidInput(f"setting {setting_name}={text!r} must be comma-separated integers, e.g. 16,32,64") \
-            from None
-    bad = [v for v in values if not low <= v <= high]
-    if bad:
-        raise InvalidInput(f"setting {setting_name}={text!r}: value {bad[0]} outside [{low}, {high}]")
-    return values
+    """Comma-separated integers in [low, high], e.g. '16,32,64', one per stage (a stage holds at least one of
+    the numLayers blocks); read by the settings' strict parser, whose error names the setting."""
+    return parse_setting_list(text, f"setting {setting_name}", low, high, max_items=MAX_LAYERS)
 
 
 def candidate_ops(space: SearchSpace) -> tuple[Op, ...]:

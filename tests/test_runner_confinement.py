@@ -1,0 +1,149 @@
+"""`katib-nas run` writes and removes only inside its workdir, reads YAML as UTF-8, and says how to resume.
+
+Before: metadata.name `a/../../../escaped` put trial logs outside the workdir (the name check was not
+anchored at the end), a File collector path with `..` components made the runner delete and overwrite a
+file outside it, a non-UTF-8 YAML ended in a traceback, and a dead suggestion server ended the run with
+no word of `--resume`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import yaml
+
+from katib_nas.runner.manifest import ExperimentError, experiment_from_document
+from katib_nas.runner.paths import PathError, confined
+from katib_nas.runner.trial_template import build_command
+
+from .conftest import load_yaml
+from .test_local_runner import DIGITS, katib_nas, one_line, stub_experiment, trials, trials_so_far, wait_for
+
+
+def document_with(**metadata: str) -> dict[str, Any]:
+    document = load_yaml(DIGITS)
+    document["metadata"].update(metadata)
+    return document
+
+
+@pytest.mark.parametrize("name", ["a/../../../escaped", "a/b", "ab\n", "a.b", "A", "a_b", "-a", "a-", "1a", "a" * 41,
+                                  "..", ""])
+def test_experiment_names_follow_kubernetes_dns1123_and_katib(name: str) -> None:
+    with pytest.raises(ExperimentError, match="metadata.name"):
+        experiment_from_document(document_with(name=name))
+
+
+@pytest.mark.parametrize("name", ["a", "a-1", "nas-random-digits", "a" * 40])
+def test_valid_names_are_accepted(name: str) -> None:
+    assert experiment_from_document(document_with(name=name)).name == name
+
+
+@pytest.mark.parametrize("namespace", ["../x", "Kubeflow", "a" * 64])
+def test_namespaces_are_dns1123_labels(namespace: str) -> None:
+    with pytest.raises(ExperimentError, match="metadata.namespace"):
+        experiment_from_document(document_with(namespace=namespace))
+
+
+def test_a_traversing_experiment_name_writes_nothing_outside(tmp_path: Path) -> None:
+    start = tmp_path / "project" / "here"
+    start.mkdir(parents=True)
+    document = yaml.safe_load(stub_experiment(tmp_path, max_trials=2).read_text())
+    document["metadata"]["name"] = "a/../../../escaped"
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(document))
+    result = katib_nas("run", path, cwd=start)
+    assert result.returncode == 2
+    assert "metadata.name 'a/../../../escaped' must be lower case letters" in one_line(result.stderr)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["experiment.yaml", "here", "project"]
+
+
+def file_collector(path: str) -> dict[str, Any]:
+    return {"collector": {"kind": "File"}, "source": {"fileSystemPath": {"path": path, "kind": "File",
+                                                                         "format": "TEXT"}}}
+
+
+def test_a_file_collector_path_with_backsteps_touches_nothing_outside(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    path = "/var/log" + "/.." * 64 + str(victim)
+    experiment = stub_experiment(tmp_path, f"--metrics-file={path}", max_trials=2,
+                                 changes={"metricsCollectorSpec": file_collector(path)})
+    result = katib_nas("run", experiment, "--workdir", tmp_path / "run")
+    assert result.returncode == 2
+    assert "must name a file without '..' components" in one_line(result.stderr)
+    assert victim.read_text() == "precious"
+
+
+def test_a_metrics_folder_linked_outside_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    trial_dir = tmp_path / "run" / "trials" / "t-1"
+    trial_dir.mkdir(parents=True)
+    (trial_dir / "metrics").symlink_to(outside)
+    spec = experiment_from_document(yaml.safe_load(stub_experiment(
+        tmp_path, "--metrics-file=/var/log/katib/metrics.log", changes={
+            "metricsCollectorSpec": file_collector("/var/log/katib/metrics.log")}).read_text()))
+    with pytest.raises(PathError, match="outside"):
+        build_command(spec, "t-1", {"architecture": "x"}, (), trial_dir)
+
+
+@pytest.mark.parametrize("trial_name", ["../../x", "a/b", "T1", "x" * 64])
+def test_trial_names_from_a_reply_are_dns1123_labels(tmp_path: Path, trial_name: str) -> None:
+    spec = experiment_from_document(yaml.safe_load(stub_experiment(tmp_path).read_text()))
+    with pytest.raises(PathError, match="DNS-1123"):
+        build_command(spec, trial_name, {"architecture": "x"}, (), tmp_path / "trials" / trial_name)
+
+
+def test_confined_resolves_before_checking(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    assert confined(root / "a" / ".." / "b", root, "file") == (root / "b").resolve()
+    with pytest.raises(PathError, match="outside"):
+        confined(root / "a" / ".." / ".." / "b", root, "file")
+
+
+def test_non_utf8_yaml_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(stub_experiment(tmp_path).read_bytes().replace(b"# ", b"# caf\xe9 ", 1) + b"# \xff\n")
+    result = katib_nas("run", path, "--workdir", tmp_path / "run")
+    assert result.returncode == 2
+    assert one_line(result.stderr).startswith(f"katib-nas run: error: {path} is not UTF-8 text: byte 0x")
+
+
+def suggestion_server(runner: subprocess.Popen) -> psutil.Process | None:
+    try:
+        children = psutil.Process(runner.pid).children()
+    except psutil.NoSuchProcess:
+        return None
+    return next((c for c in children if "serve" in c.cmdline()), None)
+
+
+def test_a_dead_suggestion_server_ends_the_run_with_the_resume_command(tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    experiment = stub_experiment(tmp_path, max_trials=6, parallel=1)
+    runner = subprocess.Popen([sys.executable, "-m", "katib_nas.cli", "run", str(experiment), "--workdir",
+                               str(workdir), "--no-report"], stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: any(row[1] == "Succeeded" for row in trials_so_far(workdir)))
+    server = suggestion_server(runner)
+    assert server is not None
+    server.kill()
+    stderr = runner.communicate()[1]
+    assert runner.returncode == 1, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert "the suggestion service exited (killed by SIGKILL)" in last
+    assert last.endswith(f"continue with: katib-nas run {experiment} --workdir {workdir} --resume")
+    before = {row[0]: row for row in trials(workdir)}
+    assert all(row[1] in ("Succeeded", "Created") for row in before.values())
+    resumed = katib_nas("run", experiment, "--workdir", workdir, "--resume", "--no-report")
+    assert resumed.returncode == 0, resumed.stderr
+    after = {row[0]: row for row in trials(workdir)}
+    assert len(after) == 6 and all(row[1] == "Succeeded" for row in after.values())
+    assert all(after[name][2] == before[name][2] for name, row in before.items() if row[1] == "Succeeded")
+    with sqlite3.connect(workdir / "state.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM assignments").fetchone()[0] == 6  # one per trial, none lost
