@@ -66,4 +66,4 @@ def test_full_install_in_a_fresh_venv_runs_a_real_trial(tmp_path: Path) -> None:
                           "--dataset", "digits", "--steps", "3", "--threads", "1"], capture_output=True, text=True,
                          timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    assert re.search(r"^Validation-Accuracy=0?\.\d+$|^Validation-Accuracy=[01]$", run.stdout, re.M)
+    assert re.search(r"^\S+Z Validation-Accuracy=(0?\.\d+|[01])$", run.stdout, re.M)
