@@ -14,7 +14,7 @@ LOCAL = SUGGESTION + ["pyyaml>=6", "tqdm>=4.60", "matplotlib>=3.7"]
 PIPELINES = ["kfp==2.13.0", "kubeflow-katib==0.19.0", "kubernetes<31", "pyyaml>=6", "onnx==1.17.0"]
 # Every top-level folder is the subpackage of the katib_nas namespace of the same name.
 FOLDERS = {f"katib_nas.{folder}": folder
-           for folder in ("proto", "contract", "suggestion", "trial_image", "runner", "pipelines", "cli")}
+           for folder in ("proto", "contract", "suggestion", "trial_image", "runner", "pipelines", "deploy", "cli")}
 
 
 def _packages(prefix: str, folder: str) -> list[str]:
