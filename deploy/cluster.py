@@ -34,9 +34,9 @@ class ConfigMapRef:
         return f"ConfigMap {self.namespace}/{self.name}"
 
 
-def core_api(kubeconfig: str | None = None, context: str | None = None) -> Any:
-    """A CoreV1Api from the kubeconfig, or from the pod's service account when there is no kubeconfig."""
-    from kubernetes import client, config
+def load_credentials(kubeconfig: str | None = None, context: str | None = None) -> None:
+    """Configure the kubernetes client from the kubeconfig, or from the pod's service account without one."""
+    from kubernetes import config
 
     try:
         config.load_kube_config(config_file=kubeconfig or os.environ.get("KUBECONFIG"), context=context)
@@ -48,6 +48,13 @@ def core_api(kubeconfig: str | None = None, context: str | None = None) -> Any:
         except config.ConfigException:
             raise InvalidInput(f"no Kubernetes credentials: {_one_line(kube_error)}; set KUBECONFIG or pass "
                                "--kubeconfig") from None
+
+
+def core_api(kubeconfig: str | None = None, context: str | None = None) -> Any:
+    """A CoreV1Api with the credentials of `load_credentials`."""
+    from kubernetes import client
+
+    load_credentials(kubeconfig, context)
     return client.CoreV1Api()
 
 
