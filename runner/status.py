@@ -131,10 +131,6 @@ class StopRule:
     comparison: str
     start_step: int
 
-    def describe(self) -> str:
-        side = "below" if self.comparison == "less" else "above"
-        return f"{self.metric} {side} {self.value:.6g} after {self.start_step} reports"
-
 
 def median_stop_rule(settings: MedianStop, objective: Objective,
                      histories: Sequence[Sequence[float]]) -> StopRule | None:
