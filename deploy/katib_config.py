@@ -71,12 +71,14 @@ def suggestion_entries(image: str = SUGGESTION_IMAGE) -> list[dict[str, Any]]:
 def register(text: str, entries: Sequence[dict[str, Any]]) -> Change:
     """The katib-config text with `entries` in runtime.suggestions (one per algorithmName)."""
     document = parse(text)
-    current = {name: entry for name, entry in _named(document) if name in _names(entries)}
+    present = [(name, entry) for name, entry in _named(document) if name in _names(entries)]
+    current = dict(reversed(present))  # the first entry of each name is the one replaced
+    repeated = {name for name, _ in present if [n for n, _ in present].count(name) > 1}
     added = tuple(e["algorithmName"] for e in entries if e["algorithmName"] not in current)
     updated = tuple(e["algorithmName"] for e in entries
-                    if e["algorithmName"] in current and current[e["algorithmName"]] != e)
-    duplicated = len([n for n, _ in _named(document) if n in _names(entries)]) > len(current)
-    if not (added or updated or duplicated):
+                    if e["algorithmName"] in current and (current[e["algorithmName"]] != e
+                                                          or e["algorithmName"] in repeated))
+    if not (added or updated):
         return Change(text)
     expected = _with_suggestions(document, _merged(_suggestions(document), entries))
     return Change(_edited(text, expected, entries), added, updated)

@@ -147,6 +147,15 @@ def test_unreachable_api_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert one_error_line(capsys).startswith("katib-nas register: error: cannot load the kubeconfig")
 
 
+def test_duplicated_entries_of_ours_collapse_into_one() -> None:
+    [entry, *_] = suggestion_entries()
+    doubled = yaml.safe_dump({"runtime": {"suggestions": [entry, {"algorithmName": "random", "image": "r"}, entry]}})
+    change = register(doubled, suggestion_entries())
+    names = [s["algorithmName"] for s in yaml.safe_load(change.text)["runtime"]["suggestions"]]
+    assert names == ["envelopenet", "random", "proxylessnas", "nas-random"]
+    assert change.updated == ("envelopenet",) and change.changed
+
+
 def test_text_edits_keep_comments_and_fall_back_for_unusual_shapes() -> None:
     commented = "# our cluster's Katib\nruntime:\n  suggestions:\n  # tuned for GPUs\n  - algorithmName: random\n" \
                 "    image: random:1   # pinned\n  earlyStoppings: []\n"
