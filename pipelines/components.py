@@ -2,9 +2,9 @@
 
 Each is a lightweight Python component whose body imports katib_nas and calls `steps`; KFP copies only
 the function's source into the pod, so every import sits inside the body. On a cluster the components
-run in the trial image (it carries katib_nas and torch); KFP installs itself there at start, and
-nas_search also installs kubeflow-katib. With kfp.local's SubprocessRunner(use_venv=False) they run in
-the current environment, where those packages are already present.
+run in the trial image, which carries katib_nas, torch, kfp and the kubernetes client: nothing is
+installed when a step starts. With kfp.local's SubprocessRunner(use_venv=False) they run in the current
+environment.
 """
 
 from typing import Callable, NamedTuple
@@ -12,15 +12,17 @@ from typing import Callable, NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Input, Markdown, Metrics, Model, Output
 
-DEFAULT_IMAGE = "docker.io/katibnas/trial-cpu:0.1.0"
-KATIB_CLIENT_PACKAGES = ["kubeflow-katib==0.19.0"]
+from katib_nas.deploy.images import TRIAL_CPU_IMAGE
+
+DEFAULT_IMAGE = TRIAL_CPU_IMAGE
 
 
 def nas_search(experiment_yaml: str, algorithm: str, max_trials: int, parallel_trials: int, trial_args: str,
-               backend: str, namespace: str, timeout_minutes: int, run_id: str, search_metrics: Output[Metrics],
-               report: Output[Markdown], poll_seconds: int = 15
+               backend: str, namespace: str, timeout_minutes: int, keep_experiment: bool, run_id: str,
+               search_metrics: Output[Metrics], report: Output[Markdown], poll_seconds: int = 15
                ) -> NamedTuple("SearchOutputs", [("architecture", str), ("metrics_json", str)]):
-    """Search: create a Katib Experiment (backend=katib) or run it locally (backend=local); the best architecture."""
+    """Search: run a Katib Experiment (backend=katib; namespace "" = the pod's own) or run it locally
+    (backend=local); the best architecture."""
     import json
     from collections import namedtuple
     from pathlib import Path
@@ -30,11 +32,12 @@ def nas_search(experiment_yaml: str, algorithm: str, max_trials: int, parallel_t
 
     request = SearchRequest(algorithm=algorithm, max_trials=max_trials, parallel_trials=parallel_trials,
                             trial_args=split_trial_args(trial_args))
-    result = steps.run_search(experiment_yaml, request, backend, namespace, run_id, timeout_minutes * 60,
-                              Path(report.path).parent / "search-run", poll_seconds)
+    run = steps.KatibRun(namespace=namespace, run_id=run_id, timeout_s=timeout_minutes * 60, poll_s=poll_seconds,
+                         keep=keep_experiment)
+    result = steps.run_search(experiment_yaml, request, backend, run, Path(report.path).parent / "search-run")
     for name, value in steps.numeric_metrics(result.metrics).items():
         search_metrics.log_metric(name, value)
-    Path(report.path).write_text(steps.search_markdown(result, backend, namespace))
+    Path(report.path).write_text(steps.search_markdown(result, backend, run))
     outputs = namedtuple("SearchOutputs", ["architecture", "metrics_json"])
     return outputs(result.architecture, json.dumps(result.metrics, sort_keys=True))
 
@@ -73,9 +76,7 @@ def export_model(model: Input[Model], search_metrics_json: str, torchscript: Out
 
 
 def make_components(image: str = DEFAULT_IMAGE) -> dict[str, Callable]:
-    """The three components, built for `image` (the trial image, or any image with katib_nas installed)."""
-    return {
-        "nas_search": dsl.component(nas_search, base_image=image, packages_to_install=KATIB_CLIENT_PACKAGES),
-        "train_final": dsl.component(train_final, base_image=image),
-        "export_model": dsl.component(export_model, base_image=image),
-    }
+    """The three components, built for `image` (a trial image: katib_nas and kfp installed)."""
+    return {name: dsl.component(function, base_image=image, install_kfp_package=False)
+            for name, function in (("nas_search", nas_search), ("train_final", train_final),
+                                   ("export_model", export_model))}

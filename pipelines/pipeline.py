@@ -1,9 +1,12 @@
 """The katib-nas pipeline: nas_search -> train_final -> export_model, compiled for one example Experiment.
 
 The example is read when the pipeline is built (a missing one fails there), and its YAML travels in the
-compiled pipeline, so the cluster needs no copy of examples/. Runtime parameters are checked by
-`check_arguments` before a run is started (`run_local`, `submit`, `katib-nas pipeline`); the search
-step checks them again, so a run started from the KFP UI fails on its first step with the same message.
+compiled pipeline, so the cluster needs no copy of examples/. From the example's trial container the
+pipeline also takes, unless told otherwise, the image its steps run in, the final training's CPU, memory
+and accelerator limits, and the PersistentVolumeClaims its data comes from (mounted at the same paths, with
+kfp-kubernetes). Runtime parameters are checked by `check_arguments` before a run is started
+(`run_local`, `submit`, `katib-nas pipeline`); the search step checks them again, so a run started from the
+KFP UI fails on its first step with the same message.
 """
 
 import re
@@ -58,37 +61,117 @@ def _trial_command(document: dict[str, Any]) -> list[str]:
     return []
 
 
-def build_pipeline(example: str = DEFAULT_EXAMPLE, image: str | None = None) -> Callable:
-    """The pipeline function for `example` (a name under examples/ or a path), its components built for `image`."""
+@dataclass(frozen=True)
+class StepResources:
+    """Limits of the final training step; empty values set none."""
+
+    cpu: str = ""
+    memory: str = ""
+    accelerator: str = ""
+    accelerator_count: int = 0
+
+
+@dataclass(frozen=True)
+class DataVolume:
+    """A PersistentVolumeClaim the steps mount, where the trials mount it."""
+
+    claim: str
+    mount_path: str
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """What the steps run in; None takes the example trial container's."""
+
+    image: str | None = None
+    resources: StepResources | None = None
+    volumes: tuple[DataVolume, ...] | None = None
+
+
+def _primary_pod(document: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    template = document["spec"]["trialTemplate"]
+    pod = template["trialSpec"]["spec"]["template"]["spec"]
+    container = next(c for c in pod["containers"] if c.get("name") == template.get("primaryContainerName"))
+    return pod, container
+
+
+def trial_image(document: dict[str, Any]) -> str:
+    """The image of the example's trial container."""
+    return str(_primary_pod(document)[1]["image"])
+
+
+def trial_resources(document: dict[str, Any]) -> StepResources:
+    """The trial container's limits: cpu, memory and the first extended resource (an accelerator)."""
+    limits = {str(k): str(v) for k, v in ((_primary_pod(document)[1].get("resources") or {}).get("limits") or {}
+                                          ).items()}
+    accelerator = next((name for name in limits if "/" in name), "")
+    return StepResources(cpu=limits.get("cpu", ""), memory=limits.get("memory", ""), accelerator=accelerator,
+                         accelerator_count=int(limits[accelerator]) if accelerator else 0)
+
+
+def data_volumes(document: dict[str, Any]) -> tuple[DataVolume, ...]:
+    """The PersistentVolumeClaims the trial container mounts, with their mount paths."""
+    pod, container = _primary_pod(document)
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod.get("volumes") or []
+              if "persistentVolumeClaim" in v}
+    return tuple(DataVolume(claims[m["name"]], m["mountPath"]) for m in container.get("volumeMounts") or []
+                 if m["name"] in claims)
+
+
+def _limit(task: Any, resources: StepResources) -> None:
+    if resources.cpu:
+        task.set_cpu_limit(resources.cpu)
+    if resources.memory:
+        task.set_memory_limit(resources.memory)
+    if resources.accelerator:
+        task.set_accelerator_type(resources.accelerator).set_accelerator_limit(resources.accelerator_count)
+
+
+def _mount(task: Any, volumes: tuple[DataVolume, ...]) -> None:
+    from kfp import kubernetes
+
+    for volume in volumes:
+        kubernetes.mount_pvc(task, pvc_name=volume.claim, mount_path=volume.mount_path)
+
+
+def build_pipeline(example: str = DEFAULT_EXAMPLE, settings: StepSettings = StepSettings()) -> Callable:
+    """The pipeline function for `example` (a name under examples/ or a path)."""
     from kfp import dsl
 
-    from .components import DEFAULT_IMAGE, make_components
+    from .components import make_components
 
     document = load_example(example)
     apply_request(document, SearchRequest())
     experiment_yaml = yaml.safe_dump(document, sort_keys=False)
     defaults = final_defaults(document)
-    components = make_components(image or DEFAULT_IMAGE)
+    components = make_components(settings.image or trial_image(document))
+    resources = settings.resources or trial_resources(document)
+    volumes = data_volumes(document) if settings.volumes is None else settings.volumes
     example_name = find_example(example).stem
 
     @dsl.pipeline(name=PIPELINE_NAME, description=f"Neural architecture search with Katib ({example_name}), "
                                                   f"final training and export")
     def nas_pipeline(algorithm: str = "", max_trials: int = 0, parallel_trials: int = 0, trial_args: str = "",
-                     backend: str = "katib", namespace: str = "kubeflow", timeout_minutes: int = 720,
-                     dataset: str = defaults.dataset, data_dir: str = defaults.data_dir, final_epochs: int = 10,
-                     final_max_train_samples: int = 0, final_test: bool = defaults.test,
-                     batch_size: int = defaults.batch_size, seed: int = 0, threads: int = 0) -> None:
+                     backend: str = "katib", namespace: str = "", timeout_minutes: int = 720,
+                     keep_experiment: bool = False, dataset: str = defaults.dataset,
+                     data_dir: str = defaults.data_dir, final_epochs: int = 10, final_max_train_samples: int = 0,
+                     final_test: bool = defaults.test, batch_size: int = defaults.batch_size, seed: int = 0,
+                     threads: int = 0) -> None:
         search = components["nas_search"](
             experiment_yaml=experiment_yaml, algorithm=algorithm, max_trials=max_trials,
             parallel_trials=parallel_trials, trial_args=trial_args, backend=backend, namespace=namespace,
-            timeout_minutes=timeout_minutes, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+            timeout_minutes=timeout_minutes, keep_experiment=keep_experiment,
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         search.set_caching_options(False)
         search.set_display_name("nas-search")
+        _mount(search, volumes)
         final = components["train_final"](
             architecture=search.outputs["architecture"], dataset=dataset, data_dir=data_dir, epochs=final_epochs,
             max_train_samples=final_max_train_samples, test=final_test, batch_size=batch_size, seed=seed,
             threads=threads)
         final.set_display_name("train-final")
+        _limit(final, resources)
+        _mount(final, volumes)
         export = components["export_model"](model=final.outputs["model"],
                                             search_metrics_json=search.outputs["metrics_json"])
         export.set_display_name("export-model")
@@ -96,12 +179,12 @@ def build_pipeline(example: str = DEFAULT_EXAMPLE, image: str | None = None) -> 
     return nas_pipeline
 
 
-def compile_pipeline(output: Path, example: str = DEFAULT_EXAMPLE, image: str | None = None) -> Path:
+def compile_pipeline(output: Path, example: str = DEFAULT_EXAMPLE, settings: StepSettings = StepSettings()) -> Path:
     """Write the compiled pipeline YAML (what you upload to Kubeflow Pipelines)."""
     from kfp import compiler
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(example, image), str(output))
+    compiler.Compiler().compile(build_pipeline(example, settings), str(output))
     return output
 
 
@@ -109,7 +192,7 @@ def check_arguments(arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE) -
     """InvalidInput for a run argument the search would refuse: unknown algorithm or backend, bad trial args,
     a budget or a name that Katib's webhook rejects."""
     known = {"algorithm", "max_trials", "parallel_trials", "trial_args", "backend", "namespace",
-             "timeout_minutes", "dataset", "data_dir", "final_epochs", "final_max_train_samples", "final_test",
+             "timeout_minutes", "keep_experiment", "dataset", "data_dir", "final_epochs", "final_max_train_samples", "final_test",
              "batch_size", "seed", "threads"}
     unknown = sorted(set(arguments) - known)
     if unknown:
@@ -117,9 +200,10 @@ def check_arguments(arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE) -
     check_backend(str(arguments.get("backend", "katib")))
     document = load_example(example)
     check_final_test(arguments, final_defaults(document))
-    namespace = str(arguments.get("namespace", "kubeflow"))
-    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", namespace):
-        raise InvalidInput(f"namespace {namespace!r} is not a valid Kubernetes namespace name")
+    namespace = str(arguments.get("namespace", ""))
+    if namespace and not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", namespace):
+        raise InvalidInput(f"namespace {namespace!r} is not a valid Kubernetes namespace name (or leave it empty: "
+                           "the step's own namespace)")
     request = SearchRequest(algorithm=str(arguments.get("algorithm", "")),
                             max_trials=int(arguments.get("max_trials", 0)),
                             parallel_trials=int(arguments.get("parallel_trials", 0)),
@@ -149,9 +233,12 @@ def run_local(arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE, pipelin
     return build_pipeline(example)(**arguments)
 
 
-def submit(client: Any, arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE, image: str | None = None,
-           service_account: str = "katib-nas-pipeline", experiment: str | None = None) -> Any:
-    """Start a run on Kubeflow Pipelines (`client` is a kfp.Client) after checking the arguments."""
+def submit(client: Any, arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE,
+           settings: StepSettings = StepSettings(), service_account: str | None = None,
+           experiment: str | None = None) -> Any:
+    """Start a run on Kubeflow Pipelines (`client` is a kfp.Client) after checking the arguments. The steps run
+    under KFP's default account (pipeline-runner; default-editor in a Kubeflow profile) unless
+    `service_account` names another."""
     check_arguments(arguments, example)
-    return client.create_run_from_pipeline_func(build_pipeline(example, image), arguments=arguments,
+    return client.create_run_from_pipeline_func(build_pipeline(example, settings), arguments=arguments,
                                                 experiment_name=experiment, service_account=service_account)

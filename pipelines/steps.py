@@ -7,7 +7,6 @@ without KFP and the same code runs in a cluster pod and in kfp.local.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -25,7 +24,8 @@ from katib_nas.contract.codec import decode
 
 from .search_request import SearchRequest, apply_request, experiment_name
 
-METRIC_LINE = re.compile(r"^([A-Za-z][\w-]*)=(\S+)$")
+#: A metric line as the trial writes it: an optional RFC 3339 timestamp, then name=value.
+METRIC_LINE = re.compile(r"^(?:\d{4}-\d\d-\d\dT\S+\s+)?([A-Za-z][\w-]*)=(\S+)$")
 
 
 class StepFailed(RuntimeError):
@@ -40,6 +40,7 @@ class SearchResult:
     trial: str
     metrics: dict[str, str] = field(default_factory=dict)
     experiment: str = ""
+    namespace: str = ""
 
 
 def numeric_metrics(metrics: dict[str, str]) -> dict[str, float]:
@@ -83,33 +84,61 @@ def search_local(document: dict[str, Any], request: SearchRequest, workdir: Path
                         experiment=str(experiment["metadata"]["name"]))
 
 
-def search_katib(document: dict[str, Any], request: SearchRequest, namespace: str, run_id: str,
-                 timeout_s: int, poll_s: int = 15) -> SearchResult:
-    """Create the Experiment with KatibClient, wait for it to succeed, return its optimal trial.
+@dataclass(frozen=True)
+class KatibRun:
+    """How the search step runs its Experiment on Katib."""
 
-    KatibClient reads the kubeconfig (KUBECONFIG, else ~/.kube/config) outside a cluster and the pod's
-    service account inside one.
-    """
-    from kubeflow.katib import KatibClient
+    namespace: str = ""
+    run_id: str = ""
+    timeout_s: int = 12 * 3600
+    poll_s: int = 15
+    keep: bool = False
+
+
+def search_katib(document: dict[str, Any], request: SearchRequest, run: KatibRun, api: Any | None = None
+                 ) -> SearchResult:
+    """Create (or, on a retry, adopt) the Experiment, wait for it, return its optimal trial; delete the
+    Experiment when anything goes wrong, and after a success unless `run.keep`."""
+    from .katib_experiment import KatibExperiment, KatibStepError, Stopped, default_namespace, stop_signals_raise
 
     experiment = apply_request(document, request)
-    name = experiment_name(experiment, run_id)
-    experiment["metadata"] = {**(experiment.get("metadata") or {}), "name": name, "namespace": namespace}
-    client = KatibClient(config_file=os.environ.get("KUBECONFIG") or None, namespace=namespace)
-    client.create_experiment(experiment, namespace=namespace)
-    print(f"created Katib Experiment {namespace}/{name}", flush=True)
-    client.wait_for_experiment_condition(name, namespace, timeout=timeout_s, polling_interval=poll_s)
-    optimal = client.get_optimal_hyperparameters(name, namespace)
-    if optimal is None:
-        raise StepFailed(f"Experiment {namespace}/{name} succeeded without an optimal trial")
-    assignments = {a.name: a.value for a in optimal.parameter_assignments or []}
-    metrics = {m.name: m.latest for m in optimal.observation.metrics or [] if m.latest not in (None, "")}
-    return SearchResult(architecture=architecture_of(assignments, metrics), trial=optimal.best_trial_name or "",
-                        metrics=metrics, experiment=name)
+    experiment["metadata"] = {**(experiment.get("metadata") or {}), "name": experiment_name(experiment, run.run_id)}
+    katib = KatibExperiment(experiment, run.namespace or default_namespace(), run.run_id, api)
+    owned = succeeded = False
+    with stop_signals_raise():
+        try:
+            print(f"{katib.create_or_adopt()} {katib}", flush=True)
+            owned = True
+            finished = katib.wait(run.timeout_s, run.poll_s)
+            if finished.condition != "Succeeded":
+                details = katib.failure_details(katib.get())
+                raise StepFailed(f"{katib} is {finished.condition}: {finished.message}"
+                                 + (f" ({details})" if details else ""))
+            result = optimal_result(finished.optimal, katib.name, str(katib), katib.namespace)
+            succeeded = True
+            return result
+        except KatibStepError as err:
+            raise StepFailed(str(err)) from None
+        except Stopped as stop:
+            raise StepFailed(f"the search step was stopped ({stop}) while {katib} ran") from None
+        finally:
+            if owned and not (succeeded and run.keep):
+                print(katib.delete(), flush=True)
 
 
-def run_search(experiment_yaml: str, request: SearchRequest, backend: str, namespace: str, run_id: str,
-               timeout_s: int, workdir: Path, poll_s: int = 15) -> SearchResult:
+def optimal_result(optimal: dict[str, Any], name: str, where: str, namespace: str = "") -> SearchResult:
+    """The search result from an Experiment's status.currentOptimalTrial."""
+    assignments = {a["name"]: a["value"] for a in optimal.get("parameterAssignments") or []}
+    metrics = {m["name"]: m["latest"] for m in (optimal.get("observation") or {}).get("metrics") or []
+               if m.get("latest") not in (None, "")}
+    if not assignments:
+        raise StepFailed(f"{where} succeeded without an optimal trial")
+    return SearchResult(architecture=architecture_of(assignments, metrics), trial=optimal.get("bestTrialName") or "",
+                        metrics=metrics, experiment=name, namespace=namespace)
+
+
+def run_search(experiment_yaml: str, request: SearchRequest, backend: str, run: KatibRun, workdir: Path
+               ) -> SearchResult:
     """The search step: parse the example text, then run it on Katib or locally."""
     from .search_request import check_backend
 
@@ -117,12 +146,14 @@ def run_search(experiment_yaml: str, request: SearchRequest, backend: str, names
     document = yaml.safe_load(experiment_yaml)
     if backend == "local":
         return search_local(document, request, workdir)
-    return search_katib(document, request, namespace, run_id, timeout_s, poll_s)
+    return search_katib(document, request, run)
 
 
-def search_markdown(result: SearchResult, backend: str, namespace: str) -> str:
+def search_markdown(result: SearchResult, backend: str, run: KatibRun) -> str:
     """What the KFP UI shows for the search step: the winner, its metrics, where to look further."""
-    where = (f"Katib Experiment `{namespace}/{result.experiment}`: open it in the Katib UI for every trial"
+    kept = (": open it in the Katib UI for every trial" if run.keep
+            else " (deleted after the search; keep_experiment=true keeps it for the Katib UI)")
+    where = (f"Katib Experiment `{result.namespace}/{result.experiment}`{kept}"
              if backend == "katib" else f"local run of `{result.experiment}` (katib-nas run)")
     lines = ["# Architecture search", "", where + ".", "", f"Best trial `{result.trial}`:", "", "```",
              result.architecture, "```", "", "| metric | value |", "|---|---|"]
@@ -164,7 +195,8 @@ def train_final(architecture: str, config: FinalTraining, model_dir: Path) -> di
 
 
 def read_metric_lines(text: str) -> dict[str, str]:
-    """`name=value` lines to a dict; a later line wins, as with Katib's `latest`."""
+    """`name=value` lines (each may start with its timestamp) to a dict; a later line wins, as with Katib's
+    `latest`."""
     metrics = {}
     for line in text.splitlines():
         match = METRIC_LINE.match(line.strip())

@@ -6,15 +6,21 @@ for as many trials as there are free parallel slots, render and start them,
 then wait for a trial to end and record its metrics. Trials are written to
 the store before they start and after they end, so the loop can be killed
 at any point and resumed.
+
+With spec.earlyStopping (medianstop), each trial gets Katib's stop rule when
+it starts and its output is read as it grows, as Katib's metrics collector
+reads it; a trial the rule stops is ended and recorded as EarlyStopped with
+the metrics it reported so far.
 """
 
 from __future__ import annotations
 
 import queue
 import random
+import re
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -22,9 +28,27 @@ from katib_nas.proto import api_pb2
 
 from . import katib_messages
 from .manifest import ExperimentSpec
-from .metrics_collector import MetricsError, collect_text, summarize
+from .metrics_collector import (
+    MetricsError,
+    collect_text,
+    compile_filters,
+    go_float,
+    parse_json,
+    parse_text,
+    rfc3339_nanos,
+    summarize,
+)
 from .progress import ProgressView
-from .status import Outcome, Summary, objective_value, outcome, summarize_trials, trials_to_request
+from .status import (
+    Outcome,
+    RuleProgress,
+    Summary,
+    median_stop_rule,
+    objective_value,
+    outcome,
+    summarize_trials,
+    trials_to_request,
+)
 from .store import Store, TrialRow
 from .suggestion_process import SuggestionService
 from .trial_processes import Finished, TrialProcess, stop_all
@@ -42,6 +66,38 @@ class Interrupted(Exception):
     def __init__(self, workdir: Path | None = None):
         super().__init__(f"interrupted (workdir {workdir})")
         self.workdir = workdir
+
+
+@dataclass
+class TrialWatch:
+    """A running trial's output read as it grows, with its progress against the stop rule."""
+
+    progress: RuleProgress
+    source: Path
+    file_format: str
+    filters: list[re.Pattern[str]]
+    offset: int = 0
+    pending: bytes = field(default=b"", repr=False)
+
+    def new_values(self) -> list[float]:
+        """Objective values in the complete lines written since the last call."""
+        try:
+            with open(self.source, "rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read()
+        except OSError:
+            return []
+        self.offset += len(chunk)
+        complete, newline, self.pending = (self.pending + chunk).rpartition(b"\n")
+        if not newline:
+            return []
+        lines = complete.decode("utf-8", errors="replace").split("\n")
+        metric = [self.progress.rule.metric]
+        try:
+            logs = parse_text(lines, metric, self.filters) if self.file_format == "TEXT" else parse_json(lines, metric)
+        except MetricsError:
+            return []
+        return [number for log in logs if (number := go_float(log.value)) is not None]
 
 
 @dataclass(frozen=True)
@@ -63,6 +119,8 @@ class Controller:
         self.view = view
         self.events: queue.Queue[Finished] = queue.Queue()
         self.running: dict[str, TrialProcess] = {}
+        self.watches: dict[str, TrialWatch] = {}
+        self.histories: dict[str, list[float]] = {}
         self.trials_dir = store.workdir / "trials"
 
     def run(self) -> Outcome:
@@ -150,20 +208,65 @@ class Controller:
             return
         self.running[trial.name] = process
         self.store.mark_running(trial.name, process.started_at)
+        self._watch(trial.name, process)
+
+    # early stopping -----------------------------------------------------------------------------------------
+    def _watch(self, name: str, process: TrialProcess) -> None:
+        """Give a starting trial Katib's medianstop rule, computed from the trials that succeeded so far."""
+        if self.spec.early_stopping is None:
+            return
+        histories = [self._objective_history(t.name) for t in self.store.trials() if t.condition == "Succeeded"]
+        rule = median_stop_rule(self.spec.early_stopping, self.spec.objective, histories)
+        if rule is None:
+            return
+        collector = self.spec.collector
+        source = process.log_path if collector.kind == "StdOut" else self._metrics_path(name)
+        self.watches[name] = TrialWatch(RuleProgress(rule, self.spec.objective.maximize), source, collector.format,
+                                        compile_filters(collector.filters))
+
+    def _objective_history(self, trial: str) -> list[float]:
+        """A succeeded trial's objective values in the order of their timestamps (Katib's observation log)."""
+        if trial not in self.histories:
+            rows = self.store.connection.execute(
+                "SELECT timestamp, value FROM metric_logs WHERE trial = ? AND metric = ? ORDER BY position",
+                (trial, self.spec.objective.metric)).fetchall()
+            ordered = sorted(rows, key=lambda row: rfc3339_nanos(row[0]) or 0)
+            self.histories[trial] = [n for _, value in ordered if (n := go_float(value)) is not None]
+        return self.histories[trial]
+
+    def _apply_stop_rules(self) -> None:
+        for name, watch in list(self.watches.items()):
+            process = self.running.get(name)
+            if process is None or not process.running:
+                continue
+            if any(watch.progress.add(value) for value in watch.new_values()):
+                self._early_stop(name, process, watch.progress.reason())
+
+    def _early_stop(self, name: str, process: TrialProcess, reason: str) -> None:
+        """End the trial as Katib's collector does (terminate the training process) and record it."""
+        stop_all([process], self.config.stop_grace)
+        self.running.pop(name, None)
+        self.watches.pop(name, None)
+        ended = Finished(name, process.process.returncode, time.time())
+        line = self._record(ended, process, early_stopped=reason)
+        self.view.update(summarize_trials(self.store.trials(), self.spec.objective), line)
 
     def _wait_for_trial(self, summary: Summary) -> None:
         try:
             event = self.events.get(timeout=TICK_SECONDS)
         except queue.Empty:
+            self._apply_stop_rules()
             self.view.update(summary)
             return
+        self._apply_stop_rules()
         process = self.running.pop(event.trial, None)
+        self.watches.pop(event.trial, None)
         if process is None:
             return
         line = self._record(event, process)
         self.view.update(summarize_trials(self.store.trials(), self.spec.objective), line)
 
-    def _record(self, event: Finished, process: TrialProcess) -> str:
+    def _record(self, event: Finished, process: TrialProcess, early_stopped: str = "") -> str:
         log_text = _read(process.log_path)
         metrics = self.spec.objective.metric_names
         collector = self.spec.collector
@@ -175,7 +278,9 @@ class Controller:
         except MetricsError as err:
             logs, summaries, message = [], {}, f"metrics collection failed: {err}"
         available = metrics[0] in summaries and summaries[metrics[0]].latest != "unavailable"
-        if event.exit_code != 0:
+        if early_stopped:
+            condition, message = "EarlyStopped", early_stopped
+        elif event.exit_code != 0:
             condition = "Failed"
             message = message or _exit_message(event.exit_code)
         elif message:
@@ -188,7 +293,7 @@ class Controller:
         trial = next(t for t in self.store.trials() if t.name == event.trial)
         value = objective_value(trial, self.spec.objective)
         detail = f"{metrics[0]}={value}" if condition == "Succeeded" else message
-        return f"trial {event.trial} {condition.lower()} in {event.ended_at - process.started_at:.1f}s: {detail}"
+        return f"trial {event.trial} {_condition_words(condition)} in {event.ended_at - process.started_at:.1f}s: {detail}"
 
     def _metrics_path(self, trial: str) -> Path:
         return self.trials_dir / trial / "metrics" / self.spec.collector.path.lstrip("/")
@@ -209,6 +314,7 @@ class Controller:
                 self.store.finish_trial(process.trial, condition, process.process.returncode, message, now, [], [],
                                         _read(process.log_path))
         self.running.clear()
+        self.watches.clear()
 
 
 def requeue_unfinished(store: Store) -> list[str]:
@@ -234,6 +340,11 @@ def _read_metrics_file(path: Path) -> str:
         return path.read_bytes().decode("utf-8", errors="replace")
     except OSError as err:
         raise MetricsError(f"failed to open the file {path}: {err.strerror or err}") from None
+
+
+def _condition_words(condition: str) -> str:
+    return {"EarlyStopped": "early stopped", "MetricsUnavailable": "metrics unavailable"}.get(condition,
+                                                                                               condition.lower())
 
 
 def _exit_message(code: int) -> str:

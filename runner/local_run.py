@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from katib_nas.contract.errors import InvalidInput
 from katib_nas.proto import api_pb2
 
 from . import katib_messages
@@ -23,7 +25,7 @@ from .controller import Controller, Interrupted, LoopConfig, requeue_unfinished
 from .manifest import ExperimentError, ExperimentSpec, experiment_from_document, load_experiment
 from .progress import ProgressView
 from .status import Outcome, outcome, summarize_trials
-from .store import ExperimentRow, Store, StoreError
+from .store import DB_NAME, LOCK_NAME, ExperimentRow, Store, StoreError
 from .suggestion_process import SuggestionFailure, SuggestionService
 from .trial_template import check_runnable
 
@@ -56,6 +58,7 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
     stream = stream or sys.stderr
     spec = load_experiment(options.experiment_path)
     workdir = options.workdir or DEFAULT_RUNS_DIR / spec.name
+    existed, had_store = workdir.exists(), Store.exists(workdir)
     store = Store.open(workdir)
     try:
         stored = store.experiment()
@@ -66,7 +69,9 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
         resuming = bool(stored and options.resume and has_trials)
         if options.resume and not resuming:
             print(f"nothing to resume in {workdir}; starting the experiment", file=stream)
-        spec, trial_args = _effective(spec, stored if resuming else None, options)
+        spec, trial_args, notes = _effective(spec, stored if resuming else None, options)
+        for note in notes:
+            print(f"note: {note}", file=stream)
         check_runnable(spec, trial_args, workdir / "trials" / "check")
         if resuming:
             finished = outcome(summarize_trials(store.trials(), spec.objective), spec)
@@ -76,8 +81,27 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
                 print(f"experiment {spec.name} is already complete: {finished.message}", file=stream)
                 return _finish(store, spec, finished, options, stream)
         return _run_loop(store, spec, stored, resuming, trial_args, options, stream)
+    except InvalidInput:
+        if not had_store and store.experiment() is None:  # refused before anything was recorded
+            store.close()
+            _discard(workdir, existed)
+        raise
     finally:
         store.close()
+
+
+def _discard(workdir: Path, existed: bool) -> None:
+    """Remove what a refused run created: the whole workdir if it was new, else the files the run adds."""
+    if not existed:
+        shutil.rmtree(workdir, ignore_errors=True)
+        return
+    for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", LOCK_NAME, "suggestion.log"):
+        (workdir / name).unlink(missing_ok=True)
+    shutil.rmtree(workdir / "trials" / "check", ignore_errors=True)
+    try:
+        (workdir / "trials").rmdir()  # only when the run created it and left it empty
+    except OSError:
+        pass
 
 
 def _run_loop(store: Store, spec: ExperimentSpec, stored: ExperimentRow | None, resuming: bool,
@@ -128,11 +152,12 @@ def _finish(store: Store, spec: ExperimentSpec, finished: Outcome, options: RunO
 
 
 def _effective(spec: ExperimentSpec, stored: ExperimentRow | None,
-               options: RunOptions) -> tuple[ExperimentSpec, tuple[str, ...]]:
-    """The spec with budget overrides applied and the trial arguments to use."""
+               options: RunOptions) -> tuple[ExperimentSpec, tuple[str, ...], tuple[str, ...]]:
+    """The spec with budget overrides applied, the trial arguments to use, and a note per count lowered to fit
+    --max-trials."""
     if stored is None:
-        spec = spec.with_budget(options.max_trials, options.parallel, options.max_failed)
-        return spec, tuple(options.trial_args or ())
+        spec, notes = spec.fitted_budget(options.max_trials, options.parallel, options.max_failed)
+        return spec, tuple(options.trial_args or ()), notes
     previous = experiment_from_document(stored.document)
     difference = _first_difference(previous.identity(), spec.identity())
     if difference:
@@ -140,15 +165,13 @@ def _effective(spec: ExperimentSpec, stored: ExperimentRow | None,
                               f"{difference}; on resume only parallelTrialCount, maxTrialCount and "
                               "maxFailedTrialCount may change")
     budget = stored.budget
-    spec = spec.with_budget(
-        options.max_trials if options.max_trials is not None else budget.get("maxTrialCount"),
-        options.parallel if options.parallel is not None else budget.get("parallelTrialCount"),
-        options.max_failed if options.max_failed is not None else budget.get("maxFailedTrialCount"),
-    )
-    if options.max_trials is None and budget.get("maxTrialCount") is None:
+    spec = spec.with_budget(budget.get("maxTrialCount"), budget.get("parallelTrialCount"),
+                            budget.get("maxFailedTrialCount"))
+    if budget.get("maxTrialCount") is None:
         spec = _without_max_trials(spec)
+    spec, notes = spec.fitted_budget(options.max_trials, options.parallel, options.max_failed)
     trial_args = tuple(options.trial_args) if options.trial_args is not None else tuple(stored.trial_args)
-    return spec, trial_args
+    return spec, trial_args, notes
 
 
 def _without_max_trials(spec: ExperimentSpec) -> ExperimentSpec:

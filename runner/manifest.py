@@ -3,8 +3,9 @@
 The result is a typed, immutable `ExperimentSpec`. Every problem is an
 `ExperimentError` naming the field (``spec.maxTrialCount``) and what it must be.
 Parts Katib supports but a single machine cannot run (image entrypoints,
-early stopping, Push or Prometheus collectors) are refused with a line that
-says so, rather than ignored.
+Push or Prometheus collectors) are refused with a line that says so, rather
+than ignored. Early stopping runs locally with Katib's medianstop settings
+(checked as Katib's medianstop service checks them).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ META_PATTERN = re.compile(r"\$\{trialSpec\.(.+?)\}")
 META_INDEX_PATTERN = re.compile(r"(.+)\[(.+)]")
 META_KEYS = ("Name", "Namespace", "Kind", "APIVersion", "Annotations", "Labels")
 TWO_GROUPS = re.compile(r".*\(.*\).*\(.*\).*")
+MEDIANSTOP = "medianstop"
 
 
 class ExperimentError(InvalidInput):
@@ -75,6 +77,15 @@ class Collector:
 
 
 @dataclass(frozen=True)
+class MedianStop:
+    """spec.earlyStopping with Katib's medianstop defaults: once `min_trials_required` trials succeeded, a
+    trial whose best objective after `start_step` reports is worse than theirs is stopped."""
+
+    min_trials_required: int = 3
+    start_step: int = 4
+
+
+@dataclass(frozen=True)
 class TrialParameter:
     name: str
     reference: str
@@ -105,6 +116,7 @@ class ExperimentSpec:
     collector: Collector
     template: TrialTemplate
     document: dict[str, Any]
+    early_stopping: MedianStop | None = None
 
     def with_budget(self, max_trials: int | None = None, parallel: int | None = None,
                     max_failed: int | None = None) -> "ExperimentSpec":
@@ -117,6 +129,21 @@ class ExperimentSpec:
         )
         _check_budget(spec.max_trial_count, spec.parallel_trial_count, spec.max_failed_trial_count)
         return spec
+
+    def fitted_budget(self, max_trials: int | None = None, parallel: int | None = None,
+                      max_failed: int | None = None) -> tuple["ExperimentSpec", tuple[str, ...]]:
+        """`with_budget`, except that a parallelTrialCount or maxFailedTrialCount the caller leaves as it is
+        (None) is lowered to maxTrialCount when above it. Returns the spec and one note per lowered field."""
+        limit = self.max_trial_count if max_trials is None else max_trials
+        notes: list[str] = []
+        if limit is not None and limit > 0:
+            if parallel is None and self.parallel_trial_count > limit:
+                notes.append(_lowered("parallelTrialCount", self.parallel_trial_count, limit))
+                parallel = limit
+            if max_failed is None and self.max_failed_trial_count is not None and self.max_failed_trial_count > limit:
+                notes.append(_lowered("maxFailedTrialCount", self.max_failed_trial_count, limit))
+                max_failed = limit
+        return self.with_budget(max_trials, parallel, max_failed), tuple(notes)
 
     def identity(self) -> dict[str, Any]:
         """The document without the editable budget fields: what must not change on resume."""
@@ -178,15 +205,14 @@ def experiment_from_document(document: dict[str, Any]) -> ExperimentSpec:
     _check_budget(max_trials, parallel, max_failed)
     objective = _objective(spec.get("objective"))
     algorithm, settings = _algorithm(spec.get("algorithm"))
-    if spec.get("earlyStopping") is not None:
-        raise ExperimentError("spec.earlyStopping is not supported by the local runner; remove it to run locally")
+    early_stopping = _early_stopping(spec.get("earlyStopping"))
     _resume_policy(spec.get("resumePolicy"))
     parameters = tuple(_list(spec.get("parameters"), "spec.parameters"))
     nas_config = _nas_config(spec.get("nasConfig"), bool(parameters))
     template = _trial_template(spec.get("trialTemplate"), parameters)
     collector = _collector(spec.get("metricsCollectorSpec"))
     return ExperimentSpec(name, namespace, objective, algorithm, settings, nas_config, parameters, parallel,
-                          max_trials, max_failed, collector, template, document)
+                          max_trials, max_failed, collector, template, document, early_stopping)
 
 
 def _is_experiment(document: Any) -> bool:
@@ -216,6 +242,44 @@ def _check_budget(max_trials: int | None, parallel: int, max_failed: int | None)
     if max_trials is not None and parallel > max_trials:
         raise ExperimentError(f"spec.parallelTrialCount={parallel} must be at most spec.maxTrialCount={max_trials} "
                               "(lower it with --parallel)")
+
+
+def _lowered(field: str, value: int, limit: int) -> str:
+    return f"spec.{field} lowered from {value} to {limit}, the maximum number of trials"
+
+
+def _early_stopping(raw: Any) -> MedianStop | None:
+    """spec.earlyStopping, checked as Katib's webhook and its medianstop service check it."""
+    if raw is None:
+        return None
+    where = "spec.earlyStopping"
+    early = _mapping(raw, where, required=True)
+    name = _string(early.get("algorithmName"), f"{where}.algorithmName", required=True)
+    if name != MEDIANSTOP:
+        raise ExperimentError(f"{where}.algorithmName {name!r} is not an early stopping algorithm Katib ships; "
+                              f"use {MEDIANSTOP}")
+    values: dict[str, int] = {}
+    for i, item in enumerate(_list(early.get("algorithmSettings"), f"{where}.algorithmSettings")):
+        entry = _mapping(item, f"{where}.algorithmSettings[{i}]", required=True)
+        setting = _string(entry.get("name"), f"{where}.algorithmSettings[{i}].name", required=True)
+        values[setting] = _medianstop_setting(setting, _string(entry.get("value"), f"{where}.algorithmSettings[{i}]"
+                                                               ".value"))
+    return MedianStop(**values)
+
+
+def _medianstop_setting(name: str, text: str) -> int:
+    """One medianstop setting: min_trials_required > 0, start_step >= 1 (Katib's medianstop service rules)."""
+    lowest = {"min_trials_required": 1, "start_step": 1}
+    if name not in lowest:
+        raise ExperimentError(f"spec.earlyStopping: unknown setting {name!r} for medianstop; settings: "
+                              f"{', '.join(lowest)}")
+    try:
+        value = int(text)
+    except ValueError:
+        raise ExperimentError(f"spec.earlyStopping: {name} must be a whole number, got {text!r}") from None
+    if value < lowest[name]:
+        raise ExperimentError(f"spec.earlyStopping: {name} must be at least {lowest[name]}, got {value}")
+    return value
 
 
 def _objective(raw: Any) -> Objective:

@@ -6,6 +6,15 @@ the best (the latest string wins). Completion, in Katib's order: goal
 reached -> Succeeded; failed + metrics-unavailable trials reaching
 maxFailedTrialCount -> Failed; completed trials reaching maxTrialCount ->
 Succeeded.
+
+Early stopping follows Katib's medianstop service and metrics collector:
+when a trial starts, the rule is the mean, over the trials that succeeded so
+far, of each one's average objective over its first `start_step` reports
+(Katib's service names it the median; it computes this mean). Without
+`min_trials_required` succeeded trials there is no rule. The collector
+tracks the trial's best objective so far and compares it once, at the
+objective's `start_step`-th report: below the rule (above it when
+minimising), the trial is stopped and becomes EarlyStopped.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
-from .manifest import ExperimentSpec, Objective
+from .manifest import ExperimentSpec, MedianStop, Objective
 from .metrics_collector import UNAVAILABLE, go_float
 from .store import TrialRow
 
@@ -110,3 +119,52 @@ def trials_to_request(summary: Summary, spec: ExperimentSpec) -> int:
     if spec.max_trial_count is not None:
         required = min(required, spec.max_trial_count - summary.completed)
     return max(required - summary.active, 0)
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """Katib's EarlyStoppingRule for the objective: stop when the best value is `less`/`greater` than `value`
+    at the objective's `start_step`-th report."""
+
+    metric: str
+    value: float
+    comparison: str
+    start_step: int
+
+
+def median_stop_rule(settings: MedianStop, objective: Objective,
+                     histories: Sequence[Sequence[float]]) -> StopRule | None:
+    """The rule for a trial starting now; `histories` holds each succeeded trial's objective values in the
+    order they were reported. None while fewer than min_trials_required trials have values."""
+    averages = [sum(values[:settings.start_step]) / len(values[:settings.start_step])
+                for values in histories if values]
+    if len(averages) < settings.min_trials_required:
+        return None
+    comparison = "less" if objective.maximize else "greater"
+    return StopRule(objective.metric, sum(averages) / len(averages), comparison, settings.start_step)
+
+
+class RuleProgress:
+    """One running trial against its rule, as Katib's metrics collector applies it report by report."""
+
+    def __init__(self, rule: StopRule, maximize: bool):
+        self.rule = rule
+        self.maximize = maximize
+        self.reports = 0
+        self.best: float | None = None
+        self.stopped = False
+
+    def add(self, value: float) -> bool:
+        """Take the next objective value; True when this report stops the trial."""
+        if self.best is None or (value > self.best if self.maximize else value < self.best):
+            self.best = value
+        self.reports += 1
+        if self.reports != self.rule.start_step or self.stopped:
+            return False
+        below = self.best < self.rule.value if self.rule.comparison == "less" else self.best > self.rule.value
+        self.stopped = below
+        return below
+
+    def reason(self) -> str:
+        return f"early stopped by medianstop: best {self.rule.metric} {self.best:.6g} after {self.reports} reports, " \
+               f"{'below' if self.rule.comparison == 'less' else 'above'} the succeeded trials' mean {self.rule.value:.6g}"

@@ -44,7 +44,7 @@ def dockerfile_steps(path: Path) -> tuple[list[str], str, list[str]]:
     """(paths copied into the image, the project's pip install target, the entrypoint) as a Dockerfile states them."""
     text = path.read_text()
     copies = [name for line in text.splitlines() if line.startswith("COPY ") for name in line.split()[1:-1]]
-    target = re.search(r'^RUN pip install "(\.[^"]*)"', text, re.M).group(1)
+    target = re.search(r'^RUN pip install (?:--[\w-]+ (?:\S+ )?)*"(\.[^"]*)"', text, re.M).group(1)
     entrypoint = re.search(r"^ENTRYPOINT \[(.*)\]", text, re.M).group(1)
     return copies, target, [part.strip().strip('"') for part in entrypoint.split(",")]
 

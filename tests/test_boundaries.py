@@ -7,6 +7,8 @@ trial_image     the trial: the contract only
 runner          the one-machine runner, a client of the service: the contract and the protobuf module
 pipelines       anything but the project's generated protobuf module: a pipeline step loads
                 kubeflow-katib's, and two generated modules of Katib's api.proto cannot share a process
+deploy          installing next to Katib: the contract, yaml and the kubernetes client; no torch, grpc,
+                protobuf, kfp or kubeflow-katib
 cli             anything (it only wires the subcommands to the packages above)
 """
 
@@ -18,7 +20,7 @@ import sys
 
 import pytest
 
-PROJECT = ("contract", "suggestion", "trial_image", "runner", "pipelines", "cli", "proto")
+PROJECT = ("contract", "suggestion", "trial_image", "runner", "pipelines", "deploy", "cli", "proto")
 HEAVY = ("grpc", "google.protobuf", "torch", "kubernetes", "kubeflow", "kfp", "yaml", "numpy", "matplotlib")
 # package -> (project packages it may load besides itself, third-party modules it must not load)
 RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -27,7 +29,8 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "suggestion": (("contract", "proto"), ("torch", "kubernetes", "kubeflow", "kfp")),
     "trial_image": (("contract",), ("grpc", "kubernetes", "kubeflow", "kfp")),
     "runner": (("contract", "proto"), ("torch", "kubernetes", "kubeflow", "kfp")),
-    "pipelines": (("contract", "suggestion", "trial_image", "runner"), ()),
+    "pipelines": (("contract", "suggestion", "trial_image", "runner", "deploy"), ()),
+    "deploy": (("contract",), ("grpc", "google.protobuf", "torch", "kubeflow", "kfp", "numpy", "matplotlib")),
 }
 LOADER = """
 import importlib, json, pkgutil, sys

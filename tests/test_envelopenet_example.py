@@ -183,7 +183,8 @@ def test_a_real_trial_run_prunes_the_branches_it_measured_weakest() -> None:
 
     architecture, following, stdout, observed = suggest_twice(document, run_trial)
     assert 0.0 <= float(observed["Validation-Accuracy"]) <= 1.0
-    printed = next(line for line in stdout.splitlines() if line.startswith("Branch-Stats="))
+    metric_lines = [line.split(" ", 1)[-1] for line in stdout.splitlines()]  # after each line's timestamp
+    printed = next(line for line in metric_lines if line.startswith("Branch-Stats="))
     assert printed == f"Branch-Stats={observed['Branch-Stats']}"
     values = [[float(v) for v in cell.split("_")] for cell in printed.split("/")[1:]]
     for stage in (0, 1):  # growing stages of one 6-branch cell: the two lowest go (a third of 6)

@@ -3,7 +3,11 @@
 - Schema: Katib's Experiment as kubeflow-katib's typed models define it, unknown fields refused; the
   trial's batch/v1 Job from the kubernetes client's models, the structure Katib's webhook converts it into.
 - Katib's admission webhook (pkg/webhook/v1beta1/experiment/validator/validator.go), after Katib's
-  defaulting, rule by rule; each rule is shown to fire on a broken copy.
+  defaulting, rule by rule, against the katib-config a Katib v0.19.0 install has after `katib-nas register`;
+  medianstop settings as Katib's medianstop service validates them; each rule is shown to fire on a broken
+  copy.
+- Restricted pod security: every example's trial pod meets Kubernetes' restricted Pod Security Standard,
+  with a read-only root filesystem, an emptyDir for scratch and Istio sidecar injection turned off.
 - The trialTemplate, with a real suggestion substituted as Katib does, is a `katib-nas trial` command.
 - Each CPU example runs through the local runner with a tiny budget.
 """
@@ -24,15 +28,17 @@ import yaml
 
 from katib_nas.cli.main import build_parser
 from katib_nas.contract.codec import decode
+from katib_nas.deploy.images import TRIAL_CPU_IMAGE, TRIAL_CUDA_IMAGE
+from katib_nas.deploy.katib_config import register, suggestion_entries
 from katib_nas.pipelines.search_request import check_experiment, experiment_info
 from katib_nas.runner.manifest import experiment_from_document
 from katib_nas.suggestion.core.algorithms import get_algorithm
 
-from .conftest import REPO, load_yaml, schema_errors
+from .conftest import KATIB_FIXTURES, REPO, load_yaml, schema_errors
 
 # The examples, plus the experiment `katib-nas demo` runs (it ships inside the package).
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml")) + [REPO / "runner" / "demo-experiment.yaml"]
-TRIAL_IMAGES = ("docker.io/katibnas/trial-cpu:0.1.0", "docker.io/katibnas/trial-cuda:0.1.0")
+TRIAL_IMAGES = (TRIAL_CPU_IMAGE, TRIAL_CUDA_IMAGE)
 PLACEHOLDER = re.compile(r"\$\{trialParameters\..+?\}")
 META_REFERENCE = re.compile(r"^\$\{trialSpec\.(Name|Namespace|Kind|APIVersion|(Labels|Annotations)\[.+\])\}$")
 COLLECTORS = ("StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "Push")
@@ -71,10 +77,46 @@ def test_schema_refuses_unknown_and_mistyped_fields(katib_schemas: dict[str, Any
 
 # --- Katib's admission webhook --------------------------------------------------------------------------
 
+def registered_config() -> dict[str, Any]:
+    """Katib v0.19.0's katib-config after `katib-nas register`."""
+    stock = (KATIB_FIXTURES / "katib-config-v0.19.0-standalone.yaml").read_text()
+    return yaml.safe_load(register(stock, suggestion_entries()).text)
+
+
 def registered_algorithms() -> set[str]:
-    """Algorithms with a suggestion in the katib-config our manifests install (Katib's and ours)."""
-    config = yaml.safe_load((REPO / "manifests" / "katib-config.yaml").read_text())
-    return {s["algorithmName"] for s in config["runtime"]["suggestions"] if s.get("image", "").strip()}
+    """Algorithms with a suggestion in the registered katib-config (Katib's and ours)."""
+    return {s["algorithmName"] for s in registered_config()["runtime"]["suggestions"] if s.get("image", "").strip()}
+
+
+def early_stopping_algorithms() -> set[str]:
+    return {s["algorithmName"] for s in registered_config()["runtime"]["earlyStoppings"] if s.get("image", "").strip()}
+
+
+def medianstop_errors(settings: list[dict[str, Any]]) -> list[str]:
+    """Katib's medianstop service (pkg/earlystopping/v1beta1/medianstop/service.py) on the settings."""
+    errors = []
+    for setting in settings:
+        name, value = setting.get("name"), setting.get("value")
+        try:
+            if name == "min_trials_required" and not int(value) > 0:
+                errors.append("min_trials_required must be greater than zero (>0)")
+            elif name == "start_step" and not int(value) >= 1:
+                errors.append("start_step must be greater or equal than one (>=1)")
+            elif name not in ("min_trials_required", "start_step"):
+                errors.append(f"unknown setting {name} for algorithm medianstop")
+        except (TypeError, ValueError):
+            errors.append(f"failed to validate {name}({value})")
+    return errors
+
+
+def early_stopping_errors(early: dict[str, Any] | None) -> list[str]:
+    if early is None:
+        return []
+    name = early.get("algorithmName", "")
+    errors = [] if name else ["spec.earlyStopping.algorithmName: must be specified"]
+    if name not in early_stopping_algorithms():
+        return errors + ["spec.earlyStopping.algorithmName: unable to get EarlyStopping config data"]
+    return errors + [f"spec.earlyStopping: {e}" for e in medianstop_errors(early.get("algorithmSettings") or [])]
 
 
 def webhook_errors(document: dict[str, Any]) -> list[str]:
@@ -97,8 +139,7 @@ def webhook_errors(document: dict[str, Any]) -> list[str]:
     algorithm = (spec.get("algorithm") or {}).get("algorithmName", "")
     if algorithm not in registered_algorithms():
         errors.append("spec.algorithm.algorithmName: unable to get Suggestion config data")
-    if spec.get("earlyStopping"):
-        errors.append("spec.earlyStopping: no early stopping algorithm is used with NAS examples")
+    errors += early_stopping_errors(spec.get("earlyStopping"))
     if spec.get("resumePolicy", "") not in ("", "Never", "LongRunning", "FromVolume"):
         errors.append("spec.resumePolicy")
     errors += trial_template_errors(spec)
@@ -232,6 +273,15 @@ BROKEN = {
     "metricsFormat broken": (lambda d: d["spec"].update(metricsCollectorSpec={"source": {"filter": {
         "metricsFormat": ["([\\w-]+=(.*)"]}}}), "does not compile"),
     "trial named": (lambda d: _template(d)["trialSpec"].update(metadata={"name": "fixed"}), "must be omitted"),
+    "early stopping not installed": (lambda d: d["spec"].update(earlyStopping={"algorithmName": "hyperband"}),
+                                     "unable to get EarlyStopping config data"),
+    "early stopping unnamed": (lambda d: d["spec"].update(earlyStopping={"algorithmName": ""}), "must be specified"),
+    "medianstop start_step 0": (lambda d: d["spec"].update(earlyStopping={
+        "algorithmName": "medianstop", "algorithmSettings": [{"name": "start_step", "value": "0"}]}),
+        "start_step must be greater or equal than one"),
+    "medianstop unknown setting": (lambda d: d["spec"].update(earlyStopping={
+        "algorithmName": "medianstop", "algorithmSettings": [{"name": "window", "value": "2"}]}),
+        "unknown setting window"),
 }
 
 
@@ -240,6 +290,72 @@ def test_webhook_checker_catches_each_rule(case: str) -> None:
     change, expected = BROKEN[case]
     errors = webhook_errors(_mutate(change))
     assert any(expected in error for error in errors), errors
+
+
+def test_an_early_stopping_example_reports_past_its_start_step() -> None:
+    """medianstop compares at the start_step-th report: the trial must report more epochs than that."""
+    stopped = [p for p in EXAMPLES if load_yaml(p)["spec"].get("earlyStopping")]
+    assert [p.stem for p in stopped] == ["nas-random-medianstop-fashion-mnist"]
+    document = load_yaml(stopped[0])
+    settings = {s["name"]: int(s["value"]) for s in document["spec"]["earlyStopping"]["algorithmSettings"]}
+    epochs = int(next(a for a in _command(document) if a.startswith("--epochs=")).split("=")[1])
+    assert epochs > settings["start_step"] and document["spec"]["maxTrialCount"] > settings["min_trials_required"]
+
+
+# --- restricted pod security ----------------------------------------------------------------------------
+
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                      "projected", "secret"}
+
+
+def restricted_violations(pod: dict[str, Any]) -> list[str]:
+    """Kubernetes' restricted Pod Security Standard (v1.25+) for a pod spec, plus a read-only root."""
+    spec, problems = pod["spec"], []
+    pod_context = spec.get("securityContext") or {}
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(flag):
+            problems.append(flag)
+    problems += [f"volume {v['name']}" for v in spec.get("volumes") or [] if not set(v) - {"name"} <= RESTRICTED_VOLUMES]
+    for container in spec["containers"] + (spec.get("initContainers") or []):
+        context, name = container.get("securityContext") or {}, container["name"]
+        capabilities = context.get("capabilities") or {}
+        checks = {
+            "privileged": not context.get("privileged"),
+            "allowPrivilegeEscalation: false": context.get("allowPrivilegeEscalation") is False,
+            "capabilities drop ALL": "ALL" in (capabilities.get("drop") or []),
+            "capabilities add": set(capabilities.get("add") or []) <= {"NET_BIND_SERVICE"},
+            "runAsNonRoot": context.get("runAsNonRoot", pod_context.get("runAsNonRoot")) is True,
+            "runAsUser 0": context.get("runAsUser", pod_context.get("runAsUser")) != 0,
+            "seccompProfile": ((context.get("seccompProfile") or pod_context.get("seccompProfile") or {})
+                               .get("type") in ("RuntimeDefault", "Localhost")),
+            "readOnlyRootFilesystem": context.get("readOnlyRootFilesystem") is True,
+        }
+        problems += [f"{name}: {check}" for check, ok in checks.items() if not ok]
+    return problems
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.yaml")), ids=example_id)
+def test_trial_pod_meets_restricted_pod_security_with_scratch_space(path: Path) -> None:
+    pod = load_yaml(path)["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]
+    assert restricted_violations(pod) == []
+    assert pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+    scratch = {v["name"] for v in pod["spec"]["volumes"] if "emptyDir" in v}
+    [container] = pod["spec"]["containers"]
+    assert {m["mountPath"] for m in container["volumeMounts"] if m["name"] in scratch} == {"/tmp"}
+
+
+def test_restricted_checker_catches_each_rule() -> None:
+    pod = load_yaml(REPO / "examples" / "nas-random-fashion-mnist.yaml")["spec"]["trialTemplate"]["trialSpec"]
+    pod = pod["spec"]["template"]
+    breaks = {"allowPrivilegeEscalation": True, "capabilities": {"drop": ["NET_RAW"]}, "runAsNonRoot": False,
+              "seccompProfile": {"type": "Unconfined"}, "readOnlyRootFilesystem": False, "privileged": True}
+    for key, value in breaks.items():
+        broken = copy.deepcopy(pod)
+        broken["spec"]["containers"][0]["securityContext"][key] = value
+        assert restricted_violations(broken), key
+    broken = copy.deepcopy(pod)
+    broken["spec"]["volumes"].append({"name": "host", "hostPath": {"path": "/"}})
+    assert restricted_violations(broken) == ["volume host"]
 
 
 # --- trialTemplate -> trial command ----------------------------------------------------------------------

@@ -12,7 +12,7 @@ import yaml
 
 from katib_nas.proto import api_pb2
 from katib_nas.runner import katib_messages
-from katib_nas.runner.manifest import ExperimentError, experiment_from_document, parse_experiment
+from katib_nas.runner.manifest import ExperimentError, MedianStop, experiment_from_document, parse_experiment
 from katib_nas.runner.metrics_collector import MetricSummary
 from katib_nas.runner.status import outcome, summarize_trials, trials_to_request
 from katib_nas.runner.store import TrialRow
@@ -95,7 +95,14 @@ def mutate(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     ("spec.maxFailedTrialCount", -1, "must not be less than 0"),
     ("spec.objective.type", "maximise", "must be minimize or maximize"),
     ("spec.algorithm", None, "spec.algorithm must be specified"),
-    ("spec.earlyStopping", {"algorithmName": "medianstop"}, "earlyStopping is not supported"),
+    ("spec.earlyStopping", {"algorithmName": "hyperband"}, "'hyperband' is not an early stopping algorithm"),
+    ("spec.earlyStopping", {"algorithmName": "medianstop", "algorithmSettings": [{"name": "start_step", "value": "0"}]},
+     "start_step must be at least 1, got 0"),
+    ("spec.earlyStopping", {"algorithmName": "medianstop",
+                            "algorithmSettings": [{"name": "min_trials_required", "value": "two"}]},
+     "min_trials_required must be a whole number"),
+    ("spec.earlyStopping", {"algorithmName": "medianstop", "algorithmSettings": [{"name": "window", "value": "3"}]},
+     "unknown setting 'window' for medianstop"),
     ("spec.metricsCollectorSpec", {"collector": {"kind": "Push"}}, "kind Push cannot run locally"),
     ("spec.metricsCollectorSpec", {"collector": {"kind": "StdOut"}, "source": {"filter": {"metricsFormat": ["(x"]}}},
      "not a valid regular expression"),
@@ -121,6 +128,25 @@ def test_budget_overrides_are_checked(document: dict[str, Any]) -> None:
         spec.with_budget(max_trials=1)
     with pytest.raises(ExperimentError, match="lower it with --parallel"):
         spec.with_budget(max_trials=1, max_failed=1)
+
+
+def test_a_lower_max_trials_lowers_the_counts_left_as_they_are(document: dict[str, Any]) -> None:
+    spec = experiment_from_document(document)  # parallelTrialCount 2, maxFailedTrialCount 2
+    fitted, notes = spec.fitted_budget(max_trials=1)
+    assert (fitted.max_trial_count, fitted.parallel_trial_count, fitted.max_failed_trial_count) == (1, 1, 1)
+    assert notes == ("spec.parallelTrialCount lowered from 2 to 1, the maximum number of trials",
+                     "spec.maxFailedTrialCount lowered from 2 to 1, the maximum number of trials")
+    assert spec.fitted_budget(max_trials=3)[1] == ()
+    with pytest.raises(ExperimentError, match="lower it with --parallel"):  # an explicit value is kept, and refused
+        spec.fitted_budget(max_trials=1, parallel=2)
+
+
+def test_medianstop_defaults_and_settings_are_katibs(document: dict[str, Any]) -> None:
+    document["spec"]["earlyStopping"] = {"algorithmName": "medianstop"}
+    assert experiment_from_document(document).early_stopping == MedianStop(min_trials_required=3, start_step=4)
+    document["spec"]["earlyStopping"]["algorithmSettings"] = [{"name": "min_trials_required", "value": "2"},
+                                                              {"name": "start_step", "value": "1"}]
+    assert experiment_from_document(document).early_stopping == MedianStop(min_trials_required=2, start_step=1)
 
 
 def test_render_substitutes_plain_text_and_meta(document: dict[str, Any]) -> None:

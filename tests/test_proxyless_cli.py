@@ -54,7 +54,7 @@ def test_search_reports_the_derived_network_and_its_latencies(profiled: Path) ->
                      f"--latency-table={profiled}", "--dataset=digits", "--batch-size=64", "--threads=1",
                      "--arch-every=2")
     assert done.returncode == 0, done.stderr[-2000:]
-    lines = done.stdout.splitlines()
+    lines = [line.split(" ", 1)[-1] for line in done.stdout.splitlines()]  # after each line's timestamp
     collected = dict(m.groups() for m in map(re.compile(r"(Best-Architecture)=([\w./:+@-]+)").fullmatch, lines) if m)
     numbers = dict(m.groups() for line in lines
                    for m in [re.fullmatch(r"([\w-]+)=([+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)", line)] if m)

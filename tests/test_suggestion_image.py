@@ -20,7 +20,7 @@ DOCKERFILE = REPO / "suggestion" / "Dockerfile"
 
 def test_dockerfile_is_slim_non_root_and_exposes_katib_port() -> None:
     text = DOCKERFILE.read_text()
-    assert text.startswith("#") and "FROM python:3.11-slim" in text
+    assert text.startswith("#") and "FROM python:3.11-slim-bookworm" in text
     assert re.search(r"^USER 10001$", text, re.M)
     assert "EXPOSE 6789" in text
     _, target, entrypoint = dockerfile_steps(DOCKERFILE)
@@ -34,8 +34,8 @@ def test_install_step_in_fresh_venv_gives_a_working_server_without_torch(tmp_pat
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", target],
-                   cwd=context, check=True, timeout=600)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--constraint",
+                    "constraints.txt", target], cwd=context, check=True, timeout=600)
     installed = subprocess.run([str(python), "-m", "pip", "list", "--format=freeze"], check=True,
                                capture_output=True, text=True).stdout.lower()
     for heavy in ("torch", "kubernetes", "kubeflow-katib", "kfp"):

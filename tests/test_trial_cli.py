@@ -70,7 +70,21 @@ def test_stdout_carries_every_metric_for_katibs_default_regex(full_run: tuple[Ru
     assert values["Validation-Loss"] > 0 and values["Train-Loss"] > 0 and 0 < values["Train-Accuracy"] <= 1
     assert values["params"] > 1000 and values["flops"] > values["params"] and values["latency-ms"] > 0
     assert run.stdout.count("Train-Loss=") == 3  # two epochs, then the final block
-    assert run.stdout.count("Validation-Accuracy=") == 1
+    assert run.stdout.count("Validation-Accuracy=") == 2  # after epoch 1, then the final block (epoch 2)
+
+
+def test_every_metric_line_is_dated_so_katib_keeps_one_point_per_epoch(full_run: tuple[Run, Path]) -> None:
+    """Katib's StdOut collector dates a value by an RFC 3339 prefix; the UI plots the dated values in order."""
+    from katib_nas.runner.metrics_collector import collect_text, rfc3339_nanos
+
+    run, _ = full_run
+    metric_lines = [line for line in run.stdout.splitlines() if "=" in line]
+    stamps = [rfc3339_nanos(line.split(" ", 1)[0]) for line in metric_lines]
+    assert None not in stamps and stamps == sorted(stamps)
+    logs = collect_text(run.stdout, ["Validation-Accuracy", "Validation-Loss"], [])
+    accuracy = [log for log in logs if log.name == "Validation-Accuracy"]
+    assert len(accuracy) == 2 and accuracy[0].timestamp < accuracy[1].timestamp
+    assert all(0.0 <= float(log.value) <= 1.0 for log in accuracy)
 
 
 def test_branch_statistics_reach_the_experiment_through_its_metrics_format(full_run: tuple[Run, Path]) -> None:

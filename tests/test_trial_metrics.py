@@ -6,6 +6,7 @@ import io
 import json
 import math
 import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ from katib_nas.contract.branch_stats import format_branch_stats, format_skip_gat
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.metric_format import BRANCH_STATS_REGEX, KATIB_DEFAULT_REGEX, NUMERIC_METRIC_REGEX
 from katib_nas.trial_image.reporting import MetricsWriter
+
+MOMENT = datetime(2025, 3, 4, 5, 6, 7, 890123, tzinfo=timezone.utc)
+STAMP = "2025-03-04T05:06:07.890123Z"
 
 STATS = [[0.536924, 1.5e-05, 2.0], [math.nan, 12345678.0], [0.0]]
 GATES = [[], [-0.25, 1.0], [3e-07]]
@@ -33,7 +37,7 @@ NUMERIC = {name: value for name, value in FINAL.items() if not isinstance(value,
 
 def written(metrics: dict, **kwargs) -> str:  # type: ignore[type-arg]
     stream = io.StringIO()
-    MetricsWriter(stream=stream, **kwargs).write(metrics)
+    MetricsWriter(stream=stream, clock=lambda: MOMENT, **kwargs).write(metrics)
     return stream.getvalue()
 
 
@@ -43,10 +47,23 @@ def test_string_metric_values() -> None:
     assert format_branch_stats([[math.inf]]) == "ta/nan"
 
 
-def test_lines_are_name_equals_value_with_six_significant_digits() -> None:
+def test_lines_are_a_timestamp_then_name_equals_value_with_six_significant_digits() -> None:
     lines = written(FINAL).splitlines()
-    assert lines[0] == "Validation-Accuracy=0.927778"
-    assert "params=8058" in lines and "Train-Loss=1.2e-05" in lines and "latency-ms=1.36718" in lines
+    assert lines[0] == f"{STAMP} Validation-Accuracy=0.927778"
+    assert all(line.startswith(STAMP + " ") for line in lines)
+    bare = [line.split(" ", 1)[1] for line in lines]
+    assert "params=8058" in bare and "Train-Loss=1.2e-05" in bare and "latency-ms=1.36718" in bare
+
+
+def test_timestamp_is_utc_rfc3339_as_katibs_collector_reads_it() -> None:
+    """The collector takes the text before the first space as the time when it parses as RFC 3339."""
+    from katib_nas.runner.metrics_collector import collect_text
+
+    local = MOMENT.astimezone(timezone(timedelta(hours=-5)))
+    stream = io.StringIO()
+    MetricsWriter(stream=stream, clock=lambda: local).write({"Validation-Accuracy": 0.5})
+    [log] = collect_text(stream.getvalue(), ["Validation-Accuracy"], [])
+    assert (log.timestamp, log.value) == (STAMP, "0.5")
 
 
 def test_katib_default_regex_reads_every_number_and_no_number_from_string_metrics() -> None:
@@ -76,11 +93,11 @@ def test_text_file_repeats_the_stdout_lines(tmp_path: Path) -> None:
 
 def test_json_file_has_one_object_per_group_with_string_values(tmp_path: Path) -> None:
     path = tmp_path / "metrics.json"
-    writer = MetricsWriter(str(path), "json", io.StringIO())
+    writer = MetricsWriter(str(path), "json", io.StringIO(), clock=lambda: MOMENT)
     writer.write({"Train-Loss": 0.5, "Train-Accuracy": 0.25})
     writer.write(FINAL)
     objects = [json.loads(line) for line in path.read_text().splitlines()]
-    assert objects[0] == {"Train-Loss": "0.5", "Train-Accuracy": "0.25"}
+    assert objects[0] == {"timestamp": STAMP, "Train-Loss": "0.5", "Train-Accuracy": "0.25"}
     assert objects[1]["Validation-Accuracy"] == "0.927778" and objects[1]["Skip-Gates"] == FINAL["Skip-Gates"]
     assert all(isinstance(v, str) for obj in objects for v in obj.values())
 

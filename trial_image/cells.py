@@ -1,9 +1,11 @@
 """Cells: envelope cells (concatenated branches), choice cells (supernet blocks) and gated skip inputs.
 
-Branch statistics (the mean squared activation of every branch, which
-EnvelopeNet construction prunes by) are accumulated on the device inside the
-cell while training, with no host synchronisation per step; they are read
-once, at the end of the run.
+Branch statistics (a Taylor estimate of each branch's importance and its
+mean squared activation, which EnvelopeNet construction prunes by) are
+accumulated on the device inside the cell during training steps only (forward
+passes without gradients, such as evaluation and BatchNorm recalibration, do
+not count), with no host synchronisation per step; they are read once, at the
+end of the run.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class ConcatBody(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs = [branch(x) for branch in self.branches]
         out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
-        if self.record_stats and self.training:
+        if self.record_stats and self.training and torch.is_grad_enabled():
             # One reduction per cell: per-channel mean squares; branch means are averaged from them at read-out.
             self.channel_sq_sum += out.detach().float().square().mean(dim=(0, 2, 3))
             self.stat_steps += 1
@@ -113,7 +115,7 @@ class ChoiceBody(nn.Module):
         out: torch.Tensor | None = None
         for index in self.active:
             y = self.alternatives[index](x)
-            if self.record_stats and self.training:
+            if self.record_stats and self.training and torch.is_grad_enabled():
                 self.alt_sq_sum[index] += y.detach().float().square().mean()
                 self.alt_steps[index] += 1
                 if y.requires_grad:

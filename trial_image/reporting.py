@@ -1,6 +1,9 @@
 """Metric output in the forms Katib collects: stdout lines, a metrics file (TEXT or JSON), a push to Katib.
 
-The line format itself is the shared contract's (katib_nas.contract.metric_format).
+The line format itself is the shared contract's (katib_nas.contract.metric_format). Every text line starts
+with an RFC 3339 timestamp in UTC (`2025-01-31T12:00:00.123456Z Validation-Accuracy=0.91`), and every
+JSON object carries it under "timestamp": Katib's collectors date each value by it, so the Katib UI draws
+one point per report and `latest` is the value reported last.
 """
 
 from __future__ import annotations
@@ -8,14 +11,27 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Mapping, TextIO
+from typing import Callable, Mapping, TextIO
 
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.metric_format import MetricValue, format_value, metric_line
 
 METRIC_FORMATS = ("text", "json")
 DB_MANAGER_ENV = "KATIB_DB_MANAGER_ADDRESS"
+#: The key Katib's File collector reads a JSON object's time from.
+TIMESTAMP_KEY = "timestamp"
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC time with microseconds and a `Z`, a form Go's time.RFC3339Nano parses."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class ReportError(RuntimeError):
@@ -25,14 +41,17 @@ class ReportError(RuntimeError):
 class MetricsWriter:
     """Writes each group of metrics to stdout and, when asked, to a metrics file for Katib's File collector.
 
-    TEXT files hold the same `name=value` lines as stdout; JSON files hold one object per group with
-    string values (Katib's File collector reads only string values in JSON).
+    TEXT files hold the same timestamped `name=value` lines as stdout; JSON files hold one object per group
+    with string values (Katib's File collector reads only string values in JSON) and its timestamp. All
+    metrics of one group share one timestamp.
     """
 
-    def __init__(self, path: str | None = None, file_format: str = "text", stream: TextIO | None = None):
+    def __init__(self, path: str | None = None, file_format: str = "text", stream: TextIO | None = None,
+                 clock: Clock = utc_now):
         if file_format not in METRIC_FORMATS:
             raise InvalidInput(f"unknown metrics format {file_format!r}; known: {', '.join(METRIC_FORMATS)}")
         self.stream = stream or sys.stdout
+        self.clock = clock
         self.file_format = file_format
         self.path = Path(path) if path else None
         if self.path:
@@ -43,15 +62,17 @@ class MetricsWriter:
                 raise InvalidInput(f"cannot write metrics file {self.path}: {err.strerror or err}") from None
 
     def write(self, metrics: Mapping[str, MetricValue]) -> None:
-        lines = [metric_line(name, value) for name, value in metrics.items()]
-        self.stream.write("".join(line + "\n" for line in lines))
+        stamp = rfc3339(self.clock())
+        text = "".join(f"{stamp} {metric_line(name, value)}\n" for name, value in metrics.items())
+        self.stream.write(text)
         self.stream.flush()
         if self.path:
             with open(self.path, "a") as handle:
                 if self.file_format == "json":
-                    handle.write(json.dumps({name: format_value(v) for name, v in metrics.items()}) + "\n")
+                    values = {name: format_value(v) for name, v in metrics.items()}
+                    handle.write(json.dumps({TIMESTAMP_KEY: stamp, **values}) + "\n")
                 else:
-                    handle.write("".join(line + "\n" for line in lines))
+                    handle.write(text)
 
 
 def push_requested(report_to_katib: bool) -> bool:

@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
 
 from katib_nas.contract.codec import decode
 from katib_nas.contract.errors import InvalidInput
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .model import Network
     from .proxyless.table import LatencyTable
     from .reporting import MetricsWriter
-    from .trainer import Tensors, TrainConfig
+    from .trainer import EpochResult, Tensors, TrainConfig
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -188,6 +188,26 @@ def _latency_table(option: str | None, arch: Architecture, device: torch.device)
     return table
 
 
+def epoch_reporter(model: Network, tensors: Tensors, config: TrainConfig, writer: MetricsWriter
+                   ) -> Callable[[EpochResult], None]:
+    """The per-epoch report: training metrics after every epoch, and after every epoch but the last also
+    Validation-Accuracy and Validation-Loss, so Katib draws a curve and early stopping has values to compare.
+    The last epoch's validation metrics are the final report's, measured once."""
+    from .trainer import evaluate_trained, total_steps
+
+    last_step = total_steps(len(tensors.train_y), config)
+
+    def report(result: EpochResult) -> None:
+        metrics: dict[str, float] = {}
+        if result.steps < last_step:
+            val_loss, val_accuracy = evaluate_trained(model, tensors)
+            model.train()
+            metrics = {"Validation-Accuracy": val_accuracy, "Validation-Loss": val_loss}
+        writer.write({**metrics, "Train-Loss": result.train_loss, "Train-Accuracy": result.train_accuracy})
+
+    return report
+
+
 def _train_and_report(model: Network, arch: Architecture, split: Split, tensors: Tensors, config: TrainConfig,
                       options: TrialOptions, writer: MetricsWriter,
                       test: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -209,8 +229,8 @@ def _train_and_report(model: Network, arch: Architecture, split: Split, tensors:
             model.record_branch_stats(True)  # the last part of the run: statistics of a trained network
 
     try:
-        results = train(model, tensors, config, before_step=start_statistics, on_epoch=lambda r: writer.write(
-            {"Train-Loss": r.train_loss, "Train-Accuracy": r.train_accuracy}))
+        results = train(model, tensors, config, before_step=start_statistics,
+                        on_epoch=epoch_reporter(model, tensors, config, writer))
         val_loss, val_accuracy = evaluate_trained(model, tensors)
         if val_loss != val_loss:
             raise Diverged(results[-1].epoch, 1, results[-1].steps)

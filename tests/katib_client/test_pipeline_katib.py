@@ -1,118 +1,74 @@
-"""The pipeline's Katib path against a Kubernetes API emulator on loopback (kmock's KubernetesEmulator).
+"""The pipeline's Katib path against a Kubernetes API emulator on loopback (tests/kube_emulator.py).
 
-kubectl and the kubernetes client (under KatibClient) talk HTTP to the emulator exactly as to an API
-server. No Katib controller runs here: the test plays it, reading the Experiment the search step created
-and writing the status Katib's controller would write, with an architecture that nas-random proposes
-for that Experiment's own search space.
+kubectl and the kubernetes client talk HTTP to the emulator exactly as to an API server. No Katib controller
+runs here: the test plays it, reading the Experiment the search step created and writing the status Katib's
+controller would write, with an architecture that the Experiment's own algorithm proposes for its search
+space. Each path of the search step has a test: the optimal trial (and a one-shot trial's Best-Architecture),
+cleanup after failure, timeout and SIGTERM, adopting its own Experiment on a retry (409) and refusing anyone
+else's, the API's reason for 403 and 404, and the namespace default (the pod's own, else the kubeconfig's).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import shutil
-import subprocess
-import sys
+import signal
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import kmock
 import pytest
 import yaml
 from kubernetes import client as k8s
 
 from katib_nas.contract.codec import decode, encode
 from katib_nas.contract.supernet import derive
-from katib_nas.pipelines import steps
+from katib_nas.pipelines import katib_experiment, steps
 from katib_nas.pipelines.search_request import SearchRequest, experiment_info, load_example
 from katib_nas.runner.manifest import experiment_from_document
 from katib_nas.suggestion.core.algorithms import get_algorithm
 
 from ..conftest import REPO
+from ..kube_emulator import Cluster, start_cluster
 
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1beta1", "experiments"
 NAMESPACE = "kubeflow"
 
 
-class KatibApiEmulator(kmock.KubernetesEmulator):
-    """kmock's emulator with list replies that name their kind, as the API server's do (kubectl needs it)."""
-
-    async def _serve_list(self, request: Any) -> Any:
-        payload = await super()._serve_list(request)
-        kind = self.resources[request.resource].kind
-        return {"apiVersion": f"{request.resource.group}/{request.resource.version}", "kind": f"{kind}List",
-                **payload}
-
-
-@dataclass
-class Cluster:
-    url: str
-    kubeconfig: Path
-    emulator: KatibApiEmulator
-
-    def api(self) -> k8s.CustomObjectsApi:
-        config = k8s.Configuration()
-        config.host = self.url
-        return k8s.CustomObjectsApi(k8s.ApiClient(config))
-
-    def kubectl(self, *args: str) -> subprocess.CompletedProcess:
-        found = shutil.which("kubectl") or shutil.which("kubectl", path=str(Path(sys.executable).parent))
-        assert found, "kubectl not found; `make kubectl` installs it"
-        return subprocess.run([found, *args], env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
-                              capture_output=True, text=True, timeout=60)
-
-
-async def _serve(ready: threading.Event, stop: asyncio.Event, holder: dict[str, Any]) -> None:
-    async with KatibApiEmulator() as emulator, kmock.Server(emulator) as server:
-        emulator.resources[f"{GROUP}/{VERSION}/{PLURAL}"] = kmock.ResourceInfo(
-            kind="Experiment", singular="experiment", namespaced=True, subresources={"status"},
-            verbs={"create", "get", "list", "watch", "patch", "update", "delete"})
-        holder.update(url=str(server.url).rstrip("/"), emulator=emulator)
-        ready.set()
-        await stop.wait()
-
-
 @pytest.fixture
 def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    ready = threading.Event()
-    holder: dict[str, Any] = {}
-    thread = threading.Thread(target=loop.run_until_complete, args=(_serve(ready, stop, holder),), daemon=True)
-    thread.start()
-    assert ready.wait(30), "the emulator did not start"
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
-        "clusters": [{"name": "emulator", "cluster": {"server": holder["url"]}}],
-        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "test",
-                                                     "namespace": NAMESPACE}}],
-        "users": [{"name": "test", "user": {"token": "loopback"}}]}))
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    yield Cluster(holder["url"], kubeconfig, holder["emulator"])
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(30)
+    with start_cluster(tmp_path) as running:
+        monkeypatch.setenv("KUBECONFIG", str(running.kubeconfig))
+        yield running
 
 
-def wait_for_experiment(api: k8s.CustomObjectsApi, timeout: float = 60) -> dict[str, Any]:
+def run(namespace: str = NAMESPACE, run_id: str = "run-1234", timeout_s: int = 60, keep: bool = False
+        ) -> steps.KatibRun:
+    return steps.KatibRun(namespace=namespace, run_id=run_id, timeout_s=timeout_s, poll_s=1, keep=keep)
+
+
+def experiments(api: k8s.CustomObjectsApi, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+    return api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+
+
+def wait_for_experiment(api: k8s.CustomObjectsApi, timeout: float = 60, namespace: str = NAMESPACE
+                        ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        items = api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)["items"]
+        items = experiments(api, namespace)
         if items:
             return items[0]
         time.sleep(0.2)
     raise AssertionError("no Experiment was created")
 
 
-def play_katib_controller(api: k8s.CustomObjectsApi, seen: dict[str, Any], succeed: bool = True) -> None:
+def play_katib_controller(api: k8s.CustomObjectsApi, seen: dict[str, Any], succeed: bool = True,
+                          namespace: str = NAMESPACE) -> None:
     """Wait for the Experiment, then write a finished status with a real proposal of its algorithm as the best
     trial. A one-shot proxylessnas trial is assigned the supernet and reports the network it derived as the
     string metric Best-Architecture, as `katib-nas proxyless-search` does."""
-    experiment = wait_for_experiment(api)
+    experiment = wait_for_experiment(api, namespace=namespace)
     seen["experiment"] = experiment
     name = experiment["metadata"]["name"]
     spec = experiment_from_document(experiment)
@@ -127,15 +83,19 @@ def play_katib_controller(api: k8s.CustomObjectsApi, seen: dict[str, Any], succe
         supernet = decode(assignments["architecture"])
         seen["architecture"] = encode(derive(supernet, [len(cell.ops) - 1 for cell in supernet.cells]))
         metrics.append({"name": "Best-Architecture", "latest": seen["architecture"]})
-    condition = {"type": "Succeeded" if succeed else "Failed", "status": "True", "reason": "ExperimentDone"}
+    condition = {"type": "Succeeded", "status": "True", "reason": "ExperimentMaxTrialsReached",
+                 "message": "Experiment has succeeded because max trial count has reached"}
+    if not succeed:
+        condition = {"type": "Failed", "status": "True", "reason": "ExperimentFailed",
+                     "message": "Experiment has failed because max failed count has reached"}
     status = {"conditions": [{"type": "Created", "status": "True"}, condition], "trials": 1,
-              "trialsSucceeded": 1 if succeed else 0}
+              "trialsSucceeded": 1 if succeed else 0, "failedTrialList": [] if succeed else [f"{name}-f4il"]}
     if succeed:
         status["currentOptimalTrial"] = {
             "bestTrialName": f"{name}-x7k2",
             "parameterAssignments": [{"name": key, "value": value} for key, value in assignments.items()],
             "observation": {"metrics": metrics}}
-    api.patch_namespaced_custom_object_status(GROUP, VERSION, NAMESPACE, PLURAL, name, {"status": status})
+    api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
 
 
 def test_examples_apply_with_kubectl_and_read_back_unchanged(cluster: Cluster) -> None:
@@ -157,8 +117,7 @@ def test_search_step_creates_the_experiment_waits_and_returns_the_optimal_trial(
     controller = threading.Thread(target=play_katib_controller, args=(cluster.api(), seen), daemon=True)
     controller.start()
     document = load_example("nas-random-fashion-mnist")
-    result = steps.search_katib(document, SearchRequest(max_trials=4, trial_args=("--epochs=2",)), NAMESPACE,
-                                run_id="run-1234", timeout_s=60, poll_s=1)
+    result = steps.search_katib(document, SearchRequest(max_trials=4, trial_args=("--epochs=2",)), run(keep=True))
     controller.join(10)
     created = seen["experiment"]
     assert created["metadata"]["name"] == result.experiment and result.experiment.startswith("nas-random-fashion")
@@ -177,21 +136,114 @@ def test_one_shot_search_returns_the_derived_network_not_the_supernet(cluster: C
     seen: dict[str, Any] = {}
     controller = threading.Thread(target=play_katib_controller, args=(cluster.api(), seen), daemon=True)
     controller.start()
-    result = steps.search_katib(load_example("proxylessnas-oneshot-fashion-mnist"), SearchRequest(), NAMESPACE,
-                                run_id="run-oneshot", timeout_s=60, poll_s=1)
+    result = steps.search_katib(load_example("proxylessnas-oneshot-fashion-mnist"), SearchRequest(),
+                                run(run_id="run-oneshot"))
     controller.join(10)
     assert not any(cell.choice for cell in decode(result.architecture).cells)
     assert result.architecture == seen["architecture"]
     assert result.metrics["Best-Architecture"] == seen["architecture"]
 
 
-def test_failed_experiment_fails_the_step_with_katib_message(cluster: Cluster) -> None:
+def test_failed_experiment_fails_the_step_with_katibs_reasons_and_is_deleted(cluster: Cluster) -> None:
     controller = threading.Thread(target=play_katib_controller, args=(cluster.api(), {}, False), daemon=True)
     controller.start()
-    with pytest.raises(RuntimeError, match="is Failed"):
-        steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), NAMESPACE, run_id="r",
-                           timeout_s=60, poll_s=1)
+    name = steps.experiment_name(load_example("nas-random-fashion-mnist"), "r")
+    cluster.put("trials", NAMESPACE, f"{name}-f4il", {"status": {"conditions": [
+        {"type": "Failed", "status": "True", "reason": "TrialFailed", "message": "Trial has failed. Job reason: OOMKilled"}]}})
+    with pytest.raises(steps.StepFailed) as failure:
+        steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), run(run_id="r"))
     controller.join(10)
+    assert str(failure.value) == (f"Katib Experiment {NAMESPACE}/{name} is Failed: Experiment has failed because max "
+                                  f"failed count has reached (trial {name}-f4il: Trial has failed. Job reason: "
+                                  "OOMKilled)")
+    assert experiments(cluster.api()) == []  # cleaned up
+
+
+def test_timeout_fails_the_step_and_deletes_the_experiment(cluster: Cluster, capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    with pytest.raises(steps.StepFailed, match=r"did not finish within 0.05 minutes \(timeout_minutes\)"):
+        steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), run(timeout_s=3))
+    assert experiments(cluster.api()) == []
+    assert "deleted Katib Experiment kubeflow/nas-random-fashion-mnist-" in capsys.readouterr().out
+
+
+def test_sigterm_while_waiting_deletes_the_experiment(cluster: Cluster) -> None:
+    """Kubernetes and Argo stop a cancelled step with SIGTERM: the step deletes its Experiment first."""
+    def stop_when_created() -> None:
+        wait_for_experiment(cluster.api())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=stop_when_created, daemon=True).start()
+    with pytest.raises(steps.StepFailed, match="the search step was stopped \\(SIGTERM\\)"):
+        steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), run(timeout_s=120))
+    assert experiments(cluster.api()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the step's handler is gone again
+
+
+def test_a_retried_step_adopts_its_own_experiment(cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> None:
+    document = load_example("nas-random-fashion-mnist")
+    name = steps.experiment_name(document, "run-retry")
+    earlier = {**document, "metadata": {"name": name, "labels": {katib_experiment.RUN_LABEL:
+                                                                     katib_experiment.run_label("run-retry")}}}
+    cluster.put("experiments", NAMESPACE, name, earlier)  # the first attempt created it, then its pod died
+    seen: dict[str, Any] = {}
+    controller = threading.Thread(target=play_katib_controller, args=(cluster.api(), seen), daemon=True)
+    controller.start()
+    result = steps.search_katib(document, SearchRequest(), run(run_id="run-retry"))
+    controller.join(10)
+    assert result.experiment == name and result.architecture == seen["architecture"]
+    assert f"adopted Katib Experiment {NAMESPACE}/{name}" in capsys.readouterr().out
+
+
+def test_someone_elses_experiment_of_the_same_name_is_refused_and_kept(cluster: Cluster) -> None:
+    document = load_example("nas-random-fashion-mnist")
+    name = steps.experiment_name(document, "run-clash")
+    cluster.put("experiments", NAMESPACE, name, {**document, "metadata": {"name": name}})
+    with pytest.raises(steps.StepFailed, match=f"cannot create Katib Experiment {NAMESPACE}/{name}: 409 "
+                                               "AlreadyExists, and it was not created by this pipeline run"):
+        steps.search_katib(document, SearchRequest(), run(run_id="run-clash"))
+    assert [e["metadata"]["name"] for e in experiments(cluster.api())] == [name]  # not deleted
+
+
+@pytest.mark.parametrize("status, reason, message, expected", [
+    (403, "Forbidden", 'experiments.kubeflow.org is forbidden: User "system:serviceaccount:team-a:default-editor" '
+                       'cannot create resource "experiments"',
+     "403 Forbidden: experiments.kubeflow.org is forbidden: User \"system:serviceaccount:team-a:default-editor\" "
+     "cannot create resource \"experiments\"; the step's service account needs the katib-nas-pipeline Role"),
+    (404, "NotFound", "the server could not find the requested resource",
+     "404 NotFound: the server could not find the requested resource; is Katib installed"),
+])
+def test_api_refusals_carry_the_api_servers_reason(cluster: Cluster, status: int, reason: str, message: str,
+                                                   expected: str) -> None:
+    cluster.refuse("post", "experiments", status, reason, message)
+    with pytest.raises(steps.StepFailed) as failure:
+        steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), run())
+    assert str(failure.value).startswith("cannot create Katib Experiment kubeflow/nas-random-fashion-mnist-")
+    assert expected in str(failure.value)
+
+
+def test_namespace_defaults_to_the_pods_own(cluster: Cluster, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    service_account = tmp_path / "namespace"
+    service_account.write_text("team-a")
+    monkeypatch.setattr(katib_experiment, "SERVICE_ACCOUNT_NAMESPACE", service_account)
+    seen: dict[str, Any] = {}
+    controller = threading.Thread(target=play_katib_controller, args=(cluster.api(), seen, True, "team-a"),
+                                  daemon=True)
+    controller.start()
+    result = steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), run(namespace=""))
+    controller.join(10)
+    assert result.namespace == "team-a" and seen["experiment"]["metadata"]["namespace"] == "team-a"
+
+
+def test_outside_a_pod_the_namespace_is_the_kubeconfig_contexts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    monkeypatch.setattr(katib_experiment, "SERVICE_ACCOUNT_NAMESPACE", tmp_path / "no-such-file")
+    with start_cluster(tmp_path, namespace="team-b") as other:
+        monkeypatch.setenv("KUBECONFIG", str(other.kubeconfig))
+        assert katib_experiment.default_namespace() == "team-b"
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    assert katib_experiment.default_namespace() == "default"
 
 
 @pytest.mark.filterwarnings("ignore:You may be attemping to run a task that uses custom:RuntimeWarning")
@@ -207,10 +259,11 @@ def test_nas_search_component_runs_in_kfp_local_against_the_emulator(cluster: Cl
     controller.start()
     task = make_components()["nas_search"](
         experiment_yaml=yaml.safe_dump(load_example("nas-random-fashion-mnist")), algorithm="nas-random",
-        max_trials=3, parallel_trials=1, trial_args="", backend="katib", namespace=NAMESPACE, timeout_minutes=2,
-        run_id="kfp-local-run", poll_seconds=1)
+        max_trials=3, parallel_trials=1, trial_args="", backend="katib", namespace="", timeout_minutes=2,
+        keep_experiment=False, run_id="kfp-local-run", poll_seconds=1)
     controller.join(10)
     assert task.outputs["architecture"] == seen["architecture"]
     assert json.loads(task.outputs["metrics_json"])["Validation-Accuracy"] == "0.9012"
     assert seen["experiment"]["spec"]["parallelTrialCount"] == 1
     assert seen["architecture"] in Path(task.outputs["report"].path).read_text()
+    assert experiments(cluster.api()) == []  # deleted after the success: keep_experiment is false

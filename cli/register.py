@@ -1,0 +1,71 @@
+"""`katib-nas register`: add katib-nas's algorithms to a running Katib's katib-config, and nothing else.
+
+Imports nothing heavy here: the kubernetes client is loaded by the handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from katib_nas.deploy.cluster import ConfigMapRef
+    from katib_nas.deploy.katib_config import Change
+
+DESCRIPTION = """\
+Read Katib's katib-config ConfigMap, add (or update) one runtime.suggestions entry for each of envelopenet,
+proxylessnas and nas-random, all served by the katib-nas suggestion image, and write it back. Every other
+part of the configuration stays as it is. Running it again changes nothing; --unregister removes exactly
+these entries. Katib reads the ConfigMap for every new Experiment: no restart is needed."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from katib_nas.deploy.images import SUGGESTION_IMAGE
+
+    parser = subparsers.add_parser("register", help="register the algorithms in a running Katib's katib-config",
+                                   description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--namespace", default="kubeflow", help="Katib's namespace (default kubeflow)")
+    parser.add_argument("--configmap", default="katib-config", help="Katib's ConfigMap (default katib-config)")
+    parser.add_argument("--image", default=SUGGESTION_IMAGE,
+                        help=f"suggestion image the entries name (default {SUGGESTION_IMAGE})")
+    parser.add_argument("--unregister", action="store_true", help="remove the katib-nas entries instead")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the resulting katib-config.yaml and change nothing")
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default $KUBECONFIG or ~/.kube/config)")
+    parser.add_argument("--context", default=None, help="kubeconfig context (default the current one)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from katib_nas.deploy import cluster
+    from katib_nas.deploy.katib_config import ALGORITHMS, suggestion_entries, unregister
+    from katib_nas.deploy.katib_config import register as with_entries
+
+    ref = cluster.ConfigMapRef(args.namespace, args.configmap)
+    entries = suggestion_entries(args.image)
+
+    def edit(text: str) -> Change:
+        return unregister(text, ALGORITHMS) if args.unregister else with_entries(text, entries)
+
+    try:
+        api = cluster.core_api(args.kubeconfig, args.context)
+        if args.dry_run:
+            change = edit(cluster.read_text(api, ref))
+            sys.stdout.write(change.text)
+            print(f"dry run: {describe(change, ref)}; nothing was written", file=sys.stderr)
+            return 0
+        change = cluster.update_text(api, ref, edit)
+    except cluster.ClusterError as err:
+        print(f"katib-nas register: error: {err}", file=sys.stderr)
+        return 1
+    print(describe(change, ref))
+    return 0
+
+
+def describe(change: Change, ref: ConfigMapRef) -> str:
+    if not change.changed:
+        return f"{ref} already as asked; nothing to change"
+    parts = [f"{verb} {', '.join(names)}" for verb, names in
+             (("added", change.added), ("updated", change.updated), ("removed", change.removed)) if names]
+    return f"{ref}: {'; '.join(parts)}"

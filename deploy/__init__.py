@@ -1,0 +1,1 @@
+"""Installing katib-nas next to a Katib deployment: image names, katib-config registration, cluster access."""

@@ -1,0 +1,243 @@
+"""katib-nas's entries in Katib's katib-config, added, updated or removed without touching anything else.
+
+Katib reads `runtime.suggestions` of the katib-config ConfigMap for every new Experiment and takes the
+last entry whose algorithmName matches. Registration keeps exactly one entry per katib-nas algorithm
+(replaced in place when present, appended after the last suggestion otherwise) and leaves every other
+line of the text as it was: stock suggestions, metrics collectors, early stopping and the init settings
+of whichever Katib install variant wrote it. Unregistering removes exactly those lines again, so a
+register followed by an unregister gives back the original text byte for byte.
+
+The text is edited line by line where the suggestions are a block sequence (as in every Katib install);
+the result is always parsed back and compared with the intended content, and anything unusual (a flow
+sequence, a missing list) falls back to writing the whole document with PyYAML.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import yaml
+
+from katib_nas.contract.errors import InvalidInput
+
+from .images import SUGGESTION_IMAGE
+
+#: The algorithms `katib-nas serve` answers for, all from the one suggestion image.
+ALGORITHMS = ("envelopenet", "proxylessnas", "nas-random")
+#: The data key Katib reads.
+CONFIG_KEY = "katib-config.yaml"
+#: Within Katib's default limits for a suggestion (500m CPU, 100Mi memory); the service uses about 58 MiB.
+RESOURCES = {
+    "requests": {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "32Mi"},
+    "limits": {"cpu": "500m", "memory": "100Mi", "ephemeral-storage": "256Mi"},
+}
+#: Kubernetes' restricted Pod Security Standard for the suggestion container. The image runs as UID 10001
+#: (no runAsUser here, so OpenShift can assign its own) and writes nothing: a read-only root suffices.
+SECURITY_CONTEXT = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+class KatibConfigError(InvalidInput):
+    """The katib-config text cannot be read as Katib's configuration."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """The new text and which algorithms it adds, updates or removes."""
+
+    text: str
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+
+def suggestion_entries(image: str = SUGGESTION_IMAGE) -> list[dict[str, Any]]:
+    """katib-config `runtime.suggestions` entries for every katib-nas algorithm."""
+    return [{"algorithmName": name, "image": image, "resources": copy.deepcopy(RESOURCES),
+             "securityContext": copy.deepcopy(SECURITY_CONTEXT)} for name in ALGORITHMS]
+
+
+def register(text: str, entries: Sequence[dict[str, Any]]) -> Change:
+    """The katib-config text with `entries` in runtime.suggestions (one per algorithmName)."""
+    document = parse(text)
+    present = [(name, entry) for name, entry in _named(document) if name in _names(entries)]
+    current = dict(reversed(present))  # the first entry of each name is the one replaced
+    repeated = {name for name, _ in present if [n for n, _ in present].count(name) > 1}
+    added = tuple(e["algorithmName"] for e in entries if e["algorithmName"] not in current)
+    updated = tuple(e["algorithmName"] for e in entries
+                    if e["algorithmName"] in current and (current[e["algorithmName"]] != e
+                                                          or e["algorithmName"] in repeated))
+    if not (added or updated):
+        return Change(text)
+    expected = _with_suggestions(document, _merged(_suggestions(document), entries))
+    return Change(_edited(text, expected, entries), added, updated)
+
+
+def unregister(text: str, names: Sequence[str] = ALGORITHMS) -> Change:
+    """The katib-config text without the runtime.suggestions entries of `names`."""
+    document = parse(text)
+    removed = tuple(dict.fromkeys(n for n, _ in _named(document) if n in names))
+    if not removed:
+        return Change(text)
+    kept = [s for s in _suggestions(document) if _name(s) not in names]
+    expected = _with_suggestions(document, kept)
+    return Change(_edited(text, expected, [], set(names)), removed=removed)
+
+
+def parse(text: str) -> dict[str, Any]:
+    """The katib-config document; KatibConfigError unless it is a mapping with a suggestions list (or none)."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise KatibConfigError(f"{CONFIG_KEY} is not valid YAML{where}: {getattr(err, 'problem', None) or err}"
+                               ) from None
+    if not isinstance(document, dict):
+        raise KatibConfigError(f"{CONFIG_KEY} is not a KatibConfig mapping")
+    runtime = document.get("runtime")
+    if runtime is not None and not isinstance(runtime, dict):
+        raise KatibConfigError(f"{CONFIG_KEY}: runtime must be a mapping")
+    suggestions = (runtime or {}).get("suggestions")
+    if suggestions is not None and not isinstance(suggestions, list):
+        raise KatibConfigError(f"{CONFIG_KEY}: runtime.suggestions must be a list")
+    return document
+
+
+# --- the intended content -------------------------------------------------------------------------------
+
+def _suggestions(document: dict[str, Any]) -> list[Any]:
+    return list((document.get("runtime") or {}).get("suggestions") or [])
+
+
+def _name(entry: Any) -> str | None:
+    return entry.get("algorithmName") if isinstance(entry, dict) else None
+
+
+def _names(entries: Sequence[dict[str, Any]]) -> set[str]:
+    return {e["algorithmName"] for e in entries}
+
+
+def _named(document: dict[str, Any]) -> list[tuple[str | None, Any]]:
+    return [(_name(s), s) for s in _suggestions(document)]
+
+
+def _merged(suggestions: list[Any], entries: Sequence[dict[str, Any]]) -> list[Any]:
+    """Ours in place of the first entry of the same name (later duplicates dropped), the rest appended."""
+    ours = {e["algorithmName"]: e for e in entries}
+    result, placed = [], set()
+    for entry in suggestions:
+        name = _name(entry)
+        if name not in ours:
+            result.append(entry)
+        elif name not in placed:
+            result.append(ours[name])
+            placed.add(name)
+    return result + [entry for name, entry in ours.items() if name not in placed]
+
+
+def _with_suggestions(document: dict[str, Any], suggestions: list[Any]) -> dict[str, Any]:
+    result = copy.deepcopy(document)
+    runtime = result.get("runtime")
+    if not isinstance(runtime, dict):
+        runtime = result["runtime"] = {}
+    runtime["suggestions"] = suggestions
+    return result
+
+
+# --- editing the text -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Item:
+    name: str | None
+    first_line: int
+    last_line: int
+    dash_column: int
+
+
+def _edited(text: str, expected: dict[str, Any], entries: Sequence[dict[str, Any]],
+            removed: set[str] | None = None) -> str:
+    """`text` edited to `expected` line by line when possible, else `expected` written by PyYAML."""
+    edited = _edit_lines(text, entries, removed or set())
+    if edited is not None and yaml.safe_load(edited) == expected:
+        return edited
+    return yaml.safe_dump(expected, sort_keys=False)
+
+
+def _edit_lines(text: str, entries: Sequence[dict[str, Any]], removed: set[str]) -> str | None:
+    items = _block_items(text)
+    if not items:
+        return None
+    lines = text.splitlines(keepends=True)
+    ours = {e["algorithmName"]: e for e in entries}
+    edits: list[tuple[int, int, str]] = []  # (first line, line after the last, replacement)
+    placed: set[str] = set()
+    for item in items:
+        if item.name in removed or (item.name in ours and item.name in placed):
+            edits.append((item.first_line, item.last_line + 1, ""))
+        elif item.name in ours:
+            edits.append((item.first_line, item.last_line + 1, _render(ours[item.name], item.dash_column)))
+            placed.add(item.name)
+    appended = "".join(_render(e, items[-1].dash_column) for name, e in ours.items() if name not in placed)
+    if appended:
+        end = items[-1].last_line + 1
+        newline = "\n" if end == len(lines) and lines and not lines[-1].endswith("\n") else ""
+        edits.append((end, end, newline + appended))
+    for first, after, replacement in sorted(edits, key=lambda edit: edit[0], reverse=True):
+        lines[first:after] = [replacement] if replacement else []
+    return "".join(lines)
+
+
+def _block_items(text: str) -> list[_Item]:
+    """runtime.suggestions items of a block sequence, with their line spans; [] for any other shape."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return []
+    sequence = _child(_child(root, "runtime"), "suggestions")
+    if not isinstance(sequence, yaml.SequenceNode) or sequence.flow_style or not sequence.value:
+        return []
+    lines = text.splitlines()
+    items = []
+    for node in sequence.value:
+        if not isinstance(node, yaml.MappingNode):
+            return []
+        line = node.start_mark.line
+        dash = lines[line].rfind("-", 0, node.start_mark.column)
+        if dash < 0 or lines[line][:dash].strip():
+            return []
+        name_node = _child(node, "algorithmName")
+        name = name_node.value if isinstance(name_node, yaml.ScalarNode) else None
+        items.append(_Item(name, line, _last_line(node), dash))
+    return items
+
+
+def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    return next((value for k, value in node.value if isinstance(k, yaml.ScalarNode) and k.value == key), None)
+
+
+def _last_line(node: yaml.Node) -> int:
+    """The last line a node's content occupies."""
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.value:
+        last = node.value[-1]
+        return _last_line(last[1] if isinstance(node, yaml.MappingNode) else last)
+    end = node.end_mark
+    return end.line - 1 if end.column == 0 and end.line > node.start_mark.line else end.line
+
+
+def _render(entry: dict[str, Any], dash_column: int) -> str:
+    text = yaml.safe_dump([entry], sort_keys=False, default_flow_style=False)
+    return "".join(" " * dash_column + line for line in text.splitlines(keepends=True))

@@ -1,0 +1,207 @@
+"""The search step's Katib Experiment on a cluster: create (or adopt), wait, read the optimal trial, clean up.
+
+Everything goes through the kubernetes client's CustomObjectsApi with the credentials of the step's pod
+(its service account; outside a pod, the kubeconfig). The calls are the ones manifests/pipeline-rbac grants:
+experiments create, get and delete; trials and suggestions get (only to explain a failure).
+
+- Namespace: the one asked for, else the pod's own (its service account's namespace), else the kubeconfig
+  context's, else "default".
+- A retried step finds its Experiment already there (409, the name comes from the run id): it adopts it when
+  the Experiment carries this run's label, and refuses to touch anyone else's.
+- The Experiment is deleted when the step fails, times out or is stopped (SIGTERM, SIGINT), and after a
+  success unless `keep` is set.
+- An API refusal is one line: the action, the HTTP status, the API server's reason and message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from katib_nas.deploy.cluster import api_reason, load_credentials
+
+GROUP, VERSION = "kubeflow.org", "v1beta1"
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+RUN_LABEL = "katib-nas/pipeline-run"
+RBAC_HINT = "the step's service account needs the katib-nas-pipeline Role (manifests/pipeline-rbac)"
+
+
+class KatibStepError(RuntimeError):
+    """The Experiment could not be run to a result; one line for the user."""
+
+
+class Stopped(Exception):
+    """The step was asked to stop (SIGTERM from Kubernetes or Argo, SIGINT)."""
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A finished Experiment: its condition, Katib's message and the optimal trial as Katib reports it."""
+
+    condition: str
+    message: str
+    optimal: dict[str, Any] = field(default_factory=dict)
+
+
+def default_namespace(service_account_file: Path | None = None) -> str:
+    """The pod's own namespace; outside a pod the kubeconfig context's; else "default"."""
+    try:
+        return (service_account_file or SERVICE_ACCOUNT_NAMESPACE).read_text().strip() or "default"
+    except OSError:
+        pass
+    from kubernetes import config
+
+    try:
+        _, active = config.list_kube_config_contexts(config_file=os.environ.get("KUBECONFIG"))
+    except (config.ConfigException, OSError):
+        return "default"
+    return (active or {}).get("context", {}).get("namespace") or "default"
+
+
+def run_label(run_id: str) -> str:
+    """A label value that names the pipeline run (a hash: run ids may hold characters labels refuse)."""
+    return hashlib.sha256(run_id.encode()).hexdigest()[:16]
+
+
+class KatibExperiment:
+    """One Experiment of one pipeline run, in one namespace."""
+
+    def __init__(self, document: dict[str, Any], namespace: str, run_id: str, api: Any | None = None):
+        from kubernetes import client
+
+        if api is None:
+            load_credentials()
+            api = client.CustomObjectsApi()
+        self.api = api
+        self.namespace = namespace
+        self.name = document["metadata"]["name"]
+        self.label = run_label(run_id)
+        metadata = {**document["metadata"], "namespace": namespace,
+                    "labels": {**(document["metadata"].get("labels") or {}), RUN_LABEL: self.label}}
+        self.document = {**document, "metadata": metadata}
+
+    def __str__(self) -> str:
+        return f"Katib Experiment {self.namespace}/{self.name}"
+
+    # create or adopt -----------------------------------------------------------------------------------
+    def create_or_adopt(self) -> str:
+        """Create the Experiment; on 409, adopt it if this run created it. Returns "created" or "adopted"."""
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self.api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "experiments", self.document)
+            return "created"
+        except ApiException as err:
+            if err.status != 409:
+                raise KatibStepError(self._failure("create", err)) from None
+        existing = self.get()
+        owner = ((existing.get("metadata") or {}).get("labels") or {}).get(RUN_LABEL)
+        if owner != self.label:
+            raise KatibStepError(f"cannot create {self}: 409 AlreadyExists, and it was not created by this pipeline "
+                                 f"run (label {RUN_LABEL}={owner or 'absent'}); delete it or rename the example")
+        return "adopted"
+
+    # wait ----------------------------------------------------------------------------------------------
+    def get(self) -> dict[str, Any]:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            return self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "experiments", self.name)
+        except ApiException as err:
+            raise KatibStepError(self._failure("get", err)) from None
+
+    def wait(self, timeout_s: float, poll_s: float, clock: Callable[[], float] = time.monotonic) -> Finished:
+        """Poll until Succeeded or Failed; KatibStepError after `timeout_s`."""
+        deadline = clock() + timeout_s
+        while True:
+            finished = finished_condition(self.get())
+            if finished is not None:
+                return finished
+            if clock() >= deadline:
+                raise KatibStepError(f"{self} did not finish within {timeout_s / 60:g} minutes (timeout_minutes)")
+            time.sleep(poll_s)
+
+    def failure_details(self, experiment: dict[str, Any]) -> str:
+        """Why a failed Experiment failed, from its Suggestion and its first failed Trial (best effort)."""
+        details = []
+        suggestion = self._get_quietly("suggestions", self.name)
+        message = _failed_message(suggestion)
+        if message:
+            details.append(f"suggestion: {message}")
+        failed = ((experiment.get("status") or {}).get("failedTrialList") or [])[:1]
+        for trial in failed:
+            message = _failed_message(self._get_quietly("trials", trial))
+            details.append(f"trial {trial}: {message or 'failed'}")
+        return "; ".join(details)
+
+    # clean up ------------------------------------------------------------------------------------------
+    def delete(self) -> str:
+        """Delete the Experiment (Katib deletes its Trials and Suggestion); a line saying what happened."""
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self.api.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, "experiments", self.name,
+                                                     propagation_policy="Foreground")
+        except ApiException as err:
+            if err.status == 404:
+                return f"{self} was already gone"
+            return f"could not delete {self}: " + self._failure("delete", err)
+        return f"deleted {self}"
+
+    # helpers -------------------------------------------------------------------------------------------
+    def _get_quietly(self, plural: str, name: str) -> dict[str, Any]:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            return self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name)
+        except (ApiException, OSError):
+            return {}
+
+    def _failure(self, action: str, err: Any) -> str:
+        reason, message = api_reason(err)
+        hint = {403: f"; {RBAC_HINT}",
+                404: "; is Katib installed (the experiments.kubeflow.org resource) and the namespace right?"
+                }.get(err.status, "") if action != "delete" else ""
+        return f"cannot {action} {self}: {err.status} {reason}: {message}{hint}"
+
+
+def finished_condition(experiment: dict[str, Any]) -> Finished | None:
+    """Succeeded or Failed from the Experiment's conditions, None while it runs."""
+    status = experiment.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("type") in ("Succeeded", "Failed") and str(condition.get("status")) == "True":
+            return Finished(condition["type"], condition.get("message") or condition.get("reason") or "",
+                            status.get("currentOptimalTrial") or {})
+    return None
+
+
+def _failed_message(resource: dict[str, Any]) -> str:
+    for condition in reversed((resource.get("status") or {}).get("conditions") or []):
+        if condition.get("type") == "Failed" and str(condition.get("status")) == "True":
+            return condition.get("message") or condition.get("reason") or ""
+    return ""
+
+
+@contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGINT raise Stopped, so cleanup code runs before the step ends
+    (in the main thread only, where Python delivers signals)."""
+    def handler(signum: int, frame: object) -> None:
+        raise Stopped(signal.Signals(signum).name)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)

@@ -1,0 +1,169 @@
+"""`katib-nas register` against a Kubernetes API emulator holding each Katib v0.19.0 install variant's katib-config.
+
+What a platform engineer relies on: our three entries are added and nothing else changes (stock suggestions,
+collectors, early stopping, init settings); a second run writes nothing; --unregister gives back the original
+text byte for byte; --dry-run writes nothing; every failure is one line and exit 1 or 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from katib_nas.cli.main import main
+from katib_nas.deploy.images import SUGGESTION_IMAGE
+from katib_nas.deploy.katib_config import ALGORITHMS, SECURITY_CONTEXT, register, suggestion_entries, unregister
+from katib_nas.suggestion.core.algorithms import ALGORITHMS as SERVED
+
+from .conftest import KATIB_FIXTURES
+from .kube_emulator import Cluster, start_cluster
+
+VARIANTS = ("standalone", "cert-manager", "leader-election", "openshift")
+
+
+def stock_text(variant: str) -> str:
+    return (KATIB_FIXTURES / f"katib-config-v0.19.0-{variant}.yaml").read_text()
+
+
+def without_ours(document: dict[str, Any]) -> dict[str, Any]:
+    runtime = document["runtime"]
+    kept = [s for s in runtime["suggestions"] if s["algorithmName"] not in ALGORITHMS]
+    return {**document, "runtime": {**runtime, "suggestions": kept}}
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    with start_cluster(tmp_path) as running:
+        monkeypatch.setenv("KUBECONFIG", str(running.kubeconfig))
+        yield running
+
+
+def live_text(cluster: Cluster) -> str:
+    return cluster.get("configmaps", "kubeflow", "katib-config")["data"]["katib-config.yaml"]
+
+
+def install_katib(cluster: Cluster, variant: str) -> str:
+    text = stock_text(variant)
+    cluster.put("configmaps", "kubeflow", "katib-config", {"data": {"katib-config.yaml": text}})
+    return text
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_register_adds_exactly_our_entries(cluster: Cluster, variant: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    original = install_katib(cluster, variant)
+    assert main(["register"]) == 0
+    assert capsys.readouterr().out.strip() == \
+        "ConfigMap kubeflow/katib-config: added envelopenet, proxylessnas, nas-random"
+    before, after = yaml.safe_load(original), yaml.safe_load(live_text(cluster))
+    assert without_ours(after) == before  # stock suggestions, collectors, early stopping, init: all as they were
+    ours = [s for s in after["runtime"]["suggestions"] if s["algorithmName"] in ALGORITHMS]
+    assert ours == suggestion_entries() and sorted(ALGORITHMS) == sorted(SERVED)
+    assert all(s["image"] == SUGGESTION_IMAGE and s["securityContext"] == SECURITY_CONTEXT for s in ours)
+    assert live_text(cluster).startswith(original.split("  earlyStoppings:")[0])  # the text above ours is untouched
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_register_twice_writes_nothing_and_unregister_restores_the_bytes(cluster: Cluster, variant: str,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    original = install_katib(cluster, variant)
+    assert main(["register"]) == 0
+    registered, writes = live_text(cluster), cluster.requests_to("PATCH", "configmaps")
+    assert main(["register"]) == 0
+    assert live_text(cluster) == registered and cluster.requests_to("PATCH", "configmaps") == writes
+    assert main(["register", "--unregister"]) == 0
+    assert live_text(cluster) == original
+    assert main(["register", "--unregister"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1:] == ["ConfigMap kubeflow/katib-config already as asked; nothing to change",
+                       "ConfigMap kubeflow/katib-config: removed envelopenet, proxylessnas, nas-random",
+                       "ConfigMap kubeflow/katib-config already as asked; nothing to change"]
+
+
+def test_an_older_entry_of_ours_is_updated_in_place_not_duplicated(cluster: Cluster,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    install_katib(cluster, "standalone")
+    assert main(["register", "--image", "registry.example.com/nas/suggestion:0.0.9"]) == 0
+    assert main(["register"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == \
+        "ConfigMap kubeflow/katib-config: updated envelopenet, proxylessnas, nas-random"
+    names = [s["algorithmName"] for s in yaml.safe_load(live_text(cluster))["runtime"]["suggestions"]]
+    assert [n for n in names if n in ALGORITHMS] == list(ALGORITHMS)
+
+
+def test_dry_run_prints_the_result_and_writes_nothing(cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> None:
+    original = install_katib(cluster, "cert-manager")
+    assert main(["register", "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == register(original, suggestion_entries()).text
+    assert "dry run: ConfigMap kubeflow/katib-config: added" in captured.err and "nothing was written" in captured.err
+    assert live_text(cluster) == original and cluster.requests_to("PATCH", "configmaps") == 0
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_api_failures_are_one_line_with_the_api_reason(cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> None:
+    install_katib(cluster, "standalone")
+    assert main(["register", "--namespace", "katib"]) == 1
+    assert one_error_line(capsys).startswith("katib-nas register: error: cannot read ConfigMap katib/katib-config: "
+                                             "404 ")
+    cluster.refuse("patch", "configmaps", 403, "Forbidden",
+                   'configmaps "katib-config" is forbidden: User "alice" cannot patch resource "configmaps"')
+    assert main(["register"]) == 1
+    line = one_error_line(capsys)
+    assert line.startswith("katib-nas register: error: cannot update ConfigMap kubeflow/katib-config: 403 Forbidden:")
+    assert 'User "alice" cannot patch' in line
+
+
+def test_a_config_map_that_is_not_katibs_is_refused(cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster.put("configmaps", "kubeflow", "katib-config", {"data": {"katib-config.yaml": "runtime: [1, 2\n"}})
+    assert main(["register"]) == 2
+    assert "katib-config.yaml is not valid YAML at line" in one_error_line(capsys)
+    cluster.put("configmaps", "kubeflow", "other", {"data": {"config": "x"}})
+    assert main(["register", "--configmap", "other"]) == 1
+    assert "has no katib-config.yaml key" in one_error_line(capsys)
+
+
+def test_unreachable_api_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "gone",
+        "clusters": [{"name": "gone", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    assert main(["register"]) == 1
+    assert "the Kubernetes API is unreachable" in one_error_line(capsys)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    assert main(["register", "--context", "nowhere"]) == 2
+    assert one_error_line(capsys).startswith("katib-nas register: error: cannot load the kubeconfig")
+
+
+def test_duplicated_entries_of_ours_collapse_into_one() -> None:
+    [entry, *_] = suggestion_entries()
+    doubled = yaml.safe_dump({"runtime": {"suggestions": [entry, {"algorithmName": "random", "image": "r"}, entry]}})
+    change = register(doubled, suggestion_entries())
+    names = [s["algorithmName"] for s in yaml.safe_load(change.text)["runtime"]["suggestions"]]
+    assert names == ["envelopenet", "random", "proxylessnas", "nas-random"]
+    assert change.updated == ("envelopenet",) and change.changed
+
+
+def test_text_edits_keep_comments_and_fall_back_for_unusual_shapes() -> None:
+    commented = "# our cluster's Katib\nruntime:\n  suggestions:\n  # tuned for GPUs\n  - algorithmName: random\n" \
+                "    image: random:1   # pinned\n  earlyStoppings: []\n"
+    added = register(commented, suggestion_entries()).text
+    assert added.startswith(commented.split("  earlyStoppings")[0]) and unregister(added).text == commented
+    flow = "runtime: {suggestions: [{algorithmName: random, image: r}]}\n"
+    merged = yaml.safe_load(register(flow, suggestion_entries()).text)
+    assert [s["algorithmName"] for s in merged["runtime"]["suggestions"]] == ["random", *ALGORITHMS]
+    empty = yaml.safe_load(register("apiVersion: config.kubeflow.org/v1beta1\nkind: KatibConfig\n",
+                                    suggestion_entries()).text)
+    assert [s["algorithmName"] for s in empty["runtime"]["suggestions"]] == list(ALGORITHMS)
