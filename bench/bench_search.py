@@ -51,7 +51,7 @@ import yaml
 from katib_nas.contract.assignments import final_architecture
 from katib_nas.contract.codec import decode, encode
 from katib_nas.contract.cost import count_macs
-from katib_nas.contract.metric_format import KATIB_DEFAULT_REGEX
+from katib_nas.contract.metric_format import BEST_ARCHITECTURE_REGEX, BRANCH_STATS_REGEX, KATIB_DEFAULT_REGEX
 from katib_nas.contract.supernet import derive
 from katib_nas.suggestion.core import engine
 from katib_nas.suggestion.core.algorithms.envelopenet import EnvelopeNet
@@ -62,9 +62,11 @@ EXAMPLES = REPO / "examples"
 #: A plain CNN of about the size and latency of the searched networks: 3x3 conv-BN-ReLU layers, two per stage.
 HAND_DESIGNED = "in28x28x1-cls10-stem16/w16:c3:c3/w32s2:c3:c3/w64s2:c3:c3"
 METHODS = ("nas-random", "envelopenet", "envelopenet-random-prune", "envelopenet-worst-case",
-           "proxylessnas-oneshot", "proxylessnas-reinforce", "proxylessnas-uniform", "hand-designed")
-CONSTRAINED = ("nas-random", "proxylessnas-oneshot", "proxylessnas-reinforce")
-STRING_METRIC = re.compile(r"^(Best-Architecture|Branch-Stats|Skip-Gates)=(\S+)$", re.M)
+           "envelopenet-mean-square", "proxylessnas-oneshot", "proxylessnas-reinforce", "proxylessnas-uniform",
+           "hand-designed")
+CONSTRAINED = ("nas-random", "proxylessnas-oneshot", "proxylessnas-reinforce", "proxylessnas-uniform")
+#: Methods that rank their trials by the REINFORCE reward, accuracy * (T / predicted latency)^w.
+REWARD_RANKED = ("proxylessnas-reinforce", "proxylessnas-uniform")
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,8 @@ def method_experiment(method: str, seed: int, budget: Budget, target_ms: float |
         return experiment_info(example("nas-random-fashion-mnist"), {"seed": str(seed)}, name)
     if method.startswith("envelopenet"):
         control = {"envelopenet-random-prune": {"random_prune": "true"},
-                   "envelopenet-worst-case": {"worst_case": "true"}}.get(method, {})
+                   "envelopenet-worst-case": {"worst_case": "true"},
+                   "envelopenet-mean-square": {"statistic": "mean-square"}}.get(method, {})
         return experiment_info(example("envelopenet-fashion-mnist"), {"seed": str(seed), **control}, name)
     if method == "proxylessnas-oneshot":
         return experiment_info(example("proxylessnas-oneshot-fashion-mnist"),
@@ -146,19 +149,20 @@ def method_experiment(method: str, seed: int, budget: Budget, target_ms: float |
 def read_metrics(text: str) -> dict[str, str]:
     """Latest value of every metric in trial output: numbers by Katib's default regex, then the string ones."""
     metrics = {m.group(1): m.group(2) for m in re.finditer(KATIB_DEFAULT_REGEX, text) if m.group(2)}
-    metrics.update(dict(STRING_METRIC.findall(text)))
+    for pattern in (BRANCH_STATS_REGEX, BEST_ARCHITECTURE_REGEX):
+        metrics.update((m.group(1), m.group(2)) for m in re.finditer(pattern, text))
     return metrics
 
 
 def run_network_trial(architecture: str, seed: int, epochs: int, images: int, table: str | None,
-                      branch_stats: bool = False, test: bool = False) -> dict[str, str]:
+                      branch_stats: bool = False, test: bool = False, statistic: str = "taylor") -> dict[str, str]:
     """`katib-nas trial` in this process; its metric lines, parsed."""
     from katib_nas.trial_image.trial import TrialOptions, run_trial
 
     stream = io.StringIO()
     options = TrialOptions(architecture=architecture, dataset="fashion-mnist", epochs=epochs, seed=seed,
                            threads=1, max_train_samples=images, branch_stats=branch_stats, test=test,
-                           latency_table=table)
+                           latency_table=table, branch_statistic=statistic)
     code = run_trial(options, stream)
     metrics = read_metrics(stream.getvalue())
     if code != 0 or "Validation-Accuracy" not in metrics:
@@ -201,7 +205,8 @@ def search(run: Run, info: ExperimentInfo, budget: Budget, table: str | None) ->
         else:
             epochs = int(assignments.get("epochs", "1"))
             metrics = run_network_trial(assignments["architecture"], int(assignments.get("seed", run.seed)), epochs,
-                                        budget.search_images, trial_table, branch_stats=info.algorithm == "envelopenet")
+                                        budget.search_images, trial_table, branch_stats=info.algorithm == "envelopenet",
+                                        statistic=info.settings.get("statistic", "taylor"))
         condition = "SUCCEEDED" if metrics else "FAILED"
         history.append(make_trial(f"{run.method}-{len(history)}", assignments, condition,
                                   sorted(metrics.items()), labels))
@@ -239,13 +244,13 @@ def pick_final(run: Run, info: ExperimentInfo | None, history: list[TrialRecord]
 
 
 def score(run: Run, trial: TrialRecord, info: ExperimentInfo) -> float | None:
-    """How a method ranks its own trials: REINFORCE by its reward, the others by validation accuracy (under
-    a latency target: only networks predicted at or under it)."""
+    """How a method ranks its own trials: REINFORCE and its uniform control by the reward, the others by
+    validation accuracy (under a latency target: only networks predicted at or under it)."""
     accuracy = trial.numbers.get("Validation-Accuracy")
     latency = trial.numbers.get("predicted-latency-ms", trial.numbers.get("latency-ms"))
     if accuracy is None:
         return None
-    if run.method == "proxylessnas-reinforce" and run.target_ms:
+    if run.method in REWARD_RANKED and run.target_ms:
         exponent = float(info.settings.get("latency_exponent", "0.07"))
         return accuracy * (run.target_ms / latency) ** exponent if latency else None
     if run.constrained and run.target_ms and (latency is None or latency > run.target_ms):
@@ -388,7 +393,44 @@ def summary(records: list[dict[str, Any]], budget: Budget, seeds: list[int], wal
             runs = [r for r in constrained if r["method"] == method]
             if runs:
                 lines.append(constrained_row(method, runs))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + reward_lines(records)) + "\n"
+
+
+def trial_reward(trial: dict[str, Any], target_ms: float | None, exponent: float) -> float | None:
+    """The REINFORCE reward of a finished search trial: accuracy, times (T / predicted latency)^w under a target."""
+    metrics = trial["metrics"]
+    if "Validation-Accuracy" not in metrics:
+        return None
+    accuracy = float(metrics["Validation-Accuracy"])
+    if not target_ms:
+        return accuracy
+    latency = float(metrics.get("predicted-latency-ms", "nan"))
+    return accuracy * (target_ms / latency) ** exponent if latency > 0 else None
+
+
+def reward_lines(records: list[dict[str, Any]]) -> list[str]:
+    """REINFORCE against its uniform control on what it optimises: the reward of the trials it samples."""
+    exponent = float(experiment_info(example("proxylessnas-reinforce-fashion-mnist"), {}, "reward")
+                     .settings.get("latency_exponent", "0.07"))
+    lines = ["", f"REINFORCE and the same space sampled uniformly, scored on the reward of their search trials "
+                 f"(validation accuracy; under the target, accuracy x (T / predicted latency)^{exponent:g}): mean "
+                 "over all trials of a run, over its second half, and its best; mean (sd) over seeds.", "",
+             "| method | target | trials per run | mean reward % | second-half mean reward % | best reward % |",
+             "|---|---|---|---|---|---|"]
+    for method in REWARD_RANKED:
+        for constrained in (False, True):
+            runs = [r for r in records if r["method"] == method and r["constrained"] == constrained]
+            rewards = [[value for t in r["trials"] if (value := trial_reward(t, r["target_ms"], exponent)) is not None]
+                       for r in runs]
+            rewards = [values for values in rewards if values]
+            if not rewards:
+                continue
+            lines.append("| " + " | ".join([
+                method, "T" if constrained else "none", f"{statistics.mean(len(v) for v in rewards):.1f}",
+                mean_sd([statistics.mean(v) * 100 for v in rewards]),
+                mean_sd([statistics.mean(v[len(v) // 2:]) * 100 for v in rewards]),
+                mean_sd([max(v) * 100 for v in rewards])]) + " |")
+    return lines
 
 
 def method_row(method: str, runs: list[dict[str, Any]]) -> str:

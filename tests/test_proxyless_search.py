@@ -11,11 +11,12 @@ import torch.nn.functional as F
 
 from katib_nas.contract.codec import decode, encode
 from katib_nas.contract.search_settings import SearchConfig
+from katib_nas.contract.supernet import derive
 from katib_nas.trial_image.data import load_digits, split_dataset
 from katib_nas.trial_image.proxyless.gates import PathPair, pair_logit_grad, rescale_pair
 from katib_nas.trial_image.proxyless.latency_loss import LatencyModel, hardware_loss
 from katib_nas.trial_image.proxyless.profiler import Timing, profile_supernet
-from katib_nas.trial_image.proxyless.search import Optimisation, SupernetSearch, evaluate_argmax, run_search
+from katib_nas.trial_image.proxyless.search import Optimisation, SupernetSearch, evaluate_derived, run_search
 from katib_nas.trial_image.proxyless.search_trial import split_search_data
 
 OPS = "mb3e3_mb3e6_mb5e3_c3_zero"
@@ -151,7 +152,7 @@ def test_derivation_takes_the_argmax_of_every_block(digits) -> None:  # type: ig
     result = search.result(arch_steps=0)
     assert result.choices == [4, 1, 3]
     assert encode(result.derived) == "in8x8x1-cls10-stem8/w8:zero@r:mb3e6@r/w16s2:c3@r"
-    evaluate_argmax(search, digits)
+    evaluate_derived(search, digits)
     assert [block.active for block in search.blocks] == [(4,), (1,), (3,)]
 
 
@@ -161,7 +162,7 @@ def test_search_on_digits_learns_and_derives_a_network(digits) -> None:  # type:
     assert result.arch_steps > 0
     assert all(abs(sum(row) - 1) < 1e-5 for row in result.probabilities)
     assert any(max(row) > 0.21 for row in result.probabilities)
-    _, accuracy = evaluate_argmax(search, digits)
+    _, accuracy = evaluate_derived(search, digits)
     assert accuracy > 0.5
     assert [cell.ops[c] for cell, c in zip(SUPERNET.cells, result.choices)] == \
         [cell.ops[0] for cell in result.derived.cells]
@@ -199,3 +200,36 @@ def test_pair_expectation_gradient_has_the_sign_of_the_latency_difference(latenc
         assert float(alpha.grad[a]) == pytest.approx(float(q[0] * q[1]) * (options[a] - options[o]), rel=1e-4)
         assert float(alpha.grad[o]) == pytest.approx(-float(alpha.grad[a]), rel=1e-4)
         assert all(float(alpha.grad[i]) == 0 for i in range(5) if i not in (a, o))
+
+
+def test_choices_within_keeps_the_argmax_when_it_meets_the_target() -> None:
+    model = LatencyModel(fixed_ms=1.0, options_ms=[[3.0, 1.0, 0.1], [2.0, 0.5]])
+    probabilities = [[0.6, 0.3, 0.1], [0.7, 0.3]]
+    assert model.choices_within(probabilities, target_ms=6.0) == [0, 0]
+
+
+def test_choices_within_switches_the_least_certain_block_first() -> None:
+    model = LatencyModel(fixed_ms=1.0, options_ms=[[3.0, 1.0, 0.1], [2.0, 0.5]])
+    # Block 0 is confident in op 0, block 1 nearly indifferent: saving 1.5 ms in block 1 costs least.
+    probabilities = [[0.9, 0.05, 0.05], [0.52, 0.48]]
+    choices = model.choices_within(probabilities, target_ms=4.6)
+    assert choices == [0, 1]
+    assert model.network_ms(choices) <= 4.6
+
+
+@pytest.mark.parametrize("target", [0.5, 2.0, 3.0, 4.0, 5.5])
+def test_choices_within_meets_every_reachable_target(target: float) -> None:
+    model = LatencyModel(fixed_ms=0.5, options_ms=[[3.0, 1.0, 0.1], [2.0, 0.5], [1.0, 0.9, 0.2]])
+    probabilities = [[0.5, 0.3, 0.2], [0.6, 0.4], [0.2, 0.7, 0.1]]
+    choices = model.choices_within(probabilities, target)
+    fastest = model.network_ms([2, 1, 2])
+    assert model.network_ms(choices) <= max(target, fastest) + 1e-9
+
+
+def test_search_with_a_target_derives_a_network_the_table_puts_within_it(digits, latency) -> None:  # type: ignore
+    search = make_search(SearchConfig(seed=2, loss="mullog", target=1.0), latency)
+    target = 0.9 * latency.network_ms(search.logits.argmax())
+    search = make_search(SearchConfig(seed=2, loss="mullog", target=target), latency)
+    result = search.result(arch_steps=0)
+    assert latency.network_ms(result.choices) <= target
+    assert result.derived == derive(SUPERNET, result.choices)

@@ -56,6 +56,37 @@ class LatencyModel:
     def network_ms(self, choices: list[int]) -> float:
         return self.fixed_ms + sum(options[c] for options, c in zip(self.options_ms, choices))
 
+    def choices_within(self, probabilities: Sequence[Sequence[float]], target_ms: float) -> list[int]:
+        """The most probable op of every block, then faster ops until the predicted latency is at most T.
+
+        Each switch is the one that gives up the least log-probability per millisecond saved, so the blocks
+        the search was least sure about change first. When even the fastest choices exceed T, the result is
+        as fast as the table allows.
+        """
+        choices = [max(range(len(p)), key=p.__getitem__) for p in probabilities]
+        while self.network_ms(choices) > target_ms:
+            switch = self._cheapest_switch(probabilities, choices)
+            if switch is None:
+                break
+            block, op = switch
+            choices[block] = op
+        return choices
+
+    def _cheapest_switch(self, probabilities: Sequence[Sequence[float]], choices: list[int]
+                         ) -> tuple[int, int] | None:
+        """(block, op) of the faster op with the least log-probability lost per millisecond saved."""
+        best: tuple[float, int, int] | None = None
+        for block, (probs, options) in enumerate(zip(probabilities, self.options_ms)):
+            current = choices[block]
+            for op, ms in enumerate(options):
+                saved = options[current] - ms
+                if saved <= 0:
+                    continue
+                lost = math.log(max(probs[current], 1e-12)) - math.log(max(probs[op], 1e-12))
+                if best is None or lost / saved < best[0]:
+                    best = (lost / saved, block, op)
+        return None if best is None else (best[1], best[2])
+
 
 def hardware_loss(cross_entropy: torch.Tensor, expected_ms: torch.Tensor | None, config: SearchConfig
                   ) -> torch.Tensor:

@@ -8,7 +8,9 @@ sampled pair, see latency_loss), Adam on the path logits (beta1 = 0,
 so paths outside the pair get no update) and the rescale that keeps the
 other paths' probabilities. A block whose active path is `zero` gets no
 architecture update in that step, as its output carries no signal about
-the gate. The derived network keeps the most probable op of every block.
+the gate. The derived network keeps the most probable op of every block; with a
+latency target, faster ops replace the least certain choices until the table
+predicts at most T (see LatencyModel.choices_within).
 """
 
 from __future__ import annotations
@@ -153,14 +155,26 @@ class SupernetSearch:
             updated.append(True)
         return updated
 
-    def use_argmax(self) -> list[int]:
+    def derived_choices(self) -> list[int]:
+        """The argmax op of every block; within the latency target when the search has one."""
         choices = self.logits.argmax()
+        if self.latency is None:
+            return choices
+        bounded = self.latency.choices_within(self.logits.probabilities(), self.config.target)
+        if bounded != choices:
+            LOG.info("derived network: %d block(s) switched to faster ops to meet the %.3f ms target "
+                     "(predicted %.3f ms -> %.3f ms)", sum(a != b for a, b in zip(choices, bounded)),
+                     self.config.target, self.latency.network_ms(choices), self.latency.network_ms(bounded))
+        return bounded
+
+    def use_derived(self) -> list[int]:
+        choices = self.derived_choices()
         for block, choice in zip(self.blocks, choices):
             block.use_single(choice)
         return choices
 
     def result(self, arch_steps: int) -> SearchResult:
-        choices = self.logits.argmax()
+        choices = self.derived_choices()
         return SearchResult(choices, derive(self.supernet, choices), self.logits.probabilities(), arch_steps)
 
 
@@ -194,13 +208,13 @@ def run_search(supernet: Architecture, config: SearchConfig, optimisation: Optim
     return search, search.result(arch_steps)
 
 
-def evaluate_argmax(search: SupernetSearch, data: SearchData, batch_size: int = 256) -> tuple[float, float]:
+def evaluate_derived(search: SupernetSearch, data: SearchData, batch_size: int = 256) -> tuple[float, float]:
     """(loss, accuracy) on the validation split of the derived network with the supernet's weights.
 
     The BatchNorm statistics are first recomputed on the weight split with the derived paths fixed: the
     running averages kept during the search mix the inputs of many different paths.
     """
-    search.use_argmax()
+    search.use_derived()
     recalibrate_batchnorm(search.network, data.weight_x, batch_size)
     return evaluate(search.network, data.val_x, data.val_y)
 

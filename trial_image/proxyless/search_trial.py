@@ -31,7 +31,7 @@ from ..trainer import Diverged, Tensors, TrainConfig, evaluate, recalibrate_batc
 from ..trial import EXIT_DIVERGED, EXIT_OK, check_fits, parse_architecture, strip_quotes
 from .latency_loss import LatencyModel
 from .profiler import Timing, obtain_table, table_timing, time_network_ms
-from .search import Optimisation, SearchData, evaluate_argmax, run_search
+from .search import Optimisation, SearchData, evaluate_derived, run_search
 from .table import LatencyTable
 
 LOG = logging.getLogger("katib_nas.trial_image.proxyless")
@@ -96,7 +96,7 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
         if config.retrain:
             val_loss, val_accuracy = retrain(result.derived, search_data, config, optimisation)
         else:
-            val_loss, val_accuracy = evaluate_argmax(search, search_data)
+            val_loss, val_accuracy = evaluate_derived(search, search_data)
     except Diverged as err:
         print(f"katib-nas proxyless-search: error: {err}", file=sys.stderr, flush=True)
         return EXIT_DIVERGED
