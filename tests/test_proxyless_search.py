@@ -152,7 +152,7 @@ def test_derivation_takes_the_argmax_of_every_block(digits) -> None:  # type: ig
     result = search.result(arch_steps=0)
     assert result.choices == [4, 1, 3]
     assert encode(result.derived) == "in8x8x1-cls10-stem8/w8:zero@r:mb3e6@r/w16s2:c3@r"
-    evaluate_derived(search, digits)
+    evaluate_derived(search, result.choices, digits)
     assert [block.active for block in search.blocks] == [(4,), (1,), (3,)]
 
 
@@ -162,7 +162,7 @@ def test_search_on_digits_learns_and_derives_a_network(digits) -> None:  # type:
     assert result.arch_steps > 0
     assert all(abs(sum(row) - 1) < 1e-5 for row in result.probabilities)
     assert any(max(row) > 0.21 for row in result.probabilities)
-    _, accuracy = evaluate_derived(search, digits)
+    _, accuracy = evaluate_derived(search, result.choices, digits)
     assert accuracy > 0.5
     assert [cell.ops[c] for cell, c in zip(SUPERNET.cells, result.choices)] == \
         [cell.ops[0] for cell in result.derived.cells]

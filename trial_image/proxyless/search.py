@@ -167,11 +167,10 @@ class SupernetSearch:
                      self.config.target, self.latency.network_ms(choices), self.latency.network_ms(bounded))
         return bounded
 
-    def use_derived(self) -> list[int]:
-        choices = self.derived_choices()
+    def use_choices(self, choices: list[int]) -> None:
+        """Fix one path per block, e.g. the derived network's, for evaluation with the supernet's weights."""
         for block, choice in zip(self.blocks, choices):
             block.use_single(choice)
-        return choices
 
     def result(self, arch_steps: int) -> SearchResult:
         choices = self.derived_choices()
@@ -208,13 +207,14 @@ def run_search(supernet: Architecture, config: SearchConfig, optimisation: Optim
     return search, search.result(arch_steps)
 
 
-def evaluate_derived(search: SupernetSearch, data: SearchData, batch_size: int = 256) -> tuple[float, float]:
-    """(loss, accuracy) on the validation split of the derived network with the supernet's weights.
+def evaluate_derived(search: SupernetSearch, choices: list[int], data: SearchData, batch_size: int = 256
+                     ) -> tuple[float, float]:
+    """(loss, accuracy) on the validation split of the derived network (`choices`) with the supernet's weights.
 
     The BatchNorm statistics are first recomputed on the weight split with the derived paths fixed: the
     running averages kept during the search mix the inputs of many different paths.
     """
-    search.use_derived()
+    search.use_choices(choices)
     recalibrate_batchnorm(search.network, data.weight_x, batch_size)
     return evaluate(search.network, data.val_x, data.val_y)
 

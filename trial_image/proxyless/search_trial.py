@@ -96,7 +96,7 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
         if config.retrain:
             val_loss, val_accuracy = retrain(result.derived, search_data, config, optimisation)
         else:
-            val_loss, val_accuracy = evaluate_derived(search, search_data)
+            val_loss, val_accuracy = evaluate_derived(search, result.choices, search_data)
     except Diverged as err:
         print(f"katib-nas proxyless-search: error: {err}", file=sys.stderr, flush=True)
         return EXIT_DIVERGED
