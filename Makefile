@@ -16,7 +16,7 @@ VERSION ?= $(shell sed -n 's/^VERSION = "\(.*\)"/\1/p' deploy/images.py)
 OTHER_PYTHON ?= $(lastword $(sort $(wildcard /root/.pyenv/versions/3.12.*/bin/python3.12)) python3.12)
 OTHER_VENV := .venv-other
 
-.PHONY: demo test test-install test-other-python bench proto data kubectl venv images push constraints clean
+.PHONY: demo test test-install test-other-python mutation bench proto data kubectl venv images push constraints clean
 
 venv: $(STAMP)
 
@@ -47,10 +47,15 @@ demo: $(STAMP) data
 # a process with the project's own. Tests marked `install` (fresh venvs from the package index) are left out
 # here and run by `make test-install`.
 test: $(STAMP) data kubectl
-	$(BIN)/python -m pytest -q -m "not install" tests --ignore=tests/katib_client
-	$(BIN)/python -m pytest -q -m "not install" tests/katib_client
+	$(BIN)/python -m pytest -q -m "not install" --hypothesis-profile=ci tests --ignore=tests/katib_client
+	$(BIN)/python -m pytest -q -m "not install" --hypothesis-profile=ci tests/katib_client
 	@echo "left out of make test: $$($(BIN)/python -m pytest -q --collect-only -m install tests \
 	  --ignore=tests/katib_client | grep -c '::') install test(s); run them with: make test-install"
+
+# Mutation check of the contract, the metrics collector and the settings parser (tools/mutation.toml): one mutant
+# at a time, resumable (results in build/mutation/); the report lists every survivor. Not part of `make test`.
+mutation: $(STAMP)
+	$(BIN)/python tools/mutation.py
 
 test-install: $(STAMP)
 	$(BIN)/python -m pytest -q -m install tests --ignore=tests/katib_client

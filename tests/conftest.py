@@ -9,8 +9,13 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import settings as hypothesis_settings
 
 from .katib_schema import load_schemas
+
+#: `make test` (and so CI) selects this profile: every run tries the same examples, so a red run is red again when
+#: repeated, and no example database carries state from one run to the next. Plain `pytest` explores at random.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 
 REPO = Path(__file__).resolve().parents[1]
 #: Experiments shaped like Katib's ENAS and DARTS examples, and katib-config of each v0.19.0 install variant.
