@@ -460,11 +460,11 @@ def _collector(raw: Any) -> Collector:
 
 def _check_filter(pattern: str, where: str) -> None:
     try:
-        re.compile(pattern)
+        groups = re.compile(pattern).groups
     except re.error as err:
         raise ExperimentError(f"{where} {pattern!r} is not a valid regular expression: {err}") from None
-    if not TWO_GROUPS.match(pattern):
-        raise ExperimentError(f"{where} {pattern!r} needs two groups: the metric name, then its value")
+    if not TWO_GROUPS.match(pattern) or groups < 2:
+        raise ExperimentError(f"{where} {pattern!r} needs two capture groups: the metric name, then its value")
 
 
 def _mapping(value: Any, where: str, required: bool = False) -> dict[str, Any]:

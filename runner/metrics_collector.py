@@ -65,8 +65,20 @@ class MetricSummary:
 
 
 def compile_filters(filters: Sequence[str]) -> list[re.Pattern[str]]:
-    """The regexes to apply: the Experiment's metricsFormat, or Katib's default."""
-    return [re.compile(pattern, re.ASCII) for pattern in (filters or [KATIB_DEFAULT_REGEX])]
+    """The regexes to apply: the Experiment's metricsFormat, or Katib's default. A regex that is not one, or that
+    has fewer than two capture groups (the metric name, then its value), is refused naming it."""
+    compiled = []
+    for pattern in filters or [KATIB_DEFAULT_REGEX]:
+        try:
+            regex = re.compile(pattern, re.ASCII)
+        except re.error as err:
+            raise MetricsError(f"metricsFormat {pattern!r} is not a regular expression: {err}") from None
+        if regex.groups < 2:
+            plural = "" if regex.groups == 1 else "s"
+            raise MetricsError(f"metricsFormat {pattern!r} has {regex.groups} capture group{plural}; it needs two: "
+                               "the metric name, then its value")
+        compiled.append(regex)
+    return compiled
 
 
 def parse_text(lines: Iterable[str], metrics: Sequence[str], filters: Sequence[re.Pattern[str]]) -> list[MetricLog]:
@@ -79,8 +91,6 @@ def parse_text(lines: Iterable[str], metrics: Sequence[str], filters: Sequence[r
         head, space, _ = line.partition(" ")
         timestamp = head if space and rfc3339_nanos(head) is not None else ZERO_TIME
         for pattern in filters:
-            if pattern.groups < 2:
-                continue
             for match in pattern.finditer(line):
                 name = (match.group(1) or "").strip()
                 if name in wanted:
