@@ -109,30 +109,52 @@ def to_dict(arch: Architecture) -> dict[str, Any]:
     }
 
 
-def from_dict(data: dict[str, Any]) -> Architecture:
-    """Rebuild an architecture from `to_dict` output; raises ArchitectureError on bad data."""
-    try:
-        stages = tuple(
-            Stage(
-                width=int(stage["width"]),
-                stride=int(stage["stride"]),
-                cells=tuple(
-                    Cell(
-                        ops=tuple(Op(str(op["kind"]), int(op["kernel"]), int(op["mult"])) for op in cell["ops"]),
-                        choice=bool(cell["choice"]),
-                        residual=bool(cell["residual"]),
-                        skips=tuple(int(s) for s in cell["skips"]),
-                    )
-                    for cell in stage["cells"]
-                ),
-            )
-            for stage in data["stages"]
-        )
-        height, width, channels = (int(v) for v in data["input_shape"])
-        arch = Architecture((height, width, channels), int(data["num_classes"]), int(data["stem"]), stages)
-    except (KeyError, TypeError, ValueError) as err:
-        raise ArchitectureError(f"architecture dict is malformed: {err!r}") from None
+def from_dict(data: Any) -> Architecture:
+    """Rebuild an architecture from `to_dict` output (the "text" entry is not read); raises ArchitectureError naming
+    the first field that is missing or of the wrong type, or the structural error."""
+    shape = _field(data, "input_shape", "", list)
+    if len(shape) != 3:
+        raise ArchitectureError(f"architecture dict: input_shape must hold height, width and channels, got "
+                                f"{len(shape)} values")
+    height, width, channels = (_expect(v, f"input_shape[{i}]", int) for i, v in enumerate(shape))
+    stages = tuple(_stage_from_dict(stage, f"stages[{s}]") for s, stage in enumerate(_field(data, "stages", "", list)))
+    arch = Architecture((height, width, channels), _field(data, "num_classes", "", int), _field(data, "stem", "", int),
+                        stages)
     return arch.validate()
+
+
+def _stage_from_dict(data: Any, where: str) -> Stage:
+    cells = tuple(_cell_from_dict(cell, f"{where}.cells[{c}]")
+                  for c, cell in enumerate(_field(data, "cells", where, list)))
+    return Stage(_field(data, "width", where, int), _field(data, "stride", where, int), cells)
+
+
+def _cell_from_dict(data: Any, where: str) -> Cell:
+    ops = tuple(Op(_field(op, "kind", f"{where}.ops[{o}]", str), _field(op, "kernel", f"{where}.ops[{o}]", int),
+                   _field(op, "mult", f"{where}.ops[{o}]", int))
+                for o, op in enumerate(_field(data, "ops", where, list)))
+    skips = tuple(_expect(s, f"{where}.skips[{i}]", int) for i, s in enumerate(_field(data, "skips", where, list)))
+    return Cell(ops, _field(data, "choice", where, bool), _field(data, "residual", where, bool), skips)
+
+
+_KIND_NAMES = {int: "an integer", bool: "true or false", str: "text", list: "a list", dict: "a mapping"}
+
+
+def _field(data: Any, key: str, where: str, kind: type) -> Any:
+    """data[key], of type `kind`; ArchitectureError naming where it is missing or mistyped."""
+    _expect(data, where or "the architecture", dict)
+    name = f"{where}.{key}" if where else key
+    if key not in data:
+        raise ArchitectureError(f"architecture dict: {name} is missing")
+    return _expect(data[key], name, kind)
+
+
+def _expect(value: Any, name: str, kind: type) -> Any:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise ArchitectureError(f"architecture dict: {name} must be {_KIND_NAMES[kind]}, got {shown}")
+    return value
 
 
 def encode_op(op: Op) -> str:
@@ -195,13 +217,17 @@ def _decode_stage(text: str, position: int) -> Stage:
 
 
 def _decode_cell(text: str, position: int) -> Cell:
-    body, _, attr_text = text.partition("@")
+    body, at, attr_text = text.partition("@")
+    if not body:
+        raise CodecError("@", position, "an op before '@'")
+    if at and not attr_text:
+        raise CodecError("@", position + len(body), "'r' or skip-input cell indices after '@'")
     if "+" in body and "_" in body:
         raise CodecError(body, position, "branches joined by '+' or alternatives joined by '_', not both")
     choice = "_" in body
     ops = tuple(decode_op(tok, pos) for tok, pos in _split(body, "_" if choice else "+", position))
     residual, skips = False, []
-    if "@" in text:
+    if at:
         attr_pos = position + len(body) + 1
         for attr, pos in _split(attr_text, ".", attr_pos):
             if attr == "r" and not residual and not skips:

@@ -215,8 +215,9 @@ def json_timestamp(value: Any) -> str:
 
 
 def _offset(zone: str) -> timedelta:
-    hours, minutes = int(zone[1:3]), int(zone[4:6])
-    if hours >= 24 or minutes >= 60:
+    """The offset of "+hh:mm" or "-hh:mm"; ValueError past 59 minutes (timezone() refuses 24 hours and more)."""
+    hours, minutes = int(zone[1:3]), int(zone[4:])
+    if minutes >= 60:
         raise ValueError(zone)
     sign = -1 if zone[0] == "-" else 1
     return sign * timedelta(hours=hours, minutes=minutes)

@@ -54,6 +54,21 @@ def test_values_that_are_not_numbers_take_no_part_in_min_and_max() -> None:
     assert summary.value("min") == "0.2" and summary.value("max") == "0.4"
 
 
+def test_logs_of_other_metrics_are_passed_over() -> None:
+    logs = [MetricLog(ZERO_TIME, "other", "1"), MetricLog(ZERO_TIME, "acc", "0.5"), MetricLog(ZERO_TIME, "x", "2"),
+            MetricLog(ZERO_TIME, "acc", "0.25")]
+    assert summarize(logs, ["acc"]) == {"acc": MetricSummary("acc", "0.25", "0.5", "0.25")}
+
+
+def test_logs_and_summaries_are_values() -> None:
+    log, summary = MetricLog(ZERO_TIME, "acc", "1"), MetricSummary("acc", "1", "2", "1")
+    assert len({log, MetricLog(ZERO_TIME, "acc", "1"), summary, MetricSummary("acc", "1", "2", "1")}) == 2
+    with pytest.raises(AttributeError):
+        log.value = "2"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        summary.latest = "2"  # type: ignore[misc]
+
+
 def test_collect_and_summarize_a_training_log() -> None:
     text = "\n".join(["epoch 1 Validation-Accuracy=0.61 loss=1.2", "epoch 2 Validation-Accuracy=0.85 loss=0.4",
                       "epoch 3 Validation-Accuracy=0.72 loss=0.9"])
