@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from katib_nas.contract import codec
@@ -109,15 +109,41 @@ def test_garbage_names_token_and_position(text: str, token: str, position: int) 
     assert f"position {position}" in str(info.value)
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.text(max_size=60))
-def test_arbitrary_text_either_decodes_or_raises_architecture_error(text: str) -> None:
+def decodes_or_names_a_token_it_holds(text: str) -> None:
+    """decode either reads the text, and then writes it back canonically, or raises ArchitectureError; a CodecError
+    names a token that stands in the text at the position it gives."""
     try:
         arch = codec.decode(text)
+    except codec.CodecError as err:
+        assert 0 <= err.position <= len(text)
+        assert text[err.position:err.position + len(err.token)] == err.token, (err.token, err.position)
     except ArchitectureError as err:
         assert str(err)
     else:
         assert codec.decode(codec.encode(arch)) == arch
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60))
+def test_arbitrary_text_either_decodes_or_raises_architecture_error(text: str) -> None:
+    decodes_or_names_a_token_it_holds(text)
+
+
+GRAMMAR = "0123456789/:+_@.-xr" + "".join(sorted({c for prefix, _, _ in OP_KINDS.values() for c in prefix}))
+
+
+# An '@' with nothing after it was reported as a '.' token past the end of the text; a cell starting with '@'
+# as a '+' token the text does not hold.
+@example("in8x8x1-cls10-stem8/w8:c3@", 0, 0, "")
+@example("in8x8x1-cls10-stem8/w8:c3:c3@r", 30, 30, "")
+@example("in8x8x1-cls10-stem8/w8:c3:c3", 26, 28, "@r")
+@settings(max_examples=300, deadline=None)
+@given(architectures().map(codec.encode), st.integers(0, 10**6), st.integers(0, 10**6),
+       st.text(alphabet=GRAMMAR, max_size=4))
+def test_edited_architecture_text_decodes_or_names_a_token_it_holds(text: str, start: int, stop: int,
+                                                                    insert: str) -> None:
+    start, stop = sorted((start % (len(text) + 1), stop % (len(text) + 1)))
+    decodes_or_names_a_token_it_holds(text[:start] + insert + text[stop:])
 
 
 @pytest.mark.parametrize(

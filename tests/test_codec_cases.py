@@ -158,8 +158,9 @@ def test_text_length_limit_is_exact_on_decode_and_encode() -> None:
     assert len(longest) == 65536
     arch = decode(longest)
     assert encode(arch) == longest
-    with pytest.raises(CodecError, match="at most 65536 characters, got 65537"):
+    with pytest.raises(CodecError, match="at most 65536 characters, got 65537") as info:
         decode(longest + "1")
+    assert (info.value.token, info.value.position) == (longest[:40], 0)
     grown = list(arch.stages[0].cells)
     grown[-1] = Cell(grown[-1].ops[:-1] + (Op("conv", 11),))
     too_long = Architecture(arch.input_shape, arch.num_classes, arch.stem, (Stage(4096, 1, tuple(grown)),))
@@ -178,6 +179,12 @@ def test_cell_count_limit_is_exact() -> None:
 def test_anything_but_nonempty_text_is_refused(text: object) -> None:
     with pytest.raises(CodecError, match="position 0"):
         decode(text)  # type: ignore[arg-type]
+
+
+def test_what_is_not_text_is_shown_shortened() -> None:
+    with pytest.raises(CodecError) as info:
+        decode(b"x" * 100)  # type: ignore[arg-type]
+    assert info.value.token == "b'" + "x" * 38
 
 
 def test_unsafe_characters_are_named_at_their_position() -> None:
