@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .errors import shown
 from .spec import OP_KINDS, Architecture, ArchitectureError, Cell, Op, Stage
 
 CHARSET = re.compile(r"[A-Za-z0-9/:+_@.-]*")
@@ -151,9 +152,7 @@ def _field(data: Any, key: str, where: str, kind: type) -> Any:
 
 def _expect(value: Any, name: str, kind: type) -> Any:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        shown = repr(value)
-        shown = shown if len(shown) <= 40 else shown[:37] + "..."
-        raise ArchitectureError(f"architecture dict: {name} must be {_KIND_NAMES[kind]}, got {shown}")
+        raise ArchitectureError(f"architecture dict: {name} must be {_KIND_NAMES[kind]}, got {shown(value)}")
     return value
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import InvalidInput
+from .errors import InvalidInput, shown
 
 # op kind -> (token prefix, takes a kernel, meaning of `mult` or "" if unused)
 OP_KINDS: dict[str, tuple[str, bool, str]] = {
@@ -54,8 +54,7 @@ class Op:
 
     def check(self) -> None:
         if self.kind not in OP_KINDS:
-            shown = repr(self.kind) if len(repr(self.kind)) <= 40 else repr(self.kind)[:37] + "..."
-            raise ArchitectureError(f"unknown op kind {shown}; known: {', '.join(OP_KINDS)}")
+            raise ArchitectureError(f"unknown op kind {shown(self.kind)}; known: {', '.join(OP_KINDS)}")
         _, has_kernel, mult_meaning = OP_KINDS[self.kind]
         if has_kernel and not 1 <= self.kernel <= MAX_KERNEL:
             raise ArchitectureError(f"op {self.kind}: kernel {self.kernel} outside 1..{MAX_KERNEL}")

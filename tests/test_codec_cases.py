@@ -181,6 +181,13 @@ def test_anything_but_nonempty_text_is_refused(text: object) -> None:
         decode(text)  # type: ignore[arg-type]
 
 
+def test_decode_op_names_the_token_at_the_given_position() -> None:
+    for position in (0, 17):
+        with pytest.raises(CodecError) as info:
+            decode_op("q3", *([position] if position else []))
+        assert (info.value.token, info.value.position) == ("q3", position)
+
+
 def test_what_is_not_text_is_shown_shortened() -> None:
     with pytest.raises(CodecError) as info:
         decode(b"x" * 100)  # type: ignore[arg-type]

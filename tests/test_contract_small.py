@@ -17,7 +17,7 @@ from katib_nas.contract.branch_stats import (
 )
 from katib_nas.contract.codec import decode, encode
 from katib_nas.contract.cost import count_macs
-from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.errors import InvalidInput, shown
 from katib_nas.contract.metric_format import format_number, format_value, metric_line
 from katib_nas.contract.search_settings import SearchConfig, from_text, to_text
 from katib_nas.contract.supernet import choices_of, derive
@@ -54,6 +54,13 @@ def test_final_architecture_prefers_the_reported_network_then_the_architecture_a
 def test_numbers_print_with_six_significant_digits_and_nan_for_the_rest(value: float, text: str) -> None:
     assert format_number(value) == text
     assert format_value(value) == text
+
+
+def test_values_in_messages_are_cut_to_their_limit() -> None:
+    assert shown("x" * 38) == "'" + "x" * 38 + "'"
+    assert shown("x" * 39) == "'" + "x" * 36 + "..."
+    assert shown(list(range(100)), 10) == "[0, 1, ..."
+    assert shown(None) == "None"
 
 
 def test_metric_lines_print_strings_as_they_are() -> None:
