@@ -65,8 +65,8 @@ test-install: $(STAMP)
 test-other-python: data
 	@test -x $(OTHER_VENV)/bin/python || $(OTHER_PYTHON) -m venv $(OTHER_VENV)
 	$(OTHER_VENV)/bin/python $(PIP_INSTALL) -e '.[dev]'
-	$(OTHER_VENV)/bin/python -m pytest -q -m "not install" tests --ignore=tests/katib_client
-	$(OTHER_VENV)/bin/python -m pytest -q -m "not install" tests/katib_client
+	$(OTHER_VENV)/bin/python -m pytest -q -m "not install" --hypothesis-profile=ci tests --ignore=tests/katib_client
+	$(OTHER_VENV)/bin/python -m pytest -q -m "not install" --hypothesis-profile=ci tests/katib_client
 
 bench: $(STAMP) data
 	$(BIN)/python bench/bench_suggestion.py
