@@ -31,7 +31,7 @@ class SearchConfig:
     seed: int = 0
 
     def check(self) -> "SearchConfig":
-        if self.epochs < 1 or not 0 <= self.warmup < self.epochs:
+        if not 0 <= self.warmup < self.epochs:  # so epochs >= 1
             raise InvalidInput(f"search settings: need epochs >= 1 and 0 <= warmup < epochs, got epochs={self.epochs} "
                                f"warmup={self.warmup}")
         if self.loss not in LOSS_FORMS:

@@ -80,6 +80,13 @@ def test_search_settings_text_is_canonical_and_reads_back() -> None:
                                        "retrain-0_seed-0")
 
 
+def test_search_settings_are_immutable_values() -> None:
+    config = SearchConfig(seed=2)
+    with pytest.raises(AttributeError):
+        config.seed = 3  # type: ignore[misc]
+    assert len({config, SearchConfig(seed=2), SearchConfig()}) == 2
+
+
 def test_search_settings_keep_defaults_for_missing_keys_and_skip_empty_pairs() -> None:
     assert from_text("") == SearchConfig()
     assert from_text("seed-3__epochs-8_") == SearchConfig(seed=3, epochs=8)
