@@ -4,7 +4,8 @@ Text logs: a line is considered only if it contains one of the metric names;
 an RFC 3339 timestamp before the first space dates its metrics (otherwise
 the zero time); every match of every filter regex (Katib's default one when
 the Experiment sets no metricsFormat) yields (name, value) from its first two
-groups. JSON logs: one object per line, string values only, an optional
+groups. The regexes run on RE2, the engine and syntax of Go's regexp, which
+Katib's collector uses: matching is linear in a line's length. JSON logs: one object per line, string values only, an optional
 "timestamp" key (RFC 3339 text or Unix seconds). Without any objective value
 the observation is the objective metric with the value "unavailable".
 
@@ -15,11 +16,14 @@ that parse as numbers, latest by timestamp (ties go to the later line).
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Protocol, Sequence
+
+import re2
 
 from katib_nas.contract.metric_format import KATIB_DEFAULT_REGEX
 
@@ -28,11 +32,22 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 TIMESTAMP_KEY = "timestamp"
 _RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_GO_FLOAT = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan)", re.IGNORECASE)
+# Each digit can be taken by one quantifier only, so a long run of digits does not backtrack.
+_GO_FLOAT = re.compile(r"[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan)", re.IGNORECASE)
+#: Capturing groups a metricsFormat regex needs: the metric name, then its value.
+FILTER_GROUPS = 2
 
 
 class MetricsError(Exception):
     """The metrics source cannot be read or parsed (Katib's collector fails the same way)."""
+
+
+class Pattern(Protocol):
+    """A compiled filter regex (RE2's compiled pattern has this part of `re.Pattern`'s interface)."""
+
+    groups: int
+
+    def finditer(self, text: str) -> Iterable[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -64,12 +79,41 @@ class MetricSummary:
         return ""
 
 
-def compile_filters(filters: Sequence[str]) -> list[re.Pattern[str]]:
+def compile_regex(pattern: str) -> Pattern:
+    """A regex compiled as Katib compiles metricsFormat (Go's RE2 syntax); MetricsError saying why not."""
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as err:
+        reason = err.args[0].decode(errors="replace") if err.args and isinstance(err.args[0], bytes) else str(err)
+        raise MetricsError(f"is not a valid regular expression in Go's syntax (RE2), which Katib uses: {reason}") \
+            from None
+
+
+def too_few_groups(pattern: Pattern) -> str:
+    """Why a filter cannot yield a metric name and value (fewer than two capturing groups), or ""."""
+    if pattern.groups >= FILTER_GROUPS:
+        return ""
+    plural = "" if pattern.groups == 1 else "s"
+    return f"has {pattern.groups} capturing group{plural}; it needs two: the metric name, then its value"
+
+
+def compile_filter(pattern: str) -> Pattern:
+    """One metricsFormat regex, ready to match; MetricsError when Katib's collector could not use it."""
+    compiled = compile_regex(pattern)
+    problem = too_few_groups(compiled)
+    if problem:
+        raise MetricsError(problem)
+    return compiled
+
+
+def compile_filters(filters: Sequence[str]) -> list[Pattern]:
     """The regexes to apply: the Experiment's metricsFormat, or Katib's default."""
-    return [re.compile(pattern, re.ASCII) for pattern in (filters or [KATIB_DEFAULT_REGEX])]
+    return [compile_filter(pattern) for pattern in (filters or [KATIB_DEFAULT_REGEX])]
 
 
-def parse_text(lines: Iterable[str], metrics: Sequence[str], filters: Sequence[re.Pattern[str]]) -> list[MetricLog]:
+def parse_text(lines: Iterable[str], metrics: Sequence[str], filters: Sequence[Pattern]) -> list[MetricLog]:
     """Metric logs found in text lines (Katib's TEXT format and StdOut collector)."""
     logs: list[MetricLog] = []
     wanted = set(metrics)
@@ -79,8 +123,6 @@ def parse_text(lines: Iterable[str], metrics: Sequence[str], filters: Sequence[r
         head, space, _ = line.partition(" ")
         timestamp = head if space and rfc3339_nanos(head) is not None else ZERO_TIME
         for pattern in filters:
-            if pattern.groups < 2:
-                continue
             for match in pattern.finditer(line):
                 name = (match.group(1) or "").strip()
                 if name in wanted:
@@ -88,10 +130,10 @@ def parse_text(lines: Iterable[str], metrics: Sequence[str], filters: Sequence[r
     return logs
 
 
-def parse_json(lines: Iterable[str], metrics: Sequence[str]) -> list[MetricLog]:
+def parse_json(lines: Iterable[str], metrics: Sequence[str], first_line: int = 1) -> list[MetricLog]:
     """Metric logs from JSON lines; raises MetricsError on a line that is not a JSON object."""
     logs: list[MetricLog] = []
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(lines, first_line):
         if not line:
             continue
         try:
@@ -130,14 +172,18 @@ def collect_text(text: str, metrics: Sequence[str], filters: Sequence[str], file
     return with_objective(logs, metrics)
 
 
-def summarize(logs: Iterable[MetricLog], metric_names: Sequence[str]) -> dict[str, MetricSummary]:
-    """min, max and latest per metric (Katib's getMetrics); names outside metric_names are ignored."""
-    fields = {name: [UNAVAILABLE, UNAVAILABLE, UNAVAILABLE] for name in metric_names}
-    newest: dict[str, int] = {}
-    for log in logs:
-        summary = fields.get(log.name)
+class Observation:
+    """Katib's getMetrics, value by value: min, max and latest per metric; names outside `metric_names` are
+    ignored. Holds one summary per metric, however many values are added."""
+
+    def __init__(self, metric_names: Sequence[str]):
+        self._fields = {name: [UNAVAILABLE, UNAVAILABLE, UNAVAILABLE] for name in metric_names}
+        self._newest: dict[str, int] = {}
+
+    def add(self, log: MetricLog) -> None:
+        summary = self._fields.get(log.name)
         if summary is None:
-            continue
+            return
         number = go_float(log.value)
         if number is not None:
             if summary[0] == UNAVAILABLE:
@@ -149,25 +195,50 @@ def summarize(logs: Iterable[MetricLog], metric_names: Sequence[str]) -> dict[st
         moment = rfc3339_nanos(log.timestamp)
         if moment is None:
             raise MetricsError(f"failed to parse timestamp {log.timestamp!r}")
-        if log.name not in newest or not newest[log.name] > moment:
-            newest[log.name] = moment
+        if log.name not in self._newest or not self._newest[log.name] > moment:
+            self._newest[log.name] = moment
             summary[2] = log.value
-    return {name: MetricSummary(name, *values) for name, values in fields.items()}
+
+    def add_all(self, logs: Iterable[MetricLog]) -> None:
+        for log in logs:
+            self.add(log)
+
+    def has(self, name: str) -> bool:
+        """Whether any value of `name` was added."""
+        return name in self._newest
+
+    def summaries(self) -> dict[str, MetricSummary]:
+        return {name: MetricSummary(name, *values) for name, values in self._fields.items()}
+
+
+def summarize(logs: Iterable[MetricLog], metric_names: Sequence[str]) -> dict[str, MetricSummary]:
+    """min, max and latest per metric (Katib's getMetrics); names outside metric_names are ignored."""
+    observation = Observation(metric_names)
+    observation.add_all(logs)
+    return observation.summaries()
 
 
 def go_float(text: str) -> float | None:
     """The number in `text` as Go's strconv.ParseFloat reads it, or None where it reports an error."""
+    number = go_float_value(text)
+    if number is not None and math.isinf(number) and "inf" not in text.lower():
+        return None  # out of range: ParseFloat returns ±Inf with an error
+    return number
+
+
+def go_float_value(text: str) -> float | None:
+    """The value Go's strconv.ParseFloat returns for `text`, also when it reports a range error (then ±Inf, as a
+    number too large for float64 is); None for text that is not a number at all."""
     if text.lower().startswith(("0x", "+0x", "-0x")):
         try:
             return float.fromhex(text)
-        except (ValueError, OverflowError):
+        except OverflowError:
+            return -math.inf if text.startswith("-") else math.inf
+        except ValueError:
             return None
     if not _GO_FLOAT.fullmatch(text):
         return None
-    number = float(text)
-    if number in (float("inf"), float("-inf")) and "inf" not in text.lower():
-        return None  # out of range: ParseFloat returns ±Inf with an error
-    return number
+    return float(text)
 
 
 def rfc3339_nanos(text: str) -> int | None:
