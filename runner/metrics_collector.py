@@ -226,6 +226,13 @@ def go_float(text: str) -> float | None:
     return number
 
 
+def finite_value(text: str) -> float | None:
+    """The number in `text` when it is a finite one (as Go reads numbers); None for NaN, infinities, numbers
+    beyond float64's range and text that is not a number."""
+    number = go_float_value(text)
+    return number if number is not None and math.isfinite(number) else None
+
+
 def go_float_value(text: str) -> float | None:
     """The value Go's strconv.ParseFloat returns for `text`, also when it reports a range error (then ±Inf, as a
     number too large for float64 is); None for text that is not a number at all."""
