@@ -19,11 +19,13 @@ import math
 import queue
 import random
 import signal
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from katib_nas.contract.errors import InvalidInput
 from katib_nas.proto import api_pb2
 
 from . import katib_messages
@@ -40,7 +42,7 @@ from .status import (
     summarize_trials,
     trials_to_request,
 )
-from .store import MAX_LOG_CHARS, Store, TrialRow
+from .store import MAX_LOG_CHARS, DiskFull, Store, TrialRow, as_disk_full, no_space_left
 from .suggestion_process import SuggestionService
 from .trial_output import MAX_LINE_BYTES, MAX_METRIC_LOGS, Collected, LineReader, collect_file, read_tail
 from .trial_processes import Finished, TrialProcess, stop_all
@@ -52,6 +54,14 @@ INTERRUPTED = "interrupted; runs again on --resume"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: Bytes of a running trial's output read per tick for its stop rule (the rest is read at the next ticks).
 WATCH_BYTES_PER_TICK = 64 << 20
+
+
+class StartDirectoryGone(InvalidInput):
+    """The directory trials run in (where the run was started) no longer exists."""
+
+    def __init__(self, cwd: str):
+        super().__init__(f"trials run in {cwd}, the directory the run was started from, which no longer exists; "
+                         f"recreate it (mkdir -p {cwd})")
 
 
 class Interrupted(Exception):
@@ -120,8 +130,15 @@ class Controller:
         except KeyboardInterrupt:
             self._stop_running("Created", INTERRUPTED)
             raise Interrupted() from None
-        except BaseException:
-            self._stop_running("Created", "the runner stopped on an error; runs again on --resume")
+        except BaseException as err:
+            full = as_disk_full(err, self.store.path)
+            try:
+                self._stop_running("Created", "the runner stopped on an error; runs again on --resume")
+            except (sqlite3.Error, OSError):
+                if full is None:
+                    raise  # with a full disk the state cannot record it: resume requeues trials left Running
+            if full is not None:
+                raise full from None
             raise
         finally:
             for signum, handler in previous.items():
@@ -179,6 +196,8 @@ class Controller:
     def _start(self, trial: TrialRow) -> None:
         command = self._command(trial.name, trial.assignments)
         trial_dir = self.trials_dir / trial.name
+        if not Path(self.config.cwd).is_dir():
+            raise StartDirectoryGone(self.config.cwd)
         if command.metrics_file:
             stale = Path(command.metrics_file)
             stale.unlink(missing_ok=True)
@@ -187,6 +206,10 @@ class Controller:
             process = TrialProcess(trial.name, command.argv, command.env, self.config.cwd,
                                    trial_dir / "output.log", self.events)
         except OSError as err:
+            if not Path(self.config.cwd).is_dir():
+                raise StartDirectoryGone(self.config.cwd) from None
+            if as_disk_full(err, self.store.path):
+                raise
             now = time.time()
             self.store.mark_running(trial.name, now)
             message = f"cannot start {command.argv[0]}: {err.strerror or err}"
@@ -255,6 +278,10 @@ class Controller:
         self.view.update(summarize_trials(self.store.trials(), self.spec.objective), line)
 
     def _record(self, event: Finished, process: TrialProcess, early_stopped: str = "") -> str:
+        if event.exit_code != 0 and not early_stopped and no_space_left(self.store.workdir):
+            # Its output or metrics could not be written: not the trial's failure. It stays Running in the
+            # state, so a resume runs it again.
+            raise DiskFull(process.log_path, f"the trial exited with code {event.exit_code} while the disk was full")
         log_text = read_tail(process.log_path, MAX_LOG_CHARS)
         metrics = self.spec.objective.metric_names
         collector = self.spec.collector

@@ -31,6 +31,7 @@ from .metrics_collector import UNAVAILABLE, finite_value, go_float_value
 from .plot_scale import AxisScale
 from .status import Summary, objective_value, summarize_trials
 from .store import Store, TrialRow
+from .workdir_run import WorkdirRun
 
 TOP_TRIALS = 5
 
@@ -43,7 +44,8 @@ class Point:
 
 
 def write_report(workdir: Path, output: Path | None = None) -> Path:
-    """Write every report file; returns the path of summary.md."""
+    """Write every report file; returns the path of summary.md. Reads the run read-only; InvalidInput (one line)
+    when the report folder cannot be written."""
     store = Store.open_existing(Path(workdir))
     try:
         experiment = store.experiment()
@@ -56,7 +58,19 @@ def write_report(workdir: Path, output: Path | None = None) -> Path:
         trials = store.trials()
     finally:
         store.close()
+    run = WorkdirRun.of(Path(workdir), experiment, len(trials))
+    condition, reason = experiment.condition, experiment.reason
+    if run.interrupted:
+        condition, reason = "Interrupted", f"resumable: `{run.resume_command()}`"
     folder = Path(output) if output else Path(workdir) / "report"
+    try:
+        return _write_files(folder, spec, condition, reason, trials)
+    except OSError as err:
+        raise InvalidInput(f"cannot write the report to {folder}: {err.strerror or err}; write it elsewhere with: "
+                           f"katib-nas report {workdir} --output DIR") from None
+
+
+def _write_files(folder: Path, spec: ExperimentSpec, condition: str, reason: str, trials: Sequence[TrialRow]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     summary = summarize_trials(trials, spec.objective)
     write_csv(folder / "trials.csv", spec, trials)
@@ -70,7 +84,7 @@ def write_report(workdir: Path, output: Path | None = None) -> Path:
     if latency and plot_pareto(folder / "pareto.png", spec, trials, latency):
         files["pareto"] = "pareto.png"
     path = folder / "summary.md"
-    path.write_text(summary_markdown(spec, experiment.condition, experiment.reason, trials, summary, arch, files))
+    path.write_text(summary_markdown(spec, condition, reason, trials, summary, arch, files))
     return path
 
 

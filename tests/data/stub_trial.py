@@ -44,6 +44,7 @@ def main() -> int:
     parser.add_argument("--odd-lines", action="store_true", help="print odd lines before the metrics")
     parser.add_argument("--fill", default="", help="with --fill-if-exists: a file to grow until its disk is full")
     parser.add_argument("--fill-if-exists", default="")
+    parser.add_argument("--fill-at-end", action="store_true", help="fill after writing the metrics, not before")
     args = parser.parse_args()
     digest = int(hashlib.sha256(args.architecture.encode()).hexdigest()[:8], 16)
     accuracy = 0.5 + (digest % 4500) / 10000
@@ -53,7 +54,8 @@ def main() -> int:
     if args.slow_if_exists and os.path.exists(args.slow_if_exists):
         print(f"slow: sleeping while {args.slow_if_exists} exists", flush=True)
         time.sleep(60)
-    if args.fill_if_exists and os.path.exists(args.fill_if_exists):
+    filling = bool(args.fill_if_exists) and os.path.exists(args.fill_if_exists)
+    if filling and not args.fill_at_end:
         fill(args.fill)
     if args.fail_when and args.fail_when in args.architecture:
         print("stub trial failing on purpose", file=sys.stderr)
@@ -63,6 +65,8 @@ def main() -> int:
     if not (args.no_objective_when and args.no_objective_when in args.architecture):
         metrics["Validation-Accuracy"] = given_objective(args.objectives, args.slots) or accuracy
     write_metrics(metrics, args.metrics_file, args.format)
+    if filling and args.fill_at_end:
+        fill(args.fill)
     return 0
 
 
