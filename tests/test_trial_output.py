@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from katib_nas.runner.manifest import ExperimentError, parse_experiment
-from katib_nas.runner.trial_output import MAX_LINE_BYTES, LineReader
+from katib_nas.runner.trial_output import MAX_LINE_BYTES, MAX_METRIC_LOGS, LineReader, collect_file
 
 from .conftest import load_yaml
 from .test_local_runner import DIGITS, HANG_GUARD_SECONDS, observation, stub_experiment, trials
@@ -145,3 +145,14 @@ def log_tail_value(log: Path, prefix: str) -> str:
         handle.seek(-4096, 2)
         lines = handle.read().decode(errors="replace").splitlines()
     return [line for line in lines if line.startswith(prefix)][-1][len(prefix):]
+
+
+def test_metric_logs_are_capped_per_trial_while_the_observation_covers_every_value(tmp_path: Path) -> None:
+    path = tmp_path / "output.log"
+    count = MAX_METRIC_LOGS + 5_000
+    path.write_text("".join(f"acc={i}\n" for i in range(count)) + "acc=0.5\n")
+    collected = collect_file(path, ["acc"], [])
+    assert len(collected.logs) == MAX_METRIC_LOGS and collected.dropped_logs == count + 1 - MAX_METRIC_LOGS
+    assert [log.value for log in collected.logs[:2]] == ["0", "1"]
+    summary = collected.observation.summaries()["acc"]
+    assert (summary.min, summary.max, summary.latest) == ("0", str(count - 1), "0.5")
