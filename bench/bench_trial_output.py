@@ -17,59 +17,29 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
+import noisy_runner
 
 from katib_nas.contract.metric_format import BRANCH_STATS_REGEX, KATIB_DEFAULT_REGEX, NUMERIC_METRIC_REGEX
 from katib_nas.runner.trial_output import collect_file
 
-REPO = Path(__file__).resolve().parents[1]
-STUB = REPO / "tests" / "data" / "stub_trial.py"
-DIGITS = REPO / "tests" / "data" / "nas-random-digits.yaml"
 METRIC = "Validation-Accuracy"
-#: Runs `katib-nas` in this process and prints the process's own CPU seconds and peak RSS (KiB) last.
-MEASURED_MAIN = """
-import resource, sys
-from katib_nas.cli.main import main
-code = main(sys.argv[1:])
-usage = resource.getrusage(resource.RUSAGE_SELF)
-print("runner-usage", usage.ru_utime + usage.ru_stime, usage.ru_maxrss, file=sys.stderr)
-sys.exit(code)
-"""
-
-
-def experiment(folder: Path, *stub_args: str) -> Path:
-    document = yaml.safe_load(DIGITS.read_text())
-    spec = document["spec"]
-    spec["maxTrialCount"], spec["parallelTrialCount"], spec["maxFailedTrialCount"] = 1, 1, 1
-    container = spec["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
-    container["command"] = ["python3", str(STUB), "--architecture=${trialParameters.architecture}", *stub_args]
-    path = folder / "experiment.yaml"
-    path.write_text(yaml.safe_dump(document))
-    return path
 
 
 def measured_run(folder: Path, *stub_args: str) -> dict[str, float]:
-    folder.mkdir()
-    workdir = folder / "run"
+    """One trial's run: wall time, the runner's own CPU time and peak RSS, the trial's output size."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", MEASURED_MAIN, "run", str(experiment(folder, *stub_args)),
-                           "--workdir", str(workdir), "--no-report"], capture_output=True, text=True, check=False)
+    result = noisy_runner.finish(noisy_runner.start(folder, 1, 1, *stub_args), folder)
     wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"katib-nas run failed: {done.stderr[-2000:]}")
-    _, cpu, peak_kib = done.stderr.strip().splitlines()[-1].split()
-    output = sum(p.stat().st_size for p in workdir.glob("trials/*/output.log"))
-    for log in workdir.glob("trials/*/output.log"):
-        log.unlink()
-    return {"wall_s": round(wall, 2), "runner_cpu_s": round(float(cpu), 2),
-            "runner_peak_rss_mib": round(int(peak_kib) / 1024, 1), "trial_output_mib": round(output / 2**20, 1),
-            "skipped_line_notes": sum("longer than" in line for line in done.stderr.splitlines())}
+    if result.exit_code != 0 or result.misread:
+        raise SystemExit(f"katib-nas run failed or misread {result.misread}: {result.stderr[-2000:]}")
+    return {"wall_s": round(wall, 2), "runner_cpu_s": result.cpu_s, "runner_peak_rss_mib": result.peak_rss_mib,
+            "trial_output_mib": result.output_mib,
+            "skipped_line_notes": sum("longer than" in line for line in result.stderr.splitlines())}
 
 
 def collector_times(folder: Path, long_lines: int) -> dict[str, float]:
