@@ -15,6 +15,7 @@ that parse as numbers, latest by timestamp (ties go to the later line).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -43,11 +44,11 @@ class MetricsError(Exception):
 
 
 class Pattern(Protocol):
-    """A compiled filter regex (RE2's compiled pattern has this part of `re.Pattern`'s interface)."""
+    """A compiled filter regex, matched against UTF-8 bytes (RE2's compiled pattern; `re.Pattern`'s interface)."""
 
     groups: int
 
-    def finditer(self, text: str) -> Iterable[Any]: ...
+    def finditer(self, text: bytes) -> Iterable[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def compile_regex(pattern: str) -> Pattern:
     options = re2.Options()
     options.log_errors = False
     try:
-        return re2.compile(pattern, options)
+        return re2.compile(pattern.encode(), options)  # bytes: half the cost of matching str, same matches
     except re2.error as err:
         reason = err.args[0].decode(errors="replace") if err.args and isinstance(err.args[0], bytes) else str(err)
         raise MetricsError(f"is not a valid regular expression in Go's syntax (RE2), which Katib uses: {reason}") \
@@ -122,11 +123,12 @@ def parse_text(lines: Iterable[str], metrics: Sequence[str], filters: Sequence[P
             continue
         head, space, _ = line.partition(" ")
         timestamp = head if space and rfc3339_nanos(head) is not None else ZERO_TIME
+        encoded = line.encode()  # valid UTF-8: bytes Go cannot decode are U+FFFD here, as in Go's regexp
         for pattern in filters:
-            for match in pattern.finditer(line):
-                name = (match.group(1) or "").strip()
+            for match in pattern.finditer(encoded):
+                name = (match.group(1) or b"").decode().strip()
                 if name in wanted:
-                    logs.append(MetricLog(timestamp, name, (match.group(2) or "").strip()))
+                    logs.append(MetricLog(timestamp, name, (match.group(2) or b"").decode().strip()))
     return logs
 
 
@@ -178,6 +180,7 @@ class Observation:
 
     def __init__(self, metric_names: Sequence[str]):
         self._fields = {name: [UNAVAILABLE, UNAVAILABLE, UNAVAILABLE] for name in metric_names}
+        self._bounds: dict[str, list[float]] = {}  # the numbers of min and max, parsed once
         self._newest: dict[str, int] = {}
 
     def add(self, log: MetricLog) -> None:
@@ -186,12 +189,14 @@ class Observation:
             return
         number = go_float(log.value)
         if number is not None:
-            if summary[0] == UNAVAILABLE:
+            bounds = self._bounds.get(log.name)
+            if bounds is None:
                 summary[0] = summary[1] = log.value
-            elif number < go_float(summary[0]):  # type: ignore[operator]
-                summary[0] = log.value
-            elif number > go_float(summary[1]):  # type: ignore[operator]
-                summary[1] = log.value
+                self._bounds[log.name] = [number, number]
+            elif number < bounds[0]:
+                summary[0], bounds[0] = log.value, number
+            elif number > bounds[1]:
+                summary[1], bounds[1] = log.value, number
         moment = rfc3339_nanos(log.timestamp)
         if moment is None:
             raise MetricsError(f"failed to parse timestamp {log.timestamp!r}")
@@ -248,6 +253,7 @@ def go_float_value(text: str) -> float | None:
     return float(text)
 
 
+@functools.lru_cache(maxsize=4096)
 def rfc3339_nanos(text: str) -> int | None:
     """Nanoseconds since the Unix epoch of an RFC 3339 timestamp, or None if it is not one."""
     match = _RFC3339.fullmatch(text)
