@@ -18,13 +18,16 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 STUB = REPO / "tests" / "data" / "stub_trial.py"
 DIGITS = REPO / "tests" / "data" / "nas-random-digits.yaml"
-#: Runs `katib-nas` in this process and prints the process's own CPU seconds and peak RSS (KiB) last.
+#: Runs `katib-nas` in this process and prints the process's own CPU seconds and peak RSS (KiB) last. The peak is
+#: VmHWM, this process's own: getrusage's ru_maxrss carries the parent's peak over the exec of a (v)forked child.
 MEASURED_MAIN = """
-import resource, sys
+import re, resource, sys
 from katib_nas.cli.main import main
 code = main(sys.argv[1:])
 usage = resource.getrusage(resource.RUSAGE_SELF)
-print("runner-usage", usage.ru_utime + usage.ru_stime, usage.ru_maxrss, file=sys.stderr)
+with open("/proc/self/status") as status:
+    peak = re.search(r"VmHWM:\\s+(\\d+) kB", status.read()).group(1)
+print("runner-usage", usage.ru_utime + usage.ru_stime, peak, file=sys.stderr)
 sys.exit(code)
 """
 

@@ -101,14 +101,15 @@ def test_the_line_reader_keeps_complete_lines_and_skips_overlong_ones(tmp_path: 
 
 
 def run_measured(tmp_path: Path, name: str, *stub_args: str) -> tuple[subprocess.CompletedProcess, int, Path]:
-    """`katib-nas run` of one stub trial in a subprocess that reports its own peak RSS (KiB) on its last line."""
+    """`katib-nas run` of one stub trial in a subprocess that reports its own peak RSS (KiB) on its last line: VmHWM
+    (getrusage's ru_maxrss would carry this process's peak over the exec of the (v)forked child)."""
     folder = tmp_path / name
     folder.mkdir()
     experiment = stub_experiment(folder, *stub_args, max_trials=1, parallel=1, max_failed=1)
     workdir = folder / "run"
-    code = ("import resource, sys\nfrom katib_nas.cli.main import main\ncode = main(sys.argv[1:])\n"
-            "print('peak-rss-kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
-            "sys.exit(code)")
+    code = ("import re, sys\nfrom katib_nas.cli.main import main\ncode = main(sys.argv[1:])\n"
+            "peak = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1)\n"
+            "print('peak-rss-kib', peak, file=sys.stderr)\nsys.exit(code)")
     done = subprocess.run([sys.executable, "-c", code, "run", str(experiment), "--workdir", str(workdir),
                            "--no-report"], capture_output=True, text=True, preexec_fn=limit_cpu,
                           timeout=HANG_GUARD_SECONDS)
