@@ -23,7 +23,7 @@ Succeeded once, with the objective it printed). The run then also passes only if
 
     .venv/bin/python bench/bench_load.py [--clients 32] [--calls 200] [--history 1000]
                                          [--algorithms nas-random] [--workers 1]
-                                         [--runner-trials 0] [--noise-lines 64]
+                                         [--runner-trials 0] [--noise-lines 64] [--trial-sleep 0]
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def runner_figures(result: noisy_runner.RunnerResult, wanted: int) -> dict[str, 
     return {"runner_exit_code": result.exit_code, "runner_trials_completed": len(succeeded),
             "runner_trials_run_more_than_once": sum(row[2] > 1 for row in result.trials),
             "runner_trials_misread": result.misread, "runner_peak_rss_mib": result.peak_rss_mib,
-            "runner_cpu_s": result.cpu_s, "runner_trial_output_mib": result.output_mib,
+            "runner_cpu_s": result.cpu_s, "runner_wall_s": result.wall_s, "runner_trial_output_mib": result.output_mib,
             "runner_skipped_line_notes": sum("longer than" in line for line in result.stderr.splitlines()),
             "runner_nothing_lost": result.exit_code == 0 and len(succeeded) == len(result.trials) == wanted
             and not result.misread}
@@ -216,8 +216,8 @@ def run_load(args: argparse.Namespace, folder: Path) -> dict[str, object]:
         stop = threading.Event()
         sampler = threading.Thread(target=sample_rss, args=(server, load, stop), daemon=True)
         sampler.start()
-        runner = noisy_runner.start(folder, args.runner_trials, 2, f"--noise-lines={args.noise_lines}",
-                                    "--odd-lines") if args.runner_trials else None
+        runner = noisy_runner.start(folder, args.runner_trials, 2, f"--noise-lines={args.noise_lines}", "--odd-lines",
+                                    f"--sleep={args.trial_sleep}") if args.runner_trials else None
         load_seconds = asyncio.run(drive(address, requests, args.clients, args.calls, load))
         stop.set()
         sampler.join()
@@ -273,6 +273,7 @@ def main() -> int:
     parser.add_argument("--runner-trials", type=int, default=0,
                         help="trials of a noisy `katib-nas run` beside the load (0: none)")
     parser.add_argument("--noise-lines", type=int, default=64, help="2-MiB lines each of those trials prints")
+    parser.add_argument("--trial-sleep", type=float, default=0.0, help="seconds each of those trials sleeps first")
     result = run(parser.parse_args())
     print(json.dumps(result, indent=2))
     return 0 if result["passed"] else 1

@@ -18,16 +18,17 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 STUB = REPO / "tests" / "data" / "stub_trial.py"
 DIGITS = REPO / "tests" / "data" / "nas-random-digits.yaml"
-#: Runs `katib-nas` in this process and prints the process's own CPU seconds and peak RSS (KiB) last. The peak is
+#: Runs `katib-nas` in this process and prints the process's own CPU seconds, peak RSS (KiB) and wall seconds last. The peak is
 #: VmHWM, this process's own: getrusage's ru_maxrss carries the parent's peak over the exec of a (v)forked child.
 MEASURED_MAIN = """
-import re, resource, sys
+import re, resource, sys, time
 from katib_nas.cli.main import main
+started = time.monotonic()
 code = main(sys.argv[1:])
 usage = resource.getrusage(resource.RUSAGE_SELF)
 with open("/proc/self/status") as status:
     peak = re.search(r"VmHWM:\\s+(\\d+) kB", status.read()).group(1)
-print("runner-usage", usage.ru_utime + usage.ru_stime, peak, file=sys.stderr)
+print("runner-usage", usage.ru_utime + usage.ru_stime, peak, time.monotonic() - started, file=sys.stderr)
 sys.exit(code)
 """
 
@@ -60,6 +61,7 @@ class RunnerResult:
     exit_code: int
     cpu_s: float
     peak_rss_mib: float
+    wall_s: float
     stderr: str
     trials: list[tuple[str, str, int, str]]  # name, condition, attempts, objective latest
     misread: list[str]  # trials whose recorded objective is not the one they printed
@@ -69,8 +71,8 @@ class RunnerResult:
 def finish(process: subprocess.Popen, folder: Path) -> RunnerResult:
     """Wait for the run, check every trial's objective against the stub's, remove the (large) trial outputs."""
     stderr = process.communicate()[1]
-    usage = [line for line in stderr.splitlines() if line.startswith("runner-usage")]
-    cpu, peak = (float(usage[-1].split()[1]), int(usage[-1].split()[2]) / 1024) if usage else (0.0, 0.0)
+    usage = [line.split()[1:] for line in stderr.splitlines() if line.startswith("runner-usage")]
+    cpu, peak, wall = (float(usage[-1][0]), int(usage[-1][1]) / 1024, float(usage[-1][2])) if usage else (0, 0, 0)
     workdir = folder / "run"
     with sqlite3.connect(workdir / "state.sqlite") as db:
         rows = db.execute("SELECT t.name, t.condition, t.attempts, COALESCE(o.latest, ''), a.value FROM trials t "
@@ -82,8 +84,8 @@ def finish(process: subprocess.Popen, folder: Path) -> RunnerResult:
     output = sum(log.stat().st_size for log in logs)
     for log in logs:
         log.unlink()
-    return RunnerResult(process.returncode, round(cpu, 2), round(peak, 1), stderr, [row[:4] for row in rows],
-                        misread, round(output / 2**20, 1))
+    return RunnerResult(process.returncode, round(cpu, 2), round(peak, 1), round(wall, 1), stderr,
+                        [row[:4] for row in rows], misread, round(output / 2**20, 1))
 
 
 def expected_objective(architecture: str) -> str:
