@@ -142,10 +142,11 @@ def collect_file(path: Path, metrics: Sequence[str], filters: Sequence[str], fil
     reader = LineReader(path, tuple(m.encode() for m in metrics) if text else ())
     observation = Observation(metrics)
     kept: list[MetricLog] = []
-    dropped = 0
+    dropped = read_lines = 0
     try:
         for lines in reader.batches(final=True):
-            logs = parse_text(lines, metrics, patterns) if text else parse_json(lines, metrics)
+            logs = parse_text(lines, metrics, patterns) if text else parse_json(lines, metrics, read_lines + 1)
+            read_lines += len(lines)
             observation.add_all(logs)
             room = MAX_METRIC_LOGS - len(kept)
             kept.extend(logs[:room])

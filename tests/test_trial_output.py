@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from katib_nas.runner.manifest import ExperimentError, parse_experiment
+from katib_nas.runner.metrics_collector import MetricsError
 from katib_nas.runner.trial_output import MAX_LINE_BYTES, MAX_METRIC_LOGS, LineReader, collect_file
 
 from .conftest import load_yaml
@@ -157,3 +158,10 @@ def test_metric_logs_are_capped_per_trial_while_the_observation_covers_every_val
     assert [log.value for log in collected.logs[:2]] == ["0", "1"]
     summary = collected.observation.summaries()["acc"]
     assert (summary.min, summary.max, summary.latest) == ("0", str(count - 1), "0.5")
+
+
+def test_a_bad_json_line_is_named_by_its_line_number_across_chunks(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    path.write_text('{"acc": "0.5"}\n' * 100_000 + "not json\n")  # 1.5 MB: read in two chunks
+    with pytest.raises(MetricsError, match="on line 100001:"):
+        collect_file(path, ["acc"], [], "JSON")
