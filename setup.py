@@ -9,9 +9,11 @@ SUGGESTION = [
     "numpy>=1.24",
 ]
 TRIAL = ["torch==2.13.0", "numpy>=1.24", "scikit-learn>=1.3", "kubeflow-katib==0.19.0", "onnx==1.17.0"]
-LOCAL = SUGGESTION + ["pyyaml>=6", "tqdm>=4.60", "matplotlib>=3.7"]
+# google-re2: metricsFormat regexes in Go's syntax, matched in linear time as Katib's collector matches them.
+RE2 = ["google-re2>=1.1"]
+LOCAL = SUGGESTION + RE2 + ["pyyaml>=6", "tqdm>=4.60", "matplotlib>=3.7"]
 # onnx 1.17 works with protobuf 4, which kubeflow-katib 0.19 requires (<5); recent onnx releases need protobuf 6.
-PIPELINES = ["kfp==2.13.0", "kfp-kubernetes==1.5.0", "kubernetes<31", "pyyaml>=6", "onnx==1.17.0"]
+PIPELINES = ["kfp==2.13.0", "kfp-kubernetes==1.5.0", "kubernetes<31", "pyyaml>=6", "onnx==1.17.0"] + RE2
 # `katib-nas register` (katib_nas.deploy): the kubernetes client.
 DEPLOY = ["kubernetes<31", "pyyaml>=6"]
 # Every top-level folder is the subpackage of the katib_nas namespace of the same name.

@@ -15,8 +15,15 @@ over the second half of the calls, the least-squares slope over the second half)
 RSS. The run passes when there are no errors, every health check is answered SERVING, and the server's RSS
 is flat over the second half: its peak there exceeds the first half's by less than FLAT_TOLERANCE.
 
+With --runner-trials N, a `katib-nas run` (its own suggestion server) runs at the same time as the load: N stub
+trials, two at a time, each printing --noise-lines lines of 2 MiB and odd lines (a 100,000-character line with the
+metric's name, a 400-digit value, nan, carriage returns, invalid UTF-8) before its metrics. Reported: trials
+completed, the runner's own peak RSS and CPU time, and whether anything was lost or misread (every trial
+Succeeded once, with the objective it printed). The run then also passes only if nothing was.
+
     .venv/bin/python bench/bench_load.py [--clients 32] [--calls 200] [--history 1000]
                                          [--algorithms nas-random] [--workers 1]
+                                         [--runner-trials 0] [--noise-lines 64] [--trial-sleep 0]
 """
 
 from __future__ import annotations
@@ -29,12 +36,14 @@ import resource
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import noisy_runner
 import numpy as np
 import psutil
 import yaml
@@ -176,7 +185,24 @@ def slope_mib_per_1000_calls(points: list[tuple[int, int]]) -> float:
     return round(float(np.polyfit(calls, [rss / 2**20 for _, rss in points], 1)[0]) * 1000, 2)
 
 
+def runner_figures(result: noisy_runner.RunnerResult, wanted: int) -> dict[str, object]:
+    """The noisy run's figures, and whether it lost or misread anything."""
+    succeeded = [row for row in result.trials if row[1] == "Succeeded"]
+    return {"runner_exit_code": result.exit_code, "runner_trials_completed": len(succeeded),
+            "runner_trials_run_more_than_once": sum(row[2] > 1 for row in result.trials),
+            "runner_trials_misread": result.misread, "runner_peak_rss_mib": result.peak_rss_mib,
+            "runner_cpu_s": result.cpu_s, "runner_wall_s": result.wall_s, "runner_trial_output_mib": result.output_mib,
+            "runner_skipped_line_notes": sum("longer than" in line for line in result.stderr.splitlines()),
+            "runner_nothing_lost": result.exit_code == 0 and len(succeeded) == len(result.trials) == wanted
+            and not result.misread}
+
+
 def run(args: argparse.Namespace) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="bench-load-runner-") as folder:
+        return run_load(args, Path(folder))
+
+
+def run_load(args: argparse.Namespace, folder: Path) -> dict[str, object]:
     process, address = start_server(args.workers)
     try:
         with grpc.insecure_channel(address) as channel:
@@ -190,9 +216,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         stop = threading.Event()
         sampler = threading.Thread(target=sample_rss, args=(server, load, stop), daemon=True)
         sampler.start()
+        runner = noisy_runner.start(folder, args.runner_trials, 2, f"--noise-lines={args.noise_lines}", "--odd-lines",
+                                    f"--sleep={args.trial_sleep}") if args.runner_trials else None
         load_seconds = asyncio.run(drive(address, requests, args.clients, args.calls, load))
         stop.set()
         sampler.join()
+        beside = runner_figures(noisy_runner.finish(runner, folder), args.runner_trials) if runner else {}
         total = args.clients * args.calls
         first, second = rss_halves(load, total)
         first_peak, second_peak = max(rss for _, rss in first), max(rss for _, rss in second)
@@ -202,6 +231,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "zero_errors": not load.errors and not baseline.errors,
             "health_always_serving": not load.health_failures and not baseline.health_failures,
             "rss_flat_over_second_half": growth < FLAT_TOLERANCE,
+            **({"runner_nothing_lost": beside["runner_nothing_lost"]} if beside else {}),
         }
         return {
             "algorithms": args.algorithms, "history_trials": args.history, "request_bytes": requests[0].ByteSize(),
@@ -223,6 +253,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "server_rss_peak_growth_second_half_pct": round(100 * growth, 2),
             "server_rss_slope_second_half_mib_per_1000_calls": slope_mib_per_1000_calls(second),
             "bench_process_peak_rss_mib": mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024),
+            **beside,
             "checks": checks, "passed": all(checks.values()),
         }
     finally:
@@ -239,6 +270,10 @@ def main() -> int:
     parser.add_argument("--algorithms", type=lambda text: text.split(","), default=["nas-random"],
                         help=f"comma-separated, cycled through by every client; from {', '.join(EXAMPLES)}")
     parser.add_argument("--workers", type=int, default=1, help="the server's --workers (its default is 1)")
+    parser.add_argument("--runner-trials", type=int, default=0,
+                        help="trials of a noisy `katib-nas run` beside the load (0: none)")
+    parser.add_argument("--noise-lines", type=int, default=64, help="2-MiB lines each of those trials prints")
+    parser.add_argument("--trial-sleep", type=float, default=0.0, help="seconds each of those trials sleeps first")
     result = run(parser.parse_args())
     print(json.dumps(result, indent=2))
     return 0 if result["passed"] else 1

@@ -3,12 +3,15 @@
 Each subcommand module exposes `register(subparsers)`; its handler imports
 heavy dependencies (torch, matplotlib, kfp) only when it runs, so `katib-nas
 serve` starts without them. A handler raises InvalidInput for bad input: the
-user sees one line and exit code 2.
+user sees one line and exit code 2. A write that fails for want of space is
+one line and exit code 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 
 from katib_nas.contract.errors import InvalidInput
@@ -44,4 +47,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"katib-nas {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"katib-nas {args.command}: error: no space left on device writing {_written(err)}", file=sys.stderr)
+        return 1
 
+
+def _written(err: OSError) -> str:
+    """The file a failed write was for. Standard output is pointed at /dev/null when it cannot take more, so that
+    data still buffered there does not fail again, with a traceback, when the interpreter exits."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    return str(err.filename) if err.filename else "an output file"

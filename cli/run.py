@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,42 +58,54 @@ def run_command(args: argparse.Namespace) -> int:
     return execute(options)
 
 
-def execute(options: "RunOptions") -> int:
-    """Run an experiment; a one-line message and an exit code for interruption and suggestion failures."""
+def execute(options: "RunOptions", resume_hint: str = "") -> int:
+    """Run an experiment; a one-line message and an exit code for interruption and suggestion failures.
+    `resume_hint`: the command that continues the run, when not `katib-nas run ... --resume`."""
     from katib_nas.runner.controller import Interrupted
     from katib_nas.runner.local_run import run
+    from katib_nas.runner.store import DiskFull
     from katib_nas.runner.suggestion_process import SuggestionFailure
 
     try:
         result = run(options)
     except Interrupted as stopped:
-        workdir = stopped.workdir or options.workdir
-        print(f"katib-nas run: interrupted; running trials were stopped and saved. Continue with: katib-nas run "
-              f"{options.experiment_path} --workdir {workdir} --resume", file=sys.stderr)
+        print(f"katib-nas run: interrupted; running trials were stopped and saved. Continue with: "
+              f"{resume_hint or _resume_command(options, stopped.workdir)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except DiskFull as err:
+        print(f"katib-nas run: error: {err}; running trials were stopped and will run again. Free space, then "
+              f"continue with: {resume_hint or _resume_command(options, err.workdir)}", file=sys.stderr)
+        return 1
     except SuggestionFailure as err:
         print(f"katib-nas run: error: {err}", file=sys.stderr)
         return 1
     return 0 if result.outcome.condition == "Succeeded" else 1
 
 
+def _resume_command(options: "RunOptions", workdir: Path | None) -> str:
+    return f"katib-nas run {options.experiment_path} --workdir {workdir or options.workdir} --resume"
+
+
 def demo_command(args: argparse.Namespace) -> int:
     from katib_nas.runner.demo import write_demo_experiment
+    from katib_nas.runner.demo_workdir import prepare_demo_workdir
     from katib_nas.runner.local_run import RunOptions
-    from katib_nas.runner.store import Store
     from katib_nas.trial_image.data import FASHION_MNIST_DIR
 
-    if not args.resume and Store.exists(args.workdir):
-        print(f"katib-nas demo: replacing the earlier demo run in {args.workdir}", file=sys.stderr)
-        shutil.rmtree(args.workdir)
+    prepare_demo_workdir(args.workdir, args.resume, sys.stderr)
     fashion = (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file()
     experiment = write_demo_experiment(args.workdir, fashion)
-    return execute(RunOptions(experiment, args.workdir, resume=args.resume))
+    return execute(RunOptions(experiment, args.workdir, resume=args.resume),
+                   resume_hint=f"katib-nas demo --workdir {args.workdir} --resume")
 
 
 def report_command(args: argparse.Namespace) -> int:
     from katib_nas.runner.report import write_report
+    from katib_nas.runner.workdir_run import read_run
 
     path = write_report(args.workdir, args.output)
+    run = read_run(args.workdir)
+    if run is not None and run.interrupted:
+        print(f"experiment {run.name} is interrupted; resume it with: {run.resume_command()}")
     print(f"report: {path}")
     return 0

@@ -15,29 +15,22 @@ the metrics it reported so far.
 
 from __future__ import annotations
 
+import math
 import queue
 import random
-import re
 import signal
+import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from katib_nas.contract.errors import InvalidInput
 from katib_nas.proto import api_pb2
 
 from . import katib_messages
 from .manifest import ExperimentSpec
-from .metrics_collector import (
-    MetricsError,
-    collect_text,
-    compile_filters,
-    go_float,
-    parse_json,
-    parse_text,
-    rfc3339_nanos,
-    summarize,
-)
+from .metrics_collector import MetricsError, Pattern, compile_filters, go_float, parse_json, parse_text, rfc3339_nanos
 from .progress import ProgressView
 from .status import (
     Outcome,
@@ -49,8 +42,9 @@ from .status import (
     summarize_trials,
     trials_to_request,
 )
-from .store import Store, TrialRow
+from .store import MAX_LOG_CHARS, DiskFull, Store, TrialRow, as_disk_full, no_space_left
 from .suggestion_process import SuggestionService
+from .trial_output import MAX_LINE_BYTES, MAX_METRIC_LOGS, Collected, LineReader, collect_file, read_tail
 from .trial_processes import Finished, TrialProcess, stop_all
 from .trial_template import TrialCommand, build_command
 
@@ -58,6 +52,16 @@ NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Katib's random trial-name suffi
 TICK_SECONDS = 0.5
 INTERRUPTED = "interrupted; runs again on --resume"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Bytes of a running trial's output read per tick for its stop rule (the rest is read at the next ticks).
+WATCH_BYTES_PER_TICK = 64 << 20
+
+
+class StartDirectoryGone(InvalidInput):
+    """The directory trials run in (where the run was started) no longer exists."""
+
+    def __init__(self, cwd: str):
+        super().__init__(f"trials run in {cwd}, the directory the run was started from, which no longer exists; "
+                         f"recreate it (mkdir -p {cwd})")
 
 
 class Interrupted(Exception):
@@ -73,31 +77,23 @@ class TrialWatch:
     """A running trial's output read as it grows, with its progress against the stop rule."""
 
     progress: RuleProgress
-    source: Path
+    reader: LineReader
     file_format: str
-    filters: list[re.Pattern[str]]
-    offset: int = 0
-    pending: bytes = field(default=b"", repr=False)
+    filters: list[Pattern]
 
     def new_values(self) -> list[float]:
-        """Objective values in the complete lines written since the last call."""
-        try:
-            with open(self.source, "rb") as handle:
-                handle.seek(self.offset)
-                chunk = handle.read()
-        except OSError:
-            return []
-        self.offset += len(chunk)
-        complete, newline, self.pending = (self.pending + chunk).rpartition(b"\n")
-        if not newline:
-            return []
-        lines = complete.decode("utf-8", errors="replace").split("\n")
+        """Finite objective values in the complete lines written since the last call (a bounded amount per call).
+        NaN and infinities are not measurements: they count toward no rule."""
         metric = [self.progress.rule.metric]
+        values: list[float] = []
         try:
-            logs = parse_text(lines, metric, self.filters) if self.file_format == "TEXT" else parse_json(lines, metric)
-        except MetricsError:
-            return []
-        return [number for log in logs if (number := go_float(log.value)) is not None]
+            for lines in self.reader.batches(WATCH_BYTES_PER_TICK):
+                logs = parse_text(lines, metric, self.filters) if self.file_format == "TEXT" else parse_json(lines,
+                                                                                                         metric)
+                values += [n for log in logs if (n := go_float(log.value)) is not None and math.isfinite(n)]
+        except (OSError, MetricsError):
+            pass
+        return values
 
 
 @dataclass(frozen=True)
@@ -134,8 +130,15 @@ class Controller:
         except KeyboardInterrupt:
             self._stop_running("Created", INTERRUPTED)
             raise Interrupted() from None
-        except BaseException:
-            self._stop_running("Created", "the runner stopped on an error; runs again on --resume")
+        except BaseException as err:
+            full = as_disk_full(err, self.store.path)
+            try:
+                self._stop_running("Created", "the runner stopped on an error; runs again on --resume")
+            except (sqlite3.Error, OSError):
+                if full is None:
+                    raise  # with a full disk the state cannot record it: resume requeues trials left Running
+            if full is not None:
+                raise full from None
             raise
         finally:
             for signum, handler in previous.items():
@@ -193,6 +196,8 @@ class Controller:
     def _start(self, trial: TrialRow) -> None:
         command = self._command(trial.name, trial.assignments)
         trial_dir = self.trials_dir / trial.name
+        if not Path(self.config.cwd).is_dir():
+            raise StartDirectoryGone(self.config.cwd)
         if command.metrics_file:
             stale = Path(command.metrics_file)
             stale.unlink(missing_ok=True)
@@ -201,6 +206,10 @@ class Controller:
             process = TrialProcess(trial.name, command.argv, command.env, self.config.cwd,
                                    trial_dir / "output.log", self.events)
         except OSError as err:
+            if not Path(self.config.cwd).is_dir():
+                raise StartDirectoryGone(self.config.cwd) from None
+            if as_disk_full(err, self.store.path):
+                raise
             now = time.time()
             self.store.mark_running(trial.name, now)
             message = f"cannot start {command.argv[0]}: {err.strerror or err}"
@@ -221,8 +230,9 @@ class Controller:
             return
         collector = self.spec.collector
         source = process.log_path if collector.kind == "StdOut" else self._metrics_path(name)
-        self.watches[name] = TrialWatch(RuleProgress(rule, self.spec.objective.maximize), source, collector.format,
-                                        compile_filters(collector.filters))
+        wanted = (rule.metric.encode(),) if collector.format == "TEXT" else ()
+        self.watches[name] = TrialWatch(RuleProgress(rule, self.spec.objective.maximize), LineReader(source, wanted),
+                                        collector.format, compile_filters(collector.filters))
 
     def _objective_history(self, trial: str) -> list[float]:
         """A succeeded trial's objective values in the order of their timestamps (Katib's observation log)."""
@@ -231,7 +241,8 @@ class Controller:
                 "SELECT timestamp, value FROM metric_logs WHERE trial = ? AND metric = ? ORDER BY position",
                 (trial, self.spec.objective.metric)).fetchall()
             ordered = sorted(rows, key=lambda row: rfc3339_nanos(row[0]) or 0)
-            self.histories[trial] = [n for _, value in ordered if (n := go_float(value)) is not None]
+            self.histories[trial] = [n for _, value in ordered if (n := go_float(value)) is not None
+                                     and math.isfinite(n)]
         return self.histories[trial]
 
     def _apply_stop_rules(self) -> None:
@@ -267,14 +278,19 @@ class Controller:
         self.view.update(summarize_trials(self.store.trials(), self.spec.objective), line)
 
     def _record(self, event: Finished, process: TrialProcess, early_stopped: str = "") -> str:
-        log_text = _read(process.log_path)
+        if event.exit_code != 0 and not early_stopped and no_space_left(self.store.workdir):
+            # Its output or metrics could not be written: not the trial's failure. It stays Running in the
+            # state, so a resume runs it again.
+            raise DiskFull(process.log_path, f"the trial exited with code {event.exit_code} while the disk was full")
+        log_text = read_tail(process.log_path, MAX_LOG_CHARS)
         metrics = self.spec.objective.metric_names
         collector = self.spec.collector
         message = ""
         try:
-            source = log_text if collector.kind == "StdOut" else _read_metrics_file(self._metrics_path(event.trial))
-            logs = collect_text(source, metrics, collector.filters, collector.format)
-            summaries = summarize(logs, metrics)
+            source = process.log_path if collector.kind == "StdOut" else self._metrics_path(event.trial)
+            collected = collect_file(source, metrics, collector.filters, collector.format)
+            logs, summaries = collected.logs, collected.observation.summaries()
+            self._report_bounds(event.trial, collected)
         except MetricsError as err:
             logs, summaries, message = [], {}, f"metrics collection failed: {err}"
         available = metrics[0] in summaries and summaries[metrics[0]].latest != "unavailable"
@@ -295,6 +311,17 @@ class Controller:
         detail = f"{metrics[0]}={value}" if condition == "Succeeded" else message
         return f"trial {event.trial} {_condition_words(condition)} in {event.ended_at - process.started_at:.1f}s: {detail}"
 
+    def _report_bounds(self, trial: str, collected: Collected) -> None:
+        """One line for what the collector's bounds left out of a trial's output, if anything."""
+        count = collected.skipped_lines
+        if count:
+            lines, verbs = ("line", "mentions a metric was") if count == 1 else ("lines", "mention a metric were")
+            self.view.message(f"trial {trial}: {count} output {lines} longer than {MAX_LINE_BYTES >> 20} MiB that "
+                              f"{verbs} not read for metrics")
+        if collected.dropped_logs:
+            self.view.message(f"trial {trial}: its first {MAX_METRIC_LOGS} metric values are kept in the observation "
+                              f"log, {collected.dropped_logs} more are not (min, max and latest cover all)")
+
     def _metrics_path(self, trial: str) -> Path:
         return self.trials_dir / trial / "metrics" / self.spec.collector.path.lstrip("/")
 
@@ -312,7 +339,7 @@ class Controller:
             now = time.time()
             for process in processes:
                 self.store.finish_trial(process.trial, condition, process.process.returncode, message, now, [], [],
-                                        _read(process.log_path))
+                                        read_tail(process.log_path, MAX_LOG_CHARS))
         self.running.clear()
         self.watches.clear()
 
@@ -326,20 +353,6 @@ def requeue_unfinished(store: Store) -> list[str]:
 
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt()
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-def _read_metrics_file(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8", errors="replace")
-    except OSError as err:
-        raise MetricsError(f"failed to open the file {path}: {err.strerror or err}") from None
 
 
 def _condition_words(condition: str) -> str:

@@ -33,6 +33,11 @@ def demo_document(fashion_mnist_available: bool) -> dict[str, Any]:
     return document
 
 
+def is_demo_document(document: Any) -> bool:
+    """Whether an Experiment document is the demo's (either dataset), as `write_demo_experiment` writes it."""
+    return document in (demo_document(True), demo_document(False))
+
+
 def write_demo_experiment(workdir: Path, fashion_mnist_available: bool, stream: TextIO | None = None) -> Path:
     """Write the demo Experiment into the workdir and return its path."""
     if not fashion_mnist_available:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sqlite3
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +22,11 @@ from katib_nas.contract.errors import InvalidInput
 from katib_nas.proto import api_pb2
 
 from . import katib_messages
-from .controller import Controller, Interrupted, LoopConfig, requeue_unfinished
+from .controller import Controller, Interrupted, LoopConfig, StartDirectoryGone, requeue_unfinished
 from .manifest import ExperimentError, ExperimentSpec, experiment_from_document, load_experiment
 from .progress import ProgressView
 from .status import Outcome, outcome, summarize_trials
-from .store import DB_NAME, LOCK_NAME, ExperimentRow, Store, StoreError
+from .store import DB_NAME, LOCK_NAME, DiskFull, ExperimentRow, Store, StoreError, as_disk_full
 from .suggestion_process import SuggestionFailure, SuggestionService
 from .trial_template import check_runnable
 
@@ -54,10 +55,22 @@ class RunResult:
 
 
 def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
-    """Run (or resume) an experiment to completion; raises InvalidInput for anything the user must fix."""
+    """Run (or resume) an experiment to completion; raises InvalidInput for anything the user must fix and
+    DiskFull when the workdir's disk is full (the run then resumes once there is space)."""
     stream = stream or sys.stderr
     spec = load_experiment(options.experiment_path)
     workdir = options.workdir or DEFAULT_RUNS_DIR / spec.name
+    try:
+        return _run(options, spec, workdir, stream)
+    except (DiskFull, sqlite3.Error, OSError) as err:
+        full = as_disk_full(err, workdir / DB_NAME)
+        if full is None:
+            raise
+        full.workdir = workdir
+        raise full from None
+
+
+def _run(options: RunOptions, spec: ExperimentSpec, workdir: Path, stream: TextIO) -> RunResult:
     existed, had_store = workdir.exists(), Store.exists(workdir)
     store = Store.open(workdir)
     try:
@@ -72,6 +85,8 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
         spec, trial_args, notes = _effective(spec, stored if resuming else None, options)
         for note in notes:
             print(f"note: {note}", file=stream)
+        if stored is not None and resuming:
+            _check_start_directory(stored.cwd, options.experiment_path, workdir)
         check_runnable(spec, trial_args, workdir / "trials" / "check")
         if resuming:
             finished = outcome(summarize_trials(store.trials(), spec.objective), spec)
@@ -88,6 +103,20 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
         raise
     finally:
         store.close()
+
+
+def _check_start_directory(cwd: str, experiment_path: Path, workdir: Path) -> None:
+    """Trials run where the run was started: refuse to resume (one line) when that directory is gone."""
+    if not Path(cwd).is_dir():
+        raise StoreError(f"{StartDirectoryGone(cwd)} and continue with: {resume_command(experiment_path, workdir)}")
+
+
+def _current_directory() -> str:
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        raise InvalidInput("the current directory no longer exists; change to an existing one and run again") \
+            from None
 
 
 def _discard(workdir: Path, existed: bool) -> None:
@@ -116,7 +145,7 @@ def _run_loop(store: Store, spec: ExperimentSpec, stored: ExperimentRow | None, 
             store.set_experiment_condition("Running")
         else:
             store.create_experiment(spec.name, spec.document, str(options.experiment_path), _budget(spec),
-                                    trial_args, os.getcwd())
+                                    trial_args, _current_directory())
         completed = summarize_trials(store.trials(), spec.objective).completed
         view = ProgressView(spec.max_trial_count, spec.objective.metric, completed, stream, options.live)
         cwd = store.experiment().cwd  # type: ignore[union-attr]
@@ -128,6 +157,9 @@ def _run_loop(store: Store, spec: ExperimentSpec, stored: ExperimentRow | None, 
         except SuggestionFailure as err:
             raise SuggestionFailure(f"{err}. Running trials were stopped and saved; continue with: "
                                     f"{resume_command(options.experiment_path, store.workdir)}") from None
+        except StartDirectoryGone as err:
+            raise StoreError(f"{err} and continue with: {resume_command(options.experiment_path, store.workdir)}") \
+                from None
         finally:
             view.close()
     return _finish(store, spec, finished, options, stream)

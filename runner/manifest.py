@@ -21,6 +21,7 @@ import yaml
 
 from katib_nas.contract.errors import InvalidInput
 
+from .metrics_collector import MetricsError, compile_regex, too_few_groups
 from .paths import EXPERIMENT_NAME_MAX_LENGTH, has_backsteps, is_dns1123_label, is_experiment_name
 
 API_VERSION = "kubeflow.org/v1beta1"
@@ -459,12 +460,17 @@ def _collector(raw: Any) -> Collector:
 
 
 def _check_filter(pattern: str, where: str) -> None:
+    """Katib's webhook checks (Go's regexp compiles it; two groups, as text), then that both groups capture:
+    without two capturing groups Katib's collector silently reads nothing."""
     try:
-        groups = re.compile(pattern).groups
-    except re.error as err:
-        raise ExperimentError(f"{where} {pattern!r} is not a valid regular expression: {err}") from None
-    if not TWO_GROUPS.match(pattern) or groups < 2:
-        raise ExperimentError(f"{where} {pattern!r} needs two capture groups: the metric name, then its value")
+        compiled = compile_regex(pattern)
+    except MetricsError as err:
+        raise ExperimentError(f"{where} {pattern!r} {err}") from None
+    if not TWO_GROUPS.match(pattern):
+        raise ExperimentError(f"{where} {pattern!r} needs two groups: the metric name, then its value")
+    problem = too_few_groups(compiled)
+    if problem:
+        raise ExperimentError(f"{where} {pattern!r} {problem}")
 
 
 def _mapping(value: Any, where: str, required: bool = False) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +27,11 @@ from katib_nas.contract.spec import Architecture
 
 from .diagram import draw
 from .manifest import ExperimentSpec, experiment_from_document
-from .metrics_collector import go_float
+from .metrics_collector import UNAVAILABLE, finite_value, go_float_value
+from .plot_scale import AxisScale
 from .status import Summary, objective_value, summarize_trials
 from .store import Store, TrialRow
+from .workdir_run import WorkdirRun
 
 TOP_TRIALS = 5
 
@@ -41,7 +44,8 @@ class Point:
 
 
 def write_report(workdir: Path, output: Path | None = None) -> Path:
-    """Write every report file; returns the path of summary.md."""
+    """Write every report file; returns the path of summary.md. Reads the run read-only; InvalidInput (one line)
+    when the report folder cannot be written."""
     store = Store.open_existing(Path(workdir))
     try:
         experiment = store.experiment()
@@ -54,7 +58,19 @@ def write_report(workdir: Path, output: Path | None = None) -> Path:
         trials = store.trials()
     finally:
         store.close()
+    run = WorkdirRun.of(Path(workdir), experiment, len(trials))
+    condition, reason = experiment.condition, experiment.reason
+    if run.interrupted:
+        condition, reason = "Interrupted", f"resumable: `{run.resume_command()}`"
     folder = Path(output) if output else Path(workdir) / "report"
+    try:
+        return _write_files(folder, spec, condition, reason, trials)
+    except OSError as err:
+        raise InvalidInput(f"cannot write the report to {folder}: {err.strerror or err}; write it elsewhere with: "
+                           f"katib-nas report {workdir} --output DIR") from None
+
+
+def _write_files(folder: Path, spec: ExperimentSpec, condition: str, reason: str, trials: Sequence[TrialRow]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     summary = summarize_trials(trials, spec.objective)
     write_csv(folder / "trials.csv", spec, trials)
@@ -68,7 +84,7 @@ def write_report(workdir: Path, output: Path | None = None) -> Path:
     if latency and plot_pareto(folder / "pareto.png", spec, trials, latency):
         files["pareto"] = "pareto.png"
     path = folder / "summary.md"
-    path.write_text(summary_markdown(spec, experiment.condition, experiment.reason, trials, summary, arch, files))
+    path.write_text(summary_markdown(spec, condition, reason, trials, summary, arch, files))
     return path
 
 
@@ -114,26 +130,31 @@ def write_best(folder: Path, arch: Architecture, best: TrialRow, spec: Experimen
 
 
 def plot_objective(path: Path, spec: ExperimentSpec, trials: Sequence[TrialRow]) -> bool:
-    points = [(t.seq, go_float(objective_value(t, spec.objective))) for t in trials]
+    """Finite objective values per trial, with the best so far (non-finite ones are listed in the summary)."""
+    points = [(t.seq, finite_value(objective_value(t, spec.objective))) for t in trials]
     numeric = [(seq, value) for seq, value in points if value is not None]
     if not numeric:
         return False
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     xs, ys = zip(*numeric)
-    ax.scatter(xs, ys, s=22, color="#1d3557", label=spec.objective.metric, zorder=3)
+    goal = spec.objective.goal
+    scale = AxisScale.for_values(list(ys) + ([goal] if goal is not None else []))
+    ax.scatter(xs, scale.apply(ys), s=22, color="#1d3557", label=spec.objective.metric, zorder=3)
     best, running = [], None
     for value in ys:
         running = value if running is None else (max(running, value) if spec.objective.maximize
                                                   else min(running, value))
         best.append(running)
-    ax.step(xs, best, where="post", color="#e63946", label="best so far")
-    if spec.objective.goal is not None:
-        ax.axhline(spec.objective.goal, color="#999999", linestyle=":", label="goal")
+    ax.step(xs, scale.apply(best), where="post", color="#e63946", label="best so far")
+    if goal is not None:
+        ax.axhline(scale.apply([goal])[0], color="#999999", linestyle=":", label="goal")
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are numbered 1, 2, ...: no 2.5
-    _save(plt, fig, ax, path, "trial", spec.objective.metric, f"{spec.name}: {spec.objective.metric} per trial")
+    scale.configure(ax.yaxis)
+    _save(plt, fig, ax, path, "trial", scale.label(spec.objective.metric),
+          f"{spec.name}: {spec.objective.metric} per trial")
     return True
 
 
@@ -159,18 +180,23 @@ def plot_pareto(path: Path, spec: ExperimentSpec, trials: Sequence[TrialRow], la
     for trial in trials:
         if trial.condition != "Succeeded":
             continue
-        x, y = go_float(metric_value(trial, spec, latency)), go_float(objective_value(trial, spec.objective))
+        x, y = finite_value(metric_value(trial, spec, latency)), finite_value(objective_value(trial, spec.objective))
         if x is not None and y is not None:
             points.append(Point(trial.name, x, y))
     if not points:
         return False
     plt = _pyplot()
     front = pareto_front(points, spec.objective.maximize)
+    x_scale = AxisScale.for_values([p.latency for p in points])
+    y_scale = AxisScale.for_values([p.objective for p in points])
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.scatter([p.latency for p in points], [p.objective for p in points], s=22, color="#8d99ae", label="trials")
-    ax.plot([p.latency for p in front], [p.objective for p in front], "-o", color="#e63946", markersize=5,
-            label="Pareto front")
-    _save(plt, fig, ax, path, latency, spec.objective.metric,
+    ax.scatter(x_scale.apply([p.latency for p in points]), y_scale.apply([p.objective for p in points]), s=22,
+               color="#8d99ae", label="trials")
+    ax.plot(x_scale.apply([p.latency for p in front]), y_scale.apply([p.objective for p in front]), "-o",
+            color="#e63946", markersize=5, label="Pareto front")
+    x_scale.configure(ax.xaxis)
+    y_scale.configure(ax.yaxis)
+    _save(plt, fig, ax, path, x_scale.label(latency), y_scale.label(spec.objective.metric),
           f"{spec.name}: {spec.objective.metric} against {latency}")
     return True
 
@@ -209,6 +235,11 @@ def summary_markdown(spec: ExperimentSpec, condition: str, reason: str, trials: 
             lines += [f"![best network]({files['diagram_png']})", ""]
     else:
         lines += ["No trial reported the objective yet.", ""]
+    odd = non_finite_objectives(spec, trials)
+    if odd:
+        trials_word = "trial with a non-finite objective" if len(odd) == 1 else "trials with a non-finite objective"
+        lines += [f"{len(odd)} {trials_word} ({', '.join(odd)}) {'is' if len(odd) == 1 else 'are'} neither ranked "
+                  "nor plotted: a failed measurement, as for the algorithms.", ""]
     ranked = _ranked(spec, trials)
     if ranked:
         lines += [f"## Top {len(ranked)} trials", "", f"| trial | {spec.objective.metric} | condition |",
@@ -223,8 +254,14 @@ def summary_markdown(spec: ExperimentSpec, condition: str, reason: str, trials: 
     return "\n".join(lines) + "\n"
 
 
+def non_finite_objectives(spec: ExperimentSpec, trials: Sequence[TrialRow]) -> list[str]:
+    """Objective values, as reported, that read as NaN, an infinity or a number beyond float64's range."""
+    values = [objective_value(t, spec.objective) for t in trials]
+    return [v for v in values if v != UNAVAILABLE and (n := go_float_value(v)) is not None and not math.isfinite(n)]
+
+
 def _ranked(spec: ExperimentSpec, trials: Sequence[TrialRow]) -> list[TrialRow]:
-    scored = [(go_float(objective_value(t, spec.objective)), t) for t in trials]
+    scored = [(finite_value(objective_value(t, spec.objective)), t) for t in trials]
     numeric = [(v, t) for v, t in scored if v is not None]
     numeric.sort(key=lambda pair: pair[0], reverse=spec.objective.maximize)
     return [t for _, t in numeric[:TOP_TRIALS]]

@@ -2,7 +2,10 @@
 
 Best trial: over every trial whose objective value (picked by the
 objective's strategy) is available; a non-numeric value makes that trial
-the best (the latest string wins). Completion, in Katib's order: goal
+the best (the latest string wins). NaN, infinities and numbers beyond
+float64 (1e999) are never the best and never reach the goal: Katib
+compares them as parsed, so a first NaN stays its best trial and +Inf
+reaches any goal; here they are what they are, failed measurements. Completion, in Katib's order: goal
 reached -> Succeeded; failed + metrics-unavailable trials reaching
 maxFailedTrialCount -> Failed; completed trials reaching maxTrialCount ->
 Succeeded.
@@ -19,12 +22,13 @@ minimising), the trial is stopped and becomes EarlyStopped.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
 from .manifest import ExperimentSpec, MedianStop, Objective
-from .metrics_collector import UNAVAILABLE, go_float
+from .metrics_collector import UNAVAILABLE, go_float_value
 from .store import TrialRow
 
 COMPLETED = ("Succeeded", "Failed", "Killed", "EarlyStopped", "MetricsUnavailable")
@@ -83,9 +87,11 @@ def summarize_trials(trials: Sequence[TrialRow], objective: Objective) -> Summar
         text = objective_value(trial, objective)
         if text == UNAVAILABLE:
             continue
-        number = go_float(text)
+        number = go_float_value(text)
         if number is None:
             best_index = index
+            continue
+        if not math.isfinite(number):
             continue
         if best_index == -1:
             best_index, best_number = index, number

@@ -2,16 +2,23 @@
 
 Every change is one transaction, written in WAL mode, so a run killed at any
 moment (even by SIGKILL) reopens with every finished trial intact. A lock
-file keeps a second runner off the same workdir.
+file keeps a second runner off the same workdir. An existing state file is
+checked (read-only) before it is used: an empty, damaged or foreign file is
+refused with one line and left as it is, never taken for a new run. Reports
+open the file read-only, so reading a run needs only read access.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
 import os
+import re
 import sqlite3
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -79,10 +86,44 @@ CREATE TABLE IF NOT EXISTS logs (
 );
 """
 MAX_LOG_CHARS = 1_000_000
+#: Free space below which a workdir's file system counts as full.
+MIN_FREE_BYTES = 1 << 20
+TABLES = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA))
+KEEP_ADVICE = ("it is left as it is: keep a copy, then move it aside to start the experiment again in this workdir, "
+               "or restore it from a backup")
 
 
 class StoreError(InvalidInput):
     """A workdir that cannot be used: locked by another run, or holding something else."""
+
+
+class DiskFull(Exception):
+    """A write failed for want of space (a full disk or quota): the path and the cause."""
+
+    def __init__(self, path: Path | str, cause: str):
+        super().__init__(f"no space left to write {path} ({cause})")
+        self.path = path
+        self.workdir: Path | None = None  # the run's workdir, once known
+
+
+def as_disk_full(err: BaseException, database: Path) -> DiskFull | None:
+    """The DiskFull an error stands for (SQLite's SQLITE_FULL on `database`, or ENOSPC/EDQUOT), or None."""
+    if isinstance(err, DiskFull):
+        return err
+    if isinstance(err, sqlite3.Error) and getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return DiskFull(database, str(err))
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(err.filename or database.parent, err.strerror or str(err))
+    return None
+
+
+def no_space_left(path: Path) -> bool:
+    """Whether the file system holding `path` has less than MIN_FREE_BYTES left for unprivileged writes."""
+    try:
+        stats = os.statvfs(path)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES
 
 
 @dataclass
@@ -137,32 +178,45 @@ class Store:
 
     @classmethod
     def open(cls, workdir: Path, lock: bool = True) -> "Store":
-        """Open (creating the schema if needed); with lock=True, refuse a workdir another run holds."""
+        """Open (creating the schema in a new file); with lock=True, refuse a workdir another run holds. An
+        existing file is checked first and refused (StoreError, file untouched) when empty, damaged or foreign."""
         try:
             workdir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise StoreError(f"cannot use {workdir} as the workdir: {err.strerror or err}") from None
-        lock_fd = _lock(workdir) if lock else None
-        connection = sqlite3.connect(workdir / DB_NAME, timeout=30)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        connection.execute("PRAGMA foreign_keys=ON")
-        with connection:
-            connection.executescript(SCHEMA)
+        lock_fd = lock_workdir(workdir) if lock else None
+        path = workdir / DB_NAME
+        try:
+            if path.exists():
+                check_state_file(path)
+            connection = sqlite3.connect(path, timeout=30)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            with connection:
+                connection.executescript(SCHEMA)
+        except BaseException:
+            unlock_workdir(lock_fd)
+            raise
         return cls(workdir, connection, lock_fd)
 
     @classmethod
     def open_existing(cls, workdir: Path) -> "Store":
-        """Open a workdir that must already hold a run, without taking its lock (for reports)."""
-        if not cls.exists(workdir):
+        """Open a workdir that must already hold a run, read-only and without taking its lock (for reports)."""
+        path = workdir / DB_NAME
+        if not path.is_file():
             raise StoreError(f"{workdir} holds no katib-nas run (no {DB_NAME})")
-        return cls.open(workdir, lock=False)
+        check_state_file(path)
+        return cls(workdir, read_only(path), None)
+
+    @property
+    def path(self) -> Path:
+        return self.workdir / DB_NAME
 
     def close(self) -> None:
         self.connection.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        unlock_workdir(self._lock_fd)
+        self._lock_fd = None
 
     # experiment ---------------------------------------------------------------------------------------------
     def create_experiment(self, name: str, document: dict[str, Any], source: str, budget: dict[str, int | None],
@@ -261,7 +315,37 @@ class Store:
         return row[0] if row else ""
 
 
-def _lock(workdir: Path) -> int:
+def read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection that writes nothing next to the file when there is no write-ahead log to read
+    (immutable), and reads the log when there is one (a live or killed run)."""
+    wal = path.with_name(path.name + "-wal")
+    mode = "mode=ro" if wal.exists() else "immutable=1"
+    return sqlite3.connect(f"file:{urllib.parse.quote(str(path.resolve()))}?{mode}", uri=True, timeout=30)
+
+
+def check_state_file(path: Path) -> None:
+    """StoreError (one line naming the file and what to do) unless `path` is a readable katib-nas state file.
+
+    Read-only: a damaged file is left exactly as it was."""
+    if path.stat().st_size == 0:
+        raise StoreError(f"{path} is empty, so the run in {path.parent} cannot be read or resumed; {KEEP_ADVICE}")
+    try:
+        with contextlib.closing(read_only(path)) as connection:
+            problems = [row[0] for row in connection.execute("PRAGMA quick_check").fetchall()]
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as err:
+        raise StoreError(f"{path} is damaged ({err}), so the run in {path.parent} cannot be read or resumed; "
+                         f"{KEEP_ADVICE}") from None
+    if problems != ["ok"]:
+        raise StoreError(f"{path} is damaged ({problems[0]}), so the run in {path.parent} cannot be read or "
+                         f"resumed; {KEEP_ADVICE}")
+    missing = [table for table in TABLES if table not in tables]
+    if missing:
+        raise StoreError(f"{path} is not a katib-nas state file (it has no {missing[0]} table); {KEEP_ADVICE}")
+
+
+def lock_workdir(workdir: Path) -> int:
+    """Take the workdir's lock (the file descriptor holding it); StoreError naming the pid that holds it."""
     fd = os.open(workdir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -272,3 +356,24 @@ def _lock(workdir: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
+
+
+def unlock_workdir(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
+def runner_pid(workdir: Path) -> int | None:
+    """The pid of the runner holding the workdir's lock, or None when no runner holds it (read-only check)."""
+    try:
+        fd = os.open(workdir / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else -1
+    finally:
+        os.close(fd)
+    return None

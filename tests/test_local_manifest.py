@@ -106,9 +106,9 @@ def mutate(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     ("spec.metricsCollectorSpec", {"collector": {"kind": "Push"}}, "kind Push cannot run locally"),
     ("spec.metricsCollectorSpec", {"collector": {"kind": "StdOut"}, "source": {"filter": {"metricsFormat": ["(x"]}}},
      "not a valid regular expression"),
-    ("spec.metricsCollectorSpec", {"source": {"filter": {"metricsFormat": ["x=(\\d+)"]}}}, "needs two capture groups"),
+    ("spec.metricsCollectorSpec", {"source": {"filter": {"metricsFormat": ["x=(\\d+)"]}}}, "needs two groups"),
     ("spec.metricsCollectorSpec", {"source": {"filter": {"metricsFormat": ["(?:x)=(?:\\d+)"]}}},
-     "needs two capture groups"),
+     "has 0 capturing groups"),
     ("spec.trialTemplate.trialParameters", [{"name": "other", "reference": "architecture"}],
      "'other' is not used in spec.trialTemplate.trialSpec"),
 ])

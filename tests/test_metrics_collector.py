@@ -135,14 +135,15 @@ def test_a_line_dated_with_a_time_zone_keeps_its_text_and_orders_by_instant() ->
 def test_metrics_format_with_fewer_than_two_groups_is_refused(pattern: str, groups: int) -> None:
     with pytest.raises(MetricsError) as info:
         compile_filters([r"(\w+)=(\d+)", pattern])
-    assert str(info.value) == (f"metricsFormat {pattern!r} has {groups} capture group"
+    assert str(info.value) == (f"metricsFormat {pattern!r} has {groups} capturing group"
                                f"{'' if groups == 1 else 's'}; it needs two: the metric name, then its value")
     with pytest.raises(MetricsError):
         collect_text("acc=1", ["acc"], [pattern])
 
 
 def test_metrics_format_that_is_not_a_regex_is_refused() -> None:
-    with pytest.raises(MetricsError, match=r"metricsFormat '\(acc=' is not a regular expression: missing \)"):
+    with pytest.raises(MetricsError, match=r"metricsFormat '\(acc=' is not a valid regular expression in Go's syntax "
+                                           r"\(RE2\), which Katib uses: missing \)"):
         compile_filters(["(acc="])
 
 

@@ -57,22 +57,37 @@ class MetricsWriter:
         if self.path:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.path.write_text("")
+                self._probe()
             except OSError as err:
                 raise InvalidInput(f"cannot write metrics file {self.path}: {err.strerror or err}") from None
+
+    def _probe(self) -> None:
+        """Empty the file after writing one byte to it: a full disk (or /dev/full) fails here, before training."""
+        assert self.path is not None
+        with open(self.path, "w") as handle:
+            handle.write("\n")
+            handle.flush()
+            if self.path.is_file():
+                handle.truncate(0)
 
     def write(self, metrics: Mapping[str, MetricValue]) -> None:
         stamp = rfc3339(self.clock())
         text = "".join(f"{stamp} {metric_line(name, value)}\n" for name, value in metrics.items())
-        self.stream.write(text)
-        self.stream.flush()
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, getattr(self.stream, "name", "the output stream")) from None
         if self.path:
-            with open(self.path, "a") as handle:
-                if self.file_format == "json":
-                    values = {name: format_value(v) for name, v in metrics.items()}
-                    handle.write(json.dumps({TIMESTAMP_KEY: stamp, **values}) + "\n")
-                else:
-                    handle.write(text)
+            try:
+                with open(self.path, "a") as handle:
+                    if self.file_format == "json":
+                        values = {name: format_value(v) for name, v in metrics.items()}
+                        handle.write(json.dumps({TIMESTAMP_KEY: stamp, **values}) + "\n")
+                    else:
+                        handle.write(text)
+            except OSError as err:
+                raise OSError(err.errno, err.strerror, str(self.path)) from None
 
 
 def push_requested(report_to_katib: bool) -> bool:

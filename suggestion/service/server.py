@@ -14,8 +14,10 @@ about 20 ms at the same throughput; see RELIABILITY.md).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,7 +56,10 @@ async def start_server(host: str, port: int, workers: int,
                        max_message_mb: int = DEFAULT_MAX_MESSAGE_MB) -> RunningServer:
     """A started server with health SERVING; `port` 0 picks a free port (see RunningServer.port)."""
     limit = max_message_mb * 1024 * 1024
-    options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+    # gRPC sets SO_REUSEPORT by default: a second server on the same port would start and take half the calls.
+    options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
+               ("grpc.so_reuseport", 0)]
+    check_port_free(host, port)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="suggestion")
     server = grpc.aio.server(options=options)
     api_pb2_grpc.add_SuggestionServicer_to_server(SuggestionServicer(pool), server)
@@ -71,6 +76,25 @@ async def start_server(host: str, port: int, workers: int,
     for name in ("", HEALTH_SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(server, health, bound, pool)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """InvalidInput naming the port when a server already listens on it (checked as gRPC binds: SO_REUSEADDR,
+    no SO_REUSEPORT), before gRPC tries and logs its own multi-line error."""
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[0]
+    except OSError:
+        return  # gRPC reports an address it cannot resolve
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise InvalidInput(f"cannot listen on {host}:{port}: the port is in use (another server listens "
+                                   "on it)") from None
 
 
 async def stop_server(running: RunningServer, grace_seconds: float) -> None:

@@ -1,7 +1,9 @@
 """A stand-in trial program for the local runner's tests: prints Katib-style metrics for an architecture.
 
 The values are a deterministic function of the architecture text. Flags make it fail, omit the
-objective, sleep, or write its metrics to a file (text or JSON lines) instead of stdout.
+objective, sleep, write its metrics to a file (text or JSON lines) instead of stdout, report given
+objective texts (nan, inf, 1e308) in the order trials start, print large or odd output around its metrics,
+or fill a file system until it is full.
 """
 
 from __future__ import annotations
@@ -13,6 +15,18 @@ import os
 import sys
 import time
 
+MIB = 1 << 20
+#: Lines of the noise: each longer than the runner's line limit, with a metric at its end that must not be read.
+NOISE_LINE = b"Validation-Accuracy progress " + b"#" * (2 * MIB) + b" Validation-Accuracy=0.999\n"
+#: Lines that contain the objective's name but report nothing a collector may take as its value.
+ODD_LINES = [
+    "Validation-Accuracy " + "a" * 100_000,  # Katib's default regex backtracks on this with a backtracking engine
+    "Validation-Accuracy=" + "9" * 400,  # out of float64's range: not a number to Go's ParseFloat
+    "epoch 1/3 Validation-Accuracy\r epoch 2/3 Validation-Accuracy\r epoch 3/3",
+    "Validation-Accuracy=nan Validation-Accuracy=inf Validation-Accuracy=²",
+    "Validation-Accuracy \x00\x01\x7f=",
+]
+
 
 def main() -> int:
     parser = argparse.ArgumentParser()
@@ -23,6 +37,14 @@ def main() -> int:
     parser.add_argument("--slow-if-exists", default="", help="sleep 60 s more while this file exists")
     parser.add_argument("--metrics-file", default="")
     parser.add_argument("--format", default="text", choices=("text", "json"))
+    parser.add_argument("--objectives", default="", help="comma-separated objective texts, the n-th for the n-th "
+                                                         "trial to start (counted in --slots); later trials as usual")
+    parser.add_argument("--slots", default="", help="folder in which each trial claims the next number")
+    parser.add_argument("--noise-lines", type=int, default=0, help="print this many 2-MiB lines first")
+    parser.add_argument("--odd-lines", action="store_true", help="print odd lines before the metrics")
+    parser.add_argument("--fill", default="", help="with --fill-if-exists: a file to grow until its disk is full")
+    parser.add_argument("--fill-if-exists", default="")
+    parser.add_argument("--fill-at-end", action="store_true", help="fill after writing the metrics, not before")
     args = parser.parse_args()
     digest = int(hashlib.sha256(args.architecture.encode()).hexdigest()[:8], 16)
     accuracy = 0.5 + (digest % 4500) / 10000
@@ -32,23 +54,69 @@ def main() -> int:
     if args.slow_if_exists and os.path.exists(args.slow_if_exists):
         print(f"slow: sleeping while {args.slow_if_exists} exists", flush=True)
         time.sleep(60)
+    filling = bool(args.fill_if_exists) and os.path.exists(args.fill_if_exists)
+    if filling and not args.fill_at_end:
+        fill(args.fill)
     if args.fail_when and args.fail_when in args.architecture:
         print("stub trial failing on purpose", file=sys.stderr)
         return 3
-    metrics = {"Validation-Loss": 1 - accuracy, "latency-ms": latency}
+    print_noise(args.noise_lines, args.odd_lines)
+    metrics: dict[str, float | str] = {"Validation-Loss": 1 - accuracy, "latency-ms": latency}
     if not (args.no_objective_when and args.no_objective_when in args.architecture):
-        metrics["Validation-Accuracy"] = accuracy
-    if args.metrics_file:
-        with open(args.metrics_file, "w") as handle:
-            for name, value in metrics.items():
-                if args.format == "json":
-                    handle.write(json.dumps({name: f"{value:.6g}", "timestamp": time.time()}) + "\n")
-                else:
-                    handle.write(f"{name}={value:.6g}\n")
-    else:
-        for name, value in metrics.items():
-            print(f"{name}={value:.6g}")
+        metrics["Validation-Accuracy"] = given_objective(args.objectives, args.slots) or accuracy
+    write_metrics(metrics, args.metrics_file, args.format)
+    if filling and args.fill_at_end:
+        fill(args.fill)
     return 0
+
+
+def given_objective(objectives: str, slots: str) -> str:
+    """The objective text for this trial: the next unclaimed entry of `objectives`, or "" when none is left."""
+    if not objectives:
+        return ""
+    values = objectives.split(",")
+    for number in range(len(values)):
+        try:
+            os.close(os.open(os.path.join(slots, str(number)), os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            continue
+        return values[number]
+    return ""
+
+
+def print_noise(noise_lines: int, odd_lines: bool) -> None:
+    out = sys.stdout.buffer
+    for _ in range(noise_lines):
+        out.write(NOISE_LINE)
+    if odd_lines:
+        out.write("".join(line + "\n" for line in ODD_LINES).encode())
+        out.write(b"Validation-Accuracy \xff\xfe invalid UTF-8\n")
+    out.flush()
+
+
+def fill(path: str) -> None:
+    """Grow `path` until its file system refuses more (ENOSPC)."""
+    block = b"\0" * MIB
+    with open(path, "ab", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(block)
+        except OSError:
+            pass
+
+
+def write_metrics(metrics: dict[str, float | str], path: str, file_format: str) -> None:
+    text = {name: value if isinstance(value, str) else f"{value:.6g}" for name, value in metrics.items()}
+    if path:
+        with open(path, "w") as handle:
+            for name, value in text.items():
+                if file_format == "json":
+                    handle.write(json.dumps({name: value, "timestamp": time.time()}) + "\n")
+                else:
+                    handle.write(f"{name}={value}\n")
+    else:
+        for name, value in text.items():
+            print(f"{name}={value}")
 
 
 if __name__ == "__main__":
