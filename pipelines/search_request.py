@@ -145,8 +145,7 @@ def check_experiment(document: dict[str, Any]) -> tuple[str, ...]:
 
 
 def experiment_info(spec: ExperimentSpec) -> ExperimentInfo:
-    """What an algorithm sees of a checked Experiment, without protobuf: a pipeline step also loads
-    kubeflow-katib's generated stubs, and two generated modules of Katib's api.proto cannot share a process."""
+    """What an algorithm sees of a checked Experiment, as plain objects (no protobuf round trip)."""
     return ExperimentInfo(
         name=spec.name, algorithm=spec.algorithm, settings=dict(spec.algorithm_settings),
         objective_metric=spec.objective.metric, maximize=spec.objective.maximize,

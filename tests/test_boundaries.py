@@ -5,8 +5,8 @@ suggestion      the suggestion service: the contract and the generated protobuf 
                 kubernetes or kfp (the suggestion image carries none of them); its core not even grpc
 trial_image     the trial: the contract only
 runner          the one-machine runner, a client of the service: the contract and the protobuf module
-pipelines       anything but the project's generated protobuf module: a pipeline step loads
-                kubeflow-katib's, and two generated modules of Katib's api.proto cannot share a process
+pipelines       anything of the project: its steps also load kubeflow-katib (Katib's SDK), whose
+                generated api.proto module lives beside ours (ours use a descriptor pool of their own)
 deploy          installing next to Katib: the contract, yaml and the kubernetes client; no torch, grpc,
                 protobuf, kfp or kubeflow-katib
 cli             anything (it only wires the subcommands to the packages above)
