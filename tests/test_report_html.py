@@ -101,7 +101,7 @@ def test_headers_sort_the_trials_and_a_click_opens_a_trials_details(run_report: 
         assert shown[0].find_element(By.TAG_NAME, "h2").text == name
         captions = [c.text for c in shown[0].find_elements(By.CSS_SELECTOR, ".curves figcaption")]
         assert captions == ["Validation-Accuracy per report", "Validation-Loss per report"]  # collected per epoch
-        assert (f"network of {name}", True) in visible_images(driver)
+        assert [f"network of {name}", True] in visible_images(driver)
         assert console_errors(driver) == []
 
 
