@@ -13,9 +13,9 @@ import sys
 
 from katib_nas.contract.errors import InvalidInput
 
-from . import pipeline, profile, proxyless_search, register, run, serve, trial
+from . import pipeline, profile, proxyless_search, register, report, run, serve, trial
 
-SUBCOMMANDS = (serve, trial, run, pipeline, proxyless_search, profile, register)
+SUBCOMMANDS = (serve, trial, run, report, pipeline, proxyless_search, profile, register)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -50,8 +50,10 @@ class Finished:
     optimal: dict[str, Any] = field(default_factory=dict)
 
 
-def default_namespace(service_account_file: Path | None = None) -> str:
-    """The pod's own namespace; outside a pod the kubeconfig context's; else "default"."""
+def default_namespace(service_account_file: Path | None = None, kubeconfig: str | None = None,
+                      context: str | None = None) -> str:
+    """The pod's own namespace; outside a pod the kubeconfig context's (`kubeconfig`, else $KUBECONFIG, else
+    ~/.kube/config; `context`, else the current one); else "default"."""
     try:
         return (service_account_file or SERVICE_ACCOUNT_NAMESPACE).read_text().strip() or "default"
     except OSError:
@@ -59,9 +61,11 @@ def default_namespace(service_account_file: Path | None = None) -> str:
     from kubernetes import config
 
     try:
-        _, active = config.list_kube_config_contexts(config_file=os.environ.get("KUBECONFIG"))
+        contexts, active = config.list_kube_config_contexts(config_file=kubeconfig or os.environ.get("KUBECONFIG"))
     except (config.ConfigException, OSError):
         return "default"
+    if context:
+        active = next((c for c in contexts or [] if c.get("name") == context), {})
     return (active or {}).get("context", {}).get("namespace") or "default"
 
 

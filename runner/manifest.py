@@ -282,6 +282,12 @@ def _medianstop_setting(name: str, text: str) -> int:
     return value
 
 
+def objective_from_document(document: dict[str, Any]) -> Objective:
+    """An Experiment's spec.objective with Katib's default strategies, checked alone (for reading an Experiment
+    that runs elsewhere, whose other parts this machine need not be able to run)."""
+    return _objective(_mapping(_mapping(document, "experiment").get("spec"), "spec", required=True).get("objective"))
+
+
 def _objective(raw: Any) -> Objective:
     objective = _mapping(raw, "spec.objective", required=True)
     kind = _string(objective.get("type"), "spec.objective.type")

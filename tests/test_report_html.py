@@ -1,14 +1,12 @@
 """The HTML report in a real browser (headless Chromium): it renders without console errors, fetches nothing,
 shows every trial, sorts, and opens any trial's details with its curves and network diagram.
 
-The report is a real one: a small nas-random run on digits through `katib-nas run` (three trials of two epochs).
+The report is a real one: a small nas-random run on digits through `katib-nas run` (conftest's digits_run).
 """
 
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +20,12 @@ from katib_nas.runner.report_html import sparkline
 from katib_nas.runner.store import TrialRow
 
 from .browser import browser, console_errors, fetched_urls, open_page
-from .conftest import REPO
-
-EPOCHS = 2
+from .conftest import DIGITS_RUN_EPOCHS as EPOCHS
 
 
-@pytest.fixture(scope="module")
-def run_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    workdir = tmp_path_factory.mktemp("html") / "run"
-    done = subprocess.run([sys.executable, "-m", "katib_nas.cli", "run", str(REPO / "tests/data/nas-random-digits.yaml"),
-                           "--workdir", str(workdir), "--max-trials", "3", "--parallel", "2",
-                           f"--trial-arg=--epochs={EPOCHS}", "--trial-arg=--threads=1",
-                           "--trial-arg=--max-train-samples=400"],
-                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return workdir / "report"
+@pytest.fixture
+def run_report(digits_run: Path) -> Path:
+    return digits_run / "report"
 
 
 def trial_names(report: Path) -> list[str]:
