@@ -16,7 +16,8 @@ PIPELINES = ["kfp==2.13.0", "kfp-kubernetes==1.5.0", "kubernetes<31", "pyyaml>=6
 DEPLOY = ["kubernetes<31", "pyyaml>=6"]
 # Every top-level folder is the subpackage of the katib_nas namespace of the same name.
 FOLDERS = {f"katib_nas.{folder}": folder
-           for folder in ("proto", "contract", "suggestion", "trial_image", "runner", "pipelines", "deploy", "cli")}
+           for folder in ("proto", "contract", "suggestion", "trial_image", "runner", "pipelines", "deploy", "cli",
+                          "examples")}
 
 
 def _packages(prefix: str, folder: str) -> list[str]:
@@ -46,7 +47,8 @@ setup(
     python_requires=">=3.11,<3.13",
     packages=[pkg for prefix, folder in FOLDERS.items() for pkg in _packages(prefix, folder)],
     package_dir=FOLDERS,
-    package_data={"katib_nas.proto": ["api.proto"], "katib_nas.runner": ["*.yaml"]},
+    package_data={"katib_nas.proto": ["api.proto"], "katib_nas.runner": ["*.yaml"],
+                  "katib_nas.examples": ["*.yaml", "prepare/*.yaml"]},
     install_requires=["pyyaml>=6"],
     extras_require={
         "suggestion": SUGGESTION,

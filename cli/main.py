@@ -13,9 +13,9 @@ import sys
 
 from katib_nas.contract.errors import InvalidInput
 
-from . import pipeline, profile, proxyless_search, register, report, run, serve, trial
+from . import example, fetch_cifar10, pipeline, profile, proxyless_search, register, report, run, serve, trial
 
-SUBCOMMANDS = (serve, trial, run, report, pipeline, proxyless_search, profile, register)
+SUBCOMMANDS = (serve, trial, run, report, example, pipeline, proxyless_search, profile, fetch_cifar10, register)
 
 
 class OneLineParser(argparse.ArgumentParser):

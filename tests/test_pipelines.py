@@ -174,7 +174,7 @@ def test_cli_reports_a_missing_example_and_an_unknown_algorithm_in_one_line(tmp_
     missing = katib_nas("pipeline", "compile", "--example", "cifar100", "--output", str(tmp_path / "p.yaml"))
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines() == [
-        "katib-nas pipeline: error: example 'cifar100' not found (looked in examples/); available: "
+        "katib-nas pipeline: error: no file 'cifar100' and no example of that name; examples: "
         + ", ".join(sorted(p.stem for p in (REPO / "examples").glob("*.yaml")))]
     assert not (tmp_path / "p.yaml").exists()
     unknown = katib_nas("pipeline", "run", "--arg", "algorithm=darts", "--pipeline-root", str(tmp_path))
