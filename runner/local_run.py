@@ -22,7 +22,7 @@ from katib_nas.proto import api_pb2
 
 from . import katib_messages
 from .controller import Controller, Interrupted, LoopConfig, requeue_unfinished
-from .manifest import ExperimentError, ExperimentSpec, experiment_from_document, load_experiment
+from .manifest import ExperimentError, ExperimentSpec, check_runs_locally, experiment_from_document, load_experiment
 from .progress import ProgressView
 from .status import Outcome, outcome, summarize_trials
 from .store import DB_NAME, LOCK_NAME, ExperimentRow, Store, StoreError
@@ -57,6 +57,7 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
     """Run (or resume) an experiment to completion; raises InvalidInput for anything the user must fix."""
     stream = stream or sys.stderr
     spec = load_experiment(options.experiment_path)
+    check_runs_locally(spec)
     workdir = options.workdir or DEFAULT_RUNS_DIR / spec.name
     existed, had_store = workdir.exists(), Store.exists(workdir)
     store = Store.open(workdir)

@@ -132,3 +132,39 @@ def test_a_failed_push_during_training_ends_the_trial_in_one_line(monkeypatch: p
     assert run_trial(options, io.StringIO()) == EXIT_FAILED
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("katib-nas trial: error: cannot push metrics to Katib at 127.0.0.1:")
+
+
+def test_the_push_example_trial_pushes_every_epoch(db_manager: tuple[RecordingDBManager, str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Push example's own trial command, rendered as Katib renders it, with a smaller budget."""
+    import io
+
+    from katib_nas.cli.main import build_parser
+    from katib_nas.pipelines.search_request import experiment_info
+    from katib_nas.runner.manifest import experiment_from_document
+    from katib_nas.suggestion.core.algorithms import get_algorithm
+    from katib_nas.trial_image.trial import TrialOptions, run_trial
+
+    from ..conftest import REPO, load_yaml
+    from ..test_examples import rendered_command
+
+    recorder, address = db_manager
+    monkeypatch.setenv("KATIB_DB_MANAGER_ADDRESS", address)
+    document = load_yaml(REPO / "examples" / "nas-random-push-fashion-mnist.yaml")
+    assert document["spec"]["metricsCollectorSpec"]["collector"]["kind"] == "Push"
+    spec = experiment_from_document(document)
+    info = experiment_info(spec)
+    get_algorithm(spec.algorithm).validate(info)
+    assignments = get_algorithm(spec.algorithm).suggest(info, [], 1, 0).assignments[0]
+    _, argv = rendered_command(document, assignments, "nas-random-push-trial")
+    args = build_parser().parse_args(argv[1:] + ["--epochs=2", "--max-train-samples=256", "--threads=1"])
+    assert args.report_to_katib
+    options = TrialOptions(architecture=args.architecture, dataset=args.dataset, epochs=args.epochs,
+                           threads=args.threads, max_train_samples=args.max_train_samples,
+                           batch_size=args.batch_size, report_to_katib=args.report_to_katib)
+    assert run_trial(options, io.StringIO()) == 0
+    reports = pushed(recorder)
+    assert len(reports) == 3  # two epochs and the final report
+    wanted = {spec.objective.metric, *spec.objective.additional}
+    assert wanted <= set(reports[-1])  # every metric the Experiment names reaches Katib
+    assert "Validation-Accuracy" in reports[0]
