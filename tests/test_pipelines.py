@@ -63,10 +63,10 @@ def test_steps_install_nothing_when_they_start() -> None:
         assert "pip install" not in command and "python3 -m kfp.dsl.executor_main" in command
 
 
-def test_run_parameters_default_to_the_pods_namespace_and_deleting_the_experiment() -> None:
+def test_run_parameters_default_to_the_pods_namespace_and_keeping_the_experiment() -> None:
     parameters = yaml.safe_load(COMPILED.read_text())["root"]["inputDefinitions"]["parameters"]
     assert parameters["namespace"]["defaultValue"] == ""
-    assert parameters["keep_experiment"] == {"defaultValue": False, "isOptional": True, "parameterType": "BOOLEAN"}
+    assert parameters["keep_experiment"] == {"defaultValue": True, "isOptional": True, "parameterType": "BOOLEAN"}
     check_arguments({"namespace": ""})
     check_arguments({"namespace": "team-a", "keep_experiment": True})
 
