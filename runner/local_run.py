@@ -148,7 +148,7 @@ def _finish(store: Store, spec: ExperimentSpec, finished: Outcome, options: RunO
         from .report import write_report
 
         report_path = write_report(store.workdir)
-        print(f"report: {report_path}", file=stream)
+        print(f"report: {report_path} (all of it on one page: {report_path.with_name('report.html')})", file=stream)
     return RunResult(store.workdir, finished, report_path)
 
 
