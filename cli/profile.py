@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from katib_nas.contract.errors import InvalidInput
@@ -30,13 +31,18 @@ Profile with the thread count and device the search will measure latency on."""
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("profile", help="measure a latency table for a proxylessnas experiment",
                                    description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("experiment", metavar="EXPERIMENT.yaml", help="a Katib Experiment with algorithm proxylessnas")
+    parser.add_argument("experiment", metavar="EXPERIMENT",
+                        help="a Katib Experiment with algorithm proxylessnas: a YAML file or a shipped example's name")
     parser.add_argument("--out", required=True, metavar="TABLE", help="where to write the latency table (JSON)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="target device (default cpu)")
     parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads while timing (default 1)")
     parser.add_argument("--repeats", type=positive_int, default=50,
                         help="timed cycles; each cycle runs every candidate of every block once (default 50)")
     parser.add_argument("--warmup", type=positive_int, default=10, help="untimed cycles first (default 10)")
+    parser.add_argument("--configmap", metavar="NAME",
+                        help="also store the table in this ConfigMap (key: the --out file's name), created or "
+                             "updated through the Kubernetes API, as the trials mount it")
+    parser.add_argument("--namespace", help="the ConfigMap's namespace (default: the pod's own, else the kubeconfig's)")
     parser.set_defaults(handler=run)
 
 
@@ -55,16 +61,31 @@ def run(args: argparse.Namespace) -> int:
                              progress=lambda key, ms: LOG.info("%-40s %.4f ms", key, ms))
     table.save(out)
     print(f"wrote {len(table.entries)} entries to {args.out}")
+    return store_in_config_map(args.configmap, args.namespace, out) if args.configmap else 0
+
+
+def store_in_config_map(name: str, namespace: str | None, table: Path) -> int:
+    """Put the table file into ConfigMap `name` under its file name; 1 with one line when the API refuses."""
+    from katib_nas.deploy import cluster
+    from katib_nas.pipelines.katib_experiment import default_namespace
+
+    ref = cluster.ConfigMapRef(namespace or default_namespace(), name)
+    try:
+        done = cluster.write_config_map(cluster.core_api(), ref, table.name, table.read_text())
+    except cluster.ClusterError as err:
+        print(f"katib-nas profile: error: {err}", file=sys.stderr)
+        return 1
+    print(f"{done} {ref} (key {table.name})")
     return 0
 
 
 def experiment_supernet(path: str | Path) -> Architecture:
     """The supernet the proxylessnas suggestion builds for this Experiment file."""
-    from katib_nas.pipelines.search_request import experiment_info
+    from katib_nas.pipelines.search_request import experiment_info, find_example
     from katib_nas.runner.manifest import load_experiment
     from katib_nas.suggestion.core.algorithms.proxylessnas import ProxylessNas
 
-    spec = load_experiment(path)
+    spec = load_experiment(find_example(str(path)))
     if spec.algorithm != ProxylessNas.name:
         raise InvalidInput(f"{path}: algorithmName is {spec.algorithm!r}; profiling needs a proxylessnas experiment")
     _, supernet = ProxylessNas().validate(experiment_info(spec))

@@ -15,10 +15,13 @@ Train the supernet given by --architecture (choice cells such as mb3e3_mb5e6_zer
 suggestion proposes) with binarized path gates: weight steps with one sampled path per block on the training
 images, and after the warm-up, architecture steps with two sampled paths on a held-out part of them, under the
 hardware-aware loss when the search settings set a latency target (then --latency-table is required). Then
-derive the most probable op of every block and print name=value lines: Best-Architecture (the derived network's
-text), Validation-Accuracy, Validation-Loss, latency-ms (measured) and predicted-latency-ms (from the table).
+derive the most probable op of every block and print name=value lines: Train-Loss after every search epoch
+(the supernet's), then Best-Architecture (the derived network's text), Validation-Accuracy, Validation-Loss,
+latency-ms (measured) and predicted-latency-ms (from the table). With --report-to-katib the numbers are also
+pushed to Katib after every epoch and at the end (Best-Architecture, a string, only reaches Katib through the
+StdOut or File collector).
 --search takes the compact settings text of the suggestion, e.g. epochs-6_warmup-2_loss-mullog_target-1.5.
-Exit codes: 0 done, 2 bad input (one line names it), 3 training diverged."""
+Exit codes: 0 done, 2 bad input (one line names it), 3 training diverged, 1 a push to Katib failed."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,5 +51,6 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         arch_fraction=args.arch_fraction, arch_every=args.arch_every, val_fraction=args.val_fraction,
         max_train_samples=args.max_train_samples, device=args.device, threads=args.threads,
-        metrics_file=args.metrics_file, metrics_format=args.metrics_format)
+        metrics_file=args.metrics_file, metrics_format=args.metrics_format, report_to_katib=args.report_to_katib,
+        tfevent_dir=args.tfevent_dir)
     return run_proxyless_search(options)

@@ -1,4 +1,4 @@
-"""`katib-nas run`, `katib-nas demo` and `katib-nas report`: the local runner's subcommands (imports nothing heavy here)."""
+"""`katib-nas run` and `katib-nas demo`: the local runner's subcommands (imports nothing heavy here)."""
 
 from __future__ import annotations
 
@@ -40,13 +40,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              help="where state, trial logs and the report go (default runs/demo)")
     demo_parser.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
     demo_parser.set_defaults(handler=demo_command)
-
-    report_parser = subparsers.add_parser("report", help="write the report of a local run",
-                                          description="Write the report of a run: best architecture (text and "
-                                                      "JSON), trials CSV, plots, network diagram, summary.")
-    report_parser.add_argument("workdir", type=Path, help="the run's workdir")
-    report_parser.add_argument("--output", type=Path, default=None, help="report folder (default WORKDIR/report)")
-    report_parser.set_defaults(handler=report_command)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -98,14 +91,3 @@ def demo_command(args: argparse.Namespace) -> int:
     return execute(RunOptions(experiment, args.workdir, resume=args.resume),
                    resume_hint=f"katib-nas demo --workdir {args.workdir} --resume")
 
-
-def report_command(args: argparse.Namespace) -> int:
-    from katib_nas.runner.report import write_report
-    from katib_nas.runner.workdir_run import read_run
-
-    path = write_report(args.workdir, args.output)
-    run = read_run(args.workdir)
-    if run is not None and run.interrupted:
-        print(f"experiment {run.name} is interrupted; resume it with: {run.resume_command()}")
-    print(f"report: {path}")
-    return 0

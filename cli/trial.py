@@ -47,9 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"what Branch-Stats measures (default {DEFAULT_STATISTIC}): taylor, the first-order "
                              "change of the loss when a branch is removed; mean-square, the branch output's mean "
                              "squared activation")
-    parser.add_argument("--report-to-katib", action="store_true",
-                        help="push numeric metrics with kubeflow.katib.report_metrics when KATIB_TRIAL_NAME is set "
-                             "(DB manager address from KATIB_DB_MANAGER_ADDRESS, else Katib's default)")
     parser.add_argument("--latency-table", metavar="PATH",
                         help="also report predicted-latency-ms, the sum of this latency table's entries for the "
                              "network (a table from `katib-nas profile`, e.g. a mounted ConfigMap), or `measure` to "
@@ -72,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         max_train_samples=args.max_train_samples, branch_stats=args.branch_stats,
         branch_statistic=args.branch_statistic, test=args.test,
         metrics_file=args.metrics_file,
-        metrics_format=args.metrics_format, report_to_katib=args.report_to_katib, export_dir=args.export_dir,
+        metrics_format=args.metrics_format, report_to_katib=args.report_to_katib, tfevent_dir=args.tfevent_dir,
+        export_dir=args.export_dir,
         latency_table=args.latency_table)
     return run_trial(options)

@@ -90,6 +90,23 @@ def update_text(api: Any, ref: ConfigMapRef, edit: Callable[[str], Change]) -> C
     raise AssertionError("unreachable")
 
 
+def write_config_map(api: Any, ref: ConfigMapRef, key: str, text: str) -> str:
+    """Create the ConfigMap holding `key`, or set that key in the one already there; "created" or "updated"."""
+    from kubernetes.client.rest import ApiException
+
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": ref.name, "namespace": ref.namespace},
+            "data": {key: text}}
+    try:
+        api.create_namespaced_config_map(ref.namespace, body, field_manager=FIELD_MANAGER)
+        return "created"
+    except ApiException as err:
+        if err.status != 409:
+            raise ClusterError(api_failure(f"create {ref}", err)) from None
+    _call(lambda: api.patch_namespaced_config_map(ref.name, ref.namespace, {"data": {key: text}},
+                                                  field_manager=FIELD_MANAGER), f"update {ref}", ref)
+    return "updated"
+
+
 def _call(request: Callable[[], Any], action: str, ref: ConfigMapRef) -> Any:
     from kubernetes.client.rest import ApiException
     from urllib3.exceptions import HTTPError

@@ -10,7 +10,7 @@ environment.
 from typing import Callable, NamedTuple
 
 from kfp import dsl
-from kfp.dsl import HTML, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
 
 from katib_nas.deploy.images import TRIAL_CPU_IMAGE
 
@@ -19,10 +19,11 @@ DEFAULT_IMAGE = TRIAL_CPU_IMAGE
 
 def nas_search(experiment_yaml: str, algorithm: str, max_trials: int, parallel_trials: int, trial_args: str,
                backend: str, namespace: str, timeout_minutes: int, keep_experiment: bool, run_id: str,
-               search_metrics: Output[Metrics], report: Output[Markdown], poll_seconds: int = 15
+               search_metrics: Output[Metrics], report: Output[Markdown], search_report: Output[HTML],
+               trials: Output[Markdown], trials_csv: Output[Dataset], poll_seconds: int = 15
                ) -> NamedTuple("SearchOutputs", [("architecture", str), ("metrics_json", str)]):
     """Search: run a Katib Experiment (backend=katib; namespace "" = the pod's own) or run it locally
-    (backend=local); the best architecture."""
+    (backend=local); the best architecture, and the search's report (HTML page, trials table and CSV)."""
     import json
     from collections import namedtuple
     from pathlib import Path
@@ -38,6 +39,14 @@ def nas_search(experiment_yaml: str, algorithm: str, max_trials: int, parallel_t
     for name, value in steps.numeric_metrics(result.metrics).items():
         search_metrics.log_metric(name, value)
     Path(report.path).write_text(steps.search_markdown(result, backend, run))
+    folder = Path(result.report) if result.report else None
+    page = folder / "report.html" if folder else None
+    Path(search_report.path).write_text(page.read_text() if page and page.is_file() else
+                                        "<html><body><p>No report could be written; the step's log says why.</p>"
+                                        "</body></html>\n")
+    Path(trials.path).write_text(steps.trials_markdown(result.report))
+    table = folder / "trials.csv" if folder else None
+    Path(trials_csv.path).write_text(table.read_text() if table and table.is_file() else "")
     outputs = namedtuple("SearchOutputs", ["architecture", "metrics_json"])
     return outputs(result.architecture, json.dumps(result.metrics, sort_keys=True))
 

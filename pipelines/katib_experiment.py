@@ -1,15 +1,18 @@
 """The search step's Katib Experiment on a cluster: create (or adopt), wait, read the optimal trial, clean up.
 
-Everything goes through the kubernetes client's CustomObjectsApi with the credentials of the step's pod
-(its service account; outside a pod, the kubeconfig). The calls are the ones manifests/pipeline-rbac grants:
-experiments create, get and delete; trials and suggestions get (only to explain a failure).
+Calls go with the credentials of the step's pod (its service account; outside a pod, the kubeconfig) and are
+the ones manifests/pipeline-rbac grants: experiments create, get and delete; trials get and list (the report);
+suggestions get (only to explain a failure). Create, get and delete use the kubernetes client's
+CustomObjectsApi, whose errors carry the HTTP status and the API server's reason (the 409 adoption below
+and one-line refusals need both); the best-effort reads that explain a failure use Katib's SDK (KatibClient),
+on the same connection settings.
 
 - Namespace: the one asked for, else the pod's own (its service account's namespace), else the kubeconfig
   context's, else "default".
 - A retried step finds its Experiment already there (409, the name comes from the run id): it adopts it when
   the Experiment carries this run's label, and refuses to touch anyone else's.
-- The Experiment is deleted when the step fails, times out or is stopped (SIGTERM, SIGINT), and after a
-  success unless `keep` is set.
+- The Experiment is deleted when the step fails, times out or is stopped (SIGTERM, SIGINT); after a success
+  it is kept (for the Katib UI and `katib-nas report --experiment`) unless `keep` is off.
 - An API refusal is one line: the action, the HTTP status, the API server's reason and message.
 """
 
@@ -50,8 +53,10 @@ class Finished:
     optimal: dict[str, Any] = field(default_factory=dict)
 
 
-def default_namespace(service_account_file: Path | None = None) -> str:
-    """The pod's own namespace; outside a pod the kubeconfig context's; else "default"."""
+def default_namespace(service_account_file: Path | None = None, kubeconfig: str | None = None,
+                      context: str | None = None) -> str:
+    """The pod's own namespace; outside a pod the kubeconfig context's (`kubeconfig`, else $KUBECONFIG, else
+    ~/.kube/config; `context`, else the current one); else "default"."""
     try:
         return (service_account_file or SERVICE_ACCOUNT_NAMESPACE).read_text().strip() or "default"
     except OSError:
@@ -59,9 +64,11 @@ def default_namespace(service_account_file: Path | None = None) -> str:
     from kubernetes import config
 
     try:
-        _, active = config.list_kube_config_contexts(config_file=os.environ.get("KUBECONFIG"))
+        contexts, active = config.list_kube_config_contexts(config_file=kubeconfig or os.environ.get("KUBECONFIG"))
     except (config.ConfigException, OSError):
         return "default"
+    if context:
+        active = next((c for c in contexts or [] if c.get("name") == context), {})
     return (active or {}).get("context", {}).get("namespace") or "default"
 
 
@@ -157,11 +164,14 @@ class KatibExperiment:
 
     # helpers -------------------------------------------------------------------------------------------
     def _get_quietly(self, plural: str, name: str) -> dict[str, Any]:
-        from kubernetes.client.rest import ApiException
+        """A Trial or the Suggestion as JSON through KatibClient; {} when it cannot be read."""
+        from kubeflow.katib import KatibClient
 
+        katib = KatibClient(client_configuration=self.api.api_client.configuration, namespace=self.namespace)
+        read = {"trials": katib.get_trial, "suggestions": katib.get_suggestion}[plural]
         try:
-            return self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name)
-        except (ApiException, OSError):
+            return katib.api_client.sanitize_for_serialization(read(name, self.namespace))
+        except (RuntimeError, TimeoutError):
             return {}
 
     def _failure(self, action: str, err: Any) -> str:

@@ -153,7 +153,7 @@ def build_pipeline(example: str = DEFAULT_EXAMPLE, settings: StepSettings = Step
                                                   f"final training and export")
     def nas_pipeline(algorithm: str = "", max_trials: int = 0, parallel_trials: int = 0, trial_args: str = "",
                      backend: str = "katib", namespace: str = "", timeout_minutes: int = 720,
-                     keep_experiment: bool = False, dataset: str = defaults.dataset,
+                     keep_experiment: bool = True, dataset: str = defaults.dataset,
                      data_dir: str = defaults.data_dir, final_epochs: int = 10, final_max_train_samples: int = 0,
                      final_test: bool = defaults.test, batch_size: int = defaults.batch_size, seed: int = 0,
                      threads: int = 0) -> None:

@@ -17,12 +17,13 @@ from typing import Any
 import yaml
 
 from katib_nas.contract.errors import InvalidInput
+from katib_nas.deploy import examples
 from katib_nas.runner.manifest import ExperimentSpec, experiment_from_document
 from katib_nas.suggestion.core.algorithms import get_algorithm
 from katib_nas.suggestion.core.experiment import ExperimentInfo
 
-#: Folders searched for an example given by name, in order: the working directory's, then the source tree's.
-EXAMPLE_DIRS = (Path("examples"), Path(__file__).resolve().parents[1] / "examples")
+#: Where examples given by name are: the package's own (katib_nas.examples).
+EXAMPLES = examples.FOLDER
 BACKENDS = ("katib", "local")
 #: Katib's webhook limit on Experiment names.
 MAX_NAME_LENGTH = 40
@@ -38,23 +39,21 @@ class SearchRequest:
     trial_args: tuple[str, ...] = field(default_factory=tuple)
 
 
-def example_names(directories: tuple[Path, ...] = EXAMPLE_DIRS) -> list[str]:
-    """Names (file stems) of the example Experiments found in `directories`."""
-    return sorted({p.stem for d in directories if d.is_dir() for p in d.glob("*.yaml")})
+def example_names(folder: Path = EXAMPLES) -> list[str]:
+    """Names of the example Experiments shipped with katib-nas."""
+    return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
-def find_example(name_or_path: str, directories: tuple[Path, ...] = EXAMPLE_DIRS) -> Path:
-    """The example's YAML file: a path to one, or a name under examples/; InvalidInput listing the names."""
+def find_example(name_or_path: str, folder: Path = EXAMPLES) -> Path:
+    """The Experiment's YAML file: a path to one, or the name of a shipped example; InvalidInput listing them."""
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
         return candidate
-    stem = candidate.name.removesuffix(".yaml").removesuffix(".yml")
-    for directory in directories:
-        path = directory / f"{stem}.yaml"
-        if path.is_file():
-            return path
-    known = ", ".join(example_names(directories)) or "none"
-    raise InvalidInput(f"example {name_or_path!r} not found (looked in examples/); available: {known}")
+    path = folder / f"{candidate.name.removesuffix('.yaml').removesuffix('.yml')}.yaml"
+    if path.is_file() and "/" not in name_or_path:
+        return path
+    raise InvalidInput(f"no file {name_or_path!r} and no example of that name; examples: "
+                       f"{', '.join(example_names(folder)) or 'none'}")
 
 
 def load_example(name_or_path: str) -> dict[str, Any]:
@@ -145,8 +144,7 @@ def check_experiment(document: dict[str, Any]) -> tuple[str, ...]:
 
 
 def experiment_info(spec: ExperimentSpec) -> ExperimentInfo:
-    """What an algorithm sees of a checked Experiment, without protobuf: a pipeline step also loads
-    kubeflow-katib's generated stubs, and two generated modules of Katib's api.proto cannot share a process."""
+    """What an algorithm sees of a checked Experiment, as plain objects (no protobuf round trip)."""
     return ExperimentInfo(
         name=spec.name, algorithm=spec.algorithm, settings=dict(spec.algorithm_settings),
         objective_metric=spec.objective.metric, maximize=spec.objective.maximize,
@@ -155,15 +153,14 @@ def experiment_info(spec: ExperimentSpec) -> ExperimentInfo:
         nas_config=spec.nas_config)
 
 
-def examples_for(algorithm: str, directories: tuple[Path, ...] = EXAMPLE_DIRS) -> list[str]:
+def examples_for(algorithm: str, folder: Path = EXAMPLES) -> list[str]:
     """Names of the examples whose algorithmName is `algorithm`."""
-    found = set()
-    for directory in directories:
-        for path in directory.glob("*.yaml") if directory.is_dir() else ():
-            document = yaml.safe_load(path.read_text()) or {}
-            if ((document.get("spec") or {}).get("algorithm") or {}).get("algorithmName") == algorithm:
-                found.add(path.stem)
-    return sorted(found)
+    found = []
+    for path in sorted(folder.glob("*.yaml")):
+        document = yaml.safe_load(path.read_text()) or {}
+        if ((document.get("spec") or {}).get("algorithm") or {}).get("algorithmName") == algorithm:
+            found.append(path.stem)
+    return found
 
 
 def experiment_name(document: dict[str, Any], run_id: str) -> str:

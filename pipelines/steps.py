@@ -6,6 +6,7 @@ without KFP and the same code runs in a cluster pod and in kfp.local.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -34,13 +35,15 @@ class StepFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class SearchResult:
-    """The best trial of a search: its architecture text and its metrics as Katib reported them (text)."""
+    """The best trial of a search: its architecture text and its metrics as Katib reported them (text); and the
+    folder of the search's report (report.html, trials.csv, ...), "" when none could be written."""
 
     architecture: str
     trial: str
     metrics: dict[str, str] = field(default_factory=dict)
     experiment: str = ""
     namespace: str = ""
+    report: str = ""
 
 
 def numeric_metrics(metrics: dict[str, str]) -> dict[str, float]:
@@ -81,24 +84,29 @@ def search_local(document: dict[str, Any], request: SearchRequest, workdir: Path
     best = json.loads(best_file.read_text())
     return SearchResult(architecture=best["architecture"]["text"], trial=best["trial"],
                         metrics={k: str(v) for k, v in best["metrics"].items() if v != ""},
-                        experiment=str(experiment["metadata"]["name"]))
+                        experiment=str(experiment["metadata"]["name"]), report=str(run_dir / "report"))
+
+
+#: Katib's DB manager inside the cluster (kubeflow.katib's default), for the report's per-epoch curves.
+DB_MANAGER = "katib-db-manager.kubeflow:6789"
 
 
 @dataclass(frozen=True)
 class KatibRun:
-    """How the search step runs its Experiment on Katib."""
+    """How the search step runs its Experiment on Katib: kept afterwards for the Katib UI unless `keep` is off."""
 
     namespace: str = ""
     run_id: str = ""
     timeout_s: int = 12 * 3600
     poll_s: int = 15
-    keep: bool = False
+    keep: bool = True
+    db_manager: str = DB_MANAGER
 
 
-def search_katib(document: dict[str, Any], request: SearchRequest, run: KatibRun, api: Any | None = None
-                 ) -> SearchResult:
-    """Create (or, on a retry, adopt) the Experiment, wait for it, return its optimal trial; delete the
-    Experiment when anything goes wrong, and after a success unless `run.keep`."""
+def search_katib(document: dict[str, Any], request: SearchRequest, run: KatibRun, api: Any | None = None,
+                 report_dir: Path | None = None) -> SearchResult:
+    """Create (or, on a retry, adopt) the Experiment, wait for it, write its report into `report_dir` and return
+    its optimal trial; delete the Experiment when anything goes wrong, and after a success unless `run.keep`."""
     from .katib_experiment import KatibExperiment, KatibStepError, Stopped, default_namespace, stop_signals_raise
 
     experiment = apply_request(document, request)
@@ -115,6 +123,8 @@ def search_katib(document: dict[str, Any], request: SearchRequest, run: KatibRun
                 raise StepFailed(f"{katib} is {finished.condition}: {finished.message}"
                                  + (f" ({details})" if details else ""))
             result = optimal_result(finished.optimal, katib.name, str(katib), katib.namespace)
+            if report_dir is not None:
+                result = dataclasses.replace(result, report=katib_report(katib, run, report_dir))
             succeeded = True
             return result
         except KatibStepError as err:
@@ -124,6 +134,23 @@ def search_katib(document: dict[str, Any], request: SearchRequest, run: KatibRun
         finally:
             if owned and not (succeeded and run.keep):
                 print(katib.delete(), flush=True)
+
+
+def katib_report(katib: Any, run: KatibRun, folder: Path) -> str:
+    """The report of the finished Experiment (its Trials, and per-epoch curves from Katib's DB manager when it
+    answers), written before the Experiment may be deleted; "" after saying why it could not be read."""
+    from katib_nas.deploy.cluster import ClusterError
+    from katib_nas.runner.report import write_report_files
+
+    from .katib_results import ClusterExperiment, read_experiment
+
+    try:
+        data = read_experiment(katib.api, ClusterExperiment(katib.name, katib.namespace, run.db_manager))
+    except ClusterError as err:
+        print(f"no report: {err}", flush=True)
+        return ""
+    write_report_files(data, folder)
+    return str(folder)
 
 
 def optimal_result(optimal: dict[str, Any], name: str, where: str, namespace: str = "") -> SearchResult:
@@ -139,20 +166,42 @@ def optimal_result(optimal: dict[str, Any], name: str, where: str, namespace: st
 
 def run_search(experiment_yaml: str, request: SearchRequest, backend: str, run: KatibRun, workdir: Path
                ) -> SearchResult:
-    """The search step: parse the example text, then run it on Katib or locally."""
+    """The search step: parse the example text, then run it on Katib or locally; both write the report."""
     from .search_request import check_backend
 
     check_backend(backend)
     document = yaml.safe_load(experiment_yaml)
     if backend == "local":
         return search_local(document, request, workdir)
-    return search_katib(document, request, run)
+    return search_katib(document, request, run, report_dir=workdir / "report")
+
+
+def trials_markdown(report: str, limit: int = 200) -> str:
+    """The report's trials table (trials.csv) as Markdown for the KFP UI: every column, at most `limit` rows."""
+    import csv
+
+    path = Path(report) / "trials.csv"
+    if not report or not path.is_file():
+        return "# Trials\n\nNo report could be written for this search (the step's log says why).\n"
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    header, body = rows[0], rows[1:]
+    keep = [i for i, name in enumerate(header) if name not in ("started", "completed", "exit_code")]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cells[i].replace("|", "\\|") for i in keep) + " |"
+
+    lines = [f"# Trials ({len(body)})", "", line(header), "|" + "---|" * len(keep)]
+    lines += [line(row) for row in body[:limit]]
+    if len(body) > limit:
+        lines += ["", f"{len(body) - limit} more in trials.csv and the HTML report."]
+    return "\n".join(lines) + "\n"
 
 
 def search_markdown(result: SearchResult, backend: str, run: KatibRun) -> str:
     """What the KFP UI shows for the search step: the winner, its metrics, where to look further."""
-    kept = (": open it in the Katib UI for every trial" if run.keep
-            else " (deleted after the search; keep_experiment=true keeps it for the Katib UI)")
+    kept = (": kept for the Katib UI and `katib-nas report --experiment`" if run.keep
+            else " (deleted after the search: keep_experiment=false)")
     where = (f"Katib Experiment `{result.namespace}/{result.experiment}`{kept}"
              if backend == "katib" else f"local run of `{result.experiment}` (katib-nas run)")
     lines = ["# Architecture search", "", where + ".", "", f"Best trial `{result.trial}`:", "", "```",

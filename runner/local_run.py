@@ -23,7 +23,7 @@ from katib_nas.proto import api_pb2
 
 from . import katib_messages
 from .controller import Controller, Interrupted, LoopConfig, StartDirectoryGone, requeue_unfinished
-from .manifest import ExperimentError, ExperimentSpec, experiment_from_document, load_experiment
+from .manifest import ExperimentError, ExperimentSpec, check_runs_locally, experiment_from_document, load_experiment
 from .progress import ProgressView
 from .status import Outcome, outcome, summarize_trials
 from .store import DB_NAME, LOCK_NAME, DiskFull, ExperimentRow, Store, StoreError, as_disk_full
@@ -59,6 +59,7 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
     DiskFull when the workdir's disk is full (the run then resumes once there is space)."""
     stream = stream or sys.stderr
     spec = load_experiment(options.experiment_path)
+    check_runs_locally(spec)
     workdir = options.workdir or DEFAULT_RUNS_DIR / spec.name
     try:
         return _run(options, spec, workdir, stream)
@@ -179,7 +180,7 @@ def _finish(store: Store, spec: ExperimentSpec, finished: Outcome, options: RunO
         from .report import write_report
 
         report_path = write_report(store.workdir)
-        print(f"report: {report_path}", file=stream)
+        print(f"report: {report_path} (all of it on one page: {report_path.with_name('report.html')})", file=stream)
     return RunResult(store.workdir, finished, report_path)
 
 

@@ -216,6 +216,13 @@ def experiment_from_document(document: dict[str, Any]) -> ExperimentSpec:
                           max_trials, max_failed, collector, template, document, early_stopping)
 
 
+def check_runs_locally(spec: ExperimentSpec) -> None:
+    """ExperimentError for what Katib runs but the local runner cannot: a collector other than StdOut and File."""
+    if spec.collector.kind not in COLLECTORS_LOCAL:
+        raise ExperimentError(f"spec.metricsCollectorSpec.collector.kind {spec.collector.kind} cannot run locally; "
+                              f"the local runner collects {' and '.join(COLLECTORS_LOCAL)} metrics")
+
+
 def _is_experiment(document: Any) -> bool:
     return isinstance(document, dict) and document.get("kind") == "Experiment" \
         and document.get("apiVersion") == API_VERSION
@@ -281,6 +288,12 @@ def _medianstop_setting(name: str, text: str) -> int:
     if value < lowest[name]:
         raise ExperimentError(f"spec.earlyStopping: {name} must be at least {lowest[name]}, got {value}")
     return value
+
+
+def objective_from_document(document: dict[str, Any]) -> Objective:
+    """An Experiment's spec.objective with Katib's default strategies, checked alone (for reading an Experiment
+    that runs elsewhere, whose other parts this machine need not be able to run)."""
+    return _objective(_mapping(_mapping(document, "experiment").get("spec"), "spec", required=True).get("objective"))
 
 
 def _objective(raw: Any) -> Objective:
@@ -430,9 +443,6 @@ def _collector(raw: Any) -> Collector:
     kind = _string(collector.get("kind"), f"{where}.collector.kind") or "StdOut"
     if kind not in COLLECTORS_KATIB:
         raise ExperimentError(f"{where}.collector.kind {kind!r} must be one of {', '.join(COLLECTORS_KATIB)}")
-    if kind not in COLLECTORS_LOCAL:
-        raise ExperimentError(f"{where}.collector.kind {kind} cannot run locally; the local runner collects "
-                              f"{' and '.join(COLLECTORS_LOCAL)} metrics")
     source = _mapping(spec.get("source"), f"{where}.source")
     file_path = _mapping(source.get("fileSystemPath"), f"{where}.source.fileSystemPath")
     filter_spec = _mapping(source.get("filter"), f"{where}.source.filter")
@@ -443,6 +453,8 @@ def _collector(raw: Any) -> Collector:
         _check_filter(pattern, f"{where}.source.filter.metricsFormat[{i}]")
     if kind == "StdOut":
         return Collector("StdOut", DEFAULT_FILE_PATH, "TEXT", filters)
+    if kind not in COLLECTORS_LOCAL:
+        return Collector(kind, "", "", filters)  # collected on the cluster only (check_runs_locally)
     path = _string(file_path.get("path"), f"{where}.source.fileSystemPath.path") or DEFAULT_FILE_PATH
     file_kind = _string(file_path.get("kind"), f"{where}.source.fileSystemPath.kind") or "File"
     file_format = _string(file_path.get("format"), f"{where}.source.fileSystemPath.format") or "TEXT"

@@ -1,13 +1,17 @@
-"""The report of a run, from its store alone: best architecture, trials CSV, plots, diagram, summary.
+"""The report of an experiment: best architecture, trials CSV, plots, diagram, summary, one HTML page.
 
-Files written to WORKDIR/report (or another folder):
+It is written from a `ReportInput`: a local run's store (`read_local`), or a Katib Experiment and its
+Trials read from a cluster (katib_nas.pipelines.katib_results). Files written to WORKDIR/report (or
+another folder):
   best_architecture.txt, best_architecture.json   the best trial's architecture (text and JSON)
   trials.csv                                       one row per trial: condition, times, metrics, assignments
   objective.png                                    objective per trial with the best-so-far line
   pareto.png                                       objective against latency with the Pareto front
                                                    (when a latency metric is among the experiment's metrics)
+  curves.png                                       every trial's objective per report (epoch)
   best_network.svg, best_network.png               diagram of the best network
   summary.md                                       a short Markdown summary linking the rest
+  report.html                                      all of it in one self-contained page (report_html.py)
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,14 +30,32 @@ from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture
 
 from .diagram import draw
-from .manifest import ExperimentSpec, experiment_from_document
-from .metrics_collector import UNAVAILABLE, finite_value, go_float_value
+from .manifest import Objective, experiment_from_document
+from .metrics_collector import UNAVAILABLE, MetricLog, finite_value, go_float, go_float_value
 from .plot_scale import AxisScale
 from .status import Summary, objective_value, summarize_trials
 from .store import Store, TrialRow
 from .workdir_run import WorkdirRun
 
 TOP_TRIALS = 5
+
+
+@dataclass(frozen=True)
+class ReportInput:
+    """What a report is written from, wherever the experiment ran: its name, algorithm and objective, its
+    condition, its trials (in creation order) and each trial's metric logs in the order they were reported."""
+
+    name: str
+    algorithm: str
+    objective: Objective
+    condition: str
+    reason: str
+    trials: list[TrialRow]
+    logs: dict[str, list[MetricLog]] = field(default_factory=dict)
+    #: Where the experiment was read, e.g. "local run in runs/demo" or "Katib Experiment kubeflow/x".
+    source: str = ""
+    #: Lines the reader wants shown, e.g. why per-epoch curves are missing.
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -44,34 +66,41 @@ class Point:
 
 
 def write_report(workdir: Path, output: Path | None = None) -> Path:
-    """Write every report file; returns the path of summary.md. Reads the run read-only; InvalidInput (one line)
-    when the report folder cannot be written."""
-    store = Store.open_existing(Path(workdir))
-    try:
-        experiment = store.experiment()
-        if experiment is None:
-            raise InvalidInput(f"{workdir} holds no experiment yet")
-        spec = experiment_from_document(experiment.document)
-        budget = experiment.budget
-        spec = spec.with_budget(budget.get("maxTrialCount"), budget.get("parallelTrialCount"),
-                                budget.get("maxFailedTrialCount"))
-        trials = store.trials()
-    finally:
-        store.close()
-    run = WorkdirRun.of(Path(workdir), experiment, len(trials))
-    condition, reason = experiment.condition, experiment.reason
-    if run.interrupted:
-        condition, reason = "Interrupted", f"resumable: `{run.resume_command()}`"
+    """Write every report file of a local run; returns the path of summary.md. Reads the run read-only;
+    InvalidInput (one line) when the report folder cannot be written."""
     folder = Path(output) if output else Path(workdir) / "report"
     try:
-        return _write_files(folder, spec, condition, reason, trials)
+        return write_report_files(read_local(Path(workdir)), folder)
     except OSError as err:
         raise InvalidInput(f"cannot write the report to {folder}: {err.strerror or err}; write it elsewhere with: "
                            f"katib-nas report {workdir} --output DIR") from None
 
 
-def _write_files(folder: Path, spec: ExperimentSpec, condition: str, reason: str, trials: Sequence[TrialRow]) -> Path:
+def read_local(workdir: Path) -> ReportInput:
+    """A local run's experiment, trials and metric logs from its store; a run stopped by Ctrl-C is Interrupted."""
+    store = Store.open_existing(workdir)
+    try:
+        experiment = store.experiment()
+        if experiment is None:
+            raise InvalidInput(f"{workdir} holds no experiment yet")
+        spec = experiment_from_document(experiment.document)
+        trials, logs = store.trials(), store.metric_logs()
+    finally:
+        store.close()
+    run = WorkdirRun.of(workdir, experiment, len(trials))
+    condition, reason = experiment.condition, experiment.reason
+    if run.interrupted:
+        condition, reason = "Interrupted", f"resumable: `{run.resume_command()}`"
+    return ReportInput(spec.name, spec.algorithm, spec.objective, condition, reason, trials, logs,
+                       f"local run in {workdir}")
+
+
+def write_report_files(spec: ReportInput, folder: Path) -> Path:
+    """Write every report file into `folder`; returns the path of summary.md."""
+    from .report_html import write_html
+
     folder.mkdir(parents=True, exist_ok=True)
+    trials = spec.trials
     summary = summarize_trials(trials, spec.objective)
     write_csv(folder / "trials.csv", spec, trials)
     files = {"trials": "trials.csv"}
@@ -83,17 +112,20 @@ def _write_files(folder: Path, spec: ExperimentSpec, condition: str, reason: str
     latency = latency_metric(spec)
     if latency and plot_pareto(folder / "pareto.png", spec, trials, latency):
         files["pareto"] = "pareto.png"
+    if plot_curves(folder / "curves.png", spec):
+        files["curves"] = "curves.png"
+    files["html"] = write_html(folder / "report.html", spec, summary, files).name
     path = folder / "summary.md"
-    path.write_text(summary_markdown(spec, condition, reason, trials, summary, arch, files))
+    path.write_text(summary_markdown(spec, spec.condition, spec.reason, trials, summary, arch, files))
     return path
 
 
-def metric_value(trial: TrialRow, spec: ExperimentSpec, name: str) -> str:
+def metric_value(trial: TrialRow, spec: ReportInput, name: str) -> str:
     summary = trial.observation.get(name)
     return summary.value(spec.objective.strategy(name)) if summary else ""
 
 
-def write_csv(path: Path, spec: ExperimentSpec, trials: Sequence[TrialRow]) -> None:
+def write_csv(path: Path, spec: ReportInput, trials: Sequence[TrialRow]) -> None:
     names = sorted({key for trial in trials for key in trial.assignments})
     metrics = list(spec.objective.metric_names)
     with open(path, "w", newline="") as handle:
@@ -108,15 +140,18 @@ def write_csv(path: Path, spec: ExperimentSpec, trials: Sequence[TrialRow]) -> N
                             + [trial.assignments.get(n, "") for n in names] + [trial.message])
 
 
+def architecture_text(trial: TrialRow) -> str:
+    """The text of the network a trial stands for (the shared rule: a reported Best-Architecture first), or ""."""
+    return final_architecture(trial.assignments, {name: s.latest for name, s in trial.observation.items()}) or ""
+
+
 def best_architecture(best: TrialRow | None) -> Architecture | None:
-    """The network the best trial stands for (the shared rule: a reported Best-Architecture first)."""
-    if best is None:
-        return None
-    text = final_architecture(best.assignments, {name: s.latest for name, s in best.observation.items()})
-    return None if text is None else decode(text)
+    """The network the best trial stands for."""
+    text = architecture_text(best) if best is not None else ""
+    return decode(text) if text else None
 
 
-def write_best(folder: Path, arch: Architecture, best: TrialRow, spec: ExperimentSpec) -> dict[str, str]:
+def write_best(folder: Path, arch: Architecture, best: TrialRow, spec: ReportInput) -> dict[str, str]:
     text = to_dict(arch)["text"]
     (folder / "best_architecture.txt").write_text(text + "\n")
     metrics = {name: metric_value(best, spec, name) for name in spec.objective.metric_names}
@@ -129,7 +164,7 @@ def write_best(folder: Path, arch: Architecture, best: TrialRow, spec: Experimen
             "diagram": "best_network.svg", "diagram_png": "best_network.png"}
 
 
-def plot_objective(path: Path, spec: ExperimentSpec, trials: Sequence[TrialRow]) -> bool:
+def plot_objective(path: Path, spec: ReportInput, trials: Sequence[TrialRow]) -> bool:
     """Finite objective values per trial, with the best so far (non-finite ones are listed in the summary)."""
     points = [(t.seq, finite_value(objective_value(t, spec.objective))) for t in trials]
     numeric = [(seq, value) for seq, value in points if value is not None]
@@ -158,7 +193,7 @@ def plot_objective(path: Path, spec: ExperimentSpec, trials: Sequence[TrialRow])
     return True
 
 
-def latency_metric(spec: ExperimentSpec) -> str:
+def latency_metric(spec: ReportInput) -> str:
     """The first of the experiment's metrics whose name mentions latency, or ""."""
     return next((name for name in spec.objective.metric_names if "latency" in name.lower()
                  and name != spec.objective.metric), "")
@@ -175,7 +210,7 @@ def pareto_front(points: Sequence[Point], maximize: bool) -> list[Point]:
     return front
 
 
-def plot_pareto(path: Path, spec: ExperimentSpec, trials: Sequence[TrialRow], latency: str) -> bool:
+def plot_pareto(path: Path, spec: ReportInput, trials: Sequence[TrialRow], latency: str) -> bool:
     points = []
     for trial in trials:
         if trial.condition != "Succeeded":
@@ -201,6 +236,37 @@ def plot_pareto(path: Path, spec: ExperimentSpec, trials: Sequence[TrialRow], la
     return True
 
 
+def series(logs: Sequence[MetricLog], metric: str) -> list[float]:
+    """The finite numbers a trial reported for `metric`, in report order (strings and non-finite values left out)."""
+    values = (go_float(log.value) for log in logs if log.name == metric)
+    return [value for value in values if value is not None and math.isfinite(value)]
+
+
+def plot_curves(path: Path, spec: ReportInput) -> bool:
+    """Every trial's objective per report (one line each; the best trial drawn on top in red)."""
+    curves = {trial.name: series(spec.logs.get(trial.name, ()), spec.objective.metric) for trial in spec.trials}
+    curves = {name: values for name, values in curves.items() if values}
+    if not curves:
+        return False
+    best = summarize_trials(spec.trials, spec.objective).best
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, values in curves.items():
+        if best is None or name != best.name:
+            ax.plot(range(1, len(values) + 1), values, "-o", color="#8d99ae", markersize=2.5, linewidth=0.8,
+                    alpha=0.7)
+    if best is not None and best.name in curves:
+        values = curves[best.name]
+        ax.plot(range(1, len(values) + 1), values, "-o", color="#e63946", markersize=3.5, label=f"best: {best.name}")
+    ax.plot([], [], "-", color="#8d99ae", label=f"{len(curves)} trials")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _save(plt, fig, ax, path, "report (epoch)", spec.objective.metric,
+          f"{spec.name}: {spec.objective.metric} per report, every trial")
+    return True
+
+
 def _save(plt: Any, fig: Any, ax: Any, path: Path, xlabel: str, ylabel: str, title: str) -> None:
     """Label, lay out and write a plot, then free it."""
     ax.set_xlabel(xlabel)
@@ -213,10 +279,13 @@ def _save(plt: Any, fig: Any, ax: Any, path: Path, xlabel: str, ylabel: str, tit
     plt.close(fig)
 
 
-def summary_markdown(spec: ExperimentSpec, condition: str, reason: str, trials: Sequence[TrialRow],
+def summary_markdown(spec: ReportInput, condition: str, reason: str, trials: Sequence[TrialRow],
                      summary: Summary, arch: Architecture | None, files: dict[str, str]) -> str:
-    lines = [f"# {spec.name}", "",
-             f"- Algorithm: `{spec.algorithm}`; objective: {spec.objective.type} `{spec.objective.metric}`"
+    lines = [f"# {spec.name}", ""]
+    if "html" in files:
+        lines += [f"The whole report, with a sortable trial table, every trial's curve and network: "
+                  f"[{files['html']}]({files['html']}).", ""]
+    lines += [f"- Algorithm: `{spec.algorithm}`; objective: {spec.objective.type} `{spec.objective.metric}`"
              + (f" (goal {spec.objective.goal:g})" if spec.objective.goal is not None else ""),
              f"- Status: **{condition}**" + (f" ({reason})" if reason else ""),
              f"- Trials: {len(trials)} ({_counts(summary)})"]
@@ -251,16 +320,18 @@ def summary_markdown(spec: ExperimentSpec, condition: str, reason: str, trials: 
         lines += ["", f"![objective per trial]({files['objective']})"]
     if "pareto" in files:
         lines += ["", f"![Pareto front]({files['pareto']})"]
+    if "curves" in files:
+        lines += ["", f"![curves]({files['curves']})"]
     return "\n".join(lines) + "\n"
 
 
-def non_finite_objectives(spec: ExperimentSpec, trials: Sequence[TrialRow]) -> list[str]:
+def non_finite_objectives(spec: ReportInput, trials: Sequence[TrialRow]) -> list[str]:
     """Objective values, as reported, that read as NaN, an infinity or a number beyond float64's range."""
     values = [objective_value(t, spec.objective) for t in trials]
     return [v for v in values if v != UNAVAILABLE and (n := go_float_value(v)) is not None and not math.isfinite(n)]
 
 
-def _ranked(spec: ExperimentSpec, trials: Sequence[TrialRow]) -> list[TrialRow]:
+def _ranked(spec: ReportInput, trials: Sequence[TrialRow]) -> list[TrialRow]:
     scored = [(finite_value(objective_value(t, spec.objective)), t) for t in trials]
     numeric = [(v, t) for v, t in scored if v is not None]
     numeric.sort(key=lambda pair: pair[0], reverse=spec.objective.maximize)

@@ -309,6 +309,14 @@ class Store:
             trials[trial].observation[metric] = MetricSummary(metric, low, high, latest)
         return list(trials.values())
 
+    def metric_logs(self) -> dict[str, list[MetricLog]]:
+        """Every finished trial's metric logs, in the order they were reported."""
+        logs: dict[str, list[MetricLog]] = {}
+        for trial, timestamp, metric, value in self.connection.execute(
+                "SELECT trial, timestamp, metric, value FROM metric_logs ORDER BY trial, position"):
+            logs.setdefault(trial, []).append(MetricLog(timestamp, metric, value))
+        return logs
+
     def trial_log(self, name: str) -> str:
         row = self.connection.execute("SELECT text FROM logs WHERE trial = ? ORDER BY attempt DESC LIMIT 1",
                                       (name,)).fetchone()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,23 @@ def load_yaml(path: Path) -> dict[str, Any]:
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+#: Epochs of each trial of `digits_run`.
+DIGITS_RUN_EPOCHS = 2
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The workdir of a finished local run: three nas-random trials of two epochs on digits (`katib-nas run`)."""
+    workdir = tmp_path_factory.mktemp("digits") / "run"
+    done = subprocess.run([sys.executable, "-m", "katib_nas.cli", "run", str(REPO / "tests/data/nas-random-digits.yaml"),
+                           "--workdir", str(workdir), "--max-trials", "3", "--parallel", "2",
+                           f"--trial-arg=--epochs={DIGITS_RUN_EPOCHS}", "--trial-arg=--threads=1",
+                           "--trial-arg=--max-train-samples=400"],
+                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return workdir
 
 
 @pytest.fixture(scope="session")

@@ -35,14 +35,18 @@ VERBS = {"create", "get", "list", "watch", "patch", "update", "delete"}
 
 
 class KatibApiEmulator(kmock.KubernetesEmulator):
-    """kmock's emulator with list replies that name their kind, as the API server's do (kubectl needs it)."""
+    """kmock's emulator with list replies that name their kind, as the API server's do (kubectl needs it), and
+    that keep only the objects an equality labelSelector (`key=value,...`) matches."""
 
     async def _serve_list(self, request: Any) -> Any:
         payload = await super()._serve_list(request)
         kind = self.resources[request.resource].kind
         version = request.resource.version
         api_version = f"{request.resource.group}/{version}" if request.resource.group else version
-        return {"apiVersion": api_version, "kind": f"{kind}List", **payload}
+        wanted = dict(term.split("=", 1) for term in (request.params.get("labelSelector") or "").split(",") if term)
+        items = [item for item in payload["items"]
+                 if all(((item.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in wanted.items())]
+        return {"apiVersion": api_version, "kind": f"{kind}List", **payload, "items": items}
 
 
 def resource_key(plural: str) -> str:

@@ -5,11 +5,12 @@ suggestion      the suggestion service: the contract and the generated protobuf 
                 kubernetes or kfp (the suggestion image carries none of them); its core not even grpc
 trial_image     the trial: the contract only
 runner          the one-machine runner, a client of the service: the contract and the protobuf module
-pipelines       anything but the project's generated protobuf module: a pipeline step loads
-                kubeflow-katib's, and two generated modules of Katib's api.proto cannot share a process
+pipelines       anything of the project: its steps also load kubeflow-katib (Katib's SDK), whose
+                generated api.proto module lives beside ours (ours use a descriptor pool of their own)
 deploy          installing next to Katib: the contract, yaml and the kubernetes client; no torch, grpc,
                 protobuf, kfp or kubeflow-katib
 cli             anything (it only wires the subcommands to the packages above)
+examples        YAML files only (the example Experiments and prepare Jobs)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 
 import pytest
 
-PROJECT = ("contract", "suggestion", "trial_image", "runner", "pipelines", "deploy", "cli", "proto")
+PROJECT = ("contract", "suggestion", "trial_image", "runner", "pipelines", "deploy", "cli", "proto", "examples")
 HEAVY = ("grpc", "google.protobuf", "torch", "kubernetes", "kubeflow", "kfp", "yaml", "numpy", "matplotlib")
 # package -> (project packages it may load besides itself, third-party modules it must not load)
 RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -29,8 +30,8 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "suggestion": (("contract", "proto"), ("torch", "kubernetes", "kubeflow", "kfp")),
     "trial_image": (("contract",), ("grpc", "kubernetes", "kubeflow", "kfp")),
     "runner": (("contract", "proto"), ("torch", "kubernetes", "kubeflow", "kfp")),
-    "pipelines": (("contract", "suggestion", "trial_image", "runner", "deploy"), ()),
-    "deploy": (("contract",), ("grpc", "google.protobuf", "torch", "kubeflow", "kfp", "numpy", "matplotlib")),
+    "pipelines": (("contract", "suggestion", "trial_image", "runner", "deploy", "examples"), ()),
+    "deploy": (("contract", "examples"), ("grpc", "google.protobuf", "torch", "kubeflow", "kfp", "numpy", "matplotlib")),
 }
 LOADER = """
 import importlib, json, pkgutil, sys
@@ -72,4 +73,10 @@ def test_the_contract_uses_only_the_standard_library() -> None:
 
 
 def test_every_top_level_package_has_a_rule() -> None:
-    assert {p.split(".")[0] for p in RULES} | {"cli", "proto"} == set(PROJECT)
+    assert {p.split(".")[0] for p in RULES} | {"cli", "proto", "examples"} == set(PROJECT)
+
+
+def test_examples_hold_no_code() -> None:
+    modules, loaded = loaded_by("examples")
+    assert modules == ["katib_nas.examples"]
+    assert [m for m in loaded if under(m, "katib_nas") and m not in ("katib_nas", "katib_nas.examples")] == []

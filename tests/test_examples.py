@@ -397,7 +397,24 @@ def test_trial_template_renders_into_a_katib_nas_trial_command(path: Path) -> No
 
 # --- the local runner -----------------------------------------------------------------------------------
 
-CPU_EXAMPLES = [p for p in EXAMPLES if "trial-cpu" in p.read_text()]
+def collector(path: Path) -> str:
+    return ((load_yaml(path)["spec"].get("metricsCollectorSpec") or {}).get("collector") or {}).get("kind", "StdOut")
+
+
+#: The local runner collects StdOut and File metrics; the Push example's trials are tested against a DB manager
+#: (tests/katib_client/test_trial_push.py).
+CPU_EXAMPLES = [p for p in EXAMPLES if "trial-cpu" in p.read_text() and collector(p) != "Push"]
+PUSH_EXAMPLES = [p for p in EXAMPLES if collector(p) == "Push"]
+
+
+@pytest.mark.parametrize("path", PUSH_EXAMPLES, ids=example_id)
+def test_the_local_runner_refuses_a_push_example_in_one_line(path: Path, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "katib_nas.cli", "run", str(path), "--workdir", str(tmp_path / "w")],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "katib-nas run: error: spec.metricsCollectorSpec.collector.kind Push cannot run locally; the local runner "
+        "collects StdOut and File metrics"]
 
 
 @pytest.mark.parametrize("path", CPU_EXAMPLES, ids=example_id)

@@ -15,8 +15,8 @@ from .conftest import REPO
 #: Anything that looks like one of our images, in any spelling (another registry, name or tag included).
 OURS = re.compile(r"[\w.<>${}()/-]*(?:katibnas|katib-nas)[\w.-]*/[\w.-]+:(?:\d|\$\()[\w.${}()-]*|"
                   r"[\w.<>${}()/-]*/katib-nas-(?:trial|suggestion)[\w.-]*(?::[\w.-]+)?")
-PLACES = ["README.md", "docs/*.md", "examples/*.yaml", "manifests/*/*.yaml", "pipelines/nas_pipeline.yaml",
-          "*/Dockerfile*", "runner/demo-experiment.yaml", "tests/data/*.yaml"]
+PLACES = ["README.md", "docs/*.md", "examples/*.yaml", "examples/prepare/*.yaml", "manifests/*/*.yaml",
+          "pipelines/nas_pipeline.yaml", "*/Dockerfile*", "runner/demo-experiment.yaml", "tests/data/*.yaml"]
 
 
 def named_images() -> dict[str, set[str]]:
@@ -44,6 +44,7 @@ def test_every_named_image_follows_the_scheme() -> None:
             if path.endswith(".yaml") or "Dockerfile" in path if names - defaults} == {}
     assert {"README.md", "docs/deploy.md", "examples/nas-random-fashion-mnist.yaml",
             "manifests/katib-config/suggestions.yaml", "pipelines/nas_pipeline.yaml", "suggestion/Dockerfile",
+            "examples/prepare/cifar10-data.yaml", "examples/prepare/latency-table-cuda.yaml",
             "trial_image/Dockerfile", "trial_image/Dockerfile.cuda"} <= set(found)
 
 

@@ -12,7 +12,13 @@ import yaml
 
 from katib_nas.proto import api_pb2
 from katib_nas.runner import katib_messages
-from katib_nas.runner.manifest import ExperimentError, MedianStop, experiment_from_document, parse_experiment
+from katib_nas.runner.manifest import (
+    ExperimentError,
+    MedianStop,
+    check_runs_locally,
+    experiment_from_document,
+    parse_experiment,
+)
 from katib_nas.runner.metrics_collector import MetricSummary
 from katib_nas.runner.status import outcome, summarize_trials, trials_to_request
 from katib_nas.runner.store import TrialRow
@@ -103,7 +109,6 @@ def mutate(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
      "min_trials_required must be a whole number"),
     ("spec.earlyStopping", {"algorithmName": "medianstop", "algorithmSettings": [{"name": "window", "value": "3"}]},
      "unknown setting 'window' for medianstop"),
-    ("spec.metricsCollectorSpec", {"collector": {"kind": "Push"}}, "kind Push cannot run locally"),
     ("spec.metricsCollectorSpec", {"collector": {"kind": "StdOut"}, "source": {"filter": {"metricsFormat": ["(x"]}}},
      "not a valid regular expression"),
     ("spec.metricsCollectorSpec", {"source": {"filter": {"metricsFormat": ["x=(\\d+)"]}}}, "needs two groups"),
@@ -115,6 +120,13 @@ def mutate(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 def test_bad_fields_are_named(document: dict[str, Any], path: str, value: Any, message: str) -> None:
     with pytest.raises(ExperimentError, match=message):
         experiment_from_document(mutate(document, path, value))
+
+
+def test_a_push_collector_is_katibs_but_not_the_local_runners(document: dict[str, Any]) -> None:
+    spec = experiment_from_document(mutate(document, "spec.metricsCollectorSpec", {"collector": {"kind": "Push"}}))
+    assert spec.collector.kind == "Push"  # a pipeline may still send it to Katib
+    with pytest.raises(ExperimentError, match="kind Push cannot run locally"):
+        check_runs_locally(spec)
 
 
 def test_feasible_space_values_must_be_strings(document: dict[str, Any]) -> None:

@@ -142,7 +142,7 @@ def test_pipeline_role_grants_what_the_search_step_calls_to_kfps_runner_account(
     role, binding = documents["Role"], documents["RoleBinding"]
     verbs = {resource: set(rule["verbs"]) for rule in role["rules"] for resource in rule["resources"]}
     assert {group for rule in role["rules"] for group in rule["apiGroups"]} == {"kubeflow.org"}
-    assert verbs == {"experiments": {"create", "get", "delete"}, "trials": {"get"}, "suggestions": {"get"}}
+    assert verbs == {"experiments": {"create", "get", "delete"}, "trials": {"get", "list"}, "suggestions": {"get"}}
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": role["metadata"]["name"]}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"}]

@@ -63,10 +63,10 @@ def test_steps_install_nothing_when_they_start() -> None:
         assert "pip install" not in command and "python3 -m kfp.dsl.executor_main" in command
 
 
-def test_run_parameters_default_to_the_pods_namespace_and_deleting_the_experiment() -> None:
+def test_run_parameters_default_to_the_pods_namespace_and_keeping_the_experiment() -> None:
     parameters = yaml.safe_load(COMPILED.read_text())["root"]["inputDefinitions"]["parameters"]
     assert parameters["namespace"]["defaultValue"] == ""
-    assert parameters["keep_experiment"] == {"defaultValue": False, "isOptional": True, "parameterType": "BOOLEAN"}
+    assert parameters["keep_experiment"] == {"defaultValue": True, "isOptional": True, "parameterType": "BOOLEAN"}
     check_arguments({"namespace": ""})
     check_arguments({"namespace": "team-a", "keep_experiment": True})
 
@@ -174,7 +174,7 @@ def test_cli_reports_a_missing_example_and_an_unknown_algorithm_in_one_line(tmp_
     missing = katib_nas("pipeline", "compile", "--example", "cifar100", "--output", str(tmp_path / "p.yaml"))
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines() == [
-        "katib-nas pipeline: error: example 'cifar100' not found (looked in examples/); available: "
+        "katib-nas pipeline: error: no file 'cifar100' and no example of that name; examples: "
         + ", ".join(sorted(p.stem for p in (REPO / "examples").glob("*.yaml")))]
     assert not (tmp_path / "p.yaml").exists()
     unknown = katib_nas("pipeline", "run", "--arg", "algorithm=darts", "--pipeline-root", str(tmp_path))

@@ -1,22 +1,21 @@
 """Our api.proto is wire-compatible with Katib's: every message, field, enum and method we define
-matches the descriptors that kubeflow-katib ships (read in a separate process, since both files
-declare api.v1.beta1 and cannot share one descriptor pool)."""
+matches the descriptors that kubeflow-katib ships (both load into this process: ours live in a descriptor
+pool of their own)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from google.protobuf import descriptor_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool
+from kubeflow.katib import katib_api_pb2
 
 from katib_nas.proto import api_pb2
 
-KATIB_DESCRIPTOR = "from kubeflow.katib import katib_api_pb2 as m; import sys; sys.stdout.buffer.write(m.DESCRIPTOR.serialized_pb)"
+#: How `make proto` turns protoc's output into ours: the same file, added to a descriptor pool of its own.
+DEFAULT_POOL = "DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile("
+OWN_POOL = "POOL = _descriptor_pool.DescriptorPool()\nDESCRIPTOR = POOL.AddSerializedFile("
 
 
 def katib_file() -> descriptor_pb2.FileDescriptorProto:
-    raw = subprocess.run([sys.executable, "-c", KATIB_DESCRIPTOR], check=True, capture_output=True).stdout
-    return descriptor_pb2.FileDescriptorProto.FromString(raw)
+    return descriptor_pb2.FileDescriptorProto.FromString(katib_api_pb2.DESCRIPTOR.serialized_pb)
 
 
 def our_file() -> descriptor_pb2.FileDescriptorProto:
@@ -103,4 +102,12 @@ def test_generated_stubs_match_the_proto_source(tmp_path) -> None:
     code = protoc.main(["protoc", f"-I{proto_dir}", f"--python_out={tmp_path}", str(proto_dir / "api.proto")])
     assert code == 0
     regenerated = (tmp_path / "api_pb2.py").read_text()
-    assert regenerated == (proto_dir / "api_pb2.py").read_text(), "run `make proto` to regenerate the stubs"
+    assert DEFAULT_POOL in regenerated
+    assert regenerated.replace(DEFAULT_POOL, OWN_POOL) == (proto_dir / "api_pb2.py").read_text(), \
+        "run `make proto` to regenerate the stubs"
+
+
+def test_our_messages_live_outside_the_default_pool() -> None:
+    assert api_pb2.DESCRIPTOR.pool is api_pb2.POOL
+    assert api_pb2.POOL is not descriptor_pool.Default()
+    assert katib_api_pb2.DESCRIPTOR.pool is descriptor_pool.Default()

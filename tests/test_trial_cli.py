@@ -23,8 +23,8 @@ from katib_nas.trial_image.data import load_dataset, split_dataset
 
 ARCH = "in8x8x1-cls10-stem8/w12:c3+s5+mp3@r/w16s2:mb3e3_d3:c1+id@0.1"
 FAST = ["--dataset", "digits", "--threads", "1", "--batch-size", "64"]
-NUMERIC_NAMES = ["Validation-Accuracy", "Validation-Loss", "Train-Loss", "Train-Accuracy", "params", "flops",
-                 "latency-ms"]
+NUMERIC_NAMES = ["Validation-Accuracy", "Validation-Loss", "Train-Loss", "Train-Accuracy", "params", "mparams",
+                 "flops", "gflops", "latency-ms"]
 
 
 @dataclass
@@ -69,6 +69,8 @@ def test_stdout_carries_every_metric_for_katibs_default_regex(full_run: tuple[Ru
     assert 0.6 < values["Validation-Accuracy"] <= 1.0  # 10 classes: chance is 0.1
     assert values["Validation-Loss"] > 0 and values["Train-Loss"] > 0 and 0 < values["Train-Accuracy"] <= 1
     assert values["params"] > 1000 and values["flops"] > values["params"] and values["latency-ms"] > 0
+    assert values["mparams"] == pytest.approx(values["params"] / 1e6, rel=1e-5)  # on an accuracy's scale
+    assert values["gflops"] == pytest.approx(values["flops"] / 1e9, rel=1e-5)
     assert run.stdout.count("Train-Loss=") == 3  # two epochs, then the final block
     assert run.stdout.count("Validation-Accuracy=") == 2  # after epoch 1, then the final block (epoch 2)
 
@@ -215,11 +217,13 @@ def test_divergence_exits_3_without_reporting_the_objective() -> None:
     assert line.startswith("katib-nas trial: error: training diverged: the loss became NaN or infinite")
 
 
-def test_a_failed_push_exits_1_after_printing_the_metrics() -> None:
+def test_a_failed_push_exits_1_at_the_first_report_it_could_not_deliver() -> None:
+    """Every report is pushed (each epoch's too): an unreachable DB manager ends the trial at the first one, after
+    that report was printed, rather than after training whose metrics could not reach Katib."""
     env = {**os.environ, "KATIB_TRIAL_NAME": "trial-1", "KATIB_DB_MANAGER_ADDRESS": "127.0.0.1:1"}
     failed = run_trial("--architecture", "in8x8x1-cls10-stem4/w8:c3", *FAST, "--steps", "3", "--report-to-katib",
                        env=env)
-    assert failed.code == 1 and "Validation-Accuracy=" in failed.stdout
+    assert failed.code == 1 and "Train-Loss=" in failed.stdout and "Validation-Accuracy=" not in failed.stdout
     [line] = failed.error_lines()
     assert line.startswith("katib-nas trial: error: cannot push metrics to Katib at 127.0.0.1:1")
 
@@ -229,7 +233,8 @@ def test_help_lists_the_documented_flags() -> None:
     assert completed.returncode == 0
     for flag in ("--architecture", "--dataset", "--data-dir", "--epochs", "--steps", "--batch-size", "--lr",
                  "--weight-decay", "--seed", "--device", "--threads", "--val-fraction", "--max-train-samples",
-                 "--branch-stats", "--test", "--metrics-file", "--metrics-format", "--report-to-katib", "--export-dir"):
+                 "--branch-stats", "--test", "--metrics-file", "--metrics-format", "--report-to-katib", "--tfevent-dir",
+                 "--export-dir"):
         assert flag in completed.stdout
 
 

@@ -1,9 +1,12 @@
-"""Metric output in the forms Katib collects: stdout lines, a metrics file (TEXT or JSON), a push to Katib.
+"""Metric output in the forms Katib collects: stdout lines, a metrics file (TEXT or JSON), a push to Katib's DB
+manager (Push collector), TensorFlow event files (TensorFlowEvent collector).
 
 The line format itself is the shared contract's (katib_nas.contract.metric_format). Every text line starts
 with an RFC 3339 timestamp in UTC (`2025-01-31T12:00:00.123456Z Validation-Accuracy=0.91`), and every
 JSON object carries it under "timestamp": Katib's collectors date each value by it, so the Katib UI draws
-one point per report and `latest` is the value reported last.
+one point per report and `latest` is the value reported last. Every report (each epoch's and the final one)
+goes to every output the trial was given: pushes and event files get each epoch too. Pushes and event files
+carry numbers only (Katib's report_metrics takes numbers; event scalars are numbers).
 """
 
 from __future__ import annotations
@@ -11,18 +14,23 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Mapping, TextIO
+from typing import Callable, Mapping, Sequence, TextIO
 
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.metric_format import MetricValue, format_value, metric_line
 
 METRIC_FORMATS = ("text", "json")
 DB_MANAGER_ENV = "KATIB_DB_MANAGER_ADDRESS"
+#: Seconds one push may take (Katib's SDK default).
+PUSH_TIMEOUT = 60
 #: The key Katib's File collector reads a JSON object's time from.
 TIMESTAMP_KEY = "timestamp"
 Clock = Callable[[], datetime]
+#: Another output of every report, e.g. a push to Katib or an event file.
+Sink = Callable[[Mapping[str, MetricValue]], None]
 
 
 def utc_now() -> datetime:
@@ -47,12 +55,13 @@ class MetricsWriter:
     """
 
     def __init__(self, path: str | None = None, file_format: str = "text", stream: TextIO | None = None,
-                 clock: Clock = utc_now):
+                 clock: Clock = utc_now, sinks: Sequence[Sink] = ()):
         if file_format not in METRIC_FORMATS:
             raise InvalidInput(f"unknown metrics format {file_format!r}; known: {', '.join(METRIC_FORMATS)}")
         self.stream = stream or sys.stdout
         self.clock = clock
         self.file_format = file_format
+        self.sinks = tuple(sinks)
         self.path = Path(path) if path else None
         if self.path:
             try:
@@ -88,6 +97,47 @@ class MetricsWriter:
                         handle.write(text)
             except OSError as err:
                 raise OSError(err.errno, err.strerror, str(self.path)) from None
+        for sink in self.sinks:
+            sink(metrics)
+
+
+def output_sinks(report_to_katib: bool, tfevent_dir: str | None) -> list[Sink]:
+    """The outputs asked for besides stdout and the metrics file, checked before any training."""
+    sinks: list[Sink] = []
+    if push_requested(report_to_katib):
+        check_push_available()
+        sinks.append(push_to_katib)
+    if tfevent_dir:
+        sinks.append(EventFileWriter(Path(tfevent_dir)))
+    return sinks
+
+
+class EventFileWriter:
+    """Each report's numbers as TensorFlow event scalars (tag = metric name, step = report number), written and
+    flushed as they come, the form Katib's TensorFlowEvent collector reads from the Experiment's
+    fileSystemPath (kind Directory)."""
+
+    def __init__(self, directory: Path):
+        try:
+            from tensorboardX.event_file_writer import EventsWriter
+        except ImportError:
+            raise InvalidInput("--tfevent-dir needs the tfevent extra: pip install 'katib-nas[tfevent]'") from None
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.events = EventsWriter(str(directory / "events"))
+        except OSError as err:
+            raise InvalidInput(f"cannot write event files to {directory}: {err.strerror or err}") from None
+        self.step = 0
+
+    def __call__(self, metrics: Mapping[str, MetricValue]) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        self.step += 1
+        values = [Summary.Value(tag=name, simple_value=float(value)) for name, value in metrics.items()
+                  if not isinstance(value, str)]
+        self.events.write_event(Event(wall_time=time.time(), step=self.step, summary=Summary(value=values)))
+        self.events.flush()
 
 
 def push_requested(report_to_katib: bool) -> bool:
@@ -103,7 +153,7 @@ def check_push_available() -> None:
         raise InvalidInput("--report-to-katib needs the kubeflow-katib package (pip install kubeflow-katib==0.19.0)")
 
 
-def push_to_katib(metrics: Mapping[str, MetricValue], address: str | None = None, timeout: int = 60) -> None:
+def push_to_katib(metrics: Mapping[str, MetricValue], address: str | None = None, timeout: int | None = None) -> None:
     """Push the numeric metrics through kubeflow.katib.report_metrics (string metrics cannot be pushed).
 
     The DB manager address comes from `address`, else $KATIB_DB_MANAGER_ADDRESS, else Katib's default.
@@ -114,7 +164,7 @@ def push_to_katib(metrics: Mapping[str, MetricValue], address: str | None = None
     numeric = {name: format_value(v) for name, v in metrics.items() if not isinstance(v, str)}
     target = address or os.environ.get(DB_MANAGER_ENV) or constants.DEFAULT_DB_MANAGER_ADDRESS
     try:
-        report_metrics(numeric, db_manager_address=target, timeout=timeout)
+        report_metrics(numeric, db_manager_address=target, timeout=timeout or PUSH_TIMEOUT)
     except (RuntimeError, ValueError, OSError) as err:
         raise ReportError(f"cannot push metrics to Katib at {target}: {_one_line(err)}") from None
 

@@ -64,6 +64,7 @@ class TrialOptions:
     metrics_file: str | None = None
     metrics_format: str = "text"
     report_to_katib: bool = False
+    tfevent_dir: str | None = None
     export_dir: str | None = None
     latency_table: str | None = None
 
@@ -135,11 +136,10 @@ def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
     """Run the trial and return its exit code; raises InvalidInput for bad input before training."""
     check_options(options)
     arch = parse_architecture(options.architecture)
-    from .reporting import MetricsWriter, check_push_available, push_requested
+    from .reporting import MetricsWriter, output_sinks
 
-    if push_requested(options.report_to_katib):
-        check_push_available()
-    writer = MetricsWriter(options.metrics_file, options.metrics_format, stream)
+    sinks = output_sinks(options.report_to_katib, options.tfevent_dir)
+    writer = MetricsWriter(options.metrics_file, options.metrics_format, stream, sinks=sinks)
     started = time.perf_counter()
     from .data import load_dataset, load_test_set, normalise, split_dataset
 
@@ -188,6 +188,13 @@ def _latency_table(option: str | None, arch: Architecture, device: torch.device)
     return table
 
 
+def cost_metrics(params: int, macs: int) -> dict[str, float | int]:
+    """params and flops (multiply-accumulates) as counts, and as mparams (millions) and gflops (billions): on the
+    scale of an accuracy, so the Katib UI's one-axis trial plot keeps the accuracy curve readable. No name
+    starts with another (Katib's TensorFlowEvent collector matches tags by prefix)."""
+    return {"params": params, "mparams": params / 1e6, "flops": macs, "gflops": macs / 1e9}
+
+
 def epoch_reporter(model: Network, tensors: Tensors, config: TrainConfig, writer: MetricsWriter
                    ) -> Callable[[EpochResult], None]:
     """The per-epoch report: training metrics after every epoch, and after every epoch but the last also
@@ -221,7 +228,7 @@ def _train_and_report(model: Network, arch: Architecture, split: Split, tensors:
     )
 
     from .cost import count_macs, count_parameters, measure_latency_ms
-    from .reporting import ReportError, push_requested, push_to_katib
+    from .reporting import ReportError, push_requested
     from .trainer import Diverged, evaluate, evaluate_trained, train
 
     def start_statistics(step: int, steps: int) -> None:
@@ -238,6 +245,9 @@ def _train_and_report(model: Network, arch: Architecture, split: Split, tensors:
     except Diverged as err:
         print(f"katib-nas trial: error: {err}", file=sys.stderr, flush=True)
         return EXIT_DIVERGED
+    except ReportError as err:
+        print(f"katib-nas trial: error: {err}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
     model.record_branch_stats(False)
     if next(model.parameters()).device.type == "cpu":
         import torch
@@ -249,8 +259,7 @@ def _train_and_report(model: Network, arch: Architecture, split: Split, tensors:
         **test_metrics,
         "Train-Loss": results[-1].train_loss,
         "Train-Accuracy": results[-1].train_accuracy,
-        "params": count_parameters(model),
-        "flops": count_macs(model, arch.input_shape),
+        **cost_metrics(count_parameters(model), count_macs(model, arch.input_shape)),
         "latency-ms": measure_latency_ms(model, arch.input_shape),
     }
     if table is not None:
@@ -265,13 +274,11 @@ def _train_and_report(model: Network, arch: Architecture, split: Split, tensors:
         files = export_model(model, model.arch_text, arch.input_shape, split.mean, split.std, final,
                              options.export_dir)
         LOG.info("exported %s to %s", ", ".join(files.values()), options.export_dir)
-    writer.write(final)
-    if push_requested(options.report_to_katib):
-        try:
-            push_to_katib(final)
-        except ReportError as err:
-            print(f"katib-nas trial: error: {err}", file=sys.stderr, flush=True)
-            return EXIT_FAILED
-    elif options.report_to_katib:
+    try:
+        writer.write(final)
+    except ReportError as err:
+        print(f"katib-nas trial: error: {err}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    if options.report_to_katib and not push_requested(True):
         LOG.warning("--report-to-katib given but KATIB_TRIAL_NAME is not set: metrics were not pushed")
     return EXIT_OK

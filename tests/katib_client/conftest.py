@@ -1,8 +1,4 @@
-"""A real `katib-nas serve` subprocess, reached only through kubeflow-katib's and grpc-health's stubs.
-
-This folder runs in its own pytest process: kubeflow-katib's generated api.proto cannot share a
-descriptor pool with katib_nas.proto.
-"""
+"""A real `katib-nas serve` subprocess, reached only through kubeflow-katib's and grpc-health's stubs."""
 
 from __future__ import annotations
 

@@ -45,7 +45,8 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster
 
 def run(namespace: str = NAMESPACE, run_id: str = "run-1234", timeout_s: int = 60, keep: bool = False
         ) -> steps.KatibRun:
-    return steps.KatibRun(namespace=namespace, run_id=run_id, timeout_s=timeout_s, poll_s=1, keep=keep)
+    return steps.KatibRun(namespace=namespace, run_id=run_id, timeout_s=timeout_s, poll_s=1, keep=keep,
+                          db_manager="")
 
 
 def experiments(api: k8s.CustomObjectsApi, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
@@ -95,6 +96,11 @@ def play_katib_controller(api: k8s.CustomObjectsApi, seen: dict[str, Any], succe
             "bestTrialName": f"{name}-x7k2",
             "parameterAssignments": [{"name": key, "value": value} for key, value in assignments.items()],
             "observation": {"metrics": metrics}}
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, "trials", {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "Trial",
+            "metadata": {"name": f"{name}-x7k2", "labels": {"katib.kubeflow.org/experiment": name}},
+            "spec": {"parameterAssignments": status["currentOptimalTrial"]["parameterAssignments"]},
+            "status": {"conditions": [{"type": "Succeeded", "status": "True"}], "observation": {"metrics": metrics}}})
     api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
 
 
@@ -267,3 +273,43 @@ def test_nas_search_component_runs_in_kfp_local_against_the_emulator(cluster: Cl
     assert seen["experiment"]["spec"]["parallelTrialCount"] == 1
     assert seen["architecture"] in Path(task.outputs["report"].path).read_text()
     assert experiments(cluster.api()) == []  # deleted after the success: keep_experiment is false
+
+
+@pytest.mark.filterwarnings("ignore:You may be attemping to run a task that uses custom:RuntimeWarning")
+def test_by_default_the_step_keeps_the_experiment_and_hands_kfp_its_report(cluster: Cluster, tmp_path: Path) -> None:
+    from kfp import local
+
+    from katib_nas.pipelines.components import make_components
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
+               raise_on_error=True)
+    seen: dict[str, Any] = {}
+    controller = threading.Thread(target=play_katib_controller, args=(cluster.api(), seen), daemon=True)
+    controller.start()
+    task = make_components()["nas_search"](
+        experiment_yaml=yaml.safe_dump(load_example("nas-random-fashion-mnist")), algorithm="", max_trials=0,
+        parallel_trials=0, trial_args="", backend="katib", namespace="", timeout_minutes=2,
+        keep_experiment=True, run_id="kfp-keep-run", poll_seconds=1)
+    controller.join(10)
+    name = seen["experiment"]["metadata"]["name"]
+    assert [e["metadata"]["name"] for e in experiments(cluster.api())] == [name]  # kept for the Katib UI
+    page = Path(task.outputs["search_report"].path).read_text()
+    assert f"{name}-x7k2" in page and seen["architecture"] in page and "<table id=\"trials\">" in page
+    table = Path(task.outputs["trials"].path).read_text()
+    assert table.startswith("# Trials (1)") and f"| {name}-x7k2 | 1 | Succeeded |" in table and "| 0.9012 |" in table
+    assert f"{name}-x7k2" in Path(task.outputs["trials_csv"].path).read_text()
+
+
+def test_a_report_the_step_may_not_read_does_not_fail_the_search(cluster: Cluster, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    cluster.refuse("get", "trials", 403, "Forbidden", 'trials.kubeflow.org is forbidden: User "x" cannot list')
+    seen: dict[str, Any] = {}
+    controller = threading.Thread(target=play_katib_controller, args=(cluster.api(), seen), daemon=True)
+    controller.start()
+    result = steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), run(keep=True),
+                                report_dir=tmp_path / "report")
+    controller.join(10)
+    assert result.architecture == seen["architecture"] and result.report == ""
+    assert "no report: cannot list the Trials of Katib Experiment kubeflow/" in capsys.readouterr().out
+    assert "No report could be written" in steps.trials_markdown(result.report)
+

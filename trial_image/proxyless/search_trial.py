@@ -25,10 +25,10 @@ from katib_nas.contract.spec import Architecture
 
 from ..data import Split, load_dataset, split_dataset
 from ..model import build_model
-from ..reporting import MetricsWriter
+from ..reporting import MetricsWriter, ReportError, output_sinks
 from ..runtime import channels_last, configure_threads, resolve_device, seed_everything
 from ..trainer import Diverged, Tensors, TrainConfig, evaluate, recalibrate_batchnorm, train
-from ..trial import EXIT_DIVERGED, EXIT_OK, check_fits, parse_architecture, strip_quotes
+from ..trial import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, check_fits, parse_architecture, strip_quotes
 from .latency_loss import LatencyModel
 from .profiler import Timing, obtain_table, table_timing, time_network_ms
 from .search import Optimisation, SearchData, evaluate_derived, run_search
@@ -59,6 +59,8 @@ class SearchOptions:
     threads: int | None = None
     metrics_file: str | None = None
     metrics_format: str = "text"
+    report_to_katib: bool = False
+    tfevent_dir: str | None = None
 
 
 def parse_inputs(options: SearchOptions) -> tuple[Architecture, SearchConfig]:
@@ -79,7 +81,8 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
     if config.hardware_aware and table is None:
         raise InvalidInput(f"the search has a latency target ({config.target:g} ms): pass --latency-table "
                            f"(made by `katib-nas profile`)")
-    writer = MetricsWriter(options.metrics_file, options.metrics_format, stream)
+    writer = MetricsWriter(options.metrics_file, options.metrics_format, stream,
+                           sinks=output_sinks(options.report_to_katib, options.tfevent_dir))
     latency = LatencyModel.from_table(table, supernet) if table else None
     threads = configure_threads(options.threads)
     data = load_dataset(options.dataset, options.data_dir)
@@ -92,7 +95,8 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
     seed_everything(config.seed, device)
     optimisation = Optimisation(options.batch_size, options.lr, options.weight_decay, options.arch_every)
     try:
-        search, result = run_search(supernet, config, optimisation, search_data, latency)
+        search, result = run_search(supernet, config, optimisation, search_data, latency,
+                                    on_epoch=lambda epoch, loss, probabilities: writer.write({"Train-Loss": loss}))
         if config.retrain:
             val_loss, val_accuracy = retrain(result.derived, search_data, config, optimisation)
         else:
@@ -100,6 +104,9 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
     except Diverged as err:
         print(f"katib-nas proxyless-search: error: {err}", file=sys.stderr, flush=True)
         return EXIT_DIVERGED
+    except ReportError as err:
+        print(f"katib-nas proxyless-search: error: {err}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
     metrics: dict[str, float | int | str] = {
         BEST_ARCHITECTURE_METRIC: encode(result.derived),
         "Validation-Accuracy": val_accuracy,
@@ -109,7 +116,11 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
     if table is not None:
         metrics["predicted-latency-ms"] = table.predict_ms(result.derived)
     LOG.info("path probabilities: %s", [[round(p, 3) for p in row] for row in result.probabilities])
-    writer.write(metrics)
+    try:
+        writer.write(metrics)
+    except ReportError as err:
+        print(f"katib-nas proxyless-search: error: {err}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
     return EXIT_OK
 
 
