@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .arguments import add_training_arguments, fraction, positive_int
+from .arguments import add_training_arguments, bounded_float, fraction, positive_int
 
 DESCRIPTION = """\
 Train the supernet given by --architecture (choice cells such as mb3e3_mb5e6_zero@r, as the proxylessnas
@@ -18,7 +18,10 @@ hardware-aware loss when the search settings set a latency target (then --latenc
 derive the most probable op of every block and print name=value lines: Best-Architecture (the derived network's
 text), Validation-Accuracy, Validation-Loss, latency-ms (measured) and predicted-latency-ms (from the table).
 --search takes the compact settings text of the suggestion, e.g. epochs-6_warmup-2_loss-mullog_target-1.5.
-Exit codes: 0 done, 2 bad input (one line names it), 3 training diverged."""
+Under torchrun (torchrun --nproc-per-node N --no-python katib-nas proxyless-search ...), a PyTorchJob or a
+TrainJob the supernet trains data-parallel across the processes; --batch-size is the global batch.
+Exit codes: 0 done, 2 bad input (one line names it), 3 training diverged, 1 another process of the run
+failed."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="share of the training images held out for architecture steps (default 0.2)")
     parser.add_argument("--arch-every", type=positive_int, default=2,
                         help="one architecture step every this many weight steps (default 2)")
+    parser.add_argument("--rendezvous-timeout", type=bounded_float(1, 86400), default=300.0, metavar="SECONDS",
+                        help="with several processes: how long each waits for the others at the rendezvous and in "
+                             "every exchange before it gives up (default 300)")
     parser.set_defaults(handler=run)
 
 
@@ -48,5 +54,6 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         arch_fraction=args.arch_fraction, arch_every=args.arch_every, val_fraction=args.val_fraction,
         max_train_samples=args.max_train_samples, device=args.device, threads=args.threads,
-        metrics_file=args.metrics_file, metrics_format=args.metrics_format)
+        metrics_file=args.metrics_file, metrics_format=args.metrics_format,
+        rendezvous_timeout=args.rendezvous_timeout)
     return run_proxyless_search(options)

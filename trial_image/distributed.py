@@ -128,7 +128,7 @@ class Parallel:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
 
-    def average_gradients(self, parameters: list[nn.Parameter]) -> None:
+    def average_gradients(self, parameters: list[torch.Tensor]) -> None:
         """Average the gradients present (the same parameters on every process) in one all-reduce."""
         grads = [p.grad for p in parameters if p.grad is not None]
         if not self.placement.active or not grads:
