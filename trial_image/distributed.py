@@ -29,6 +29,10 @@ MAX_WORLD_SIZE = 65536
 MIN_SHARE = 2
 
 
+#: Words of the errors gloo and NCCL raise when a peer's connection breaks or an exchange times out.
+COMMUNICATION_WORDS = ("gloo", "NCCL", "Connection", "connection", "Timed out", "timed out")
+
+
 class PeerLost(RuntimeError):
     """Another process of the run failed, left, or did not answer within the timeout."""
 
@@ -186,6 +190,18 @@ class Parallel:
         received = self.broadcast_bytes(payload)
         return torch.load(io.BytesIO(received), weights_only=True) if received else None
 
+    def lost(self, err: BaseException) -> PeerLost | None:
+        """The PeerLost an error raised inside training stands for (DistributedDataParallel's exchanges run
+        in backward and fail with the backend's RuntimeError); None when it is no communication failure."""
+        if isinstance(err, PeerLost):
+            return err
+        if not self.placement.active or not isinstance(err, RuntimeError):
+            return None
+        text = str(err)
+        if isinstance(err, dist.DistError) or any(word in text for word in COMMUNICATION_WORDS):
+            return PeerLost(lost_peer_message(self.placement, err))
+        return None
+
     def _collective(self, operation, *args) -> None:  # type: ignore[no-untyped-def]
         try:
             operation(*args)
@@ -195,7 +211,7 @@ class Parallel:
 
 def lost_peer_message(placement: Placement, err: BaseException) -> str:
     """One line for a failed collective operation."""
-    detail = " ".join(str(err).split())[:200]
+    detail = " ".join(str(err).split()[:24])[:200]
     return (f"rank {placement.rank} of {placement.world_size}: another process of the run failed or stopped "
             f"answering ({detail})")
 

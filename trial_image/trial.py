@@ -173,7 +173,7 @@ def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
     test_data = load_test_set(options.dataset, options.data_dir) if options.test else None
     split = split_dataset(data, options.val_fraction, options.max_train_samples)
     del data  # the whole training file; from here on only the split's rows are kept
-    from .distributed import check_shares, start, stop
+    from .distributed import PeerLost, check_shares, start, stop
     from .runtime import resolve_device
 
     check_shares(placement, options.batch_size, len(split.train_y))
@@ -181,7 +181,11 @@ def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
     # Profiling (`measure`) is rank 0's alone; a table file is checked by every process before training.
     measuring_elsewhere = options.latency_table == "measure" and not placement.is_main
     table = None if measuring_elsewhere else _latency_table(options.latency_table, arch, device)
-    parallel = start(placement, device, options.rendezvous_timeout)
+    try:
+        parallel = start(placement, device, options.rendezvous_timeout)
+    except PeerLost as err:
+        print(f"katib-nas trial: error: {err}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
     try:
         run = _prepare(options, arch, split, test_data, parallel, placement)
         LOG.info("ready after %.1f s; training %s", time.perf_counter() - started, run.model.arch_text)
@@ -328,7 +332,6 @@ def _train_and_report(run: PreparedRun, arch: Architecture, split: Split, option
 
     from .checkpoint import CheckpointError
     from .cost import count_macs, count_parameters, measure_latency_ms
-    from .distributed import PeerLost
     from .reporting import ReportError, push_requested, push_to_katib
     from .trainer import Diverged
 
@@ -337,8 +340,11 @@ def _train_and_report(run: PreparedRun, arch: Architecture, split: Split, option
     except Diverged as err:
         _error_line(err, run.parallel)
         return EXIT_DIVERGED
-    except (PeerLost, CheckpointError) as err:
-        print(f"katib-nas trial: error: {err}", file=sys.stderr, flush=True)
+    except (RuntimeError, CheckpointError) as err:
+        lost = err if isinstance(err, CheckpointError) else run.parallel.lost(err)
+        if lost is None:
+            raise
+        print(f"katib-nas trial: error: {lost}", file=sys.stderr, flush=True)
         return EXIT_FAILED
     if not run.parallel.is_main:
         return EXIT_OK

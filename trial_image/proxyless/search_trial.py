@@ -99,7 +99,11 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
     search_data = split_search_data(split, options.arch_fraction, device)
     check_shares(placement, options.batch_size, len(search_data.weight_y))
     check_shares(placement, options.batch_size, len(search_data.arch_y), "--batch-size (architecture steps)")
-    parallel = start(placement, device, options.rendezvous_timeout)
+    try:
+        parallel = start(placement, device, options.rendezvous_timeout)
+    except PeerLost as err:
+        print(f"katib-nas proxyless-search: error: {err}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
     try:
         if measuring_elsewhere:
             table = _shared_table(table, parallel)
@@ -141,8 +145,11 @@ def _search_and_report(supernet: Architecture, config: SearchConfig, options: Se
         if parallel.is_main:
             print(f"katib-nas proxyless-search: error: {err}", file=sys.stderr, flush=True)
         return EXIT_DIVERGED
-    except PeerLost as err:
-        print(f"katib-nas proxyless-search: error: {err}", file=sys.stderr, flush=True)
+    except RuntimeError as err:
+        lost = parallel.lost(err)
+        if lost is None:
+            raise
+        print(f"katib-nas proxyless-search: error: {lost}", file=sys.stderr, flush=True)
         return EXIT_FAILED
     if not parallel.is_main:
         return EXIT_OK
