@@ -1,7 +1,7 @@
 """A Kubernetes API emulator on loopback (kmock's KubernetesEmulator) that kubectl and the kubernetes client use.
 
 `start_cluster` runs the emulator in a thread with its own event loop, declares the resources a test needs
-(Katib's Experiments, Trials and Suggestions; ConfigMaps) and writes a kubeconfig pointing at it. Tests seed
+(Katib's Experiments, Trials and Suggestions; ConfigMaps; Kubeflow Trainer's TrainJobs) and writes a kubeconfig pointing at it. Tests seed
 objects with `Cluster.put`, read them with `Cluster.get`, and make the API refuse a verb with
 `Cluster.refuse`, which answers with a Kubernetes Status as an API server does.
 """
@@ -30,6 +30,7 @@ RESOURCES = {
     "trials": (*KATIB, "Trial", {"status"}),
     "suggestions": (*KATIB, "Suggestion", {"status"}),
     "configmaps": ("", "v1", "ConfigMap", set()),
+    "trainjobs": ("trainer.kubeflow.org", "v1alpha1", "TrainJob", {"status"}),
 }
 VERBS = {"create", "get", "list", "watch", "patch", "update", "delete"}
 

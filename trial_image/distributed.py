@@ -171,6 +171,8 @@ class Parallel:
             return payload
         size = torch.tensor([len(payload)], dtype=torch.long, device=self.device)
         self._collective(dist.broadcast, size, 0)
+        if int(size) == 0:
+            return b""
         data = torch.zeros(int(size), dtype=torch.uint8, device=self.device)
         if self.is_main:
             data.copy_(torch.frombuffer(bytearray(payload), dtype=torch.uint8))
