@@ -103,6 +103,11 @@ class PlayedTrainer:
             while not checkpoint.exists() and nodes[1].poll() is None:
                 time.sleep(0.1)
             nodes[1].kill()  # a node is lost
+        while any(node.poll() is None for node in nodes):
+            if any(node.poll() not in (None, 0) for node in nodes):  # JobSet fails the whole job: pods deleted
+                for node in nodes:
+                    node.terminate()
+            time.sleep(0.1)
         outputs = [node.communicate(timeout=600)[0] for node in nodes]
         self.logs.append("\n".join(outputs))
         return all(node.returncode == 0 for node in nodes)
