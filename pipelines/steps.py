@@ -207,6 +207,20 @@ def final_trial_args(architecture: str, config: FinalTraining) -> list[str]:
     return args + (["--test"] if config.test else [])
 
 
+def trainjob_settings(image: str, claim: str, mount_path: str, nodes: int, procs_per_node: int, namespace: str
+                      ) -> Any:
+    """TrainJobSettings for the final-training step; StepFailed when the pipeline was compiled without a work
+    claim (`katib-nas pipeline compile --trainjob-pvc CLAIM:PATH`)."""
+    from .katib_experiment import default_namespace
+    from .trainjob import TrainJobSettings
+
+    if not claim or not mount_path:
+        raise StepFailed("final_backend=trainjob needs a PersistentVolumeClaim for the checkpoint and the model: "
+                         "compile the pipeline with --trainjob-pvc CLAIM:/path")
+    return TrainJobSettings(image=image, claim=claim, mount_path=mount_path, num_nodes=nodes,
+                            procs_per_node=procs_per_node, namespace=namespace or default_namespace())
+
+
 def train_final_trainjob(architecture: str, config: FinalTraining, settings: Any, run_id: str, model_dir: Path,
                          api: Any | None = None) -> dict[str, str]:
     """The final training as a Kubeflow Trainer TrainJob (`settings`: trainjob.TrainJobSettings), data-parallel

@@ -190,3 +190,39 @@ def test_every_attempt_failing_keeps_the_checkpoint_and_says_so(cluster: Cluster
         steps.train_final_trainjob(ARCH, CONFIG, settings(tmp_path), "run-3", tmp_path / "model")
     player.join(30)
     assert trainjobs(api) == []
+
+
+# --- the pipeline's wiring ---------------------------------------------------------------------------------
+
+def test_compiled_with_a_work_claim_the_final_step_mounts_it_and_hands_it_to_the_trainjob(tmp_path: Path) -> None:
+    import yaml
+
+    from katib_nas.cli.main import main
+
+    output = tmp_path / "pipeline.yaml"
+    assert main(["pipeline", "compile", "--trainjob-pvc", "final-work:/mnt/work", "--output", str(output)]) == 0
+    compiled = list(yaml.safe_load_all(output.read_text()))
+    inputs = compiled[0]["root"]["dag"]["tasks"]["train-final"]["inputs"]["parameters"]
+    assert inputs["work_claim"]["runtimeValue"]["constant"] == "final-work"
+    assert inputs["work_mount"]["runtimeValue"]["constant"] == "/mnt/work"
+    assert inputs["backend"]["componentInputParameter"] == "final_backend"
+    mounts = compiled[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-final"]["pvcMount"]
+    assert [(m["constant"], m["mountPath"]) for m in mounts] == [("final-work", "/mnt/work")]
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"final_backend": "slurm"}, "final_backend 'slurm' must be one of pod, trainjob"),
+    ({"final_backend": "trainjob", "final_nodes": 0}, "final_nodes must be a whole number in [1, 1024], not 0"),
+])
+def test_bad_final_training_arguments_are_refused_before_the_run(arguments: dict[str, Any], message: str) -> None:
+    from katib_nas.contract.errors import InvalidInput
+    from katib_nas.pipelines.pipeline import check_arguments
+
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        check_arguments(arguments)
+
+
+def test_trainjob_backend_without_a_work_claim_fails_the_step_with_one_line() -> None:
+    with pytest.raises(steps.StepFailed, match=r"final_backend=trainjob needs a PersistentVolumeClaim .* compile "
+                                               r"the pipeline with --trainjob-pvc CLAIM:/path"):
+        steps.trainjob_settings("image", "", "", 2, 1, "team-a")
