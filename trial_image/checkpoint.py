@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import pickle
+import time
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -128,6 +129,7 @@ class Checkpoint:
             "step": state.step, "epoch": state.epoch,
             "results": [[r.epoch, r.steps, r.train_loss, r.train_accuracy] for r in state.results],
         }
+        started = time.perf_counter()
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         temporary = self.path.with_name(f".{CHECKPOINT_FILE}.{os.getpid()}.tmp")
@@ -140,3 +142,5 @@ class Checkpoint:
         except OSError as err:
             temporary.unlink(missing_ok=True)
             raise CheckpointError(f"cannot write checkpoint {self.path}: {err.strerror or err}") from None
+        LOG.info("checkpoint of epoch %d written in %.3f s (%d bytes)", state.epoch, time.perf_counter() - started,
+                 buffer.getbuffer().nbytes)

@@ -256,14 +256,19 @@ def epoch_reporter(model: Network, tensors: Tensors, config: TrainConfig, writer
 
     parallel = parallel or SINGLE
     last_step = total_steps(len(tensors.train_y), config, parallel.world_size)
+    clock = [time.perf_counter(), 0]  # when the epoch started, its first step
 
     def report(result: EpochResult) -> None:
+        seconds, images = time.perf_counter() - clock[0], (result.steps - clock[1]) * config.batch_size
+        LOG.info("epoch %d: %d steps in %.2f s, %.0f images/s over %d process(es)", result.epoch,
+                 result.steps - clock[1], seconds, images / max(seconds, 1e-9), parallel.world_size)
         metrics: dict[str, float] = {}
         if result.steps < last_step:
             val_loss, val_accuracy = evaluate_trained(model, tensors, parallel=parallel)
             model.train()
             metrics = {"Validation-Accuracy": val_accuracy, "Validation-Loss": val_loss}
         writer.write({**metrics, "Train-Loss": result.train_loss, "Train-Accuracy": result.train_accuracy})
+        clock[:] = [time.perf_counter(), result.steps]
 
     return report
 
