@@ -1,7 +1,7 @@
 """Data-parallel trial throughput (1 vs 2 processes at the same global batch), peak memory per rank, and
 the cost of a checkpoint per epoch, measured in one run.
 
-Workload: `katib-nas trial` of an MBConv network on Fashion-MNIST (12,000 training images, global batch 128,
+Workload: `katib-nas trial` of an MBConv network on Fashion-MNIST (4,000 training images, global batch 128,
 2 epochs). One process uses every CPU thread the machine offers to it (--threads=N); two processes (rank 0
 and rank 1 started as torchrun starts them, on loopback, gloo) use N/2 threads each, so both settings have
 the same CPUs. Training speed is the second epoch's images per second from rank 0's log (the first one
@@ -29,7 +29,7 @@ from katib_nas.runner.launch import free_port
 
 ARCH = "in28x28x1-cls10-stem16/w16:mb3e3@r:mb5e6@r/w32s2:mb3e6@r:mb7e3@r/w64s2:mb5e3@r:mb3e6@r"
 TRIAL = [sys.executable, "-m", "katib_nas.cli", "trial", f"--architecture={ARCH}", "--dataset=fashion-mnist",
-         "--max-train-samples=12000", "--batch-size=128", "--epochs=2", "--seed=3"]
+         "--max-train-samples=4000", "--batch-size=128", "--epochs=2", "--seed=3"]
 EPOCH = re.compile(r"epoch 2: (\d+) steps in ([\d.]+) s, (\d+) images/s")
 CHECKPOINT = re.compile(r"checkpoint of epoch (\d+) written in ([\d.]+) s \((\d+) bytes\)")
 ACCURACY = re.compile(r" Validation-Accuracy=([\d.]+)$", re.M)
