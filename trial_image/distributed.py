@@ -248,13 +248,6 @@ def stop(parallel: Parallel) -> None:
         dist.destroy_process_group()
 
 
-def threads_per_process(environ: Mapping[str, str], cpus: int) -> int:
-    """CPU threads for one of LOCAL_WORLD_SIZE processes sharing `cpus` (at least one)."""
-    text = environ.get("LOCAL_WORLD_SIZE", "1").strip()
-    local = int(text) if text.isascii() and text.isdigit() and 0 < len(text) <= 6 else 1
-    return max(1, cpus // max(local, 1))
-
-
 def environment_placement() -> Placement:
     """placement_from(os.environ)."""
     return placement_from(os.environ)
