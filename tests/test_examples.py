@@ -482,15 +482,21 @@ def test_restricted_checker_catches_each_rule() -> None:
 
 # --- trialTemplate -> trial command ----------------------------------------------------------------------
 
-def rendered_command(document: dict[str, Any], assignments: dict[str, str], trial: str) -> tuple[str, list[str]]:
-    """Katib's substitution (plain text over the trialSpec), then the primary container as its shell runs it."""
+def rendered_trial_spec(document: dict[str, Any], assignments: dict[str, str], trial: str) -> dict[str, Any]:
+    """Katib's substitution: plain text over the trialSpec."""
     template = document["spec"]["trialTemplate"]
     text = json.dumps(template["trialSpec"])
     for parameter in template["trialParameters"]:
         meta = META_REFERENCE.match(parameter["reference"])
         value = trial if meta and meta.group(1) == "Name" else assignments[parameter["reference"]]
         text = text.replace("${trialParameters.%s}" % parameter["name"], value)
-    containers = trial_containers(json.loads(text))
+    return json.loads(text)
+
+
+def rendered_command(document: dict[str, Any], assignments: dict[str, str], trial: str) -> tuple[str, list[str]]:
+    """Katib's substitution, then the primary container as its shell runs it."""
+    template = document["spec"]["trialTemplate"]
+    containers = trial_containers(rendered_trial_spec(document, assignments, trial))
     container = next(c for c in containers if c["name"] == template["primaryContainerName"])
     argv = shlex.split(" ".join((container.get("command") or []) + (container.get("args") or [])))
     if argv[:2] == ["torchrun", "--no-python"]:  # torchrun starts the program as it is, once per process
