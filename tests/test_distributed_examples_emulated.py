@@ -52,6 +52,11 @@ def first_proposal(document: dict[str, Any]) -> dict[str, str]:
     return algorithm.suggest(info, [], 1, 0).assignments[0]
 
 
+def katib_metrics(output: str) -> dict[str, str]:
+    """The latest value of each metric in a pod's output, read with Katib's default StdOut regex."""
+    return {m.group(1): m.group(2) for m in re.finditer(KATIB_DEFAULT_REGEX, output)}
+
+
 def matches(expression: str, status: dict[str, Any]) -> bool:
     """Katib's gjson condition on a job's status (the form every default and example uses)."""
     wanted = CONDITION.fullmatch(expression)
@@ -107,7 +112,7 @@ def test_trainjob_example_runs_as_kubeflow_trainer_runs_it(cluster: Cluster) -> 
     codes, outputs = run_nodes([trainer["command"]] * trainer["numNodes"], environments)
     assert codes == [0, 0], outputs[0][-3000:]
     primary = outputs[0]  # node 0: the pod primaryPodLabels select (job-completion-index 0)
-    metrics = dict(re.findall(KATIB_DEFAULT_REGEX, primary))
+    metrics = katib_metrics(primary)
     assert 0.0 <= float(metrics["Validation-Accuracy"]) <= 1.0 and "Validation-Accuracy" not in outputs[1]
     status = finish(cluster, job, "trainjobs", True, "Complete")
     template = document["spec"]["trialTemplate"]
@@ -132,7 +137,7 @@ def test_pytorchjob_example_runs_as_the_training_operator_runs_it(cluster: Clust
     assert master.endswith("-master-0")  # the operator's MASTER_ADDR; one machine here, so loopback
     codes, outputs = run_nodes(commands, environments)
     assert codes == [0, 0], outputs[0][-3000:]
-    metrics = dict(re.findall(KATIB_DEFAULT_REGEX, outputs[0]))  # the Master: primaryPodLabels job-role master
+    metrics = katib_metrics(outputs[0])  # the Master: primaryPodLabels job-role master
     assert 0.0 <= float(metrics["Validation-Accuracy"]) <= 1.0 and "Validation-Accuracy" not in outputs[1]
     status = finish(cluster, job, "pytorchjobs", True, "Succeeded")
     template = document["spec"]["trialTemplate"]
