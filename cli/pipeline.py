@@ -35,6 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compile_parser.add_argument("--data-pvc", action="append", default=None, metavar="CLAIM:PATH",
                                 help="PersistentVolumeClaim the steps mount at PATH (repeatable; default the "
                                      "example trial's claims)")
+    compile_parser.add_argument("--trainjob-pvc", default=None, metavar="CLAIM:PATH",
+                                help="PersistentVolumeClaim (ReadWriteMany for several nodes) where the final "
+                                     "training keeps its checkpoint and model when it runs as a TrainJob "
+                                     "(final_backend=trainjob); mounted at PATH in the step and the TrainJob")
     compile_parser.add_argument("--output", type=Path, required=True, help="pipeline YAML to write")
     compile_parser.set_defaults(handler=compile_command)
 
@@ -91,7 +95,8 @@ def step_settings(args: argparse.Namespace) -> "StepSettings":
                                                                                      example.accelerator_count)
         resources = StepResources(args.cpu or example.cpu, args.memory or example.memory, name, count)
     volumes = None if args.data_pvc is None else tuple(DataVolume(*parse_claim(text)) for text in args.data_pvc)
-    return StepSettings(args.image, resources, volumes)
+    work = DataVolume(*parse_claim(args.trainjob_pvc, "--trainjob-pvc")) if args.trainjob_pvc else None
+    return StepSettings(args.image, resources, volumes, work)
 
 
 def parse_accelerator(text: str) -> tuple[str, int]:
@@ -106,13 +111,13 @@ def parse_accelerator(text: str) -> tuple[str, int]:
     return name, int(count)
 
 
-def parse_claim(text: str) -> tuple[str, str]:
+def parse_claim(text: str, flag: str = "--data-pvc") -> tuple[str, str]:
     """`cifar10-data:/data` -> ("cifar10-data", "/data")."""
     from katib_nas.contract.errors import InvalidInput
 
     claim, sep, path = text.partition(":")
     if not sep or not claim or not path.startswith("/"):
-        raise InvalidInput(f"--data-pvc {text!r} must be CLAIM:/absolute/path, e.g. cifar10-data:/data")
+        raise InvalidInput(f"{flag} {text!r} must be CLAIM:/absolute/path, e.g. cifar10-data:/data")
     return claim, path
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .arguments import add_training_arguments, fraction, positive_int
+from .arguments import add_training_arguments, bounded_float, fraction, positive_int
 
 DESCRIPTION = """\
 Train the supernet given by --architecture (choice cells such as mb3e3_mb5e6_zero@r, as the proxylessnas
@@ -21,7 +21,10 @@ latency-ms (measured) and predicted-latency-ms (from the table). With --report-t
 pushed to Katib after every epoch and at the end (Best-Architecture, a string, only reaches Katib through the
 StdOut or File collector).
 --search takes the compact settings text of the suggestion, e.g. epochs-6_warmup-2_loss-mullog_target-1.5.
-Exit codes: 0 done, 2 bad input (one line names it), 3 training diverged, 1 a push to Katib failed."""
+Under torchrun (torchrun --nproc-per-node N --no-python katib-nas proxyless-search ...), a PyTorchJob or a
+TrainJob the supernet trains data-parallel across the processes; --batch-size is the global batch.
+Exit codes: 0 done, 2 bad input (one line names it), 3 training diverged, 1 a push to Katib failed or another
+process of the run failed."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="share of the training images held out for architecture steps (default 0.2)")
     parser.add_argument("--arch-every", type=positive_int, default=2,
                         help="one architecture step every this many weight steps (default 2)")
+    parser.add_argument("--rendezvous-timeout", type=bounded_float(1, 86400), default=300.0, metavar="SECONDS",
+                        help="with several processes: how long each waits for the others at the rendezvous and in "
+                             "every exchange before it gives up (default 300)")
     parser.set_defaults(handler=run)
 
 
@@ -52,5 +58,5 @@ def run(args: argparse.Namespace) -> int:
         arch_fraction=args.arch_fraction, arch_every=args.arch_every, val_fraction=args.val_fraction,
         max_train_samples=args.max_train_samples, device=args.device, threads=args.threads,
         metrics_file=args.metrics_file, metrics_format=args.metrics_format, report_to_katib=args.report_to_katib,
-        tfevent_dir=args.tfevent_dir)
+        tfevent_dir=args.tfevent_dir, rendezvous_timeout=args.rendezvous_timeout)
     return run_proxyless_search(options)

@@ -10,7 +10,7 @@ import logging
 
 from katib_nas.contract.branch_stats import DEFAULT_STATISTIC, STATISTIC_PREFIXES
 
-from .arguments import add_training_arguments, bounded_int, positive_int
+from .arguments import add_training_arguments, bounded_float, bounded_int, positive_int
 
 DESCRIPTION = """\
 Decode the architecture text, build the network, train it with SGD (Nesterov momentum, cosine learning
@@ -19,8 +19,11 @@ print one name=value line per metric: Validation-Accuracy, Validation-Loss, Trai
 params, flops (multiply-accumulates), latency-ms, and with --branch-stats the string metrics Branch-Stats
 and Skip-Gates. An architecture wrapped in one pair of double quotes is accepted (Katib passes the quotes
 of --architecture="${trialParameters.x}" through literally).
+Under torchrun (torchrun --nproc-per-node N --no-python katib-nas trial ...), a PyTorchJob or a TrainJob the
+trial trains data-parallel across the processes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT;
+gloo on CPU, nccl on CUDA); --batch-size is the global batch and rank 0 alone reports and exports.
 Exit codes: 0 done, 2 bad input (one line names it), 3 training diverged (no objective reported),
-1 export or push to Katib failed."""
+1 export or push to Katib failed, a checkpoint could not be written, or another process of the run failed."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,6 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "single-op cells without skip inputs, as proxylessnas proposes")
     parser.add_argument("--export-dir", metavar="DIR",
                         help="write TorchScript (and ONNX when onnx is installed) and model.json here")
+    parser.add_argument("--checkpoint-dir", metavar="DIR",
+                        help="write a checkpoint after every epoch into DIR (e.g. on a PersistentVolumeClaim) and, "
+                             "when DIR already holds one of this run, continue from it")
+    parser.add_argument("--rendezvous-timeout", type=bounded_float(1, 86400), default=300.0, metavar="SECONDS",
+                        help="with several processes: how long each waits for the others at the rendezvous and in "
+                             "every exchange before it gives up (default 300)")
     parser.set_defaults(handler=run)
 
 
@@ -70,6 +79,6 @@ def run(args: argparse.Namespace) -> int:
         branch_statistic=args.branch_statistic, test=args.test,
         metrics_file=args.metrics_file,
         metrics_format=args.metrics_format, report_to_katib=args.report_to_katib, tfevent_dir=args.tfevent_dir,
-        export_dir=args.export_dir,
-        latency_table=args.latency_table)
+        export_dir=args.export_dir, latency_table=args.latency_table, checkpoint_dir=args.checkpoint_dir,
+        rendezvous_timeout=args.rendezvous_timeout)
     return run_trial(options)

@@ -81,11 +81,13 @@ class DataVolume:
 
 @dataclass(frozen=True)
 class StepSettings:
-    """What the steps run in; None takes the example trial container's."""
+    """What the steps run in; None takes the example trial container's. `trainjob_volume` is the claim the
+    final training's TrainJob keeps its checkpoint and model on (final_backend=trainjob)."""
 
     image: str | None = None
     resources: StepResources | None = None
     volumes: tuple[DataVolume, ...] | None = None
+    trainjob_volume: DataVolume | None = None
 
 
 def _primary_pod(document: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -144,7 +146,9 @@ def build_pipeline(example: str = DEFAULT_EXAMPLE, settings: StepSettings = Step
     apply_request(document, SearchRequest())
     experiment_yaml = yaml.safe_dump(document, sort_keys=False)
     defaults = final_defaults(document)
-    components = make_components(settings.image or trial_image(document))
+    image = settings.image or trial_image(document)
+    components = make_components(image)
+    work = settings.trainjob_volume
     resources = settings.resources or trial_resources(document)
     volumes = data_volumes(document) if settings.volumes is None else settings.volumes
     example_name = find_example(example).stem
@@ -156,7 +160,8 @@ def build_pipeline(example: str = DEFAULT_EXAMPLE, settings: StepSettings = Step
                      keep_experiment: bool = True, dataset: str = defaults.dataset,
                      data_dir: str = defaults.data_dir, final_epochs: int = 10, final_max_train_samples: int = 0,
                      final_test: bool = defaults.test, batch_size: int = defaults.batch_size, seed: int = 0,
-                     threads: int = 0) -> None:
+                     threads: int = 0, final_backend: str = "pod", final_nodes: int = 2,
+                     final_procs_per_node: int = 1, final_checkpoint_dir: str = "") -> None:
         search = components["nas_search"](
             experiment_yaml=experiment_yaml, algorithm=algorithm, max_trials=max_trials,
             parallel_trials=parallel_trials, trial_args=trial_args, backend=backend, namespace=namespace,
@@ -168,10 +173,12 @@ def build_pipeline(example: str = DEFAULT_EXAMPLE, settings: StepSettings = Step
         final = components["train_final"](
             architecture=search.outputs["architecture"], dataset=dataset, data_dir=data_dir, epochs=final_epochs,
             max_train_samples=final_max_train_samples, test=final_test, batch_size=batch_size, seed=seed,
-            threads=threads)
+            threads=threads, backend=final_backend, nodes=final_nodes, procs_per_node=final_procs_per_node,
+            checkpoint_dir=final_checkpoint_dir, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, namespace=namespace,
+            image=image, work_claim=work.claim if work else "", work_mount=work.mount_path if work else "")
         final.set_display_name("train-final")
         _limit(final, resources)
-        _mount(final, volumes)
+        _mount(final, volumes + ((work,) if work else ()))
         export = components["export_model"](model=final.outputs["model"],
                                             search_metrics_json=search.outputs["metrics_json"])
         export.set_display_name("export-model")
@@ -193,11 +200,13 @@ def check_arguments(arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE) -
     a budget or a name that Katib's webhook rejects."""
     known = {"algorithm", "max_trials", "parallel_trials", "trial_args", "backend", "namespace",
              "timeout_minutes", "keep_experiment", "dataset", "data_dir", "final_epochs", "final_max_train_samples", "final_test",
-             "batch_size", "seed", "threads"}
+             "batch_size", "seed", "threads", "final_backend", "final_nodes", "final_procs_per_node",
+             "final_checkpoint_dir"}
     unknown = sorted(set(arguments) - known)
     if unknown:
         raise InvalidInput(f"unknown pipeline parameter {unknown[0]!r}; parameters: {', '.join(sorted(known))}")
     check_backend(str(arguments.get("backend", "katib")))
+    check_final_backend(arguments)
     document = load_example(example)
     check_final_test(arguments, final_defaults(document))
     namespace = str(arguments.get("namespace", ""))
@@ -209,6 +218,20 @@ def check_arguments(arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE) -
                             parallel_trials=int(arguments.get("parallel_trials", 0)),
                             trial_args=split_trial_args(str(arguments.get("trial_args", ""))))
     apply_request(document, request)
+
+
+FINAL_BACKENDS = ("pod", "trainjob")
+
+
+def check_final_backend(arguments: dict[str, Any]) -> None:
+    """InvalidInput for a final-training backend or size the step would refuse."""
+    backend = str(arguments.get("final_backend", "pod"))
+    if backend not in FINAL_BACKENDS:
+        raise InvalidInput(f"final_backend {backend!r} must be one of {', '.join(FINAL_BACKENDS)}")
+    for name in ("final_nodes", "final_procs_per_node"):
+        value = arguments.get(name, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:
+            raise InvalidInput(f"{name} must be a whole number in [1, 1024], not {value!r}")
 
 
 def check_final_test(arguments: dict[str, Any], defaults: FinalDefaults) -> None:

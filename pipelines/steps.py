@@ -224,10 +224,12 @@ class FinalTraining:
     batch_size: int = 128
     seed: int = 0
     threads: int = 0
+    checkpoint_dir: str = ""
 
 
 def train_final(architecture: str, config: FinalTraining, model_dir: Path) -> dict[str, str]:
-    """Train with `katib-nas trial`'s code path, exporting into `model_dir`; returns the final metrics."""
+    """Train with `katib-nas trial`'s code path, exporting into `model_dir`; returns the final metrics. With
+    `config.checkpoint_dir` (e.g. on a PersistentVolumeClaim) a restarted step continues from the last epoch."""
     from katib_nas.trial_image.trial import TrialOptions, run_trial
 
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -236,11 +238,50 @@ def train_final(architecture: str, config: FinalTraining, model_dir: Path) -> di
         options = TrialOptions(architecture=architecture, dataset=config.dataset, data_dir=config.data_dir or None,
                                epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
                                threads=config.threads or None, max_train_samples=config.max_train_samples or None,
-                               test=config.test, metrics_file=str(metrics_file), export_dir=str(model_dir))
+                               test=config.test, metrics_file=str(metrics_file), export_dir=str(model_dir),
+                               checkpoint_dir=config.checkpoint_dir or None)
         code = run_trial(options)
         if code != 0:
             raise StepFailed(f"final training of {architecture} failed with exit code {code}")
         return read_metric_lines(metrics_file.read_text())
+
+
+def final_trial_args(architecture: str, config: FinalTraining) -> list[str]:
+    """`katib-nas trial` arguments of the final training (outputs and checkpoint are the caller's)."""
+    args = [f"--architecture={architecture}", f"--dataset={config.dataset}", f"--epochs={config.epochs}",
+            f"--batch-size={config.batch_size}", f"--seed={config.seed}"]
+    optional = (("--data-dir", config.data_dir), ("--max-train-samples", config.max_train_samples),
+                ("--threads", config.threads))
+    args += [f"{flag}={value}" for flag, value in optional if value]
+    return args + (["--test"] if config.test else [])
+
+
+def trainjob_settings(image: str, claim: str, mount_path: str, nodes: int, procs_per_node: int, namespace: str
+                      ) -> Any:
+    """TrainJobSettings for the final-training step; StepFailed when the pipeline was compiled without a work
+    claim (`katib-nas pipeline compile --trainjob-pvc CLAIM:PATH`)."""
+    from .katib_experiment import default_namespace
+    from .trainjob import TrainJobSettings
+
+    if not claim or not mount_path:
+        raise StepFailed("final_backend=trainjob needs a PersistentVolumeClaim for the checkpoint and the model: "
+                         "compile the pipeline with --trainjob-pvc CLAIM:/path")
+    return TrainJobSettings(image=image, claim=claim, mount_path=mount_path, num_nodes=nodes,
+                            procs_per_node=procs_per_node, namespace=namespace or default_namespace())
+
+
+def train_final_trainjob(architecture: str, config: FinalTraining, settings: Any, run_id: str, model_dir: Path,
+                         api: Any | None = None) -> dict[str, str]:
+    """The final training as a Kubeflow Trainer TrainJob (`settings`: trainjob.TrainJobSettings), data-parallel
+    on settings.num_nodes nodes; the export lands in `model_dir`; returns the final metrics."""
+    from .trainjob import TrainJobError, TrainJobRun
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        text = TrainJobRun(settings, run_id, api).train(final_trial_args(architecture, config), model_dir)
+    except TrainJobError as err:
+        raise StepFailed(str(err)) from None
+    return read_metric_lines(text)
 
 
 def read_metric_lines(text: str) -> dict[str, str]:

@@ -8,6 +8,15 @@ then joined with spaces and split again with POSIX shell quoting, which is
 what Katib's `sh -c` wrapper does for the StdOut and File collectors, so
 `--architecture="${trialParameters.x}"` works as it does on a cluster. No
 shell runs: operators, redirections and `$` expansions are refused.
+
+Besides batch/v1 Jobs the runner takes the distributed trial kinds of Katib's
+default katib-config: a PyTorchJob (kubeflow.org/v1; the Master replica's
+container, Master + Worker replicas as nodes, nprocPerNode processes each) and
+a TrainJob (trainer.kubeflow.org/v1alpha1; spec.trainer's command, numNodes
+and numProcPerNode). A command that starts with `torchrun` is run without
+it, its own --nnodes and --nproc-per-node taking precedence. Every node is
+emulated on this machine: nodes x processes copies of the program start
+under katib_nas.runner.launch, which gives each torchrun's environment.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .launch import MAX_LOCAL_PROCESSES, World
 from .manifest import (
     META_INDEX_PATTERN,
     META_PATTERN,
@@ -93,17 +103,147 @@ def _meta_value(key: str, reference: str, spec: dict[str, Any], trial_name: str,
     return str(source[index])
 
 
+JOB = "batch/v1/Job"
+PYTORCHJOB = "kubeflow.org/v1/PyTorchJob"
+TRAINJOB = "trainer.kubeflow.org/v1alpha1/TrainJob"
+#: The container a TrainJob's trainer runs in (the torch-distributed runtime's replicated job and container).
+TRAINJOB_CONTAINER = "node"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The primary container of a trial spec and how many nodes and processes per node it asks for."""
+
+    container: dict[str, Any]
+    world: World = World(1, 1)
+
+
 def primary_container(trial_spec: dict[str, Any], primary_name: str) -> dict[str, Any]:
-    """The container that runs the trial, from a batch/v1 Job trialSpec."""
+    """The container that runs the trial."""
+    return trial_workload(trial_spec, primary_name).container
+
+
+def trial_workload(trial_spec: dict[str, Any], primary_name: str) -> Workload:
+    """Container and process counts of a Job, PyTorchJob or TrainJob trial spec."""
     kind = f"{trial_spec.get('apiVersion')}/{trial_spec.get('kind')}"
-    if kind != "batch/v1/Job":
-        raise ExperimentError(f"trialSpec kind {kind} cannot run locally; the local runner runs batch/v1 Job "
-                              "trial specs")
-    pod = (((trial_spec.get("spec") or {}).get("template") or {}).get("spec") or {})
+    spec = trial_spec.get("spec") or {}
+    if kind == JOB:
+        return Workload(_named_container((spec.get("template") or {}).get("spec") or {}, primary_name))
+    if kind == PYTORCHJOB:
+        return _pytorchjob_workload(spec, primary_name)
+    if kind == TRAINJOB:
+        return _trainjob_workload(spec, primary_name)
+    raise ExperimentError(f"trialSpec kind {kind} cannot run locally; the local runner runs {JOB}, {PYTORCHJOB} "
+                          f"and {TRAINJOB} trial specs")
+
+
+def _named_container(pod: dict[str, Any], primary_name: str) -> dict[str, Any]:
     for container in pod.get("containers") or []:
         if isinstance(container, dict) and container.get("name") == primary_name:
             return container
     raise ExperimentError(f"the trialSpec has no container named {primary_name!r} (primaryContainerName)")
+
+
+def _pytorchjob_workload(spec: dict[str, Any], primary_name: str) -> Workload:
+    """Master (the primary pod, as Katib labels it) and Worker replicas; nprocPerNode processes on each.
+    A non-numeric nprocPerNode ("auto", the default) counts as one, as the operator counts it in WORLD_SIZE."""
+    replicas = spec.get("pytorchReplicaSpecs") or {}
+    master = replicas.get("Master")
+    if not isinstance(master, dict):
+        raise ExperimentError("the PyTorchJob trialSpec has no Master replica (spec.pytorchReplicaSpecs.Master); "
+                              "Katib's primary pod is the master")
+    nodes = sum(_count(r.get("replicas", 1), f"spec.pytorchReplicaSpecs.{name}.replicas", 0)
+                for name, r in replicas.items() if isinstance(r, dict))
+    per_node = str(spec.get("nprocPerNode", "auto"))
+    procs = _count(int(per_node), "spec.nprocPerNode", 1) if per_node.isdigit() else 1
+    pod = ((master.get("template") or {}).get("spec") or {})
+    return Workload(_named_container(pod, primary_name), World(nodes, procs))
+
+
+def _trainjob_workload(spec: dict[str, Any], primary_name: str) -> Workload:
+    """spec.trainer as the container named `node`; numNodes (default 1) and numProcPerNode, which "auto" or
+    "cpu" turns into the CPU count of resourcesPerNode (at least one), as Kubeflow Trainer's torch plugin does."""
+    if primary_name != TRAINJOB_CONTAINER:
+        raise ExperimentError(f"a TrainJob's trainer runs in the container named {TRAINJOB_CONTAINER!r}; set "
+                              f"spec.trialTemplate.primaryContainerName: {TRAINJOB_CONTAINER}")
+    trainer = spec.get("trainer") or {}
+    if not trainer.get("command"):
+        raise ExperimentError("the TrainJob trialSpec has no spec.trainer.command; the local runner cannot read the "
+                              "runtime's image, so write the command in the TrainJob")
+    nodes = _count(trainer.get("numNodes", 1), "spec.trainer.numNodes", 1)
+    per_node = trainer.get("numProcPerNode", "auto")
+    if isinstance(per_node, int) and not isinstance(per_node, bool):
+        procs = _count(per_node, "spec.trainer.numProcPerNode", 1)
+    else:
+        procs = max(1, _cpus(trainer.get("resourcesPerNode") or {}))
+    container = {"name": TRAINJOB_CONTAINER, "command": trainer["command"], "args": trainer.get("args") or [],
+                 "env": trainer.get("env") or []}
+    return Workload(container, World(nodes, procs))
+
+
+def _cpus(resources: dict[str, Any]) -> int:
+    """Whole CPUs of the request (else the limit), as a Kubernetes quantity such as 2 or "1500m"."""
+    for part in ("requests", "limits"):
+        value = str((resources.get(part) or {}).get("cpu", "")).strip()
+        if value:
+            return int(float(value[:-1]) / 1000) if value.endswith("m") else int(float(value))
+    return 0
+
+
+def _count(value: Any, where: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_LOCAL_PROCESSES:
+        raise ExperimentError(f"{where} must be a whole number in [{low}, {MAX_LOCAL_PROCESSES}] to run locally, "
+                              f"got {value!r}")
+    return value
+
+
+TORCHRUN_VALUED = ("--nnodes", "--nproc-per-node", "--rdzv-backend", "--rdzv-endpoint", "--rdzv-id", "--rdzv-conf",
+                   "--max-restarts", "--monitor-interval", "--start-method", "--role", "--log-dir", "--redirects",
+                   "--tee", "--local-ranks-filter", "--node-rank", "--master-addr", "--master-port", "--local-addr",
+                   "--logs-specs", "--event-log-handler", "-r", "-t")
+TORCHRUN_SWITCHES = ("--standalone", "--no-python", "--module", "--run-path", "-m")
+
+
+def strip_torchrun(argv: Sequence[str], world: World) -> tuple[list[str], World]:
+    """Without a leading `torchrun`, the argv and world as they are; with it, the program torchrun would start
+    (a Python script runs under this Python unless --no-python) and the world its --nnodes and
+    --nproc-per-node make of the spec's."""
+    if not argv or Path(argv[0]).name != "torchrun":
+        return list(argv), world
+    options: dict[str, str] = {}
+    index = 1
+    while index < len(argv) and argv[index].startswith("-"):
+        name, _, value = argv[index].partition("=")
+        name = name.replace("_", "-") if name.startswith("--") else name
+        if name in TORCHRUN_SWITCHES:
+            options[name] = "yes"
+        elif name in TORCHRUN_VALUED:
+            if not value:
+                index += 1
+                value = argv[index] if index < len(argv) else ""
+            options[name] = value
+        else:
+            raise ExperimentError(f"torchrun option {argv[index]!r} is not one the local runner knows; options: "
+                                  f"{', '.join(TORCHRUN_VALUED + TORCHRUN_SWITCHES)}")
+        index += 1
+    program = list(argv[index:])
+    if not program:
+        raise ExperimentError("torchrun has no program to start in the trial command")
+    if "-m" in options or "--module" in options:
+        program = ["python", "-m"] + program
+    elif "--no-python" not in options:
+        program = ["python"] + program
+    nodes = _torchrun_count(options.get("--nnodes"), "--nnodes", world.nodes)
+    per_node = _torchrun_count(options.get("--nproc-per-node"), "--nproc-per-node", world.per_node)
+    return program, World(nodes, per_node)
+
+
+def _torchrun_count(text: str | None, flag: str, default: int) -> int:
+    if text is None or text in ("auto", "cpu", "gpu"):
+        return default
+    if not text.isdigit():
+        raise ExperimentError(f"torchrun {flag} {text!r}: the local runner takes a whole number here")
+    return _count(int(text), f"torchrun {flag}", 1)
 
 
 def container_argv(container: dict[str, Any], primary_name: str) -> list[str]:
@@ -198,12 +338,20 @@ def build_command(spec: ExperimentSpec, trial_name: str, assignments: Mapping[st
     folder under the workdir, as it names the trial's Job on a cluster)."""
     check_trial_name(trial_name)
     rendered = render_trial_spec(spec.template, trial_name, spec.namespace, assignments)
-    container = primary_container(rendered, spec.template.primary_container)
-    argv = apply_overrides(container_argv(container, spec.template.primary_container), overrides)
+    workload = trial_workload(rendered, spec.template.primary_container)
+    argv = apply_overrides(container_argv(workload.container, spec.template.primary_container), overrides)
     argv, metrics_file = metrics_file_for(spec, argv, trial_dir)
-    env = container_env(container, spec.template.primary_container)
+    env = container_env(workload.container, spec.template.primary_container)
     env["KATIB_TRIAL_NAME"] = trial_name
-    return TrialCommand(tuple(resolve_program(argv)), env, metrics_file)
+    program, world = strip_torchrun(argv, workload.world)
+    if world.size > MAX_LOCAL_PROCESSES:
+        raise ExperimentError(f"the trial asks for {world.nodes} node(s) x {world.per_node} process(es), more than "
+                              f"the {MAX_LOCAL_PROCESSES} processes the local runner starts for one trial")
+    resolved = resolve_program(program)
+    if world.size > 1:
+        resolved = [sys.executable, "-m", "katib_nas.runner.launch", f"--nnodes={world.nodes}",
+                    f"--nproc-per-node={world.per_node}", "--", *resolved]
+    return TrialCommand(tuple(resolved), env, metrics_file)
 
 
 def check_runnable(spec: ExperimentSpec, overrides: Sequence[str], trial_dir: Path) -> TrialCommand:

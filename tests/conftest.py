@@ -64,6 +64,29 @@ def schema_errors(schema: dict[str, Any], document: Any) -> list[str]:
     return [f"{'.'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in validator.iter_errors(document)]
 
 
+def trial_pod_templates(trial_spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The pod templates of a trial spec by where they sit: a Job's one, each PyTorchJob replica's; a TrainJob
+    has none (its pods come from the training runtime)."""
+    kind, spec = trial_spec["kind"], trial_spec["spec"]
+    if kind == "Job":
+        return {"spec.template": spec["template"]}
+    if kind == "PyTorchJob":
+        return {f"spec.pytorchReplicaSpecs.{name}.template": replica["template"]
+                for name, replica in spec["pytorchReplicaSpecs"].items()}
+    assert kind == "TrainJob", kind
+    return {}
+
+
+def trial_containers(trial_spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every container the trial spec describes; a TrainJob's trainer as a container (image, command, args,
+    resources per node)."""
+    if trial_spec["kind"] == "TrainJob":
+        trainer = trial_spec["spec"]["trainer"]
+        return [{"name": "node", "image": trainer["image"], "command": trainer.get("command") or [],
+                 "args": trainer.get("args") or [], "resources": trainer.get("resourcesPerNode") or {}}]
+    return [c for pod in trial_pod_templates(trial_spec).values() for c in pod["spec"]["containers"]]
+
+
 def dockerfile_steps(path: Path) -> tuple[list[str], str, list[str]]:
     """(paths copied into the image, the project's pip install target, the entrypoint) as a Dockerfile states them."""
     text = path.read_text()

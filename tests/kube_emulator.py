@@ -1,9 +1,9 @@
 """A Kubernetes API emulator on loopback (kmock's KubernetesEmulator) that kubectl and the kubernetes client use.
 
 `start_cluster` runs the emulator in a thread with its own event loop, declares the resources a test needs
-(Katib's Experiments, Trials and Suggestions; ConfigMaps) and writes a kubeconfig pointing at it. Tests seed
-objects with `Cluster.put`, read them with `Cluster.get`, and make the API refuse a verb with
-`Cluster.refuse`, which answers with a Kubernetes Status as an API server does.
+(Katib's Experiments, Trials and Suggestions; ConfigMaps; TrainJobs and PyTorchJobs) and writes a kubeconfig
+pointing at it. Tests seed objects with `Cluster.put`, read them with `Cluster.get`, and make the API refuse a
+verb with `Cluster.refuse`, which answers with a Kubernetes Status as an API server does.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ RESOURCES = {
     "trials": (*KATIB, "Trial", {"status"}),
     "suggestions": (*KATIB, "Suggestion", {"status"}),
     "configmaps": ("", "v1", "ConfigMap", set()),
+    "trainjobs": ("trainer.kubeflow.org", "v1alpha1", "TrainJob", {"status"}),
+    "pytorchjobs": ("kubeflow.org", "v1", "PyTorchJob", {"status"}),
 }
 VERBS = {"create", "get", "list", "watch", "patch", "update", "delete"}
 

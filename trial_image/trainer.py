@@ -9,12 +9,17 @@ passes channels_last tensors on every device.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .distributed import MIN_SHARE, Parallel
+
+#: One process: every collective operation of Parallel is a no-op.
+SINGLE = Parallel()
 
 
 @dataclass(frozen=True)
@@ -58,23 +63,26 @@ class Tensors:
     val_y: torch.Tensor
 
 
-def batches_per_epoch(count: int, batch_size: int) -> int:
-    """Whole batches plus a final partial one when it holds at least two samples (BatchNorm needs two)."""
+def batches_per_epoch(count: int, batch_size: int, processes: int = 1) -> int:
+    """Whole batches plus a final partial one when each of `processes` gets at least two of its samples
+    (BatchNorm needs two)."""
     size = min(batch_size, count)
     full, rest = divmod(count, size)
-    return full + (1 if rest >= 2 else 0)
+    return full + (1 if rest >= MIN_SHARE * processes else 0)
 
 
-def total_steps(count: int, config: TrainConfig) -> int:
-    return config.steps if config.steps is not None else config.epochs * batches_per_epoch(count, config.batch_size)
+def total_steps(count: int, config: TrainConfig, processes: int = 1) -> int:
+    if config.steps is not None:
+        return config.steps
+    return config.epochs * batches_per_epoch(count, config.batch_size, processes)
 
 
-def epoch_batches(count: int, batch_size: int, generator: torch.Generator, device: torch.device
-                  ) -> Iterator[torch.Tensor]:
-    """Index tensors of one shuffled epoch."""
+def epoch_batches(count: int, batch_size: int, generator: torch.Generator, device: torch.device,
+                  processes: int = 1) -> Iterator[torch.Tensor]:
+    """Index tensors of one shuffled epoch (global batches: every process draws the same order)."""
     size = min(batch_size, count)
     order = torch.randperm(count, generator=generator).to(device)
-    for b in range(batches_per_epoch(count, batch_size)):
+    for b in range(batches_per_epoch(count, batch_size, processes)):
         yield order[b * size:(b + 1) * size]
 
 
@@ -85,54 +93,95 @@ def make_optimizer(model: nn.Module, config: TrainConfig, steps: int
     return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
 
 
+@dataclass
+class TrainState:
+    """What a resumed run needs besides the weights: optimiser, schedule, loss scaler, batch order, the
+    position reached and the epochs done."""
+
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator
+    step: int = 0
+    epoch: int = 0
+    results: list[EpochResult] = field(default_factory=list)
+
+
+class Checkpointer(Protocol):
+    """Restores a run's state before training and saves it after every epoch."""
+
+    def restore(self, state: TrainState) -> None: ...
+
+    def save(self, state: TrainState) -> None: ...
+
+
 def train(model: nn.Module, data: Tensors, config: TrainConfig,
           on_epoch: Callable[[EpochResult], None] = lambda result: None,
-          before_step: Callable[[int, int], None] = lambda step, steps: None) -> list[EpochResult]:
+          before_step: Callable[[int, int], None] = lambda step, steps: None,
+          parallel: Parallel = SINGLE, checkpoint: Checkpointer | None = None) -> list[EpochResult]:
     """Train in place for the configured budget; raises Diverged on a non-finite loss.
 
     `before_step(step, steps)` runs before optimizer step `step` (0-based) of `steps`, e.g. to start
-    recording statistics for the last part of the run.
+    recording statistics for the last part of the run. With several processes `model` is the
+    DistributedDataParallel wrapper, each process takes its share of every global batch and the epoch's
+    loss and accuracy are summed over all of them. `checkpoint` restores the state before the first step
+    and saves it after every epoch, before `on_epoch` reports it.
     """
     device = data.train_x.device
-    use_amp = device.type == "cuda"
-    count = len(data.train_y)
-    steps = total_steps(count, config)
+    steps = total_steps(len(data.train_y), config, parallel.world_size)
     optimizer, schedule = make_optimizer(model, config, steps)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    generator = torch.Generator().manual_seed(config.seed)
-    results: list[EpochResult] = []
-    step, epoch = 0, 0
+    state = TrainState(optimizer, schedule, torch.amp.GradScaler("cuda", enabled=device.type == "cuda"),
+                       torch.Generator().manual_seed(config.seed))
+    if checkpoint is not None:
+        checkpoint.restore(state)
     model.train()
-    while step < steps:
-        epoch += 1
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen, checked_at = 0, step
-        for index in epoch_batches(count, config.batch_size, generator, device):
-            if step >= steps:
-                break
-            before_step(step, steps)
-            inputs, targets = data.train_x[index], data.train_y[index]
-            with torch.autocast(device.type, enabled=use_amp):
-                logits = model(inputs)
-                loss = F.cross_entropy(logits, targets)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            schedule.step()
-            step += 1
-            loss_sum += loss.detach() * len(index)
-            correct += (logits.detach().argmax(dim=1) == targets).sum()
-            seen += len(index)
-            if step % config.check_every == 0:
-                _check_finite(loss_sum, epoch, checked_at + 1, step)
-                checked_at = step
-        _check_finite(loss_sum, epoch, checked_at + 1, step)
-        result = EpochResult(epoch, step, float(loss_sum) / seen, int(correct) / seen)
-        results.append(result)
+    while state.step < steps:
+        state.epoch += 1
+        result = _train_epoch(model, data, config, state, steps, before_step, parallel)
+        state.results.append(result)
+        if checkpoint is not None:
+            checkpoint.save(state)
         on_epoch(result)
-    return results
+    return state.results
+
+
+def _train_epoch(model: nn.Module, data: Tensors, config: TrainConfig, state: TrainState, steps: int,
+                 before_step: Callable[[int, int], None], parallel: Parallel) -> EpochResult:
+    """One epoch (or what is left of the step budget) from `state`, which it advances."""
+    device = data.train_x.device
+    use_amp = device.type == "cuda"
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen, checked_at = 0, state.step
+    for global_index in epoch_batches(len(data.train_y), config.batch_size, state.generator, device,
+                                      parallel.world_size):
+        if state.step >= steps:
+            break
+        before_step(state.step, steps)
+        index = parallel.share(global_index)
+        inputs, targets = data.train_x[index], data.train_y[index]
+        with torch.autocast(device.type, enabled=use_amp):
+            logits = model(inputs)
+            loss = F.cross_entropy(logits, targets)
+        state.optimizer.zero_grad(set_to_none=True)
+        state.scaler.scale(loss).backward()
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+        state.schedule.step()
+        state.step += 1
+        loss_sum += loss.detach() * len(index)
+        correct += (logits.detach().argmax(dim=1) == targets).sum()
+        seen += len(index)
+        if state.step % config.check_every == 0:
+            _check_finite(parallel.sum(loss_sum), state.epoch, checked_at + 1, state.step)
+            checked_at = state.step
+    _check_finite(parallel.sum(loss_sum), state.epoch, checked_at + 1, state.step)
+    if parallel.world_size == 1:
+        return EpochResult(state.epoch, state.step, float(loss_sum) / seen, int(correct) / seen)
+    totals = parallel.sum(torch.stack([loss_sum.double(), correct.double(),
+                                       torch.tensor(float(seen), dtype=torch.float64, device=device)]))
+    loss_total, correct_total, seen_total = totals.tolist()
+    return EpochResult(state.epoch, state.step, loss_total / seen_total, correct_total / seen_total)
 
 
 def _check_finite(loss_sum: torch.Tensor, epoch: int, first_step: int, last_step: int) -> None:
@@ -140,22 +189,29 @@ def _check_finite(loss_sum: torch.Tensor, epoch: int, first_step: int, last_step
         raise Diverged(epoch, first_step, last_step)
 
 
-def evaluate(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 128
-             ) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) in eval mode.
+def evaluate(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 128,
+             parallel: Parallel = SINGLE) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) in eval mode; with several processes each evaluates its share of the
+    images and the sums are added up, so every process returns the same pair.
 
     The logits do not depend on the batch size (eval mode); a batch of 128 keeps the activations of a
     network at 28x28 a quarter of what 512 needs, which would otherwise set the trial's peak memory.
     """
     model.eval()
+    share = parallel.share(torch.arange(len(targets)))
+    start, stop = (int(share[0]), int(share[-1]) + 1) if len(share) else (0, 0)
     loss_sum = torch.zeros((), device=inputs.device)
     correct = torch.zeros((), device=inputs.device, dtype=torch.long)
     with torch.inference_mode(), torch.autocast(inputs.device.type, enabled=inputs.device.type == "cuda"):
-        for start in range(0, len(targets), batch_size):
-            logits = model(inputs[start:start + batch_size]).float()
-            batch_targets = targets[start:start + batch_size]
+        for first in range(start, stop, batch_size):
+            last = min(first + batch_size, stop)
+            logits = model(inputs[first:last]).float()
+            batch_targets = targets[first:last]
             loss_sum += F.cross_entropy(logits, batch_targets, reduction="sum")
             correct += (logits.argmax(dim=1) == batch_targets).sum()
+    if parallel.world_size > 1:
+        totals = parallel.sum(torch.stack([loss_sum.double(), correct.double()]))
+        loss_sum, correct = totals[0], totals[1]
     loss = float(loss_sum) / len(targets)
     return (loss if math.isfinite(loss) else math.nan), int(correct) / len(targets)
 
@@ -190,7 +246,10 @@ def recalibrate_batchnorm(network: nn.Module, images: torch.Tensor, batch_size: 
     network.train(was_training)
 
 
-def evaluate_trained(model: nn.Module, data: Tensors, batch_size: int = 512) -> tuple[float, float]:
-    """(loss, accuracy) on the validation split after recalibrating BatchNorm on the training images."""
+def evaluate_trained(model: nn.Module, data: Tensors, batch_size: int = 512, parallel: Parallel = SINGLE
+                     ) -> tuple[float, float]:
+    """(loss, accuracy) on the validation split after recalibrating BatchNorm on the training images (on
+    every process the same images; rank 0's statistics are then copied to all, so all evaluate one network)."""
     recalibrate_batchnorm(model, data.train_x)
-    return evaluate(model, data.val_x, data.val_y, batch_size)
+    parallel.broadcast_buffers(model)
+    return evaluate(model, data.val_x, data.val_y, batch_size, parallel)

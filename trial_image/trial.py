@@ -3,10 +3,17 @@
 Bad input is found before any training (InvalidInput, exit 2). A diverged run
 prints one line on stderr, reports no objective and exits 3. A failed push
 or export exits 1.
+
+Started by torchrun (or a PyTorchJob or TrainJob) with several processes, the
+trial trains data-parallel (see distributed.py); rank 0 alone writes metrics,
+statistics, checkpoints and exports, and a process that fails or vanishes
+makes every other one stop with one line and exit 1. With --checkpoint-dir
+every epoch ends with a checkpoint and a restarted trial continues from it.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -22,7 +29,9 @@ from katib_nas.contract.spec import Architecture
 if TYPE_CHECKING:
     import torch
 
-    from .data import Split
+    from .checkpoint import Checkpoint
+    from .data import ImageData, Split
+    from .distributed import Parallel, Placement
     from .model import Network
     from .proxyless.table import LatencyTable
     from .reporting import MetricsWriter
@@ -67,6 +76,8 @@ class TrialOptions:
     tfevent_dir: str | None = None
     export_dir: str | None = None
     latency_table: str | None = None
+    checkpoint_dir: str | None = None
+    rendezvous_timeout: float = 300.0
 
 
 def strip_quotes(text: str) -> str:
@@ -88,6 +99,12 @@ def check_fits(arch: Architecture, shape: tuple[int, int, int], num_classes: int
                            f"{num_classes - 1}; change the 'cls' part of the architecture text")
 
 
+def _error_line(err: Exception, parallel: Parallel) -> None:
+    """One line on stderr for an error every process meets alike: printed by rank 0 only."""
+    if parallel.is_main:
+        print(f"katib-nas trial: error: {err}", file=sys.stderr, flush=True)
+
+
 def _shape_text(shape: tuple[int, ...]) -> str:
     return "x".join(str(v) for v in shape)
 
@@ -102,6 +119,10 @@ def check_options(options: TrialOptions) -> None:
         _check_omp_threads(os.environ.get("OMP_NUM_THREADS", ""))
     if options.export_dir:
         check_export_dir(Path(options.export_dir))
+    if options.checkpoint_dir:
+        from .checkpoint import check_checkpoint_dir
+
+        check_checkpoint_dir(Path(options.checkpoint_dir))
 
 
 def _check_range(flag: str, value: int, low: int, high: int) -> None:
@@ -135,31 +156,70 @@ def check_export_dir(path: Path) -> None:
 def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
     """Run the trial and return its exit code; raises InvalidInput for bad input before training."""
     check_options(options)
+    from .distributed import environment_placement
+
+    placement = environment_placement()
     arch = parse_architecture(options.architecture)
     from .reporting import MetricsWriter, output_sinks
 
-    sinks = output_sinks(options.report_to_katib, options.tfevent_dir)
-    writer = MetricsWriter(options.metrics_file, options.metrics_format, stream, sinks=sinks)
+    sinks = output_sinks(options.report_to_katib, options.tfevent_dir) if placement.is_main else []
+    writer = MetricsWriter(options.metrics_file, options.metrics_format, stream, sinks=sinks) if placement.is_main \
+        else MetricsWriter(None, options.metrics_format, io.StringIO())
     started = time.perf_counter()
-    from .data import load_dataset, load_test_set, normalise, split_dataset
+    from .data import load_dataset, load_test_set, split_dataset
 
     data = load_dataset(options.dataset, options.data_dir)
     check_fits(arch, data.shape, data.num_classes, options.dataset)
     test_data = load_test_set(options.dataset, options.data_dir) if options.test else None
     split = split_dataset(data, options.val_fraction, options.max_train_samples)
     del data  # the whole training file; from here on only the split's rows are kept
+    from .distributed import PeerLost, check_shares, start, stop
+    from .runtime import resolve_device
 
+    check_shares(placement, options.batch_size, len(split.train_y))
+    device = resolve_device(options.device)
+    # Profiling (`measure`) is rank 0's alone; a table file is checked by every process before training.
+    measuring_elsewhere = options.latency_table == "measure" and not placement.is_main
+    table = None if measuring_elsewhere else _latency_table(options.latency_table, arch, device)
+    try:
+        parallel = start(placement, device, options.rendezvous_timeout)
+    except PeerLost as err:
+        print(f"katib-nas trial: error: {err}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    try:
+        run = _prepare(options, arch, split, test_data, parallel, placement)
+        LOG.info("ready after %.1f s; training %s", time.perf_counter() - started, run.model.arch_text)
+        return _train_and_report(run, arch, split, options, writer, table)
+    finally:
+        stop(parallel)
+
+
+@dataclass
+class PreparedRun:
+    """The network and tensors on the training device, the configuration and the processes' group."""
+
+    model: Network
+    tensors: Tensors
+    config: TrainConfig
+    parallel: Parallel
+    test: tuple[torch.Tensor, torch.Tensor] | None
+
+
+def _prepare(options: TrialOptions, arch: Architecture, split: Split, test_data: ImageData | None,
+             parallel: Parallel, placement: Placement) -> PreparedRun:
+    """Build the network and move the data to the device, in channels_last (see runtime.channels_last)."""
     import torch
 
+    from .data import normalise
     from .model import build_model
-    from .runtime import channels_last, configure_threads, resolve_device, seed_everything
+    from .runtime import channels_last, configure_threads, seed_everything
     from .trainer import Tensors, TrainConfig
 
-    device = resolve_device(options.device)
+    device = parallel.device
     threads = configure_threads(options.threads)
-    LOG.info("%s: %d training and %d validation images, device %s, %d CPU thread(s)", options.dataset,
-             len(split.train_y), len(split.val_y), device, threads)
-    table = _latency_table(options.latency_table, arch, device)
+    LOG.info("%s: %d training and %d validation images, device %s, %d CPU thread(s), rank %d of %d",
+             options.dataset, len(split.train_y), len(split.val_y), device, threads, placement.rank,
+             placement.world_size)
     seed_everything(options.seed, device)
     model = build_model(arch).to(device)
     tensors = Tensors(*(torch.from_numpy(a).to(device) for a in (split.train_x, split.train_y, split.val_x,
@@ -172,8 +232,7 @@ def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
         torch.from_numpy(test_data.labels).to(device))
     config = TrainConfig(epochs=options.epochs, steps=options.steps, batch_size=options.batch_size, lr=options.lr,
                          weight_decay=options.weight_decay, seed=options.seed)
-    LOG.info("ready after %.1f s; training %s", time.perf_counter() - started, model.arch_text)
-    return _train_and_report(model, arch, split, tensors, config, options, writer, test, table)
+    return PreparedRun(model, tensors, config, parallel, test)
 
 
 def _latency_table(option: str | None, arch: Architecture, device: torch.device) -> LatencyTable | None:
@@ -195,31 +254,87 @@ def cost_metrics(params: int, macs: int) -> dict[str, float | int]:
     return {"params": params, "mparams": params / 1e6, "flops": macs, "gflops": macs / 1e9}
 
 
-def epoch_reporter(model: Network, tensors: Tensors, config: TrainConfig, writer: MetricsWriter
-                   ) -> Callable[[EpochResult], None]:
+def epoch_reporter(model: Network, tensors: Tensors, config: TrainConfig, writer: MetricsWriter,
+                   parallel: Parallel | None = None) -> Callable[[EpochResult], None]:
     """The per-epoch report: training metrics after every epoch, and after every epoch but the last also
     Validation-Accuracy and Validation-Loss, so Katib draws a curve and early stopping has values to compare.
     The last epoch's validation metrics are the final report's, measured once."""
-    from .trainer import evaluate_trained, total_steps
+    from .trainer import SINGLE, evaluate_trained, total_steps
 
-    last_step = total_steps(len(tensors.train_y), config)
+    parallel = parallel or SINGLE
+    last_step = total_steps(len(tensors.train_y), config, parallel.world_size)
+    clock = [time.perf_counter(), 0]  # when the epoch started, its first step
 
     def report(result: EpochResult) -> None:
+        seconds, images = time.perf_counter() - clock[0], (result.steps - clock[1]) * config.batch_size
+        LOG.info("epoch %d: %d steps in %.2f s, %.0f images/s over %d process(es)", result.epoch,
+                 result.steps - clock[1], seconds, images / max(seconds, 1e-9), parallel.world_size)
         metrics: dict[str, float] = {}
         if result.steps < last_step:
-            val_loss, val_accuracy = evaluate_trained(model, tensors)
+            val_loss, val_accuracy = evaluate_trained(model, tensors, parallel=parallel)
             model.train()
             metrics = {"Validation-Accuracy": val_accuracy, "Validation-Loss": val_loss}
         writer.write({**metrics, "Train-Loss": result.train_loss, "Train-Accuracy": result.train_accuracy})
+        clock[:] = [time.perf_counter(), result.steps]
 
     return report
 
 
-def _train_and_report(model: Network, arch: Architecture, split: Split, tensors: Tensors, config: TrainConfig,
-                      options: TrialOptions, writer: MetricsWriter,
-                      test: tuple[torch.Tensor, torch.Tensor] | None = None,
-                      table: LatencyTable | None = None) -> int:
-    """Train, then measure, export and report; the objective is written only after everything succeeded."""
+def checkpoint_identity(model: Network, options: TrialOptions, training_images: int) -> dict[str, object]:
+    """What a checkpoint must share with this run to continue it: the network and the settings that shape
+    the training trajectory (not the number of processes: batches are global)."""
+    return {"architecture": model.arch_text, "--dataset": options.dataset, "--epochs": options.epochs,
+            "--steps": options.steps, "--batch-size": options.batch_size, "--lr": options.lr,
+            "--weight-decay": options.weight_decay, "--seed": options.seed, "--val-fraction": options.val_fraction,
+            "--max-train-samples": options.max_train_samples, "training images": training_images}
+
+
+def _checkpoint(run: PreparedRun, options: TrialOptions) -> Checkpoint | None:
+    """The run's checkpoint, loaded (weights in the model) when one is there; None without --checkpoint-dir."""
+    if not options.checkpoint_dir:
+        return None
+    from .checkpoint import Checkpoint
+
+    checkpoint = Checkpoint(Path(options.checkpoint_dir), run.model,
+                            checkpoint_identity(run.model, options, len(run.tensors.train_y)), run.parallel)
+    checkpoint.load()
+    return checkpoint
+
+
+def _train(run: PreparedRun, options: TrialOptions, writer: MetricsWriter
+           ) -> tuple[list[EpochResult], float, float, dict[str, float]]:
+    """Train (data-parallel with several processes) and evaluate; (results, val loss, val accuracy, test
+    metrics). Raises Diverged, PeerLost or CheckpointError."""
+    from .trainer import Diverged, evaluate, evaluate_trained, train
+
+    model, parallel = run.model, run.parallel
+    recording = False
+
+    def start_statistics(step: int, steps: int) -> None:
+        # the last part of the run: statistics of a trained network (also when a resumed run starts past it)
+        nonlocal recording
+        if options.branch_stats and not recording and step >= int(steps * (1.0 - STATISTICS_FRACTION)):
+            recording = True
+            model.record_branch_stats(True)
+
+    checkpoint = _checkpoint(run, options)
+    results = train(parallel.wrap(model), run.tensors, run.config, before_step=start_statistics,
+                    on_epoch=epoch_reporter(model, run.tensors, run.config, writer, parallel), parallel=parallel,
+                    checkpoint=checkpoint)
+    val_loss, val_accuracy = evaluate_trained(model, run.tensors, parallel=parallel)
+    if val_loss != val_loss:
+        raise Diverged(results[-1].epoch, 1, results[-1].steps)
+    test_metrics = {} if run.test is None else dict(zip(("Test-Loss", "Test-Accuracy"),
+                                                        evaluate(model, *run.test, parallel=parallel)))
+    model.record_branch_stats(False)
+    parallel.average_statistics(model)
+    return results, val_loss, val_accuracy, test_metrics
+
+
+def _train_and_report(run: PreparedRun, arch: Architecture, split: Split, options: TrialOptions,
+                      writer: MetricsWriter, table: LatencyTable | None = None) -> int:
+    """Train, then (rank 0) measure, export and report; the objective is written only after everything
+    succeeded."""
     from katib_nas.contract.branch_stats import (
         BRANCH_STATS_METRIC,
         SKIP_GATES_METRIC,
@@ -227,28 +342,28 @@ def _train_and_report(model: Network, arch: Architecture, split: Split, tensors:
         format_skip_gates,
     )
 
+    from .checkpoint import CheckpointError
     from .cost import count_macs, count_parameters, measure_latency_ms
     from .reporting import ReportError, push_requested
-    from .trainer import Diverged, evaluate, evaluate_trained, train
-
-    def start_statistics(step: int, steps: int) -> None:
-        if options.branch_stats and step == int(steps * (1.0 - STATISTICS_FRACTION)):
-            model.record_branch_stats(True)  # the last part of the run: statistics of a trained network
+    from .trainer import Diverged
 
     try:
-        results = train(model, tensors, config, before_step=start_statistics,
-                        on_epoch=epoch_reporter(model, tensors, config, writer))
-        val_loss, val_accuracy = evaluate_trained(model, tensors)
-        if val_loss != val_loss:
-            raise Diverged(results[-1].epoch, 1, results[-1].steps)
-        test_metrics = {} if test is None else dict(zip(("Test-Loss", "Test-Accuracy"), evaluate(model, *test)))
+        results, val_loss, val_accuracy, test_metrics = _train(run, options, writer)
     except Diverged as err:
-        print(f"katib-nas trial: error: {err}", file=sys.stderr, flush=True)
+        _error_line(err, run.parallel)
         return EXIT_DIVERGED
     except ReportError as err:
         print(f"katib-nas trial: error: {err}", file=sys.stderr, flush=True)
         return EXIT_FAILED
-    model.record_branch_stats(False)
+    except (RuntimeError, CheckpointError) as err:
+        lost = err if isinstance(err, CheckpointError) else run.parallel.lost(err)
+        if lost is None:
+            raise
+        print(f"katib-nas trial: error: {lost}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    if not run.parallel.is_main:
+        return EXIT_OK
+    model = run.model
     if next(model.parameters()).device.type == "cpu":
         import torch
 

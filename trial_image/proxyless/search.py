@@ -26,8 +26,10 @@ from katib_nas.contract.search_settings import SearchConfig
 from katib_nas.contract.spec import Architecture
 from katib_nas.contract.supernet import derive
 
+from ..distributed import Parallel
 from ..model import build_model
 from ..trainer import (
+    SINGLE,
     Diverged,
     TrainConfig,
     batches_per_epoch,
@@ -87,7 +89,9 @@ class SupernetSearch:
     """The supernet, its path logits and both optimisers."""
 
     def __init__(self, supernet: Architecture, config: SearchConfig, optimisation: Optimisation,
-                 latency: LatencyModel | None, device: torch.device, weight_steps: int):
+                 latency: LatencyModel | None, device: torch.device, weight_steps: int,
+                 parallel: Parallel = SINGLE):
+        self.parallel = parallel
         self.supernet = supernet
         self.config = config
         self.optimisation = optimisation
@@ -109,6 +113,8 @@ class SupernetSearch:
         loss = F.cross_entropy(self.network(x), y)
         self.weight_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        # every process sampled the same paths: the same parameters have gradients on all of them
+        self.parallel.average_gradients(list(self.network.parameters()))
         self.weight_optimizer.step()
         self.schedule.step()
         return loss.detach()
@@ -125,6 +131,7 @@ class SupernetSearch:
             loss = hardware_loss(cross_entropy, expected, self.config)
             self.arch_optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            self.parallel.average_gradients(gates + list(self.logits.alphas))
         finally:
             self.network.requires_grad_(True)
         updated = self._set_logit_grads(pairs, gates)
@@ -179,26 +186,34 @@ class SupernetSearch:
 
 def run_search(supernet: Architecture, config: SearchConfig, optimisation: Optimisation, data: SearchData,
                latency: LatencyModel | None,
-               on_epoch: Callable[[int, float, list[list[float]]], None] = lambda e, loss, p: None
-               ) -> tuple[SupernetSearch, SearchResult]:
-    """Warm-up, then alternating weight and architecture steps for config.epochs epochs."""
+               on_epoch: Callable[[int, float, list[list[float]]], None] = lambda e, loss, p: None,
+               parallel: Parallel = SINGLE) -> tuple[SupernetSearch, SearchResult]:
+    """Warm-up, then alternating weight and architecture steps for config.epochs epochs. With several
+    processes each takes its share of every global weight and architecture batch and the gradients are
+    averaged, so all of them hold the same weights and path logits."""
     device = data.weight_x.device
-    per_epoch = batches_per_epoch(len(data.weight_y), optimisation.batch_size)
-    search = SupernetSearch(supernet, config, optimisation, latency, device, per_epoch * config.epochs)
+    processes = parallel.world_size
+    per_epoch = batches_per_epoch(len(data.weight_y), optimisation.batch_size, processes)
+    search = SupernetSearch(supernet, config, optimisation, latency, device, per_epoch * config.epochs, parallel)
     order = torch.Generator().manual_seed(config.seed)
-    arch_batches = _forever(len(data.arch_y), optimisation.batch_size, order, device)
+    arch_batches = _forever(len(data.arch_y), optimisation.batch_size, order, device, processes)
     step = arch_steps = 0
     for epoch in range(1, config.epochs + 1):
         loss_sum = torch.zeros((), device=device)
         count = 0
-        for index in epoch_batches(len(data.weight_y), optimisation.batch_size, order, device):
+        for global_index in epoch_batches(len(data.weight_y), optimisation.batch_size, order, device, processes):
+            index = parallel.share(global_index)
             loss_sum += search.weight_step(data.weight_x[index], data.weight_y[index]) * len(index)
             count += len(index)
             step += 1
             if epoch > config.warmup and step % optimisation.arch_every == 0:
-                arch_index = next(arch_batches)
+                arch_index = parallel.share(next(arch_batches))
                 search.arch_step(data.arch_x[arch_index], data.arch_y[arch_index])
                 arch_steps += 1
+        if processes > 1:
+            totals = parallel.sum(torch.stack([loss_sum.double(), torch.tensor(float(count), device=device,
+                                                                               dtype=torch.float64)]))
+            loss_sum, count = totals[0], int(totals[1])
         mean_loss = float(loss_sum) / max(count, 1)
         if mean_loss != mean_loss or mean_loss == float("inf"):
             raise Diverged(epoch, 1, step)
@@ -216,10 +231,11 @@ def evaluate_derived(search: SupernetSearch, choices: list[int], data: SearchDat
     """
     search.use_choices(choices)
     recalibrate_batchnorm(search.network, data.weight_x, batch_size)
-    return evaluate(search.network, data.val_x, data.val_y)
+    search.parallel.broadcast_buffers(search.network)
+    return evaluate(search.network, data.val_x, data.val_y, parallel=search.parallel)
 
 
-def _forever(count: int, batch_size: int, generator: torch.Generator, device: torch.device
+def _forever(count: int, batch_size: int, generator: torch.Generator, device: torch.device, processes: int = 1
              ) -> Iterator[torch.Tensor]:
     while True:
-        yield from epoch_batches(count, batch_size, generator, device)
+        yield from epoch_batches(count, batch_size, generator, device, processes)

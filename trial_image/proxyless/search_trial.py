@@ -9,6 +9,8 @@ latency table's thread count) and predicted-latency-ms (from the table).
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -24,13 +26,14 @@ from katib_nas.contract.search_settings import SearchConfig, from_text
 from katib_nas.contract.spec import Architecture
 
 from ..data import Split, load_dataset, split_dataset
+from ..distributed import Parallel, PeerLost, check_shares, environment_placement, start, stop
 from ..model import build_model
 from ..reporting import MetricsWriter, ReportError, output_sinks
 from ..runtime import channels_last, configure_threads, resolve_device, seed_everything
 from ..trainer import Diverged, Tensors, TrainConfig, evaluate, recalibrate_batchnorm, train
 from ..trial import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, check_fits, parse_architecture, strip_quotes
 from .latency_loss import LatencyModel
-from .profiler import Timing, obtain_table, table_timing, time_network_ms
+from .profiler import MEASURE, Timing, obtain_table, table_timing, time_network_ms
 from .search import Optimisation, SearchData, evaluate_derived, run_search
 from .table import LatencyTable
 
@@ -61,6 +64,7 @@ class SearchOptions:
     metrics_format: str = "text"
     report_to_katib: bool = False
     tfevent_dir: str | None = None
+    rendezvous_timeout: float = 300.0
 
 
 def parse_inputs(options: SearchOptions) -> tuple[Architecture, SearchConfig]:
@@ -74,15 +78,21 @@ def parse_inputs(options: SearchOptions) -> tuple[Architecture, SearchConfig]:
 
 
 def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -> int:
-    """Search, derive, evaluate, measure and report; InvalidInput before any training on bad input."""
+    """Search, derive, evaluate, measure and report; InvalidInput before any training on bad input.
+
+    Under torchrun (or a PyTorchJob or TrainJob) with several processes the supernet trains data-parallel;
+    rank 0 profiles the latency table (`measure`) and hands it to the others, and reports alone."""
     supernet, config = parse_inputs(options)
+    placement = environment_placement()
     device = resolve_device(options.device)
-    table = obtain_table(options.latency_table, supernet, device)
-    if config.hardware_aware and table is None:
+    measuring_elsewhere = options.latency_table == MEASURE and not placement.is_main
+    table = None if measuring_elsewhere else obtain_table(options.latency_table, supernet, device)
+    if config.hardware_aware and options.latency_table is None:
         raise InvalidInput(f"the search has a latency target ({config.target:g} ms): pass --latency-table "
                            f"(made by `katib-nas profile`)")
     writer = MetricsWriter(options.metrics_file, options.metrics_format, stream,
-                           sinks=output_sinks(options.report_to_katib, options.tfevent_dir))
+                           sinks=output_sinks(options.report_to_katib, options.tfevent_dir)) if placement.is_main \
+        else MetricsWriter(None, options.metrics_format, io.StringIO())
     latency = LatencyModel.from_table(table, supernet) if table else None
     threads = configure_threads(options.threads)
     data = load_dataset(options.dataset, options.data_dir)
@@ -90,23 +100,66 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
     split = split_dataset(data, options.val_fraction, options.max_train_samples)
     del data  # the whole training file; from here on only the split's rows are kept
     search_data = split_search_data(split, options.arch_fraction, device)
-    LOG.info("%s: %d weight, %d architecture and %d validation images, device %s, %d threads", options.dataset,
-             len(search_data.weight_y), len(search_data.arch_y), len(search_data.val_y), device, threads)
+    check_shares(placement, options.batch_size, len(search_data.weight_y))
+    check_shares(placement, options.batch_size, len(search_data.arch_y), "--batch-size (architecture steps)")
+    try:
+        parallel = start(placement, device, options.rendezvous_timeout)
+    except PeerLost as err:
+        print(f"katib-nas proxyless-search: error: {err}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    try:
+        if measuring_elsewhere:
+            table = _shared_table(table, parallel)
+            latency = LatencyModel.from_table(table, supernet)
+        elif options.latency_table == MEASURE and placement.active:
+            _shared_table(table, parallel)
+        LOG.info("%s: %d weight, %d architecture and %d validation images, device %s, %d threads, rank %d of %d",
+                 options.dataset, len(search_data.weight_y), len(search_data.arch_y), len(search_data.val_y),
+                 device, threads, placement.rank, placement.world_size)
+        return _search_and_report(supernet, config, options, search_data, (table, latency), parallel, writer,
+                                  threads)
+    finally:
+        stop(parallel)
+
+
+def _shared_table(table: LatencyTable | None, parallel: Parallel) -> LatencyTable:
+    """The table rank 0 measured, on every process (each must weigh latency alike)."""
+    payload = parallel.broadcast_bytes(json.dumps(table.to_json()).encode() if table is not None else b"")
+    data = json.loads(payload)
+    return LatencyTable({k: float(v) for k, v in data["entries"].items()}, data["device"], int(data["batch_size"]),
+                        int(data["threads"]), dict(data["meta"]))
+
+
+def _search_and_report(supernet: Architecture, config: SearchConfig, options: SearchOptions, search_data: SearchData,
+                       latencies: tuple[LatencyTable | None, LatencyModel | None], parallel: Parallel,
+                       writer: MetricsWriter, threads: int) -> int:
+    """Run the search on every process; rank 0 measures the derived network and writes the metrics."""
+    device = search_data.weight_x.device
+    table, latency = latencies
     seed_everything(config.seed, device)
     optimisation = Optimisation(options.batch_size, options.lr, options.weight_decay, options.arch_every)
     try:
-        search, result = run_search(supernet, config, optimisation, search_data, latency,
+        search, result = run_search(supernet, config, optimisation, search_data, latency, parallel=parallel,
                                     on_epoch=lambda epoch, loss, probabilities: writer.write({"Train-Loss": loss}))
         if config.retrain:
-            val_loss, val_accuracy = retrain(result.derived, search_data, config, optimisation)
+            val_loss, val_accuracy = retrain(result.derived, search_data, config, optimisation, parallel)
         else:
             val_loss, val_accuracy = evaluate_derived(search, result.choices, search_data)
     except Diverged as err:
-        print(f"katib-nas proxyless-search: error: {err}", file=sys.stderr, flush=True)
+        if parallel.is_main:
+            print(f"katib-nas proxyless-search: error: {err}", file=sys.stderr, flush=True)
         return EXIT_DIVERGED
     except ReportError as err:
         print(f"katib-nas proxyless-search: error: {err}", file=sys.stderr, flush=True)
         return EXIT_FAILED
+    except RuntimeError as err:
+        lost = parallel.lost(err)
+        if lost is None:
+            raise
+        print(f"katib-nas proxyless-search: error: {lost}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    if not parallel.is_main:
+        return EXIT_OK
     metrics: dict[str, float | int | str] = {
         BEST_ARCHITECTURE_METRIC: encode(result.derived),
         "Validation-Accuracy": val_accuracy,
@@ -142,16 +195,20 @@ def split_search_data(split: Split, arch_fraction: float, device: torch.device) 
                       tensor(split.val_x), tensor(split.val_y))
 
 
-def retrain(derived: Architecture, data: SearchData, config: SearchConfig, optimisation: Optimisation
-            ) -> tuple[float, float]:
-    """Train the derived network from scratch on all training images for config.retrain epochs."""
+def retrain(derived: Architecture, data: SearchData, config: SearchConfig, optimisation: Optimisation,
+            parallel: Parallel | None = None) -> tuple[float, float]:
+    """Train the derived network from scratch on all training images for config.retrain epochs (data-parallel
+    with several processes)."""
     model = build_model(derived).to(data.weight_x.device, memory_format=torch.channels_last)
     tensors = Tensors(torch.cat([data.weight_x, data.arch_x]), torch.cat([data.weight_y, data.arch_y]),
                       data.val_x, data.val_y)
-    train(model, tensors, TrainConfig(epochs=config.retrain, batch_size=optimisation.batch_size, lr=optimisation.lr,
-                                      weight_decay=optimisation.weight_decay, seed=config.seed))
+    parallel = parallel or Parallel()
+    train(parallel.wrap(model), tensors, TrainConfig(epochs=config.retrain, batch_size=optimisation.batch_size,
+                                                     lr=optimisation.lr, weight_decay=optimisation.weight_decay,
+                                                     seed=config.seed), parallel=parallel)
     recalibrate_batchnorm(model, data.weight_x)
-    return evaluate(model, data.val_x, data.val_y)
+    parallel.broadcast_buffers(model)
+    return evaluate(model, data.val_x, data.val_y, parallel=parallel)
 
 
 def measure_network_ms(arch: Architecture, device: torch.device, table: LatencyTable | None, threads: int) -> float:

@@ -1,0 +1,190 @@
+"""The final training as a Kubeflow Trainer TrainJob: create, wait, collect the model, clean up.
+
+The TrainJob (trainer.kubeflow.org/v1alpha1, the fields of Kubeflow Trainer v2.1: runtimeRef, trainer.image,
+command, numNodes, numProcPerNode, resourcesPerNode, podTemplateOverrides) runs
+`torchrun --no-python katib-nas trial ...` on every node of the torch-distributed runtime: data-parallel
+training of the winning architecture, rank 0 writing a checkpoint every epoch, the metrics file and the
+export into a folder of the run on a PersistentVolumeClaim (mounted at the same path in the TrainJob's
+pods and in the step's pod; ReadWriteMany when the pods may land on several nodes).
+
+- A TrainJob that fails is deleted and created again under the next attempt's name, up to `restarts`
+  times; its first epoch starts from the last checkpoint, so a lost node costs at most one epoch.
+- The step waits for the Complete or Failed condition (Kubeflow Trainer's), up to `timeout_s`.
+- The TrainJob is deleted when the step ends, however it ends (also on SIGTERM or SIGINT); the run's folder
+  keeps the checkpoint until the training succeeded and the model was copied out.
+- An API refusal is one line: the action, the HTTP status, the API server's reason and message.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from katib_nas.deploy.cluster import api_reason, load_credentials
+
+from .katib_experiment import RUN_LABEL, Stopped, run_label, stop_signals_raise
+
+GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
+API_VERSION = f"{GROUP}/{VERSION}"
+#: The replicated job and container of the torch-distributed runtime that run the trainer.
+NODE = "node"
+WORK_VOLUME = "katib-nas-work"
+RBAC_HINT = "the step's service account needs create, get and delete on trainjobs.trainer.kubeflow.org " \
+            "(manifests/pipeline-rbac)"
+
+
+class TrainJobError(RuntimeError):
+    """The final training could not be run to a result on Kubeflow Trainer; one line for the user."""
+
+
+@dataclass(frozen=True)
+class TrainJobSettings:
+    """Where and how the final training runs as a TrainJob."""
+
+    image: str
+    claim: str
+    mount_path: str = "/mnt/katib-nas"
+    num_nodes: int = 2
+    procs_per_node: int = 1
+    cpu: str = ""
+    memory: str = ""
+    runtime: str = "torch-distributed"
+    namespace: str = "default"
+    restarts: int = 2
+    timeout_s: float = 24 * 3600
+    poll_s: float = 15
+
+
+def job_name(run_id: str, attempt: int) -> str:
+    """An RFC 1035 label naming the TrainJob of one attempt of one pipeline run."""
+    return f"katib-nas-final-{run_label(run_id)}-{attempt}"
+
+
+def trainjob_document(name: str, trial_args: list[str], settings: TrainJobSettings, work: str, label: str
+                      ) -> dict[str, Any]:
+    """The TrainJob of one attempt: `katib-nas trial` under torchrun, its checkpoint, metrics and export in
+    `work` on the claim."""
+    command = ["torchrun", "--no-python", "katib-nas", "trial", *trial_args, f"--checkpoint-dir={work}/checkpoint",
+               f"--export-dir={work}/model", f"--metrics-file={work}/metrics.txt"]
+    trainer: dict[str, Any] = {"image": settings.image, "command": command, "numNodes": settings.num_nodes,
+                               "numProcPerNode": settings.procs_per_node}
+    limits = {key: value for key, value in (("cpu", settings.cpu), ("memory", settings.memory)) if value}
+    if limits:
+        trainer["resourcesPerNode"] = {"limits": limits}
+    override = {"targetJobs": [{"name": NODE}], "spec": {
+        "volumes": [{"name": WORK_VOLUME, "persistentVolumeClaim": {"claimName": settings.claim}}],
+        "containers": [{"name": NODE, "volumeMounts": [{"name": WORK_VOLUME, "mountPath": settings.mount_path}]}]}}
+    return {"apiVersion": API_VERSION, "kind": "TrainJob",
+            "metadata": {"name": name, "namespace": settings.namespace, "labels": {RUN_LABEL: label}},
+            "spec": {"runtimeRef": {"name": settings.runtime}, "trainer": trainer, "podTemplateOverrides": [override]}}
+
+
+class TrainJobRun:
+    """The TrainJob attempts of one pipeline run's final training."""
+
+    def __init__(self, settings: TrainJobSettings, run_id: str, api: Any | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        from kubernetes import client
+
+        if api is None:
+            load_credentials()
+            api = client.CustomObjectsApi()
+        self.api = api
+        self.settings = settings
+        self.run_id = run_id
+        self.label = run_label(run_id)
+        self.work = Path(settings.mount_path) / f"katib-nas-final-{self.label}"
+        self.clock = clock
+
+    def train(self, trial_args: list[str], model_dir: Path) -> str:
+        """Run attempts until one completes; copy its export into `model_dir`; the text of its metrics file."""
+        with stop_signals_raise():
+            for attempt in range(self.settings.restarts + 1):
+                name = job_name(self.run_id, attempt)
+                document = trainjob_document(name, trial_args, self.settings, str(self.work), self.label)
+                self._create(document)
+                try:
+                    condition, message = self._wait(name)
+                except Stopped as stop:
+                    raise TrainJobError(f"the final training was stopped ({stop}) while TrainJob "
+                                        f"{self._where(name)} ran") from None
+                finally:
+                    print(self._delete(name), flush=True)
+                if condition == "Complete":
+                    return self._collect(model_dir)
+                print(f"TrainJob {self._where(name)} failed ({message}); attempt {attempt + 1} of "
+                      f"{self.settings.restarts + 1}", flush=True)
+        raise TrainJobError(f"the final training failed {self.settings.restarts + 1} time(s) on Kubeflow Trainer "
+                            f"(last: {message}); its checkpoint stays in {self.work}/checkpoint for a new run")
+
+    def _collect(self, model_dir: Path) -> str:
+        export, metrics = self.work / "model", self.work / "metrics.txt"
+        if not export.is_dir() or not metrics.is_file():
+            raise TrainJobError(f"the TrainJob completed but {export} or {metrics} is missing: is the claim "
+                                f"{self.settings.claim} mounted at {self.settings.mount_path} in this step too?")
+        shutil.copytree(export, model_dir, dirs_exist_ok=True)
+        text = metrics.read_text()
+        shutil.rmtree(self.work, ignore_errors=True)
+        return text
+
+    def _create(self, document: dict[str, Any]) -> None:
+        from kubernetes.client.rest import ApiException
+
+        name = document["metadata"]["name"]
+        try:
+            self.api.create_namespaced_custom_object(GROUP, VERSION, self.settings.namespace, PLURAL, document)
+            print(f"created TrainJob {self._where(name)}", flush=True)
+            return
+        except ApiException as err:
+            if err.status != 409:
+                raise TrainJobError(self._failure("create", name, err)) from None
+        owner = ((self._get(name).get("metadata") or {}).get("labels") or {}).get(RUN_LABEL)
+        if owner != self.label:
+            raise TrainJobError(f"cannot create TrainJob {self._where(name)}: 409 AlreadyExists, and it was not "
+                                f"created by this pipeline run (label {RUN_LABEL}={owner or 'absent'})")
+        print(f"adopted TrainJob {self._where(name)}", flush=True)
+
+    def _get(self, name: str) -> dict[str, Any]:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            return self.api.get_namespaced_custom_object(GROUP, VERSION, self.settings.namespace, PLURAL, name)
+        except ApiException as err:
+            raise TrainJobError(self._failure("get", name, err)) from None
+
+    def _wait(self, name: str) -> tuple[str, str]:
+        """("Complete" or "Failed", message) from the TrainJob's conditions; TrainJobError after the timeout."""
+        deadline = self.clock() + self.settings.timeout_s
+        while True:
+            for condition in (self._get(name).get("status") or {}).get("conditions") or []:
+                if condition.get("type") in ("Complete", "Failed") and str(condition.get("status")) == "True":
+                    return condition["type"], condition.get("message") or condition.get("reason") or ""
+            if self.clock() >= deadline:
+                raise TrainJobError(f"TrainJob {self._where(name)} did not finish within "
+                                    f"{self.settings.timeout_s / 60:g} minutes")
+            time.sleep(self.settings.poll_s)
+
+    def _delete(self, name: str) -> str:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self.api.delete_namespaced_custom_object(GROUP, VERSION, self.settings.namespace, PLURAL, name,
+                                                     propagation_policy="Foreground")
+        except ApiException as err:
+            if err.status == 404:
+                return f"TrainJob {self._where(name)} was already gone"
+            return f"could not delete TrainJob {self._where(name)}: " + self._failure("delete", name, err)
+        return f"deleted TrainJob {self._where(name)}"
+
+    def _where(self, name: str) -> str:
+        return f"{self.settings.namespace}/{name}"
+
+    def _failure(self, action: str, name: str, err: Any) -> str:
+        reason, message = api_reason(err)
+        hint = {403: f"; {RBAC_HINT}",
+                404: "; is Kubeflow Trainer installed (the trainjobs.trainer.kubeflow.org resource) and the "
+                     "namespace right?"}.get(err.status, "") if action != "delete" else ""
+        return f"cannot {action} TrainJob {self._where(name)}: {err.status} {reason}: {message}{hint}"

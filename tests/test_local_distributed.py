@@ -1,0 +1,135 @@
+"""`katib-nas run` on distributed trial specs: PyTorchJob and TrainJob worlds, torchrun commands, the launcher.
+
+The launcher is exercised with real processes: each gets torchrun's environment, and when one fails the
+others are stopped and the launcher exits with its code after one line. The examples themselves run
+through the local runner in tests/test_examples.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from katib_nas.runner.launch import World
+from katib_nas.runner.manifest import ExperimentError, load_experiment
+from katib_nas.runner.trial_template import build_command, strip_torchrun, trial_workload
+
+from .conftest import REPO, load_yaml
+
+TRAINJOB = REPO / "examples" / "nas-random-fashion-mnist-trainjob.yaml"
+PYTORCHJOB = REPO / "examples" / "nas-random-fashion-mnist-pytorchjob.yaml"
+LAUNCH = [sys.executable, "-m", "katib_nas.runner.launch"]
+
+
+def trial_spec(path: Path) -> dict[str, Any]:
+    return copy.deepcopy(load_yaml(path)["spec"]["trialTemplate"]["trialSpec"])
+
+
+# --- the world a trial spec asks for -----------------------------------------------------------------------
+
+def test_the_examples_ask_for_two_nodes_of_one_process() -> None:
+    assert trial_workload(trial_spec(TRAINJOB), "node").world == World(2, 1)
+    assert trial_workload(trial_spec(PYTORCHJOB), "pytorch").world == World(2, 1)
+
+
+def test_trainjob_auto_processes_count_the_cpus_of_a_node_as_the_torch_plugin_does() -> None:
+    spec = trial_spec(TRAINJOB)
+    spec["spec"]["trainer"]["numProcPerNode"] = "auto"
+    spec["spec"]["trainer"]["resourcesPerNode"] = {"requests": {"cpu": "3500m"}, "limits": {"cpu": "8"}}
+    assert trial_workload(spec, "node").world == World(2, 3)
+    del spec["spec"]["trainer"]["resourcesPerNode"]
+    assert trial_workload(spec, "node").world == World(2, 1)
+
+
+def test_pytorchjob_counts_master_and_workers_and_nproc_per_node() -> None:
+    spec = trial_spec(PYTORCHJOB)
+    spec["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] = 3
+    spec["spec"]["nprocPerNode"] = "2"
+    assert trial_workload(spec, "pytorch").world == World(4, 2)
+    spec["spec"]["nprocPerNode"] = "auto"  # counted as one, as the operator counts it in WORLD_SIZE
+    assert trial_workload(spec, "pytorch").world == World(4, 1)
+
+
+@pytest.mark.parametrize("argv, expected, world", [
+    (["katib-nas", "trial"], ["katib-nas", "trial"], World(2, 1)),
+    (["torchrun", "--no-python", "katib-nas", "trial"], ["katib-nas", "trial"], World(2, 1)),
+    (["torchrun", "--nproc-per-node", "3", "--no_python", "katib-nas", "trial", "--epochs=1"],
+     ["katib-nas", "trial", "--epochs=1"], World(2, 3)),
+    (["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=2", "train.py", "-x"],
+     ["python", "train.py", "-x"], World(1, 2)),
+    (["torchrun", "-m", "pkg.train"], ["python", "-m", "pkg.train"], World(2, 1)),
+])
+def test_torchrun_is_replaced_by_the_program_it_starts(argv: list[str], expected: list[str], world: World) -> None:
+    assert strip_torchrun(argv, World(2, 1)) == (expected, world)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["torchrun", "--elastic-magic", "x.py"], "torchrun option '--elastic-magic' is not one the local runner knows"),
+    (["torchrun", "--no-python"], "torchrun has no program to start"),
+    (["torchrun", "--nnodes=1:4", "x.py"], "torchrun --nnodes '1:4': the local runner takes a whole number here"),
+    (["torchrun", "--nproc-per-node=65", "x.py"], "torchrun --nproc-per-node must be a whole number in [1, 64]"),
+])
+def test_torchrun_commands_the_runner_cannot_emulate_are_named(argv: list[str], message: str) -> None:
+    with pytest.raises(ExperimentError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        strip_torchrun(argv, World(1, 1))
+
+
+def test_a_trainjob_primary_container_must_be_node(tmp_path: Path) -> None:
+    with pytest.raises(ExperimentError, match="a TrainJob's trainer runs in the container named 'node'"):
+        trial_workload(trial_spec(TRAINJOB), "trainer")
+
+
+def test_a_multi_process_trial_runs_under_the_launcher_and_one_process_without(tmp_path: Path) -> None:
+    spec = load_experiment(TRAINJOB)
+    command = build_command(spec, "t-1", {"architecture": "in28x28x1-cls10-stem8/w8:c3"}, [], tmp_path / "t-1")
+    assert list(command.argv[:5]) == LAUNCH + ["--nnodes=2", "--nproc-per-node=1"]
+    assert command.argv[5:8] == ("--", sys.executable, "-m") and "--architecture=in28x28x1-cls10-stem8/w8:c3" in \
+        command.argv
+    document = load_yaml(TRAINJOB)
+    document["spec"]["trialTemplate"]["trialSpec"]["spec"]["trainer"]["numNodes"] = 1
+    path = tmp_path / "one.yaml"
+    path.write_text(json.dumps(document))
+    one = build_command(load_experiment(path), "t-2", {"architecture": "x"}, [], tmp_path / "t-2")
+    assert "katib_nas.runner.launch" not in one.argv and one.argv[1:3] == ("-m", "katib_nas.cli")
+
+
+def test_too_many_local_processes_are_refused(tmp_path: Path) -> None:
+    document = load_yaml(TRAINJOB)
+    trainer = document["spec"]["trialTemplate"]["trialSpec"]["spec"]["trainer"]
+    trainer.update(numNodes=16, numProcPerNode=8)
+    path = tmp_path / "big.yaml"
+    path.write_text(json.dumps(document))
+    with pytest.raises(ExperimentError, match=r"asks for 16 node\(s\) x 8 process\(es\), more than the 64"):
+        build_command(load_experiment(path), "t-1", {"architecture": "x"}, [], tmp_path / "t-1")
+
+
+# --- the launcher ------------------------------------------------------------------------------------------
+
+PRINT_ENV = ("import json, os; print(json.dumps({k: os.environ.get(k) for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', "
+             "'LOCAL_WORLD_SIZE', 'GROUP_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'OMP_NUM_THREADS')}))")
+
+
+def test_each_process_gets_torchruns_environment() -> None:
+    done = subprocess.run([*LAUNCH, "--nnodes=2", "--nproc-per-node=2", "--", sys.executable, "-c", PRINT_ENV],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    ranks = sorted((json.loads(line) for line in done.stdout.splitlines()), key=lambda e: int(e["RANK"]))
+    assert [(e["RANK"], e["LOCAL_RANK"], e["GROUP_RANK"]) for e in ranks] == [
+        ("0", "0", "0"), ("1", "1", "0"), ("2", "0", "1"), ("3", "1", "1")]
+    assert {(e["WORLD_SIZE"], e["LOCAL_WORLD_SIZE"], e["MASTER_ADDR"]) for e in ranks} == {("4", "2", "127.0.0.1")}
+    assert len({e["MASTER_PORT"] for e in ranks}) == 1 and all(int(e["OMP_NUM_THREADS"]) >= 1 for e in ranks)
+
+
+def test_a_failed_process_stops_the_others_and_sets_the_exit_code() -> None:
+    program = "import os, sys, time\nif os.environ['RANK'] == '1': sys.exit(3)\ntime.sleep(600)"
+    done = subprocess.run([*LAUNCH, "--nproc-per-node=3", "--", sys.executable, "-c", program],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3
+    assert done.stderr.strip() == "katib-nas launch: rank 1 of 3 exited with code 3; stopped the 2 other running " \
+                                  "process(es)"

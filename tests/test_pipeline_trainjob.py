@@ -1,0 +1,228 @@
+"""The pipeline's final training as a TrainJob, against the Kubernetes API emulator on loopback.
+
+No Kubeflow Trainer runs here: the test plays it. It checks the TrainJob the step created against Kubeflow
+Trainer v2.1's API (kubeflow-trainer-api's models, unknown fields refused) and its torch plugin's rules,
+then runs the trainer's command as the torch plugin would on two nodes: one real `torchrun` per node with
+PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK, PET_MASTER_ADDR and PET_MASTER_PORT, sharing the claim's
+folder (a temporary directory mounted at the same path), and writes the TrainJob's Complete or Failed
+condition. The first attempt loses a node after its first checkpoint; the second resumes from it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from kubernetes import client as k8s
+
+from katib_nas.pipelines import steps
+from katib_nas.pipelines.trainjob import GROUP, PLURAL, VERSION, TrainJobSettings
+from katib_nas.runner.launch import free_port
+
+from .conftest import schema_errors
+from .kube_emulator import Cluster, start_cluster
+from .test_examples import trainjob_errors
+
+NAMESPACE = "team-a"
+ARCH = "in8x8x1-cls10-stem8/w16:c3+s3/w24s2:c3@0"
+CONFIG = steps.FinalTraining(dataset="digits", epochs=3, batch_size=64, seed=1, threads=1)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    with start_cluster(tmp_path) as running:
+        monkeypatch.setenv("KUBECONFIG", str(running.kubeconfig))
+        yield running
+
+
+def settings(claim_dir: Path, **changes: Any) -> TrainJobSettings:
+    values = dict(image="docker.io/katibnas/trial-cpu:0.1.0", claim="final-work", mount_path=str(claim_dir),
+                  num_nodes=2, procs_per_node=1, cpu="2", memory="2Gi", namespace=NAMESPACE, restarts=1,
+                  timeout_s=600, poll_s=0.2)
+    values.update(changes)
+    return TrainJobSettings(**values)  # type: ignore[arg-type]
+
+
+def trainjobs(api: k8s.CustomObjectsApi) -> list[dict[str, Any]]:
+    return api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)["items"]
+
+
+def node_environment(node: int, nodes: int, procs: int, port: int) -> dict[str, str]:
+    """What Kubeflow Trainer's torch plugin gives the trainer container of node `node` (v2.1.0)."""
+    env = dict(os.environ, PET_NNODES=str(nodes), PET_NPROC_PER_NODE=str(procs), PET_NODE_RANK=str(node),
+               PET_MASTER_ADDR="127.0.0.1", PET_MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+class PlayedTrainer:
+    """Runs every TrainJob the step creates, as Kubeflow Trainer would; `fail_first` kills a node of the first
+    one after its first checkpoint."""
+
+    def __init__(self, cluster: Cluster, schema: dict[str, Any], fail_first: bool):
+        self.api = cluster.api()
+        self.schema = schema
+        self.fail_first = fail_first
+        self.seen: list[dict[str, Any]] = []
+        self.logs: list[str] = []
+        self.problems: list[str] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and len(self.seen) < 2:
+            fresh = [j for j in trainjobs(self.api) if j["metadata"]["name"] not in {s["metadata"]["name"]
+                                                                                      for s in self.seen}]
+            for job in fresh:
+                self.seen.append(job)
+                self.problems += schema_errors(self.schema, job) + trainjob_errors(job, job["metadata"]["name"])
+                failing = self.fail_first and len(self.seen) == 1
+                self._finish(job, self._run(job, failing))
+                if not failing:
+                    return
+            time.sleep(0.2)
+
+    def _run(self, job: dict[str, Any], failing: bool) -> bool:
+        trainer = job["spec"]["trainer"]
+        port = free_port()
+        nodes = [subprocess.Popen(trainer["command"], env=node_environment(n, trainer["numNodes"],
+                                                                          trainer["numProcPerNode"], port),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  stdin=subprocess.DEVNULL) for n in range(trainer["numNodes"])]
+        if failing:
+            checkpoint = Path(next(a for a in trainer["command"] if a.startswith("--checkpoint-dir="))
+                              .split("=", 1)[1]) / "checkpoint.pt"
+            while not checkpoint.exists() and nodes[1].poll() is None:
+                time.sleep(0.1)
+            nodes[1].kill()  # a node is lost
+        while any(node.poll() is None for node in nodes):
+            if any(node.poll() not in (None, 0) for node in nodes):  # JobSet fails the whole job: pods deleted
+                for node in nodes:
+                    node.terminate()
+            time.sleep(0.1)
+        outputs = [node.communicate(timeout=600)[0] for node in nodes]
+        self.logs.append("\n".join(outputs))
+        return all(node.returncode == 0 for node in nodes)
+
+    def _finish(self, job: dict[str, Any], succeeded: bool) -> None:
+        condition = {"type": "Complete" if succeeded else "Failed", "status": "True",
+                     "reason": "JobSetCompleted" if succeeded else "JobSetFailed",
+                     "message": "jobset completed" if succeeded else "jobset failed: a node's pod failed"}
+        self.api.patch_namespaced_custom_object_status(GROUP, VERSION, NAMESPACE, PLURAL, job["metadata"]["name"],
+                                                       {"status": {"conditions": [condition]}})
+
+
+def test_the_final_training_survives_a_lost_node_and_resumes_from_its_checkpoint(
+        cluster: Cluster, tmp_path: Path, katib_schemas: dict[str, Any]) -> None:
+    claim = tmp_path / "claim"
+    claim.mkdir()
+    trainer = PlayedTrainer(cluster, katib_schemas["trainjob"], fail_first=True)
+    metrics = steps.train_final_trainjob(ARCH, CONFIG, settings(claim), "run-77", tmp_path / "model")
+    trainer.thread.join(60)
+    assert trainer.problems == []
+    assert [j["metadata"]["name"] for j in trainer.seen] == ["katib-nas-final-%s-0" % run_hash("run-77"),
+                                                            "katib-nas-final-%s-1" % run_hash("run-77")]
+    first = trainer.seen[0]
+    assert first["spec"]["runtimeRef"] == {"name": "torch-distributed"}
+    assert first["spec"]["trainer"]["command"][:4] == ["torchrun", "--no-python", "katib-nas", "trial"]
+    assert first["spec"]["podTemplateOverrides"][0]["spec"]["volumes"][0]["persistentVolumeClaim"] == {
+        "claimName": "final-work"}
+    assert "resuming from" in trainer.logs[1] and "resuming from" not in trainer.logs[0]
+    assert 0.5 < float(metrics["Validation-Accuracy"]) <= 1.0
+    assert (tmp_path / "model" / "model.json").is_file()
+    assert trainjobs(cluster.api()) == [] and list(claim.iterdir()) == []  # TrainJobs deleted, work folder gone
+
+
+def run_hash(run_id: str) -> str:
+    from katib_nas.pipelines.katib_experiment import run_label
+
+    return run_label(run_id)
+
+
+@pytest.mark.parametrize("status, reason, hint", [
+    (403, "Forbidden", "the step's service account needs create, get and delete on trainjobs.trainer.kubeflow.org"),
+    (404, "NotFound", "is Kubeflow Trainer installed (the trainjobs.trainer.kubeflow.org resource)"),
+])
+def test_an_api_refusal_is_one_line_naming_what_to_fix(cluster: Cluster, tmp_path: Path, status: int, reason: str,
+                                                       hint: str) -> None:
+    cluster.refuse("post", "trainjobs", status, reason, f"trainjobs is {reason.lower()}")
+    with pytest.raises(steps.StepFailed) as failed:
+        steps.train_final_trainjob(ARCH, CONFIG, settings(tmp_path), "run-1", tmp_path / "model")
+    message = str(failed.value)
+    assert "\n" not in message
+    assert re.match(rf"cannot create TrainJob {NAMESPACE}/katib-nas-final-\w+-0: {status} {reason}: ", message)
+    assert hint in message
+
+
+def test_a_trainjob_that_never_finishes_times_out_and_is_deleted(cluster: Cluster, tmp_path: Path) -> None:
+    with pytest.raises(steps.StepFailed, match=r"did not finish within 0.05 minutes"):
+        steps.train_final_trainjob(ARCH, CONFIG, settings(tmp_path, timeout_s=3), "run-2", tmp_path / "model")
+    assert trainjobs(cluster.api()) == []
+
+
+def test_every_attempt_failing_keeps_the_checkpoint_and_says_so(cluster: Cluster, tmp_path: Path) -> None:
+    api = cluster.api()
+
+    def fail_each() -> None:
+        done: set[str] = set()
+        deadline = time.monotonic() + 120
+        while len(done) < 2 and time.monotonic() < deadline:
+            for job in trainjobs(api):
+                name = job["metadata"]["name"]
+                if name not in done:
+                    done.add(name)
+                    api.patch_namespaced_custom_object_status(GROUP, VERSION, NAMESPACE, PLURAL, name, {"status": {
+                        "conditions": [{"type": "Failed", "status": "True", "message": "pods failed"}]}})
+            time.sleep(0.1)
+
+    player = threading.Thread(target=fail_each, daemon=True)
+    player.start()
+    with pytest.raises(steps.StepFailed, match=r"failed 2 time\(s\) on Kubeflow Trainer \(last: pods failed\); its "
+                                               r"checkpoint stays in .*/checkpoint for a new run"):
+        steps.train_final_trainjob(ARCH, CONFIG, settings(tmp_path), "run-3", tmp_path / "model")
+    player.join(30)
+    assert trainjobs(api) == []
+
+
+# --- the pipeline's wiring ---------------------------------------------------------------------------------
+
+def test_compiled_with_a_work_claim_the_final_step_mounts_it_and_hands_it_to_the_trainjob(tmp_path: Path) -> None:
+    import yaml
+
+    from katib_nas.cli.main import main
+
+    output = tmp_path / "pipeline.yaml"
+    assert main(["pipeline", "compile", "--trainjob-pvc", "final-work:/mnt/work", "--output", str(output)]) == 0
+    compiled = list(yaml.safe_load_all(output.read_text()))
+    inputs = compiled[0]["root"]["dag"]["tasks"]["train-final"]["inputs"]["parameters"]
+    assert inputs["work_claim"]["runtimeValue"]["constant"] == "final-work"
+    assert inputs["work_mount"]["runtimeValue"]["constant"] == "/mnt/work"
+    assert inputs["backend"]["componentInputParameter"] == "final_backend"
+    mounts = compiled[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-final"]["pvcMount"]
+    assert [(m["constant"], m["mountPath"]) for m in mounts] == [("final-work", "/mnt/work")]
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"final_backend": "slurm"}, "final_backend 'slurm' must be one of pod, trainjob"),
+    ({"final_backend": "trainjob", "final_nodes": 0}, "final_nodes must be a whole number in [1, 1024], not 0"),
+])
+def test_bad_final_training_arguments_are_refused_before_the_run(arguments: dict[str, Any], message: str) -> None:
+    from katib_nas.contract.errors import InvalidInput
+    from katib_nas.pipelines.pipeline import check_arguments
+
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        check_arguments(arguments)
+
+
+def test_trainjob_backend_without_a_work_claim_fails_the_step_with_one_line() -> None:
+    with pytest.raises(steps.StepFailed, match=r"final_backend=trainjob needs a PersistentVolumeClaim .* compile "
+                                               r"the pipeline with --trainjob-pvc CLAIM:/path"):
+        steps.trainjob_settings("image", "", "", 2, 1, "team-a")
