@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .arguments import add_training_arguments, fraction, positive_int
+from .arguments import add_training_arguments, fraction, non_negative_int, positive_int
 
 DESCRIPTION = """\
 Train the supernet given by --architecture (choice cells such as mb3e3_mb5e6_zero@r, as the proxylessnas
@@ -16,7 +16,8 @@ suggestion proposes) with binarized path gates: weight steps with one sampled pa
 images, and after the warm-up, architecture steps with two sampled paths on a held-out part of them, under the
 hardware-aware loss when the search settings set a latency target (then --latency-table is required). Then
 derive the most probable op of every block and print name=value lines: Best-Architecture (the derived network's
-text), Validation-Accuracy, Validation-Loss, latency-ms (measured) and predicted-latency-ms (from the table).
+text), Validation-Accuracy, Validation-Loss, latency-ms (measured), predicted-latency-ms (from the table), and how
+decided the search was: arch-steps, path-max-probability and path-entropy (means over blocks).
 --search takes the compact settings text of the suggestion, e.g. epochs-6_warmup-2_loss-mullog_target-1.5.
 Exit codes: 0 done, 2 bad input (one line names it), 3 training diverged."""
 
@@ -36,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="share of the training images held out for architecture steps (default 0.2)")
     parser.add_argument("--arch-every", type=positive_int, default=2,
                         help="one architecture step every this many weight steps (default 2)")
+    parser.add_argument("--rank-paths", type=non_negative_int, default=0, metavar="N",
+                        help="also evaluate N uniformly sampled paths on the supernet's weights and report the "
+                             "derived network's rank among them as derived-rank (1 is best; default 0: skip)")
     parser.set_defaults(handler=run)
 
 
@@ -48,5 +52,6 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         arch_fraction=args.arch_fraction, arch_every=args.arch_every, val_fraction=args.val_fraction,
         max_train_samples=args.max_train_samples, device=args.device, threads=args.threads,
-        metrics_file=args.metrics_file, metrics_format=args.metrics_format)
+        metrics_file=args.metrics_file, metrics_format=args.metrics_format,
+        rank_paths=args.rank_paths)
     return run_proxyless_search(options)

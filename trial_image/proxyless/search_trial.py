@@ -31,7 +31,7 @@ from ..trainer import Diverged, Tensors, TrainConfig, evaluate, recalibrate_batc
 from ..trial import EXIT_DIVERGED, EXIT_OK, check_fits, parse_architecture, strip_quotes
 from .latency_loss import LatencyModel
 from .profiler import Timing, obtain_table, table_timing, time_network_ms
-from .search import Optimisation, SearchData, evaluate_derived, run_search
+from .search import Optimisation, PathConfidence, SearchData, evaluate_derived, rank_against_uniform, run_search
 from .table import LatencyTable
 
 LOG = logging.getLogger("katib_nas.trial_image.proxyless")
@@ -59,6 +59,7 @@ class SearchOptions:
     threads: int | None = None
     metrics_file: str | None = None
     metrics_format: str = "text"
+    rank_paths: int = 0
 
 
 def parse_inputs(options: SearchOptions) -> tuple[Architecture, SearchConfig]:
@@ -93,6 +94,8 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
     optimisation = Optimisation(options.batch_size, options.lr, options.weight_decay, options.arch_every)
     try:
         search, result = run_search(supernet, config, optimisation, search_data, latency)
+        ranking = rank_against_uniform(search, result.choices, search_data, options.rank_paths, config.seed) \
+            if options.rank_paths else None
         if config.retrain:
             val_loss, val_accuracy = retrain(result.derived, search_data, config, optimisation)
         else:
@@ -100,14 +103,25 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
     except Diverged as err:
         print(f"katib-nas proxyless-search: error: {err}", file=sys.stderr, flush=True)
         return EXIT_DIVERGED
+    confidence = PathConfidence.of(result.probabilities)
     metrics: dict[str, float | int | str] = {
         BEST_ARCHITECTURE_METRIC: encode(result.derived),
         "Validation-Accuracy": val_accuracy,
         "Validation-Loss": val_loss,
         "latency-ms": measure_network_ms(result.derived, device, table, threads),
+        "arch-steps": result.arch_steps,
+        "path-max-probability": sum(confidence.largest) / len(confidence.largest),
+        "path-entropy": sum(confidence.entropy) / len(confidence.entropy),
     }
     if table is not None:
         metrics["predicted-latency-ms"] = table.predict_ms(result.derived)
+    if ranking is not None:
+        metrics["derived-rank"] = ranking.rank
+        metrics["ranked-paths"] = len(ranking.sampled_accuracies) + 1
+        LOG.info("derived paths: validation accuracy %.4f on the supernet's weights, rank %d of %d (uniform paths: "
+                 "%s)", ranking.derived_accuracy, ranking.rank, len(ranking.sampled_accuracies) + 1,
+                 ", ".join(f"{a:.4f}" for a in sorted(ranking.sampled_accuracies, reverse=True)))
+    LOG.info("after %d architecture steps: %s", result.arch_steps, confidence.summary())
     LOG.info("path probabilities: %s", [[round(p, 3) for p in row] for row in result.probabilities])
     writer.write(metrics)
     return EXIT_OK
