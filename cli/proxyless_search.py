@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         supernet=args.architecture, search=args.search, latency_table=args.latency_table, dataset=args.dataset,
         data_dir=args.data_dir, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         arch_fraction=args.arch_fraction, arch_every=args.arch_every, val_fraction=args.val_fraction,
+        split_seed=args.split_seed,
         max_train_samples=args.max_train_samples, device=args.device, threads=args.threads,
         metrics_file=args.metrics_file, metrics_format=args.metrics_format,
         rank_paths=args.rank_paths)

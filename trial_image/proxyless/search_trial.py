@@ -28,7 +28,7 @@ from ..model import build_model
 from ..reporting import MetricsWriter
 from ..runtime import channels_last, configure_threads, resolve_device, seed_everything
 from ..trainer import Diverged, Tensors, TrainConfig, evaluate, recalibrate_batchnorm, train
-from ..trial import EXIT_DIVERGED, EXIT_OK, check_fits, parse_architecture, strip_quotes
+from ..trial import EXIT_DIVERGED, EXIT_OK, check_fits, parse_architecture, split_seed, strip_quotes
 from .latency_loss import LatencyModel
 from .profiler import Timing, obtain_table, table_timing, time_network_ms
 from .search import Optimisation, PathConfidence, SearchData, evaluate_derived, rank_against_uniform, run_search
@@ -54,6 +54,7 @@ class SearchOptions:
     arch_fraction: float = 0.2
     arch_every: int = 2
     val_fraction: float = 0.1
+    split_seed: int | None = None
     max_train_samples: int | None = None
     device: str = "auto"
     threads: int | None = None
@@ -85,7 +86,7 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
     threads = configure_threads(options.threads)
     data = load_dataset(options.dataset, options.data_dir)
     check_fits(supernet, data.shape, data.num_classes, options.dataset)
-    split = split_dataset(data, options.val_fraction, options.max_train_samples)
+    split = split_dataset(data, options.val_fraction, options.max_train_samples, *split_seed(options.split_seed))
     del data  # the whole training file; from here on only the split's rows are kept
     search_data = split_search_data(split, options.arch_fraction, device)
     LOG.info("%s: %d weight, %d architecture and %d validation images, device %s, %d threads", options.dataset,
