@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -95,8 +96,10 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
     optimisation = Optimisation(options.batch_size, options.lr, options.weight_decay, options.arch_every)
     try:
         search, result = run_search(supernet, config, optimisation, search_data, latency)
+        ranking_started = time.process_time()
         ranking = rank_against_uniform(search, result.choices, search_data, options.rank_paths, config.seed) \
             if options.rank_paths else None
+        ranking_cpu_s = time.process_time() - ranking_started
         if config.retrain:
             val_loss, val_accuracy = retrain(result.derived, search_data, config, optimisation)
         else:
@@ -119,6 +122,7 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
     if ranking is not None:
         metrics["derived-rank"] = ranking.rank
         metrics["ranked-paths"] = len(ranking.sampled_accuracies) + 1
+        metrics["rank-cpu-s"] = ranking_cpu_s
         LOG.info("derived paths: validation accuracy %.4f on the supernet's weights, rank %d of %d (uniform paths: "
                  "%s)", ranking.derived_accuracy, ranking.rank, len(ranking.sampled_accuracies) + 1,
                  ", ".join(f"{a:.4f}" for a in sorted(ranking.sampled_accuracies, reverse=True)))
