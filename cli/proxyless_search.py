@@ -18,7 +18,7 @@ hardware-aware loss when the search settings set a latency target (then --latenc
 derive the most probable op of every block and print name=value lines: Best-Architecture (the derived network's
 text), Validation-Accuracy, Validation-Loss, latency-ms (measured), predicted-latency-ms (from the table), and how
 decided the search was: arch-steps, path-max-probability and path-entropy (means over blocks).
---search takes the compact settings text of the suggestion, e.g. epochs-6_warmup-2_loss-mullog_target-1.5.
+--search takes the compact settings text of the suggestion, e.g. epochs-12_warmup-2_loss-mullog_target-1.5.
 Exit codes: 0 done, 2 bad input (one line names it), 3 training diverged."""
 
 
@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--architecture", required=True, metavar="TEXT",
                         help="the supernet's architecture text (choice cells), as the suggestion assigns it")
     parser.add_argument("--search", required=True, metavar="TEXT",
-                        help="search settings text, e.g. epochs-6_warmup-2_loss-mullog_target-1.5_beta-0.6")
+                        help="search settings text, e.g. epochs-12_warmup-2_loss-mullog_target-1.5_beta-0.6")
     parser.add_argument("--latency-table", metavar="PATH",
                         help="latency table JSON from `katib-nas profile` (e.g. a mounted ConfigMap), or `measure` "
                              "to profile the supernet on this trial's device (one thread) before searching")

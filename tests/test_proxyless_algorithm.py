@@ -84,7 +84,7 @@ def test_blocks_spread_over_stages_with_the_remainder_last() -> None:
     ({"stage_widths": "16,x"}, {}, "stage_widths"),
     ({"stage_strides": "1,2"}, {}, "same number of stages"),
     ({"stage_strides": "2,2,2,2,2,2", "stage_widths": "8,8,8,8,8,8"}, {}, "halved only 4 times"),
-    ({"warmup_epochs": "6"}, {}, "warmup_epochs"),
+    ({"warmup_epochs": "12"}, {}, "warmup_epochs"),
     ({"mode": "sometimes"}, {}, "mode"),
     ({}, {"nas_config": nas_config(num_layers=2)}, "cannot fill 3 stages"),
     ({}, {"nas_config": nas_config(extra=[{"operationType": "convolution", "parameters": [
