@@ -100,14 +100,18 @@ class Budget:
     oneshot_warmup: int
     rank_paths: int
     envelope_width: int
+    envelope_iterations: int
+    envelope_replicas: int
 
     @classmethod
     def of(cls, quick: bool) -> "Budget":
         if quick:
             return cls(search_images=5000, search_cpu_s=150.0, final_images=10000, final_epochs=1, retrains=2,
-                       oneshot_epochs=3, oneshot_warmup=1, rank_paths=5, envelope_width=16)
+                       oneshot_epochs=3, oneshot_warmup=1, rank_paths=5, envelope_width=16,
+                       envelope_iterations=5, envelope_replicas=1)
         return cls(search_images=12000, search_cpu_s=1800.0, final_images=30000, final_epochs=3, retrains=2,
-                   oneshot_epochs=12, oneshot_warmup=2, rank_paths=20, envelope_width=32)
+                   oneshot_epochs=12, oneshot_warmup=2, rank_paths=20, envelope_width=32,
+                   envelope_iterations=6, envelope_replicas=2)
 
 
 @dataclass
@@ -161,7 +165,9 @@ def method_experiment(method: str, seed: int, budget: Budget, target_ms: float |
     if method == "nas-random":
         return experiment_info(example("nas-random-fashion-mnist"), {"seed": str(seed)}, f"{method}-{seed}")
     if method.startswith("envelopenet"):
-        settings = {"seed": str(seed), "width": str(budget.envelope_width), **ENVELOPE_CONTROLS.get(method, {})}
+        settings = {"seed": str(seed), "width": str(budget.envelope_width),
+                    "iterations": str(budget.envelope_iterations), "replicas": str(budget.envelope_replicas),
+                    **ENVELOPE_CONTROLS.get(method, {})}
         return experiment_info(example("envelopenet-fashion-mnist"), settings, f"envelopenet-{seed}")
     if method == "proxylessnas-oneshot":
         return experiment_info(example("proxylessnas-oneshot-fashion-mnist"),
