@@ -109,7 +109,7 @@ class Budget:
             return cls(search_images=5000, search_cpu_s=150.0, final_images=10000, final_epochs=1, retrains=2,
                        oneshot_epochs=3, oneshot_warmup=1, rank_paths=5, envelope_width=16,
                        envelope_iterations=5, envelope_replicas=1)
-        return cls(search_images=12000, search_cpu_s=1800.0, final_images=30000, final_epochs=3, retrains=2,
+        return cls(search_images=12000, search_cpu_s=1500.0, final_images=30000, final_epochs=2, retrains=2,
                    oneshot_epochs=12, oneshot_warmup=2, rank_paths=20, envelope_width=32,
                    envelope_iterations=6, envelope_replicas=2)
 
