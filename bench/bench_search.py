@@ -110,7 +110,7 @@ class Budget:
                        oneshot_epochs=3, oneshot_warmup=1, rank_paths=5, envelope_width=16,
                        envelope_iterations=5, envelope_replicas=1)
         return cls(search_images=12000, search_cpu_s=1500.0, final_images=30000, final_epochs=2, retrains=2,
-                   oneshot_epochs=12, oneshot_warmup=2, rank_paths=20, envelope_width=32,
+                   oneshot_epochs=24, oneshot_warmup=4, rank_paths=20, envelope_width=32,
                    envelope_iterations=6, envelope_replicas=2)
 
 
