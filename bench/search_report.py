@@ -142,6 +142,8 @@ def goals(records: list[dict[str, Any]], latencies: dict[str, float]) -> list[Go
     free, constrained = by_cell(records), by_cell(records, True)
 
     def judged(result: Paired, met: bool) -> str:
+        if result.n == 0:
+            return "open (no paired seeds yet)"
         if result.n < REQUIRED_SEEDS:
             return f"open ({result.n}/{REQUIRED_SEEDS} seeds so far; {'on track' if met else 'not on track'})"
         return "MET" if met else "MISS"
