@@ -1,33 +1,39 @@
-"""Search quality on a fair protocol: every method, its same-space random control and a hand-designed CNN.
+"""Search quality on a fair, paired protocol: every method, its same-space random control and a hand-designed CNN.
 
-Protocol (per method and seed):
-- Search: proposals come from the suggestion engine (the code path of `katib-nas serve`), one trial at a time,
-  and every trial runs the trial image's own code (`katib-nas trial`, `katib-nas proxyless-search`, in
-  process) on the search split: N_SEARCH Fashion-MNIST training images, scored on the fixed 6,000-image
-  validation split. The test set is not read during the search.
-- Budget: every method gets the same search budget in CPU-seconds of this process (all threads). nas-random,
-  REINFORCE and uniform sampling propose trials until it is spent (the last trial is charged whole);
-  envelopenet runs its construction (which costs what its iterations cost) and one-shot ProxylessNAS one
-  supernet training; both are charged what they used, reported beside the budget.
-- Final network, by each method's own rule: nas-random its best trial by validation accuracy, envelopenet
-  its constructed network, proxylessnas one-shot the derived network it reports, REINFORCE its best trial by
-  reward, uniform sampling its best by validation accuracy, the hand-designed CNN itself.
-- Final training: the same budget for every final network (FINAL_EPOCHS epochs on N_FINAL training images,
-  `katib-nas trial --test`): validation accuracy, then the 10,000 test images, read once per network.
-- Reported per method and seed: final test and validation accuracy, search and total CPU-seconds, measured
-  and predicted latency, parameters, multiply-accumulates; best-so-far validation accuracy against
-  CPU-seconds for the plot.
-- Latency-constrained variant (--target-fraction): T = fraction x the measured latency of the largest network of
-  the proxylessnas space; every latency-aware method reads one latency table per seed, profiled on this machine;
-  one-shot searches with the hardware loss, REINFORCE rewards accuracy * (T / predicted latency)^w,
-  nas-random keeps its best trial measured at or under T (its networks are outside the table's space). Score: test accuracy of the final network when its measured
-  latency is at most 1.05 T, else a miss.
+Protocol (per method and seed s; every method of a seed is paired with every other on the same data):
+- Data: the seed picks the training/validation split (`--split-seed s`): the search trains on SEARCH_IMAGES of
+  its training part and scores on its 6,000 validation images. The 10,000 test images are read only by the
+  final trainings, once per trained network.
+- Search: proposals come from the suggestion engine (the code path of `katib-nas serve`), one trial at a time;
+  every trial runs the trial image's own code (`katib-nas trial`, `katib-nas proxyless-search`, in process).
+- Budget: the same search budget in CPU-seconds of this process for every method. Trial-sampling methods
+  (nas-random, REINFORCE, uniform, the envelope-family best-of-k) stop at the budget: a trial that ends past it
+  is discarded and the search is charged the budget. envelopenet runs its construction until it is complete or
+  the budget is spent (then its best evaluated iteration is final); one-shot runs one supernet training and is
+  charged what it used (the path ranking below is not charged).
+- Same random stream: REINFORCE and uniform sampling of its space draw from the same random numbers (same
+  experiment name and seed; uniform is REINFORCE with a zero learning rate), so their first batch is the
+  same networks; envelopenet and random pruning share their start network and first trial.
+- Final network, by each method's own rule: nas-random and uniform sampling their best trial by validation
+  accuracy, REINFORCE its best by reward, envelopenet the network its construction chose (the best-scoring
+  iteration), best-of-k its best network, one-shot the derived network it reports, the hand-designed CNN itself.
+- Final training: every final network is trained RETRAINS times from fresh seeds (never a seed of the search),
+  FINAL_EPOCHS epochs on FINAL_IMAGES training images, then scored once on the test set; reported is the mean
+  over the retrains.
+- One-shot also ranks its derived network among RANK_PATHS uniformly sampled paths on the same supernet
+  weights, after BatchNorm recalibration (`--rank-paths`).
+- Latency-constrained variant: T = fraction x the measured latency of the largest network of the proxylessnas
+  space; one-shot searches with the hardware loss and derives within T by the latency table (profiled once per
+  seed on this machine). A constrained final network counts when its measured latency is at most 1.05 T.
+- Latency is measured separately (`--latency`), batch 1, one thread, median of LATENCY_REPEATS runs, when the
+  machine is otherwise idle.
 
-Every (method, seed) runs in its own subprocess with one torch thread; --jobs of them run side by side.
-Results go to OUT/results.json (one record per run), OUT/summary.md and OUT/best_so_far.png.
+Resumable: every finished (method, seed, constrained) cell is appended to OUT/results.jsonl as soon as it ends,
+and a rerun skips the cells already there. The summary (search_report.py) is rewritten after every cell.
 
-    .venv/bin/python bench/bench_search.py --seeds 1 2 3            # the full protocol
-    .venv/bin/python bench/bench_search.py --quick --seeds 1        # about 30 minutes on 2 cores
+    .venv/bin/python bench/bench_search.py --quick --seeds 1           # a smoke run
+    .venv/bin/python bench/bench_search.py --out bench/results/search-standard --seeds 1 2 3 4 5 6 7 8
+    .venv/bin/python bench/bench_search.py --out bench/results/search-standard --latency   # on a quiet machine
 """
 
 from __future__ import annotations
@@ -36,7 +42,6 @@ import argparse
 import dataclasses
 import io
 import json
-import math
 import re
 import statistics
 import subprocess
@@ -55,43 +60,63 @@ from katib_nas.contract.metric_format import BEST_ARCHITECTURE_REGEX, BRANCH_STA
 from katib_nas.contract.supernet import derive
 from katib_nas.suggestion.core import engine
 from katib_nas.suggestion.core.algorithms.envelopenet import EnvelopeNet
+from katib_nas.suggestion.core.algorithms.envelopenet_config import resolve
+from katib_nas.suggestion.core.algorithms.envelopenet_construct import initial_network, next_network
+from katib_nas.suggestion.core.algorithms.envelopenet_schedule import final_network
+from katib_nas.suggestion.core.algorithms.envelopenet_stats import Statistics
 from katib_nas.suggestion.core.experiment import ExperimentInfo, TrialRecord, make_trial
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 #: A plain CNN of about the size and latency of the searched networks: 3x3 conv-BN-ReLU layers, two per stage.
 HAND_DESIGNED = "in28x28x1-cls10-stem16/w16:c3:c3/w32s2:c3:c3/w64s2:c3:c3"
-METHODS = ("nas-random", "envelopenet", "envelopenet-random-prune", "envelopenet-worst-case",
-           "envelopenet-mean-square", "proxylessnas-oneshot", "proxylessnas-reinforce", "proxylessnas-uniform",
-           "hand-designed")
+METHODS = ("nas-random", "envelopenet", "envelopenet-random-prune", "envelopenet-random-best-of-k",
+           "envelopenet-worst-case", "envelopenet-mean-square", "proxylessnas-oneshot", "proxylessnas-reinforce",
+           "proxylessnas-uniform", "hand-designed")
+#: The methods of the standard run: the ablations (worst case, mean square) were measured in the quick runs.
+STANDARD_METHODS = tuple(m for m in METHODS if m not in ("envelopenet-worst-case", "envelopenet-mean-square"))
 CONSTRAINED = ("nas-random", "proxylessnas-oneshot", "proxylessnas-reinforce", "proxylessnas-uniform")
+STANDARD_CONSTRAINED = ("proxylessnas-oneshot",)
 #: Methods that rank their trials by the REINFORCE reward, accuracy * (T / predicted latency)^w.
 REWARD_RANKED = ("proxylessnas-reinforce", "proxylessnas-uniform")
+#: Seeds of the final trainings: far from every search seed (trial seeds are the run seed or envelopenet's
+#: base * 1e6 + ...), distinct per run seed and retrain.
+RETRAIN_SEED_BASE = 900_000_000
+LATENCY_REPEATS = 7
+RESULTS = "results.jsonl"
+LATENCIES = "latency.jsonl"
 
 
 @dataclass(frozen=True)
 class Budget:
-    """The protocol's sizes: search split, search CPU budget, final training."""
+    """The protocol's sizes: search split, search CPU budget, final training, one-shot schedule."""
 
     search_images: int
     search_cpu_s: float
     final_images: int
     final_epochs: int
+    retrains: int
     oneshot_epochs: int
     oneshot_warmup: int
+    rank_paths: int
+    envelope_width: int
+    envelope_iterations: int
+    envelope_replicas: int
 
     @classmethod
     def of(cls, quick: bool) -> "Budget":
         if quick:
-            return cls(search_images=5000, search_cpu_s=150.0, final_images=10000, final_epochs=1,
-                       oneshot_epochs=3, oneshot_warmup=1)
-        return cls(search_images=12000, search_cpu_s=600.0, final_images=20000, final_epochs=2,
-                   oneshot_epochs=6, oneshot_warmup=2)
+            return cls(search_images=5000, search_cpu_s=150.0, final_images=10000, final_epochs=1, retrains=2,
+                       oneshot_epochs=3, oneshot_warmup=1, rank_paths=5, envelope_width=16,
+                       envelope_iterations=5, envelope_replicas=1)
+        return cls(search_images=12000, search_cpu_s=1500.0, final_images=30000, final_epochs=2, retrains=2,
+                   oneshot_epochs=24, oneshot_warmup=4, rank_paths=20, envelope_width=32,
+                   envelope_iterations=6, envelope_replicas=2)
 
 
 @dataclass
 class Run:
-    """One method on one seed: its search trials, its final network and what the final training measured."""
+    """One method on one seed: its search trials, its final network and what the final trainings measured."""
 
     method: str
     seed: int
@@ -101,8 +126,14 @@ class Run:
     search_cpu_s: float = 0.0
     final_architecture: str = ""
     final: dict[str, float] = field(default_factory=dict)
+    retrains: list[dict[str, float]] = field(default_factory=list)
     final_cpu_s: float = 0.0
+    search: dict[str, float] = field(default_factory=dict)
     note: str = ""
+
+
+def cell_key(method: str, seed: int, constrained: bool) -> str:
+    return f"{method}-seed{seed}{'-constrained' if constrained else ''}"
 
 
 # --- experiments --------------------------------------------------------------------------------------
@@ -122,25 +153,31 @@ def experiment_info(document: dict[str, Any], settings: dict[str, str], name: st
                           parallel_trial_count=1, nas_config=spec["nasConfig"])
 
 
+ENVELOPE_CONTROLS = {"envelopenet-random-prune": {"random_prune": "true"},
+                     "envelopenet-random-best-of-k": {"random_prune": "true"},
+                     "envelopenet-worst-case": {"worst_case": "true"},
+                     "envelopenet-mean-square": {"statistic": "mean-square"}}
+
+
 def method_experiment(method: str, seed: int, budget: Budget, target_ms: float | None) -> ExperimentInfo | None:
     """The Experiment a method's search runs, as its example writes it, with the run's seed."""
-    name = f"{method}-{seed}"
-    latency = {"latency_target_ms": f"{target_ms:.4f}"} if target_ms else {"latency_target_ms": "0"}
+    latency = {"latency_target_ms": f"{target_ms:.4f}" if target_ms else "0"}
     if method == "nas-random":
-        return experiment_info(example("nas-random-fashion-mnist"), {"seed": str(seed)}, name)
+        return experiment_info(example("nas-random-fashion-mnist"), {"seed": str(seed)}, f"{method}-{seed}")
     if method.startswith("envelopenet"):
-        control = {"envelopenet-random-prune": {"random_prune": "true"},
-                   "envelopenet-worst-case": {"worst_case": "true"},
-                   "envelopenet-mean-square": {"statistic": "mean-square"}}.get(method, {})
-        return experiment_info(example("envelopenet-fashion-mnist"), {"seed": str(seed), **control}, name)
+        settings = {"seed": str(seed), "width": str(budget.envelope_width),
+                    "iterations": str(budget.envelope_iterations), "replicas": str(budget.envelope_replicas),
+                    **ENVELOPE_CONTROLS.get(method, {})}
+        return experiment_info(example("envelopenet-fashion-mnist"), settings, f"envelopenet-{seed}")
     if method == "proxylessnas-oneshot":
         return experiment_info(example("proxylessnas-oneshot-fashion-mnist"),
                                {"seed": str(seed), "epochs": str(budget.oneshot_epochs),
-                                "warmup_epochs": str(budget.oneshot_warmup), **latency}, name)
-    if method in ("proxylessnas-reinforce", "proxylessnas-uniform"):
+                                "warmup_epochs": str(budget.oneshot_warmup), **latency}, f"{method}-{seed}")
+    if method in REWARD_RANKED:
         uniform = {"reinforce_lr": "0"} if method == "proxylessnas-uniform" else {}
+        # One experiment name for both: the same random numbers draw their paths.
         return experiment_info(example("proxylessnas-reinforce-fashion-mnist"),
-                               {"seed": str(seed), **latency, **uniform}, name)
+                               {"seed": str(seed), **latency, **uniform}, f"proxylessnas-reinforce-{seed}")
     return None
 
 
@@ -155,14 +192,15 @@ def read_metrics(text: str) -> dict[str, str]:
 
 
 def run_network_trial(architecture: str, seed: int, epochs: int, images: int, table: str | None,
-                      branch_stats: bool = False, test: bool = False, statistic: str = "taylor") -> dict[str, str]:
+                      branch_stats: bool = False, test: bool = False, statistic: str = "taylor",
+                      split_seed: int | None = None) -> dict[str, str]:
     """`katib-nas trial` in this process; its metric lines, parsed."""
     from katib_nas.trial_image.trial import TrialOptions, run_trial
 
     stream = io.StringIO()
     options = TrialOptions(architecture=architecture, dataset="fashion-mnist", epochs=epochs, seed=seed,
                            threads=1, max_train_samples=images, branch_stats=branch_stats, test=test,
-                           latency_table=table, branch_statistic=statistic)
+                           latency_table=table, branch_statistic=statistic, split_seed=split_seed)
     code = run_trial(options, stream)
     metrics = read_metrics(stream.getvalue())
     if code != 0 or "Validation-Accuracy" not in metrics:
@@ -170,13 +208,15 @@ def run_network_trial(architecture: str, seed: int, epochs: int, images: int, ta
     return metrics
 
 
-def run_oneshot_trial(assignments: dict[str, str], images: int, table: str | None) -> dict[str, str]:
+def run_oneshot_trial(assignments: dict[str, str], images: int, table: str | None, split_seed: int,
+                      rank_paths: int) -> dict[str, str]:
     """`katib-nas proxyless-search` in this process."""
     from katib_nas.trial_image.proxyless.search_trial import SearchOptions, run_proxyless_search
 
     stream = io.StringIO()
     options = SearchOptions(supernet=assignments["architecture"], search=assignments["search"],
-                            latency_table=table, dataset="fashion-mnist", max_train_samples=images, threads=1)
+                            latency_table=table, dataset="fashion-mnist", max_train_samples=images, threads=1,
+                            split_seed=split_seed, rank_paths=rank_paths)
     code = run_proxyless_search(options, stream)
     metrics = read_metrics(stream.getvalue())
     return metrics if code == 0 and "Validation-Accuracy" in metrics else {}
@@ -188,35 +228,90 @@ def cpu_seconds() -> float:
     return time.process_time()
 
 
+@dataclass
+class Clock:
+    """CPU-seconds spent by the search so far, and the part not charged to it (one-shot's path ranking)."""
+
+    started: float = field(default_factory=cpu_seconds)
+    uncharged: float = 0.0
+
+    def used(self) -> float:
+        return cpu_seconds() - self.started - self.uncharged
+
+
 def search(run: Run, info: ExperimentInfo, budget: Budget, table: str | None) -> list[TrialRecord]:
     """Propose and train trials until the method is done or its budget is spent; the history."""
     history: list[TrialRecord] = []
-    started = cpu_seconds()
-    while cpu_seconds() - started < budget.search_cpu_s or not history:
+    clock = Clock()
+    while clock.used() < budget.search_cpu_s:
         proposal = engine.suggest(info, history, 1, len(history))
         assignments = proposal.assignments[0]
         labels = proposal.labels[0] if proposal.labels else {}
         if info.algorithm == "envelopenet" and labels.get("katib-nas-envelopenet-phase") == "final":
             break  # the construction is complete: its network goes to the final training
         before = cpu_seconds()
-        trial_table = table if info.algorithm == "proxylessnas" else None
-        if "search" in assignments:
-            metrics = run_oneshot_trial(assignments, budget.search_images, trial_table)
-        else:
-            epochs = int(assignments.get("epochs", "1"))
-            metrics = run_network_trial(assignments["architecture"], int(assignments.get("seed", run.seed)), epochs,
-                                        budget.search_images, trial_table, branch_stats=info.algorithm == "envelopenet",
-                                        statistic=info.settings.get("statistic", "taylor"))
-        condition = "SUCCEEDED" if metrics else "FAILED"
-        history.append(make_trial(f"{run.method}-{len(history)}", assignments, condition,
-                                  sorted(metrics.items()), labels))
-        run.trials.append({"index": len(history) - 1, "cpu_s": cpu_seconds() - started,
-                           "trial_cpu_s": cpu_seconds() - before, "assignments": assignments,
+        metrics = run_search_trial(run, info, budget, table, assignments, clock)
+        if "search" not in assignments and clock.used() > budget.search_cpu_s:
+            run.note = f"trial {len(history)} ended past the budget and was discarded"
+            break
+        history.append(make_trial(f"{run.method}-{len(history)}", assignments,
+                                  "SUCCEEDED" if metrics else "FAILED", sorted(metrics.items()), labels))
+        run.trials.append({"index": len(history) - 1, "cpu_s": clock.used(), "trial_cpu_s": cpu_seconds() - before,
+                           "assignments": assignments, "labels": labels,
                            "metrics": {k: v for k, v in metrics.items() if k not in ("Branch-Stats", "Skip-Gates")}})
         if "search" in assignments:
             break  # one supernet training is the whole one-shot search
-    run.search_cpu_s = cpu_seconds() - started
+    oneshot = bool(history) and "search" in history[-1].assignments
+    run.search_cpu_s = clock.used() if oneshot else min(clock.used(), budget.search_cpu_s)
     return history
+
+
+def run_search_trial(run: Run, info: ExperimentInfo, budget: Budget, table: str | None,
+                     assignments: dict[str, str], clock: Clock) -> dict[str, str]:
+    trial_table = table if info.algorithm == "proxylessnas" else None
+    if "search" in assignments:
+        metrics = run_oneshot_trial(assignments, budget.search_images, trial_table, run.seed, budget.rank_paths)
+        clock.uncharged += float(metrics.get("rank-cpu-s", "0"))
+        return metrics
+    return run_network_trial(assignments["architecture"], int(assignments.get("seed", run.seed)),
+                             int(assignments.get("epochs", "1")), budget.search_images, trial_table,
+                             branch_stats=info.algorithm == "envelopenet",
+                             statistic=info.settings.get("statistic", "taylor"), split_seed=run.seed)
+
+
+def best_of_k(run: Run, info: ExperimentInfo, budget: Budget) -> str:
+    """The envelope family's random control at equal CPU: random networks of the construction's family (random
+    pruning and random skips, to a random depth of 0..iterations steps, no statistics needed), each trained as an
+    iteration trial is, until the budget is spent; the best by validation accuracy."""
+    import numpy as np
+
+    config = resolve(info)
+    rng = np.random.default_rng([run.seed, 4242])
+    clock = Clock()
+    best: tuple[float, str] | None = None
+    while clock.used() < budget.search_cpu_s:
+        network = initial_network(config)
+        for step in range(int(rng.integers(0, config.settings.iterations + 1))):
+            flat = Statistics(tuple(tuple(1.0 for _ in c.ops) for c in network.cells),
+                              tuple(tuple(1.0 for _ in c.skips) for c in network.cells))
+            derived = resolve(dataclasses.replace(info, settings={**info.settings,
+                                                                  "seed": str(int(rng.integers(0, 2000)))}))
+            network = next_network(network, flat, derived, step)
+        text = encode(network)
+        before = cpu_seconds()
+        metrics = run_network_trial(text, run.seed, 1, budget.search_images, None, split_seed=run.seed)
+        if clock.used() > budget.search_cpu_s:
+            run.note = f"candidate {len(run.trials)} ended past the budget and was discarded"
+            break
+        run.trials.append({"index": len(run.trials), "cpu_s": clock.used(), "trial_cpu_s": cpu_seconds() - before,
+                           "assignments": {"architecture": text}, "metrics": metrics})
+        accuracy = float(metrics.get("Validation-Accuracy", "nan"))
+        if accuracy == accuracy and (best is None or accuracy > best[0]):
+            best = (accuracy, text)
+    run.search_cpu_s = min(clock.used(), budget.search_cpu_s)
+    if best is None:
+        raise RuntimeError(f"{run.method}: no candidate finished within the budget")
+    return best[1]
 
 
 def pick_final(run: Run, info: ExperimentInfo | None, history: list[TrialRecord]) -> str:
@@ -225,13 +320,19 @@ def pick_final(run: Run, info: ExperimentInfo | None, history: list[TrialRecord]
         return HAND_DESIGNED
     if info.algorithm == "envelopenet":
         construction = EnvelopeNet().construction(info, history, len(history))
-        if not construction.final:
-            run.note = f"budget ran out in iteration {construction.current.number}; its network is final"
-        return encode(construction.networks[-1])
+        run.search["iterations"] = float(len(construction.scores))
+        if construction.final:
+            return encode(construction.current.architecture)
+        run.note = f"budget ran out in iteration {construction.current.number}; the best evaluated network is final"
+        networks = list(construction.networks[:len(construction.scores)]) or [construction.networks[0]]
+        return encode(final_network(networks, list(construction.scores), resolve(info)))
     if run.method == "proxylessnas-oneshot":
         reported = [trial.texts.get("Best-Architecture") for trial in history if trial.succeeded]
         if not reported:
             raise RuntimeError(f"{run.method}: the search trial failed")
+        run.search = {k: float(v) for k, v in run.trials[-1]["metrics"].items()
+                      if k in ("derived-rank", "ranked-paths", "arch-steps", "path-max-probability", "path-entropy",
+                               "rank-cpu-s")}
         return reported[-1]
     scored = [(score(run, trial, info), trial) for trial in history if trial.succeeded]
     scored = [(value, trial) for value, trial in scored if value is not None]
@@ -281,12 +382,13 @@ def latency_table(seed: int, folder: Path) -> tuple[str, float]:
     return str(path), json.loads(largest_path.read_text())["ms"]
 
 
-def measured_latency_ms(architecture: str) -> float:
-    """Batch-1 latency on one thread with the latency table's clock and statistic."""
+def measured_latency_ms(architecture: str, repeats: int = 1) -> float:
+    """Batch-1 latency on one thread with the latency table's clock and statistic; the median of `repeats`."""
     from katib_nas.trial_image.proxyless.profiler import Timing, time_network_ms
     from katib_nas.trial_image.runtime import resolve_device
 
-    return time_network_ms(decode(architecture), resolve_device("cpu"), Timing())
+    return statistics.median(time_network_ms(decode(architecture), resolve_device("cpu"), Timing())
+                             for _ in range(repeats))
 
 
 def predicted_latency_ms(architecture: str, table: str | None) -> float | None:
@@ -311,193 +413,141 @@ def run_job(method: str, seed: int, budget: Budget, constrained: bool, fraction:
     target = fraction * largest_ms if constrained else None
     run = Run(method, seed, constrained, target)
     info = method_experiment(method, seed, budget, target)
-    history = search(run, info, budget, table) if info is not None else []
-    run.final_architecture = pick_final(run, info, history)
-    before = cpu_seconds()
-    metrics = run_network_trial(run.final_architecture, seed, budget.final_epochs, budget.final_images, None,
-                                test=True)
-    run.final_cpu_s = cpu_seconds() - before
-    run.final = {name: float(metrics[name]) for name in ("Validation-Accuracy", "Test-Accuracy", "params")
-                 if name in metrics}
-    run.final["macs"] = float(count_macs(decode(run.final_architecture)))
-    run.final["measured-latency-ms"] = measured_latency_ms(run.final_architecture)
+    if method == "envelopenet-random-best-of-k":
+        run.final_architecture = best_of_k(run, info, budget)
+    else:
+        history = search(run, info, budget, table) if info is not None else []
+        run.final_architecture = pick_final(run, info, history)
+    final_trainings(run, budget)
     predicted = predicted_latency_ms(run.final_architecture, table)
     if predicted is not None:
         run.final["predicted-latency-ms"] = predicted
     return run
 
 
+def final_trainings(run: Run, budget: Budget) -> None:
+    """RETRAINS trainings of the final network from fresh seeds, each scored once on the test set; their mean."""
+    before = cpu_seconds()
+    for retrain in range(budget.retrains):
+        seed = RETRAIN_SEED_BASE + 1000 * run.seed + retrain
+        metrics = run_network_trial(run.final_architecture, seed, budget.final_epochs, budget.final_images, None,
+                                    test=True, split_seed=run.seed)
+        run.retrains.append({name: float(metrics[name]) for name in ("Validation-Accuracy", "Test-Accuracy")
+                             if name in metrics} | {"seed": float(seed)})
+    run.final_cpu_s = (cpu_seconds() - before) / budget.retrains
+    for name in ("Validation-Accuracy", "Test-Accuracy"):
+        values = [r[name] for r in run.retrains if name in r]
+        if values:
+            run.final[name] = statistics.mean(values)
+    architecture = decode(run.final_architecture)
+    run.final["macs"] = float(count_macs(architecture))
+    from katib_nas.trial_image.cost import count_parameters
+    from katib_nas.trial_image.model import build_model
+
+    run.final["params"] = float(count_parameters(build_model(architecture)))
+
+
 # --- driver -------------------------------------------------------------------------------------------------
 
-def jobs_to_run(methods: list[str], seeds: list[int], constrained: bool) -> list[tuple[str, int, bool]]:
-    jobs = [(m, s, False) for s in seeds for m in methods]
-    if constrained:
-        jobs += [(m, s, True) for s in seeds for m in methods if m in CONSTRAINED]
-    return jobs
+def cells_to_run(methods: list[str], seeds: list[int], constrained: list[str]) -> list[tuple[str, int, bool]]:
+    """Seed by seed, so that complete pairs accumulate first."""
+    cells = []
+    for seed in seeds:
+        cells += [(m, seed, False) for m in methods]
+        cells += [(m, seed, True) for m in methods if m in constrained]
+    return cells
 
 
-def run_all(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
-    """Every job in a subprocess, `args.jobs` side by side; results in the order the jobs were listed."""
-    pending = jobs_to_run(args.methods, args.seeds, args.target_fraction > 0)
-    for seed in args.seeds:
-        latency_table(seed, folder)  # profiled once per seed, before the jobs that read it start
-    running: list[tuple[subprocess.Popen, Path]] = []
-    outputs = []
+def read_results(folder: Path) -> list[dict[str, Any]]:
+    path = folder / RESULTS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_line(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+
+
+def run_all(args: argparse.Namespace, budget: Budget) -> None:
+    """Every cell not in OUT/results.jsonl, in a subprocess, `args.jobs` side by side; each appended on its end."""
+    done = {cell_key(r["method"], r["seed"], r["constrained"]) for r in read_results(args.out)}
+    pending = [c for c in cells_to_run(args.methods, args.seeds, args.constrained_methods) if cell_key(*c) not in done]
+    for seed in sorted({seed for _, seed, _ in pending}):
+        latency_table(seed, args.out)  # profiled once per seed, before the jobs that read it start
+    running: list[tuple[subprocess.Popen, Path, str]] = []
     while pending or running:
         while pending and len(running) < args.jobs:
             method, seed, constrained = pending.pop(0)
-            out = folder / f"run-{method}-seed{seed}{'-constrained' if constrained else ''}.json"
-            outputs.append(out)
-            if out.is_file():
-                continue  # finished in an earlier invocation
-            command = [sys.executable, __file__, "--job", method, "--seed", str(seed), "--out", str(folder),
+            key = cell_key(method, seed, constrained)
+            out = args.out / "jobs" / f"{key}.json"
+            out.parent.mkdir(exist_ok=True)
+            command = [sys.executable, __file__, "--job", method, "--seed", str(seed), "--out", str(args.out),
                        "--target-fraction", str(args.target_fraction)] + (["--quick"] if args.quick else []) \
                 + (["--constrained"] if constrained else [])
-            running.append((subprocess.Popen(command, stdout=subprocess.DEVNULL), out))
-            print(f"started {method} seed {seed}{' (latency target)' if constrained else ''}", flush=True)
-        for process, out in list(running):
-            if process.poll() is not None:
-                running.remove((process, out))
-                print(f"finished {out.name}: exit {process.returncode}", flush=True)
-        time.sleep(2)
-    return [json.loads(out.read_text()) for out in outputs if out.is_file()]
-
-
-def mean_sd(values: list[float]) -> str:
-    if not values:
-        return "-"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ({sd:.2f})"
-
-
-def summary(records: list[dict[str, Any]], budget: Budget, seeds: list[int], wall_s: float) -> str:
-    """The Markdown tables: unconstrained results per method, then the latency-constrained variant."""
-    lines = [f"Search split {budget.search_images} images, search budget {budget.search_cpu_s:.0f} CPU-s, final "
-             f"training {budget.final_epochs} epoch(s) on {budget.final_images} images, seeds {seeds}, wall time "
-             f"{wall_s / 60:.0f} min.", "",
-             "| method | test acc % mean (sd) | val acc % mean (sd) | search CPU-s | total CPU-s | measured ms "
-             "| predicted ms | params | M MACs | test acc % per seed |", "|---|---|---|---|---|---|---|---|---|---|"]
-    free = [r for r in records if not r["constrained"]]
-    for method in METHODS:
-        runs = [r for r in free if r["method"] == method]
-        if runs:
-            lines.append(method_row(method, runs))
-    constrained = [r for r in records if r["constrained"]]
-    if constrained:
-        target = statistics.mean(r["target_ms"] for r in constrained)
-        lines += ["", f"Latency-constrained: T = {target:.3f} ms (mean over seeds); a final network counts when its "
-                      "measured latency is at most 1.05 T.", "",
-                  "| method | met 1.05 T | test acc % of those that met it | measured latency / T per seed |",
-                  "|---|---|---|---|"]
-        for method in METHODS:
-            runs = [r for r in constrained if r["method"] == method]
-            if runs:
-                lines.append(constrained_row(method, runs))
-    return "\n".join(lines + reward_lines(records)) + "\n"
-
-
-def trial_reward(trial: dict[str, Any], target_ms: float | None, exponent: float) -> float | None:
-    """The REINFORCE reward of a finished search trial: accuracy, times (T / predicted latency)^w under a target."""
-    metrics = trial["metrics"]
-    if "Validation-Accuracy" not in metrics:
-        return None
-    accuracy = float(metrics["Validation-Accuracy"])
-    if not target_ms:
-        return accuracy
-    latency = float(metrics.get("predicted-latency-ms", "nan"))
-    return accuracy * (target_ms / latency) ** exponent if latency > 0 else None
-
-
-def reward_lines(records: list[dict[str, Any]]) -> list[str]:
-    """REINFORCE against its uniform control on what it optimises: the reward of the trials it samples."""
-    exponent = float(experiment_info(example("proxylessnas-reinforce-fashion-mnist"), {}, "reward")
-                     .settings.get("latency_exponent", "0.07"))
-    lines = ["", f"REINFORCE and the same space sampled uniformly, scored on the reward of their search trials "
-                 f"(validation accuracy; under the target, accuracy x (T / predicted latency)^{exponent:g}): mean "
-                 "over all trials of a run, over its second half, and its best; mean (sd) over seeds.", "",
-             "| method | target | trials per run | mean reward % | second-half mean reward % | best reward % |",
-             "|---|---|---|---|---|---|"]
-    for method in REWARD_RANKED:
-        for constrained in (False, True):
-            runs = [r for r in records if r["method"] == method and r["constrained"] == constrained]
-            rewards = [[value for t in r["trials"] if (value := trial_reward(t, r["target_ms"], exponent)) is not None]
-                       for r in runs]
-            rewards = [values for values in rewards if values]
-            if not rewards:
+            log = (args.out / "jobs" / f"{key}.log").open("w")
+            running.append((subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), out, key))
+            print(f"{time.strftime('%H:%M:%S')} started {key}", flush=True)
+        for process, out, key in list(running):
+            if process.poll() is None:
                 continue
-            lines.append("| " + " | ".join([
-                method, "T" if constrained else "none", f"{statistics.mean(len(v) for v in rewards):.1f}",
-                mean_sd([statistics.mean(v) * 100 for v in rewards]),
-                mean_sd([statistics.mean(v[len(v) // 2:]) * 100 for v in rewards]),
-                mean_sd([max(v) * 100 for v in rewards])]) + " |")
-    return lines
+            running.remove((process, out, key))
+            if process.returncode == 0 and out.is_file():
+                append_line(args.out / RESULTS, json.loads(out.read_text()))
+                out.unlink()
+                write_summary(args.out, budget)
+            print(f"{time.strftime('%H:%M:%S')} finished {key}: exit {process.returncode}", flush=True)
+        time.sleep(2)
 
 
-def method_row(method: str, runs: list[dict[str, Any]]) -> str:
-    finals = [r["final"] for r in runs]
-    predicted = [f["predicted-latency-ms"] for f in finals if "predicted-latency-ms" in f]
-    cells = [method, mean_sd([f["Test-Accuracy"] * 100 for f in finals]),
-             mean_sd([f["Validation-Accuracy"] * 100 for f in finals]),
-             f"{statistics.mean(r['search_cpu_s'] for r in runs):.0f}",
-             f"{statistics.mean(r['search_cpu_s'] + r['final_cpu_s'] for r in runs):.0f}",
-             f"{statistics.mean(f['measured-latency-ms'] for f in finals):.3f}",
-             f"{statistics.mean(predicted):.3f}" if predicted else "-",
-             f"{statistics.mean(f['params'] for f in finals) / 1000:.0f}k",
-             f"{statistics.mean(f['macs'] for f in finals) / 1e6:.1f}",
-             ", ".join(f"{f['Test-Accuracy'] * 100:.2f}" for f in finals)]
-    return "| " + " | ".join(cells) + " |"
+def measure_latencies(folder: Path) -> None:
+    """Median batch-1 latency of every final network not yet measured; run it on an otherwise idle machine."""
+    import torch
+
+    torch.set_num_threads(1)
+    path = folder / LATENCIES
+    known = {json.loads(line)["architecture"] for line in path.read_text().splitlines()} if path.is_file() else set()
+    for record in read_results(folder):
+        architecture = record["final_architecture"]
+        if architecture not in known:
+            append_line(path, {"architecture": architecture,
+                               "measured-latency-ms": measured_latency_ms(architecture, LATENCY_REPEATS)})
+            known.add(architecture)
+    for seed in sorted({r["seed"] for r in read_results(folder)}):
+        largest = folder / f"largest-latency-seed{seed}.json"
+        data = json.loads(largest.read_text())
+        if "median-ms" not in data:
+            data["median-ms"] = measured_latency_ms(data["architecture"], LATENCY_REPEATS)
+            largest.write_text(json.dumps(data))
 
 
-def constrained_row(method: str, runs: list[dict[str, Any]]) -> str:
-    ratios = [r["final"]["measured-latency-ms"] / r["target_ms"] for r in runs]
-    met = [r["final"]["Test-Accuracy"] * 100 for r, ratio in zip(runs, ratios) if ratio <= 1.05]
-    cells = [method, f"{len(met)}/{len(runs)}", mean_sd(met), ", ".join(f"{ratio:.2f}" for ratio in ratios)]
-    return "| " + " | ".join(cells) + " |"
+def write_summary(folder: Path, budget: Budget) -> None:
+    from search_report import plot, summary
 
-
-def plot(records: list[dict[str, Any]], path: Path) -> None:
-    """Best-so-far validation accuracy against search CPU-seconds, mean and spread over seeds, per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for method in METHODS:
-        runs = [r for r in records if r["method"] == method and not r["constrained"] and r["trials"]]
-        if not runs:
-            continue
-        grid = sorted({t["cpu_s"] for r in runs for t in r["trials"]})
-        columns = [[value for r in runs if not math.isnan(value := best_so_far(r["trials"], x))] for x in grid]
-        mean = [statistics.mean(column) if column else math.nan for column in columns]
-        low = [min(column, default=math.nan) for column in columns]
-        high = [max(column, default=math.nan) for column in columns]
-        line, = ax.step(grid, mean, where="post", label=method)
-        ax.fill_between(grid, low, high, step="post", alpha=0.15, color=line.get_color())
-    ax.set_xlabel("search CPU-seconds")
-    ax.set_ylabel("best validation accuracy so far (truncated trials)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def best_so_far(trials: list[dict[str, Any]], cpu_s: float) -> float:
-    values = [float(t["metrics"]["Validation-Accuracy"]) for t in trials
-              if t["cpu_s"] <= cpu_s and "Validation-Accuracy" in t["metrics"]]
-    return max(values) if values else math.nan
+    records = read_results(folder)
+    latencies = {}
+    if (folder / LATENCIES).is_file():
+        latencies = {d["architecture"]: d["measured-latency-ms"]
+                     for d in map(json.loads, (folder / LATENCIES).read_text().splitlines())}
+    (folder / "summary.md").write_text(summary(records, budget, latencies))
+    plot(records, folder / "best_so_far.png")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--quick", action="store_true", help="the small budget (one seed: about 30 min, 2 cores)")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each (default 2)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 7, 8])
+    parser.add_argument("--quick", action="store_true", help="the small budget (a smoke run)")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, help="default: every method of the budget")
+    parser.add_argument("--constrained-methods", nargs="*", choices=CONSTRAINED,
+                        help="methods also run under the latency target (default: one-shot; --quick: all four)")
+    parser.add_argument("--jobs", type=int, default=2, help="cells side by side, one thread each (default 2)")
     parser.add_argument("--target-fraction", type=float, default=0.6,
-                        help="latency-constrained variant: T = this x the largest network's latency (0: skip it)")
+                        help="latency-constrained variant: T = this x the largest network's latency")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_search"))
+    parser.add_argument("--latency", action="store_true", help="measure the final networks' latency and stop")
+    parser.add_argument("--summary", action="store_true", help="rewrite the summary from the results and stop")
     parser.add_argument("--job", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--constrained", action="store_true", help=argparse.SUPPRESS)
@@ -506,18 +556,18 @@ def main() -> None:
     budget = Budget.of(args.quick)
     if args.job:
         run = run_job(args.job, args.seed, budget, args.constrained, args.target_fraction, args.out)
-        name = f"run-{args.job}-seed{args.seed}{'-constrained' if args.constrained else ''}.json"
-        (args.out / name).write_text(json.dumps(dataclasses.asdict(run), indent=1))
+        record = dataclasses.asdict(run) | {"budget": dataclasses.asdict(budget)}
+        (args.out / "jobs" / f"{cell_key(args.job, args.seed, args.constrained)}.json").write_text(json.dumps(record))
         return
-    started = time.monotonic()
-    records = run_all(args, args.out)
-    wall = time.monotonic() - started
-    (args.out / "results.json").write_text(json.dumps({"budget": dataclasses.asdict(budget), "seeds": args.seeds,
-                                                       "wall_s": wall, "runs": records}, indent=1))
-    text = summary(records, budget, args.seeds, wall)
-    (args.out / "summary.md").write_text(text)
-    plot(records, args.out / "best_so_far.png")
-    print(text)
+    if args.latency:
+        measure_latencies(args.out)
+    elif not args.summary:
+        args.methods = args.methods or list(METHODS if args.quick else STANDARD_METHODS)
+        if args.constrained_methods is None:
+            args.constrained_methods = list(CONSTRAINED if args.quick else STANDARD_CONSTRAINED)
+        run_all(args, budget)
+    write_summary(args.out, budget)
+    print((args.out / "summary.md").read_text())
 
 
 if __name__ == "__main__":

@@ -105,6 +105,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads (default: OMP_NUM_THREADS, else the CPUs the container may use)")
     parser.add_argument("--val-fraction", type=fraction, default=0.1,
                         help="share of the training file held out for validation (default 0.1)")
+    parser.add_argument("--split-seed", type=bounded_int(0, 2**32 - 1), metavar="N",
+                        help="seed of the training/validation split (default: the same fixed split for every "
+                             "trial; other seeds give other validation images)")
     parser.add_argument("--max-train-samples", type=positive_int, help="train on at most this many images")
     parser.add_argument("--metrics-file", metavar="PATH", help="also write the metrics here for Katib's File collector")
     parser.add_argument("--metrics-format", choices=("text", "json"), default="text",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .arguments import add_training_arguments, bounded_float, fraction, positive_int
+from .arguments import add_training_arguments, bounded_float, fraction, non_negative_int, positive_int
 
 DESCRIPTION = """\
 Train the supernet given by --architecture (choice cells such as mb3e3_mb5e6_zero@r, as the proxylessnas
@@ -17,10 +17,11 @@ images, and after the warm-up, architecture steps with two sampled paths on a he
 hardware-aware loss when the search settings set a latency target (then --latency-table is required). Then
 derive the most probable op of every block and print name=value lines: Train-Loss after every search epoch
 (the supernet's), then Best-Architecture (the derived network's text), Validation-Accuracy, Validation-Loss,
-latency-ms (measured) and predicted-latency-ms (from the table). With --report-to-katib the numbers are also
+latency-ms (measured), predicted-latency-ms (from the table), and how decided the search was: arch-steps,
+path-max-probability and path-entropy (means over blocks). With --report-to-katib the numbers are also
 pushed to Katib after every epoch and at the end (Best-Architecture, a string, only reaches Katib through the
 StdOut or File collector).
---search takes the compact settings text of the suggestion, e.g. epochs-6_warmup-2_loss-mullog_target-1.5.
+--search takes the compact settings text of the suggestion, e.g. epochs-12_warmup-2_loss-mullog_target-1.5.
 Under torchrun (torchrun --nproc-per-node N --no-python katib-nas proxyless-search ...), a PyTorchJob or a
 TrainJob the supernet trains data-parallel across the processes; --batch-size is the global batch.
 Exit codes: 0 done, 2 bad input (one line names it), 3 training diverged, 1 a push to Katib failed or another
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--architecture", required=True, metavar="TEXT",
                         help="the supernet's architecture text (choice cells), as the suggestion assigns it")
     parser.add_argument("--search", required=True, metavar="TEXT",
-                        help="search settings text, e.g. epochs-6_warmup-2_loss-mullog_target-1.5_beta-0.6")
+                        help="search settings text, e.g. epochs-12_warmup-2_loss-mullog_target-1.5_beta-0.6")
     parser.add_argument("--latency-table", metavar="PATH",
                         help="latency table JSON from `katib-nas profile` (e.g. a mounted ConfigMap), or `measure` "
                              "to profile the supernet on this trial's device (one thread) before searching")
@@ -45,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rendezvous-timeout", type=bounded_float(1, 86400), default=300.0, metavar="SECONDS",
                         help="with several processes: how long each waits for the others at the rendezvous and in "
                              "every exchange before it gives up (default 300)")
+    parser.add_argument("--rank-paths", type=non_negative_int, default=0, metavar="N",
+                        help="also evaluate N uniformly sampled paths on the supernet's weights and report the "
+                             "derived network's rank among them as derived-rank (1 is best; default 0: skip)")
     parser.set_defaults(handler=run)
 
 
@@ -56,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         supernet=args.architecture, search=args.search, latency_table=args.latency_table, dataset=args.dataset,
         data_dir=args.data_dir, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         arch_fraction=args.arch_fraction, arch_every=args.arch_every, val_fraction=args.val_fraction,
+        split_seed=args.split_seed,
         max_train_samples=args.max_train_samples, device=args.device, threads=args.threads,
         metrics_file=args.metrics_file, metrics_format=args.metrics_format, report_to_katib=args.report_to_katib,
-        tfevent_dir=args.tfevent_dir, rendezvous_timeout=args.rendezvous_timeout)
+        tfevent_dir=args.tfevent_dir, rendezvous_timeout=args.rendezvous_timeout, rank_paths=args.rank_paths)
     return run_proxyless_search(options)

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         architecture=args.architecture, dataset=args.dataset, data_dir=args.data_dir,
         epochs=1 if args.epochs is None else args.epochs,
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
-        device=args.device, threads=args.threads, val_fraction=args.val_fraction,
+        device=args.device, threads=args.threads, val_fraction=args.val_fraction, split_seed=args.split_seed,
         max_train_samples=args.max_train_samples, branch_stats=args.branch_stats,
         branch_statistic=args.branch_statistic, test=args.test,
         metrics_file=args.metrics_file,

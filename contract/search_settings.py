@@ -1,7 +1,7 @@
 """The compact search-settings text a ProxylessNAS one-shot trial receives as an assignment.
 
 Form: `key-value` pairs joined by `_`, e.g.
-`epochs-6_warmup-2_loss-mullog_target-1.5_beta-0.6_lambda-0.1_archlr-0.006_retrain-0_seed-0`.
+`epochs-12_warmup-2_loss-mullog_target-1.5_beta-0.6_lambda-0.1_archlr-0.006_retrain-0_seed-0`.
 Only letters, digits, `-`, `_` and `.` appear, so the text survives Katib's
 substitution into a command line. The suggestion writes it; the trial parses it.
 """
@@ -20,7 +20,7 @@ LOSS_FORMS = ("mullog", "addlin", "none")
 class SearchConfig:
     """Budget and loss of one-shot supernet training; latency targets in milliseconds (0 = none)."""
 
-    epochs: int = 6
+    epochs: int = 12
     warmup: int = 2
     loss: str = "mullog"
     target: float = 0.0

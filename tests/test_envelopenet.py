@@ -82,7 +82,7 @@ def test_is_registered_under_its_katib_name() -> None:
 
 
 def test_one_trial_at_a_time_builds_each_network_from_the_last_statistics() -> None:
-    exp = experiment()
+    exp = experiment({"final_network": "last"})
     config = resolve(exp)
     history: list[TrialRecord] = []
     network = initial_network(config)
@@ -280,7 +280,7 @@ def test_fresh_instances_and_a_fresh_process_give_identical_proposals() -> None:
 
 
 def test_construction_view_reports_networks_and_completion() -> None:
-    exp = experiment({"iterations": "1"})
+    exp = experiment({"iterations": "1", "final_network": "last"})
     [first] = ask(exp, [], 1, 0)
     history = [finished(first, "a")]
     state = EnvelopeNet().construction(exp, history, 1)
@@ -293,7 +293,7 @@ def test_construction_view_reports_networks_and_completion() -> None:
 @pytest.mark.parametrize("parallel, seed", [(1, 0), (2, 1), (2, 2), (3, 3)])
 def test_a_simulated_katib_loop_completes_with_consistent_phases(parallel: int, seed: int) -> None:
     """Katib's loop: fill free slots, trials finish in random order, some fail or lose their metrics."""
-    exp = experiment({"iterations": "3", "max_retries": "3"}, parallel=parallel)
+    exp = experiment({"iterations": "3", "max_retries": "3", "final_network": "last"}, parallel=parallel)
     rng = random.Random(seed)
     trials: dict[str, TrialRecord] = {}
     running_names: list[str] = []
@@ -354,3 +354,51 @@ def test_a_vanished_trial_of_the_current_iteration_is_still_its_failure() -> Non
     [first], exp = ask_with_state(exp, [], 1, 0)
     with pytest.raises(ConstructionError, match=r"iteration 0 failed 1 times.*missing from Katib's request"):
         ask_with_state(exp, [], 1, 1)
+
+
+def scored(assignment: dict[str, str], name: str, accuracy: float) -> TrialRecord:
+    """A finished construction trial with the given objective (statistics as `finished` makes them)."""
+    trial = finished(assignment, name)
+    return make_trial(name, assignment, "SUCCEEDED",
+                      [("Validation-Accuracy", str(accuracy))] + [(k, v) for k, v in trial.texts.items()])
+
+
+def run_construction(exp: ExperimentInfo, accuracies: list[float]) -> tuple[list[str], dict[str, str]]:
+    """Iterations scored with `accuracies` in turn, until the final phase; the architectures trained and the
+    first final-phase proposal."""
+    history: list[TrialRecord] = []
+    trained: list[str] = []
+    for accuracy in accuracies:
+        proposal = engine.suggest(exp, history, 1, len(history))
+        if proposal.labels[0][PHASE_LABEL] == "final":
+            return trained, proposal.assignments[0]
+        trained.append(proposal.assignments[0]["architecture"])
+        history.append(scored(proposal.assignments[0], f"t{len(history)}", accuracy))
+    return trained, engine.suggest(exp, history, 1, len(history)).assignments[0]
+
+
+def test_the_final_training_takes_the_iteration_with_the_best_objective() -> None:
+    """Deeper is not always better at a short budget: by default the final network is the evaluated one that
+    scored best (the earliest on ties), not the last one constructed."""
+    trained, final = run_construction(experiment({"iterations": "4"}), [0.70, 0.80, 0.75, 0.78])
+    assert len(trained) == 4 and final["epochs"] == "10"
+    assert final["architecture"] == trained[1]
+    trained, final = run_construction(experiment({"iterations": "3"}), [0.70, 0.70, 0.70])
+    assert final["architecture"] == trained[0]
+    trained, last = run_construction(experiment({"iterations": "3", "final_network": "last"}), [0.9, 0.5, 0.5])
+    assert last["architecture"] not in trained  # the network built from the last iteration's statistics
+
+
+def test_a_minimized_objective_picks_the_lowest() -> None:
+    exp = dataclasses.replace(experiment({"iterations": "3"}), maximize=False)
+    trained, final = run_construction(exp, [0.5, 0.3, 0.4])
+    assert final["architecture"] == trained[1]
+
+
+def test_patience_stops_the_construction_once_iterations_stop_improving() -> None:
+    trained, final = run_construction(experiment({"iterations": "6", "patience": "2"}),
+                                      [0.70, 0.80, 0.79, 0.78, 0.95, 0.96])
+    assert len(trained) == 4  # iterations 2 and 3 did not beat 0.80: stop
+    assert final["architecture"] == trained[1] and final["epochs"] == "10"
+    trained, _ = run_construction(experiment({"iterations": "4", "patience": "2"}), [0.70, 0.80, 0.79, 0.81])
+    assert len(trained) == 4

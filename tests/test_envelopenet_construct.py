@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -18,6 +19,7 @@ from katib_nas.suggestion.core.algorithms.envelopenet_config import resolve
 from katib_nas.suggestion.core.algorithms.envelopenet_construct import (
     initial_network,
     keep_strongest_skips,
+    macs_budget,
     next_network,
     prune_stage,
 )
@@ -114,30 +116,115 @@ def test_skips_keep_the_larger_half_by_signed_gate_value_and_new_cells_connect_d
     assert [cell.skips for cell in grown.cells] == [(), (), (0,), (0,), (1, 2), (0, 1, 2), (0, 1, 2, 3, 4)]
 
 
+def fits_another_cell(arch, grown, cfg, stage: int) -> bool:
+    """Whether stage `stage` of `grown` could take one more full envelope cell within the budget."""
+    from katib_nas.contract.spec import Architecture, Cell, Stage
+
+    stages = list(grown.stages)
+    extra = Cell(cfg.branch_ops, skips=tuple(range(sum(len(s.cells) for s in stages[:stage + 1]) - 1))
+                 if cfg.settings.skip else ())
+    stages[stage] = Stage(stages[stage].width, stages[stage].stride, stages[stage].cells + (extra,))
+    # Skip indices of later cells move by one; only the cost matters here, so drop the later stages' skips.
+    later = [Stage(s.width, s.stride, tuple(Cell(c.ops) for c in s.cells)) for s in stages[stage + 1:]]
+    candidate = Architecture(grown.input_shape, grown.num_classes, grown.stem, tuple(stages[:stage + 1] + later))
+    return count_macs(candidate) <= macs_budget(cfg)
+
+
 @hypothesis_settings(max_examples=60, deadline=None)
-@given(data=st.data(), worst_case=st.booleans(), max_prune=st.integers(0, 8), steps=st.integers(1, 4))
-def test_any_statistics_give_a_valid_network_within_the_limits(data, worst_case: bool, max_prune: int,
-                                                             steps: int) -> None:
+@given(worst_case=st.booleans(), max_prune=st.integers(0, 8), steps=st.integers(1, 4),
+       branch_values=st.lists(st.one_of(st.floats(0, 100), st.just(math.nan)), min_size=1, max_size=40),
+       gate_values=st.lists(st.floats(-5, 5), min_size=1, max_size=40))
+@example(worst_case=True, max_prune=2, steps=3, branch_values=[math.nan], gate_values=[0.0])
+def test_any_statistics_give_a_valid_network_within_the_limits(worst_case: bool, max_prune: int, steps: int,
+                                                             branch_values: list[float],
+                                                             gate_values: list[float]) -> None:
+    """Whatever the statistics: a valid network within the budget, pruning within its limits, and a stage
+    below its maximum grows by exactly one full cell unless that cell would not fit the budget."""
     cfg = config(initial_cells="1,2", max_cells="4,3", width="12", max_filter_prune=str(max_prune),
                  worst_case=str(worst_case).lower())
     arch = initial_network(cfg)
-    values = st.one_of(st.floats(0, 100), st.just(math.nan))
+    branch_draws, gate_draws = itertools.cycle(branch_values), itertools.cycle(gate_values)
     for _ in range(steps):
-        stats = Statistics(
-            tuple(tuple(data.draw(values) for _ in cell.ops) for cell in arch.cells),
-            tuple(tuple(data.draw(st.floats(-5, 5)) for _ in cell.skips) for cell in arch.cells))
+        stats = Statistics(tuple(tuple(next(branch_draws) for _ in cell.ops) for cell in arch.cells),
+                           tuple(tuple(next(gate_draws) for _ in cell.skips) for cell in arch.cells))
         grown = next_network(arch, stats, cfg)
         assert decode(encode(grown)) == grown
+        assert count_macs(grown) <= macs_budget(cfg)
         for s, (before, after) in enumerate(zip(arch.stages, grown.stages)):
             branches_before = sum(len(c.ops) for c in before.cells)
             if len(before.cells) < cfg.max_cells[s]:
-                assert len(after.cells) == len(before.cells) + 1
-                removed = branches_before - sum(len(c.ops) for c in after.cells[:-1])
+                added = len(after.cells) - len(before.cells)
+                assert added in (0, 1)
+                kept = after.cells[:-1] if added else after.cells
+                removed = branches_before - sum(len(c.ops) for c in kept)
                 assert 0 <= removed <= min(max_prune, branches_before // 3)
-                assert after.cells[-1].ops == cfg.branch_ops
+                if added:
+                    assert after.cells[-1].ops == cfg.branch_ops
+                else:
+                    assert not fits_another_cell(arch, grown, cfg, s)
             else:
                 assert [c.ops for c in after.cells] == [c.ops for c in before.cells]
         arch = grown
+
+
+def op_cost(cell, b, op) -> float:
+    """A statistic that ranks the cheapest branches weakest: pruning them widens the expensive ones."""
+    return float(op.kernel ** 2 if op.kind == "conv" else op.kernel)
+
+
+@pytest.mark.parametrize("mode", [{}, {"worst_case": "true"}, {"random_prune": "true"}, {"skip": "false"}])
+def test_the_budget_holds_after_every_step_under_adversarial_statistics(mode: dict[str, str]) -> None:
+    """With the budget at the initial network's cost, pruning the cheap branches of split cells (which hands
+    their channels to expensive ones) must be refused, and no stage can grow: every network stays within it."""
+    free = config(initial_cells="2,2", max_cells="6,6", width="12", **mode)
+    start = initial_network(free)
+    capped = config(initial_cells="2,2", max_cells="6,6", width="12", max_macs=f"{count_macs(start) / 1e6:.6f}",
+                    **mode)
+    budget = macs_budget(capped)
+    assert count_macs(start) <= budget
+    for gates in (lambda c, k, s: 1.0, lambda c, k, s: float(-s)):
+        network = start
+        for iteration in range(5):
+            network = next_network(network, stats_for(network, op_cost, gates), capped, iteration)
+            assert count_macs(network) <= budget, f"{encode(network)} over the budget after step {iteration}"
+
+
+def test_pruning_alone_can_raise_the_cost_so_the_budget_check_matters() -> None:
+    """The premise of the test above: pruning the cheapest branches, with no growth, costs more."""
+    cfg = config(initial_cells="2,2", max_cells="2,2", width="12")
+    start = initial_network(cfg)
+    cells = [cell.ops for cell in start.stages[0].cells]
+    pruned = prune_stage(cells, [tuple(op_cost(0, b, op) for b, op in enumerate(ops)) for ops in cells], 6, False)
+    from katib_nas.contract.spec import Architecture, Cell, Stage
+
+    stage = Stage(start.stages[0].width, 1, tuple(Cell(ops, skips=cell.skips)
+                                                     for ops, cell in zip(pruned, start.stages[0].cells)))
+    cheaper_branches_gone = Architecture(start.input_shape, start.num_classes, start.stem,
+                                         (stage,) + start.stages[1:])
+    assert count_macs(cheaper_branches_gone) > count_macs(start)
+
+
+def test_random_prune_returns_the_network_it_checked_against_the_budget(monkeypatch) -> None:
+    """The random draws (pruned branches, kept skips) are made once: the network whose cost decided the
+    growth is the network returned."""
+    from katib_nas.suggestion.core.algorithms import envelopenet_construct
+
+    checked: list[str] = []
+    real = envelopenet_construct.count_macs
+
+    def recording(arch):
+        checked.append(encode(arch))
+        return real(arch)
+
+    monkeypatch.setattr(envelopenet_construct, "count_macs", recording)
+    cfg = config(initial_cells="3,3", max_cells="6,6", width="12", random_prune="true")
+    network = initial_network(cfg)
+    for iteration in range(3):
+        checked.clear()
+        grown = next_network(network, stats_for(network), cfg, iteration)
+        assert len(grown.cells) > len(network.cells)
+        assert encode(grown) in checked
+        network = grown
 
 
 def test_growth_stops_at_the_multiply_accumulate_budget() -> None:

@@ -17,6 +17,7 @@ from katib_nas.suggestion.core.algorithms.proxyless_reinforce import (
     INDEX_LABEL,
     Episode,
     ReinforceConfig,
+    episodes_from_history,
     replay,
     reward,
     softmax,
@@ -83,7 +84,7 @@ def test_blocks_spread_over_stages_with_the_remainder_last() -> None:
     ({"stage_widths": "16,x"}, {}, "stage_widths"),
     ({"stage_strides": "1,2"}, {}, "same number of stages"),
     ({"stage_strides": "2,2,2,2,2,2", "stage_widths": "8,8,8,8,8,8"}, {}, "halved only 4 times"),
-    ({"warmup_epochs": "6"}, {}, "warmup_epochs"),
+    ({"warmup_epochs": "12"}, {}, "warmup_epochs"),
     ({"mode": "sometimes"}, {}, "mode"),
     ({}, {"nas_config": nas_config(num_layers=2)}, "cannot fill 3 stages"),
     ({}, {"nas_config": nas_config(extra=[{"operationType": "convolution", "parameters": [
@@ -165,7 +166,7 @@ def test_reinforce_learns_from_rewards() -> None:
     supernet = decode(engine.suggest(experiment(), [], 1, 0).assignments[0]["architecture"])
     episodes = episodes_from_history(history, supernet, config)
     assert len(episodes) == 60
-    mean_probs = softmax(replay(6, 7, episodes, config)).mean(axis=0)
+    mean_probs = softmax(replay(6, 7, episodes, config).alpha).mean(axis=0)
     assert mean_probs.argmax() == 0 and mean_probs[0] > 0.25, mean_probs
 
 
@@ -175,11 +176,11 @@ def test_replay_update_matches_the_batched_reinforce_rule() -> None:
     # One batch: baseline = its mean 0.7, advantages normalised by the rewards' std 0.2 -> -1 and +1, so the
     # batch-mean gradient is (onehot(second) - onehot(first)) / 2; Adam's first step (beta1 = 0) moves every
     # logit with a non-zero gradient by the learning rate, in the gradient's direction.
-    alpha = replay(2, 3, episodes, config)
+    alpha = replay(2, 3, episodes, config).alpha
     np.testing.assert_allclose(alpha, [[-0.5, 0.5, 0.0], [0.0, 0.0, 0.0]], atol=1e-6)
     # An incomplete batch changes nothing: its trials were drawn from the same probabilities as the next one.
-    np.testing.assert_array_equal(replay(2, 3, episodes + [Episode((2, 2), 1.0)], config), alpha)
-    assert not replay(2, 3, episodes[:1], config).any()
+    np.testing.assert_array_equal(replay(2, 3, episodes + [Episode((2, 2), 1.0)], config).alpha, alpha)
+    assert not replay(2, 3, episodes[:1], config).alpha.any()
     assert reward(0.8, 4.0, ReinforceConfig(1, 2, 0.9, 2.0, 1.0, "a", "l")) == pytest.approx(0.4)
 
 
@@ -196,3 +197,63 @@ def test_reinforce_batches_follow_parallel_trials() -> None:
     assert reinforce_config(ProxylessSettings(), experiment(parallel_trial_count=1)).batch_size == 2
     assert reinforce_config(ProxylessSettings(), experiment(parallel_trial_count=4)).batch_size == 4
     assert reinforce_config(ProxylessSettings(reinforce_batch=3), experiment(parallel_trial_count=4)).batch_size == 3
+
+
+def simulate_katib(conditions: dict[int, str], order: list[int], parallel: int, total: int
+                   ) -> tuple[list[TrialRecord], dict[int, np.ndarray]]:
+    """Katib driving a reinforce experiment with `parallel` trials running: suggestion k is proposed when a
+    slot is free, trials finish in the order `order` gives (by suggestion index), trial k ends with
+    conditions.get(k, SUCCEEDED). Returns the history and, per suggestion, the probabilities it was drawn
+    from (read back from the algorithm's own replay of the history at that moment)."""
+    from katib_nas.suggestion.core.algorithms.proxyless_reinforce import pending_trials
+    from katib_nas.suggestion.core.algorithms.proxylessnas import ProxylessNas, reinforce_config
+
+    info = experiment({**REINFORCE, "reinforce_batch": "2"}, parallel_trial_count=parallel)
+    algorithm = ProxylessNas()
+    settings, supernet = algorithm.validate(info)
+    config = reinforce_config(settings, info)
+    trials: dict[int, TrialRecord] = {}
+    drawn_from: dict[int, np.ndarray] = {}
+    finish = list(order)
+
+    def propose() -> None:
+        k = len(trials)
+        history = list(trials.values())
+        drawn_from[k] = softmax(replay(6, 7, episodes_from_history(history, supernet, config), config,
+                                       pending_trials(history, config.batch_size)).alpha)
+        proposal = engine.suggest(info, history, 1, k)
+        trials[k] = make_trial(f"t{k:03d}", proposal.assignments[0], "RUNNING", [], proposal.labels[0])
+
+    while len(trials) < min(parallel, total):
+        propose()
+    while finish:
+        k = finish.pop(0)
+        text = trials[k].assignments["architecture"]
+        condition = conditions.get(k, "SUCCEEDED")
+        metrics = [("Validation-Accuracy", str(0.5 + 0.07 * text.count("mb3e3"))), ("latency-ms", "1.0")]
+        trials[k] = make_trial(trials[k].name, trials[k].assignments, condition,
+                               metrics if condition == "SUCCEEDED" else [], trials[k].labels)
+        if len(trials) < total:
+            propose()
+    return list(trials.values()), drawn_from
+
+
+def test_every_reinforce_batch_holds_trials_drawn_from_the_same_probabilities() -> None:
+    """With two trials in parallel and failures, trials finish out of order; each update must still use
+    trials drawn from one policy, or the batch-mean gradient mixes two distributions."""
+    from katib_nas.suggestion.core.algorithms.proxyless_reinforce import POLICY_LABEL, complete_batch
+
+    order = [0, 2, 1, 3, 5, 4, 6, 7, 9, 8, 10, 11, 12, 13, 14, 15]
+    history, drawn_from = simulate_katib({1: "FAILED", 6: "FAILED"}, order, parallel=2, total=16)
+    config = ReinforceConfig(1.0, 2, 0.9, 2.0, 0.5, "Validation-Accuracy", "latency-ms")
+    supernet = decode(engine.suggest(experiment(), [], 1, 0).assignments[0]["architecture"])
+    episodes = episodes_from_history(history, supernet, config)
+    updates = replay(6, 7, episodes, config).version
+    assert updates >= 4
+    for version in range(updates):
+        batch = complete_batch(episodes, version, 2, [])
+        assert batch is not None
+        indices = [int(episode.index) for episode in batch]
+        first = drawn_from[indices[0]]
+        assert all(np.array_equal(drawn_from[k], first) for k in indices), (version, indices)
+    assert {trial.labels[POLICY_LABEL] for trial in history} >= {"0", "1", "2"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def test_search_reports_the_derived_network_and_its_latencies(profiled: Path) ->
     done = katib_nas("proxyless-search", f"--architecture={SUPERNET}",
                      f"--search=epochs-2_warmup-1_loss-mullog_target-{target:.4f}_archlr-0.05",
                      f"--latency-table={profiled}", "--dataset=digits", "--batch-size=64", "--threads=1",
-                     "--arch-every=2")
+                     "--arch-every=2", "--rank-paths=4")
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [line.split(" ", 1)[-1] for line in done.stdout.splitlines()]  # after each line's timestamp
     collected = dict(m.groups() for m in map(re.compile(r"(Best-Architecture)=([\w./:+@-]+)").fullmatch, lines) if m)
@@ -63,6 +64,12 @@ def test_search_reports_the_derived_network_and_its_latencies(profiled: Path) ->
     assert 0.1 < float(numbers["Validation-Accuracy"]) <= 1.0
     assert float(numbers["predicted-latency-ms"]) == pytest.approx(table.predict_ms(derived), rel=1e-4)
     assert float(numbers["latency-ms"]) > 0
+    # How decided the search was, and the derived network's rank among 4 uniform paths on the same weights.
+    assert int(numbers["arch-steps"]) > 0
+    assert 0.25 <= float(numbers["path-max-probability"]) <= 1.0
+    assert 0.0 <= float(numbers["path-entropy"]) <= math.log(4) + 1e-6
+    assert numbers["ranked-paths"] == "5" and 1 <= int(numbers["derived-rank"]) <= 5
+    assert "derived paths: validation accuracy" in done.stderr and "p_max" in done.stderr
 
 
 def test_a_table_missing_entries_is_refused_with_the_keys(profiled: Path, tmp_path: Path) -> None:

@@ -235,3 +235,13 @@ def test_search_with_a_target_derives_a_network_the_table_puts_within_it(digits,
     result = search.result(arch_steps=0)
     assert latency.network_ms(result.choices) <= target
     assert result.derived == derive(SUPERNET, result.choices)
+
+
+def test_path_ranking_counts_only_strictly_better_paths_and_confidence_reads_the_probabilities() -> None:
+    from katib_nas.trial_image.proxyless.search import PathConfidence, PathRanking
+
+    assert PathRanking(0.8, [0.7, 0.8, 0.9, 0.95]).rank == 3
+    assert PathRanking(0.99, [0.7, 0.8]).rank == 1
+    confidence = PathConfidence.of([[0.25, 0.25, 0.25, 0.25], [1.0, 0.0, 0.0, 0.0]])
+    assert confidence.largest == [0.25, 1.0]
+    assert confidence.entropy[0] == pytest.approx(math.log(4)) and confidence.entropy[1] == 0.0

@@ -12,6 +12,7 @@ import pytest
 from katib_nas.trial_image.data import (
     DATASETS,
     FASHION_MNIST_DIR,
+    SPLIT_SEED,
     TEST_SETS,
     DataError,
     ImageData,
@@ -212,3 +213,11 @@ def test_fashion_mnist_stays_uint8_until_the_split_converts_its_rows() -> None:
     split = split_dataset(data, 0.1, 100)
     assert split.train_x.shape == (100, 1, 28, 28) and split.train_x.dtype == np.float32
     assert split.val_x.shape == (6000, 1, 28, 28)
+
+
+def test_a_split_seed_gives_another_fixed_split_and_the_default_stays_put() -> None:
+    data = indexed_images(40)
+    default, same = split_dataset(data, 0.25), split_dataset(data, 0.25, seed=SPLIT_SEED)
+    other, again = split_dataset(data, 0.25, seed=7), split_dataset(data, 0.25, seed=7)
+    assert np.array_equal(default.val_x, same.val_x)
+    assert np.array_equal(other.val_x, again.val_x) and not np.array_equal(other.val_x, default.val_x)

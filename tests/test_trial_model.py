@@ -225,10 +225,35 @@ def test_taylor_statistic_is_the_mean_first_order_loss_change_of_removing_each_b
     outputs.clear()
     losses = F.cross_entropy(model(x), y, reduction="none")
     grads = torch.autograd.grad(losses.sum(), [outputs[k] for k in range(3)])
-    expected = [float((g * outputs[k]).sum(dim=(1, 2, 3)).abs().mean()) for k, g in enumerate(grads)]
+    expected = [float((g * outputs[k]).sum(dim=(1, 2, 3)).abs().mean()) / outputs[k].shape[1]
+                for k, g in enumerate(grads)]
     assert model.branch_stats("taylor")[0] == pytest.approx(expected, rel=1e-4)
     choice_taylor = model.branch_stats("taylor")[1]
     assert choice_taylor[0] > 0 and math.isnan(choice_taylor[1])  # only the active alternative ran
+
+
+@pytest.mark.parametrize("statistic", ["taylor", "mean-square"])
+def test_branch_statistics_are_per_channel_so_a_wider_branch_does_not_rank_higher_for_its_width(statistic) -> None:
+    """Two branches computing the same function on every channel, 3 and 2 channels wide (a split width of 5),
+    get the same statistic: every weight is the same across channels, so every channel carries the same
+    activation and the same gradient."""
+    torch.manual_seed(0)
+    model = build_model(decode("in6x6x1-cls3-stem4/w5:c1+c1")).train()
+    body = model.cells[0].body
+    assert body.widths == [3, 2]
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.fill_(0.3)
+            elif isinstance(module, torch.nn.Linear):  # class k weighs every feature by 0.1 k
+                module.weight.copy_(torch.arange(module.out_features, dtype=torch.float32)[:, None] * 0.1
+                                    * torch.ones_like(module.weight))
+    model.record_branch_stats(True)
+    x, y = torch.randn(8, 1, 6, 6), torch.tensor([0, 1, 2, 1, 0, 2, 1, 0])
+    F.cross_entropy(model(x), y).backward()
+    model.record_branch_stats(False)
+    wide, narrow = model.branch_stats(statistic)[0]
+    assert wide > 0 and wide == pytest.approx(narrow, rel=1e-4)
 
 
 def test_relu6_keeps_no_copy_of_its_input_and_has_the_same_gradient() -> None:

@@ -1,7 +1,8 @@
 """Cells: envelope cells (concatenated branches), choice cells (supernet blocks) and gated skip inputs.
 
 Branch statistics (a Taylor estimate of each branch's importance and its
-mean squared activation, which EnvelopeNet construction prunes by) are
+mean squared activation, which EnvelopeNet construction prunes by; both per
+output channel, so that branches of different widths compare) are
 accumulated on the device inside the cell during training steps only (forward
 passes without gradients, such as evaluation and BatchNorm recalibration, do
 not count), with no host synchronisation per step; they are read once, at the
@@ -72,10 +73,12 @@ class ConcatBody(nn.Module):
         self.taylor_samples = 0
 
     def taylor_stats(self) -> list[float]:
-        """Mean first-order loss change of removing each branch over the recorded samples; nan before any."""
+        """Mean first-order loss change of removing each branch over the recorded samples, per output channel of
+        the branch (a wide branch would otherwise rank strong for its width alone); nan before any sample."""
         if self.taylor_samples == 0:
             return [math.nan] * len(self.widths)
-        return (self.taylor_sum / self.taylor_samples).cpu().tolist()
+        widths = torch.tensor(self.widths, dtype=torch.float32, device=self.taylor_sum.device)
+        return (self.taylor_sum / self.taylor_samples / widths).cpu().tolist()
 
     def branch_stats(self) -> list[float]:
         """Mean squared activation of each branch over the recorded steps; nan when nothing was recorded."""
@@ -98,6 +101,7 @@ class ChoiceBody(nn.Module):
     def __init__(self, cell: Cell, width: int):
         super().__init__()
         self.alternatives = nn.ModuleList(build_op(op, width, width) for op in cell.ops)
+        self.width = width
         self.active: tuple[int, ...] = (0,)
         self.record_stats = False
         self.register_buffer("alt_sq_sum", torch.zeros(len(cell.ops)), persistent=False)
@@ -147,9 +151,10 @@ class ChoiceBody(nn.Module):
         return [s / n if n else math.nan for s, n in zip(sums, self.alt_steps)]
 
     def taylor_stats(self) -> list[float]:
-        """Mean first-order loss change of removing each alternative over the samples it ran on; nan if none."""
+        """Mean first-order loss change of removing each alternative over the samples it ran on, per output
+        channel (as ConcatBody's); nan if it never ran."""
         sums = self.alt_taylor_sum.cpu().tolist()
-        return [s / n if n else math.nan for s, n in zip(sums, self.alt_samples)]
+        return [s / n / self.width if n else math.nan for s, n in zip(sums, self.alt_samples)]
 
 
 class SkipInput(nn.Module):

@@ -29,6 +29,7 @@ CIFAR10_HINT = "pass --data-dir with CIFAR-10's binary version (data_batch_1.bin
 NPZ_HINT = "pass --data-dir with a .npz file holding arrays x (N, H, W[, C]) and y (N,) of integer labels"
 CIFAR10_RECORD = 1 + 32 * 32 * 3
 # The split does not depend on --seed: every trial of an experiment is scored on the same validation images.
+# --split-seed picks another fixed split (e.g. to repeat a whole study on other validation images).
 SPLIT_SEED = 20180
 DATASETS = ("fashion-mnist", "digits", "cifar10", "npz")
 #: Datasets with a separate test set (what --test evaluates on).
@@ -211,14 +212,15 @@ def _npz_labels(y: np.ndarray, count: int, path: Path) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def split_dataset(data: ImageData, val_fraction: float, max_train_samples: int | None = None) -> Split:
+def split_dataset(data: ImageData, val_fraction: float, max_train_samples: int | None = None,
+                  seed: int = SPLIT_SEED) -> Split:
     """A fixed seeded split into training and validation parts, normalised with training statistics."""
     count = len(data.labels)
     val_count = int(round(count * val_fraction))
     if val_count < 1 or count - val_count < 2:
         raise DataError(f"{data.source}: {count} images cannot be split with --val-fraction {val_fraction} "
                         f"into at least 2 training and 1 validation image")
-    order = np.random.default_rng(SPLIT_SEED).permutation(count)
+    order = np.random.default_rng(seed).permutation(count)
     val_index, train_index = order[:val_count], order[val_count:]
     if max_train_samples is not None:
         train_index = train_index[:max_train_samples]

@@ -66,6 +66,7 @@ class TrialOptions:
     device: str = "auto"
     threads: int | None = None
     val_fraction: float = 0.1
+    split_seed: int | None = None
     max_train_samples: int | None = None
     branch_stats: bool = False
     branch_statistic: str = "taylor"
@@ -78,6 +79,11 @@ class TrialOptions:
     latency_table: str | None = None
     checkpoint_dir: str | None = None
     rendezvous_timeout: float = 300.0
+
+
+def split_seed(option: int | None) -> tuple[int, ...]:
+    """split_dataset's seed argument for a --split-seed option: none given keeps the data module's fixed split."""
+    return () if option is None else (option,)
 
 
 def strip_quotes(text: str) -> str:
@@ -113,6 +119,8 @@ def check_options(options: TrialOptions) -> None:
     """Numbers within the bounds torch and numpy take, and every output path writable: before any work."""
     _check_range("--seed", options.seed, 0, MAX_SEED)
     _check_range("--epochs", options.epochs, 1, MAX_EPOCHS)
+    if options.split_seed is not None:
+        _check_range("--split-seed", options.split_seed, 0, MAX_SEED)
     if options.threads is not None:
         _check_range("--threads", options.threads, 1, MAX_THREADS)
     else:
@@ -171,7 +179,7 @@ def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
     data = load_dataset(options.dataset, options.data_dir)
     check_fits(arch, data.shape, data.num_classes, options.dataset)
     test_data = load_test_set(options.dataset, options.data_dir) if options.test else None
-    split = split_dataset(data, options.val_fraction, options.max_train_samples)
+    split = split_dataset(data, options.val_fraction, options.max_train_samples, *split_seed(options.split_seed))
     del data  # the whole training file; from here on only the split's rows are kept
     from .distributed import PeerLost, check_shares, start, stop
     from .runtime import resolve_device

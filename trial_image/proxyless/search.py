@@ -16,6 +16,7 @@ predicts at most T (see LatencyModel.choices_within).
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -233,6 +234,47 @@ def evaluate_derived(search: SupernetSearch, choices: list[int], data: SearchDat
     recalibrate_batchnorm(search.network, data.weight_x, batch_size)
     search.parallel.broadcast_buffers(search.network)
     return evaluate(search.network, data.val_x, data.val_y, parallel=search.parallel)
+
+
+@dataclass(frozen=True)
+class PathConfidence:
+    """How decided the search is, per block: the largest path probability and the entropy (nats)."""
+
+    largest: list[float]
+    entropy: list[float]
+
+    @classmethod
+    def of(cls, probabilities: list[list[float]]) -> "PathConfidence":
+        largest = [max(row) for row in probabilities]
+        entropy = [-sum(p * math.log(p) for p in row if p > 0) for row in probabilities]
+        return cls(largest, entropy)
+
+    def summary(self) -> str:
+        return ", ".join(f"block {b}: p_max {p:.3f} H {h:.3f}" for b, (p, h) in enumerate(zip(self.largest,
+                                                                                                  self.entropy)))
+
+
+@dataclass(frozen=True)
+class PathRanking:
+    """The derived network against uniformly sampled paths, all on the supernet's weights: rank 1 is best."""
+
+    derived_accuracy: float
+    sampled_accuracies: list[float]
+
+    @property
+    def rank(self) -> int:
+        return 1 + sum(accuracy > self.derived_accuracy for accuracy in self.sampled_accuracies)
+
+
+def rank_against_uniform(search: SupernetSearch, choices: list[int], data: SearchData, count: int, seed: int
+                         ) -> PathRanking:
+    """Validation accuracy of the derived paths and of `count` uniformly sampled paths, each evaluated with the
+    supernet's weights after BatchNorm recalibration: whether the search learned more than a uniform draw."""
+    generator = torch.Generator().manual_seed(seed)
+    sizes = [len(block.alternatives) for block in search.blocks]
+    sampled = [[int(torch.randint(size, (1,), generator=generator)) for size in sizes] for _ in range(count)]
+    derived = evaluate_derived(search, choices, data)[1]
+    return PathRanking(derived, [evaluate_derived(search, paths, data)[1] for paths in sampled])
 
 
 def _forever(count: int, batch_size: int, generator: torch.Generator, device: torch.device, processes: int = 1

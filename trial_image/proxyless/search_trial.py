@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -31,10 +32,10 @@ from ..model import build_model
 from ..reporting import MetricsWriter, ReportError, output_sinks
 from ..runtime import channels_last, configure_threads, resolve_device, seed_everything
 from ..trainer import Diverged, Tensors, TrainConfig, evaluate, recalibrate_batchnorm, train
-from ..trial import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, check_fits, parse_architecture, strip_quotes
+from ..trial import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, check_fits, parse_architecture, split_seed, strip_quotes
 from .latency_loss import LatencyModel
 from .profiler import MEASURE, Timing, obtain_table, table_timing, time_network_ms
-from .search import Optimisation, SearchData, evaluate_derived, run_search
+from .search import Optimisation, PathConfidence, SearchData, evaluate_derived, rank_against_uniform, run_search
 from .table import LatencyTable
 
 LOG = logging.getLogger("katib_nas.trial_image.proxyless")
@@ -57,6 +58,7 @@ class SearchOptions:
     arch_fraction: float = 0.2
     arch_every: int = 2
     val_fraction: float = 0.1
+    split_seed: int | None = None
     max_train_samples: int | None = None
     device: str = "auto"
     threads: int | None = None
@@ -65,6 +67,7 @@ class SearchOptions:
     report_to_katib: bool = False
     tfevent_dir: str | None = None
     rendezvous_timeout: float = 300.0
+    rank_paths: int = 0
 
 
 def parse_inputs(options: SearchOptions) -> tuple[Architecture, SearchConfig]:
@@ -97,7 +100,7 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
     threads = configure_threads(options.threads)
     data = load_dataset(options.dataset, options.data_dir)
     check_fits(supernet, data.shape, data.num_classes, options.dataset)
-    split = split_dataset(data, options.val_fraction, options.max_train_samples)
+    split = split_dataset(data, options.val_fraction, options.max_train_samples, *split_seed(options.split_seed))
     del data  # the whole training file; from here on only the split's rows are kept
     search_data = split_search_data(split, options.arch_fraction, device)
     check_shares(placement, options.batch_size, len(search_data.weight_y))
@@ -141,6 +144,10 @@ def _search_and_report(supernet: Architecture, config: SearchConfig, options: Se
     try:
         search, result = run_search(supernet, config, optimisation, search_data, latency, parallel=parallel,
                                     on_epoch=lambda epoch, loss, probabilities: writer.write({"Train-Loss": loss}))
+        ranking_started = time.process_time()
+        ranking = rank_against_uniform(search, result.choices, search_data, options.rank_paths, config.seed) \
+            if options.rank_paths else None
+        ranking_cpu_s = time.process_time() - ranking_started
         if config.retrain:
             val_loss, val_accuracy = retrain(result.derived, search_data, config, optimisation, parallel)
         else:
@@ -160,14 +167,26 @@ def _search_and_report(supernet: Architecture, config: SearchConfig, options: Se
         return EXIT_FAILED
     if not parallel.is_main:
         return EXIT_OK
+    confidence = PathConfidence.of(result.probabilities)
     metrics: dict[str, float | int | str] = {
         BEST_ARCHITECTURE_METRIC: encode(result.derived),
         "Validation-Accuracy": val_accuracy,
         "Validation-Loss": val_loss,
         "latency-ms": measure_network_ms(result.derived, device, table, threads),
+        "arch-steps": result.arch_steps,
+        "path-max-probability": sum(confidence.largest) / len(confidence.largest),
+        "path-entropy": sum(confidence.entropy) / len(confidence.entropy),
     }
     if table is not None:
         metrics["predicted-latency-ms"] = table.predict_ms(result.derived)
+    if ranking is not None:
+        metrics["derived-rank"] = ranking.rank
+        metrics["ranked-paths"] = len(ranking.sampled_accuracies) + 1
+        metrics["rank-cpu-s"] = ranking_cpu_s
+        LOG.info("derived paths: validation accuracy %.4f on the supernet's weights, rank %d of %d (uniform paths: "
+                 "%s)", ranking.derived_accuracy, ranking.rank, len(ranking.sampled_accuracies) + 1,
+                 ", ".join(f"{a:.4f}" for a in sorted(ranking.sampled_accuracies, reverse=True)))
+    LOG.info("after %d architecture steps: %s", result.arch_steps, confidence.summary())
     LOG.info("path probabilities: %s", [[round(p, 3) for p in row] for row in result.probabilities])
     try:
         writer.write(metrics)

@@ -4,8 +4,9 @@ The search starts from stages of envelope cells (every branch of the
 nasConfig in parallel, concatenated). Iteration k trains network k for the
 truncated budget with --branch-stats; from the mean squared activation of
 every branch (and the learned skip gates) network k+1 is built: see
-envelopenet_construct. After `iterations` iterations the constructed
-network is trained with the final budget.
+envelopenet_construct. After `iterations` iterations (or earlier, with
+`patience`) the network of the best-scoring iteration (or the last one
+built, with final_network=last) is trained with the final budget.
 
 Katib asks for trials whenever slots are free. Every free slot gets a trial
 of the current phase with its own seed: while an iteration waits for its

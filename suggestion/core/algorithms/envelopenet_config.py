@@ -59,6 +59,11 @@ class EnvelopeNetSettings:
     max_macs: float = setting(0.0, "multiply-accumulate budget in millions per image: a stage grows only while "
                                    f"the network stays within it; 0 means {DEFAULT_BUDGET_RATIO:g} times the initial "
                                    "network's", low=0.0, high=1e6)
+    final_network: str = setting("best", "network the final training trains: best (the iteration's network whose "
+                                         "trials scored the best objective) or last (the last one constructed, "
+                                         "never evaluated at the truncated budget)", choices=("best", "last"))
+    patience: int = setting(0, "stop constructing after this many iterations in a row without a better objective "
+                               "than the best so far; 0 runs every iteration", low=0, high=MAX_ITERATIONS)
     iteration_epochs: int = setting(1, "epochs of every construction trial (the truncated budget)",
                                     low=1, high=1000)
     final_epochs: int = setting(10, "epochs of the training of the constructed network", low=1, high=1000)
@@ -89,6 +94,8 @@ class EnvelopeNetConfig:
     max_cells: tuple[int, ...]
     growing: tuple[bool, ...]
     replicas: int
+    objective_metric: str = "Validation-Accuracy"
+    maximize: bool = True
 
     @property
     def num_stages(self) -> int:
@@ -126,6 +133,8 @@ def resolve(experiment: ExperimentInfo) -> EnvelopeNetConfig:
         max_cells=maximum,
         growing=_growing(settings.grow_stages, stages),
         replicas=settings.replicas or max(experiment.parallel_trial_count, 1),
+        objective_metric=experiment.objective_metric,
+        maximize=experiment.maximize,
     )
 
 

@@ -5,9 +5,11 @@ network k+1. In every stage still growing (construction on for the stage,
 fewer cells than its maximum) it prunes the branches with the lowest
 statistic (the highest under worst_case, random ones under random_prune): at
 most max_filter_prune and at most a third of the stage's branches, never a
-cell's last branch, weakest first, ties by position. It then appends a full
-envelope cell to the stage, stage by stage, as long as the network stays
-within the multiply-accumulate budget (max_macs). With skips on, a new cell
+cell's last branch, weakest first, ties by position, and only while the
+network stays within the multiply-accumulate budget (max_macs): removing a
+branch of a split cell widens the others, which can cost more. It then
+appends a full envelope cell to the stage, stage by stage, as long as the
+network stays within the budget. With skips on, a new cell
 takes every earlier cell except its predecessor; an existing cell keeps the
 larger half (rounded up) of its skip inputs by signed learned gate value
 (random ones under random_prune), plus every new cell before it.
@@ -16,7 +18,7 @@ larger half (rounded up) of its skip inputs by signed learned gate value
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -42,26 +44,39 @@ def largest_network(config: EnvelopeNetConfig) -> Architecture:
 
 def next_network(arch: Architecture, stats: Statistics, config: EnvelopeNetConfig,
                  iteration: int = 0) -> Architecture:
-    """Network k+1 from network k (trained in iteration k) and the (averaged) statistics of its training."""
+    """Network k+1 from network k (trained in iteration k) and the (averaged) statistics of its training.
+
+    Every change is checked against the multiply-accumulate budget on the network it produces: a branch is
+    pruned only if the network stays within it (pruning a split cell's branch widens the others, which can
+    cost more), and a stage grows only if the network with the new cell does. The random draws of
+    random_prune are made once, so the network checked is the network returned.
+    """
     rng = seeded_rng("envelopenet-random-prune", config.settings.seed, iteration) \
         if config.settings.random_prune else None
-    stage_ops: list[list[tuple[Op, ...]]] = []
+    kept = _kept_skips(arch, stats, rng) if config.settings.skip else {}
+    budget = macs_budget(config)
+    stage_ops: list[list[tuple[Op, ...]]] = [[cell.ops for cell in stage.cells] for stage in arch.stages]
+    grown = [False] * len(arch.stages)
+
+    def fits(candidate_ops: list[list[tuple[Op, ...]]], candidate_grown: Sequence[bool]) -> bool:
+        return count_macs(_assemble(arch, config, candidate_ops, candidate_grown, kept)) <= budget
+
     flat = 0
     for s, stage in enumerate(arch.stages):
         count = len(stage.cells)
-        ops = [cell.ops for cell in stage.cells]
         if growing(config, s, count):
-            ops = prune_stage(ops, list(stats.branches[flat:flat + count]), config.settings.max_filter_prune,
-                              config.settings.worst_case, rng)
-        stage_ops.append(ops)
+            def accept(ops: list[tuple[Op, ...]], s: int = s) -> bool:
+                return fits(stage_ops[:s] + [ops] + stage_ops[s + 1:], grown)
+
+            stage_ops[s] = prune_stage(stage_ops[s], list(stats.branches[flat:flat + count]),
+                                       config.settings.max_filter_prune, config.settings.worst_case, rng, accept)
         flat += count
-    grown = [False] * len(arch.stages)
     for s, stage in enumerate(arch.stages):
         if growing(config, s, len(stage.cells)):
             trial = grown[:s] + [True] + grown[s + 1:]
-            if within_budget(_assemble(arch, stats, config, stage_ops, trial, rng), config):
+            if fits(stage_ops, trial):
                 grown = trial
-    return _assemble(arch, stats, config, stage_ops, grown, rng)
+    return _assemble(arch, config, stage_ops, grown, kept)
 
 
 def within_budget(arch: Architecture, config: EnvelopeNetConfig) -> bool:
@@ -82,8 +97,12 @@ def growing(config: EnvelopeNetConfig, stage: int, cells: int) -> bool:
 
 
 def prune_stage(cells: list[tuple[Op, ...]], values: list[tuple[float, ...]], max_prune: int,
-                worst_case: bool, rng: np.random.Generator | None = None) -> list[tuple[Op, ...]]:
-    """The stage's cells with its weakest branches removed (strongest under worst_case, random ones with rng)."""
+                worst_case: bool, rng: np.random.Generator | None = None,
+                accept: Callable[[list[tuple[Op, ...]]], bool] = lambda ops: True) -> list[tuple[Op, ...]]:
+    """The stage's cells with its weakest branches removed (strongest under worst_case, random ones with rng).
+
+    Candidates are taken in rank order; one is pruned only if `accept` takes the stage's cells with it
+    removed (and the ones before it), else the next candidate is tried."""
     total = sum(len(ops) for ops in cells)
     limit = min(max_prune, total // PRUNE_FRACTION_DENOMINATOR)
     positions = [(c, b) for c, ops in enumerate(cells) for b in range(len(ops))]
@@ -97,9 +116,13 @@ def prune_stage(cells: list[tuple[Op, ...]], values: list[tuple[float, ...]], ma
     for c, b in ranked:
         if len(pruned) >= limit:
             break
-        if remaining[c] > 1:
+        if remaining[c] > 1 and accept(_without(cells, pruned | {(c, b)})):
             pruned.add((c, b))
             remaining[c] -= 1
+    return _without(cells, pruned)
+
+
+def _without(cells: list[tuple[Op, ...]], pruned: set[tuple[int, int]]) -> list[tuple[Op, ...]]:
     return [tuple(op for b, op in enumerate(ops) if (c, b) not in pruned) for c, ops in enumerate(cells)]
 
 
@@ -114,9 +137,8 @@ def keep_strongest_skips(skips: tuple[int, ...], gates: tuple[float, ...],
     return sorted(source for source, _ in ranked[:keep])
 
 
-def _assemble(arch: Architecture, stats: Statistics, config: EnvelopeNetConfig,
-              stage_ops: Sequence[list[tuple[Op, ...]]], grown: Sequence[bool],
-              rng: np.random.Generator | None) -> Architecture:
+def _assemble(arch: Architecture, config: EnvelopeNetConfig, stage_ops: Sequence[list[tuple[Op, ...]]],
+              grown: Sequence[bool], kept: dict[int, list[int]]) -> Architecture:
     """Network k+1 from the pruned cells of every stage, a full cell appended where `grown`, and its skips."""
     origins: list[int | None] = []  # flat index in `arch` of each new cell, None for an appended cell
     flat, all_ops = 0, []
@@ -126,7 +148,7 @@ def _assemble(arch: Architecture, stats: Statistics, config: EnvelopeNetConfig,
         origins.extend([None] * (len(ops) - len(stage.cells)))
         all_ops.append(ops)
         flat += len(stage.cells)
-    skips = _next_skips(arch, stats, origins, rng) if config.settings.skip else [()] * len(origins)
+    skips = _next_skips(origins, kept) if config.settings.skip else [()] * len(origins)
     stages, position = [], 0
     for stage, ops in zip(arch.stages, all_ops):
         cells = tuple(Cell(cell_ops, skips=skips[position + i]) for i, cell_ops in enumerate(ops))
@@ -135,8 +157,13 @@ def _assemble(arch: Architecture, stats: Statistics, config: EnvelopeNetConfig,
     return Architecture(arch.input_shape, arch.num_classes, arch.stem, tuple(stages)).validate()
 
 
-def _next_skips(arch: Architecture, stats: Statistics, origins: list[int | None],
-                rng: np.random.Generator | None) -> list[tuple[int, ...]]:
+def _kept_skips(arch: Architecture, stats: Statistics, rng: np.random.Generator | None) -> dict[int, list[int]]:
+    """Cell index in `arch` -> the skip sources it keeps (drawn once per step under random_prune)."""
+    return {index: keep_strongest_skips(cell.skips, stats.gates[index], rng)
+            for index, cell in enumerate(arch.cells)}
+
+
+def _next_skips(origins: list[int | None], kept: dict[int, list[int]]) -> list[tuple[int, ...]]:
     new_index = {old: new for new, old in enumerate(origins) if old is not None}
     appended = [new for new, old in enumerate(origins) if old is None]
     result = []
@@ -144,8 +171,7 @@ def _next_skips(arch: Architecture, stats: Statistics, origins: list[int | None]
         if old is None:
             sources = set(range(position - 1))
         else:
-            kept = keep_strongest_skips(arch.cells[old].skips, stats.gates[old], rng)
-            sources = {new_index[source] for source in kept} | {a for a in appended if a < position}
+            sources = {new_index[source] for source in kept[old]} | {a for a in appended if a < position}
         result.append(tuple(sorted(s for s in sources if s < position - 1)))
     return result
 

@@ -68,12 +68,14 @@ class Phase:
 
 @dataclass(frozen=True)
 class Construction:
-    """Networks built so far (network k trained in iteration k) and the phase that takes new trials."""
+    """Networks built so far (network k trained in iteration k), the mean objective of every completed
+    iteration, and the phase that takes new trials (in the final phase, its network is the result)."""
 
     networks: tuple[Architecture, ...]
     current: Phase
     final: bool
     next_index: int
+    scores: tuple[float | None, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -101,6 +103,7 @@ def rebuild(config: EnvelopeNetConfig, history: list[TrialRecord], first_index: 
     vanished = sorted(set(range(min(first_index, MAX_SUGGESTIONS))) - set(ours))
     starts = parse_phase_starts(config.settings.phase_starts)
     networks = [initial_network(config)]
+    scores: list[float | None] = []
     settings = config.settings
     earlier: set[int] = set()
     for number in range(settings.iterations):
@@ -108,13 +111,47 @@ def rebuild(config: EnvelopeNetConfig, history: list[TrialRecord], first_index: 
         chosen = _completed_set(phase, config.replicas)
         if chosen is None:
             _add_vanished(phase, vanished, earlier, starts)
-            return Construction(tuple(networks), phase, False, next_index)
+            return Construction(tuple(networks), phase, False, next_index, tuple(scores))
         earlier.update(index for index, (p, _) in ours.items() if p == number)
-        networks.append(next_network(networks[-1], average(chosen), config, number))
-    phase = _collect(Phase(settings.iterations, networks[-1], settings.final_epochs), ours, settings.statistic)
+        scores.append(_mean_objective([ours[index][1] for index in chosen], config))
+        if _out_of_patience(scores, config):
+            break
+        if number + 1 < settings.iterations or settings.final_network == "last":
+            networks.append(next_network(networks[-1], average([dict(phase.usable)[i] for i in chosen]), config,
+                                         number))
+    result = final_network(networks, scores, config)
+    phase = _collect(Phase(settings.iterations, result, settings.final_epochs), ours, settings.statistic)
     if not phase.succeeded:
         _add_vanished(phase, vanished, earlier, starts)
-    return Construction(tuple(networks), phase, True, next_index)
+    return Construction(tuple(networks), phase, True, next_index, tuple(scores))
+
+
+def final_network(networks: list[Architecture], scores: list[float | None], config: EnvelopeNetConfig
+                  ) -> Architecture:
+    """The network the final training trains: the last one constructed, or (final_network=best) the evaluated
+    network with the best mean objective, the earliest on ties; the last evaluated one when none scored."""
+    if config.settings.final_network == "last":
+        return networks[-1]
+    scored = [(score if config.maximize else -score, -k) for k, score in enumerate(scores) if score is not None]
+    if not scored:
+        return networks[len(scores) - 1]
+    return networks[-max(scored)[1]]
+
+
+def _mean_objective(trials: list[TrialRecord], config: EnvelopeNetConfig) -> float | None:
+    values = [value for trial in trials if (value := trial.objective(config.objective_metric)) is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _out_of_patience(scores: list[float | None], config: EnvelopeNetConfig) -> bool:
+    """Whether the last `patience` iterations all failed to improve on the best objective before them."""
+    patience = config.settings.patience
+    if patience == 0 or len(scores) <= patience:
+        return False
+    sign = 1.0 if config.maximize else -1.0
+    before = [sign * score for score in scores[:-patience] if score is not None]
+    recent = [sign * score for score in scores[-patience:] if score is not None]
+    return bool(before) and all(value <= max(before) for value in recent)
 
 
 def parse_phase_starts(text: str) -> dict[int, int]:
@@ -184,15 +221,15 @@ def _collect(phase: Phase, ours: dict[int, tuple[int, TrialRecord]], statistic: 
     return phase
 
 
-def _completed_set(phase: Phase, replicas: int) -> list[Statistics] | None:
-    """The statistics of the first `replicas` usable trials, once no lower-indexed trial is running."""
+def _completed_set(phase: Phase, replicas: int) -> list[int] | None:
+    """The indices of the first `replicas` usable trials, once no lower-indexed trial is running."""
     usable = dict(phase.usable)
     pending = set(phase.pending)
-    chosen: list[Statistics] = []
+    chosen: list[int] = []
     for index in sorted(usable.keys() | pending):
         if index in pending:
             return None
-        chosen.append(usable[index])
+        chosen.append(index)
         if len(chosen) == replicas:
             return chosen
     return None

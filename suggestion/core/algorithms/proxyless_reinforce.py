@@ -6,9 +6,15 @@ finished trial with accuracy A and latency L (the table's prediction the
 trial reports, by default) earns the reward R = A * (T / L)^w (R = A when no
 target T is set).
 
-Episodes are grouped in batches of `batch_size` consecutive trials (in
-suggestion order); a batch updates the logits once it is complete, so the
-trials of a batch are drawn from the same probabilities. Per batch: the
+Every proposal is labelled with the policy version it was drawn from (the
+number of updates applied to the logits so far). The batch of version v is
+the first `batch_size` usable trials drawn from version v, in suggestion
+order; it updates the logits (giving version v + 1) once it is complete and
+no lower-numbered trial of version v is still running. So every batch holds
+trials drawn from the same probabilities, whatever failed or ran in
+parallel: a failed trial leaves a gap that a later trial of the same version
+fills, and a trial drawn from version v after its batch was complete (with
+parallel trials) is not part of any update. Per batch: the
 baseline tracks the batch mean (b <- b + (1 - decay) * (mean(R) - b),
 starting at the first batch's mean), advantages A_i = (R_i - b) / s are
 normalised by the standard deviation s of every reward so far, and Adam
@@ -46,6 +52,8 @@ from ..experiment import TrialRecord
 from ..settings import read_int
 
 INDEX_LABEL = "proxylessnas-index"
+#: Label of a proposal: the policy version (updates applied to the logits) it was drawn from.
+POLICY_LABEL = "proxylessnas-policy"
 #: Highest accuracy read: 1 for a fraction, 100 for a percentage.
 MAX_ACCURACY = 100.0
 #: Latencies read, in ms: below a nanosecond or above hours is no measurement of a forward pass.
@@ -71,10 +79,21 @@ class ReinforceConfig:
 
 @dataclass(frozen=True)
 class Episode:
-    """One finished trial as the update sees it: its op per block and its reward."""
+    """One finished trial as the update sees it: its op per block, its reward, the policy version it was
+    drawn from and its suggestion index."""
 
     choices: tuple[int, ...]
     reward: float
+    policy: int = 0
+    index: float = math.inf
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The logits after replaying the history, and how many updates made them."""
+
+    alpha: np.ndarray
+    version: int
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -106,16 +125,21 @@ ADAM_BETA2 = 0.999
 ADAM_EPSILON = 1e-8
 
 
-def replay(num_blocks: int, num_ops: int, episodes: Sequence[Episode], config: ReinforceConfig) -> np.ndarray:
-    """The logits after every complete batch of episodes, in order, starting from all zeros (uniform paths)."""
+def replay(num_blocks: int, num_ops: int, episodes: Sequence[Episode], config: ReinforceConfig,
+           pending: dict[int, list[float]] | None = None) -> Policy:
+    """The logits after every complete batch, version by version, starting from all zeros (uniform paths).
+
+    `pending` holds, per policy version, the suggestion indices of its trials still running."""
     alpha = np.zeros((num_blocks, num_ops))
     second_moment = np.zeros_like(alpha)
     baseline: float | None = None
     rewards_so_far: list[float] = []
     rows = np.arange(num_blocks)
-    complete = len(episodes) - len(episodes) % config.batch_size
-    for update, start in enumerate(range(0, complete, config.batch_size), start=1):
-        batch = episodes[start:start + config.batch_size]
+    version = 0
+    while True:
+        batch = complete_batch(episodes, version, config.batch_size, (pending or {}).get(version, []))
+        if batch is None:
+            return Policy(alpha, version)
         rewards = [episode.reward for episode in batch]
         rewards_so_far.extend(rewards)
         mean = float(np.mean(rewards))
@@ -128,16 +152,36 @@ def replay(num_blocks: int, num_ops: int, episodes: Sequence[Episode], config: R
             direction[rows, list(episode.choices)] += 1.0
             grad += (episode.reward - baseline) / scale * direction
         grad /= len(batch)
+        version += 1
         second_moment = ADAM_BETA2 * second_moment + (1.0 - ADAM_BETA2) * grad ** 2
-        corrected = second_moment / (1.0 - ADAM_BETA2 ** update)
+        corrected = second_moment / (1.0 - ADAM_BETA2 ** version)
         alpha += config.learning_rate * grad / (np.sqrt(corrected) + ADAM_EPSILON)
-    return alpha
+
+
+def complete_batch(episodes: Sequence[Episode], version: int, size: int, pending: Sequence[float]
+                   ) -> list[Episode] | None:
+    """The first `size` episodes drawn from `version` (episodes in suggestion order), once no lower-numbered
+    trial of that version is still running; None while the batch is not complete."""
+    members = [episode for episode in episodes if episode.policy == version][:size]
+    if len(members) < size or any(index < members[-1].index for index in pending):
+        return None
+    return members
 
 
 def sample_choices(alpha: np.ndarray, rng: np.random.Generator) -> list[int]:
     """One op index per block drawn from softmax(alpha)."""
     probs = softmax(alpha)
     return [int(rng.choice(probs.shape[1], p=row)) for row in probs]
+
+
+def pending_trials(history: Sequence[TrialRecord], batch_size: int) -> dict[int, list[float]]:
+    """Policy version -> suggestion indices of the trials still running."""
+    pending: dict[int, list[float]] = {}
+    for trial in history:
+        if not trial.finished:
+            index = _replay_key(trial)[0]
+            pending.setdefault(_policy_of(trial, index, batch_size), []).append(index)
+    return pending
 
 
 def episodes_from_history(history: Sequence[TrialRecord], supernet: Architecture,
@@ -167,7 +211,9 @@ def episodes_from_history(history: Sequence[TrialRecord], supernet: Architecture
             continue
         if needs_latency and latency_factor(latency, config) >= MAX_LATENCY_FACTOR:
             clipped.append(f"trial {trial.name!r} {config.latency_metric}={latency:g}")
-        usable.append((_replay_key(trial), Episode(tuple(choices), reward(accuracy, latency, config))))
+        key = _replay_key(trial)
+        usable.append((key, Episode(tuple(choices), reward(accuracy, latency, config),
+                                    _policy_of(trial, key[0], config.batch_size), key[0])))
     if unreadable:
         log.warning("proxylessnas reinforce skipped %d trial(s) with metric values no measurement can have; "
                     "first: %s", len(unreadable), unreadable[0])
@@ -185,6 +231,15 @@ def _unreadable_metric(accuracy: float, latency: float | None, config: Reinforce
     if latency is not None and not MIN_LATENCY_MS <= latency <= MAX_LATENCY_MS:
         return f"{config.latency_metric}={latency:g} outside [{MIN_LATENCY_MS:g}, {MAX_LATENCY_MS:g}] ms"
     return ""
+
+
+def _policy_of(trial: TrialRecord, index: float, batch_size: int) -> int:
+    """The policy version from the trial's label; without one (trials proposed before the label was written),
+    the batch its suggestion index falls in."""
+    version = read_int(trial.labels.get(POLICY_LABEL, ""))
+    if version is not None and version >= 0:
+        return version
+    return int(index // batch_size) if math.isfinite(index) else 0
 
 
 def _replay_key(trial: TrialRecord) -> tuple[float, str]:

@@ -9,7 +9,8 @@ proxyless_oneshot). Trial k of an experiment searches with seed `seed + k`.
 reinforce: each trial trains one network sampled from per-block path
 probabilities; the probabilities are rebuilt from the finished trials on
 every call (see proxyless_reinforce). Assignment: `architecture`; each
-proposal carries the label `proxylessnas-index` with its suggestion number.
+proposal carries the labels `proxylessnas-index` (its suggestion number) and
+`proxylessnas-policy` (the policy version it was drawn from).
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ from ..experiment import ExperimentInfo, TrialRecord
 from ..settings import parse_settings, setting
 from ..space import parse_nas_config
 from .base import Proposal, seeded_rng
-from .proxyless_reinforce import INDEX_LABEL, ReinforceConfig, episodes_from_history, replay, sample_choices
+from .proxyless_reinforce import (
+    INDEX_LABEL,
+    POLICY_LABEL,
+    ReinforceConfig,
+    episodes_from_history,
+    pending_trials,
+    replay,
+    sample_choices,
+)
 from .proxyless_space import SupernetLayout, build_supernet, parse_int_list
 
 ASSIGNMENTS = {"oneshot": ("architecture", "search"), "reinforce": ("architecture",)}
@@ -43,7 +52,8 @@ class ProxylessSettings:
     stage_strides: str = setting("1,2,2", "comma-separated stride (1 or 2) of every stage")
     latency_target_ms: float = setting(0.0, "latency target T in ms; 0 searches without latency", low=0.0,
                                        high=1e6)
-    epochs: int = setting(6, "oneshot: supernet training epochs, warm-up included", low=1, high=10000)
+    epochs: int = setting(12, "oneshot: supernet training epochs, warm-up included (on 12,000 training images: "
+                              "about 375 architecture steps after a 2-epoch warm-up)", low=1, high=10000)
     warmup_epochs: int = setting(2, "oneshot: first epochs that train weights only", low=0, high=10000)
     latency_loss: str = setting("mul-log", "oneshot: CE*(log E[lat]/log T)^beta or CE+lambda*(E[lat]-T)/T",
                                 choices=("mul-log", "add-linear"))
@@ -91,13 +101,15 @@ class ProxylessNas:
             text = encode(supernet)
             return Proposal([{"architecture": text, "search": to_text(search_config(settings, k))} for k in indices])
         config = reinforce_config(settings, experiment)
-        alpha = replay(len(supernet.cells), len(supernet.cells[0].ops),
-                       episodes_from_history(history, supernet, config), config)
+        policy = replay(len(supernet.cells), len(supernet.cells[0].ops),
+                        episodes_from_history(history, supernet, config), config,
+                        pending_trials(history, config.batch_size))
         assignments = []
         for k in indices:
-            choices = sample_choices(alpha, seeded_rng(experiment.name, settings.seed, "reinforce", k))
+            choices = sample_choices(policy.alpha, seeded_rng(experiment.name, settings.seed, "reinforce", k))
             assignments.append({"architecture": encode(derive(supernet, choices))})
-        return Proposal(assignments, labels=[{INDEX_LABEL: str(k)} for k in indices])
+        return Proposal(assignments, labels=[{INDEX_LABEL: str(k), POLICY_LABEL: str(policy.version)}
+                                             for k in indices])
 
 
 def search_config(settings: ProxylessSettings, trial_index: int) -> SearchConfig:
