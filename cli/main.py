@@ -45,6 +45,22 @@ def secondary_rank(environ: Mapping[str, str]) -> bool:
         and len(world) < 10 and int(world) > 1 and 0 < int(rank) < int(world)
 
 
+#: Subcommands that train: their processes start again with glibc's malloc tuned (trial_image/allocator.py).
+TRAINING = ("trial", "proxyless-search")
+
+
+def entry() -> None:
+    """The `katib-nas` program (console script and `python -m katib_nas.cli`): a training subcommand first
+    restarts the process with the malloc settings it trains best with, then every subcommand runs."""
+    if sys.argv[1:2] and sys.argv[1] in TRAINING:
+        from katib_nas.trial_image.allocator import tuned_environment
+
+        environ = tuned_environment(os.environ)
+        if environ is not None:
+            os.execve(sys.executable, sys.orig_argv, environ)
+    sys.exit(main())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -28,6 +28,9 @@ CIFAR10_HINT = "pass --data-dir with CIFAR-10's binary version (data_batch_1.bin
                "from cifar-10-binary.tar.gz)"
 NPZ_HINT = "pass --data-dir with a .npz file holding arrays x (N, H, W[, C]) and y (N,) of integer labels"
 CIFAR10_RECORD = 1 + 32 * 32 * 3
+#: Largest idx body read (2 GiB): a damaged header cannot make the reader allocate more.
+MAX_IDX_BYTES = 2**31
+READ_CHUNK = 1 << 20
 # The split does not depend on --seed: every trial of an experiment is scored on the same validation images.
 # --split-seed picks another fixed split (e.g. to repeat a whole study on other validation images).
 SPLIT_SEED = 20180
@@ -61,7 +64,11 @@ class ImageData:
     def rows(self, index: np.ndarray | slice) -> np.ndarray:
         """The selected images as float32 in [0, 1]."""
         selected = self.pixels[index]
-        return selected.astype(np.float32) / 255.0 if selected.dtype == np.uint8 else selected
+        if selected.dtype != np.uint8:
+            return selected
+        scaled = selected.astype(np.float32)
+        scaled /= 255.0
+        return scaled
 
 
 @dataclass(frozen=True)
@@ -117,22 +124,39 @@ def load_fashion_mnist(directory: Path, part: str = "train") -> ImageData:
 
 
 def read_idx(path: Path, dims: int) -> np.ndarray:
-    """An unsigned-byte idx array (gzip-compressed) with the expected number of dimensions."""
+    """An unsigned-byte idx array (gzip-compressed) with the expected number of dimensions, decompressed
+    straight into the array (no second copy of the file's bytes)."""
     if not path.is_file():
         raise DataError(f"{path} not found: {FASHION_MNIST_HINT}")
     try:
         with gzip.open(path, "rb") as handle:
-            raw = handle.read()
+            header = handle.read(4 + 4 * dims)
+            expected_magic = 0x0800 + dims
+            if len(header) < 4 + 4 * dims or struct.unpack(">I", header[:4])[0] != expected_magic:
+                raise DataError(f"{path} is not an idx file of unsigned bytes with {dims} dimension(s): "
+                                f"{FASHION_MNIST_HINT}")
+            shape = struct.unpack(f">{dims}I", header[4:])
+            body, size = _read_body(handle, int(np.prod(shape)))
     except (OSError, EOFError) as err:
         raise DataError(f"{path} is not a readable gzip file ({err}): {FASHION_MNIST_HINT}") from None
-    expected_magic = 0x0800 + dims
-    if len(raw) < 4 + 4 * dims or struct.unpack(">I", raw[:4])[0] != expected_magic:
-        raise DataError(f"{path} is not an idx file of unsigned bytes with {dims} dimension(s): {FASHION_MNIST_HINT}")
-    shape = struct.unpack(f">{dims}I", raw[4:4 + 4 * dims])
-    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims)
-    if body.size != int(np.prod(shape)):
-        raise DataError(f"{path} holds {body.size} bytes of data, its header says {shape}: {FASHION_MNIST_HINT}")
+    if size != int(np.prod(shape)):
+        raise DataError(f"{path} holds {size} bytes of data, its header says {shape}: {FASHION_MNIST_HINT}")
     return body.reshape(shape)
+
+
+def _read_body(handle: gzip.GzipFile, expected: int) -> tuple[np.ndarray, int]:
+    """(the first `expected` bytes as an array, how many bytes the stream holds in all)."""
+    limit = min(expected, MAX_IDX_BYTES)
+    body = np.empty(limit, dtype=np.uint8)
+    view, size = memoryview(body), 0
+    while size < limit:  # in chunks: gzip decompresses a whole request into a temporary bytes object
+        count = handle.readinto(view[size:size + READ_CHUNK])
+        if not count:
+            return body, size
+        size += count
+    while chunk := handle.read(READ_CHUNK):  # data beyond what the header announces
+        size += len(chunk)
+    return body, size
 
 
 def load_digits() -> ImageData:
@@ -227,11 +251,17 @@ def split_dataset(data: ImageData, val_fraction: float, max_train_samples: int |
     train = data.rows(train_index)
     mean = tuple(float(v) for v in train.mean(axis=(0, 1, 2)))
     std = tuple(float(v) for v in np.maximum(train.std(axis=(0, 1, 2)), 1e-6))
-    return Split(normalise(train, mean, std), data.labels[train_index],
-                 normalise(data.rows(val_index), mean, std), data.labels[val_index], mean, std, data.num_classes)
+    return Split(_standardise(train, mean, std), data.labels[train_index],
+                 _standardise(data.rows(val_index), mean, std), data.labels[val_index], mean, std, data.num_classes)
 
 
 def normalise(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
     """NHWC images in [0, 1] -> standardised float32 NCHW (with the training part's statistics)."""
-    scaled = (images - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2), dtype=np.float32)
+    return _standardise(np.array(images, dtype=np.float32), mean, std)
+
+
+def _standardise(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """`normalise` of a float32 array the caller hands over: computed in place, no second copy."""
+    images -= np.asarray(mean, np.float32)
+    images /= np.asarray(std, np.float32)
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2))

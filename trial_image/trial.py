@@ -26,6 +26,9 @@ from katib_nas.contract.codec import decode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture
 
+from .allocator import describe as describe_allocator
+from .allocator import release_free_memory
+
 if TYPE_CHECKING:
     import torch
 
@@ -181,6 +184,7 @@ def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
     test_data = load_test_set(options.dataset, options.data_dir) if options.test else None
     split = split_dataset(data, options.val_fraction, options.max_train_samples, *split_seed(options.split_seed))
     del data  # the whole training file; from here on only the split's rows are kept
+    release_free_memory()
     from .distributed import PeerLost, check_shares, start, stop
     from .runtime import resolve_device
 
@@ -196,7 +200,8 @@ def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
         return EXIT_FAILED
     try:
         run = _prepare(options, arch, split, test_data, parallel, placement)
-        LOG.info("ready after %.1f s; training %s", time.perf_counter() - started, run.model.arch_text)
+        LOG.info("ready after %.1f s; training %s; memory from %s", time.perf_counter() - started,
+                 run.model.arch_text, describe_allocator(os.environ))
         return _train_and_report(run, arch, split, options, writer, table)
     finally:
         stop(parallel)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from katib_nas.contract.metric_format import BEST_ARCHITECTURE_METRIC
 from katib_nas.contract.search_settings import SearchConfig, from_text
 from katib_nas.contract.spec import Architecture
 
+from ..allocator import describe as describe_allocator
+from ..allocator import release_free_memory
 from ..data import Split, load_dataset, split_dataset
 from ..distributed import Parallel, PeerLost, check_shares, environment_placement, start, stop
 from ..model import build_model
@@ -103,6 +106,8 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
     split = split_dataset(data, options.val_fraction, options.max_train_samples, *split_seed(options.split_seed))
     del data  # the whole training file; from here on only the split's rows are kept
     search_data = split_search_data(split, options.arch_fraction, device)
+    del split
+    release_free_memory()
     check_shares(placement, options.batch_size, len(search_data.weight_y))
     check_shares(placement, options.batch_size, len(search_data.arch_y), "--batch-size (architecture steps)")
     try:
@@ -116,9 +121,10 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
             latency = LatencyModel.from_table(table, supernet)
         elif options.latency_table == MEASURE and placement.active:
             _shared_table(table, parallel)
-        LOG.info("%s: %d weight, %d architecture and %d validation images, device %s, %d threads, rank %d of %d",
-                 options.dataset, len(search_data.weight_y), len(search_data.arch_y), len(search_data.val_y),
-                 device, threads, placement.rank, placement.world_size)
+        LOG.info("%s: %d weight, %d architecture and %d validation images, device %s, %d threads, rank %d of %d; "
+                 "memory from %s", options.dataset, len(search_data.weight_y), len(search_data.arch_y),
+                 len(search_data.val_y), device, threads, placement.rank, placement.world_size,
+                 describe_allocator(os.environ))
         return _search_and_report(supernet, config, options, search_data, (table, latency), parallel, writer,
                                   threads)
     finally:
