@@ -60,10 +60,10 @@ from katib_nas.contract.metric_format import BEST_ARCHITECTURE_REGEX, BRANCH_STA
 from katib_nas.contract.supernet import derive
 from katib_nas.suggestion.core import engine
 from katib_nas.suggestion.core.algorithms.envelopenet import EnvelopeNet
-from katib_nas.suggestion.core.algorithms.envelopenet_config import resolve
-from katib_nas.suggestion.core.algorithms.envelopenet_construct import initial_network, next_network
-from katib_nas.suggestion.core.algorithms.envelopenet_schedule import final_network
-from katib_nas.suggestion.core.algorithms.envelopenet_stats import Statistics
+from katib_nas.suggestion.core.algorithms.envelopenet.config import resolve
+from katib_nas.suggestion.core.algorithms.envelopenet.construct import initial_network, next_network
+from katib_nas.suggestion.core.algorithms.envelopenet.schedule import final_network
+from katib_nas.suggestion.core.algorithms.envelopenet.stats import Statistics
 from katib_nas.suggestion.core.experiment import ExperimentInfo, TrialRecord, make_trial
 
 REPO = Path(__file__).resolve().parents[1]

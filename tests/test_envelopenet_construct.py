@@ -15,15 +15,15 @@ from katib_nas.contract.cost import count_macs
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Op
 from katib_nas.suggestion.core import engine
-from katib_nas.suggestion.core.algorithms.envelopenet_config import resolve
-from katib_nas.suggestion.core.algorithms.envelopenet_construct import (
+from katib_nas.suggestion.core.algorithms.envelopenet.config import resolve
+from katib_nas.suggestion.core.algorithms.envelopenet.construct import (
     initial_network,
     keep_strongest_skips,
     macs_budget,
     next_network,
     prune_stage,
 )
-from katib_nas.suggestion.core.algorithms.envelopenet_stats import Statistics
+from katib_nas.suggestion.core.algorithms.envelopenet.stats import Statistics
 
 from .test_envelopenet import experiment
 
@@ -207,7 +207,7 @@ def test_pruning_alone_can_raise_the_cost_so_the_budget_check_matters() -> None:
 def test_random_prune_returns_the_network_it_checked_against_the_budget(monkeypatch) -> None:
     """The random draws (pruned branches, kept skips) are made once: the network whose cost decided the
     growth is the network returned."""
-    from katib_nas.suggestion.core.algorithms import envelopenet_construct
+    from katib_nas.suggestion.core.algorithms.envelopenet import construct as envelopenet_construct
 
     checked: list[str] = []
     real = envelopenet_construct.count_macs

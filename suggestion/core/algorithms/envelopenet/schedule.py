@@ -27,10 +27,10 @@ from katib_nas.contract.codec import encode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture
 
-from ..experiment import TrialRecord
-from .envelopenet_config import EnvelopeNetConfig
-from .envelopenet_construct import initial_network, next_network
-from .envelopenet_stats import Statistics, StatisticsError, average, read_statistics
+from ...experiment import TrialRecord
+from .config import EnvelopeNetConfig
+from .construct import initial_network, next_network
+from .stats import Statistics, StatisticsError, average, read_statistics
 
 SEED_BASE_SPAN = 1_000_000
 SEED_PHASE_SPAN = 10_000

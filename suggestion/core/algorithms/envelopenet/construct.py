@@ -25,9 +25,9 @@ import numpy as np
 from katib_nas.contract.cost import count_macs
 from katib_nas.contract.spec import Architecture, Cell, Op, Stage
 
-from .base import seeded_rng
-from .envelopenet_config import DEFAULT_BUDGET_RATIO, EnvelopeNetConfig
-from .envelopenet_stats import Statistics
+from ..base import seeded_rng
+from .config import DEFAULT_BUDGET_RATIO, EnvelopeNetConfig
+from .stats import Statistics
 
 PRUNE_FRACTION_DENOMINATOR = 3
 

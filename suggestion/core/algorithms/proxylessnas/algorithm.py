@@ -4,11 +4,11 @@ oneshot (default): like Katib's DARTS, each suggestion is one trial that
 trains the whole supernet with binarized path gates and reports the derived
 network as the string metric Best-Architecture. Assignments: `architecture`
 (the supernet text) and `search` (the compact search settings, see
-proxyless_oneshot). Trial k of an experiment searches with seed `seed + k`.
+contract/oneshot_settings.py). Trial k of an experiment searches with seed `seed + k`.
 
 reinforce: each trial trains one network sampled from per-block path
 probabilities; the probabilities are rebuilt from the finished trials on
-every call (see proxyless_reinforce). Assignment: `architecture`; each
+every call (see reinforce.py). Assignment: `architecture`; each
 proposal carries the labels `proxylessnas-index` (its suggestion number) and
 `proxylessnas-policy` (the policy version it was drawn from).
 """
@@ -23,11 +23,11 @@ from katib_nas.contract.search_settings import SearchConfig, to_text
 from katib_nas.contract.spec import Architecture
 from katib_nas.contract.supernet import derive
 
-from ..experiment import ExperimentInfo, TrialRecord
-from ..settings import parse_settings, setting
-from ..space import parse_nas_config
-from .base import Proposal, seeded_rng
-from .proxyless_reinforce import (
+from ...experiment import ExperimentInfo, TrialRecord
+from ...settings import parse_settings, setting
+from ...space import parse_nas_config
+from ..base import Proposal, seeded_rng
+from .reinforce import (
     INDEX_LABEL,
     POLICY_LABEL,
     ReinforceConfig,
@@ -36,7 +36,7 @@ from .proxyless_reinforce import (
     replay,
     sample_choices,
 )
-from .proxyless_space import SupernetLayout, build_supernet, parse_int_list
+from .space import SupernetLayout, build_supernet, parse_int_list
 
 ASSIGNMENTS = {"oneshot": ("architecture", "search"), "reinforce": ("architecture",)}
 LOSS_SETTING = {"mul-log": "mullog", "add-linear": "addlin"}

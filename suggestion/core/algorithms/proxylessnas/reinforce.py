@@ -48,8 +48,8 @@ from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture
 from katib_nas.contract.supernet import choices_of
 
-from ..experiment import TrialRecord
-from ..settings import read_int
+from ...experiment import TrialRecord
+from ...settings import read_int
 
 INDEX_LABEL = "proxylessnas-index"
 #: Label of a proposal: the policy version (updates applied to the logits) it was drawn from.

@@ -4,7 +4,7 @@ The search starts from stages of envelope cells (every branch of the
 nasConfig in parallel, concatenated). Iteration k trains network k for the
 truncated budget with --branch-stats; from the mean squared activation of
 every branch (and the learned skip gates) network k+1 is built: see
-envelopenet_construct. After `iterations` iterations (or earlier, with
+construct.py. After `iterations` iterations (or earlier, with
 `patience`) the network of the best-scoring iteration (or the last one
 built, with final_network=last) is trained with the final budget.
 
@@ -14,7 +14,7 @@ statistics, extra slots train further replicas of it (they replace failed
 replicas, or are spare); once the construction is complete, every further
 trial trains the constructed network with the final budget and a new seed.
 The whole state is rebuilt from the request on every call (see
-envelopenet_schedule), so a restarted server answers exactly the same.
+schedule.py), so a restarted server answers exactly the same.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from katib_nas.contract.codec import encode
 from katib_nas.contract.cost import count_macs
 from katib_nas.contract.errors import InvalidInput
 
-from ..experiment import ExperimentInfo, TrialRecord
-from .base import Proposal
-from .envelopenet_config import ALGORITHM, EnvelopeNetConfig, EnvelopeNetSettings, resolve
-from .envelopenet_construct import initial_network, largest_network, within_budget
-from .envelopenet_schedule import MAX_SUGGESTIONS, Construction, check_retries, rebuild, record_phase_start, trial_seed
+from ...experiment import ExperimentInfo, TrialRecord
+from ..base import Proposal
+from .config import ALGORITHM, EnvelopeNetConfig, EnvelopeNetSettings, resolve
+from .construct import initial_network, largest_network, within_budget
+from .schedule import MAX_SUGGESTIONS, Construction, check_retries, rebuild, record_phase_start, trial_seed
 
 PHASE_LABEL = "katib-nas-envelopenet-phase"
 
