@@ -16,7 +16,7 @@ VERSION ?= $(shell sed -n 's/^VERSION = "\(.*\)"/\1/p' deploy/images.py)
 OTHER_PYTHON ?= $(lastword $(sort $(wildcard /root/.pyenv/versions/3.12.*/bin/python3.12)) python3.12)
 OTHER_VENV := .venv-other
 
-.PHONY: demo test test-install test-other-python mutation bench proto data browser kubectl venv images push constraints clean
+.PHONY: demo test test-install test-other-python mutation bench proto manifests data browser kubectl venv images push constraints clean
 
 venv: $(STAMP) browser
 
@@ -101,6 +101,10 @@ proto: $(STAMP)
 	cd proto && ../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. api.proto
 	sed -i 's/^DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(/POOL = _descriptor_pool.DescriptorPool()\nDESCRIPTOR = POOL.AddSerializedFile(/' proto/api_pb2.py
 	sed -i 's/^import api_pb2 as api__pb2/from . import api_pb2 as api__pb2/' proto/api_pb2_grpc.py
+
+# Write manifests/katib-config again from the entries `katib-nas register` writes (after changing them).
+manifests: $(STAMP)
+	$(BIN)/katib-nas register --component manifests/katib-config
 
 clean:
 	rm -rf $(VENV) $(OTHER_VENV) runs build *.egg-info

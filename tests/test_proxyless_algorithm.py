@@ -13,6 +13,7 @@ from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.search_settings import SearchConfig, from_text, to_text
 from katib_nas.contract.supernet import choices_of, derive
 from katib_nas.suggestion.core import engine
+from katib_nas.suggestion.core.algorithms.proxylessnas import ProxylessNas
 from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import (
     INDEX_LABEL,
     Episode,
@@ -22,7 +23,6 @@ from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import (
     reward,
     softmax,
 )
-from katib_nas.suggestion.core.algorithms.proxylessnas import ProxylessNas
 from katib_nas.suggestion.core.experiment import ExperimentInfo, TrialRecord, make_trial
 
 MB_OPS = ["mb3e3", "mb3e6", "mb5e3", "mb5e6", "mb7e3", "mb7e6", "zero"]
@@ -205,8 +205,8 @@ def simulate_katib(conditions: dict[int, str], order: list[int], parallel: int, 
     slot is free, trials finish in the order `order` gives (by suggestion index), trial k ends with
     conditions.get(k, SUCCEEDED). Returns the history and, per suggestion, the probabilities it was drawn
     from (read back from the algorithm's own replay of the history at that moment)."""
-    from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import pending_trials
     from katib_nas.suggestion.core.algorithms.proxylessnas.algorithm import ProxylessNas, reinforce_config
+    from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import pending_trials
 
     info = experiment({**REINFORCE, "reinforce_batch": "2"}, parallel_trial_count=parallel)
     algorithm = ProxylessNas()
