@@ -27,7 +27,7 @@ from .manifest import ExperimentError, ExperimentSpec, check_runs_locally, exper
 from .progress import ProgressView
 from .status import Outcome, outcome, summarize_trials
 from .store import DB_NAME, LOCK_NAME, DiskFull, ExperimentRow, Store, StoreError, as_disk_full
-from .suggestion_process import SuggestionFailure, SuggestionService
+from .suggestion_process import SuggestionClient, SuggestionFailure
 from .trial_template import check_runnable
 
 DEFAULT_RUNS_DIR = Path("runs")
@@ -136,7 +136,7 @@ def _discard(workdir: Path, existed: bool) -> None:
 
 def _run_loop(store: Store, spec: ExperimentSpec, stored: ExperimentRow | None, resuming: bool,
               trial_args: tuple[str, ...], options: RunOptions, stream: TextIO) -> RunResult:
-    with SuggestionService(store.workdir / "suggestion.log") as service:
+    with SuggestionClient(store.workdir / "suggestion.log") as service:
         service.validate(katib_messages.experiment_message(api_pb2, spec))
         if resuming:
             store.update_run_config(_budget(spec), trial_args)

@@ -16,10 +16,10 @@ from katib_nas.contract.branch_stats import (
     parse_skip_gates,
 )
 from katib_nas.contract.codec import decode, encode
-from katib_nas.contract.cost import count_macs
+from katib_nas.contract.cost import architecture_macs
 from katib_nas.contract.errors import InvalidInput, shown
 from katib_nas.contract.metric_format import format_number, format_value, metric_line
-from katib_nas.contract.search_settings import SearchConfig, from_text, to_text
+from katib_nas.contract.oneshot_settings import SearchConfig, from_text, to_text
 from katib_nas.contract.supernet import choices_of, derive
 
 NET = "in8x8x1-cls10-stem8/w8:c3"
@@ -76,7 +76,7 @@ def test_search_settings_text_is_canonical_and_reads_back() -> None:
     text = to_text(config)
     assert text == "epochs-4_warmup-0_loss-addlin_target-1.5_beta-0_lambda-0.25_archlr-0.01_retrain-3_seed-7"
     assert from_text(text) == config
-    assert to_text(SearchConfig()) == ("epochs-6_warmup-2_loss-mullog_target-0_beta-0.6_lambda-0.1_archlr-0.006_"
+    assert to_text(SearchConfig()) == ("epochs-12_warmup-2_loss-mullog_target-0_beta-0.6_lambda-0.1_archlr-0.006_"
                                        "retrain-0_seed-0")
 
 
@@ -121,7 +121,7 @@ def test_search_settings_accept_the_ends_of_their_ranges(changes: dict[str, obje
 @pytest.mark.parametrize("changes, message", [
     ({"epochs": 0, "warmup": 0}, "need epochs >= 1 and 0 <= warmup < epochs, got epochs=0 warmup=0"),
     ({"epochs": 2, "warmup": 2}, "got epochs=2 warmup=2"),
-    ({"warmup": -1}, "got epochs=6 warmup=-1"),
+    ({"warmup": -1}, "got epochs=12 warmup=-1"),
     ({"loss": "mul"}, "loss 'mul' must be one of mullog, addlin, none"),
     ({"target": -0.1}, "target, beta, lambda, retrain and seed must be >= 0 and archlr > 0"),
     ({"beta": -0.1}, "must be >= 0 and archlr > 0"),
@@ -248,4 +248,4 @@ def test_formats_write_one_field_per_cell() -> None:
     ("in1x1x1-cls2-stem4/w4:mp3_c3:ap3+id+zero+dc3", 36 + 0 + 1 * 4 * 9 + 8),
 ])
 def test_mac_counts_by_hand(text: str, macs: int) -> None:
-    assert count_macs(decode(text)) == macs
+    assert architecture_macs(decode(text)) == macs

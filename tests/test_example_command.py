@@ -26,7 +26,7 @@ from katib_nas.pipelines.search_request import check_experiment
 from katib_nas.trial_image.data import load_cifar10
 from katib_nas.trial_image.fetch_cifar10 import FILES, FOLDER
 
-from .conftest import REPO, oneshot_digits_experiment, schema_errors
+from .conftest import REPO, oneshot_digits_experiment, schema_errors, trial_pod_templates
 from .katib_schema import build
 from .kube_emulator import start_cluster
 from .test_examples import restricted_violations, webhook_errors
@@ -74,8 +74,8 @@ def test_an_example_for_another_registry_and_namespace_is_valid_as_the_examples_
     assert schema_errors(katib_schemas["experiment"], document) == []
     assert webhook_errors(document) == []
     check_experiment(document)  # Katib's webhook rules and the algorithm's own, with the new namespace
-    pod = document["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]
-    assert restricted_violations(pod) == []
+    for where, pod in trial_pod_templates(document["spec"]["trialTemplate"]["trialSpec"]).items():
+        assert restricted_violations(pod) == [], where  # a TrainJob has none: its runtime makes the pods
     original = examples.find(name).read_text()
     assert [line for line in original.splitlines() if line.startswith("#")] == \
         [line for line in examples.render(examples.find(name), TARGET).splitlines() if line.startswith("#")]

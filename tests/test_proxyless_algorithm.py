@@ -10,7 +10,7 @@ import pytest
 
 from katib_nas.contract.codec import decode, encode
 from katib_nas.contract.errors import InvalidInput
-from katib_nas.contract.search_settings import SearchConfig, from_text, to_text
+from katib_nas.contract.oneshot_settings import SearchConfig, from_text, to_text
 from katib_nas.contract.supernet import choices_of, derive
 from katib_nas.suggestion.core import engine
 from katib_nas.suggestion.core.algorithms.proxylessnas import ProxylessNas

@@ -356,7 +356,7 @@ def _train_and_report(run: PreparedRun, arch: Architecture, split: Split, option
     )
 
     from .checkpoint import CheckpointError
-    from .cost import count_macs, count_parameters, measure_latency_ms
+    from .measure import count_parameters, measure_latency_ms, model_macs
     from .reporting import ReportError, push_requested
     from .trainer import Diverged
 
@@ -387,7 +387,7 @@ def _train_and_report(run: PreparedRun, arch: Architecture, split: Split, option
         **test_metrics,
         "Train-Loss": results[-1].train_loss,
         "Train-Accuracy": results[-1].train_accuracy,
-        **cost_metrics(count_parameters(model), count_macs(model, arch.input_shape)),
+        **cost_metrics(count_parameters(model), model_macs(model, arch.input_shape)),
         "latency-ms": measure_latency_ms(model, arch.input_shape),
     }
     if table is not None:

@@ -20,7 +20,7 @@ from kubeflow.katib import katib_api_pb2 as pb
 from kubeflow.katib import katib_api_pb2_grpc as pb_grpc
 
 from katib_nas.contract.codec import decode
-from katib_nas.contract.search_settings import from_text
+from katib_nas.contract.oneshot_settings import from_text
 from katib_nas.suggestion.core.algorithms import ALGORITHMS
 from katib_nas.suggestion.core.settings import describe_settings
 

@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from katib_nas.contract.search_settings import SearchConfig
+from katib_nas.contract.oneshot_settings import SearchConfig
 from katib_nas.contract.spec import Architecture
 from katib_nas.contract.supernet import derive
 

@@ -24,7 +24,7 @@ import torch
 from katib_nas.contract.codec import encode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.metric_format import BEST_ARCHITECTURE_METRIC
-from katib_nas.contract.search_settings import SearchConfig, from_text
+from katib_nas.contract.oneshot_settings import SearchConfig, from_text
 from katib_nas.contract.spec import Architecture
 
 from ..allocator import describe as describe_allocator

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from katib_nas.contract.assignments import MAX_VALUE_BYTES
 from katib_nas.contract.codec import encode
-from katib_nas.contract.cost import count_macs
+from katib_nas.contract.cost import architecture_macs
 from katib_nas.contract.errors import InvalidInput
 
 from ...experiment import ExperimentInfo, TrialRecord
@@ -48,7 +48,7 @@ class EnvelopeNet:
         start = initial_network(config)  # raises when the initial network cannot be built
         if not within_budget(start, config):
             raise InvalidInput(f"setting max_macs={config.settings.max_macs:g} (millions) is below the initial "
-                               f"network's {count_macs(start) / 1e6:.1f} M multiply-accumulates; raise it, or start "
+                               f"network's {architecture_macs(start) / 1e6:.1f} M multiply-accumulates; raise it, or start "
                                "with fewer cells or a smaller width")
         longest = len(encode(largest_network(config)))
         if longest > MAX_VALUE_BYTES:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from katib_nas.contract.codec import encode
 from katib_nas.contract.errors import InvalidInput
-from katib_nas.contract.search_settings import SearchConfig, to_text
+from katib_nas.contract.oneshot_settings import SearchConfig, to_text
 from katib_nas.contract.spec import Architecture
 from katib_nas.contract.supernet import derive
 
