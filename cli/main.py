@@ -18,6 +18,7 @@ from typing import Mapping
 from katib_nas.contract.errors import InvalidInput
 
 from . import example, fetch_cifar10, pipeline, profile, proxyless_search, register, report, run, serve, trial
+from .exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 
 SUBCOMMANDS = (serve, trial, run, report, example, pipeline, proxyless_search, profile, fetch_cifar10, register)
 
@@ -69,15 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidInput as err:
         if not secondary_rank(os.environ):
             print(f"katib-nas {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"katib-nas {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         print(f"katib-nas {args.command}: error: no space left on device writing {_written(err)}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
 
 
 def _written(err: OSError) -> str:
