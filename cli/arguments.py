@@ -88,7 +88,7 @@ def _number(kind: type, text: str) -> int | float:
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """Data, optimiser, device and metrics-file flags that every training subcommand takes alike."""
     from katib_nas.trial_image.data import DATASETS
-    from katib_nas.trial_image.trial import MAX_THREADS
+    from katib_nas.trial_image.inputs import MAX_THREADS
 
     parser.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
                         help="training data (default fashion-mnist from /usr/share/datasets/fashion-mnist)")

@@ -27,7 +27,7 @@ Exit codes: 0 done, 2 bad input (one line names it), 3 training diverged (no obj
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from katib_nas.trial_image.trial import MAX_EPOCHS, MAX_SEED
+    from katib_nas.trial_image.inputs import MAX_EPOCHS, MAX_SEED
 
     parser = subparsers.add_parser("trial", help="train one candidate architecture and report its metrics",
                                    description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -310,7 +310,9 @@ def export_model(model_dir: Path, torchscript_path: Path, onnx_path: Path, searc
     """Check the trained TorchScript runs, write it and an ONNX file, draw the network, describe it in Markdown."""
     import torch
 
-    metadata = json.loads((model_dir / "model.json").read_text())
+    from katib_nas.trial_image.export import METADATA_FILE
+
+    metadata = json.loads((model_dir / METADATA_FILE).read_text())
     arch = decode(metadata["architecture"])
     source = model_dir / metadata["files"]["torchscript"]
     with warnings.catch_warnings():

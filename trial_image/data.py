@@ -244,8 +244,7 @@ def split_dataset(data: ImageData, val_fraction: float, max_train_samples: int |
     if val_count < 1 or count - val_count < 2:
         raise DataError(f"{data.source}: {count} images cannot be split with --val-fraction {val_fraction} "
                         f"into at least 2 training and 1 validation image")
-    order = np.random.default_rng(seed).permutation(count)
-    val_index, train_index = order[:val_count], order[val_count:]
+    val_index, train_index = seeded_split(count, val_count, seed)
     if max_train_samples is not None:
         train_index = train_index[:max_train_samples]
     train = data.rows(train_index)
@@ -253,6 +252,13 @@ def split_dataset(data: ImageData, val_fraction: float, max_train_samples: int |
     std = tuple(float(v) for v in np.maximum(train.std(axis=(0, 1, 2)), 1e-6))
     return Split(_standardise(train, mean, std), data.labels[train_index],
                  _standardise(data.rows(val_index), mean, std), data.labels[val_index], mean, std, data.num_classes)
+
+
+def seeded_split(count: int, first: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed permutation of range(count) (the same for the same seed, on every machine) cut after `first`:
+    (the first `first` indices, the rest)."""
+    order = np.random.default_rng(seed).permutation(count)
+    return order[:first], order[first:]
 
 
 def normalise(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:

@@ -22,12 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TextIO
 
-from katib_nas.contract.codec import decode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture
 
 from .allocator import describe as describe_allocator
 from .allocator import release_free_memory
+from .inputs import (
+    EXIT_DIVERGED,
+    EXIT_FAILED,
+    EXIT_OK,
+    MAX_EPOCHS,
+    MAX_SEED,
+    MAX_THREADS,
+    check_fits,
+    parse_architecture,
+    split_seed,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -40,17 +50,9 @@ if TYPE_CHECKING:
     from .reporting import MetricsWriter
     from .trainer import EpochResult, Tensors, TrainConfig
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_DIVERGED = 3
 #: Branch statistics are recorded over this last share of the training steps, once the network has learned.
 STATISTICS_FRACTION = 0.5
 LOG = logging.getLogger("katib_nas.trial_image")
-#: Seeds numpy and torch both take.
-MAX_SEED = 2**32 - 1
-#: CPU threads; OMP_NUM_THREADS is held to the same bound.
-MAX_THREADS = 1024
-MAX_EPOCHS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -84,38 +86,10 @@ class TrialOptions:
     rendezvous_timeout: float = 300.0
 
 
-def split_seed(option: int | None) -> tuple[int, ...]:
-    """split_dataset's seed argument for a --split-seed option: none given keeps the data module's fixed split."""
-    return () if option is None else (option,)
-
-
-def strip_quotes(text: str) -> str:
-    """Drop one pair of surrounding double quotes, which Katib passes through literally from `--x="${...}"`."""
-    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
-
-
-def parse_architecture(text: str) -> Architecture:
-    return decode(strip_quotes(text.strip()))
-
-
-def check_fits(arch: Architecture, shape: tuple[int, int, int], num_classes: int, source: str) -> None:
-    """The network must take the data's image shape and have an output for every label."""
-    if tuple(arch.input_shape) != tuple(shape):
-        raise InvalidInput(f"architecture input {_shape_text(arch.input_shape)} does not match the images of "
-                           f"{source} ({_shape_text(shape)}); change the 'in' part of the architecture text")
-    if arch.num_classes < num_classes:
-        raise InvalidInput(f"architecture has {arch.num_classes} classes but {source} has labels up to "
-                           f"{num_classes - 1}; change the 'cls' part of the architecture text")
-
-
 def _error_line(err: Exception, parallel: Parallel) -> None:
     """One line on stderr for an error every process meets alike: printed by rank 0 only."""
     if parallel.is_main:
         print(f"katib-nas trial: error: {err}", file=sys.stderr, flush=True)
-
-
-def _shape_text(shape: tuple[int, ...]) -> str:
-    return "x".join(str(v) for v in shape)
 
 
 def check_options(options: TrialOptions) -> None:

@@ -29,13 +29,13 @@ from katib_nas.contract.spec import Architecture
 
 from ..allocator import describe as describe_allocator
 from ..allocator import release_free_memory
-from ..data import Split, load_dataset, split_dataset
+from ..data import Split, load_dataset, seeded_split, split_dataset
 from ..distributed import Parallel, PeerLost, check_shares, environment_placement, start, stop
+from ..inputs import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, check_fits, parse_architecture, split_seed, strip_quotes
 from ..model import build_model
 from ..reporting import MetricsWriter, ReportError, output_sinks
 from ..runtime import channels_last, configure_threads, resolve_device, seed_everything
 from ..trainer import Diverged, Tensors, TrainConfig, evaluate, recalibrate_batchnorm, train
-from ..trial import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, check_fits, parse_architecture, split_seed, strip_quotes
 from .latency_loss import LatencyModel
 from .profiler import MEASURE, Timing, obtain_table, table_timing, time_network_ms
 from .search import Optimisation, PathConfidence, SearchData, evaluate_derived, rank_against_uniform, run_search
@@ -209,8 +209,7 @@ def split_search_data(split: Split, arch_fraction: float, device: torch.device) 
     if arch_count < 2 or count - arch_count < 2:
         raise InvalidInput(f"{count} training images cannot be split with --arch-fraction {arch_fraction} into "
                            f"at least 2 weight and 2 architecture images")
-    order = np.random.default_rng(ARCH_SPLIT_SEED).permutation(count)
-    arch_index, weight_index = order[:arch_count], order[arch_count:]
+    arch_index, weight_index = seeded_split(count, arch_count, ARCH_SPLIT_SEED)
 
     def tensor(array: np.ndarray) -> torch.Tensor:
         return channels_last(torch.from_numpy(np.ascontiguousarray(array)).to(device))

@@ -19,7 +19,7 @@ schedule.py), so a restarted server answers exactly the same.
 
 from __future__ import annotations
 
-from katib_nas.contract.assignments import MAX_VALUE_BYTES
+from katib_nas.contract.assignments import ARCHITECTURE_ASSIGNMENT, MAX_VALUE_BYTES
 from katib_nas.contract.codec import encode
 from katib_nas.contract.cost import architecture_macs
 from katib_nas.contract.errors import InvalidInput
@@ -40,7 +40,7 @@ class EnvelopeNet:
     settings_class = EnvelopeNetSettings
 
     def assignment_names(self, experiment: ExperimentInfo) -> tuple[str, ...]:
-        return ("architecture", "epochs", "seed")
+        return (ARCHITECTURE_ASSIGNMENT, "epochs", "seed")
 
     def validate(self, experiment: ExperimentInfo) -> EnvelopeNetConfig:
         """The resolved plan; InvalidInput for bad settings, nasConfig, metrics or networks too large."""
@@ -71,7 +71,7 @@ class EnvelopeNet:
                                f"this request would reach {start + count}")
         text, epochs = encode(phase.architecture), str(phase.epochs)
         label = "final" if construction.final else str(phase.number)
-        assignments = [{"architecture": text, "epochs": epochs,
+        assignments = [{ARCHITECTURE_ASSIGNMENT: text, "epochs": epochs,
                         "seed": str(trial_seed(config.settings.seed, phase.number, start + j))}
                        for j in range(count)]
         state = {"phase_starts": record_phase_start(config.settings.phase_starts, phase.number, start)}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from katib_nas.contract.assignments import ARCHITECTURE_ASSIGNMENT
 from katib_nas.contract.codec import encode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture
@@ -205,7 +206,7 @@ def _collect(phase: Phase, ours: dict[int, tuple[int, TrialRecord]], statistic: 
     text, epochs = phase.text, str(phase.epochs)
     for index in sorted(ours):
         number, trial = ours[index]
-        if number != phase.number or trial.assignments.get("architecture") != text \
+        if number != phase.number or trial.assignments.get(ARCHITECTURE_ASSIGNMENT) != text \
                 or trial.assignments.get("epochs") != epochs:
             continue
         if not trial.finished:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from katib_nas.contract.assignments import ARCHITECTURE_ASSIGNMENT
 from katib_nas.contract.codec import encode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.oneshot_settings import SearchConfig, to_text
@@ -38,7 +39,7 @@ from .reinforce import (
 )
 from .space import SupernetLayout, build_supernet, parse_int_list
 
-ASSIGNMENTS = {"oneshot": ("architecture", "search"), "reinforce": ("architecture",)}
+ASSIGNMENTS = {"oneshot": (ARCHITECTURE_ASSIGNMENT, "search"), "reinforce": (ARCHITECTURE_ASSIGNMENT,)}
 LOSS_SETTING = {"mul-log": "mullog", "add-linear": "addlin"}
 
 
@@ -99,7 +100,8 @@ class ProxylessNas:
         indices = range(first_index, first_index + count)
         if settings.mode == "oneshot":
             text = encode(supernet)
-            return Proposal([{"architecture": text, "search": to_text(search_config(settings, k))} for k in indices])
+            return Proposal([{ARCHITECTURE_ASSIGNMENT: text, "search": to_text(search_config(settings, k))}
+                             for k in indices])
         config = reinforce_config(settings, experiment)
         policy = replay(len(supernet.cells), len(supernet.cells[0].ops),
                         episodes_from_history(history, supernet, config), config,
@@ -107,7 +109,7 @@ class ProxylessNas:
         assignments = []
         for k in indices:
             choices = sample_choices(policy.alpha, seeded_rng(experiment.name, settings.seed, "reinforce", k))
-            assignments.append({"architecture": encode(derive(supernet, choices))})
+            assignments.append({ARCHITECTURE_ASSIGNMENT: encode(derive(supernet, choices))})
         return Proposal(assignments, labels=[{INDEX_LABEL: str(k), POLICY_LABEL: str(policy.version)}
                                              for k in indices])
 
