@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -22,11 +21,9 @@ import yaml
 
 from katib_nas.contract.assignments import final_architecture
 from katib_nas.contract.codec import decode
+from katib_nas.contract.metric_format import read_metric_lines
 
 from .search_request import SearchRequest, apply_request, experiment_name
-
-#: A metric line as the trial writes it: an optional RFC 3339 timestamp, then name=value.
-METRIC_LINE = re.compile(r"^(?:\d{4}-\d\d-\d\dT\S+\s+)?([A-Za-z][\w-]*)=(\S+)$")
 
 
 class StepFailed(RuntimeError):
@@ -282,17 +279,6 @@ def train_final_trainjob(architecture: str, config: FinalTraining, settings: Any
     except TrainJobError as err:
         raise StepFailed(str(err)) from None
     return read_metric_lines(text)
-
-
-def read_metric_lines(text: str) -> dict[str, str]:
-    """`name=value` lines (each may start with its timestamp) to a dict; a later line wins, as with Katib's
-    `latest`."""
-    metrics = {}
-    for line in text.splitlines():
-        match = METRIC_LINE.match(line.strip())
-        if match:
-            metrics[match.group(1)] = match.group(2)
-    return metrics
 
 
 # --- export -----------------------------------------------------------------------------------------

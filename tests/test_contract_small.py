@@ -249,3 +249,14 @@ def test_formats_write_one_field_per_cell() -> None:
 ])
 def test_mac_counts_by_hand(text: str, macs: int) -> None:
     assert architecture_macs(decode(text)) == macs
+
+
+def test_metric_lines_read_back_what_they_write_with_or_without_a_timestamp() -> None:
+    from katib_nas.contract.metric_format import metric_line, parse_metric_line, read_metric_lines
+
+    lines = [metric_line("Validation-Accuracy", 0.5), "2026-01-02T03:04:05.123456Z " + metric_line("params", 12817),
+             metric_line("Branch-Stats", "ta/0.1_0.2"), "epoch 1: 12 steps", metric_line("Validation-Accuracy", 0.75)]
+    assert parse_metric_line(lines[1]) == ("params", "12817")
+    assert parse_metric_line(lines[3]) is None
+    assert read_metric_lines("\n".join(lines)) == {"Validation-Accuracy": "0.75", "params": "12817",
+                                                   "Branch-Stats": "ta/0.1_0.2"}
