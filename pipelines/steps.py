@@ -22,6 +22,7 @@ import yaml
 from katib_nas.contract.assignments import final_architecture
 from katib_nas.contract.codec import decode
 from katib_nas.contract.metric_format import read_metric_lines
+from katib_nas.trial_image.inputs import DEFAULTS
 
 from .search_request import SearchRequest, apply_request, experiment_name
 
@@ -213,12 +214,12 @@ def search_markdown(result: SearchResult, backend: str, run: KatibRun) -> str:
 class FinalTraining:
     """The full-budget run of the winning architecture."""
 
-    dataset: str = "fashion-mnist"
+    dataset: str = DEFAULTS.dataset
     data_dir: str = ""
     epochs: int = 10
     max_train_samples: int = 0
     test: bool = False
-    batch_size: int = 128
+    batch_size: int = DEFAULTS.batch_size
     seed: int = 0
     threads: int = 0
     checkpoint_dir: str = ""

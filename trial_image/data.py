@@ -16,6 +16,7 @@ import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -34,9 +35,6 @@ READ_CHUNK = 1 << 20
 # The split does not depend on --seed: every trial of an experiment is scored on the same validation images.
 # --split-seed picks another fixed split (e.g. to repeat a whole study on other validation images).
 SPLIT_SEED = 20180
-DATASETS = ("fashion-mnist", "digits", "cifar10", "npz")
-#: Datasets with a separate test set (what --test evaluates on).
-TEST_SETS = ("fashion-mnist", "cifar10")
 
 
 class DataError(InvalidInput):
@@ -84,27 +82,60 @@ class Split:
     num_classes: int
 
 
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset the trial reads: how, from where (`location`, what --data-dir names for it), and where its
+    separate test images are (`test_files`; none when `test` is None)."""
+
+    name: str
+    load: Callable[[str | None], ImageData]
+    location: str
+    test: Callable[[str | None], ImageData] | None = None
+    test_files: str = ""
+
+
+def _fashion_dir(data_dir: str | None) -> Path:
+    return Path(data_dir) if data_dir else FASHION_MNIST_DIR
+
+
+#: Every dataset, by its --dataset name: the choices, help texts and messages of the commands come from here.
+DATASETS: dict[str, Dataset] = {dataset.name: dataset for dataset in (
+    Dataset("fashion-mnist", lambda d: load_fashion_mnist(_fashion_dir(d)),
+            f"Fashion-MNIST's idx.gz folder (default {FASHION_MNIST_DIR})",
+            lambda d: load_fashion_mnist(_fashion_dir(d), part="t10k"), "t10k files"),
+    Dataset("digits", lambda d: load_digits(), "nothing (scikit-learn's bundled 8x8 digits)"),
+    Dataset("cifar10", lambda d: load_cifar10(required_dir("cifar10", d, CIFAR10_HINT)),
+            "CIFAR-10's binary batches folder",
+            lambda d: load_cifar10(required_dir("cifar10", d, CIFAR10_HINT), pattern="test_batch*.bin"),
+            "test_batch.bin"),
+    Dataset("npz", lambda d: load_npz(required_dir("npz", d, NPZ_HINT)), "the .npz file (arrays x and y)"),
+)}
+#: Datasets with a separate test set (what --test evaluates on).
+TEST_SETS = tuple(name for name, dataset in DATASETS.items() if dataset.test is not None)
+
+
+def dataset(name: str) -> Dataset:
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
 def load_dataset(name: str, data_dir: str | None) -> ImageData:
     """Load one of DATASETS; data_dir overrides the default location (required for cifar10 and npz)."""
-    if name == "fashion-mnist":
-        return load_fashion_mnist(Path(data_dir) if data_dir else FASHION_MNIST_DIR)
-    if name == "digits":
-        return load_digits()
-    if name == "cifar10":
-        return load_cifar10(required_dir(name, data_dir, CIFAR10_HINT))
-    if name == "npz":
-        return load_npz(required_dir(name, data_dir, NPZ_HINT))
-    raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return dataset(name).load(data_dir)
+
+
+def test_sets_text() -> str:
+    """'fashion-mnist (t10k files) and cifar10 (test_batch.bin)'."""
+    return " and ".join(f"{name} ({DATASETS[name].test_files})" for name in TEST_SETS)
 
 
 def load_test_set(name: str, data_dir: str | None) -> ImageData:
     """The dataset's separate test images (never used for training or validation); DataError when it has none."""
-    if name == "fashion-mnist":
-        return load_fashion_mnist(Path(data_dir) if data_dir else FASHION_MNIST_DIR, part="t10k")
-    if name == "cifar10":
-        return load_cifar10(required_dir(name, data_dir, CIFAR10_HINT), pattern="test_batch*.bin")
-    raise DataError(f"dataset {name} has no separate test set; --test works with fashion-mnist (t10k files) "
-                    f"and cifar10 (test_batch.bin)")
+    test = dataset(name).test
+    if test is None:
+        raise DataError(f"dataset {name} has no separate test set; --test works with {test_sets_text()}")
+    return test(data_dir)
 
 
 def required_dir(name: str, data_dir: str | None, hint: str) -> Path:

@@ -5,6 +5,9 @@ data. Imports no torch, so the command line can read the bounds cheaply.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+from typing import Any, Mapping, TypeVar
+
 from katib_nas.contract.codec import decode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture
@@ -19,6 +22,42 @@ MAX_SEED = 2**32 - 1
 #: CPU threads; OMP_NUM_THREADS is held to the same bound.
 MAX_THREADS = 1024
 MAX_EPOCHS = 1_000_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingSettings:
+    """What every training command takes alike: the data and its split, the optimiser, where it runs, where its
+    metrics go. The one place of their defaults: the trainer, the commands' options, their flags and the
+    pipeline's final training read them from here."""
+
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    batch_size: int = 128
+    lr: float = 0.05
+    weight_decay: float = 3e-4
+    device: str = "auto"
+    threads: int | None = None
+    val_fraction: float = 0.1
+    split_seed: int | None = None
+    max_train_samples: int | None = None
+    metrics_file: str | None = None
+    metrics_format: str = "text"
+    report_to_katib: bool = False
+    tfevent_dir: str | None = None
+    rendezvous_timeout: float = 300.0
+
+
+DEFAULTS = TrainingSettings()
+Options = TypeVar("Options", bound=TrainingSettings)
+
+
+def options_from(cls: type[Options], values: Mapping[str, Any] | Any, **overrides: Any) -> Options:
+    """`cls` built from the attributes (parsed flags) or items of `values` named like its fields, then
+    `overrides`: each field is copied by its name, none is listed by hand."""
+    get = values.get if isinstance(values, Mapping) else lambda name, default: getattr(values, name, default)
+    missing = object()
+    found = {f.name: get(f.name, missing) for f in fields(cls)}
+    return cls(**{name: value for name, value in found.items() if value is not missing}, **overrides)
 
 
 def split_seed(option: int | None) -> tuple[int, ...]:

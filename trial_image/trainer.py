@@ -18,6 +18,7 @@ from torch import nn
 
 from .batchnorm_act import recomputing
 from .distributed import MIN_SHARE, Parallel
+from .inputs import DEFAULTS
 from .optimizers import CosineSchedule, NesterovSGD
 
 #: One process: every collective operation of Parallel is a no-op.
@@ -30,9 +31,9 @@ class TrainConfig:
 
     epochs: int = 1
     steps: int | None = None
-    batch_size: int = 128
-    lr: float = 0.05
-    weight_decay: float = 3e-4
+    batch_size: int = DEFAULTS.batch_size
+    lr: float = DEFAULTS.lr
+    weight_decay: float = DEFAULTS.weight_decay
     momentum: float = 0.9
     seed: int = 0
     check_every: int = 25

@@ -34,6 +34,7 @@ from .inputs import (
     MAX_EPOCHS,
     MAX_SEED,
     MAX_THREADS,
+    TrainingSettings,
     check_fits,
     parse_architecture,
     split_seed,
@@ -55,35 +56,20 @@ STATISTICS_FRACTION = 0.5
 LOG = logging.getLogger("katib_nas.trial_image")
 
 
-@dataclass(frozen=True)
-class TrialOptions:
-    """Everything `katib-nas trial` takes; see `katib-nas trial --help`."""
+@dataclass(frozen=True, kw_only=True)
+class TrialOptions(TrainingSettings):
+    """Everything `katib-nas trial` takes (the training settings and its own); see `katib-nas trial --help`."""
 
     architecture: str
-    dataset: str = "fashion-mnist"
-    data_dir: str | None = None
     epochs: int = 1
     steps: int | None = None
-    batch_size: int = 128
-    lr: float = 0.05
-    weight_decay: float = 3e-4
     seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    val_fraction: float = 0.1
-    split_seed: int | None = None
-    max_train_samples: int | None = None
     branch_stats: bool = False
     branch_statistic: str = "taylor"
     test: bool = False
-    metrics_file: str | None = None
-    metrics_format: str = "text"
-    report_to_katib: bool = False
-    tfevent_dir: str | None = None
     export_dir: str | None = None
     latency_table: str | None = None
     checkpoint_dir: str | None = None
-    rendezvous_timeout: float = 300.0
 
 
 def _error_line(err: Exception, parallel: Parallel) -> None:

@@ -29,6 +29,7 @@ from katib_nas.contract.supernet import derive
 
 from ..batchnorm_act import recomputing
 from ..distributed import Parallel
+from ..inputs import DEFAULTS
 from ..model import build_model
 from ..optimizers import Adam
 from ..trainer import (
@@ -64,9 +65,9 @@ class SearchData:
 class Optimisation:
     """Weight-training settings of the supernet and how often the architecture is updated."""
 
-    batch_size: int = 128
-    lr: float = 0.05
-    weight_decay: float = 3e-4
+    batch_size: int = DEFAULTS.batch_size
+    lr: float = DEFAULTS.lr
+    weight_decay: float = DEFAULTS.weight_decay
     arch_every: int = 2
 
 

@@ -31,7 +31,16 @@ from ..allocator import describe as describe_allocator
 from ..allocator import release_free_memory
 from ..data import Split, load_dataset, seeded_split, split_dataset
 from ..distributed import Parallel, PeerLost, check_shares, environment_placement, start, stop
-from ..inputs import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, check_fits, parse_architecture, split_seed, strip_quotes
+from ..inputs import (
+    EXIT_DIVERGED,
+    EXIT_FAILED,
+    EXIT_OK,
+    TrainingSettings,
+    check_fits,
+    parse_architecture,
+    split_seed,
+    strip_quotes,
+)
 from ..model import build_model
 from ..reporting import MetricsWriter, ReportError, output_sinks
 from ..runtime import channels_last, configure_threads, resolve_device, seed_everything
@@ -46,30 +55,15 @@ ARCH_SPLIT_SEED = 2019
 #: --latency-table value that profiles the supernet on the trial's own device before searching.
 
 
-@dataclass(frozen=True)
-class SearchOptions:
-    """Everything `katib-nas proxyless-search` takes; see its --help."""
+@dataclass(frozen=True, kw_only=True)
+class SearchOptions(TrainingSettings):
+    """Everything `katib-nas proxyless-search` takes (the training settings and its own); see its --help."""
 
     supernet: str
     search: str
     latency_table: str | None = None
-    dataset: str = "fashion-mnist"
-    data_dir: str | None = None
-    batch_size: int = 128
-    lr: float = 0.05
-    weight_decay: float = 3e-4
     arch_fraction: float = 0.2
     arch_every: int = 2
-    val_fraction: float = 0.1
-    split_seed: int | None = None
-    max_train_samples: int | None = None
-    device: str = "auto"
-    threads: int | None = None
-    metrics_file: str | None = None
-    metrics_format: str = "text"
-    report_to_katib: bool = False
-    tfevent_dir: str | None = None
-    rendezvous_timeout: float = 300.0
     rank_paths: int = 0
 
 
