@@ -76,7 +76,7 @@ def test_search_settings_text_is_canonical_and_reads_back() -> None:
     text = to_text(config)
     assert text == "epochs-4_warmup-0_loss-addlin_target-1.5_beta-0_lambda-0.25_archlr-0.01_retrain-3_seed-7"
     assert from_text(text) == config
-    assert to_text(SearchConfig()) == ("epochs-6_warmup-2_loss-mullog_target-0_beta-0.6_lambda-0.1_archlr-0.006_"
+    assert to_text(SearchConfig()) == ("epochs-12_warmup-2_loss-mullog_target-0_beta-0.6_lambda-0.1_archlr-0.006_"
                                        "retrain-0_seed-0")
 
 
@@ -121,7 +121,7 @@ def test_search_settings_accept_the_ends_of_their_ranges(changes: dict[str, obje
 @pytest.mark.parametrize("changes, message", [
     ({"epochs": 0, "warmup": 0}, "need epochs >= 1 and 0 <= warmup < epochs, got epochs=0 warmup=0"),
     ({"epochs": 2, "warmup": 2}, "got epochs=2 warmup=2"),
-    ({"warmup": -1}, "got epochs=6 warmup=-1"),
+    ({"warmup": -1}, "got epochs=12 warmup=-1"),
     ({"loss": "mul"}, "loss 'mul' must be one of mullog, addlin, none"),
     ({"target": -0.1}, "target, beta, lambda, retrain and seed must be >= 0 and archlr > 0"),
     ({"beta": -0.1}, "must be >= 0 and archlr > 0"),

@@ -29,7 +29,7 @@ from katib_nas.trial_image.fetch_cifar10 import FILES, FOLDER
 from .conftest import REPO, oneshot_digits_experiment, schema_errors
 from .katib_schema import build
 from .kube_emulator import start_cluster
-from .test_examples import restricted_violations, webhook_errors
+from .test_examples import restricted_violations, trial_pod_templates, webhook_errors
 
 REGISTRY, NAMESPACE = "registry.example.com:5000/team/nas", "team-a"
 TARGET = examples.Target(REGISTRY, NAMESPACE, "1.2.3")
@@ -74,8 +74,8 @@ def test_an_example_for_another_registry_and_namespace_is_valid_as_the_examples_
     assert schema_errors(katib_schemas["experiment"], document) == []
     assert webhook_errors(document) == []
     check_experiment(document)  # Katib's webhook rules and the algorithm's own, with the new namespace
-    pod = document["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]
-    assert restricted_violations(pod) == []
+    for where, pod in trial_pod_templates(document["spec"]["trialTemplate"]["trialSpec"]).items():
+        assert restricted_violations(pod) == [], where
     original = examples.find(name).read_text()
     assert [line for line in original.splitlines() if line.startswith("#")] == \
         [line for line in examples.render(examples.find(name), TARGET).splitlines() if line.startswith("#")]
