@@ -87,9 +87,14 @@ def compile_regex(pattern: str) -> Pattern:
     try:
         return re2.compile(pattern.encode(), options)  # bytes: half the cost of matching str, same matches
     except re2.error as err:
-        reason = err.args[0].decode(errors="replace") if err.args and isinstance(err.args[0], bytes) else str(err)
-        raise MetricsError(f"is not a valid regular expression in Go's syntax (RE2), which Katib uses: {reason}") \
-            from None
+        raise MetricsError(f"is not a valid regular expression in Go's syntax (RE2), which Katib uses: "
+                           f"{_re2_reason(err)}") from None
+
+
+def _re2_reason(err: Exception) -> str:
+    """RE2's reason for refusing a pattern: the error's one argument (bytes in this binding)."""
+    (reason,) = err.args or (str(err),)
+    return reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
 
 
 def too_few_groups(pattern: Pattern) -> str:
@@ -292,8 +297,9 @@ def json_timestamp(value: Any) -> str:
 
 
 def _offset(zone: str) -> timedelta:
-    hours, minutes = int(zone[1:3]), int(zone[4:6])
-    if hours >= 24 or minutes >= 60:
+    """The offset of "+hh:mm" or "-hh:mm"; ValueError past 59 minutes (timezone() refuses 24 hours and more)."""
+    hours, minutes = int(zone[1:3]), int(zone[4:])
+    if minutes >= 60:
         raise ValueError(zone)
     sign = -1 if zone[0] == "-" else 1
     return sign * timedelta(hours=hours, minutes=minutes)

@@ -26,10 +26,10 @@ from katib_nas.pipelines.search_request import check_experiment
 from katib_nas.trial_image.data import load_cifar10
 from katib_nas.trial_image.fetch_cifar10 import FILES, FOLDER
 
-from .conftest import REPO, oneshot_digits_experiment, schema_errors, trial_pod_templates
+from .conftest import REPO, oneshot_digits_experiment, schema_errors
 from .katib_schema import build
 from .kube_emulator import start_cluster
-from .test_examples import restricted_violations, webhook_errors
+from .test_examples import restricted_violations, trial_pod_templates, webhook_errors
 
 REGISTRY, NAMESPACE = "registry.example.com:5000/team/nas", "team-a"
 TARGET = examples.Target(REGISTRY, NAMESPACE, "1.2.3")
@@ -75,7 +75,7 @@ def test_an_example_for_another_registry_and_namespace_is_valid_as_the_examples_
     assert webhook_errors(document) == []
     check_experiment(document)  # Katib's webhook rules and the algorithm's own, with the new namespace
     for where, pod in trial_pod_templates(document["spec"]["trialTemplate"]["trialSpec"]).items():
-        assert restricted_violations(pod) == [], where  # a TrainJob has none: its runtime makes the pods
+        assert restricted_violations(pod) == [], where
     original = examples.find(name).read_text()
     assert [line for line in original.splitlines() if line.startswith("#")] == \
         [line for line in examples.render(examples.find(name), TARGET).splitlines() if line.startswith("#")]

@@ -111,8 +111,10 @@ def test_too_many_local_processes_are_refused(tmp_path: Path) -> None:
 
 # --- the launcher ------------------------------------------------------------------------------------------
 
-PRINT_ENV = ("import json, os; print(json.dumps({k: os.environ.get(k) for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', "
-             "'LOCAL_WORLD_SIZE', 'GROUP_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'OMP_NUM_THREADS')}))")
+# One write per process (the processes share the launcher's stdout; print's two writes could interleave).
+PRINT_ENV = ("import json, os; os.write(1, (json.dumps({k: os.environ.get(k) for k in ('RANK', 'LOCAL_RANK', "
+             "'WORLD_SIZE', 'LOCAL_WORLD_SIZE', 'GROUP_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'OMP_NUM_THREADS')}) "
+             "+ '\\n').encode())")
 
 
 def test_each_process_gets_torchruns_environment() -> None:

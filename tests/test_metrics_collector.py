@@ -13,9 +13,12 @@ from katib_nas.runner.metrics_collector import (
     MetricLog,
     MetricsError,
     MetricSummary,
+    Observation,
     collect_text,
     compile_filters,
+    finite_value,
     go_float,
+    go_float_value,
     json_timestamp,
     rfc3339_nanos,
     summarize,
@@ -141,10 +144,11 @@ def test_metrics_format_with_fewer_than_two_groups_is_refused(pattern: str, grou
         collect_text("acc=1", ["acc"], [pattern])
 
 
-def test_metrics_format_that_is_not_a_regex_is_refused() -> None:
+def test_metrics_format_that_is_not_a_regex_is_refused(capfd: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(MetricsError, match=r"metricsFormat '\(acc=' is not a valid regular expression in Go's syntax "
-                                           r"\(RE2\), which Katib uses: missing \)"):
+                                           r"\(RE2\), which Katib uses: missing \): \(acc=$"):
         compile_filters(["(acc="])
+    assert capfd.readouterr() == ("", "")  # the one-line error is the only report: RE2 logs nothing itself
 
 
 def test_metrics_format_reads_name_and_value_from_the_first_two_groups() -> None:
@@ -220,3 +224,24 @@ def test_go_float_refuses_what_go_refuses(text: str) -> None:
 
 def test_go_float_reads_nan() -> None:
     assert math.isnan(go_float("NaN"))  # type: ignore[arg-type]
+
+
+def test_observation_knows_which_metrics_it_has_seen() -> None:
+    observation = Observation(["acc", "loss"])
+    assert not observation.has("acc")
+    observation.add(MetricLog(ZERO_TIME, "acc", "0.5"))
+    assert observation.has("acc") and not observation.has("loss")
+
+
+@pytest.mark.parametrize("text, expected", [("0.25", 0.25), ("-3e2", -300.0), ("0x1p-2", 0.25), ("NaN", None),
+                                            ("+Inf", None), ("-inf", None), ("1e999", None), ("-0x1p99999", None),
+                                            ("abc", None), ("", None)])
+def test_finite_value_keeps_only_finite_numbers(text: str, expected: float | None) -> None:
+    assert finite_value(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [("0x1p99999", math.inf), ("-0x1p99999", -math.inf),
+                                            ("+0x1p99999", math.inf), ("1e999", math.inf), ("-1e999", -math.inf),
+                                            ("0x1.8p1", 3.0), ("0xzz", None), ("1.5x", None)])
+def test_go_float_value_gives_go_s_value_also_on_a_range_error(text: str, expected: float | None) -> None:
+    assert go_float_value(text) == expected
