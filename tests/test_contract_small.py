@@ -260,3 +260,15 @@ def test_metric_lines_read_back_what_they_write_with_or_without_a_timestamp() ->
     assert parse_metric_line(lines[3]) is None
     assert read_metric_lines("\n".join(lines)) == {"Validation-Accuracy": "0.75", "params": "12817",
                                                    "Branch-Stats": "ta/0.1_0.2"}
+
+
+@pytest.mark.parametrize("names, prose", [
+    (["envelopenet"], "envelopenet"),
+    (["envelopenet", "nas-random"], "envelopenet and nas-random"),
+    (["envelopenet", "proxylessnas", "nas-random"], "envelopenet, proxylessnas and nas-random"),
+])
+def test_algorithm_names_in_prose(monkeypatch: pytest.MonkeyPatch, names: list[str], prose: str) -> None:
+    from katib_nas.contract import algorithm_names
+
+    monkeypatch.setattr(algorithm_names, "ALGORITHM_NAMES", {name: "" for name in names})
+    assert algorithm_names.in_prose() == prose
