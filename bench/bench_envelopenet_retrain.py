@@ -25,7 +25,7 @@ from pathlib import Path
 
 from katib_nas.contract.codec import decode
 from katib_nas.contract.metric_format import KATIB_DEFAULT_REGEX
-from katib_nas.trial_image.cost import count_parameters
+from katib_nas.trial_image.measure import count_parameters
 from katib_nas.trial_image.model import build_model
 
 REPO = Path(__file__).resolve().parents[1]

@@ -30,9 +30,9 @@ from bench_search import example, experiment_info, run_network_trial
 
 from katib_nas.contract.codec import encode
 from katib_nas.suggestion.core import engine
-from katib_nas.suggestion.core.algorithms.envelopenet_config import resolve
-from katib_nas.suggestion.core.algorithms.envelopenet_construct import initial_network, next_network
-from katib_nas.suggestion.core.algorithms.envelopenet_stats import Statistics
+from katib_nas.suggestion.core.algorithms.envelopenet.config import resolve
+from katib_nas.suggestion.core.algorithms.envelopenet.construct import initial_network, next_network
+from katib_nas.suggestion.core.algorithms.envelopenet.stats import Statistics
 
 SPACES = ("nas-random", "proxylessnas", "envelopenet")
 

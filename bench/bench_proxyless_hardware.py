@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from katib_nas.contract.codec import encode
-from katib_nas.contract.search_settings import SearchConfig
+from katib_nas.contract.oneshot_settings import SearchConfig
 from katib_nas.contract.spec import Architecture
 from katib_nas.contract.supernet import derive
 from katib_nas.runner.manifest import load_experiment

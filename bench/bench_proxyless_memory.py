@@ -40,7 +40,7 @@ def child(variant: str, batch: int) -> dict[str, float]:
     import torch.nn.functional as F
 
     from katib_nas.contract.codec import decode
-    from katib_nas.contract.search_settings import SearchConfig
+    from katib_nas.contract.oneshot_settings import SearchConfig
     from katib_nas.trial_image.cells import ChoiceBody
     from katib_nas.trial_image.proxyless.search import Optimisation, SupernetSearch
 

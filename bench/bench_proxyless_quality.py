@@ -32,8 +32,8 @@ import yaml
 from katib_nas.contract.codec import decode
 from katib_nas.suggestion.core import engine
 from katib_nas.suggestion.core.experiment import ExperimentInfo, TrialRecord, make_trial
-from katib_nas.trial_image.cost import measure_latency_ms
 from katib_nas.trial_image.data import Split, load_dataset, split_dataset
+from katib_nas.trial_image.measure import measure_latency_ms
 from katib_nas.trial_image.model import build_model
 from katib_nas.trial_image.runtime import channels_last
 from katib_nas.trial_image.trainer import Tensors, TrainConfig, evaluate, train

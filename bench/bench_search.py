@@ -55,15 +55,15 @@ import yaml
 
 from katib_nas.contract.assignments import final_architecture
 from katib_nas.contract.codec import decode, encode
-from katib_nas.contract.cost import count_macs
+from katib_nas.contract.cost import architecture_macs
 from katib_nas.contract.metric_format import BEST_ARCHITECTURE_REGEX, BRANCH_STATS_REGEX, KATIB_DEFAULT_REGEX
 from katib_nas.contract.supernet import derive
 from katib_nas.suggestion.core import engine
 from katib_nas.suggestion.core.algorithms.envelopenet import EnvelopeNet
-from katib_nas.suggestion.core.algorithms.envelopenet_config import resolve
-from katib_nas.suggestion.core.algorithms.envelopenet_construct import initial_network, next_network
-from katib_nas.suggestion.core.algorithms.envelopenet_schedule import final_network
-from katib_nas.suggestion.core.algorithms.envelopenet_stats import Statistics
+from katib_nas.suggestion.core.algorithms.envelopenet.config import resolve
+from katib_nas.suggestion.core.algorithms.envelopenet.construct import initial_network, next_network
+from katib_nas.suggestion.core.algorithms.envelopenet.schedule import final_network
+from katib_nas.suggestion.core.algorithms.envelopenet.stats import Statistics
 from katib_nas.suggestion.core.experiment import ExperimentInfo, TrialRecord, make_trial
 
 REPO = Path(__file__).resolve().parents[1]
@@ -440,8 +440,8 @@ def final_trainings(run: Run, budget: Budget) -> None:
         if values:
             run.final[name] = statistics.mean(values)
     architecture = decode(run.final_architecture)
-    run.final["macs"] = float(count_macs(architecture))
-    from katib_nas.trial_image.cost import count_parameters
+    run.final["macs"] = float(architecture_macs(architecture))
+    from katib_nas.trial_image.measure import count_parameters
     from katib_nas.trial_image.model import build_model
 
     run.final["params"] = float(count_parameters(build_model(architecture)))

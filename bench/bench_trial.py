@@ -16,7 +16,6 @@ Run: .venv/bin/python bench/bench_trial.py [--threads 2] [--steps 60] [--repeats
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import subprocess
 import sys
@@ -29,12 +28,12 @@ import torch
 import torch.nn.functional as F
 
 from katib_nas.contract.codec import decode
+from katib_nas.contract.metric_format import parse_metric_line
 from katib_nas.trial_image.data import load_dataset, split_dataset
 from katib_nas.trial_image.model import Network, build_model
 from katib_nas.trial_image.trainer import Tensors, TrainConfig, train
 
 ARCH = "in28x28x1-cls10-stem16/w32s2:c3+s5+mp3:c3+d5@r/w48s2:c3+mb3e3@0"
-METRIC_LINE = re.compile(r"^[\w-]+=\S+$")
 
 
 @dataclass(frozen=True)
@@ -114,7 +113,7 @@ def time_to_first_metric(threads: int, max_train_samples: int) -> tuple[float, f
     first = None
     assert process.stdout is not None
     for line in process.stdout:
-        if first is None and METRIC_LINE.match(line.strip()):
+        if first is None and parse_metric_line(line) is not None:
             first = time.perf_counter() - start
     if process.wait() != 0 or first is None:
         raise SystemExit(f"trial failed with exit code {process.returncode}")

@@ -1,7 +1,5 @@
 """`python -m katib_nas.cli` is `katib-nas`."""
 
-import sys
+from .main import entry
 
-from .main import main
-
-sys.exit(main())
+entry()

@@ -86,31 +86,33 @@ def _number(kind: type, text: str) -> int | float:
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    """Data, optimiser, device and metrics-file flags that every training subcommand takes alike."""
+    """The flags of every field of TrainingSettings, which every training subcommand takes alike; each default
+    is the settings' own (the options are built from the parsed flags by field name)."""
     from katib_nas.trial_image.data import DATASETS
-    from katib_nas.trial_image.trial import MAX_THREADS
+    from katib_nas.trial_image.inputs import DEFAULTS, MAX_SEED, MAX_THREADS
 
-    parser.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
-                        help="training data (default fashion-mnist from /usr/share/datasets/fashion-mnist)")
+    parser.add_argument("--dataset", choices=tuple(DATASETS), default=DEFAULTS.dataset,
+                        help=f"training data (default {DEFAULTS.dataset})")
     parser.add_argument("--data-dir", metavar="PATH",
-                        help="data location: Fashion-MNIST idx.gz folder, CIFAR-10 binary batches folder, "
-                             "or the .npz file (arrays x and y)")
-    parser.add_argument("--batch-size", type=bounded_int(1, MAX_BATCH_SIZE), default=128,
-                        help="batch size (default 128)")
-    parser.add_argument("--lr", type=positive_float, default=0.05, help="peak learning rate (default 0.05)")
-    parser.add_argument("--weight-decay", type=non_negative_float, default=3e-4, help="weight decay (default 3e-4)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="auto picks CUDA when available (default auto)")
+                        help="where the data is: " + "; ".join(f"{n}: {d.location}" for n, d in DATASETS.items()))
+    parser.add_argument("--batch-size", type=bounded_int(1, MAX_BATCH_SIZE), default=DEFAULTS.batch_size,
+                        help=f"batch size (default {DEFAULTS.batch_size})")
+    parser.add_argument("--lr", type=positive_float, default=DEFAULTS.lr,
+                        help=f"peak learning rate (default {DEFAULTS.lr:g})")
+    parser.add_argument("--weight-decay", type=non_negative_float, default=DEFAULTS.weight_decay,
+                        help=f"weight decay (default {DEFAULTS.weight_decay:g})")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=DEFAULTS.device,
+                        help=f"auto picks CUDA when available (default {DEFAULTS.device})")
     parser.add_argument("--threads", type=bounded_int(1, MAX_THREADS),
                         help="CPU threads (default: OMP_NUM_THREADS, else the CPUs the container may use)")
-    parser.add_argument("--val-fraction", type=fraction, default=0.1,
-                        help="share of the training file held out for validation (default 0.1)")
-    parser.add_argument("--split-seed", type=bounded_int(0, 2**32 - 1), metavar="N",
+    parser.add_argument("--val-fraction", type=fraction, default=DEFAULTS.val_fraction,
+                        help=f"share of the training file held out for validation (default {DEFAULTS.val_fraction:g})")
+    parser.add_argument("--split-seed", type=bounded_int(0, MAX_SEED), metavar="N",
                         help="seed of the training/validation split (default: the same fixed split for every "
                              "trial; other seeds give other validation images)")
     parser.add_argument("--max-train-samples", type=positive_int, help="train on at most this many images")
     parser.add_argument("--metrics-file", metavar="PATH", help="also write the metrics here for Katib's File collector")
-    parser.add_argument("--metrics-format", choices=("text", "json"), default="text",
+    parser.add_argument("--metrics-format", choices=("text", "json"), default=DEFAULTS.metrics_format,
                         help="metrics file format: text (name=value lines) or json (one object per line, "
                              "string values)")
     parser.add_argument("--report-to-katib", action="store_true",
@@ -120,3 +122,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tfevent-dir", metavar="DIR",
                         help="also write every report's numbers as TensorFlow event scalars here, for Katib's "
                              "TensorFlowEvent collector (needs the tfevent extra)")
+    parser.add_argument("--rendezvous-timeout", type=bounded_float(1, 86400), default=DEFAULTS.rendezvous_timeout,
+                        metavar="SECONDS",
+                        help="with several processes: how long each waits for the others at the rendezvous and in "
+                             f"every exchange before it gives up (default {DEFAULTS.rendezvous_timeout:g})")

@@ -18,6 +18,7 @@ from typing import Mapping
 from katib_nas.contract.errors import InvalidInput
 
 from . import example, fetch_cifar10, pipeline, profile, proxyless_search, register, report, run, serve, trial
+from .exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 
 SUBCOMMANDS = (serve, trial, run, report, example, pipeline, proxyless_search, profile, fetch_cifar10, register)
 
@@ -45,6 +46,22 @@ def secondary_rank(environ: Mapping[str, str]) -> bool:
         and len(world) < 10 and int(world) > 1 and 0 < int(rank) < int(world)
 
 
+#: Subcommands that train: their processes start again with glibc's malloc tuned (trial_image/allocator.py).
+TRAINING = ("trial", "proxyless-search")
+
+
+def entry() -> None:
+    """The `katib-nas` program (console script and `python -m katib_nas.cli`): a training subcommand first
+    restarts the process with the malloc settings it trains best with, then every subcommand runs."""
+    if sys.argv[1:2] and sys.argv[1] in TRAINING:
+        from katib_nas.trial_image.allocator import tuned_environment
+
+        environ = tuned_environment(os.environ)
+        if environ is not None:
+            os.execve(sys.executable, sys.orig_argv, environ)
+    sys.exit(main())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -53,15 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidInput as err:
         if not secondary_rank(os.environ):
             print(f"katib-nas {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"katib-nas {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         print(f"katib-nas {args.command}: error: no space left on device writing {_written(err)}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
 
 
 def _written(err: OSError) -> str:

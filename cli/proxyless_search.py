@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .arguments import add_training_arguments, bounded_float, fraction, non_negative_int, positive_int
+from .arguments import add_training_arguments, fraction, non_negative_int, positive_int
 
 DESCRIPTION = """\
 Train the supernet given by --architecture (choice cells such as mb3e3_mb5e6_zero@r, as the proxylessnas
@@ -43,9 +43,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="share of the training images held out for architecture steps (default 0.2)")
     parser.add_argument("--arch-every", type=positive_int, default=2,
                         help="one architecture step every this many weight steps (default 2)")
-    parser.add_argument("--rendezvous-timeout", type=bounded_float(1, 86400), default=300.0, metavar="SECONDS",
-                        help="with several processes: how long each waits for the others at the rendezvous and in "
-                             "every exchange before it gives up (default 300)")
     parser.add_argument("--rank-paths", type=non_negative_int, default=0, metavar="N",
                         help="also evaluate N uniformly sampled paths on the supernet's weights and report the "
                              "derived network's rank among them as derived-rank (1 is best; default 0: skip)")
@@ -53,15 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from katib_nas.trial_image.inputs import options_from
     from katib_nas.trial_image.proxyless.search_trial import SearchOptions, run_proxyless_search
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = SearchOptions(
-        supernet=args.architecture, search=args.search, latency_table=args.latency_table, dataset=args.dataset,
-        data_dir=args.data_dir, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        arch_fraction=args.arch_fraction, arch_every=args.arch_every, val_fraction=args.val_fraction,
-        split_seed=args.split_seed,
-        max_train_samples=args.max_train_samples, device=args.device, threads=args.threads,
-        metrics_file=args.metrics_file, metrics_format=args.metrics_format, report_to_katib=args.report_to_katib,
-        tfevent_dir=args.tfevent_dir, rendezvous_timeout=args.rendezvous_timeout, rank_paths=args.rank_paths)
-    return run_proxyless_search(options)
+    return run_proxyless_search(options_from(SearchOptions, args, supernet=args.architecture))

@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from katib_nas.contract.algorithm_names import in_prose
 
 if TYPE_CHECKING:
     from katib_nas.deploy.cluster import ConfigMapRef
     from katib_nas.deploy.katib_config import Change
 
-DESCRIPTION = """\
-Read Katib's katib-config ConfigMap, add (or update) one runtime.suggestions entry for each of envelopenet,
-proxylessnas and nas-random, all served by the katib-nas suggestion image, and write it back. Every other
-part of the configuration stays as it is. Running it again changes nothing; --unregister removes exactly
-these entries. Katib reads the ConfigMap for every new Experiment: no restart is needed."""
+DESCRIPTION = f"""\
+Read Katib's katib-config ConfigMap, add (or update) one runtime.suggestions entry for each of {in_prose()},
+all served by the katib-nas suggestion image, and write it back. Every other part of the configuration stays
+as it is. Running it again changes nothing; --unregister removes exactly these entries. Katib reads the
+ConfigMap for every new Experiment: no restart is needed. With --component DIR, write the kustomize component
+that adds the same entries (manifests/katib-config is one) instead, for a Katib built with kustomize."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image", default=SUGGESTION_IMAGE,
                         help=f"suggestion image the entries name (default {SUGGESTION_IMAGE})")
     parser.add_argument("--unregister", action="store_true", help="remove the katib-nas entries instead")
+    parser.add_argument("--component", metavar="DIR", type=Path,
+                        help="write a kustomize component with the entries into DIR (kustomization.yaml, "
+                             "suggestions.yaml) instead of changing a cluster")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the resulting katib-config.yaml and change nothing")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default $KUBECONFIG or ~/.kube/config)")
@@ -38,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.component is not None:
+        return write_component(args.component, args.image)
     from katib_nas.deploy import cluster
     from katib_nas.deploy.katib_config import ALGORITHMS, suggestion_entries, unregister
     from katib_nas.deploy.katib_config import register as with_entries
@@ -69,3 +78,19 @@ def describe(change: Change, ref: ConfigMapRef) -> str:
     parts = [f"{verb} {', '.join(names)}" for verb, names in
              (("added", change.added), ("updated", change.updated), ("removed", change.removed)) if names]
     return f"{ref}: {'; '.join(parts)}"
+
+
+def write_component(directory: Path, image: str) -> int:
+    """The kustomize component for `image` written into `directory` (created when missing)."""
+    from katib_nas.deploy.katib_config import component_files
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in component_files(image).items():
+            (directory / name).write_text(text)
+    except OSError as err:
+        print(f"katib-nas register: error: cannot write the component into {directory}: {err.strerror or err}",
+              file=sys.stderr)
+        return 1
+    print(f"wrote {directory}/kustomization.yaml and suggestions.yaml for {image}", file=sys.stderr)
+    return 0

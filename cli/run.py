@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+
 if TYPE_CHECKING:
     from katib_nas.runner.local_run import RunOptions
-
-EXIT_INTERRUPTED = 130
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,32 +51,31 @@ def run_command(args: argparse.Namespace) -> int:
     return execute(options)
 
 
-def execute(options: "RunOptions", resume_hint: str = "") -> int:
-    """Run an experiment; a one-line message and an exit code for interruption and suggestion failures.
-    `resume_hint`: the command that continues the run, when not `katib-nas run ... --resume`."""
+def execute(options: "RunOptions", demo: bool = False) -> int:
+    """Run an experiment (the demo's, when `demo`); a one-line message with the command that continues it and
+    an exit code for interruption, a full disk and suggestion failures."""
     from katib_nas.runner.controller import Interrupted
     from katib_nas.runner.local_run import run
     from katib_nas.runner.store import DiskFull
     from katib_nas.runner.suggestion_process import SuggestionFailure
+    from katib_nas.runner.workdir_run import resume_command
 
     try:
         result = run(options)
     except Interrupted as stopped:
         print(f"katib-nas run: interrupted; running trials were stopped and saved. Continue with: "
-              f"{resume_hint or _resume_command(options, stopped.workdir)}", file=sys.stderr)
+              f"{resume_command(stopped.workdir or options.workdir, options.experiment_path, demo)}",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     except DiskFull as err:
         print(f"katib-nas run: error: {err}; running trials were stopped and will run again. Free space, then "
-              f"continue with: {resume_hint or _resume_command(options, err.workdir)}", file=sys.stderr)
-        return 1
+              f"continue with: {resume_command(err.workdir or options.workdir, options.experiment_path, demo)}",
+              file=sys.stderr)
+        return EXIT_FAILED
     except SuggestionFailure as err:
         print(f"katib-nas run: error: {err}", file=sys.stderr)
-        return 1
-    return 0 if result.outcome.condition == "Succeeded" else 1
-
-
-def _resume_command(options: "RunOptions", workdir: Path | None) -> str:
-    return f"katib-nas run {options.experiment_path} --workdir {workdir or options.workdir} --resume"
+        return EXIT_FAILED
+    return EXIT_OK if result.outcome.condition == "Succeeded" else EXIT_FAILED
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -88,6 +87,5 @@ def demo_command(args: argparse.Namespace) -> int:
     prepare_demo_workdir(args.workdir, args.resume, sys.stderr)
     fashion = (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file()
     experiment = write_demo_experiment(args.workdir, fashion)
-    return execute(RunOptions(experiment, args.workdir, resume=args.resume),
-                   resume_hint=f"katib-nas demo --workdir {args.workdir} --resume")
+    return execute(RunOptions(experiment, args.workdir, resume=args.resume), demo=True)
 

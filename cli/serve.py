@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from katib_nas.contract.algorithm_names import in_prose
+
 from .arguments import bounded_float, bounded_int
 
 DEFAULT_HOST = "127.0.0.1"
@@ -20,8 +22,8 @@ MAX_WORKERS = 256
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="serve Katib's Suggestion API for all katib-nas algorithms",
-                                   description="Serve Katib's Suggestion gRPC API (envelopenet, proxylessnas, "
-                                               "nas-random) and grpc.health.v1 Health.")
+                                   description=f"Serve Katib's Suggestion gRPC API for {in_prose()}, and "
+                                               "grpc.health.v1 Health.")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to listen on (default {DEFAULT_HOST}; 0.0.0.0 for every interface, as in "
                              "the suggestion image)")

@@ -10,7 +10,7 @@ import logging
 
 from katib_nas.contract.branch_stats import DEFAULT_STATISTIC, STATISTIC_PREFIXES
 
-from .arguments import add_training_arguments, bounded_float, bounded_int, positive_int
+from .arguments import add_training_arguments, bounded_int, positive_int
 
 DESCRIPTION = """\
 Decode the architecture text, build the network, train it with SGD (Nesterov momentum, cosine learning
@@ -27,7 +27,8 @@ Exit codes: 0 done, 2 bad input (one line names it), 3 training diverged (no obj
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from katib_nas.trial_image.trial import MAX_EPOCHS, MAX_SEED
+    from katib_nas.trial_image.data import test_sets_text
+    from katib_nas.trial_image.inputs import MAX_EPOCHS, MAX_SEED
 
     parser = subparsers.add_parser("trial", help="train one candidate architecture and report its metrics",
                                    description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"seed for weights and batch order, in [0, {MAX_SEED}]")
     parser.add_argument("--test", action="store_true",
                         help="after training, also report Test-Accuracy and Test-Loss on the dataset's separate "
-                             "test set (Fashion-MNIST t10k files, CIFAR-10 test_batch.bin)")
+                             f"test set: {test_sets_text()}")
     parser.add_argument("--branch-stats", action="store_true",
                         help="report Branch-Stats and Skip-Gates (EnvelopeNet construction reads them), recorded "
                              "over the last half of the training steps")
@@ -60,25 +61,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint-dir", metavar="DIR",
                         help="write a checkpoint after every epoch into DIR (e.g. on a PersistentVolumeClaim) and, "
                              "when DIR already holds one of this run, continue from it")
-    parser.add_argument("--rendezvous-timeout", type=bounded_float(1, 86400), default=300.0, metavar="SECONDS",
-                        help="with several processes: how long each waits for the others at the rendezvous and in "
-                             "every exchange before it gives up (default 300)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from katib_nas.trial_image.inputs import options_from
     from katib_nas.trial_image.trial import TrialOptions, run_trial
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = TrialOptions(
-        architecture=args.architecture, dataset=args.dataset, data_dir=args.data_dir,
-        epochs=1 if args.epochs is None else args.epochs,
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
-        device=args.device, threads=args.threads, val_fraction=args.val_fraction, split_seed=args.split_seed,
-        max_train_samples=args.max_train_samples, branch_stats=args.branch_stats,
-        branch_statistic=args.branch_statistic, test=args.test,
-        metrics_file=args.metrics_file,
-        metrics_format=args.metrics_format, report_to_katib=args.report_to_katib, tfevent_dir=args.tfevent_dir,
-        export_dir=args.export_dir, latency_table=args.latency_table, checkpoint_dir=args.checkpoint_dir,
-        rendezvous_timeout=args.rendezvous_timeout)
-    return run_trial(options)
+    # --epochs has no argparse default (see register): the options' own applies when neither budget flag is given
+    values = {k: v for k, v in vars(args).items() if not (k == "epochs" and v is None)}
+    return run_trial(options_from(TrialOptions, values))

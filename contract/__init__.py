@@ -1,6 +1,6 @@
 """What the suggestion side and the trial side share, and nothing else of the project.
 
-The architecture spec and its text codec, the errors for input a user can fix,
+The names of the algorithms, the architecture spec and its text codec, the errors for input a user can fix,
 the metric formats the two sides exchange (metric lines, Branch-Stats /
 Skip-Gates, Best-Architecture), the one-shot search settings text, the
 derivation of a network from a supernet, and Katib's limits on assignment

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .spec import Architecture, Cell, Op, branch_widths
 
 
-def count_macs(arch: Architecture) -> int:
+def architecture_macs(arch: Architecture) -> int:
     """Multiply-accumulates of one forward pass of one image."""
     height, width, channels = arch.input_shape
     total = height * width * arch.stem * channels * 9

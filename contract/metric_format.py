@@ -10,6 +10,7 @@ metricsFormat regex.
 from __future__ import annotations
 
 import math
+import re
 from typing import Union
 
 MetricValue = Union[float, int, str]
@@ -37,3 +38,18 @@ def format_value(value: MetricValue) -> str:
 
 def metric_line(name: str, value: MetricValue) -> str:
     return f"{name}={format_value(value)}"
+
+
+#: A metric line as a trial writes it (metric_line), optionally after its RFC 3339 timestamp.
+METRIC_LINE = re.compile(r"^(?:\d{4}-\d\d-\d\dT\S+\s+)?([A-Za-z][\w-]*)=(\S+)$")
+
+
+def parse_metric_line(line: str) -> tuple[str, str] | None:
+    """(name, value) of one line a trial printed, or None when the line is no metric line."""
+    match = METRIC_LINE.match(line.strip())
+    return (match.group(1), match.group(2)) if match else None
+
+
+def read_metric_lines(text: str) -> dict[str, str]:
+    """Every metric in a trial's output, by name; a later line wins, as with Katib's `latest`."""
+    return dict(pair for pair in map(parse_metric_line, text.splitlines()) if pair is not None)

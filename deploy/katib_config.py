@@ -20,12 +20,13 @@ from typing import Any, Sequence
 
 import yaml
 
+from katib_nas.contract.algorithm_names import ALGORITHM_NAMES, in_prose
 from katib_nas.contract.errors import InvalidInput
 
 from .images import SUGGESTION_IMAGE
 
 #: The algorithms `katib-nas serve` answers for, all from the one suggestion image.
-ALGORITHMS = ("envelopenet", "proxylessnas", "nas-random")
+ALGORITHMS = tuple(ALGORITHM_NAMES)
 #: The data key Katib reads.
 CONFIG_KEY = "katib-config.yaml"
 #: Within Katib's default limits for a suggestion (500m CPU, 100Mi memory); the service uses about 58 MiB.
@@ -66,6 +67,44 @@ def suggestion_entries(image: str = SUGGESTION_IMAGE) -> list[dict[str, Any]]:
     """katib-config `runtime.suggestions` entries for every katib-nas algorithm."""
     return [{"algorithmName": name, "image": image, "resources": copy.deepcopy(RESOURCES),
              "securityContext": copy.deepcopy(SECURITY_CONTEXT)} for name in ALGORITHMS]
+
+
+#: The files of manifests/katib-config, the kustomize component that adds the same entries as `register`.
+COMPONENT_HEADER = """\
+# katib-nas's algorithms in Katib's katib-config, for a Katib managed with kustomize: add this component to
+# the kustomization that builds Katib (it expects Katib's katib-config ConfigMap there) and it sets only the
+# runtime.suggestions entries of {names}; everything else in katib-config
+# stays as the Katib base has it. Needs kustomize v5.8.0 or newer (replacements inside the YAML text of a
+# ConfigMap key); older versions fail the build with "wrong node kind: expected MappingNode".
+#
+#   components:
+#     - ../katib-nas/manifests/katib-config     # a path relative to that kustomization
+#
+# Written by `katib-nas register --component DIR` (for another image: --image); do not edit by hand.
+"""
+ENTRIES_HEADER = """\
+# The katib-config runtime.suggestions entries of katib-nas's algorithms, read by this component's
+# replacements. Annotated local-config: kustomize uses it and leaves it out of the output.
+# The same entries as `katib-nas register` writes; written by `katib-nas register --component DIR`.
+"""
+
+
+def component_files(image: str = SUGGESTION_IMAGE) -> dict[str, str]:
+    """kustomization.yaml and suggestions.yaml of a kustomize Component that sets our katib-config entries."""
+    entries = suggestion_entries(image)
+    source = {"apiVersion": "katib-nas/v1", "kind": "SuggestionEntries",
+              "metadata": {"name": "katib-nas", "annotations": {"config.kubernetes.io/local-config": "true"}},
+              "entries": {entry["algorithmName"]: entry for entry in entries}}
+    replacements = [{"source": {"kind": "SuggestionEntries", "name": "katib-nas",
+                                "fieldPath": f"entries.{name}"},
+                     "targets": [{"select": {"kind": "ConfigMap", "name": "katib-config"},
+                                  "fieldPaths": [f"data.katib-config\\.yaml.runtime.suggestions.[algorithmName={name}]"],
+                                  "options": {"create": True}}]} for name in ALGORITHMS]
+    kustomization = {"apiVersion": "kustomize.config.k8s.io/v1alpha1", "kind": "Component",
+                     "resources": ["suggestions.yaml"], "replacements": replacements}
+    return {"kustomization.yaml": COMPONENT_HEADER.format(names=in_prose()) + yaml.safe_dump(kustomization,
+                                                                                             sort_keys=False),
+            "suggestions.yaml": ENTRIES_HEADER + yaml.safe_dump(source, sort_keys=False)}
 
 
 def register(text: str, entries: Sequence[dict[str, Any]]) -> Change:

@@ -18,6 +18,7 @@ import yaml
 
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.trial_image.data import TEST_SETS
+from katib_nas.trial_image.inputs import DEFAULTS
 
 from .search_request import SearchRequest, apply_request, check_backend, find_example, load_example, split_trial_args
 
@@ -31,9 +32,9 @@ COMPILED = Path(__file__).resolve().parent / "nas_pipeline.yaml"
 class FinalDefaults:
     """Defaults of the final-training parameters, taken from the example's trial command."""
 
-    dataset: str = "fashion-mnist"
+    dataset: str = DEFAULTS.dataset
     data_dir: str = ""
-    batch_size: int = 128
+    batch_size: int = DEFAULTS.batch_size
 
     @property
     def test(self) -> bool:
@@ -44,8 +45,8 @@ class FinalDefaults:
 def final_defaults(document: dict[str, Any]) -> FinalDefaults:
     """Dataset, data dir and batch size of the example's trial command (the budget flags are not kept)."""
     args = dict(_flag(arg) for arg in _trial_command(document) if arg.startswith("--") and "=" in arg)
-    return FinalDefaults(dataset=args.get("--dataset", "fashion-mnist"), data_dir=args.get("--data-dir", ""),
-                         batch_size=int(args.get("--batch-size", "128")))
+    return FinalDefaults(dataset=args.get("--dataset", DEFAULTS.dataset), data_dir=args.get("--data-dir", ""),
+                         batch_size=int(args.get("--batch-size", DEFAULTS.batch_size)))
 
 
 def _flag(arg: str) -> tuple[str, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -22,11 +21,10 @@ import yaml
 
 from katib_nas.contract.assignments import final_architecture
 from katib_nas.contract.codec import decode
+from katib_nas.contract.metric_format import read_metric_lines
+from katib_nas.trial_image.inputs import DEFAULTS
 
 from .search_request import SearchRequest, apply_request, experiment_name
-
-#: A metric line as the trial writes it: an optional RFC 3339 timestamp, then name=value.
-METRIC_LINE = re.compile(r"^(?:\d{4}-\d\d-\d\dT\S+\s+)?([A-Za-z][\w-]*)=(\S+)$")
 
 
 class StepFailed(RuntimeError):
@@ -216,12 +214,12 @@ def search_markdown(result: SearchResult, backend: str, run: KatibRun) -> str:
 class FinalTraining:
     """The full-budget run of the winning architecture."""
 
-    dataset: str = "fashion-mnist"
+    dataset: str = DEFAULTS.dataset
     data_dir: str = ""
     epochs: int = 10
     max_train_samples: int = 0
     test: bool = False
-    batch_size: int = 128
+    batch_size: int = DEFAULTS.batch_size
     seed: int = 0
     threads: int = 0
     checkpoint_dir: str = ""
@@ -284,17 +282,6 @@ def train_final_trainjob(architecture: str, config: FinalTraining, settings: Any
     return read_metric_lines(text)
 
 
-def read_metric_lines(text: str) -> dict[str, str]:
-    """`name=value` lines (each may start with its timestamp) to a dict; a later line wins, as with Katib's
-    `latest`."""
-    metrics = {}
-    for line in text.splitlines():
-        match = METRIC_LINE.match(line.strip())
-        if match:
-            metrics[match.group(1)] = match.group(2)
-    return metrics
-
-
 # --- export -----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -310,7 +297,9 @@ def export_model(model_dir: Path, torchscript_path: Path, onnx_path: Path, searc
     """Check the trained TorchScript runs, write it and an ONNX file, draw the network, describe it in Markdown."""
     import torch
 
-    metadata = json.loads((model_dir / "model.json").read_text())
+    from katib_nas.trial_image.export import METADATA_FILE
+
+    metadata = json.loads((model_dir / METADATA_FILE).read_text())
     arch = decode(metadata["architecture"])
     source = model_dir / metadata["files"]["torchscript"]
     with warnings.catch_warnings():

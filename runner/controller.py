@@ -43,7 +43,7 @@ from .status import (
     trials_to_request,
 )
 from .store import MAX_LOG_CHARS, DiskFull, Store, TrialRow, as_disk_full, no_space_left
-from .suggestion_process import SuggestionService
+from .suggestion_process import SuggestionClient
 from .trial_output import MAX_LINE_BYTES, MAX_METRIC_LOGS, Collected, LineReader, collect_file, read_tail
 from .trial_processes import Finished, TrialProcess, stop_all
 from .trial_template import TrialCommand, build_command
@@ -106,7 +106,7 @@ class LoopConfig:
 class Controller:
     """Drives one experiment to completion (or interruption) against a started suggestion service."""
 
-    def __init__(self, spec: ExperimentSpec, store: Store, service: SuggestionService, config: LoopConfig,
+    def __init__(self, spec: ExperimentSpec, store: Store, service: SuggestionClient, config: LoopConfig,
                  view: ProgressView):
         self.spec = spec
         self.store = store

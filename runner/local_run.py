@@ -27,8 +27,9 @@ from .manifest import ExperimentError, ExperimentSpec, check_runs_locally, exper
 from .progress import ProgressView
 from .status import Outcome, outcome, summarize_trials
 from .store import DB_NAME, LOCK_NAME, DiskFull, ExperimentRow, Store, StoreError, as_disk_full
-from .suggestion_process import SuggestionFailure, SuggestionService
+from .suggestion_process import SuggestionClient, SuggestionFailure
 from .trial_template import check_runnable
+from .workdir_run import resume_command
 
 DEFAULT_RUNS_DIR = Path("runs")
 
@@ -76,7 +77,8 @@ def _run(options: RunOptions, spec: ExperimentSpec, workdir: Path, stream: TextI
     store = Store.open(workdir)
     try:
         stored = store.experiment()
-        has_trials = bool(stored and store.trials())
+        trials = store.trials() if stored else []
+        has_trials = bool(trials)
         if has_trials and not options.resume:
             raise StoreError(f"{workdir} already holds experiment {stored.name!r} with trials; pass --resume to "
                              "continue it, or choose another --workdir")
@@ -89,14 +91,15 @@ def _run(options: RunOptions, spec: ExperimentSpec, workdir: Path, stream: TextI
         if stored is not None and resuming:
             _check_start_directory(stored.cwd, options.experiment_path, workdir)
         check_runnable(spec, trial_args, workdir / "trials" / "check")
+        summary = summarize_trials(trials if resuming else [], spec.objective)  # what the run starts from
         if resuming:
-            finished = outcome(summarize_trials(store.trials(), spec.objective), spec)
+            finished = outcome(summary, spec)
             if finished is not None:
                 store.update_run_config(_budget(spec), trial_args)
                 store.set_experiment_condition(finished.condition, finished.reason, finished.message)
                 print(f"experiment {spec.name} is already complete: {finished.message}", file=stream)
                 return _finish(store, spec, finished, options, stream)
-        return _run_loop(store, spec, stored, resuming, trial_args, options, stream)
+        return _run_loop(store, spec, summary.completed, resuming, trial_args, options, stream)
     except InvalidInput:
         if not had_store and store.experiment() is None:  # refused before anything was recorded
             store.close()
@@ -109,7 +112,7 @@ def _run(options: RunOptions, spec: ExperimentSpec, workdir: Path, stream: TextI
 def _check_start_directory(cwd: str, experiment_path: Path, workdir: Path) -> None:
     """Trials run where the run was started: refuse to resume (one line) when that directory is gone."""
     if not Path(cwd).is_dir():
-        raise StoreError(f"{StartDirectoryGone(cwd)} and continue with: {resume_command(experiment_path, workdir)}")
+        raise StoreError(f"{StartDirectoryGone(cwd)} and continue with: {resume_command(workdir, experiment_path)}")
 
 
 def _current_directory() -> str:
@@ -134,9 +137,9 @@ def _discard(workdir: Path, existed: bool) -> None:
         pass
 
 
-def _run_loop(store: Store, spec: ExperimentSpec, stored: ExperimentRow | None, resuming: bool,
-              trial_args: tuple[str, ...], options: RunOptions, stream: TextIO) -> RunResult:
-    with SuggestionService(store.workdir / "suggestion.log") as service:
+def _run_loop(store: Store, spec: ExperimentSpec, completed: int, resuming: bool, trial_args: tuple[str, ...],
+              options: RunOptions, stream: TextIO) -> RunResult:
+    with SuggestionClient(store.workdir / "suggestion.log") as service:
         service.validate(katib_messages.experiment_message(api_pb2, spec))
         if resuming:
             store.update_run_config(_budget(spec), trial_args)
@@ -147,7 +150,6 @@ def _run_loop(store: Store, spec: ExperimentSpec, stored: ExperimentRow | None, 
         else:
             store.create_experiment(spec.name, spec.document, str(options.experiment_path), _budget(spec),
                                     trial_args, _current_directory())
-        completed = summarize_trials(store.trials(), spec.objective).completed
         view = ProgressView(spec.max_trial_count, spec.objective.metric, completed, stream, options.live)
         cwd = store.experiment().cwd  # type: ignore[union-attr]
         controller = Controller(spec, store, service, LoopConfig(trial_args, cwd, options.stop_grace), view)
@@ -157,29 +159,25 @@ def _run_loop(store: Store, spec: ExperimentSpec, stored: ExperimentRow | None, 
             raise Interrupted(store.workdir) from None
         except SuggestionFailure as err:
             raise SuggestionFailure(f"{err}. Running trials were stopped and saved; continue with: "
-                                    f"{resume_command(options.experiment_path, store.workdir)}") from None
+                                    f"{resume_command(store.workdir, options.experiment_path)}") from None
         except StartDirectoryGone as err:
-            raise StoreError(f"{err} and continue with: {resume_command(options.experiment_path, store.workdir)}") \
+            raise StoreError(f"{err} and continue with: {resume_command(store.workdir, options.experiment_path)}") \
                 from None
         finally:
             view.close()
     return _finish(store, spec, finished, options, stream)
 
 
-def resume_command(experiment_path: Path, workdir: Path) -> str:
-    """The command that continues this run."""
-    return f"katib-nas run {experiment_path} --workdir {workdir} --resume"
-
-
 def _finish(store: Store, spec: ExperimentSpec, finished: Outcome, options: RunOptions, stream: TextIO) -> RunResult:
-    summary = summarize_trials(store.trials(), spec.objective)
+    from .report import read_local, write_report
+
+    # the trials as they ended, summarised once for this line and the report
+    report = read_local(store.workdir) if options.report else None
+    summary = report.summary if report else summarize_trials(store.trials(), spec.objective)
     best = f"; best trial {summary.best.name} {spec.objective.metric}={summary.best_value}" if summary.best else ""
     print(f"experiment {spec.name} {finished.condition.lower()} ({finished.reason}){best}", file=stream)
-    report_path = None
-    if options.report:
-        from .report import write_report
-
-        report_path = write_report(store.workdir)
+    report_path = write_report(store.workdir, report=report) if report else None
+    if report_path is not None:
         print(f"report: {report_path} (all of it on one page: {report_path.with_name('report.html')})", file=stream)
     return RunResult(store.workdir, finished, report_path)
 

@@ -21,6 +21,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -57,6 +58,11 @@ class ReportInput:
     #: Lines the reader wants shown, e.g. why per-epoch curves are missing.
     notes: tuple[str, ...] = ()
 
+    @cached_property
+    def summary(self) -> Summary:
+        """The trials summarised once for every part of the report (best trial, counts)."""
+        return summarize_trials(self.trials, self.objective)
+
 
 @dataclass(frozen=True)
 class Point:
@@ -65,12 +71,13 @@ class Point:
     objective: float
 
 
-def write_report(workdir: Path, output: Path | None = None) -> Path:
-    """Write every report file of a local run; returns the path of summary.md. Reads the run read-only;
-    InvalidInput (one line) when the report folder cannot be written."""
+def write_report(workdir: Path, output: Path | None = None, report: ReportInput | None = None) -> Path:
+    """Write every report file of a local run (read from the workdir unless `report` is given: what
+    read_local returned); returns the path of summary.md. Reads the run read-only; InvalidInput (one line)
+    when the report folder cannot be written."""
     folder = Path(output) if output else Path(workdir) / "report"
     try:
-        return write_report_files(read_local(Path(workdir)), folder)
+        return write_report_files(report or read_local(Path(workdir)), folder)
     except OSError as err:
         raise InvalidInput(f"cannot write the report to {folder}: {err.strerror or err}; write it elsewhere with: "
                            f"katib-nas report {workdir} --output DIR") from None
@@ -100,8 +107,7 @@ def write_report_files(spec: ReportInput, folder: Path) -> Path:
     from .report_html import write_html
 
     folder.mkdir(parents=True, exist_ok=True)
-    trials = spec.trials
-    summary = summarize_trials(trials, spec.objective)
+    trials, summary = spec.trials, spec.summary
     write_csv(folder / "trials.csv", spec, trials)
     files = {"trials": "trials.csv"}
     arch = best_architecture(summary.best)
@@ -248,7 +254,7 @@ def plot_curves(path: Path, spec: ReportInput) -> bool:
     curves = {name: values for name, values in curves.items() if values}
     if not curves:
         return False
-    best = summarize_trials(spec.trials, spec.objective).best
+    best = spec.summary.best
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, values in curves.items():

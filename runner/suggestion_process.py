@@ -44,8 +44,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class SuggestionService:
-    """A `katib-nas serve` subprocess owned by the runner; use as a context manager."""
+class SuggestionClient:
+    """The runner's client of the suggestion service: a `katib-nas serve` subprocess it starts and owns (a context
+    manager), or one already running that it connects to."""
 
     def __init__(self, log_path: Path):
         self.log_path = log_path
@@ -54,7 +55,7 @@ class SuggestionService:
         self.stub: api_pb2_grpc.SuggestionStub | None = None
         self.address = ""
 
-    def __enter__(self) -> "SuggestionService":
+    def __enter__(self) -> "SuggestionClient":
         self.start()
         return self
 
@@ -62,7 +63,7 @@ class SuggestionService:
         self.stop()
 
     @classmethod
-    def connect(cls, address: str, log_path: Path) -> "SuggestionService":
+    def connect(cls, address: str, log_path: Path) -> "SuggestionClient":
         """Use a suggestion service that is already running at `address` (the runner does not own it)."""
         service = cls(log_path)
         service.address = address

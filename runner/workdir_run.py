@@ -41,14 +41,19 @@ class WorkdirRun:
         return source if source.is_absolute() else Path(self.cwd) / source
 
     def resume_command(self) -> str:
-        if self.is_demo:
-            return f"katib-nas demo --workdir {self.workdir} --resume"
-        return f"katib-nas run {self.experiment_path()} --workdir {self.workdir} --resume"
+        return resume_command(self.workdir, self.experiment_path(), demo=self.is_demo)
 
     def describe(self) -> str:
         """`experiment 'name' (3 trials)`."""
         trials = "1 trial" if self.trials == 1 else f"{self.trials} trials"
         return f"experiment {self.name!r} ({trials})"
+
+
+def resume_command(workdir: Path, experiment_path: Path | None, demo: bool = False) -> str:
+    """The command that continues a run: the demo's own, or `katib-nas run` of its Experiment file."""
+    if demo:
+        return f"katib-nas demo --workdir {workdir} --resume"
+    return f"katib-nas run {experiment_path} --workdir {workdir} --resume"
 
 
 def read_run(workdir: Path) -> WorkdirRun | None:

@@ -162,11 +162,3 @@ def test_edited_architecture_text_decodes_or_names_a_token_it_holds(text: str, s
 def test_structural_errors_are_named(text: str, message: str) -> None:
     with pytest.raises(ArchitectureError, match=re.escape(message)):
         codec.decode(text)
-
-
-def test_the_documented_import_path_is_the_shared_codec() -> None:
-    from katib_nas.contract import codec as shared
-    from katib_nas.suggestion.core import codec as documented
-
-    assert all(getattr(documented, name) is getattr(shared, name) for name in documented.__all__)
-    assert documented.encode(documented.decode("in8x8x1-cls10-stem8/w8:c3")) == "in8x8x1-cls10-stem8/w8:c3"

@@ -16,10 +16,10 @@ from katib_nas.contract.branch_stats import (
     parse_skip_gates,
 )
 from katib_nas.contract.codec import decode, encode
-from katib_nas.contract.cost import count_macs
+from katib_nas.contract.cost import architecture_macs
 from katib_nas.contract.errors import InvalidInput, shown
 from katib_nas.contract.metric_format import format_number, format_value, metric_line
-from katib_nas.contract.search_settings import SearchConfig, from_text, to_text
+from katib_nas.contract.oneshot_settings import SearchConfig, from_text, to_text
 from katib_nas.contract.supernet import choices_of, derive
 
 NET = "in8x8x1-cls10-stem8/w8:c3"
@@ -248,4 +248,27 @@ def test_formats_write_one_field_per_cell() -> None:
     ("in1x1x1-cls2-stem4/w4:mp3_c3:ap3+id+zero+dc3", 36 + 0 + 1 * 4 * 9 + 8),
 ])
 def test_mac_counts_by_hand(text: str, macs: int) -> None:
-    assert count_macs(decode(text)) == macs
+    assert architecture_macs(decode(text)) == macs
+
+
+def test_metric_lines_read_back_what_they_write_with_or_without_a_timestamp() -> None:
+    from katib_nas.contract.metric_format import metric_line, parse_metric_line, read_metric_lines
+
+    lines = [metric_line("Validation-Accuracy", 0.5), "2026-01-02T03:04:05.123456Z " + metric_line("params", 12817),
+             metric_line("Branch-Stats", "ta/0.1_0.2"), "epoch 1: 12 steps", metric_line("Validation-Accuracy", 0.75)]
+    assert parse_metric_line(lines[1]) == ("params", "12817")
+    assert parse_metric_line(lines[3]) is None
+    assert read_metric_lines("\n".join(lines)) == {"Validation-Accuracy": "0.75", "params": "12817",
+                                                   "Branch-Stats": "ta/0.1_0.2"}
+
+
+@pytest.mark.parametrize("names, prose", [
+    (["envelopenet"], "envelopenet"),
+    (["envelopenet", "nas-random"], "envelopenet and nas-random"),
+    (["envelopenet", "proxylessnas", "nas-random"], "envelopenet, proxylessnas and nas-random"),
+])
+def test_algorithm_names_in_prose(monkeypatch: pytest.MonkeyPatch, names: list[str], prose: str) -> None:
+    from katib_nas.contract import algorithm_names
+
+    monkeypatch.setattr(algorithm_names, "ALGORITHM_NAMES", {name: "" for name in names})
+    assert algorithm_names.in_prose() == prose

@@ -8,14 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from katib_nas.contract.codec import decode
-from katib_nas.contract.cost import count_macs
+from katib_nas.contract.cost import architecture_macs
 from katib_nas.contract.spec import OP_KINDS, Architecture, Cell, Op, Stage
-from katib_nas.trial_image import cost
+from katib_nas.trial_image import measure
 from katib_nas.trial_image.model import build_model
 
 
 def built_macs(arch: Architecture) -> int:
-    return cost.count_macs(build_model(arch), arch.input_shape)
+    return measure.model_macs(build_model(arch), arch.input_shape)
 
 
 def sample_op(kind: str, draw: st.DrawFn) -> Op:
@@ -48,11 +48,11 @@ def test_every_op_kind_counts_the_same_on_both_sides(kind: str) -> None:
     token = {"identity": "id", "zero": "zero", "mbconv": "mb3e3", "sepconv": "s3m2", "dwconv": "d5m2",
              "maxpool": "mp3", "avgpool": "ap2", "conv": "c3", "dilconv": "dc3"}[kind]
     arch = decode(f"in10x10x3-cls10-stem8/w12:c3+{token}:{token}@r/w16s2:{token}+c1@0")
-    assert count_macs(arch) == built_macs(arch) > 0
+    assert architecture_macs(arch) == built_macs(arch) > 0
 
 
 @settings(max_examples=40, deadline=None)
 @given(architectures())
 def test_random_architectures_count_the_same_on_both_sides(arch: Architecture) -> None:
     torch.manual_seed(0)
-    assert count_macs(arch) == built_macs(arch)
+    assert architecture_macs(arch) == built_macs(arch)

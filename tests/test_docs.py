@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from katib_nas.contract.algorithm_names import ALGORITHM_NAMES
 from katib_nas.suggestion.core.algorithms import ALGORITHMS
 from katib_nas.suggestion.core.settings import describe_settings
 
@@ -23,6 +24,12 @@ def test_algorithms_page_lists_every_setting_with_its_default(name: str) -> None
         row = re.search(rf"^\| `{re.escape(setting)}`\s*\|\s*([^|]+?)\s*\|", body, re.M)
         assert row, f"docs/algorithms.md section {name} lacks setting {setting}"
         assert row.group(1) == default, f"docs say {setting} defaults to {row.group(1)}, code says {default}"
+
+
+def test_readme_table_lists_every_algorithm_as_the_contract_names_it() -> None:
+    readme = (REPO / "README.md").read_text()
+    rows = re.findall(r"^\| `([a-z-]+)`\s*\| (.+?)\s*\|$", readme, re.M)
+    assert rows == list(ALGORITHM_NAMES.items())
 
 
 PAGES = ["README.md", "BENCHMARKS.md"] + sorted(p.relative_to(REPO).as_posix() for p in (REPO / "docs").glob("*.md"))

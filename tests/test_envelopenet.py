@@ -16,10 +16,10 @@ from katib_nas.contract.errors import InvalidInput
 from katib_nas.suggestion.core import engine
 from katib_nas.suggestion.core.algorithms import get_algorithm
 from katib_nas.suggestion.core.algorithms.envelopenet import PHASE_LABEL, EnvelopeNet
-from katib_nas.suggestion.core.algorithms.envelopenet_config import resolve
-from katib_nas.suggestion.core.algorithms.envelopenet_construct import initial_network, next_network
-from katib_nas.suggestion.core.algorithms.envelopenet_schedule import ConstructionError, decode_seed
-from katib_nas.suggestion.core.algorithms.envelopenet_stats import (
+from katib_nas.suggestion.core.algorithms.envelopenet.config import resolve
+from katib_nas.suggestion.core.algorithms.envelopenet.construct import initial_network, next_network
+from katib_nas.suggestion.core.algorithms.envelopenet.schedule import ConstructionError, decode_seed
+from katib_nas.suggestion.core.algorithms.envelopenet.stats import (
     average,
     read_statistics,
 )

@@ -10,7 +10,7 @@ import pytest
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Op
 from katib_nas.suggestion.core import engine
-from katib_nas.suggestion.core.algorithms.envelopenet_config import resolve
+from katib_nas.suggestion.core.algorithms.envelopenet.config import resolve
 
 from .conftest import REPO, load_yaml
 from .test_envelopenet import SMALL_NAS_CONFIG, experiment

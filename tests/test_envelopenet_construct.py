@@ -11,19 +11,19 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from katib_nas.contract.codec import decode, encode
-from katib_nas.contract.cost import count_macs
+from katib_nas.contract.cost import architecture_macs
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Op
 from katib_nas.suggestion.core import engine
-from katib_nas.suggestion.core.algorithms.envelopenet_config import resolve
-from katib_nas.suggestion.core.algorithms.envelopenet_construct import (
+from katib_nas.suggestion.core.algorithms.envelopenet.config import resolve
+from katib_nas.suggestion.core.algorithms.envelopenet.construct import (
     initial_network,
     keep_strongest_skips,
     macs_budget,
     next_network,
     prune_stage,
 )
-from katib_nas.suggestion.core.algorithms.envelopenet_stats import Statistics
+from katib_nas.suggestion.core.algorithms.envelopenet.stats import Statistics
 
 from .test_envelopenet import experiment
 
@@ -127,7 +127,7 @@ def fits_another_cell(arch, grown, cfg, stage: int) -> bool:
     # Skip indices of later cells move by one; only the cost matters here, so drop the later stages' skips.
     later = [Stage(s.width, s.stride, tuple(Cell(c.ops) for c in s.cells)) for s in stages[stage + 1:]]
     candidate = Architecture(grown.input_shape, grown.num_classes, grown.stem, tuple(stages[:stage + 1] + later))
-    return count_macs(candidate) <= macs_budget(cfg)
+    return architecture_macs(candidate) <= macs_budget(cfg)
 
 
 @hypothesis_settings(max_examples=60, deadline=None)
@@ -149,7 +149,7 @@ def test_any_statistics_give_a_valid_network_within_the_limits(worst_case: bool,
                            tuple(tuple(next(gate_draws) for _ in cell.skips) for cell in arch.cells))
         grown = next_network(arch, stats, cfg)
         assert decode(encode(grown)) == grown
-        assert count_macs(grown) <= macs_budget(cfg)
+        assert architecture_macs(grown) <= macs_budget(cfg)
         for s, (before, after) in enumerate(zip(arch.stages, grown.stages)):
             branches_before = sum(len(c.ops) for c in before.cells)
             if len(before.cells) < cfg.max_cells[s]:
@@ -178,15 +178,15 @@ def test_the_budget_holds_after_every_step_under_adversarial_statistics(mode: di
     their channels to expensive ones) must be refused, and no stage can grow: every network stays within it."""
     free = config(initial_cells="2,2", max_cells="6,6", width="12", **mode)
     start = initial_network(free)
-    capped = config(initial_cells="2,2", max_cells="6,6", width="12", max_macs=f"{count_macs(start) / 1e6:.6f}",
+    capped = config(initial_cells="2,2", max_cells="6,6", width="12", max_macs=f"{architecture_macs(start) / 1e6:.6f}",
                     **mode)
     budget = macs_budget(capped)
-    assert count_macs(start) <= budget
+    assert architecture_macs(start) <= budget
     for gates in (lambda c, k, s: 1.0, lambda c, k, s: float(-s)):
         network = start
         for iteration in range(5):
             network = next_network(network, stats_for(network, op_cost, gates), capped, iteration)
-            assert count_macs(network) <= budget, f"{encode(network)} over the budget after step {iteration}"
+            assert architecture_macs(network) <= budget, f"{encode(network)} over the budget after step {iteration}"
 
 
 def test_pruning_alone_can_raise_the_cost_so_the_budget_check_matters() -> None:
@@ -201,22 +201,22 @@ def test_pruning_alone_can_raise_the_cost_so_the_budget_check_matters() -> None:
                                                      for ops, cell in zip(pruned, start.stages[0].cells)))
     cheaper_branches_gone = Architecture(start.input_shape, start.num_classes, start.stem,
                                          (stage,) + start.stages[1:])
-    assert count_macs(cheaper_branches_gone) > count_macs(start)
+    assert architecture_macs(cheaper_branches_gone) > architecture_macs(start)
 
 
 def test_random_prune_returns_the_network_it_checked_against_the_budget(monkeypatch) -> None:
     """The random draws (pruned branches, kept skips) are made once: the network whose cost decided the
     growth is the network returned."""
-    from katib_nas.suggestion.core.algorithms import envelopenet_construct
+    from katib_nas.suggestion.core.algorithms.envelopenet import construct as envelopenet_construct
 
     checked: list[str] = []
-    real = envelopenet_construct.count_macs
+    real = envelopenet_construct.architecture_macs
 
     def recording(arch):
         checked.append(encode(arch))
         return real(arch)
 
-    monkeypatch.setattr(envelopenet_construct, "count_macs", recording)
+    monkeypatch.setattr(envelopenet_construct, "architecture_macs", recording)
     cfg = config(initial_cells="3,3", max_cells="6,6", width="12", random_prune="true")
     network = initial_network(cfg)
     for iteration in range(3):
@@ -231,15 +231,15 @@ def test_growth_stops_at_the_multiply_accumulate_budget() -> None:
     free = config(initial_cells="1,1", max_cells="4,4", width="12")
     start = initial_network(free)
     one_more = next_network(start, stats_for(start), free)
-    budget = (count_macs(one_more) - 1) / 1e6  # just below the network with both stages grown
+    budget = (architecture_macs(one_more) - 1) / 1e6  # just below the network with both stages grown
     capped = config(initial_cells="1,1", max_cells="4,4", width="12", max_macs=f"{budget:.6f}")
     grown = next_network(start, stats_for(start), capped)
-    assert count_macs(grown) <= budget * 1e6 < count_macs(one_more)
+    assert architecture_macs(grown) <= budget * 1e6 < architecture_macs(one_more)
     assert [len(s.cells) for s in grown.stages] == [2, 1]  # the first stage still fit, the second did not
     network = start
     for _ in range(4):
         network = next_network(network, stats_for(network), capped)
-        assert count_macs(network) <= budget * 1e6
+        assert architecture_macs(network) <= budget * 1e6
 
 
 def test_an_initial_network_over_the_budget_is_refused() -> None:

@@ -17,7 +17,7 @@ from katib_nas.contract.branch_stats import (
     parse_skip_gates,
 )
 from katib_nas.contract.codec import decode
-from katib_nas.suggestion.core.algorithms.envelopenet_stats import Statistics, average
+from katib_nas.suggestion.core.algorithms.envelopenet.stats import Statistics, average
 
 ARCH = decode("in8x8x1-cls10-stem8/w12:c1+c3+s3:c3@0/w24s2:c1+s3@0.1")
 SIX_DIGITS = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False).map(lambda v: float(f"{v:.6g}"))

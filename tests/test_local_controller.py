@@ -23,7 +23,7 @@ from katib_nas.runner.manifest import parse_experiment
 from katib_nas.runner.progress import ProgressView
 from katib_nas.runner.status import Summary
 from katib_nas.runner.store import Store
-from katib_nas.runner.suggestion_process import SuggestionFailure, SuggestionService
+from katib_nas.runner.suggestion_process import SuggestionClient, SuggestionFailure
 
 from .test_local_runner import stub_experiment
 
@@ -65,7 +65,7 @@ def run_controller(tmp_path: Path, address: str, max_trials: int) -> None:
     spec = parse_experiment(stub_experiment(tmp_path, max_trials=max_trials, parallel=1).read_text())
     store = Store.open(tmp_path / "run")
     store.create_experiment(spec.name, spec.document, "experiment.yaml", {}, [], str(tmp_path))
-    service = SuggestionService.connect(address, tmp_path / "suggestion.log")
+    service = SuggestionClient.connect(address, tmp_path / "suggestion.log")
     view = ProgressView(spec.max_trial_count, spec.objective.metric, 0, io.StringIO(), live=False)
     try:
         Controller(spec, store, service, LoopConfig((), str(tmp_path)), view).run()

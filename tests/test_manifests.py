@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 import yaml
 
 from katib_nas.deploy.images import SUGGESTION_IMAGE
-from katib_nas.deploy.katib_config import ALGORITHMS, register, suggestion_entries
+from katib_nas.deploy.katib_config import ALGORITHMS, component_files, register, suggestion_entries
 
 from .conftest import KATIB_FIXTURES, REPO
 from .kube_emulator import kubectl
@@ -109,13 +110,26 @@ def test_documented_image_override_replaces_only_the_image(tmp_path: Path) -> No
     assert [{**s, "image": SUGGESTION_IMAGE} for s in ours] == suggestion_entries()
 
 
-def test_component_source_holds_the_entries_register_writes() -> None:
+def test_component_files_are_what_register_writes_for_the_default_image() -> None:
+    """manifests/katib-config is generated (`make manifests`), from the entries `katib-nas register` writes."""
+    for name, text in component_files(SUGGESTION_IMAGE).items():
+        assert (COMPONENT / name).read_text() == text, f"{name} is out of date: run make manifests"
     source = yaml.safe_load((COMPONENT / "suggestions.yaml").read_text())
-    assert source["metadata"]["annotations"] == {"config.kubernetes.io/local-config": "true"}
     assert list(source["entries"].values()) == suggestion_entries()
-    component = yaml.safe_load((COMPONENT / "kustomization.yaml").read_text())
-    targets = [t["fieldPaths"][0] for r in component["replacements"] for t in r["targets"]]
-    assert targets == [f"data.katib-config\\.yaml.runtime.suggestions.[algorithmName={n}]" for n in ALGORITHMS]
+
+
+def test_register_writes_a_component_for_another_image(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "katib_nas.cli", "register", "--component", str(tmp_path / "c"),
+                           "--image", "registry.example.com/nas/suggestion:1.2"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    base = katib_base(tmp_path / "katib", stock("standalone"))
+    site = write_kustomization(tmp_path / "site", {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(base, tmp_path / "site")],
+        "components": [os.path.relpath(tmp_path / "c", tmp_path / "site")]})
+    _, ours = split_ours(katib_config(render(site)))
+    assert ours == suggestion_entries("registry.example.com/nas/suggestion:1.2")
 
 
 def quantity(text: str) -> float:

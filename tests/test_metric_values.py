@@ -15,7 +15,7 @@ import pytest
 from katib_nas.contract.branch_stats import format_branch_stats
 from katib_nas.contract.codec import decode
 from katib_nas.suggestion.core import engine
-from katib_nas.suggestion.core.algorithms.proxyless_reinforce import (
+from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import (
     INDEX_LABEL,
     MAX_LATENCY_FACTOR,
     ReinforceConfig,

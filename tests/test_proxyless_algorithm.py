@@ -10,10 +10,11 @@ import pytest
 
 from katib_nas.contract.codec import decode, encode
 from katib_nas.contract.errors import InvalidInput
-from katib_nas.contract.search_settings import SearchConfig, from_text, to_text
+from katib_nas.contract.oneshot_settings import SearchConfig, from_text, to_text
 from katib_nas.contract.supernet import choices_of, derive
 from katib_nas.suggestion.core import engine
-from katib_nas.suggestion.core.algorithms.proxyless_reinforce import (
+from katib_nas.suggestion.core.algorithms.proxylessnas import ProxylessNas
+from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import (
     INDEX_LABEL,
     Episode,
     ReinforceConfig,
@@ -22,7 +23,6 @@ from katib_nas.suggestion.core.algorithms.proxyless_reinforce import (
     reward,
     softmax,
 )
-from katib_nas.suggestion.core.algorithms.proxylessnas import ProxylessNas
 from katib_nas.suggestion.core.experiment import ExperimentInfo, TrialRecord, make_trial
 
 MB_OPS = ["mb3e3", "mb3e6", "mb5e3", "mb5e6", "mb7e3", "mb7e6", "zero"]
@@ -162,7 +162,7 @@ def test_reinforce_replay_is_independent_of_trial_order_and_restarts() -> None:
 def test_reinforce_learns_from_rewards() -> None:
     history = reinforce_history(60)
     config = ReinforceConfig(0.3, 2, 0.9, 2.0, 0.5, "Validation-Accuracy", "latency-ms")
-    from katib_nas.suggestion.core.algorithms.proxyless_reinforce import episodes_from_history
+    from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import episodes_from_history
     supernet = decode(engine.suggest(experiment(), [], 1, 0).assignments[0]["architecture"])
     episodes = episodes_from_history(history, supernet, config)
     assert len(episodes) == 60
@@ -192,7 +192,7 @@ def test_reinforce_reads_the_predicted_latency_by_default() -> None:
 
 
 def test_reinforce_batches_follow_parallel_trials() -> None:
-    from katib_nas.suggestion.core.algorithms.proxylessnas import ProxylessSettings, reinforce_config
+    from katib_nas.suggestion.core.algorithms.proxylessnas.algorithm import ProxylessSettings, reinforce_config
 
     assert reinforce_config(ProxylessSettings(), experiment(parallel_trial_count=1)).batch_size == 2
     assert reinforce_config(ProxylessSettings(), experiment(parallel_trial_count=4)).batch_size == 4
@@ -205,8 +205,8 @@ def simulate_katib(conditions: dict[int, str], order: list[int], parallel: int, 
     slot is free, trials finish in the order `order` gives (by suggestion index), trial k ends with
     conditions.get(k, SUCCEEDED). Returns the history and, per suggestion, the probabilities it was drawn
     from (read back from the algorithm's own replay of the history at that moment)."""
-    from katib_nas.suggestion.core.algorithms.proxyless_reinforce import pending_trials
-    from katib_nas.suggestion.core.algorithms.proxylessnas import ProxylessNas, reinforce_config
+    from katib_nas.suggestion.core.algorithms.proxylessnas.algorithm import ProxylessNas, reinforce_config
+    from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import pending_trials
 
     info = experiment({**REINFORCE, "reinforce_batch": "2"}, parallel_trial_count=parallel)
     algorithm = ProxylessNas()
@@ -241,7 +241,7 @@ def simulate_katib(conditions: dict[int, str], order: list[int], parallel: int, 
 def test_every_reinforce_batch_holds_trials_drawn_from_the_same_probabilities() -> None:
     """With two trials in parallel and failures, trials finish out of order; each update must still use
     trials drawn from one policy, or the batch-mean gradient mixes two distributions."""
-    from katib_nas.suggestion.core.algorithms.proxyless_reinforce import POLICY_LABEL, complete_batch
+    from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import POLICY_LABEL, complete_batch
 
     order = [0, 2, 1, 3, 5, 4, 6, 7, 9, 8, 10, 11, 12, 13, 14, 15]
     history, drawn_from = simulate_katib({1: "FAILED", 6: "FAILED"}, order, parallel=2, total=16)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from katib_nas.contract.codec import decode, encode
-from katib_nas.contract.search_settings import SearchConfig
+from katib_nas.contract.oneshot_settings import SearchConfig
 from katib_nas.contract.supernet import derive
 from katib_nas.trial_image.data import load_digits, split_dataset
 from katib_nas.trial_image.proxyless.gates import PathPair, pair_logit_grad, rescale_pair

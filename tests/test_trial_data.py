@@ -221,3 +221,31 @@ def test_a_split_seed_gives_another_fixed_split_and_the_default_stays_put() -> N
     other, again = split_dataset(data, 0.25, seed=7), split_dataset(data, 0.25, seed=7)
     assert np.array_equal(default.val_x, same.val_x)
     assert np.array_equal(other.val_x, again.val_x) and not np.array_equal(other.val_x, default.val_x)
+
+
+def test_every_dataset_comes_from_the_one_table_with_its_flags_and_messages() -> None:
+    from katib_nas.cli.main import build_parser
+
+    trial = build_parser()._subparsers._group_actions[0].choices["trial"]  # type: ignore[union-attr]
+    flags = {action.dest: action for action in trial._actions}
+    assert tuple(flags["dataset"].choices) == tuple(DATASETS)
+    assert all(name in flags["data_dir"].help and dataset.location in flags["data_dir"].help
+               for name, dataset in DATASETS.items())
+    assert set(TEST_SETS) <= set(DATASETS) and all(DATASETS[n].test_files in flags["test"].help for n in TEST_SETS)
+
+
+def test_the_training_flags_are_the_training_settings_with_their_defaults() -> None:
+    from dataclasses import asdict, fields
+
+    from katib_nas.cli.main import build_parser
+    from katib_nas.trial_image.inputs import DEFAULTS, TrainingSettings, options_from
+    from katib_nas.trial_image.proxyless.search_trial import SearchOptions
+    from katib_nas.trial_image.trial import TrialOptions
+
+    for argv, cls, extra in ((["trial", "--architecture=x", "--epochs=2"], TrialOptions, {}),
+                             (["proxyless-search", "--architecture=x", "--search=y"], SearchOptions, {"supernet": "x"})):
+        args = build_parser().parse_args(argv)
+        options = options_from(cls, args, **extra)
+        assert {f.name: getattr(options, f.name) for f in fields(TrainingSettings)} == asdict(DEFAULTS)
+    assert options_from(TrialOptions, build_parser().parse_args(["trial", "--architecture=x", "--lr=0.2",
+                                                                 "--epochs=3"])).lr == 0.2

@@ -14,7 +14,7 @@ from katib_nas.contract.codec import decode, encode
 from katib_nas.contract.spec import OP_KINDS, Architecture, Cell, Op, Stage
 from katib_nas.suggestion.core.algorithms.nas_random import sample_architecture
 from katib_nas.suggestion.core.space import parse_nas_config
-from katib_nas.trial_image.cost import count_macs, count_parameters, measure_latency_ms
+from katib_nas.trial_image.measure import count_parameters, measure_latency_ms, model_macs
 from katib_nas.trial_image.model import build_model
 from katib_nas.trial_image.ops import OPS
 
@@ -186,7 +186,7 @@ def test_modules_report_the_spec_they_were_built_from() -> None:
 def test_mac_count_matches_a_hand_count() -> None:
     model = build_model(decode("in4x4x1-cls2-stem2/w2:c3"))
     stem, cell, head = 16 * 2 * 9 * 1, 16 * 2 * 9 * 2, 2 * 2
-    assert count_macs(model, (4, 4, 1)) == stem + cell + head
+    assert model_macs(model, (4, 4, 1)) == stem + cell + head
     assert count_parameters(model) == (2 * 9 + 2 * 2) + (2 * 2 * 9 + 2 * 2) + (2 * 2 + 2)
 
 

@@ -16,6 +16,7 @@ import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -28,12 +29,12 @@ CIFAR10_HINT = "pass --data-dir with CIFAR-10's binary version (data_batch_1.bin
                "from cifar-10-binary.tar.gz)"
 NPZ_HINT = "pass --data-dir with a .npz file holding arrays x (N, H, W[, C]) and y (N,) of integer labels"
 CIFAR10_RECORD = 1 + 32 * 32 * 3
+#: Largest idx body read (2 GiB): a damaged header cannot make the reader allocate more.
+MAX_IDX_BYTES = 2**31
+READ_CHUNK = 1 << 20
 # The split does not depend on --seed: every trial of an experiment is scored on the same validation images.
 # --split-seed picks another fixed split (e.g. to repeat a whole study on other validation images).
 SPLIT_SEED = 20180
-DATASETS = ("fashion-mnist", "digits", "cifar10", "npz")
-#: Datasets with a separate test set (what --test evaluates on).
-TEST_SETS = ("fashion-mnist", "cifar10")
 
 
 class DataError(InvalidInput):
@@ -61,7 +62,11 @@ class ImageData:
     def rows(self, index: np.ndarray | slice) -> np.ndarray:
         """The selected images as float32 in [0, 1]."""
         selected = self.pixels[index]
-        return selected.astype(np.float32) / 255.0 if selected.dtype == np.uint8 else selected
+        if selected.dtype != np.uint8:
+            return selected
+        scaled = selected.astype(np.float32)
+        scaled /= 255.0
+        return scaled
 
 
 @dataclass(frozen=True)
@@ -77,27 +82,60 @@ class Split:
     num_classes: int
 
 
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset the trial reads: how, from where (`location`, what --data-dir names for it), and where its
+    separate test images are (`test_files`; none when `test` is None)."""
+
+    name: str
+    load: Callable[[str | None], ImageData]
+    location: str
+    test: Callable[[str | None], ImageData] | None = None
+    test_files: str = ""
+
+
+def _fashion_dir(data_dir: str | None) -> Path:
+    return Path(data_dir) if data_dir else FASHION_MNIST_DIR
+
+
+#: Every dataset, by its --dataset name: the choices, help texts and messages of the commands come from here.
+DATASETS: dict[str, Dataset] = {dataset.name: dataset for dataset in (
+    Dataset("fashion-mnist", lambda d: load_fashion_mnist(_fashion_dir(d)),
+            f"Fashion-MNIST's idx.gz folder (default {FASHION_MNIST_DIR})",
+            lambda d: load_fashion_mnist(_fashion_dir(d), part="t10k"), "t10k files"),
+    Dataset("digits", lambda d: load_digits(), "nothing (scikit-learn's bundled 8x8 digits)"),
+    Dataset("cifar10", lambda d: load_cifar10(required_dir("cifar10", d, CIFAR10_HINT)),
+            "CIFAR-10's binary batches folder",
+            lambda d: load_cifar10(required_dir("cifar10", d, CIFAR10_HINT), pattern="test_batch*.bin"),
+            "test_batch.bin"),
+    Dataset("npz", lambda d: load_npz(required_dir("npz", d, NPZ_HINT)), "the .npz file (arrays x and y)"),
+)}
+#: Datasets with a separate test set (what --test evaluates on).
+TEST_SETS = tuple(name for name, dataset in DATASETS.items() if dataset.test is not None)
+
+
+def dataset(name: str) -> Dataset:
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
 def load_dataset(name: str, data_dir: str | None) -> ImageData:
     """Load one of DATASETS; data_dir overrides the default location (required for cifar10 and npz)."""
-    if name == "fashion-mnist":
-        return load_fashion_mnist(Path(data_dir) if data_dir else FASHION_MNIST_DIR)
-    if name == "digits":
-        return load_digits()
-    if name == "cifar10":
-        return load_cifar10(required_dir(name, data_dir, CIFAR10_HINT))
-    if name == "npz":
-        return load_npz(required_dir(name, data_dir, NPZ_HINT))
-    raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return dataset(name).load(data_dir)
+
+
+def test_sets_text() -> str:
+    """'fashion-mnist (t10k files) and cifar10 (test_batch.bin)'."""
+    return " and ".join(f"{name} ({DATASETS[name].test_files})" for name in TEST_SETS)
 
 
 def load_test_set(name: str, data_dir: str | None) -> ImageData:
     """The dataset's separate test images (never used for training or validation); DataError when it has none."""
-    if name == "fashion-mnist":
-        return load_fashion_mnist(Path(data_dir) if data_dir else FASHION_MNIST_DIR, part="t10k")
-    if name == "cifar10":
-        return load_cifar10(required_dir(name, data_dir, CIFAR10_HINT), pattern="test_batch*.bin")
-    raise DataError(f"dataset {name} has no separate test set; --test works with fashion-mnist (t10k files) "
-                    f"and cifar10 (test_batch.bin)")
+    test = dataset(name).test
+    if test is None:
+        raise DataError(f"dataset {name} has no separate test set; --test works with {test_sets_text()}")
+    return test(data_dir)
 
 
 def required_dir(name: str, data_dir: str | None, hint: str) -> Path:
@@ -117,22 +155,39 @@ def load_fashion_mnist(directory: Path, part: str = "train") -> ImageData:
 
 
 def read_idx(path: Path, dims: int) -> np.ndarray:
-    """An unsigned-byte idx array (gzip-compressed) with the expected number of dimensions."""
+    """An unsigned-byte idx array (gzip-compressed) with the expected number of dimensions, decompressed
+    straight into the array (no second copy of the file's bytes)."""
     if not path.is_file():
         raise DataError(f"{path} not found: {FASHION_MNIST_HINT}")
     try:
         with gzip.open(path, "rb") as handle:
-            raw = handle.read()
+            header = handle.read(4 + 4 * dims)
+            expected_magic = 0x0800 + dims
+            if len(header) < 4 + 4 * dims or struct.unpack(">I", header[:4])[0] != expected_magic:
+                raise DataError(f"{path} is not an idx file of unsigned bytes with {dims} dimension(s): "
+                                f"{FASHION_MNIST_HINT}")
+            shape = struct.unpack(f">{dims}I", header[4:])
+            body, size = _read_body(handle, int(np.prod(shape)))
     except (OSError, EOFError) as err:
         raise DataError(f"{path} is not a readable gzip file ({err}): {FASHION_MNIST_HINT}") from None
-    expected_magic = 0x0800 + dims
-    if len(raw) < 4 + 4 * dims or struct.unpack(">I", raw[:4])[0] != expected_magic:
-        raise DataError(f"{path} is not an idx file of unsigned bytes with {dims} dimension(s): {FASHION_MNIST_HINT}")
-    shape = struct.unpack(f">{dims}I", raw[4:4 + 4 * dims])
-    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims)
-    if body.size != int(np.prod(shape)):
-        raise DataError(f"{path} holds {body.size} bytes of data, its header says {shape}: {FASHION_MNIST_HINT}")
+    if size != int(np.prod(shape)):
+        raise DataError(f"{path} holds {size} bytes of data, its header says {shape}: {FASHION_MNIST_HINT}")
     return body.reshape(shape)
+
+
+def _read_body(handle: gzip.GzipFile, expected: int) -> tuple[np.ndarray, int]:
+    """(the first `expected` bytes as an array, how many bytes the stream holds in all)."""
+    limit = min(expected, MAX_IDX_BYTES)
+    body = np.empty(limit, dtype=np.uint8)
+    view, size = memoryview(body), 0
+    while size < limit:  # in chunks: gzip decompresses a whole request into a temporary bytes object
+        count = handle.readinto(view[size:size + READ_CHUNK])
+        if not count:
+            return body, size
+        size += count
+    while chunk := handle.read(READ_CHUNK):  # data beyond what the header announces
+        size += len(chunk)
+    return body, size
 
 
 def load_digits() -> ImageData:
@@ -220,18 +275,30 @@ def split_dataset(data: ImageData, val_fraction: float, max_train_samples: int |
     if val_count < 1 or count - val_count < 2:
         raise DataError(f"{data.source}: {count} images cannot be split with --val-fraction {val_fraction} "
                         f"into at least 2 training and 1 validation image")
-    order = np.random.default_rng(seed).permutation(count)
-    val_index, train_index = order[:val_count], order[val_count:]
+    val_index, train_index = seeded_split(count, val_count, seed)
     if max_train_samples is not None:
         train_index = train_index[:max_train_samples]
     train = data.rows(train_index)
     mean = tuple(float(v) for v in train.mean(axis=(0, 1, 2)))
     std = tuple(float(v) for v in np.maximum(train.std(axis=(0, 1, 2)), 1e-6))
-    return Split(normalise(train, mean, std), data.labels[train_index],
-                 normalise(data.rows(val_index), mean, std), data.labels[val_index], mean, std, data.num_classes)
+    return Split(_standardise(train, mean, std), data.labels[train_index],
+                 _standardise(data.rows(val_index), mean, std), data.labels[val_index], mean, std, data.num_classes)
+
+
+def seeded_split(count: int, first: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed permutation of range(count) (the same for the same seed, on every machine) cut after `first`:
+    (the first `first` indices, the rest)."""
+    order = np.random.default_rng(seed).permutation(count)
+    return order[:first], order[first:]
 
 
 def normalise(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
     """NHWC images in [0, 1] -> standardised float32 NCHW (with the training part's statistics)."""
-    scaled = (images - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2), dtype=np.float32)
+    return _standardise(np.array(images, dtype=np.float32), mean, std)
+
+
+def _standardise(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """`normalise` of a float32 array the caller hands over: computed in place, no second copy."""
+    images -= np.asarray(mean, np.float32)
+    images /= np.asarray(std, np.float32)
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2))

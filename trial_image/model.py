@@ -13,6 +13,7 @@ from torch import nn
 from katib_nas.contract.codec import encode
 from katib_nas.contract.spec import Architecture
 
+from .batchnorm_act import Layers
 from .cells import CellBlock, ChoiceBody, ConcatBody
 from .ops import conv_bn_relu
 
@@ -24,7 +25,7 @@ def widener(in_channels: int, out_channels: int, stride: int) -> nn.Module:
         layers += conv_bn_relu(in_channels, out_channels, 1)
     if stride == 2:
         layers.append(nn.MaxPool2d(2, stride=2))
-    return nn.Sequential(*layers) if layers else nn.Identity()
+    return Layers(*layers) if layers else nn.Identity()
 
 
 class Network(nn.Module):
@@ -35,7 +36,7 @@ class Network(nn.Module):
         arch.validate()
         self.arch_text = encode(arch)
         height, width, channels = arch.input_shape
-        self.stem = nn.Sequential(*conv_bn_relu(channels, arch.stem, 3))
+        self.stem = Layers(*conv_bn_relu(channels, arch.stem, 3))
         self.wideners = nn.ModuleList()
         self.cells = nn.ModuleList()
         self.first_cell_of_stage: list[int] = []

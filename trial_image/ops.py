@@ -19,11 +19,14 @@ from torch import nn
 from katib_nas.contract.codec import encode_op
 from katib_nas.contract.spec import Op
 
+from .batchnorm_act import Layers
+
 OpBuilder = Callable[[Op, int, int, int], nn.Module]
 
 
-class OpModule(nn.Sequential):
-    """A branch: a sequence of layers that remembers the op token it was built from."""
+class OpModule(Layers):
+    """A branch: a sequence of layers that remembers the op token it was built from (BatchNorm + activation
+    pairs run fused while training on CPU, see batchnorm_act)."""
 
     def __init__(self, op: Op, *layers: nn.Module):
         super().__init__(*layers)
@@ -90,8 +93,9 @@ class _ReLU6InPlace(torch.autograd.Function):
 
 
 class ReLU6(nn.ReLU6):
-    """nn.ReLU6(inplace=True) that keeps no copy of its input for backward; the standard op when not training
-    (tracing and export see nn.ReLU6)."""
+    """nn.ReLU6(inplace=True) that keeps no copy of its input for backward where it runs on its own (CUDA; on CPU
+    it runs fused with the BatchNorm before it); the standard op when not training (tracing and export see
+    nn.ReLU6)."""
 
     def __init__(self) -> None:
         super().__init__(inplace=True)

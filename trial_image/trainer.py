@@ -16,7 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .batchnorm_act import recomputing
 from .distributed import MIN_SHARE, Parallel
+from .inputs import DEFAULTS
+from .optimizers import CosineSchedule, NesterovSGD
 
 #: One process: every collective operation of Parallel is a no-op.
 SINGLE = Parallel()
@@ -28,9 +31,9 @@ class TrainConfig:
 
     epochs: int = 1
     steps: int | None = None
-    batch_size: int = 128
-    lr: float = 0.05
-    weight_decay: float = 3e-4
+    batch_size: int = DEFAULTS.batch_size
+    lr: float = DEFAULTS.lr
+    weight_decay: float = DEFAULTS.weight_decay
     momentum: float = 0.9
     seed: int = 0
     check_every: int = 25
@@ -86,11 +89,10 @@ def epoch_batches(count: int, batch_size: int, generator: torch.Generator, devic
         yield order[b * size:(b + 1) * size]
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig, steps: int
-                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
-                                weight_decay=config.weight_decay)
-    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
+def make_optimizer(model: nn.Module, config: TrainConfig, steps: int) -> tuple[NesterovSGD, CosineSchedule]:
+    optimizer = NesterovSGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                            weight_decay=config.weight_decay)
+    return optimizer, CosineSchedule(optimizer, max(steps, 1))
 
 
 @dataclass
@@ -98,8 +100,8 @@ class TrainState:
     """What a resumed run needs besides the weights: optimiser, schedule, loss scaler, batch order, the
     position reached and the epochs done."""
 
-    optimizer: torch.optim.Optimizer
-    schedule: torch.optim.lr_scheduler.LRScheduler
+    optimizer: NesterovSGD
+    schedule: CosineSchedule
     scaler: torch.amp.GradScaler
     generator: torch.Generator
     step: int = 0
@@ -160,7 +162,7 @@ def _train_epoch(model: nn.Module, data: Tensors, config: TrainConfig, state: Tr
         before_step(state.step, steps)
         index = parallel.share(global_index)
         inputs, targets = data.train_x[index], data.train_y[index]
-        with torch.autocast(device.type, enabled=use_amp):
+        with torch.autocast(device.type, enabled=use_amp), recomputing():
             logits = model(inputs)
             loss = F.cross_entropy(logits, targets)
         state.optimizer.zero_grad(set_to_none=True)
@@ -189,7 +191,11 @@ def _check_finite(loss_sum: torch.Tensor, epoch: int, first_step: int, last_step
         raise Diverged(epoch, first_step, last_step)
 
 
-def evaluate(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 128,
+#: Images per forward pass of an evaluation: the logits do not depend on it (eval mode), the peak memory does.
+EVAL_BATCH = 128
+
+
+def evaluate(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = EVAL_BATCH,
              parallel: Parallel = SINGLE) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) in eval mode; with several processes each evaluates its share of the
     images and the sums are added up, so every process returns the same pair.
@@ -246,7 +252,7 @@ def recalibrate_batchnorm(network: nn.Module, images: torch.Tensor, batch_size: 
     network.train(was_training)
 
 
-def evaluate_trained(model: nn.Module, data: Tensors, batch_size: int = 512, parallel: Parallel = SINGLE
+def evaluate_trained(model: nn.Module, data: Tensors, batch_size: int = EVAL_BATCH, parallel: Parallel = SINGLE
                      ) -> tuple[float, float]:
     """(loss, accuracy) on the validation split after recalibrating BatchNorm on the training images (on
     every process the same images; rank 0's statistics are then copied to all, so all evaluate one network)."""

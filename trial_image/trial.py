@@ -22,9 +22,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TextIO
 
-from katib_nas.contract.codec import decode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture
+
+from .allocator import describe as describe_allocator
+from .allocator import release_free_memory
+from .inputs import (
+    EXIT_DIVERGED,
+    EXIT_FAILED,
+    EXIT_OK,
+    MAX_EPOCHS,
+    MAX_SEED,
+    MAX_THREADS,
+    TrainingSettings,
+    check_fits,
+    parse_architecture,
+    split_seed,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -37,82 +51,31 @@ if TYPE_CHECKING:
     from .reporting import MetricsWriter
     from .trainer import EpochResult, Tensors, TrainConfig
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_DIVERGED = 3
 #: Branch statistics are recorded over this last share of the training steps, once the network has learned.
 STATISTICS_FRACTION = 0.5
 LOG = logging.getLogger("katib_nas.trial_image")
-#: Seeds numpy and torch both take.
-MAX_SEED = 2**32 - 1
-#: CPU threads; OMP_NUM_THREADS is held to the same bound.
-MAX_THREADS = 1024
-MAX_EPOCHS = 1_000_000
 
 
-@dataclass(frozen=True)
-class TrialOptions:
-    """Everything `katib-nas trial` takes; see `katib-nas trial --help`."""
+@dataclass(frozen=True, kw_only=True)
+class TrialOptions(TrainingSettings):
+    """Everything `katib-nas trial` takes (the training settings and its own); see `katib-nas trial --help`."""
 
     architecture: str
-    dataset: str = "fashion-mnist"
-    data_dir: str | None = None
     epochs: int = 1
     steps: int | None = None
-    batch_size: int = 128
-    lr: float = 0.05
-    weight_decay: float = 3e-4
     seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    val_fraction: float = 0.1
-    split_seed: int | None = None
-    max_train_samples: int | None = None
     branch_stats: bool = False
     branch_statistic: str = "taylor"
     test: bool = False
-    metrics_file: str | None = None
-    metrics_format: str = "text"
-    report_to_katib: bool = False
-    tfevent_dir: str | None = None
     export_dir: str | None = None
     latency_table: str | None = None
     checkpoint_dir: str | None = None
-    rendezvous_timeout: float = 300.0
-
-
-def split_seed(option: int | None) -> tuple[int, ...]:
-    """split_dataset's seed argument for a --split-seed option: none given keeps the data module's fixed split."""
-    return () if option is None else (option,)
-
-
-def strip_quotes(text: str) -> str:
-    """Drop one pair of surrounding double quotes, which Katib passes through literally from `--x="${...}"`."""
-    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
-
-
-def parse_architecture(text: str) -> Architecture:
-    return decode(strip_quotes(text.strip()))
-
-
-def check_fits(arch: Architecture, shape: tuple[int, int, int], num_classes: int, source: str) -> None:
-    """The network must take the data's image shape and have an output for every label."""
-    if tuple(arch.input_shape) != tuple(shape):
-        raise InvalidInput(f"architecture input {_shape_text(arch.input_shape)} does not match the images of "
-                           f"{source} ({_shape_text(shape)}); change the 'in' part of the architecture text")
-    if arch.num_classes < num_classes:
-        raise InvalidInput(f"architecture has {arch.num_classes} classes but {source} has labels up to "
-                           f"{num_classes - 1}; change the 'cls' part of the architecture text")
 
 
 def _error_line(err: Exception, parallel: Parallel) -> None:
     """One line on stderr for an error every process meets alike: printed by rank 0 only."""
     if parallel.is_main:
         print(f"katib-nas trial: error: {err}", file=sys.stderr, flush=True)
-
-
-def _shape_text(shape: tuple[int, ...]) -> str:
-    return "x".join(str(v) for v in shape)
 
 
 def check_options(options: TrialOptions) -> None:
@@ -181,6 +144,7 @@ def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
     test_data = load_test_set(options.dataset, options.data_dir) if options.test else None
     split = split_dataset(data, options.val_fraction, options.max_train_samples, *split_seed(options.split_seed))
     del data  # the whole training file; from here on only the split's rows are kept
+    release_free_memory()
     from .distributed import PeerLost, check_shares, start, stop
     from .runtime import resolve_device
 
@@ -196,7 +160,8 @@ def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
         return EXIT_FAILED
     try:
         run = _prepare(options, arch, split, test_data, parallel, placement)
-        LOG.info("ready after %.1f s; training %s", time.perf_counter() - started, run.model.arch_text)
+        LOG.info("ready after %.1f s; training %s; memory from %s", time.perf_counter() - started,
+                 run.model.arch_text, describe_allocator(os.environ))
         return _train_and_report(run, arch, split, options, writer, table)
     finally:
         stop(parallel)
@@ -351,7 +316,7 @@ def _train_and_report(run: PreparedRun, arch: Architecture, split: Split, option
     )
 
     from .checkpoint import CheckpointError
-    from .cost import count_macs, count_parameters, measure_latency_ms
+    from .measure import count_parameters, measure_latency_ms, model_macs
     from .reporting import ReportError, push_requested
     from .trainer import Diverged
 
@@ -382,7 +347,7 @@ def _train_and_report(run: PreparedRun, arch: Architecture, split: Split, option
         **test_metrics,
         "Train-Loss": results[-1].train_loss,
         "Train-Accuracy": results[-1].train_accuracy,
-        **cost_metrics(count_parameters(model), count_macs(model, arch.input_shape)),
+        **cost_metrics(count_parameters(model), model_macs(model, arch.input_shape)),
         "latency-ms": measure_latency_ms(model, arch.input_shape),
     }
     if table is not None:

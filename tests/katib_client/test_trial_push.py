@@ -121,7 +121,8 @@ def test_a_failed_push_during_training_ends_the_trial_in_one_line(monkeypatch: p
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     import io
 
-    from katib_nas.trial_image.trial import EXIT_FAILED, TrialOptions, run_trial
+    from katib_nas.trial_image.inputs import EXIT_FAILED
+    from katib_nas.trial_image.trial import TrialOptions, run_trial
 
     monkeypatch.setattr(katib_utils, "get_current_k8s_namespace", lambda: "kubeflow")
     monkeypatch.setenv("KATIB_TRIAL_NAME", "trial-1")

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import torch
 
-from katib_nas.contract.search_settings import SearchConfig
+from katib_nas.contract.oneshot_settings import SearchConfig
 from katib_nas.contract.spec import Architecture
 
 from .gates import PathPair

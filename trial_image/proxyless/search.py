@@ -23,12 +23,15 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from katib_nas.contract.search_settings import SearchConfig
+from katib_nas.contract.oneshot_settings import SearchConfig
 from katib_nas.contract.spec import Architecture
 from katib_nas.contract.supernet import derive
 
+from ..batchnorm_act import recomputing
 from ..distributed import Parallel
+from ..inputs import DEFAULTS
 from ..model import build_model
+from ..optimizers import Adam
 from ..trainer import (
     SINGLE,
     Diverged,
@@ -62,9 +65,9 @@ class SearchData:
 class Optimisation:
     """Weight-training settings of the supernet and how often the architecture is updated."""
 
-    batch_size: int = 128
-    lr: float = 0.05
-    weight_decay: float = 3e-4
+    batch_size: int = DEFAULTS.batch_size
+    lr: float = DEFAULTS.lr
+    weight_decay: float = DEFAULTS.weight_decay
     arch_every: int = 2
 
 
@@ -102,8 +105,7 @@ class SupernetSearch:
         self.logits = PathLogits([len(block.alternatives) for block in self.blocks]).to(device)
         train_config = TrainConfig(lr=optimisation.lr, weight_decay=optimisation.weight_decay)
         self.weight_optimizer, self.schedule = make_optimizer(self.network, train_config, weight_steps)
-        self.arch_optimizer = torch.optim.Adam(self.logits.parameters(), lr=config.archlr, betas=(0.0, 0.999),
-                                               eps=1e-8)
+        self.arch_optimizer = Adam(self.logits.parameters(), lr=config.archlr, betas=(0.0, 0.999), eps=1e-8)
         self.generator = torch.Generator().manual_seed(config.seed)
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -111,7 +113,8 @@ class SupernetSearch:
         for block, probs in zip(self.blocks, self.logits.probs()):
             block.use_single(sample_path(probs, self.generator))
         self.network.train()
-        loss = F.cross_entropy(self.network(x), y)
+        with recomputing():
+            loss = F.cross_entropy(self.network(x), y)
         self.weight_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # every process sampled the same paths: the same parameters have gradients on all of them
@@ -127,7 +130,8 @@ class SupernetSearch:
         self.network.train()
         self.network.requires_grad_(False)
         try:
-            cross_entropy = F.cross_entropy(self.network(x), y)
+            with recomputing():
+                cross_entropy = F.cross_entropy(self.network(x), y)
             expected = self.latency.expected_pair_ms(list(self.logits.alphas), pairs) if self.latency else None
             loss = hardware_loss(cross_entropy, expected, self.config)
             self.arch_optimizer.zero_grad(set_to_none=True)

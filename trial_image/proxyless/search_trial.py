@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -23,16 +24,27 @@ import torch
 from katib_nas.contract.codec import encode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.metric_format import BEST_ARCHITECTURE_METRIC
-from katib_nas.contract.search_settings import SearchConfig, from_text
+from katib_nas.contract.oneshot_settings import SearchConfig, from_text
 from katib_nas.contract.spec import Architecture
 
-from ..data import Split, load_dataset, split_dataset
+from ..allocator import describe as describe_allocator
+from ..allocator import release_free_memory
+from ..data import Split, load_dataset, seeded_split, split_dataset
 from ..distributed import Parallel, PeerLost, check_shares, environment_placement, start, stop
+from ..inputs import (
+    EXIT_DIVERGED,
+    EXIT_FAILED,
+    EXIT_OK,
+    TrainingSettings,
+    check_fits,
+    parse_architecture,
+    split_seed,
+    strip_quotes,
+)
 from ..model import build_model
 from ..reporting import MetricsWriter, ReportError, output_sinks
 from ..runtime import channels_last, configure_threads, resolve_device, seed_everything
 from ..trainer import Diverged, Tensors, TrainConfig, evaluate, recalibrate_batchnorm, train
-from ..trial import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, check_fits, parse_architecture, split_seed, strip_quotes
 from .latency_loss import LatencyModel
 from .profiler import MEASURE, Timing, obtain_table, table_timing, time_network_ms
 from .search import Optimisation, PathConfidence, SearchData, evaluate_derived, rank_against_uniform, run_search
@@ -43,30 +55,15 @@ ARCH_SPLIT_SEED = 2019
 #: --latency-table value that profiles the supernet on the trial's own device before searching.
 
 
-@dataclass(frozen=True)
-class SearchOptions:
-    """Everything `katib-nas proxyless-search` takes; see its --help."""
+@dataclass(frozen=True, kw_only=True)
+class SearchOptions(TrainingSettings):
+    """Everything `katib-nas proxyless-search` takes (the training settings and its own); see its --help."""
 
     supernet: str
     search: str
     latency_table: str | None = None
-    dataset: str = "fashion-mnist"
-    data_dir: str | None = None
-    batch_size: int = 128
-    lr: float = 0.05
-    weight_decay: float = 3e-4
     arch_fraction: float = 0.2
     arch_every: int = 2
-    val_fraction: float = 0.1
-    split_seed: int | None = None
-    max_train_samples: int | None = None
-    device: str = "auto"
-    threads: int | None = None
-    metrics_file: str | None = None
-    metrics_format: str = "text"
-    report_to_katib: bool = False
-    tfevent_dir: str | None = None
-    rendezvous_timeout: float = 300.0
     rank_paths: int = 0
 
 
@@ -103,6 +100,8 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
     split = split_dataset(data, options.val_fraction, options.max_train_samples, *split_seed(options.split_seed))
     del data  # the whole training file; from here on only the split's rows are kept
     search_data = split_search_data(split, options.arch_fraction, device)
+    del split
+    release_free_memory()
     check_shares(placement, options.batch_size, len(search_data.weight_y))
     check_shares(placement, options.batch_size, len(search_data.arch_y), "--batch-size (architecture steps)")
     try:
@@ -116,9 +115,10 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
             latency = LatencyModel.from_table(table, supernet)
         elif options.latency_table == MEASURE and placement.active:
             _shared_table(table, parallel)
-        LOG.info("%s: %d weight, %d architecture and %d validation images, device %s, %d threads, rank %d of %d",
-                 options.dataset, len(search_data.weight_y), len(search_data.arch_y), len(search_data.val_y),
-                 device, threads, placement.rank, placement.world_size)
+        LOG.info("%s: %d weight, %d architecture and %d validation images, device %s, %d threads, rank %d of %d; "
+                 "memory from %s", options.dataset, len(search_data.weight_y), len(search_data.arch_y),
+                 len(search_data.val_y), device, threads, placement.rank, placement.world_size,
+                 describe_allocator(os.environ))
         return _search_and_report(supernet, config, options, search_data, (table, latency), parallel, writer,
                                   threads)
     finally:
@@ -203,8 +203,7 @@ def split_search_data(split: Split, arch_fraction: float, device: torch.device) 
     if arch_count < 2 or count - arch_count < 2:
         raise InvalidInput(f"{count} training images cannot be split with --arch-fraction {arch_fraction} into "
                            f"at least 2 weight and 2 architecture images")
-    order = np.random.default_rng(ARCH_SPLIT_SEED).permutation(count)
-    arch_index, weight_index = order[:arch_count], order[arch_count:]
+    arch_index, weight_index = seeded_split(count, arch_count, ARCH_SPLIT_SEED)
 
     def tensor(array: np.ndarray) -> torch.Tensor:
         return channels_last(torch.from_numpy(np.ascontiguousarray(array)).to(device))

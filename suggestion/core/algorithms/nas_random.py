@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from katib_nas.contract.assignments import ARCHITECTURE_ASSIGNMENT
 from katib_nas.contract.codec import encode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture, Cell, Stage, max_reductions
@@ -48,7 +49,7 @@ class NasRandom:
     settings_class = NasRandomSettings
 
     def assignment_names(self, experiment: ExperimentInfo) -> tuple[str, ...]:
-        return ("architecture",)
+        return (ARCHITECTURE_ASSIGNMENT,)
 
     def validate(self, experiment: ExperimentInfo) -> tuple[NasRandomSettings, SearchSpace]:
         settings = parse_settings(NasRandomSettings, experiment.settings, self.name)
@@ -59,13 +60,13 @@ class NasRandom:
     def suggest(self, experiment: ExperimentInfo, history: list[TrialRecord], count: int,
                 first_index: int) -> Proposal:
         settings, space = self.validate(experiment)
-        seen = {trial.assignments.get("architecture", "") for trial in history}
+        seen = {trial.assignments.get(ARCHITECTURE_ASSIGNMENT, "") for trial in history}
         assignments = []
         for k in range(first_index, first_index + count):
             rng = seeded_rng(experiment.name, settings.seed, k)
             text = _draw_new(space, rng, settings, seen)
             seen.add(text)
-            assignments.append({"architecture": text})
+            assignments.append({ARCHITECTURE_ASSIGNMENT: text})
         return Proposal(assignments)
 
 

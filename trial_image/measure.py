@@ -1,4 +1,4 @@
-"""Model cost: parameter count, multiply-accumulates (forward hooks), median inference latency."""
+"""A built network measured: parameter count, multiply-accumulates (forward hooks), median inference latency."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def count_macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
+def model_macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
     """Multiply-accumulates of Conv2d and Linear layers on the path a batch-1 input takes.
 
     Counted by forward hooks from the layers' real output shapes, so only the active alternative of a

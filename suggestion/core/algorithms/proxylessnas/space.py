@@ -20,8 +20,8 @@ from katib_nas.contract.codec import encode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture, Cell, Op, Stage, max_reductions
 
-from ..settings import parse_int_list as parse_setting_list
-from ..space import MAX_LAYERS, SearchSpace
+from ...settings import parse_int_list as parse_setting_list
+from ...space import MAX_LAYERS, SearchSpace
 
 
 @dataclass(frozen=True)

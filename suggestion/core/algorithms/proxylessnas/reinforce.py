@@ -43,13 +43,14 @@ from typing import Sequence
 
 import numpy as np
 
+from katib_nas.contract.assignments import ARCHITECTURE_ASSIGNMENT
 from katib_nas.contract.codec import CodecError, decode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture
 from katib_nas.contract.supernet import choices_of
 
-from ..experiment import TrialRecord
-from ..settings import read_int
+from ...experiment import TrialRecord
+from ...settings import read_int
 
 INDEX_LABEL = "proxylessnas-index"
 #: Label of a proposal: the policy version (updates applied to the logits) it was drawn from.
@@ -206,7 +207,7 @@ def episodes_from_history(history: Sequence[TrialRecord], supernet: Architecture
             unreadable.append(f"trial {trial.name!r} {reason}")
             continue
         try:
-            choices = choices_of(supernet, decode(trial.assignments.get("architecture", "")))
+            choices = choices_of(supernet, decode(trial.assignments.get(ARCHITECTURE_ASSIGNMENT, "")))
         except (CodecError, InvalidInput):
             continue
         if needs_latency and latency_factor(latency, config) >= MAX_LATENCY_FACTOR:

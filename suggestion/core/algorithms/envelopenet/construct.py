@@ -22,12 +22,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from katib_nas.contract.cost import count_macs
+from katib_nas.contract.cost import architecture_macs
 from katib_nas.contract.spec import Architecture, Cell, Op, Stage
 
-from .base import seeded_rng
-from .envelopenet_config import DEFAULT_BUDGET_RATIO, EnvelopeNetConfig
-from .envelopenet_stats import Statistics
+from ..base import seeded_rng
+from .config import DEFAULT_BUDGET_RATIO, EnvelopeNetConfig
+from .stats import Statistics
 
 PRUNE_FRACTION_DENOMINATOR = 3
 
@@ -59,7 +59,7 @@ def next_network(arch: Architecture, stats: Statistics, config: EnvelopeNetConfi
     grown = [False] * len(arch.stages)
 
     def fits(candidate_ops: list[list[tuple[Op, ...]]], candidate_grown: Sequence[bool]) -> bool:
-        return count_macs(_assemble(arch, config, candidate_ops, candidate_grown, kept)) <= budget
+        return architecture_macs(_assemble(arch, config, candidate_ops, candidate_grown, kept)) <= budget
 
     flat = 0
     for s, stage in enumerate(arch.stages):
@@ -81,14 +81,14 @@ def next_network(arch: Architecture, stats: Statistics, config: EnvelopeNetConfi
 
 def within_budget(arch: Architecture, config: EnvelopeNetConfig) -> bool:
     """Whether the network's multiply-accumulates stay within the construction's budget."""
-    return count_macs(arch) <= macs_budget(config)
+    return architecture_macs(arch) <= macs_budget(config)
 
 
 def macs_budget(config: EnvelopeNetConfig) -> float:
     """max_macs in multiply-accumulates, or DEFAULT_BUDGET_RATIO times the initial network's without it."""
     if config.settings.max_macs > 0:
         return config.settings.max_macs * 1e6
-    return DEFAULT_BUDGET_RATIO * count_macs(initial_network(config))
+    return DEFAULT_BUDGET_RATIO * architecture_macs(initial_network(config))
 
 
 def growing(config: EnvelopeNetConfig, stage: int, cells: int) -> bool:

@@ -20,7 +20,7 @@ from katib_nas.contract.branch_stats import (
 )
 from katib_nas.contract.spec import Architecture
 
-from ..experiment import TrialRecord
+from ...experiment import TrialRecord
 
 
 @dataclass(frozen=True)

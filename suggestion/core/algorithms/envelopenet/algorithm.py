@@ -4,7 +4,7 @@ The search starts from stages of envelope cells (every branch of the
 nasConfig in parallel, concatenated). Iteration k trains network k for the
 truncated budget with --branch-stats; from the mean squared activation of
 every branch (and the learned skip gates) network k+1 is built: see
-envelopenet_construct. After `iterations` iterations (or earlier, with
+construct.py. After `iterations` iterations (or earlier, with
 `patience`) the network of the best-scoring iteration (or the last one
 built, with final_network=last) is trained with the final budget.
 
@@ -14,21 +14,21 @@ statistics, extra slots train further replicas of it (they replace failed
 replicas, or are spare); once the construction is complete, every further
 trial trains the constructed network with the final budget and a new seed.
 The whole state is rebuilt from the request on every call (see
-envelopenet_schedule), so a restarted server answers exactly the same.
+schedule.py), so a restarted server answers exactly the same.
 """
 
 from __future__ import annotations
 
-from katib_nas.contract.assignments import MAX_VALUE_BYTES
+from katib_nas.contract.assignments import ARCHITECTURE_ASSIGNMENT, MAX_VALUE_BYTES
 from katib_nas.contract.codec import encode
-from katib_nas.contract.cost import count_macs
+from katib_nas.contract.cost import architecture_macs
 from katib_nas.contract.errors import InvalidInput
 
-from ..experiment import ExperimentInfo, TrialRecord
-from .base import Proposal
-from .envelopenet_config import ALGORITHM, EnvelopeNetConfig, EnvelopeNetSettings, resolve
-from .envelopenet_construct import initial_network, largest_network, within_budget
-from .envelopenet_schedule import MAX_SUGGESTIONS, Construction, check_retries, rebuild, record_phase_start, trial_seed
+from ...experiment import ExperimentInfo, TrialRecord
+from ..base import Proposal
+from .config import ALGORITHM, EnvelopeNetConfig, EnvelopeNetSettings, resolve
+from .construct import initial_network, largest_network, within_budget
+from .schedule import MAX_SUGGESTIONS, Construction, check_retries, rebuild, record_phase_start, trial_seed
 
 PHASE_LABEL = "katib-nas-envelopenet-phase"
 
@@ -40,7 +40,7 @@ class EnvelopeNet:
     settings_class = EnvelopeNetSettings
 
     def assignment_names(self, experiment: ExperimentInfo) -> tuple[str, ...]:
-        return ("architecture", "epochs", "seed")
+        return (ARCHITECTURE_ASSIGNMENT, "epochs", "seed")
 
     def validate(self, experiment: ExperimentInfo) -> EnvelopeNetConfig:
         """The resolved plan; InvalidInput for bad settings, nasConfig, metrics or networks too large."""
@@ -48,7 +48,7 @@ class EnvelopeNet:
         start = initial_network(config)  # raises when the initial network cannot be built
         if not within_budget(start, config):
             raise InvalidInput(f"setting max_macs={config.settings.max_macs:g} (millions) is below the initial "
-                               f"network's {count_macs(start) / 1e6:.1f} M multiply-accumulates; raise it, or start "
+                               f"network's {architecture_macs(start) / 1e6:.1f} M multiply-accumulates; raise it, or start "
                                "with fewer cells or a smaller width")
         longest = len(encode(largest_network(config)))
         if longest > MAX_VALUE_BYTES:
@@ -71,7 +71,7 @@ class EnvelopeNet:
                                f"this request would reach {start + count}")
         text, epochs = encode(phase.architecture), str(phase.epochs)
         label = "final" if construction.final else str(phase.number)
-        assignments = [{"architecture": text, "epochs": epochs,
+        assignments = [{ARCHITECTURE_ASSIGNMENT: text, "epochs": epochs,
                         "seed": str(trial_seed(config.settings.seed, phase.number, start + j))}
                        for j in range(count)]
         state = {"phase_starts": record_phase_start(config.settings.phase_starts, phase.number, start)}

@@ -20,9 +20,9 @@ from katib_nas.contract.branch_stats import (
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Op, max_reductions
 
-from ..experiment import ExperimentInfo
-from ..settings import SettingsError, parse_settings, read_int, setting
-from ..space import SearchSpace, parse_nas_config
+from ...experiment import ExperimentInfo
+from ...settings import SettingsError, parse_settings, read_int, setting
+from ...space import SearchSpace, parse_nas_config
 
 ALGORITHM = "envelopenet"
 MAX_ITERATIONS = 50

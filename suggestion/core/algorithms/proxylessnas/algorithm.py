@@ -4,11 +4,11 @@ oneshot (default): like Katib's DARTS, each suggestion is one trial that
 trains the whole supernet with binarized path gates and reports the derived
 network as the string metric Best-Architecture. Assignments: `architecture`
 (the supernet text) and `search` (the compact search settings, see
-proxyless_oneshot). Trial k of an experiment searches with seed `seed + k`.
+contract/oneshot_settings.py). Trial k of an experiment searches with seed `seed + k`.
 
 reinforce: each trial trains one network sampled from per-block path
 probabilities; the probabilities are rebuilt from the finished trials on
-every call (see proxyless_reinforce). Assignment: `architecture`; each
+every call (see reinforce.py). Assignment: `architecture`; each
 proposal carries the labels `proxylessnas-index` (its suggestion number) and
 `proxylessnas-policy` (the policy version it was drawn from).
 """
@@ -17,17 +17,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from katib_nas.contract.assignments import ARCHITECTURE_ASSIGNMENT
 from katib_nas.contract.codec import encode
 from katib_nas.contract.errors import InvalidInput
-from katib_nas.contract.search_settings import SearchConfig, to_text
+from katib_nas.contract.oneshot_settings import SearchConfig, to_text
 from katib_nas.contract.spec import Architecture
 from katib_nas.contract.supernet import derive
 
-from ..experiment import ExperimentInfo, TrialRecord
-from ..settings import parse_settings, setting
-from ..space import parse_nas_config
-from .base import Proposal, seeded_rng
-from .proxyless_reinforce import (
+from ...experiment import ExperimentInfo, TrialRecord
+from ...settings import parse_settings, setting
+from ...space import parse_nas_config
+from ..base import Proposal, seeded_rng
+from .reinforce import (
     INDEX_LABEL,
     POLICY_LABEL,
     ReinforceConfig,
@@ -36,9 +37,9 @@ from .proxyless_reinforce import (
     replay,
     sample_choices,
 )
-from .proxyless_space import SupernetLayout, build_supernet, parse_int_list
+from .space import SupernetLayout, build_supernet, parse_int_list
 
-ASSIGNMENTS = {"oneshot": ("architecture", "search"), "reinforce": ("architecture",)}
+ASSIGNMENTS = {"oneshot": (ARCHITECTURE_ASSIGNMENT, "search"), "reinforce": (ARCHITECTURE_ASSIGNMENT,)}
 LOSS_SETTING = {"mul-log": "mullog", "add-linear": "addlin"}
 
 
@@ -99,7 +100,8 @@ class ProxylessNas:
         indices = range(first_index, first_index + count)
         if settings.mode == "oneshot":
             text = encode(supernet)
-            return Proposal([{"architecture": text, "search": to_text(search_config(settings, k))} for k in indices])
+            return Proposal([{ARCHITECTURE_ASSIGNMENT: text, "search": to_text(search_config(settings, k))}
+                             for k in indices])
         config = reinforce_config(settings, experiment)
         policy = replay(len(supernet.cells), len(supernet.cells[0].ops),
                         episodes_from_history(history, supernet, config), config,
@@ -107,7 +109,7 @@ class ProxylessNas:
         assignments = []
         for k in indices:
             choices = sample_choices(policy.alpha, seeded_rng(experiment.name, settings.seed, "reinforce", k))
-            assignments.append({"architecture": encode(derive(supernet, choices))})
+            assignments.append({ARCHITECTURE_ASSIGNMENT: encode(derive(supernet, choices))})
         return Proposal(assignments, labels=[{INDEX_LABEL: str(k), POLICY_LABEL: str(policy.version)}
                                              for k in indices])
 

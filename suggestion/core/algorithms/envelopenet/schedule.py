@@ -23,14 +23,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from katib_nas.contract.assignments import ARCHITECTURE_ASSIGNMENT
 from katib_nas.contract.codec import encode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture
 
-from ..experiment import TrialRecord
-from .envelopenet_config import EnvelopeNetConfig
-from .envelopenet_construct import initial_network, next_network
-from .envelopenet_stats import Statistics, StatisticsError, average, read_statistics
+from ...experiment import TrialRecord
+from .config import EnvelopeNetConfig
+from .construct import initial_network, next_network
+from .stats import Statistics, StatisticsError, average, read_statistics
 
 SEED_BASE_SPAN = 1_000_000
 SEED_PHASE_SPAN = 10_000
@@ -205,7 +206,7 @@ def _collect(phase: Phase, ours: dict[int, tuple[int, TrialRecord]], statistic: 
     text, epochs = phase.text, str(phase.epochs)
     for index in sorted(ours):
         number, trial = ours[index]
-        if number != phase.number or trial.assignments.get("architecture") != text \
+        if number != phase.number or trial.assignments.get(ARCHITECTURE_ASSIGNMENT) != text \
                 or trial.assignments.get("epochs") != epochs:
             continue
         if not trial.finished:

@@ -1,0 +1,88 @@
+"""What both training commands (`katib-nas trial`, `katib-nas proxyless-search`) take in alike and answer with:
+exit codes, bounds of their numbers, the architecture text as Katib passes it, and whether a network fits the
+data. Imports no torch, so the command line can read the bounds cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Mapping, TypeVar
+
+from katib_nas.contract.codec import decode
+from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.spec import Architecture
+
+EXIT_OK = 0
+#: An export, a push to Katib or a checkpoint failed, or another process of the run did.
+EXIT_FAILED = 1
+#: The training loss became NaN or infinite (bad input is 2, katib_nas.cli.exits).
+EXIT_DIVERGED = 3
+#: Seeds numpy and torch both take.
+MAX_SEED = 2**32 - 1
+#: CPU threads; OMP_NUM_THREADS is held to the same bound.
+MAX_THREADS = 1024
+MAX_EPOCHS = 1_000_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingSettings:
+    """What every training command takes alike: the data and its split, the optimiser, where it runs, where its
+    metrics go. The one place of their defaults: the trainer, the commands' options, their flags and the
+    pipeline's final training read them from here."""
+
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    batch_size: int = 128
+    lr: float = 0.05
+    weight_decay: float = 3e-4
+    device: str = "auto"
+    threads: int | None = None
+    val_fraction: float = 0.1
+    split_seed: int | None = None
+    max_train_samples: int | None = None
+    metrics_file: str | None = None
+    metrics_format: str = "text"
+    report_to_katib: bool = False
+    tfevent_dir: str | None = None
+    rendezvous_timeout: float = 300.0
+
+
+DEFAULTS = TrainingSettings()
+Options = TypeVar("Options", bound=TrainingSettings)
+
+
+def options_from(cls: type[Options], values: Mapping[str, Any] | Any, **overrides: Any) -> Options:
+    """`cls` built from the attributes (parsed flags) or items of `values` named like its fields, then
+    `overrides`: each field is copied by its name, none is listed by hand."""
+    get = values.get if isinstance(values, Mapping) else lambda name, default: getattr(values, name, default)
+    missing = object()
+    found = {f.name: get(f.name, missing) for f in fields(cls)}
+    return cls(**{name: value for name, value in found.items() if value is not missing}, **overrides)
+
+
+def split_seed(option: int | None) -> tuple[int, ...]:
+    """split_dataset's seed argument for a --split-seed option: none given keeps the data module's fixed split."""
+    return () if option is None else (option,)
+
+
+def strip_quotes(text: str) -> str:
+    """Drop one pair of surrounding double quotes, which Katib passes through literally from `--x="${...}"`."""
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+
+
+def parse_architecture(text: str) -> Architecture:
+    return decode(strip_quotes(text.strip()))
+
+
+def check_fits(arch: Architecture, shape: tuple[int, int, int], num_classes: int, source: str) -> None:
+    """The network must take the data's image shape and have an output for every label."""
+    if tuple(arch.input_shape) != tuple(shape):
+        raise InvalidInput(f"architecture input {_shape_text(arch.input_shape)} does not match the images of "
+                           f"{source} ({_shape_text(shape)}); change the 'in' part of the architecture text")
+    if arch.num_classes < num_classes:
+        raise InvalidInput(f"architecture has {arch.num_classes} classes but {source} has labels up to "
+                           f"{num_classes - 1}; change the 'cls' part of the architecture text")
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(str(v) for v in shape)
