@@ -29,7 +29,11 @@ Protocol (per method and seed s; every method of a seed is paired with every oth
   machine is otherwise idle.
 
 Resumable: every finished (method, seed, constrained) cell is appended to OUT/results.jsonl as soon as it ends,
-and a rerun skips the cells already there. The summary (search_report.py) is rewritten after every cell.
+and a rerun skips the cells already there. Within a cell, every finished search trial, the end of the search and
+every finished retrain go to OUT/jobs/<cell>.journal.jsonl: a stopped cell resumes after its last finished step
+(trials are seeded, so the resumed search proposes what the uninterrupted one would; the CPU-seconds of the
+finished steps stay charged, the step cut short is run again). The summary (search_report.py) is rewritten
+after every cell.
 
     .venv/bin/python bench/bench_search.py --quick --seeds 1           # a smoke run
     .venv/bin/python bench/bench_search.py --out bench/results/search-standard --seeds 1 2 3 4 5 6 7 8
@@ -235,15 +239,59 @@ class Clock:
     started: float = field(default_factory=cpu_seconds)
     uncharged: float = 0.0
 
+    @classmethod
+    def resumed(cls, used: float) -> "Clock":
+        """A clock that has already counted `used` CPU-seconds (a resumed search's finished trials)."""
+        return cls(started=cpu_seconds() - used)
+
     def used(self) -> float:
         return cpu_seconds() - self.started - self.uncharged
 
 
-def search(run: Run, info: ExperimentInfo, budget: Budget, table: str | None) -> list[TrialRecord]:
+@dataclass
+class Journal:
+    """The finished steps of one cell (a JSON line each: search trials, best-of-k candidates, the search's end,
+    retrains), so that a stopped cell resumes after its last finished step instead of starting again."""
+
+    path: Path | None
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, path: Path | None) -> "Journal":
+        """The journal at `path`; a last line cut by the stop is dropped, and the file rewritten without it."""
+        if path is None or not path.is_file():
+            return cls(path)
+        entries: list[dict[str, Any]] = []
+        for line in path.read_text().splitlines():
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+        path.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+        return cls(path, entries)
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [entry for entry in self.entries if entry["kind"] == kind]
+
+    def add(self, kind: str, **fields: Any) -> None:
+        entry = {"kind": kind, **fields}
+        self.entries.append(entry)
+        if self.path is not None:
+            append_line(self.path, entry)
+
+
+def search(run: Run, info: ExperimentInfo, budget: Budget, table: str | None,
+           journal: Journal) -> list[TrialRecord]:
     """Propose and train trials until the method is done or its budget is spent; the history."""
     history: list[TrialRecord] = []
-    clock = Clock()
-    while clock.used() < budget.search_cpu_s:
+    for entry in journal.of("trial"):  # the trials a stopped run of this cell finished
+        record = entry["record"]
+        history.append(make_trial(f"{run.method}-{len(history)}", record["assignments"], entry["status"],
+                                  sorted(entry["metrics"].items()), record["labels"]))
+        run.trials.append(record)
+    clock = Clock.resumed(run.trials[-1]["cpu_s"] if run.trials else 0.0)
+    oneshot_done = bool(history) and "search" in history[-1].assignments
+    while not oneshot_done and clock.used() < budget.search_cpu_s:
         proposal = engine.suggest(info, history, 1, len(history))
         assignments = proposal.assignments[0]
         labels = proposal.labels[0] if proposal.labels else {}
@@ -254,11 +302,12 @@ def search(run: Run, info: ExperimentInfo, budget: Budget, table: str | None) ->
         if "search" not in assignments and clock.used() > budget.search_cpu_s:
             run.note = f"trial {len(history)} ended past the budget and was discarded"
             break
-        history.append(make_trial(f"{run.method}-{len(history)}", assignments,
-                                  "SUCCEEDED" if metrics else "FAILED", sorted(metrics.items()), labels))
+        status = "SUCCEEDED" if metrics else "FAILED"
+        history.append(make_trial(f"{run.method}-{len(history)}", assignments, status, sorted(metrics.items()), labels))
         run.trials.append({"index": len(history) - 1, "cpu_s": clock.used(), "trial_cpu_s": cpu_seconds() - before,
                            "assignments": assignments, "labels": labels,
                            "metrics": {k: v for k, v in metrics.items() if k not in ("Branch-Stats", "Skip-Gates")}})
+        journal.add("trial", record=run.trials[-1], status=status, metrics=metrics)
         if "search" in assignments:
             break  # one supernet training is the whole one-shot search
     oneshot = bool(history) and "search" in history[-1].assignments
@@ -279,7 +328,7 @@ def run_search_trial(run: Run, info: ExperimentInfo, budget: Budget, table: str 
                              statistic=info.settings.get("statistic", "taylor"), split_seed=run.seed)
 
 
-def best_of_k(run: Run, info: ExperimentInfo, budget: Budget) -> str:
+def best_of_k(run: Run, info: ExperimentInfo, budget: Budget, journal: Journal) -> str:
     """The envelope family's random control at equal CPU: random networks of the construction's family (random
     pruning and random skips, to a random depth of 0..iterations steps, no statistics needed), each trained as an
     iteration trial is, until the budget is spent; the best by validation accuracy."""
@@ -287,8 +336,12 @@ def best_of_k(run: Run, info: ExperimentInfo, budget: Budget) -> str:
 
     config = resolve(info)
     rng = np.random.default_rng([run.seed, 4242])
-    clock = Clock()
     best: tuple[float, str] | None = None
+    for entry in journal.of("candidate"):  # the candidates a stopped run of this cell finished
+        run.trials.append(entry["record"])
+        rng.bit_generator.state = entry["rng"]
+        best = (entry["best"][0], entry["best"][1]) if entry["best"] else None
+    clock = Clock.resumed(run.trials[-1]["cpu_s"] if run.trials else 0.0)
     while clock.used() < budget.search_cpu_s:
         network = initial_network(config)
         for step in range(int(rng.integers(0, config.settings.iterations + 1))):
@@ -308,6 +361,7 @@ def best_of_k(run: Run, info: ExperimentInfo, budget: Budget) -> str:
         accuracy = float(metrics.get("Validation-Accuracy", "nan"))
         if accuracy == accuracy and (best is None or accuracy > best[0]):
             best = (accuracy, text)
+        journal.add("candidate", record=run.trials[-1], rng=rng.bit_generator.state, best=best)
     run.search_cpu_s = min(clock.used(), budget.search_cpu_s)
     if best is None:
         raise RuntimeError(f"{run.method}: no candidate finished within the budget")
@@ -405,7 +459,8 @@ def predicted_latency_ms(architecture: str, table: str | None) -> float | None:
 
 # --- one job -------------------------------------------------------------------------------------------------
 
-def run_job(method: str, seed: int, budget: Budget, constrained: bool, fraction: float, folder: Path) -> Run:
+def run_job(method: str, seed: int, budget: Budget, constrained: bool, fraction: float, folder: Path,
+            journal: Journal) -> Run:
     import torch
 
     torch.set_num_threads(1)
@@ -413,28 +468,42 @@ def run_job(method: str, seed: int, budget: Budget, constrained: bool, fraction:
     target = fraction * largest_ms if constrained else None
     run = Run(method, seed, constrained, target)
     info = method_experiment(method, seed, budget, target)
-    if method == "envelopenet-random-best-of-k":
-        run.final_architecture = best_of_k(run, info, budget)
+    searched = journal.of("search-done")
+    if searched:
+        run.trials, run.search_cpu_s, run.final_architecture, run.search, run.note = (
+            searched[0][name] for name in ("trials", "search_cpu_s", "final_architecture", "search", "note"))
     else:
-        history = search(run, info, budget, table) if info is not None else []
-        run.final_architecture = pick_final(run, info, history)
-    final_trainings(run, budget)
+        if method == "envelopenet-random-best-of-k":
+            run.final_architecture = best_of_k(run, info, budget, journal)
+        else:
+            history = search(run, info, budget, table, journal) if info is not None else []
+            run.final_architecture = pick_final(run, info, history)
+        journal.add("search-done", trials=run.trials, search_cpu_s=run.search_cpu_s,
+                    final_architecture=run.final_architecture, search=run.search, note=run.note)
+    final_trainings(run, budget, journal)
     predicted = predicted_latency_ms(run.final_architecture, table)
     if predicted is not None:
         run.final["predicted-latency-ms"] = predicted
     return run
 
 
-def final_trainings(run: Run, budget: Budget) -> None:
+def final_trainings(run: Run, budget: Budget, journal: Journal) -> None:
     """RETRAINS trainings of the final network from fresh seeds, each scored once on the test set; their mean."""
-    before = cpu_seconds()
+    finished = {entry["index"]: entry for entry in journal.of("retrain")}
+    cpu_s = 0.0
     for retrain in range(budget.retrains):
-        seed = RETRAIN_SEED_BASE + 1000 * run.seed + retrain
-        metrics = run_network_trial(run.final_architecture, seed, budget.final_epochs, budget.final_images, None,
-                                    test=True, split_seed=run.seed)
-        run.retrains.append({name: float(metrics[name]) for name in ("Validation-Accuracy", "Test-Accuracy")
-                             if name in metrics} | {"seed": float(seed)})
-    run.final_cpu_s = (cpu_seconds() - before) / budget.retrains
+        if retrain not in finished:
+            seed = RETRAIN_SEED_BASE + 1000 * run.seed + retrain
+            before = cpu_seconds()
+            metrics = run_network_trial(run.final_architecture, seed, budget.final_epochs, budget.final_images,
+                                        None, test=True, split_seed=run.seed)
+            result = {name: float(metrics[name]) for name in ("Validation-Accuracy", "Test-Accuracy")
+                      if name in metrics} | {"seed": float(seed)}
+            journal.add("retrain", index=retrain, result=result, cpu_s=cpu_seconds() - before)
+            finished[retrain] = journal.entries[-1]
+        run.retrains.append(finished[retrain]["result"])
+        cpu_s += finished[retrain]["cpu_s"]
+    run.final_cpu_s = cpu_s / budget.retrains
     for name in ("Validation-Accuracy", "Test-Accuracy"):
         values = [r[name] for r in run.retrains if name in r]
         if values:
@@ -487,7 +556,7 @@ def run_all(args: argparse.Namespace, budget: Budget) -> None:
             command = [sys.executable, __file__, "--job", method, "--seed", str(seed), "--out", str(args.out),
                        "--target-fraction", str(args.target_fraction)] + (["--quick"] if args.quick else []) \
                 + (["--constrained"] if constrained else [])
-            log = (args.out / "jobs" / f"{key}.log").open("w")
+            log = (args.out / "jobs" / f"{key}.log").open("a")  # a resumed cell's log continues
             running.append((subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), out, key))
             print(f"{time.strftime('%H:%M:%S')} started {key}", flush=True)
         for process, out, key in list(running):
@@ -497,6 +566,7 @@ def run_all(args: argparse.Namespace, budget: Budget) -> None:
             if process.returncode == 0 and out.is_file():
                 append_line(args.out / RESULTS, json.loads(out.read_text()))
                 out.unlink()
+                out.with_suffix(".journal.jsonl").unlink(missing_ok=True)
                 write_summary(args.out, budget)
             print(f"{time.strftime('%H:%M:%S')} finished {key}: exit {process.returncode}", flush=True)
         time.sleep(2)
@@ -555,7 +625,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     budget = Budget.of(args.quick)
     if args.job:
-        run = run_job(args.job, args.seed, budget, args.constrained, args.target_fraction, args.out)
+        journal = Journal.open(args.out / "jobs" / f"{cell_key(args.job, args.seed, args.constrained)}.journal.jsonl")
+        run = run_job(args.job, args.seed, budget, args.constrained, args.target_fraction, args.out, journal)
         record = dataclasses.asdict(run) | {"budget": dataclasses.asdict(budget)}
         (args.out / "jobs" / f"{cell_key(args.job, args.seed, args.constrained)}.json").write_text(json.dumps(record))
         return
