@@ -46,7 +46,7 @@ import argparse
 import dataclasses
 import io
 import json
-import re
+import math
 import statistics
 import subprocess
 import sys
@@ -60,7 +60,7 @@ import yaml
 from katib_nas.contract.assignments import final_architecture
 from katib_nas.contract.codec import decode, encode
 from katib_nas.contract.cost import architecture_macs
-from katib_nas.contract.metric_format import BEST_ARCHITECTURE_REGEX, BRANCH_STATS_REGEX, KATIB_DEFAULT_REGEX
+from katib_nas.contract.metric_format import read_metric_lines
 from katib_nas.contract.supernet import derive
 from katib_nas.suggestion.core import engine
 from katib_nas.suggestion.core.algorithms.envelopenet import EnvelopeNet
@@ -187,12 +187,10 @@ def method_experiment(method: str, seed: int, budget: Budget, target_ms: float |
 
 # --- trials in process ----------------------------------------------------------------------------------
 
-def read_metrics(text: str) -> dict[str, str]:
-    """Latest value of every metric in trial output: numbers by Katib's default regex, then the string ones."""
-    metrics = {m.group(1): m.group(2) for m in re.finditer(KATIB_DEFAULT_REGEX, text) if m.group(2)}
-    for pattern in (BRANCH_STATS_REGEX, BEST_ARCHITECTURE_REGEX):
-        metrics.update((m.group(1), m.group(2)) for m in re.finditer(pattern, text))
-    return metrics
+def finished(code: int, metrics: dict[str, str]) -> dict[str, str]:
+    """A trial's metrics when it exited 0 with a finite Validation-Accuracy; otherwise {} (a failed trial)."""
+    accuracy = metrics.get("Validation-Accuracy", "nan")
+    return metrics if code == 0 and math.isfinite(float(accuracy)) else {}
 
 
 def run_network_trial(architecture: str, seed: int, epochs: int, images: int, table: str | None,
@@ -205,11 +203,7 @@ def run_network_trial(architecture: str, seed: int, epochs: int, images: int, ta
     options = TrialOptions(architecture=architecture, dataset="fashion-mnist", epochs=epochs, seed=seed,
                            threads=1, max_train_samples=images, branch_stats=branch_stats, test=test,
                            latency_table=table, branch_statistic=statistic, split_seed=split_seed)
-    code = run_trial(options, stream)
-    metrics = read_metrics(stream.getvalue())
-    if code != 0 or "Validation-Accuracy" not in metrics:
-        return {}
-    return metrics
+    return finished(run_trial(options, stream), read_metric_lines(stream.getvalue()))
 
 
 def run_oneshot_trial(assignments: dict[str, str], images: int, table: str | None, split_seed: int,
@@ -221,9 +215,7 @@ def run_oneshot_trial(assignments: dict[str, str], images: int, table: str | Non
     options = SearchOptions(supernet=assignments["architecture"], search=assignments["search"],
                             latency_table=table, dataset="fashion-mnist", max_train_samples=images, threads=1,
                             split_seed=split_seed, rank_paths=rank_paths)
-    code = run_proxyless_search(options, stream)
-    metrics = read_metrics(stream.getvalue())
-    return metrics if code == 0 and "Validation-Accuracy" in metrics else {}
+    return finished(run_proxyless_search(options, stream), read_metric_lines(stream.getvalue()))
 
 
 # --- search ---------------------------------------------------------------------------------------------

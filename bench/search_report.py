@@ -131,6 +131,14 @@ def policy_updates(record: dict[str, Any]) -> int:
     return max(versions, default=0)
 
 
+def strength(result: Paired) -> tuple[int, float, float]:
+    """Order of paired results for "at least one method": more seeds, then the higher lower bound, then the mean."""
+    def number(value: float) -> float:
+        return -math.inf if math.isnan(value) else value
+
+    return result.n, number(result.low), number(result.mean)
+
+
 @dataclass
 class Goal:
     text: str
@@ -172,8 +180,7 @@ def goals(records: list[dict[str, Any]], latencies: dict[str, float]) -> list[Go
     found.append(Goal("REINFORCE second-half mean reward above uniform's, interval above 0",
                       judged(reward, reward.low > 0 if not math.isnan(reward.low) else False), reward.text()))
     best = max((paired(free, m, "nas-random") for m in ("envelopenet", "proxylessnas-oneshot",
-                                                          "proxylessnas-reinforce")),
-               key=lambda p: (p.n > 0, p.low if not math.isnan(p.low) else -math.inf))
+                                                          "proxylessnas-reinforce")), key=strength)
     found.append(Goal(f"at least one method +{WIN_POINTS} over nas-random, interval above 0",
                       judged(best, beyond(best)), best.text()))
     found.append(constrained_goal(free, constrained, latencies))
