@@ -12,6 +12,13 @@ The figure is Kendall's tau between the two accuracies over the space's networks
 
 Every network runs in its own subprocess with one torch thread, --jobs side by side; results in
 OUT/fidelity.json and OUT/fidelity.md.
+
+A cheaper budget can be set against an earlier run's two budgets without training those again: with
+`--final-epochs 0 --reference DIR` only the truncated budget is trained, and the report gives its rank
+agreement with DIR's truncated and final accuracies over the same networks (matched by architecture):
+
+    .venv/bin/python bench/bench_fidelity.py --spaces proxylessnas --networks 6 --final-epochs 0 \
+        --reference bench/results/fidelity-final-2x30k-vs-6x30k
 """
 
 from __future__ import annotations
@@ -81,7 +88,7 @@ def run_one(architecture: str, args: argparse.Namespace) -> dict[str, Any]:
     started = time.process_time()
     truncated = run_network_trial(architecture, 0, args.truncated_epochs, args.truncated_images, None)
     truncated_s = time.process_time() - started
-    final = run_network_trial(architecture, 0, args.final_epochs, args.final_images, None)
+    final = run_network_trial(architecture, 0, args.final_epochs, args.final_images, None) if args.final_epochs else {}
     return {"architecture": architecture, "truncated": float(truncated.get("Validation-Accuracy", "nan")),
             "final": float(final.get("Validation-Accuracy", "nan")), "truncated_cpu_s": truncated_s,
             "final_cpu_s": time.process_time() - started - truncated_s}
@@ -111,19 +118,41 @@ def passthrough(args: argparse.Namespace) -> list[str]:
 
 def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> str:
     lines = [f"Truncated: {args.truncated_epochs} epoch(s) on {args.truncated_images} images; final: "
-             f"{args.final_epochs} epoch(s) on {args.final_images} images; validation on 6,000 images.", "",
-             "| space | networks | Kendall tau | Spearman rho | truncated acc % (min-max) | final acc % (min-max) "
+             f"{args.final_epochs} epoch(s) on {args.final_images} images; validation on 6,000 images.", ""]
+    if args.final_epochs:
+        lines += agreement_table(results, "final", "final")
+    if args.reference:
+        reference = read_reference(args.reference)
+        for key in ("truncated", "final"):
+            lines += ["", f"Against {args.reference}'s {key} accuracies (same networks):", ""]
+            lines += agreement_table({space: [r | {"reference": reference[r["architecture"]][key]} for r in rows
+                                              if r["architecture"] in reference] for space, rows in results.items()},
+                                     "reference", f"reference {key}")
+    return "\n".join(lines) + "\n"
+
+
+def agreement_table(results: dict[str, list[dict[str, Any]]], key: str, name: str) -> list[str]:
+    """Kendall tau and Spearman rho between each network's truncated accuracy and its `key` accuracy, per space."""
+    lines = [f"| space | networks | Kendall tau | Spearman rho | truncated acc % (min-max) | {name} acc % (min-max) "
              "| CPU-s per truncated trial |", "|---|---|---|---|---|---|---|"]
     for space, rows in results.items():
-        rows = [r for r in rows if r["truncated"] == r["truncated"] and r["final"] == r["final"]]
+        rows = [r for r in rows if r["truncated"] == r["truncated"] and r[key] == r[key]]
         if len(rows) < 3:
             continue
-        tau, rho = kendall_spearman([r["truncated"] for r in rows], [r["final"] for r in rows])
+        tau, rho = kendall_spearman([r["truncated"] for r in rows], [r[key] for r in rows])
         lines.append(f"| {space} | {len(rows)} | {tau:.3f} | {rho:.3f} "
                      f"| {min(r['truncated'] for r in rows) * 100:.1f}-{max(r['truncated'] for r in rows) * 100:.1f} "
-                     f"| {min(r['final'] for r in rows) * 100:.1f}-{max(r['final'] for r in rows) * 100:.1f} "
+                     f"| {min(r[key] for r in rows) * 100:.1f}-{max(r[key] for r in rows) * 100:.1f} "
                      f"| {statistics.mean(r['truncated_cpu_s'] for r in rows):.0f} |")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def read_reference(folder: Path) -> dict[str, dict[str, float]]:
+    """An earlier run's accuracies by architecture, from its per-network files."""
+    rows = [json.loads(path.read_text()) for path in sorted(folder.glob("fidelity-*-*.json"))]
+    if not rows:
+        raise SystemExit(f"bench_fidelity: error: --reference {folder}: no fidelity-SPACE-N.json files there")
+    return {r["architecture"]: r for r in rows}
 
 
 def main() -> None:
@@ -132,9 +161,11 @@ def main() -> None:
     parser.add_argument("--spaces", nargs="+", choices=SPACES, default=list(SPACES))
     parser.add_argument("--truncated-epochs", type=int, default=1)
     parser.add_argument("--truncated-images", type=int, default=12000, help="the examples' trial budget")
-    parser.add_argument("--final-epochs", type=int, default=2)
+    parser.add_argument("--final-epochs", type=int, default=2, help="0: train only the truncated budget")
     parser.add_argument("--final-images", type=int, default=20000)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--reference", type=Path,
+                        help="an earlier run's folder over the same networks: report against its two budgets")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_fidelity"))
     parser.add_argument("--job", help=argparse.SUPPRESS)
     parser.add_argument("--job-out", type=Path, help=argparse.SUPPRESS)
