@@ -82,16 +82,25 @@ def kendall_spearman(x: list[float], y: list[float]) -> tuple[float, float]:
 
 
 def run_one(architecture: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Both budgets' accuracies of one network. The truncated one is kept in a side file as soon as it is known,
+    so a run stopped during the final training trains only that again."""
     import torch
 
     torch.set_num_threads(1)
+    partial = args.job_out.with_suffix(".truncated.json")
+    budget = {"architecture": architecture, "epochs": args.truncated_epochs, "images": args.truncated_images}
+    kept = json.loads(partial.read_text()) if partial.is_file() else {}
+    if {k: kept.get(k) for k in budget} != budget:
+        started = time.process_time()
+        truncated = run_network_trial(architecture, 0, args.truncated_epochs, args.truncated_images, None)
+        kept = budget | {"accuracy": float(truncated.get("Validation-Accuracy", "nan")),
+                         "cpu_s": time.process_time() - started}
+        partial.write_text(json.dumps(kept))
     started = time.process_time()
-    truncated = run_network_trial(architecture, 0, args.truncated_epochs, args.truncated_images, None)
-    truncated_s = time.process_time() - started
     final = run_network_trial(architecture, 0, args.final_epochs, args.final_images, None) if args.final_epochs else {}
-    return {"architecture": architecture, "truncated": float(truncated.get("Validation-Accuracy", "nan")),
-            "final": float(final.get("Validation-Accuracy", "nan")), "truncated_cpu_s": truncated_s,
-            "final_cpu_s": time.process_time() - started - truncated_s}
+    return {"architecture": architecture, "truncated": kept["accuracy"],
+            "final": float(final.get("Validation-Accuracy", "nan")), "truncated_cpu_s": kept["cpu_s"],
+            "final_cpu_s": time.process_time() - started}
 
 
 def run_all(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
@@ -149,7 +158,8 @@ def agreement_table(results: dict[str, list[dict[str, Any]]], key: str, name: st
 
 def read_reference(folder: Path) -> dict[str, dict[str, float]]:
     """An earlier run's accuracies by architecture, from its per-network files."""
-    rows = [json.loads(path.read_text()) for path in sorted(folder.glob("fidelity-*-*.json"))]
+    rows = [json.loads(path.read_text()) for path in sorted(folder.glob("fidelity-*-*.json"))
+            if not path.name.endswith(".truncated.json")]
     if not rows:
         raise SystemExit(f"bench_fidelity: error: --reference {folder}: no fidelity-SPACE-N.json files there")
     return {r["architecture"]: r for r in rows}
@@ -172,6 +182,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.job:
         args.job_out.write_text(json.dumps(run_one(args.job, args)))
+        args.job_out.with_suffix(".truncated.json").unlink(missing_ok=True)
         return
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
