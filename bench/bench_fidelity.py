@@ -14,11 +14,12 @@ Every network runs in its own subprocess with one torch thread, --jobs side by s
 OUT/fidelity.json and OUT/fidelity.md.
 
 A cheaper budget can be set against an earlier run's two budgets without training those again: with
-`--final-epochs 0 --reference DIR` only the truncated budget is trained, and the report gives its rank
-agreement with DIR's truncated and final accuracies over the same networks (matched by architecture):
+`--final-epochs 0 --reference DIR...` only the truncated budget is trained, and the report gives its rank
+agreement with the truncated and final accuracies in those folders over the same networks (matched by
+architecture; a folder trained with `--final-epochs 0` gives only truncated ones):
 
     .venv/bin/python bench/bench_fidelity.py --spaces proxylessnas --networks 6 --final-epochs 0 \
-        --reference bench/results/fidelity-final-2x30k-vs-6x30k
+        --reference bench/results/fidelity-2x30k bench/results/fidelity-final-2x30k-vs-6x30k
 """
 
 from __future__ import annotations
@@ -126,14 +127,16 @@ def passthrough(args: argparse.Namespace) -> list[str]:
 
 
 def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> str:
-    lines = [f"Truncated: {args.truncated_epochs} epoch(s) on {args.truncated_images} images; final: "
-             f"{args.final_epochs} epoch(s) on {args.final_images} images; validation on 6,000 images.", ""]
+    final = f"{args.final_epochs} epoch(s) on {args.final_images} images" if args.final_epochs else "not trained"
+    lines = [f"Truncated: {args.truncated_epochs} epoch(s) on {args.truncated_images} images; final: {final}; "
+             "validation on 6,000 images.", ""]
     if args.final_epochs:
         lines += agreement_table(results, "final", "final")
     if args.reference:
         reference = read_reference(args.reference)
         for key in ("truncated", "final"):
-            lines += ["", f"Against {args.reference}'s {key} accuracies (same networks):", ""]
+            names = " and ".join(str(folder) for folder in args.reference)
+            lines += ["", f"Against the {key} accuracies of {names} (same networks):", ""]
             lines += agreement_table({space: [r | {"reference": reference[r["architecture"]][key]} for r in rows
                                               if r["architecture"] in reference] for space, rows in results.items()},
                                      "reference", f"reference {key}")
@@ -156,13 +159,18 @@ def agreement_table(results: dict[str, list[dict[str, Any]]], key: str, name: st
     return lines
 
 
-def read_reference(folder: Path) -> dict[str, dict[str, float]]:
-    """An earlier run's accuracies by architecture, from its per-network files."""
-    rows = [json.loads(path.read_text()) for path in sorted(folder.glob("fidelity-*-*.json"))
-            if not path.name.endswith(".truncated.json")]
-    if not rows:
-        raise SystemExit(f"bench_fidelity: error: --reference {folder}: no fidelity-SPACE-N.json files there")
-    return {r["architecture"]: r for r in rows}
+def read_reference(folders: list[Path]) -> dict[str, dict[str, float]]:
+    """Earlier runs' accuracies by architecture, from their per-network files; a number one folder lacks (NaN)
+    comes from another."""
+    found: dict[str, dict[str, float]] = {}
+    for folder in folders:
+        paths = [p for p in sorted(folder.glob("fidelity-*-*.json")) if not p.name.endswith(".truncated.json")]
+        if not paths:
+            raise SystemExit(f"bench_fidelity: error: --reference {folder}: no fidelity-SPACE-N.json files there")
+        for row in map(json.loads, map(Path.read_text, paths)):
+            known = found.setdefault(row["architecture"], {})
+            known.update({k: v for k, v in row.items() if v == v or k not in known})
+    return found
 
 
 def main() -> None:
@@ -174,8 +182,8 @@ def main() -> None:
     parser.add_argument("--final-epochs", type=int, default=2, help="0: train only the truncated budget")
     parser.add_argument("--final-images", type=int, default=20000)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--reference", type=Path,
-                        help="an earlier run's folder over the same networks: report against its two budgets")
+    parser.add_argument("--reference", type=Path, nargs="+",
+                        help="earlier runs' folders over the same networks: report against their two budgets")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_fidelity"))
     parser.add_argument("--job", help=argparse.SUPPRESS)
     parser.add_argument("--job-out", type=Path, help=argparse.SUPPRESS)
