@@ -89,16 +89,19 @@ def run_one(architecture: str, args: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     partial = args.job_out.with_suffix(".truncated.json")
-    budget = {"architecture": architecture, "epochs": args.truncated_epochs, "images": args.truncated_images}
+    budget = {"architecture": architecture, "epochs": args.truncated_epochs, "images": args.truncated_images,
+              "seed": args.seed}
     kept = json.loads(partial.read_text()) if partial.is_file() else {}
     if {k: kept.get(k) for k in budget} != budget:
         started = time.process_time()
-        truncated = run_network_trial(architecture, 0, args.truncated_epochs, args.truncated_images, None)
+        truncated = run_network_trial(architecture, args.seed, args.truncated_epochs, args.truncated_images, None)
         kept = budget | {"accuracy": float(truncated.get("Validation-Accuracy", "nan")),
                          "cpu_s": time.process_time() - started}
         partial.write_text(json.dumps(kept))
     started = time.process_time()
-    final = run_network_trial(architecture, 0, args.final_epochs, args.final_images, None) if args.final_epochs else {}
+    final = {}
+    if args.final_epochs:
+        final = run_network_trial(architecture, args.seed, args.final_epochs, args.final_images, None)
     return {"architecture": architecture, "truncated": kept["accuracy"],
             "final": float(final.get("Validation-Accuracy", "nan")), "truncated_cpu_s": kept["cpu_s"],
             "final_cpu_s": time.process_time() - started}
@@ -122,7 +125,8 @@ def run_all(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
 
 
 def passthrough(args: argparse.Namespace) -> list[str]:
-    return ["--truncated-epochs", str(args.truncated_epochs), "--truncated-images", str(args.truncated_images),
+    return ["--seed", str(args.seed),
+            "--truncated-epochs", str(args.truncated_epochs), "--truncated-images", str(args.truncated_images),
             "--final-epochs", str(args.final_epochs), "--final-images", str(args.final_images)]
 
 
@@ -181,6 +185,8 @@ def main() -> None:
     parser.add_argument("--truncated-images", type=int, default=12000, help="the examples' trial budget")
     parser.add_argument("--final-epochs", type=int, default=2, help="0: train only the truncated budget")
     parser.add_argument("--final-images", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="training seed of every network (another seed measures the trials' own noise)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--reference", type=Path, nargs="+",
                         help="earlier runs' folders over the same networks: report against their two budgets")

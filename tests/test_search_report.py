@@ -49,7 +49,8 @@ def summary(folder: Path) -> str:
 
 def goal(text: str, start: str) -> tuple[str, str]:
     """(status, figure) of the one goal whose text starts with `start`."""
-    rows = [line.strip("|").split(" | ") for line in text.split("Goals (judged")[1].splitlines() if line.startswith("| ")]
+    table = text.split("Goals (judged")[1].splitlines()
+    rows = [line.strip("|").split(" | ") for line in table if line.startswith("| ")]
     (found,) = [(status.strip(), figure.strip()) for name, status, figure in rows if name.strip().startswith(start)]
     return found
 
