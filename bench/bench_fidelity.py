@@ -43,6 +43,12 @@ from katib_nas.suggestion.core.algorithms.envelopenet.construct import initial_n
 from katib_nas.suggestion.core.algorithms.envelopenet.stats import Statistics
 
 SPACES = ("nas-random", "proxylessnas", "envelopenet")
+#: A network's truncated accuracy, kept beside its result file until the final training ends.
+SIDE_SUFFIX = ".truncated.json"
+
+
+def side_file(job_out: Path) -> Path:
+    return job_out.with_suffix(SIDE_SUFFIX)
 
 
 def sample(space: str, count: int) -> list[str]:
@@ -88,7 +94,7 @@ def run_one(architecture: str, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    partial = args.job_out.with_suffix(".truncated.json")
+    partial = side_file(args.job_out)
     budget = {"architecture": architecture, "epochs": args.truncated_epochs, "images": args.truncated_images,
               "seed": args.seed}
     kept = json.loads(partial.read_text()) if partial.is_file() else {}
@@ -130,16 +136,16 @@ def passthrough(args: argparse.Namespace) -> list[str]:
             "--final-epochs", str(args.final_epochs), "--final-images", str(args.final_images)]
 
 
-def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> str:
+def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace,
+           reference: dict[str, dict[str, float]]) -> str:
     final = f"{args.final_epochs} epoch(s) on {args.final_images} images" if args.final_epochs else "not trained"
     lines = [f"Truncated: {args.truncated_epochs} epoch(s) on {args.truncated_images} images; final: {final}; "
              "validation on 6,000 images.", ""]
     if args.final_epochs:
         lines += agreement_table(results, "final", "final")
     if args.reference:
-        reference = read_reference(args.reference)
+        names = " and ".join(str(folder) for folder in args.reference)
         for key in ("truncated", "final"):
-            names = " and ".join(str(folder) for folder in args.reference)
             lines += ["", f"Against the {key} accuracies of {names} (same networks):", ""]
             lines += agreement_table({space: [r | {"reference": reference[r["architecture"]][key]} for r in rows
                                               if r["architecture"] in reference] for space, rows in results.items()},
@@ -168,7 +174,7 @@ def read_reference(folders: list[Path]) -> dict[str, dict[str, float]]:
     comes from another."""
     found: dict[str, dict[str, float]] = {}
     for folder in folders:
-        paths = [p for p in sorted(folder.glob("fidelity-*-*.json")) if not p.name.endswith(".truncated.json")]
+        paths = [p for p in sorted(folder.glob("fidelity-*-*.json")) if not p.name.endswith(SIDE_SUFFIX)]
         if not paths:
             raise SystemExit(f"bench_fidelity: error: --reference {folder}: no fidelity-SPACE-N.json files there")
         for row in map(json.loads, map(Path.read_text, paths)):
@@ -196,12 +202,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.job:
         args.job_out.write_text(json.dumps(run_one(args.job, args)))
-        args.job_out.with_suffix(".truncated.json").unlink(missing_ok=True)
+        side_file(args.job_out).unlink(missing_ok=True)
         return
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    reference = read_reference(args.reference) if args.reference else {}  # a wrong folder fails before training
     results = run_all(args)
-    text = report(results, args) + f"\nWall time {(time.monotonic() - started) / 60:.0f} min.\n"
+    text = report(results, args, reference) + f"\nWall time {(time.monotonic() - started) / 60:.0f} min.\n"
     (args.out / "fidelity.json").write_text(json.dumps(results, indent=1))
     (args.out / "fidelity.md").write_text(text)
     print(text)
