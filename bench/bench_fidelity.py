@@ -11,7 +11,8 @@ The figure is Kendall's tau between the two accuracies over the space's networks
     .venv/bin/python bench/bench_fidelity.py --networks 6 --spaces nas-random   # a quick look
 
 Every network runs in its own subprocess with one torch thread, --jobs side by side; results in
-OUT/fidelity.json and OUT/fidelity.md.
+OUT/fidelity.json and OUT/fidelity.md. Each network's figures are kept in OUT as they come and a rerun trains
+only what is missing; a kept file of another network or budget (flags) stops the run before any training.
 
 A cheaper budget can be set against an earlier run's two budgets without training those again: with
 `--final-epochs 0 --reference DIR...` only the truncated budget is trained, and the report gives its rank
@@ -88,6 +89,12 @@ def kendall_spearman(x: list[float], y: list[float]) -> tuple[float, float]:
     return float(kendalltau(x, y)[0]), float(spearmanr(x, y)[0])
 
 
+def budget(args: argparse.Namespace) -> dict[str, int]:
+    """What a network's figures were trained with; a kept result file is reused only under the same one."""
+    return {"seed": args.seed, "truncated_epochs": args.truncated_epochs, "truncated_images": args.truncated_images,
+            "final_epochs": args.final_epochs, "final_images": args.final_images if args.final_epochs else 0}
+
+
 def run_one(architecture: str, args: argparse.Namespace) -> dict[str, Any]:
     """Both budgets' accuracies of one network. The truncated one is kept in a side file as soon as it is known,
     so a run stopped during the final training trains only that again."""
@@ -95,13 +102,13 @@ def run_one(architecture: str, args: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     partial = side_file(args.job_out)
-    budget = {"architecture": architecture, "epochs": args.truncated_epochs, "images": args.truncated_images,
+    wanted = {"architecture": architecture, "epochs": args.truncated_epochs, "images": args.truncated_images,
               "seed": args.seed}
     kept = json.loads(partial.read_text()) if partial.is_file() else {}
-    if {k: kept.get(k) for k in budget} != budget:
+    if {k: kept.get(k) for k in wanted} != wanted:
         started = time.process_time()
         truncated = run_network_trial(architecture, args.seed, args.truncated_epochs, args.truncated_images, None)
-        kept = budget | {"accuracy": float(truncated.get("Validation-Accuracy", "nan")),
+        kept = wanted | {"accuracy": float(truncated.get("Validation-Accuracy", "nan")),
                          "cpu_s": time.process_time() - started}
         partial.write_text(json.dumps(kept))
     started = time.process_time()
@@ -110,24 +117,44 @@ def run_one(architecture: str, args: argparse.Namespace) -> dict[str, Any]:
         final = run_network_trial(architecture, args.seed, args.final_epochs, args.final_images, None)
     return {"architecture": architecture, "truncated": kept["accuracy"],
             "final": float(final.get("Validation-Accuracy", "nan")), "truncated_cpu_s": kept["cpu_s"],
-            "final_cpu_s": time.process_time() - started}
+            "final_cpu_s": time.process_time() - started, "budget": budget(args)}
 
 
-def run_all(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
-    pending = [(space, index, text) for space in args.spaces for index, text in enumerate(sample(space, args.networks))]
-    running: list[subprocess.Popen] = []
-    files: dict[str, list[Path]] = {space: [] for space in args.spaces}
+def run_all(args: argparse.Namespace) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """Every network's figures, training those not kept in OUT yet; also the networks whose training failed."""
+    planned = [(space, text, args.out / f"fidelity-{space}-{index}.json")
+               for space in args.spaces for index, text in enumerate(sample(space, args.networks))]
+    for _, text, out in planned:  # a kept file from other flags or another draw stops the run before any training
+        if out.is_file():
+            check_kept(out, text, args)
+    pending = [(text, out) for _, text, out in planned if not out.is_file()]
+    running: dict[Path, subprocess.Popen] = {}
+    failed: list[str] = []
     while pending or running:
         while pending and len(running) < args.jobs:
-            space, index, text = pending.pop(0)
-            out = args.out / f"fidelity-{space}-{index}.json"
-            files[space].append(out)
-            if not out.is_file():
-                running.append(subprocess.Popen([sys.executable, __file__, "--job", text, "--job-out", str(out),
-                                                 *passthrough(args)], stdout=subprocess.DEVNULL))
-        running = [p for p in running if p.poll() is None]
+            text, out = pending.pop(0)
+            running[out] = subprocess.Popen([sys.executable, __file__, "--job", text, "--job-out", str(out),
+                                             *passthrough(args)], stdout=subprocess.DEVNULL)
+        for out, process in list(running.items()):
+            if process.poll() is not None:
+                del running[out]
+                if process.returncode or not out.is_file():
+                    failed.append(f"{out.name} (exit {process.returncode})")
         time.sleep(2)
-    return {space: [json.loads(f.read_text()) for f in paths if f.is_file()] for space, paths in files.items()}
+    results = {space: [json.loads(out.read_text()) for s, _, out in planned if s == space and out.is_file()]
+               for space in args.spaces}
+    return results, failed
+
+
+def check_kept(out: Path, architecture: str, args: argparse.Namespace) -> None:
+    """Stop with one line when a kept result file is not this network at this budget."""
+    kept = json.loads(out.read_text())
+    if kept.get("architecture") != architecture:
+        raise SystemExit(f"bench_fidelity: error: {out} holds another network than this run draws "
+                         f"({kept.get('architecture')!r}); use another --out")
+    if kept.get("budget") != budget(args):
+        raise SystemExit(f"bench_fidelity: error: {out} was trained with {kept.get('budget')}, this run asks "
+                         f"{budget(args)}; use another --out or the same flags")
 
 
 def passthrough(args: argparse.Namespace) -> list[str]:
@@ -137,10 +164,12 @@ def passthrough(args: argparse.Namespace) -> list[str]:
 
 
 def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace,
-           reference: dict[str, dict[str, float]]) -> str:
+           reference: dict[str, dict[str, float]], failed: list[str]) -> str:
     final = f"{args.final_epochs} epoch(s) on {args.final_images} images" if args.final_epochs else "not trained"
     lines = [f"Truncated: {args.truncated_epochs} epoch(s) on {args.truncated_images} images; final: {final}; "
-             "validation on 6,000 images.", ""]
+             f"validation on 6,000 images; training seed {args.seed}.", ""]
+    if failed:
+        lines += [f"Failed, left out of every table (their errors are above in the output): {', '.join(failed)}.", ""]
     if args.final_epochs:
         lines += agreement_table(results, "final", "final")
     if args.reference:
@@ -207,11 +236,13 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     reference = read_reference(args.reference) if args.reference else {}  # a wrong folder fails before training
-    results = run_all(args)
-    text = report(results, args, reference) + f"\nWall time {(time.monotonic() - started) / 60:.0f} min.\n"
+    results, failed = run_all(args)
+    text = report(results, args, reference, failed) + f"\nWall time {(time.monotonic() - started) / 60:.0f} min.\n"
     (args.out / "fidelity.json").write_text(json.dumps(results, indent=1))
     (args.out / "fidelity.md").write_text(text)
     print(text)
+    if failed:
+        raise SystemExit(f"bench_fidelity: error: {len(failed)} network(s) failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
