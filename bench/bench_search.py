@@ -32,8 +32,9 @@ Resumable: every finished (method, seed, constrained) cell is appended to OUT/re
 and a rerun skips the cells already there. Within a cell, every finished search trial, the end of the search and
 every finished retrain go to OUT/jobs/<cell>.journal.jsonl: a stopped cell resumes after its last finished step
 (trials are seeded, so the resumed search proposes what the uninterrupted one would; the CPU-seconds of the
-finished steps stay charged, the step cut short is run again). The summary (search_report.py) is rewritten
-after every cell.
+finished steps stay charged, the step cut short is run again). Results and journals record their budget: a
+folder holding another budget's cells (a --quick run's, say) stops the run with one line before anything runs.
+The summary (search_report.py) is rewritten after every cell.
 
     .venv/bin/python bench/bench_search.py --quick --seeds 1           # a smoke run
     .venv/bin/python bench/bench_search.py --out bench/results/search-standard --seeds 1 2 3 4 5 6 7 8
@@ -261,6 +262,13 @@ class Journal:
                 break
         path.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
         return cls(path, entries)
+
+    def begin(self, budget: dict[str, Any]) -> None:
+        """Record the cell's budget as its first entry; a journal begun at another budget is not resumed."""
+        if not self.entries:
+            self.add("budget", budget=budget)
+        elif self.entries[0] != {"kind": "budget", "budget": budget}:
+            raise SystemExit(budget_error(self.path, self.entries[0].get("budget"), budget))
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [entry for entry in self.entries if entry["kind"] == kind]
@@ -526,6 +534,32 @@ def read_results(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def check_budget(folder: Path, budget: Budget, journals: bool) -> None:
+    """Stop with one line, before anything runs, when OUT holds finished cells (or, with `journals`, unfinished
+    ones) of another budget: they would be skipped or resumed, and paired with this budget's cells."""
+    wanted = dataclasses.asdict(budget)
+    for record in read_results(folder):
+        if record.get("budget") != wanted:
+            key = cell_key(record["method"], record["seed"], record["constrained"])
+            raise SystemExit(budget_error(folder / RESULTS, record.get("budget"), wanted, f" (cell {key})"))
+    for path in sorted((folder / "jobs").glob("*.journal.jsonl")) if journals else []:
+        with path.open() as handle:
+            first = json.loads(handle.readline() or "{}")
+        if first != {"kind": "budget", "budget": wanted}:
+            raise SystemExit(budget_error(path, first.get("budget"), wanted))
+
+
+def budget_error(path: Path | None, found: dict[str, Any] | None, wanted: dict[str, Any], where: str = "") -> str:
+    """One line naming the file and how its budget differs from this run's (--quick or the standard one)."""
+    if found is None:
+        differs = "no budget recorded"
+    else:
+        differs = ", ".join(f"{name} {found.get(name)} here {value}" for name, value in wanted.items()
+                            if found.get(name) != value)
+    return (f"bench_search: error: {path}{where} was run at another budget ({differs}); "
+            "use another --out, or the flags it was run with (--quick or not)")
+
+
 def append_line(path: Path, record: dict[str, Any]) -> None:
     with path.open("a") as handle:
         handle.write(json.dumps(record) + "\n")
@@ -618,10 +652,12 @@ def main() -> None:
     budget = Budget.of(args.quick)
     if args.job:
         journal = Journal.open(args.out / "jobs" / f"{cell_key(args.job, args.seed, args.constrained)}.journal.jsonl")
+        journal.begin(dataclasses.asdict(budget))
         run = run_job(args.job, args.seed, budget, args.constrained, args.target_fraction, args.out, journal)
         record = dataclasses.asdict(run) | {"budget": dataclasses.asdict(budget)}
         (args.out / "jobs" / f"{cell_key(args.job, args.seed, args.constrained)}.json").write_text(json.dumps(record))
         return
+    check_budget(args.out, budget, journals=not (args.latency or args.summary))
     if args.latency:
         measure_latencies(args.out)
     elif not args.summary:

@@ -1,0 +1,83 @@
+"""A search benchmark folder holds one budget: finished cells and unfinished cells' journals of another
+(--quick's, say) stop a run before anything runs, since they would be skipped or resumed and then paired with
+this budget's cells in the summary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .test_search_report import REPO, budget, record
+
+BENCH = REPO / "bench" / "bench_search.py"
+
+
+def bench_search(folder: Path, *flags: str) -> subprocess.CompletedProcess:
+    """One hand-designed cell of seed 1 (no search, so a wrongly started run would train only its final net)."""
+    return subprocess.run([sys.executable, str(BENCH), "--out", str(folder), "--seeds", "1", "--methods",
+                           "hand-designed", "--constrained-methods", *flags], capture_output=True, text=True,
+                          timeout=900)
+
+
+def plant(folder: Path, **extra: object) -> None:
+    (folder / "results.jsonl").write_text(json.dumps(record("hand-designed", 1, 89.0, **extra)) + "\n")
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_a_finished_cell_of_another_budget_stops_the_run(tmp_path: Path) -> None:
+    plant(tmp_path, budget=budget(True))
+    before = listing(tmp_path)
+    done = bench_search(tmp_path)
+    assert done.returncode == 1
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"bench_search: error: {tmp_path / 'results.jsonl'} (cell hand-designed-seed1) was run "
+                           "at another budget (search_images 5000 here 12000, search_cpu_s 150.0 here 1500.0, ")
+    assert listing(tmp_path) == before  # nothing ran, no summary written
+
+
+def test_the_summary_refuses_cells_of_another_budget(tmp_path: Path) -> None:
+    plant(tmp_path)  # the standard budget's cell, summarised as if --quick
+    done = subprocess.run([sys.executable, str(BENCH), "--out", str(tmp_path), "--summary", "--quick"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "was run at another budget (search_images 12000 here 5000" in done.stderr
+    assert not (tmp_path / "summary.md").exists()
+
+
+def test_a_journal_without_this_budget_is_not_resumed(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    journal = jobs / "hand-designed-seed1.journal.jsonl"
+    journal.write_text(json.dumps({"kind": "search-done", "trials": []}) + "\n")  # begun without a budget entry
+    done = bench_search(tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (f"bench_search: error: {journal} was run at another budget (no budget "
+                                   "recorded); use another --out, or the flags it was run with (--quick or not)")
+    assert listing(tmp_path) == ["jobs", "jobs/hand-designed-seed1.journal.jsonl"]
+
+
+def test_cells_of_this_budget_are_kept_and_skipped(tmp_path: Path) -> None:
+    plant(tmp_path)
+    done = bench_search(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "started" not in done.stdout  # the cell is done: nothing to run
+    assert "| hand-designed | 1 | 89.00 (0.00)" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_cell_job_refuses_a_journal_begun_at_another_budget(tmp_path: Path) -> None:
+    """The job itself checks too: it records the budget first in a new journal and resumes only that budget."""
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    journal = jobs / "hand-designed-seed1.journal.jsonl"
+    journal.write_text(json.dumps({"kind": "budget", "budget": budget(True)}) + "\n")
+    done = subprocess.run([sys.executable, str(BENCH), "--job", "hand-designed", "--seed", "1", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith(f"bench_search: error: {journal} was run at another budget (search_images "
+                                          "5000 here 12000")
+    assert listing(tmp_path) == ["jobs", "jobs/hand-designed-seed1.journal.jsonl"]
