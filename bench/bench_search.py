@@ -34,7 +34,9 @@ every finished retrain go to OUT/jobs/<cell>.journal.jsonl: a stopped cell resum
 (trials are seeded, so the resumed search proposes what the uninterrupted one would; the CPU-seconds of the
 finished steps stay charged, the step cut short is run again). Results and journals record their budget: a
 folder holding another budget's cells (a --quick run's, say) stops the run with one line before anything runs.
-The summary (search_report.py) is rewritten after every cell.
+The summary (search_report.py) and OUT/search.json (every cell, measured latencies merged, in the shape of
+the earlier quick run's JSON: runs[].method, seed, constrained, final["Test-Accuracy"]) are rewritten after
+every cell.
 
     .venv/bin/python bench/bench_search.py --quick --seeds 1           # a smoke run
     .venv/bin/python bench/bench_search.py --out bench/results/search-standard --seeds 1 2 3 4 5 6 7 8
@@ -89,6 +91,9 @@ REWARD_RANKED = ("proxylessnas-reinforce", "proxylessnas-uniform")
 RETRAIN_SEED_BASE = 900_000_000
 LATENCY_REPEATS = 7
 RESULTS = "results.jsonl"
+#: Every cell as one document in the shape of bench/results/search-quick-2026-11-30.json (runs[]), rewritten
+#: with the summary, so that runs of either protocol are read alike.
+SEARCH_JSON = "search.json"
 LATENCIES = "latency.jsonl"
 
 
@@ -629,6 +634,10 @@ def write_summary(folder: Path, budget: Budget) -> None:
                      for d in map(json.loads, (folder / LATENCIES).read_text().splitlines())}
     (folder / "summary.md").write_text(summary(records, budget, latencies))
     plot(records, folder / "best_so_far.png")
+    runs = [r | {"final": r["final"] | ({"measured-latency-ms": latencies[r["final_architecture"]]}
+                                         if r["final_architecture"] in latencies else {})} for r in records]
+    document = {"budget": dataclasses.asdict(budget), "seeds": sorted({r["seed"] for r in records}), "runs": runs}
+    (folder / SEARCH_JSON).write_text(json.dumps(document, indent=1) + "\n")
 
 
 def main() -> None:

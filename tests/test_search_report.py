@@ -84,3 +84,22 @@ def test_with_one_seed_the_best_method_is_the_one_shown(tmp_path: Path) -> None:
     assert goal(text, "at least one method") == ("open (1/8 seeds so far; not on track)", "+0.90 (1/1 seeds)")
     assert goal(text, "envelopenet at least as accurate") == ("open (1/8 seeds so far; not on track)",
                                                                 "-0.30 (0/1 seeds)")
+
+
+def test_the_runs_document_has_the_quick_runs_shape(tmp_path: Path) -> None:
+    """search.json reads like bench/results/search-quick-2026-11-30.json: every key of its runs, and the
+    measured latency of a final network merged into its record."""
+    write_results(tmp_path, 2)
+    (tmp_path / "latency.jsonl").write_text(json.dumps({"architecture": "nas-random-2",
+                                                        "measured-latency-ms": 1.25}) + "\n")
+    summary(tmp_path)
+    document = json.loads((tmp_path / "search.json").read_text())
+    quick = json.loads((REPO / "bench" / "results" / "search-quick-2026-11-30.json").read_text())
+    assert set(quick) - {"wall_s", "wall_note"} <= set(document)
+    assert document["seeds"] == [1, 2]
+    for run in document["runs"]:
+        assert set(quick["runs"][0]) <= set(run)
+    by_cell = {(r["method"], r["seed"]): r["final"] for r in document["runs"]}
+    assert by_cell[("proxylessnas-reinforce", 2)]["Test-Accuracy"] == (BASE[1] + REINFORCE_GAIN[1]) / 100
+    assert by_cell[("nas-random", 2)]["measured-latency-ms"] == 1.25
+    assert "measured-latency-ms" not in by_cell[("nas-random", 1)]
