@@ -548,10 +548,9 @@ def check_budget(folder: Path, budget: Budget, journals: bool) -> None:
             key = cell_key(record["method"], record["seed"], record["constrained"])
             raise SystemExit(budget_error(folder / RESULTS, record.get("budget"), wanted, f" (cell {key})"))
     for path in sorted((folder / "jobs").glob("*.journal.jsonl")) if journals else []:
-        with path.open() as handle:
-            first = json.loads(handle.readline() or "{}")
-        if first != {"kind": "budget", "budget": wanted}:
-            raise SystemExit(budget_error(path, first.get("budget"), wanted))
+        entries = Journal.open(path).entries  # a first line cut by a stop is dropped: that cell starts afresh
+        if entries and entries[0] != {"kind": "budget", "budget": wanted}:
+            raise SystemExit(budget_error(path, entries[0].get("budget"), wanted))
 
 
 def budget_error(path: Path | None, found: dict[str, Any] | None, wanted: dict[str, Any], where: str = "") -> str:

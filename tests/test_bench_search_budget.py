@@ -81,3 +81,16 @@ def test_a_cell_job_refuses_a_journal_begun_at_another_budget(tmp_path: Path) ->
     assert done.stderr.strip().startswith(f"bench_search: error: {journal} was run at another budget (search_images "
                                           "5000 here 12000")
     assert listing(tmp_path) == ["jobs", "jobs/hand-designed-seed1.journal.jsonl"]
+
+
+def test_a_journal_cut_in_its_first_line_starts_its_cell_afresh(tmp_path: Path) -> None:
+    """A stop while the budget line was being written leaves nothing to resume: the run goes on and the cut
+    line is dropped, so the cell's job begins its journal again."""
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    plant(tmp_path)
+    journal = jobs / "hand-designed-seed1.journal.jsonl"
+    journal.write_text('{"kind": "budget", "bud')
+    done = bench_search(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert journal.read_text() == ""
