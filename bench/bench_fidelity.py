@@ -175,10 +175,11 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace,
     if args.reference:
         names = " and ".join(str(folder) for folder in args.reference)
         for key in ("truncated", "final"):
-            lines += ["", f"Against the {key} accuracies of {names} (same networks):", ""]
-            lines += agreement_table({space: [r | {"reference": reference[r["architecture"]][key]} for r in rows
+            table = agreement_table({space: [r | {"reference": reference[r["architecture"]][key]} for r in rows
                                               if r["architecture"] in reference] for space, rows in results.items()},
-                                     "reference", f"reference {key}")
+                                    "reference", f"reference {key}")
+            if len(table) > 2:  # a header alone: those folders hold no accuracies of this budget
+                lines += ["", f"Against the {key} accuracies of {names} (same networks):", ""] + table
     return "\n".join(lines) + "\n"
 
 

@@ -117,3 +117,13 @@ def test_a_failed_network_is_named_and_fails_the_run(tmp_path: Path, networks: l
                                                     "fidelity-nas-random-2.json (exit 1)")
     assert "Failed, left out of every table" in (tmp_path / "fidelity.md").read_text()
     assert len(json.loads((tmp_path / "fidelity.json").read_text())["nas-random"]) == 2
+
+
+def test_a_reference_without_final_accuracies_gets_no_empty_table(tmp_path: Path, networks: list[str]) -> None:
+    nan = math.nan
+    plant(tmp_path / "out", networks, [0.80, 0.82, 0.84], [nan] * 3)
+    plant(tmp_path / "a", networks, [0.88, 0.90, 0.89], [nan] * 3)
+    done = fidelity("--out", str(tmp_path / "out"), "--reference", str(tmp_path / "a"))
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "out" / "fidelity.md").read_text()
+    assert "Against the truncated" in text and "Against the final" not in text
