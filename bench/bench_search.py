@@ -95,6 +95,9 @@ RESULTS = "results.jsonl"
 #: with the summary, so that runs of either protocol are read alike.
 SEARCH_JSON = "search.json"
 LATENCIES = "latency.jsonl"
+#: OUT/largest-latency-seed<seed>.json: the largest network of the proxylessnas space, its latency as profiled
+#: before the seed's searches ("ms") and, after the --latency pass, its median there ("median-ms").
+LARGEST = "largest-latency-seed"
 
 
 @dataclass(frozen=True)
@@ -429,7 +432,7 @@ def latency_table(seed: int, folder: Path) -> tuple[str, float]:
     from katib_nas.trial_image.runtime import resolve_device
 
     path = folder / f"latency-table-seed{seed}.json"
-    largest_path = folder / f"largest-latency-seed{seed}.json"
+    largest_path = folder / f"{LARGEST}{seed}.json"
     supernet = experiment_supernet(EXAMPLES / "proxylessnas-oneshot-fashion-mnist.yaml")
     if not path.is_file():
         profile_supernet(supernet, resolve_device("cpu"), Timing()).save(path)
@@ -616,7 +619,7 @@ def measure_latencies(folder: Path) -> None:
                                "measured-latency-ms": measured_latency_ms(architecture, LATENCY_REPEATS)})
             known.add(architecture)
     for seed in sorted({r["seed"] for r in read_results(folder)}):
-        largest = folder / f"largest-latency-seed{seed}.json"
+        largest = folder / f"{LARGEST}{seed}.json"
         data = json.loads(largest.read_text())
         if "median-ms" not in data:
             data["median-ms"] = measured_latency_ms(data["architecture"], LATENCY_REPEATS)
@@ -631,7 +634,9 @@ def write_summary(folder: Path, budget: Budget) -> None:
     if (folder / LATENCIES).is_file():
         latencies = {d["architecture"]: d["measured-latency-ms"]
                      for d in map(json.loads, (folder / LATENCIES).read_text().splitlines())}
-    (folder / "summary.md").write_text(summary(records, budget, latencies))
+    largest = {int(path.stem.removeprefix(LARGEST)): json.loads(path.read_text())
+               for path in folder.glob(f"{LARGEST}*.json")}
+    (folder / "summary.md").write_text(summary(records, budget, latencies, largest))
     plot(records, folder / "best_so_far.png")
     runs = [r | {"final": r["final"] | ({"measured-latency-ms": latencies[r["final_architecture"]]}
                                          if r["final_architecture"] in latencies else {})} for r in records]
