@@ -279,9 +279,23 @@ def search_lines(free: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
                 half = second_half_reward(record, 0.0)
                 figures = f"policy updates {policy_updates(record)}, second-half mean reward " \
                           f"{half:.2f}%" if half is not None else "too few trials"
+            if method == "envelopenet-random-best-of-k":
+                figures = best_of_k_figures(record, free.get("envelopenet", {}).get(seed))
             lines.append(f"| {method} | {seed} | {len(record['trials'])} | {figures or '-'} "
                          f"{('; ' + record['note']) if record.get('note') else ''}|")
     return lines
+
+
+def best_of_k_figures(record: dict[str, Any], envelopenet: dict[str, Any] | None) -> str:
+    """When the control found its network, against what envelopenet spent (a control that runs to the whole
+    budget may have more CPU than a construction that ends early), and how many candidates repeated one."""
+    texts = [t["assignments"]["architecture"] for t in record["trials"]]
+    found = next((t["cpu_s"] for t in record["trials"]
+                  if t["assignments"]["architecture"] == record["final_architecture"]), None)
+    if found is None:
+        return "no candidate record"
+    spent = f" (envelopenet spent {envelopenet['search_cpu_s']:.0f})" if envelopenet else ""
+    return f"winner found at {found:.0f} CPU-s{spent}, {len(texts) - len(set(texts))} repeated candidate(s)"
 
 
 def constrained_lines(records: list[dict[str, Any]], latencies: dict[str, float],

@@ -169,3 +169,16 @@ def test_the_latency_goal_counts_against_t_on_the_latency_passs_clock(tmp_path: 
     assert goal(text, "latency-constrained") == ("MET", "6/7")
     assert "| proxylessnas-oneshot | 2 | 1.000 | 1.200 | 1.04 | - | 89.00 |" in text
     assert "| proxylessnas-oneshot | 8 | 1.000 | not measured | not measured | - | 89.00 |" in text
+
+
+def test_the_best_of_k_line_says_when_its_winner_was_found_against_envelopenets_spend(tmp_path: Path) -> None:
+    """The control runs to the whole budget while the construction may end early: the report shows whether the
+    control's winner came from CPU-seconds envelopenet did not have, and how many candidates were repeats."""
+    trials = [{"index": i, "cpu_s": cpu_s, "assignments": {"architecture": text},
+               "metrics": {"Validation-Accuracy": accuracy}}
+              for i, (cpu_s, text, accuracy) in enumerate([(100.0, "a", "0.70"), (250.0, "b", "0.80"),
+                                                           (400.0, "a", "0.70"), (1400.0, "c", "0.75")])]
+    write(tmp_path, [record("envelopenet", 1, 90.0, search_cpu_s=1055.0),
+                     record("envelopenet-random-best-of-k", 1, 90.0, trials=trials, final_architecture="b")])
+    assert ("| envelopenet-random-best-of-k | 1 | 4 | winner found at 250 CPU-s (envelopenet spent 1055), "
+            "1 repeated candidate(s) |") in summary(tmp_path)
