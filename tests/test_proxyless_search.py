@@ -237,10 +237,11 @@ def test_search_with_a_target_derives_a_network_the_table_puts_within_it(digits,
     assert result.derived == derive(SUPERNET, result.choices)
 
 
-def test_path_ranking_counts_only_strictly_better_paths_and_confidence_reads_the_probabilities() -> None:
+def test_path_ranking_counts_ties_against_the_derived_path_and_confidence_reads_the_probabilities() -> None:
     from katib_nas.trial_image.proxyless.search import PathConfidence, PathRanking
 
-    assert PathRanking(0.8, [0.7, 0.8, 0.9, 0.95]).rank == 3
+    assert PathRanking(0.8, [0.7, 0.8, 0.9, 0.95]).rank == 4
+    assert PathRanking(0.8, [0.8, 0.8]).rank == 3
     assert PathRanking(0.99, [0.7, 0.8]).rank == 1
     confidence = PathConfidence.of([[0.25, 0.25, 0.25, 0.25], [1.0, 0.0, 0.0, 0.0]])
     assert confidence.largest == [0.25, 1.0]

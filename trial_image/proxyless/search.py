@@ -260,14 +260,16 @@ class PathConfidence:
 
 @dataclass(frozen=True)
 class PathRanking:
-    """The derived network against uniformly sampled paths, all on the supernet's weights: rank 1 is best."""
+    """The derived network against uniformly sampled paths, all on the supernet's weights: rank 1 is best. A path
+    that ties the derived network counts as ahead of it (accuracies on a few thousand images tie often), so a
+    top rank is never a tie read in the search's favour."""
 
     derived_accuracy: float
     sampled_accuracies: list[float]
 
     @property
     def rank(self) -> int:
-        return 1 + sum(accuracy > self.derived_accuracy for accuracy in self.sampled_accuracies)
+        return 1 + sum(accuracy >= self.derived_accuracy for accuracy in self.sampled_accuracies)
 
 
 def rank_against_uniform(search: SupernetSearch, choices: list[int], data: SearchData, count: int, seed: int
