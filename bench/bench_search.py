@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from katib_nas.contract.assignments import final_architecture
@@ -67,7 +68,7 @@ from katib_nas.contract.metric_format import read_metric_lines
 from katib_nas.contract.supernet import derive
 from katib_nas.suggestion.core import engine
 from katib_nas.suggestion.core.algorithms.envelopenet import EnvelopeNet
-from katib_nas.suggestion.core.algorithms.envelopenet.config import resolve
+from katib_nas.suggestion.core.algorithms.envelopenet.config import EnvelopeNetConfig, resolve
 from katib_nas.suggestion.core.algorithms.envelopenet.construct import initial_network, next_network
 from katib_nas.suggestion.core.algorithms.envelopenet.schedule import final_network
 from katib_nas.suggestion.core.algorithms.envelopenet.stats import Statistics
@@ -89,6 +90,8 @@ REWARD_RANKED = ("proxylessnas-reinforce", "proxylessnas-uniform")
 #: Seeds of the final trainings: far from every search seed (trial seeds are the run seed or envelopenet's
 #: base * 1e6 + ...), distinct per run seed and retrain.
 RETRAIN_SEED_BASE = 900_000_000
+#: Draws of envelopenet-random-best-of-k before it gives up finding a network it has not trained.
+FAMILY_DRAWS = 1000
 LATENCY_REPEATS = 7
 RESULTS = "results.jsonl"
 #: Every cell as one document in the shape of bench/results/search-quick-2026-11-30.json (runs[]), rewritten
@@ -340,8 +343,6 @@ def best_of_k(run: Run, info: ExperimentInfo, budget: Budget, journal: Journal) 
     """The envelope family's random control at equal CPU: random networks of the construction's family (random
     pruning and random skips, to a random depth of 0..iterations steps, no statistics needed), each trained as an
     iteration trial is, until the budget is spent; the best by validation accuracy."""
-    import numpy as np
-
     config = resolve(info)
     rng = np.random.default_rng([run.seed, 4242])
     best: tuple[float, str] | None = None
@@ -350,15 +351,13 @@ def best_of_k(run: Run, info: ExperimentInfo, budget: Budget, journal: Journal) 
         rng.bit_generator.state = entry["rng"]
         best = (entry["best"][0], entry["best"][1]) if entry["best"] else None
     clock = Clock.resumed(run.trials[-1]["cpu_s"] if run.trials else 0.0)
+    tried = {trial["assignments"]["architecture"] for trial in run.trials}
     while clock.used() < budget.search_cpu_s:
-        network = initial_network(config)
-        for step in range(int(rng.integers(0, config.settings.iterations + 1))):
-            flat = Statistics(tuple(tuple(1.0 for _ in c.ops) for c in network.cells),
-                              tuple(tuple(1.0 for _ in c.skips) for c in network.cells))
-            derived = resolve(dataclasses.replace(info, settings={**info.settings,
-                                                                  "seed": str(int(rng.integers(0, 2000)))}))
-            network = next_network(network, flat, derived, step)
-        text = encode(network)
+        text = family_network(info, config, rng, tried)
+        if text is None:
+            run.note = f"the family gave no untried network in {FAMILY_DRAWS} draws"
+            break
+        tried.add(text)
         before = cpu_seconds()
         metrics = run_network_trial(text, run.seed, 1, budget.search_images, None, split_seed=run.seed)
         if clock.used() > budget.search_cpu_s:
@@ -374,6 +373,23 @@ def best_of_k(run: Run, info: ExperimentInfo, budget: Budget, journal: Journal) 
     if best is None:
         raise RuntimeError(f"{run.method}: no candidate finished within the budget")
     return best[1]
+
+
+def family_network(info: ExperimentInfo, config: EnvelopeNetConfig, rng: np.random.Generator,
+                   tried: set[str]) -> str | None:
+    """A random network of the construction's family that is not in `tried`: a repeat would train with the same
+    seed to the same score and only spend the control's budget. None after FAMILY_DRAWS repeats in a row."""
+    for _ in range(FAMILY_DRAWS):
+        network = initial_network(config)
+        for step in range(int(rng.integers(0, config.settings.iterations + 1))):
+            flat = Statistics(tuple(tuple(1.0 for _ in c.ops) for c in network.cells),
+                              tuple(tuple(1.0 for _ in c.skips) for c in network.cells))
+            derived = resolve(dataclasses.replace(info, settings={**info.settings,
+                                                                  "seed": str(int(rng.integers(0, 2000)))}))
+            network = next_network(network, flat, derived, step)
+        if (text := encode(network)) not in tried:
+            return text
+    return None
 
 
 def pick_final(run: Run, info: ExperimentInfo | None, history: list[TrialRecord]) -> str:

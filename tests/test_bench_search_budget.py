@@ -94,3 +94,37 @@ def test_a_journal_cut_in_its_first_line_starts_its_cell_afresh(tmp_path: Path) 
     done = bench_search(tmp_path)
     assert done.returncode == 0, done.stderr
     assert journal.read_text() == ""
+
+
+#: best_of_k with a stand-in for the trainer that spends a little CPU and scores every network alike: the
+#: candidate loop and its budget are what is under test, not the training.
+BEST_OF_K = """
+import dataclasses, json, time
+import bench_search as bs
+
+trained = []
+def trial(text, seed, epochs, images, table, **options):
+    trained.append(text)
+    started = time.process_time()
+    while time.process_time() - started < 0.005:
+        pass
+    return {"Validation-Accuracy": "0.5"}
+
+bs.run_network_trial = trial
+budget = dataclasses.replace(bs.Budget.of(True), search_cpu_s=0.4)
+run = bs.Run("envelopenet-random-best-of-k", 1, False, None)
+info = bs.method_experiment(run.method, run.seed, budget, None)
+bs.best_of_k(run, info, budget, bs.Journal(None))
+print(json.dumps(trained))
+"""
+
+
+def test_best_of_k_trains_no_network_twice() -> None:
+    """A depth of 0 draws the start network again; trained again with the same seed it scores the same, so a
+    repeat would only spend the control's budget."""
+    done = subprocess.run([sys.executable, "-c", BEST_OF_K], cwd=REPO / "bench", capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    trained = json.loads(done.stdout)
+    assert len(trained) > 20  # enough draws that the quick budget's 6 depths repeat the start network
+    assert len(set(trained)) == len(trained)
