@@ -657,7 +657,7 @@ def write_summary(folder: Path, budget: Budget) -> None:
     runs = [r | {"final": r["final"] | ({"measured-latency-ms": latencies[r["final_architecture"]]}
                                          if r["final_architecture"] in latencies else {})} for r in records]
     document = {"budget": dataclasses.asdict(budget), "seeds": sorted({r["seed"] for r in records}), "runs": runs}
-    (folder / SEARCH_JSON).write_text(json.dumps(document, indent=1) + "\n")
+    (folder / SEARCH_JSON).write_text(json.dumps(document) + "\n")
 
 
 def main() -> None:
