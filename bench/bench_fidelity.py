@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -95,9 +96,16 @@ def budget(args: argparse.Namespace) -> dict[str, int]:
             "final_epochs": args.final_epochs, "final_images": args.final_images if args.final_epochs else 0}
 
 
+def checkpoint_dir(job_out: Path, args: argparse.Namespace) -> Path:
+    """Where the final training keeps its per-epoch checkpoint; named by its budget, so another run's flags
+    never meet it."""
+    return job_out.with_name(f"{job_out.stem}.final-{args.final_epochs}x{args.final_images}-seed{args.seed}")
+
+
 def run_one(architecture: str, args: argparse.Namespace) -> dict[str, Any]:
     """Both budgets' accuracies of one network. The truncated one is kept in a side file as soon as it is known,
-    so a run stopped during the final training trains only that again."""
+    and the final training checkpoints every epoch, so a stopped run loses at most the epoch in progress (the
+    CPU-seconds reported for a resumed final training are those after the restart)."""
     import torch
 
     torch.set_num_threads(1)
@@ -114,7 +122,10 @@ def run_one(architecture: str, args: argparse.Namespace) -> dict[str, Any]:
     started = time.process_time()
     final = {}
     if args.final_epochs:
-        final = run_network_trial(architecture, args.seed, args.final_epochs, args.final_images, None)
+        checkpoints = checkpoint_dir(args.job_out, args)
+        final = run_network_trial(architecture, args.seed, args.final_epochs, args.final_images, None,
+                                  checkpoint_dir=checkpoints)
+        shutil.rmtree(checkpoints, ignore_errors=True)
     return {"architecture": architecture, "truncated": kept["accuracy"],
             "final": float(final.get("Validation-Accuracy", "nan")), "truncated_cpu_s": kept["cpu_s"],
             "final_cpu_s": time.process_time() - started, "budget": budget(args)}

@@ -207,14 +207,16 @@ def finished(code: int, metrics: dict[str, str]) -> dict[str, str]:
 
 def run_network_trial(architecture: str, seed: int, epochs: int, images: int, table: str | None,
                       branch_stats: bool = False, test: bool = False, statistic: str = "taylor",
-                      split_seed: int | None = None) -> dict[str, str]:
-    """`katib-nas trial` in this process; its metric lines, parsed."""
+                      split_seed: int | None = None, checkpoint_dir: Path | None = None) -> dict[str, str]:
+    """`katib-nas trial` in this process; its metric lines, parsed. With `checkpoint_dir` a stopped training
+    continues from its last finished epoch."""
     from katib_nas.trial_image.trial import TrialOptions, run_trial
 
     stream = io.StringIO()
     options = TrialOptions(architecture=architecture, dataset="fashion-mnist", epochs=epochs, seed=seed,
                            threads=1, max_train_samples=images, branch_stats=branch_stats, test=test,
-                           latency_table=table, branch_statistic=statistic, split_seed=split_seed)
+                           latency_table=table, branch_statistic=statistic, split_seed=split_seed,
+                           checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None)
     return finished(run_trial(options, stream), read_metric_lines(stream.getvalue()))
 
 

@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,25 @@ def test_a_reference_without_final_accuracies_gets_no_empty_table(tmp_path: Path
     assert done.returncode == 0, done.stderr
     text = (tmp_path / "out" / "fidelity.md").read_text()
     assert "Against the truncated" in text and "Against the final" not in text
+
+
+def test_a_final_training_checkpoints_in_a_folder_named_by_its_budget_and_clears_it(tmp_path: Path,
+                                                                                   networks: list[str]) -> None:
+    """The final training runs with a per-epoch checkpoint (a stopped run loses at most one epoch); once its
+    result is written the checkpoint folder is gone. The truncated accuracy comes from the planted side file."""
+    out = tmp_path / "fidelity-nas-random-0.json"
+    (tmp_path / "fidelity-nas-random-0.truncated.json").write_text(json.dumps(
+        {"architecture": networks[0], "epochs": 1, "images": 12000, "seed": 0, "accuracy": 0.5, "cpu_s": 7.0}))
+    seen: list[str] = []
+    process = subprocess.Popen([sys.executable, str(BENCH / "bench_fidelity.py"), "--job", networks[0], "--job-out",
+                                str(out), "--final-epochs", "2", "--final-images", "600"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while process.poll() is None:  # the checkpoint folder exists while the final training runs
+        seen += [p.name for p in tmp_path.iterdir() if p.is_dir()]
+        time.sleep(0.02)
+    assert process.returncode == 0, process.stderr.read()
+    assert "fidelity-nas-random-0.final-2x600-seed0" in seen
+    row = json.loads(out.read_text())
+    assert row["truncated"] == 0.5 and 0.0 < row["final"] <= 1.0
+    assert row["budget"] == BUDGET | {"final_epochs": 2, "final_images": 600}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fidelity-nas-random-0.json"]
