@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_search import example, experiment_info, run_network_trial
+from bench_search import budget_differences, example, experiment_info, run_network_trial
 
 from katib_nas.contract.codec import encode
 from katib_nas.suggestion.core import engine
@@ -116,16 +116,18 @@ def run_one(architecture: str, args: argparse.Namespace) -> dict[str, Any]:
     if {k: kept.get(k) for k in wanted} != wanted:
         started = time.process_time()
         truncated = run_network_trial(architecture, args.seed, args.truncated_epochs, args.truncated_images, None)
-        kept = wanted | {"accuracy": float(truncated.get("Validation-Accuracy", "nan")),
-                         "cpu_s": time.process_time() - started}
+        if not truncated:
+            raise SystemExit(f"bench_fidelity: error: {args.job_out.name}: the truncated training failed")
+        kept = wanted | {"accuracy": float(truncated["Validation-Accuracy"]), "cpu_s": time.process_time() - started}
         partial.write_text(json.dumps(kept))
     started = time.process_time()
     final = {}
     if args.final_epochs:
-        checkpoints = checkpoint_dir(args.job_out, args)
         final = run_network_trial(architecture, args.seed, args.final_epochs, args.final_images, None,
-                                  checkpoint_dir=checkpoints)
-        shutil.rmtree(checkpoints, ignore_errors=True)
+                                  checkpoint_dir=checkpoint_dir(args.job_out, args))
+        if not final:
+            raise SystemExit(f"bench_fidelity: error: {args.job_out.name}: the final training failed "
+                             f"(its checkpoint is kept in {checkpoint_dir(args.job_out, args)})")
     return {"architecture": architecture, "truncated": kept["accuracy"],
             "final": float(final.get("Validation-Accuracy", "nan")), "truncated_cpu_s": kept["cpu_s"],
             "final_cpu_s": time.process_time() - started, "budget": budget(args)}
@@ -163,9 +165,11 @@ def check_kept(out: Path, architecture: str, args: argparse.Namespace) -> None:
     if kept.get("architecture") != architecture:
         raise SystemExit(f"bench_fidelity: error: {out} holds another network than this run draws "
                          f"({kept.get('architecture')!r}); use another --out")
-    if kept.get("budget") != budget(args):
-        raise SystemExit(f"bench_fidelity: error: {out} was trained with {kept.get('budget')}, this run asks "
-                         f"{budget(args)}; use another --out or the same flags")
+    if kept.get("budget") is None:
+        raise SystemExit(f"bench_fidelity: error: {out} was written before budgets were recorded; use another --out")
+    if kept["budget"] != budget(args):
+        raise SystemExit(f"bench_fidelity: error: {out} was trained at another budget "
+                         f"({budget_differences(kept['budget'], budget(args))}); use another --out or the same flags")
 
 
 def passthrough(args: argparse.Namespace) -> list[str]:
@@ -175,7 +179,7 @@ def passthrough(args: argparse.Namespace) -> list[str]:
 
 
 def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace,
-           reference: dict[str, dict[str, float]], failed: list[str]) -> str:
+           reference: Reference, failed: list[str]) -> str:
     final = f"{args.final_epochs} epoch(s) on {args.final_images} images" if args.final_epochs else "not trained"
     lines = [f"Truncated: {args.truncated_epochs} epoch(s) on {args.truncated_images} images; final: {final}; "
              f"validation on 6,000 images; training seed {args.seed}.", ""]
@@ -186,11 +190,12 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace,
     if args.reference:
         names = " and ".join(str(folder) for folder in args.reference)
         for key in ("truncated", "final"):
-            table = agreement_table({space: [r | {"reference": reference[r["architecture"]][key]} for r in rows
-                                              if r["architecture"] in reference] for space, rows in results.items()},
-                                    "reference", f"reference {key}")
+            table = agreement_table({space: [r | {"reference": reference.accuracies[r["architecture"]][key]}
+                                             for r in rows if r["architecture"] in reference.accuracies]
+                                     for space, rows in results.items()}, "reference", f"reference {key}")
             if len(table) > 2:  # a header alone: those folders hold no accuracies of this budget
-                lines += ["", f"Against the {key} accuracies of {names} (same networks):", ""] + table
+                lines += ["", f"Against the {key} accuracies ({reference.budgets[key]}) of {names} (same networks):",
+                          ""] + table
     return "\n".join(lines) + "\n"
 
 
@@ -210,18 +215,41 @@ def agreement_table(results: dict[str, list[dict[str, Any]]], key: str, name: st
     return lines
 
 
-def read_reference(folders: list[Path]) -> dict[str, dict[str, float]]:
+@dataclasses.dataclass
+class Reference:
+    """Earlier runs' truncated and final accuracies by architecture, and the one budget each of the two is at."""
+
+    accuracies: dict[str, dict[str, float]]
+    budgets: dict[str, str]
+
+
+def read_reference(folders: list[Path]) -> Reference:
     """Earlier runs' accuracies by architecture, from their per-network files; a number one folder lacks (NaN)
-    comes from another."""
+    comes from another. Accuracies of one kind at two budgets stop the run: their ranks could not be compared."""
     found: dict[str, dict[str, float]] = {}
+    budgets: dict[str, set[str]] = {"truncated": set(), "final": set()}
     for folder in folders:
         paths = [p for p in sorted(folder.glob("fidelity-*-*.json")) if not p.name.endswith(SIDE_SUFFIX)]
         if not paths:
             raise SystemExit(f"bench_fidelity: error: --reference {folder}: no fidelity-SPACE-N.json files there")
-        for row in map(json.loads, map(Path.read_text, paths)):
+        for path, row in zip(paths, map(json.loads, map(Path.read_text, paths))):
+            if row.get("budget") is None:
+                raise SystemExit(f"bench_fidelity: error: --reference {path} was written before budgets were recorded")
+            for key in budgets:
+                if row[key] == row[key]:
+                    budgets[key].add(budget_text(row["budget"], key))
             known = found.setdefault(row["architecture"], {})
             known.update({k: v for k, v in row.items() if v == v or k not in known})
-    return found
+    for key, seen in budgets.items():
+        if len(seen) > 1:
+            raise SystemExit(f"bench_fidelity: error: --reference folders hold {key} accuracies at "
+                             f"{len(seen)} budgets ({'; '.join(sorted(seen))}); give folders of one budget")
+    return Reference(found, {key: next(iter(seen), "") for key, seen in budgets.items()})
+
+
+def budget_text(recorded: dict[str, int], key: str) -> str:
+    """A recorded budget's truncated or final part, as the report names it."""
+    return f"{recorded[f'{key}_epochs']} epoch(s) on {recorded[f'{key}_images']} images, seed {recorded['seed']}"
 
 
 def main() -> None:
@@ -242,12 +270,16 @@ def main() -> None:
     parser.add_argument("--job-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.job:
-        args.job_out.write_text(json.dumps(run_one(args.job, args)))
+        result = run_one(args.job, args)
+        written = args.job_out.with_suffix(".writing")
+        written.write_text(json.dumps(result))
+        written.replace(args.job_out)  # whole or absent, never half a file
         side_file(args.job_out).unlink(missing_ok=True)
+        shutil.rmtree(checkpoint_dir(args.job_out, args), ignore_errors=True)
         return
+    reference = read_reference(args.reference) if args.reference else Reference({}, {})  # fails before training
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    reference = read_reference(args.reference) if args.reference else {}  # a wrong folder fails before training
     results, failed = run_all(args)
     text = report(results, args, reference, failed) + f"\nWall time {(time.monotonic() - started) / 60:.0f} min.\n"
     (args.out / "fidelity.json").write_text(json.dumps(results, indent=1))

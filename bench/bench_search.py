@@ -267,14 +267,20 @@ class Journal:
         """The journal at `path`; a last line cut by the stop is dropped, and the file rewritten without it."""
         if path is None or not path.is_file():
             return cls(path)
+        entries = cls.read(path)
+        path.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+        return cls(path, entries)
+
+    @staticmethod
+    def read(path: Path) -> list[dict[str, Any]]:
+        """The entries of the journal at `path` up to a line cut by a stop, without writing it."""
         entries: list[dict[str, Any]] = []
         for line in path.read_text().splitlines():
             try:
                 entries.append(json.loads(line))
             except json.JSONDecodeError:
                 break
-        path.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
-        return cls(path, entries)
+        return entries
 
     def begin(self, budget: dict[str, Any]) -> None:
         """Record the cell's budget as its first entry; a journal begun at another budget is not resumed."""
@@ -569,7 +575,7 @@ def check_budget(folder: Path, budget: Budget, journals: bool) -> None:
             key = cell_key(record["method"], record["seed"], record["constrained"])
             raise SystemExit(budget_error(folder / RESULTS, record.get("budget"), wanted, f" (cell {key})"))
     for path in sorted((folder / "jobs").glob("*.journal.jsonl")) if journals else []:
-        entries = Journal.open(path).entries  # a first line cut by a stop is dropped: that cell starts afresh
+        entries = Journal.read(path)  # a first line cut by a stop is no entry: that cell starts afresh
         if entries and entries[0] != {"kind": "budget", "budget": wanted}:
             raise SystemExit(budget_error(path, entries[0].get("budget"), wanted))
 
@@ -577,12 +583,16 @@ def check_budget(folder: Path, budget: Budget, journals: bool) -> None:
 def budget_error(path: Path | None, found: dict[str, Any] | None, wanted: dict[str, Any], where: str = "") -> str:
     """One line naming the file and how its budget differs from this run's (--quick or the standard one)."""
     if found is None:
-        differs = "no budget recorded"
-    else:
-        differs = ", ".join(f"{name} {found.get(name)} here {value}" for name, value in wanted.items()
-                            if found.get(name) != value)
-    return (f"bench_search: error: {path}{where} was run at another budget ({differs}); "
+        return (f"bench_search: error: {path}{where} was written before budgets were recorded; resume it with "
+                "the commit that wrote it, or use another --out")
+    return (f"bench_search: error: {path}{where} was run at another budget ({budget_differences(found, wanted)}); "
             "use another --out, or the flags it was run with (--quick or not)")
+
+
+def budget_differences(found: dict[str, Any], wanted: dict[str, Any]) -> str:
+    """'name FOUND here WANTED' for every setting in which two budgets differ."""
+    return ", ".join(f"{name} {found.get(name)} here {value}" for name, value in wanted.items()
+                     if found.get(name) != value)
 
 
 def append_line(path: Path, record: dict[str, Any]) -> None:
@@ -630,16 +640,20 @@ def measure_latencies(folder: Path) -> None:
     torch.set_num_threads(1)
     path = folder / LATENCIES
     known = {json.loads(line)["architecture"] for line in path.read_text().splitlines()} if path.is_file() else set()
+    fresh: set[str] = set()
     for record in read_results(folder):
         architecture = record["final_architecture"]
         if architecture not in known:
             append_line(path, {"architecture": architecture,
                                "measured-latency-ms": measured_latency_ms(architecture, LATENCY_REPEATS)})
             known.add(architecture)
+            fresh.add(architecture)
     for seed in sorted({r["seed"] for r in read_results(folder)}):
+        # a constrained network counts against T from the largest network's median in the same pass as its own
         largest = folder / f"{LARGEST}{seed}.json"
         data = json.loads(largest.read_text())
-        if "median-ms" not in data:
+        constrained = {r["final_architecture"] for r in read_results(folder) if r["seed"] == seed and r["constrained"]}
+        if "median-ms" not in data or constrained & fresh:
             data["median-ms"] = measured_latency_ms(data["architecture"], LATENCY_REPEATS)
             largest.write_text(json.dumps(data))
 
@@ -656,6 +670,12 @@ def write_summary(folder: Path, budget: Budget) -> None:
                for path in folder.glob(f"{LARGEST}*.json")}
     (folder / "summary.md").write_text(summary(records, budget, latencies, largest))
     plot(records, folder / "best_so_far.png")
+    write_runs_document(folder, records, budget, latencies)
+
+
+def write_runs_document(folder: Path, records: list[dict[str, Any]], budget: Budget,
+                        latencies: dict[str, float]) -> None:
+    """OUT/search.json: every cell in the quick run's document shape, its measured latency merged."""
     runs = [r | {"final": r["final"] | ({"measured-latency-ms": latencies[r["final_architecture"]]}
                                          if r["final_architecture"] in latencies else {})} for r in records]
     document = {"budget": dataclasses.asdict(budget), "seeds": sorted({r["seed"] for r in records}), "runs": runs}

@@ -38,6 +38,7 @@ DECIMALS = 6
 
 
 def difference(a: float, b: float) -> float:
+    """a - b in percentage points, at DECIMALS: the figure a threshold is compared with."""
     return round(a - b, DECIMALS)
 
 
@@ -54,13 +55,14 @@ class Paired:
     @classmethod
     def of(cls, differences: list[float]) -> "Paired":
         n = len(differences)
-        mean = statistics.mean(differences) if differences else math.nan
+        mean = round(statistics.mean(differences), DECIMALS) + 0.0 if differences else math.nan  # no -0.00
         if n < 2:
             return cls(n, mean, math.nan, math.nan, sum(d > 0 for d in differences))
         from scipy.stats import t
 
         half = t.ppf(0.975, n - 1) * statistics.stdev(differences) / math.sqrt(n)
-        return cls(n, mean, mean - half, mean + half, sum(d > 0 for d in differences))
+        return cls(n, mean, round(mean - half, DECIMALS), round(mean + half, DECIMALS),
+                   sum(d > 0 for d in differences))
 
     def text(self) -> str:
         if self.n == 0:

@@ -62,6 +62,7 @@ def test_kept_figures_are_reported_against_merged_reference_folders(tmp_path: Pa
     assert done.returncode == 0, done.stderr
     text = (tmp_path / "out" / "fidelity.md").read_text()
     # Against a's order (1, 3, 2): one discordant pair of three, tau 1/3; rho 1 - 6*2/(3*8) = 0.5.
+    assert "Against the truncated accuracies (1 epoch(s) on 12000 images, seed 0) of " in text
     assert table_row(text, "Against the truncated").startswith("| nas-random | 3 | 0.333 | 0.500 | 80.0-84.0 "
                                                                "| 88.0-90.0 |")
     # Against b's reversed order: tau and rho -1.
@@ -72,9 +73,10 @@ def test_kept_figures_are_reported_against_merged_reference_folders(tmp_path: Pa
 
 
 @pytest.mark.parametrize("change,named", [
-    ({"budget": BUDGET | {"seed": 1}}, "was trained with"),
-    ({"budget": BUDGET | {"truncated_epochs": 2, "truncated_images": 30000}}, "was trained with"),
-    ({"budget": None}, "was trained with None"),
+    ({"budget": BUDGET | {"seed": 1}}, "was trained at another budget (seed 1 here 0); use another --out"),
+    ({"budget": BUDGET | {"truncated_epochs": 2, "truncated_images": 30000}},
+     "was trained at another budget (truncated_epochs 2 here 1, truncated_images 30000 here 12000)"),
+    ({"budget": None}, "was written before budgets were recorded; use another --out"),
     ({"architecture": "in28x28x1-cls10-stem16/w32:c3"}, "holds another network"),
 ])
 def test_a_kept_file_of_other_flags_stops_the_run_before_training(tmp_path: Path, networks: list[str],
@@ -150,3 +152,43 @@ def test_a_final_training_checkpoints_in_a_folder_named_by_its_budget_and_clears
     assert row["truncated"] == 0.5 and 0.0 < row["final"] <= 1.0
     assert row["budget"] == BUDGET | {"final_epochs": 2, "final_images": 600}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fidelity-nas-random-0.json"]
+
+
+def test_reference_folders_of_two_budgets_stop_the_run(tmp_path: Path, networks: list[str]) -> None:
+    nan = math.nan
+    plant(tmp_path / "a", networks[:2], [0.88, 0.90], [nan] * 2)
+    plant(tmp_path / "b", networks[2:], [0.91], [nan], budget=BUDGET | {"truncated_epochs": 2, "truncated_images": 30000})
+    done = fidelity("--out", str(tmp_path / "out"), "--reference", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("bench_fidelity: error: --reference folders hold truncated accuracies at 2 budgets "
+                                   "(1 epoch(s) on 12000 images, seed 0; 2 epoch(s) on 30000 images, seed 0); "
+                                   "give folders of one budget")
+    assert not (tmp_path / "out").exists()
+
+
+#: A job whose trainer reports a failed training (no metrics: it diverged or exited non-zero).
+FAILING_JOB = """
+import sys
+import bench_fidelity
+bench_fidelity.run_network_trial = lambda *arguments, **options: {}
+sys.argv = ["bench_fidelity.py", "--job", sys.argv[1], "--job-out", sys.argv[2], *sys.argv[3:]]
+bench_fidelity.main()
+"""
+
+
+@pytest.mark.parametrize("flags,which", [(["--final-epochs", "0"], "truncated"), (["--final-epochs", "1"], "final")])
+def test_a_failed_training_is_an_error_not_a_kept_figure(tmp_path: Path, networks: list[str], flags: list[str],
+                                                         which: str) -> None:
+    """A failed training leaves no result (and a failed truncated one no side file), so a rerun trains it again."""
+    out = tmp_path / "fidelity-nas-random-0.json"
+    if which == "final":  # the truncated accuracy is known; only the final training runs
+        (tmp_path / "fidelity-nas-random-0.truncated.json").write_text(json.dumps(
+            {"architecture": networks[0], "epochs": 1, "images": 12000, "seed": 0, "accuracy": 0.5, "cpu_s": 7.0}))
+    done = subprocess.run([sys.executable, "-c", FAILING_JOB, networks[0], str(out), *flags], cwd=BENCH,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith(f"bench_fidelity: error: fidelity-nas-random-0.json: the {which} training "
+                                          "failed")
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ([] if which == "truncated" else
+                                                    ["fidelity-nas-random-0.truncated.json"])

@@ -135,6 +135,21 @@ def test_a_difference_of_exactly_half_a_point_meets_the_goal(tmp_path: Path) -> 
     assert goal(summary(tmp_path), "one-shot at least +0.5") == ("MET", "+0.50 [+0.50, +0.50] (8/8 seeds)")
 
 
+@pytest.mark.parametrize("method,baseline,gains,goal_text,expected", [
+    # per-seed differences summing to exactly 4.00, whose float mean is 0.49999999999999994
+    ("proxylessnas-oneshot", "proxylessnas-uniform", [0.425, 0.565, 0.35, 0.58, 0.345, 0.58, 0.585, 0.57],
+     "one-shot at least +0.5", ("MET", "+0.50 [+0.41, +0.59] (8/8 seeds)")),
+    # summing to exactly 0, whose float mean is -6e-18
+    ("envelopenet", "nas-random", [-0.49, -0.015, 0.375, -0.225, 0.04, 0.425, -0.465, 0.355],
+     "envelopenet at least as accurate", ("MET", "+0.00 [-0.31, +0.31] (4/8 seeds)")),
+])
+def test_a_mean_exactly_on_the_threshold_meets_it(tmp_path: Path, method: str, baseline: str, gains: list[float],
+                                                  goal_text: str, expected: tuple[str, str]) -> None:
+    write(tmp_path, [row for seed, gain in enumerate(gains, start=1)
+                     for row in (record(baseline, seed, BASE[seed - 1]), record(method, seed, BASE[seed - 1] + gain))])
+    assert goal(summary(tmp_path), goal_text) == expected
+
+
 @pytest.mark.parametrize("ranks,status", [
     ([9, 9, 9], "MISS"),  # 3 of 8 outside the top 20%: 6 of 8 can no longer be reached
     ([1] * 6, "MET"),  # 6 of 8 inside already
