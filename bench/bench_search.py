@@ -34,6 +34,8 @@ every finished retrain go to OUT/jobs/<cell>.journal.jsonl: a stopped cell resum
 (trials are seeded, so the resumed search proposes what the uninterrupted one would; the CPU-seconds of the
 finished steps stay charged, the step cut short is run again). Results and journals record their budget: a
 folder holding another budget's cells (a --quick run's, say) stops the run with one line before anything runs.
+A run holds OUT/run.lock and each cell job OUT/jobs/<cell>.lock, so a second run on the same folder stops with
+one line instead of writing beside the first.
 The summary (search_report.py) and OUT/search.json (every cell, measured latencies merged, in the shape of
 the earlier quick run's JSON: runs[].method, seed, constrained, final["Test-Accuracy"]) are rewritten after
 every cell.
@@ -54,9 +56,10 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import yaml
@@ -146,6 +149,21 @@ class Run:
     final_cpu_s: float = 0.0
     search: dict[str, float] = field(default_factory=dict)
     note: str = ""
+
+
+@contextmanager
+def exclusive(lock: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on `lock` while the block runs (the kernel drops it when the process ends, however
+    it ends); a second bench_search on the same `what` stops with one line instead of writing beside the first."""
+    import fcntl
+
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"bench_search: error: {what} is in use by another bench_search ({lock} is locked); "
+                             "wait for it to end or stop it") from None
+        yield
 
 
 def cell_key(method: str, seed: int, constrained: bool) -> str:
@@ -682,6 +700,15 @@ def write_runs_document(folder: Path, records: list[dict[str, Any]], budget: Bud
     (folder / SEARCH_JSON).write_text(json.dumps(document) + "\n")
 
 
+def run_cell(args: argparse.Namespace, budget: Budget, key: str) -> None:
+    """One cell in this process (a job of run_all): resumed from its journal, its record written at the end."""
+    journal = Journal.open(args.out / "jobs" / f"{key}.journal.jsonl")
+    journal.begin(dataclasses.asdict(budget))
+    run = run_job(args.job, args.seed, budget, args.constrained, args.target_fraction, args.out, journal)
+    record = dataclasses.asdict(run) | {"budget": dataclasses.asdict(budget)}
+    (args.out / "jobs" / f"{key}.json").write_text(json.dumps(record))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 7, 8])
@@ -702,21 +729,21 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     budget = Budget.of(args.quick)
     if args.job:
-        journal = Journal.open(args.out / "jobs" / f"{cell_key(args.job, args.seed, args.constrained)}.journal.jsonl")
-        journal.begin(dataclasses.asdict(budget))
-        run = run_job(args.job, args.seed, budget, args.constrained, args.target_fraction, args.out, journal)
-        record = dataclasses.asdict(run) | {"budget": dataclasses.asdict(budget)}
-        (args.out / "jobs" / f"{cell_key(args.job, args.seed, args.constrained)}.json").write_text(json.dumps(record))
+        key = cell_key(args.job, args.seed, args.constrained)
+        (args.out / "jobs").mkdir(exist_ok=True)
+        with exclusive(args.out / "jobs" / f"{key}.lock", f"cell {key}"):
+            run_cell(args, budget, key)
         return
-    check_budget(args.out, budget, journals=not (args.latency or args.summary))
-    if args.latency:
-        measure_latencies(args.out)
-    elif not args.summary:
-        args.methods = args.methods or list(METHODS if args.quick else STANDARD_METHODS)
-        if args.constrained_methods is None:
-            args.constrained_methods = list(CONSTRAINED if args.quick else STANDARD_CONSTRAINED)
-        run_all(args, budget)
-    write_summary(args.out, budget)
+    with exclusive(args.out / "run.lock", str(args.out)):
+        check_budget(args.out, budget, journals=not (args.latency or args.summary))
+        if args.latency:
+            measure_latencies(args.out)
+        elif not args.summary:
+            args.methods = args.methods or list(METHODS if args.quick else STANDARD_METHODS)
+            if args.constrained_methods is None:
+                args.constrained_methods = list(CONSTRAINED if args.quick else STANDARD_CONSTRAINED)
+            run_all(args, budget)
+        write_summary(args.out, budget)
     print((args.out / "summary.md").read_text())
 
 

@@ -26,7 +26,8 @@ def plant(folder: Path, **extra: object) -> None:
 
 
 def listing(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    """The folder's files, without the lock files a bench_search holds while it runs."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix != ".lock")
 
 
 def test_a_finished_cell_of_another_budget_stops_the_run(tmp_path: Path) -> None:
@@ -153,3 +154,38 @@ def test_the_latency_pass_times_the_largest_network_again_with_a_new_constrained
     assert [json.loads(line)["architecture"] for line in (tmp_path / "latency.jsonl").read_text().splitlines()] \
         == [SMALL]
     assert latency_pass() == first  # nothing new: kept
+
+
+#: Holds a lock file as a running bench_search would, until killed.
+HOLDER = """
+import fcntl, sys, time
+handle = open(sys.argv[1], "a")
+fcntl.flock(handle, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_second_bench_search_on_the_same_folder_stops_with_one_line(tmp_path: Path) -> None:
+    """Two runs (or a run and an orphaned cell job) writing one folder would interleave results and journals."""
+    plant(tmp_path)
+    (tmp_path / "jobs").mkdir()
+    for lock, command, what in [
+        (tmp_path / "run.lock", ["--out", str(tmp_path), "--summary"], str(tmp_path)),
+        (tmp_path / "jobs" / "hand-designed-seed1.lock", ["--job", "hand-designed", "--seed", "1", "--out",
+                                                         str(tmp_path)], "cell hand-designed-seed1"),
+    ]:
+        holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            done = subprocess.run([sys.executable, str(BENCH), *command], capture_output=True, text=True, timeout=300)
+        finally:
+            holder.kill()
+            holder.wait()
+        assert done.returncode == 1
+        assert done.stderr.strip() == (f"bench_search: error: {what} is in use by another bench_search ({lock} is "
+                                       "locked); wait for it to end or stop it")
+    assert not (tmp_path / "summary.md").exists()
+    done = subprocess.run([sys.executable, str(BENCH), "--out", str(tmp_path), "--summary"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr  # the lock goes with the process that held it
