@@ -658,19 +658,20 @@ def measure_latencies(folder: Path) -> None:
     torch.set_num_threads(1)
     path = folder / LATENCIES
     known = {json.loads(line)["architecture"] for line in path.read_text().splitlines()} if path.is_file() else set()
+    records = read_results(folder)
     fresh: set[str] = set()
-    for record in read_results(folder):
+    for record in records:
         architecture = record["final_architecture"]
         if architecture not in known:
             append_line(path, {"architecture": architecture,
                                "measured-latency-ms": measured_latency_ms(architecture, LATENCY_REPEATS)})
             known.add(architecture)
             fresh.add(architecture)
-    for seed in sorted({r["seed"] for r in read_results(folder)}):
+    for seed in sorted({r["seed"] for r in records}):
         # a constrained network counts against T from the largest network's median in the same pass as its own
         largest = folder / f"{LARGEST}{seed}.json"
         data = json.loads(largest.read_text())
-        constrained = {r["final_architecture"] for r in read_results(folder) if r["seed"] == seed and r["constrained"]}
+        constrained = {r["final_architecture"] for r in records if r["seed"] == seed and r["constrained"]}
         if "median-ms" not in data or constrained & fresh:
             data["median-ms"] = measured_latency_ms(data["architecture"], LATENCY_REPEATS)
             largest.write_text(json.dumps(data))

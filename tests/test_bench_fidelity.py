@@ -38,6 +38,12 @@ def plant(folder: Path, networks: list[str], truncated: list[float], final: list
         (folder / f"fidelity-nas-random-{index}.json").write_text(json.dumps(row))
 
 
+def plant_side_file(folder: Path, architecture: str) -> None:
+    """Network 0's truncated accuracy (0.5, 7 CPU-s at the default budget), as a stopped job leaves it."""
+    (folder / "fidelity-nas-random-0.truncated.json").write_text(json.dumps(
+        {"architecture": architecture, "epochs": 1, "images": 12000, "seed": 0, "accuracy": 0.5, "cpu_s": 7.0}))
+
+
 def fidelity(*flags: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(BENCH / "bench_fidelity.py"), "--spaces", "nas-random",
                            "--networks", "3", "--final-epochs", "0", "--jobs", "1", *flags],
@@ -101,8 +107,7 @@ def test_an_empty_reference_folder_stops_the_run_with_one_line(tmp_path: Path) -
 def test_a_job_reuses_its_kept_truncated_accuracy(tmp_path: Path, networks: list[str]) -> None:
     out = tmp_path / "fidelity-nas-random-0.json"
     side = tmp_path / "fidelity-nas-random-0.truncated.json"
-    side.write_text(json.dumps({"architecture": networks[0], "epochs": 1, "images": 12000, "seed": 0,
-                                "accuracy": 0.5, "cpu_s": 7.0}))
+    plant_side_file(tmp_path, networks[0])
     done = subprocess.run([sys.executable, str(BENCH / "bench_fidelity.py"), "--job", networks[0], "--job-out",
                            str(out), "--final-epochs", "0"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -137,8 +142,7 @@ def test_a_final_training_checkpoints_in_a_folder_named_by_its_budget_and_clears
     """The final training runs with a per-epoch checkpoint (a stopped run loses at most one epoch); once its
     result is written the checkpoint folder is gone. The truncated accuracy comes from the planted side file."""
     out = tmp_path / "fidelity-nas-random-0.json"
-    (tmp_path / "fidelity-nas-random-0.truncated.json").write_text(json.dumps(
-        {"architecture": networks[0], "epochs": 1, "images": 12000, "seed": 0, "accuracy": 0.5, "cpu_s": 7.0}))
+    plant_side_file(tmp_path, networks[0])
     seen: list[str] = []
     process = subprocess.Popen([sys.executable, str(BENCH / "bench_fidelity.py"), "--job", networks[0], "--job-out",
                                 str(out), "--final-epochs", "2", "--final-images", "600"],
@@ -182,8 +186,7 @@ def test_a_failed_training_is_an_error_not_a_kept_figure(tmp_path: Path, network
     """A failed training leaves no result (and a failed truncated one no side file), so a rerun trains it again."""
     out = tmp_path / "fidelity-nas-random-0.json"
     if which == "final":  # the truncated accuracy is known; only the final training runs
-        (tmp_path / "fidelity-nas-random-0.truncated.json").write_text(json.dumps(
-            {"architecture": networks[0], "epochs": 1, "images": 12000, "seed": 0, "accuracy": 0.5, "cpu_s": 7.0}))
+        plant_side_file(tmp_path, networks[0])
     done = subprocess.run([sys.executable, "-c", FAILING_JOB, networks[0], str(out), *flags], cwd=BENCH,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 1
