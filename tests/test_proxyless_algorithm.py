@@ -199,7 +199,7 @@ def test_reinforce_batches_follow_parallel_trials() -> None:
     assert reinforce_config(ProxylessSettings(reinforce_batch=3), experiment(parallel_trial_count=4)).batch_size == 3
 
 
-def simulate_katib(conditions: dict[int, str], order: list[int], parallel: int, total: int
+def simulate_katib(conditions: dict[int, str], order: list[int], parallel: int, total: int, batch: int = 2
                    ) -> tuple[list[TrialRecord], dict[int, np.ndarray]]:
     """Katib driving a reinforce experiment with `parallel` trials running: suggestion k is proposed when a
     slot is free, trials finish in the order `order` gives (by suggestion index), trial k ends with
@@ -208,7 +208,7 @@ def simulate_katib(conditions: dict[int, str], order: list[int], parallel: int, 
     from katib_nas.suggestion.core.algorithms.proxylessnas.algorithm import ProxylessNas, reinforce_config
     from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import pending_trials
 
-    info = experiment({**REINFORCE, "reinforce_batch": "2"}, parallel_trial_count=parallel)
+    info = experiment({**REINFORCE, "reinforce_batch": str(batch)}, parallel_trial_count=parallel)
     algorithm = ProxylessNas()
     settings, supernet = algorithm.validate(info)
     config = reinforce_config(settings, info)
@@ -238,22 +238,93 @@ def simulate_katib(conditions: dict[int, str], order: list[int], parallel: int, 
     return list(trials.values()), drawn_from
 
 
-def test_every_reinforce_batch_holds_trials_drawn_from_the_same_probabilities() -> None:
-    """With two trials in parallel and failures, trials finish out of order; each update must still use
-    trials drawn from one policy, or the batch-mean gradient mixes two distributions."""
-    from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import POLICY_LABEL, complete_batch
+def batches_of(history: list[TrialRecord], parallel: int, batch: int = 2
+               ) -> tuple[list[Episode], list[list[Episode]], ReinforceConfig]:
+    """The usable episodes of a simulated history, the complete batches the replay forms from them, and the
+    experiment's update rule (as simulate_katib's experiment sets it)."""
+    from katib_nas.suggestion.core.algorithms.proxylessnas.algorithm import reinforce_config
+    from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import form_batches
 
-    order = [0, 2, 1, 3, 5, 4, 6, 7, 9, 8, 10, 11, 12, 13, 14, 15]
-    history, drawn_from = simulate_katib({1: "FAILED", 6: "FAILED"}, order, parallel=2, total=16)
-    config = ReinforceConfig(1.0, 2, 0.9, 2.0, 0.5, "Validation-Accuracy", "latency-ms")
-    supernet = decode(engine.suggest(experiment(), [], 1, 0).assignments[0]["architecture"])
+    info = experiment({**REINFORCE, "reinforce_batch": str(batch)}, parallel_trial_count=parallel)
+    settings, supernet = ProxylessNas().validate(info)
+    config = reinforce_config(settings, info)
     episodes = episodes_from_history(history, supernet, config)
-    updates = replay(6, 7, episodes, config).version
-    assert updates >= 4
-    for version in range(updates):
-        batch = complete_batch(episodes, version, 2, [])
-        assert batch is not None
-        indices = [int(episode.index) for episode in batch]
-        first = drawn_from[indices[0]]
-        assert all(np.array_equal(drawn_from[k], first) for k in indices), (version, indices)
-    assert {trial.labels[POLICY_LABEL] for trial in history} >= {"0", "1", "2"}
+    return episodes, form_batches(episodes, batch, {}), config
+
+
+@pytest.mark.parametrize(("parallel", "batch", "order"), [
+    (2, 2, [0, 2, 1, 3, 5, 4, 6, 7, 9, 8, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23]),
+    (2, 2, list(range(24))),
+    (4, 4, [0, 3, 1, 2, 5, 4, 7, 6, 8, 11, 10, 9] + list(range(12, 44))),
+    (4, 2, list(range(44))),
+    (4, 2, [2, 0, 3, 5, 1, 4, 8, 6, 9, 7, 12, 10, 11, 15, 13, 14, 17, 16] + list(range(18, 44))),
+])
+def test_every_usable_reinforce_trial_enters_exactly_one_update(parallel: int, batch: int, order: list[int]
+                                                                ) -> None:
+    """With parallel trials Katib proposes while a batch's last trial runs; such a trial must still enter an
+    update (the next batch), once, and failures and out-of-order ends must not lose or repeat trials."""
+    history, drawn_from = simulate_katib({1: "FAILED", 6: "FAILED"}, order, parallel=parallel, total=len(order),
+                                         batch=batch)
+    episodes, batches, config = batches_of(history, parallel, batch)
+    # A batch, once formed, never changes: the finished history rebuilds the probabilities every proposal
+    # was drawn from (a trial ending later with a lower index must not join an earlier batch).
+    rebuilt = replay(6, 7, episodes, config).drawn_from
+    for episode in episodes:
+        np.testing.assert_allclose(rebuilt[episode.policy], drawn_from[int(episode.index)], rtol=1e-12)
+    members = [int(episode.index) for members in batches for episode in members]
+    assert len(members) == len(set(members))
+    assert len(episodes) - len(members) < batch, (len(episodes), members)
+    assert len(batches) == len(episodes) // batch
+    for version, members_of_version in enumerate(batches):
+        assert all(episode.policy <= version for episode in members_of_version)
+        # Each batch is the earliest-proposed of the trials it may hold: stale trials first, in order.
+        assert [e.index for e in members_of_version] == sorted(e.index for e in members_of_version)
+
+
+def test_a_stale_reinforce_trial_is_weighted_against_the_probabilities_it_was_drawn_from() -> None:
+    """The replay rebuilds, per version, the probabilities that version's proposals were drawn from, and a
+    trial from an earlier version carries min(1, P_now(path) / P_then(path))."""
+    from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import importance_weight
+
+    history, drawn_from = simulate_katib({}, list(range(24)), parallel=2, total=24)
+    episodes, batches, config = batches_of(history, parallel=2)
+    rebuilt = replay(6, 7, episodes, config).drawn_from
+    for episode in episodes:
+        np.testing.assert_allclose(rebuilt[episode.policy], drawn_from[int(episode.index)], rtol=1e-12)
+    stale = [(version, e) for version, members in enumerate(batches) for e in members if e.policy < version]
+    assert len(stale) >= 8, "two parallel trials in batches of 2 leave a stale trial in most batches"
+    weights = []
+    for version, episode in stale:
+        now, then = rebuilt[version], rebuilt[episode.policy]
+        rows, picks = np.arange(now.shape[0]), list(episode.choices)
+        ratio = float(np.prod(now[rows, picks] / then[rows, picks]))
+        weights.append(importance_weight(episode, now, then))
+        assert weights[-1] == pytest.approx(min(1.0, ratio), rel=1e-9)
+    assert min(weights) < 0.99, weights
+
+
+def test_trials_run_one_at_a_time_update_on_policy() -> None:
+    """One trial at a time: every batch holds only trials drawn from the probabilities it updates (weight 1),
+    which is the plain REINFORCE rule, even when trials fail."""
+    history, _ = simulate_katib({1: "FAILED", 6: "FAILED", 7: "FAILED"}, list(range(24)), parallel=1, total=24)
+    episodes, batches, _ = batches_of(history, parallel=1)
+    assert len(batches) == len(episodes) // 2 >= 9
+    for version, members in enumerate(batches):
+        assert [episode.policy for episode in members] == [version, version]
+
+
+def test_batch_gradient_weights_each_trial_by_its_importance() -> None:
+    """Hand-computed: two blocks of two ops, uniform now; the stale trial was drawn where its path had
+    probability 0.8 * 0.5, so its weight is (0.5 * 0.5) / (0.8 * 0.5) = 0.625; the fresh one's weight is 1."""
+    from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import batch_gradient
+
+    then = np.array([[0.8, 0.2], [0.5, 0.5]])
+    now = np.full((2, 2), 0.5)
+    batch = [Episode((0, 1), 1.0, policy=0, index=3), Episode((1, 1), 0.0, policy=1, index=4)]
+    grad = batch_gradient(batch, [then, now], baseline=0.5, scale=0.5)
+    # stale: 0.625 * (+1) * [[+0.5, -0.5], [-0.5, +0.5]]; fresh: 1 * (-1) * [[-0.5, +0.5], [-0.5, +0.5]]; mean.
+    expected = (0.625 * np.array([[0.5, -0.5], [-0.5, 0.5]]) - np.array([[-0.5, 0.5], [-0.5, 0.5]])) / 2
+    np.testing.assert_allclose(grad, expected)
+    # A stale path now 1.6 times as likely as when drawn counts as a fresh one (weight 1, not 1.6): advantage
+    # +1 times onehot(0) - 0.8 in block 0.
+    assert batch_gradient(batch[:1], [now, then], baseline=0.5, scale=0.5)[0, 0] == pytest.approx(0.2)

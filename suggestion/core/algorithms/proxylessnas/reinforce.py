@@ -8,18 +8,20 @@ target T is set).
 
 Every proposal is labelled with the policy version it was drawn from (the
 number of updates applied to the logits so far). The batch of version v is
-the first `batch_size` usable trials drawn from version v, in suggestion
-order; it updates the logits (giving version v + 1) once it is complete and
-no lower-numbered trial of version v is still running. So every batch holds
-trials drawn from the same probabilities, whatever failed or ran in
-parallel: a failed trial leaves a gap that a later trial of the same version
-fills, and a trial drawn from version v after its batch was complete (with
-parallel trials) is not part of any update. Per batch: the
-baseline tracks the batch mean (b <- b + (1 - decay) * (mean(R) - b),
+the first `batch_size` usable trials, in suggestion order, among those drawn
+from version v and those drawn earlier that no batch has used yet; it updates
+the logits (giving version v + 1) once it is complete and no lower-numbered
+trial it could hold is still running. A failed trial leaves a gap that a later
+trial fills. With parallel trials, Katib fills a free slot while a batch's
+last trial still runs; that proposal, drawn from version v, joins the batch
+of version v + 1 with the truncated importance weight
+min(1, P_{v+1}(path) / P_v(path)), so every usable trial enters exactly one
+update and trials run one at a time give the plain on-policy rule. Per batch:
+the baseline tracks the batch mean (b <- b + (1 - decay) * (mean(R) - b),
 starting at the first batch's mean), advantages A_i = (R_i - b) / s are
 normalised by the standard deviation s of every reward so far, and Adam
 (beta1 = 0) ascends the batch-mean REINFORCE gradient
-sum_i A_i * (onehot(a_i,b) - softmax(alpha[b])) / batch_size.
+sum_i w_i * A_i * (onehot(a_i,b) - softmax(alpha[b])) / batch_size.
 
 Trials are replayed in suggestion order (the index label written when the
 trial was proposed; name order breaks ties and orders trials without the
@@ -91,10 +93,12 @@ class Episode:
 
 @dataclass(frozen=True)
 class Policy:
-    """The logits after replaying the history, and how many updates made them."""
+    """The logits after replaying the history, how many updates made them, and the probabilities of every
+    version (drawn_from[v]: those the proposals labelled v were drawn from)."""
 
     alpha: np.ndarray
     version: int
+    drawn_from: tuple[np.ndarray, ...] = ()
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -132,41 +136,67 @@ def replay(num_blocks: int, num_ops: int, episodes: Sequence[Episode], config: R
 
     `pending` holds, per policy version, the suggestion indices of its trials still running."""
     alpha = np.zeros((num_blocks, num_ops))
+    drawn_from = [softmax(alpha)]
     second_moment = np.zeros_like(alpha)
     baseline: float | None = None
     rewards_so_far: list[float] = []
-    rows = np.arange(num_blocks)
-    version = 0
-    while True:
-        batch = complete_batch(episodes, version, config.batch_size, (pending or {}).get(version, []))
-        if batch is None:
-            return Policy(alpha, version)
+    for version, batch in enumerate(form_batches(episodes, config.batch_size, pending or {}), start=1):
         rewards = [episode.reward for episode in batch]
         rewards_so_far.extend(rewards)
         mean = float(np.mean(rewards))
         baseline = mean if baseline is None else baseline + (1.0 - config.baseline_decay) * (mean - baseline)
         scale = float(np.std(rewards_so_far)) or 1.0
-        probs = softmax(alpha)
-        grad = np.zeros_like(alpha)
-        for episode in batch:
-            direction = -probs
-            direction[rows, list(episode.choices)] += 1.0
-            grad += (episode.reward - baseline) / scale * direction
-        grad /= len(batch)
-        version += 1
+        grad = batch_gradient(batch, drawn_from, baseline, scale)
         second_moment = ADAM_BETA2 * second_moment + (1.0 - ADAM_BETA2) * grad ** 2
         corrected = second_moment / (1.0 - ADAM_BETA2 ** version)
         alpha += config.learning_rate * grad / (np.sqrt(corrected) + ADAM_EPSILON)
+        drawn_from.append(softmax(alpha))
+    return Policy(alpha, len(drawn_from) - 1, tuple(drawn_from))
 
 
-def complete_batch(episodes: Sequence[Episode], version: int, size: int, pending: Sequence[float]
-                   ) -> list[Episode] | None:
-    """The first `size` episodes drawn from `version` (episodes in suggestion order), once no lower-numbered
-    trial of that version is still running; None while the batch is not complete."""
-    members = [episode for episode in episodes if episode.policy == version][:size]
-    if len(members) < size or any(index < members[-1].index for index in pending):
-        return None
-    return members
+def batch_gradient(batch: Sequence[Episode], drawn_from: Sequence[np.ndarray], baseline: float, scale: float
+                   ) -> np.ndarray:
+    """mean_i w_i * (R_i - baseline) / scale * (onehot(a_i) - p) at the newest probabilities p =
+    drawn_from[-1], each trial weighted against the probabilities drawn_from[its version] it was drawn from."""
+    probs = drawn_from[-1]
+    rows = np.arange(probs.shape[0])
+    grad = np.zeros_like(probs)
+    for episode in batch:
+        direction = -probs
+        direction[rows, list(episode.choices)] += 1.0
+        weight = importance_weight(episode, probs, drawn_from[episode.policy])
+        grad += weight * (episode.reward - baseline) / scale * direction
+    return grad / len(batch)
+
+
+def importance_weight(episode: Episode, current: np.ndarray, behaviour: np.ndarray) -> float:
+    """min(1, P_current(path) / P_behaviour(path)): 1 for a trial drawn from the probabilities being updated,
+    and at most 1 for one drawn from an earlier version, so a stale trial never counts more than a fresh one."""
+    rows = np.arange(current.shape[0])
+    picks = list(episode.choices)
+    floor = np.finfo(float).tiny
+    log_ratio = float(np.sum(np.log(np.maximum(current[rows, picks], floor))
+                             - np.log(np.maximum(behaviour[rows, picks], floor))))
+    return math.exp(min(log_ratio, 0.0))
+
+
+def form_batches(episodes: Sequence[Episode], size: int, pending: dict[int, list[float]]
+                 ) -> list[list[Episode]]:
+    """The complete batches, version by version (episodes in suggestion order).
+
+    Version v's batch is the first `size` episodes among those drawn from v or earlier that no earlier batch
+    holds, once no trial of version v or earlier with a lower suggestion index than its last member is still
+    running. Batches stop at the first version whose batch is not complete."""
+    batches: list[list[Episode]] = []
+    unused = list(range(len(episodes)))
+    while True:
+        version = len(batches)
+        positions = [position for position in unused if episodes[position].policy <= version][:size]
+        waiting = (index for drawn, indices in pending.items() if drawn <= version for index in indices)
+        if len(positions) < size or any(index < episodes[positions[-1]].index for index in waiting):
+            return batches
+        batches.append([episodes[position] for position in positions])
+        unused = [position for position in unused if position not in positions]
 
 
 def sample_choices(alpha: np.ndarray, rng: np.random.Generator) -> list[int]:
