@@ -135,12 +135,18 @@ def replay(num_blocks: int, num_ops: int, episodes: Sequence[Episode], config: R
     """The logits after every complete batch, version by version, starting from all zeros (uniform paths).
 
     `pending` holds, per policy version, the suggestion indices of its trials still running."""
+    return apply_batches(num_blocks, num_ops, form_batches(episodes, config.batch_size, pending or {}), config)
+
+
+def apply_batches(num_blocks: int, num_ops: int, batches: Sequence[Sequence[Episode]], config: ReinforceConfig
+                  ) -> Policy:
+    """The logits after one update per batch, in order, starting from all zeros (uniform paths)."""
     alpha = np.zeros((num_blocks, num_ops))
     drawn_from = [softmax(alpha)]
     second_moment = np.zeros_like(alpha)
     baseline: float | None = None
     rewards_so_far: list[float] = []
-    for version, batch in enumerate(form_batches(episodes, config.batch_size, pending or {}), start=1):
+    for version, batch in enumerate(batches, start=1):
         rewards = [episode.reward for episode in batch]
         rewards_so_far.extend(rewards)
         mean = float(np.mean(rewards))
