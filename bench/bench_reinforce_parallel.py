@@ -21,6 +21,7 @@ import numpy as np
 
 from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import (
     Episode,
+    Pending,
     Policy,
     ReinforceConfig,
     apply_batches,
@@ -29,7 +30,7 @@ from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import (
 )
 
 BLOCKS, OPS = 6, 7
-BatchRule = Callable[[Sequence[Episode], int, dict[int, list[float]]], list[list[Episode]]]
+BatchRule = Callable[[Sequence[Episode], int, Pending], list[list[Episode]]]
 
 
 @dataclass(frozen=True)
@@ -46,13 +47,13 @@ class Trial:
     reward: float | None = None
 
 
-def stale_dropped(episodes: Sequence[Episode], size: int, pending: dict[int, list[float]]) -> list[list[Episode]]:
+def stale_dropped(episodes: Sequence[Episode], size: int, pending: Pending) -> list[list[Episode]]:
     """Control: version v's batch is the first `size` trials drawn from v; later ones of v join no batch."""
     batches: list[list[Episode]] = []
     while True:
         version = len(batches)
         members = [episode for episode in episodes if episode.policy == version][:size]
-        if len(members) < size or any(index < members[-1].index for index in pending.get(version, [])):
+        if len(members) < size or any(key < members[-1].key for key in pending.get(version, [])):
             return batches
         batches.append(members)
 
@@ -62,10 +63,10 @@ def replay_with(rule: BatchRule, trials: dict[int, Trial], config: ReinforceConf
     """The policy after the batches `rule` forms from the finished trials, and those batches."""
     episodes = [Episode(t.choices, t.reward, t.policy, float(k)) for k, t in sorted(trials.items())
                 if t.reward is not None]
-    pending: dict[int, list[float]] = {}
+    pending: Pending = {}
     for k, trial in trials.items():
         if trial.reward is None:
-            pending.setdefault(trial.policy, []).append(float(k))
+            pending.setdefault(trial.policy, []).append((float(k), ""))
     batches = rule(episodes, config.batch_size, pending)
     return apply_batches(BLOCKS, OPS, batches, config), batches
 

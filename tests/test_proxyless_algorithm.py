@@ -281,13 +281,16 @@ def test_every_usable_reinforce_trial_enters_exactly_one_update(parallel: int, b
         assert [e.index for e in members_of_version] == sorted(e.index for e in members_of_version)
 
 
-def test_a_stale_reinforce_trial_is_weighted_against_the_probabilities_it_was_drawn_from() -> None:
+@pytest.mark.parametrize(("parallel", "batch"), [(2, 2), (4, 2)])
+def test_a_stale_reinforce_trial_is_weighted_against_the_probabilities_it_was_drawn_from(parallel: int, batch: int
+                                                                                       ) -> None:
     """The replay rebuilds, per version, the probabilities that version's proposals were drawn from, and a
-    trial from an earlier version carries min(1, P_now(path) / P_then(path))."""
+    trial from an earlier version (two or more back with more parallel trials than a batch holds) carries
+    min(1, P_now(path) / P_then(path))."""
     from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import importance_weight
 
-    history, drawn_from = simulate_katib({}, list(range(24)), parallel=2, total=24)
-    episodes, batches, config = batches_of(history, parallel=2)
+    history, drawn_from = simulate_katib({}, list(range(24)), parallel=parallel, total=24, batch=batch)
+    episodes, batches, config = batches_of(history, parallel, batch)
     rebuilt = replay(6, 7, episodes, config).drawn_from
     for episode in episodes:
         np.testing.assert_allclose(rebuilt[episode.policy], drawn_from[int(episode.index)], rtol=1e-12)
@@ -301,6 +304,8 @@ def test_a_stale_reinforce_trial_is_weighted_against_the_probabilities_it_was_dr
         weights.append(importance_weight(episode, now, then))
         assert weights[-1] == pytest.approx(min(1.0, ratio), rel=1e-9)
     assert min(weights) < 0.99, weights
+    if parallel > batch:
+        assert any(version - episode.policy >= 2 for version, episode in stale)
 
 
 def test_trials_run_one_at_a_time_update_on_policy() -> None:
@@ -328,3 +333,78 @@ def test_batch_gradient_weights_each_trial_by_its_importance() -> None:
     # A stale path now 1.6 times as likely as when drawn counts as a fresh one (weight 1, not 1.6): advantage
     # +1 times onehot(0) - 0.8 in block 0.
     assert batch_gradient(batch[:1], [now, then], baseline=0.5, scale=0.5)[0, 0] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_formed_reinforce_batch_never_changes(seed: int) -> None:
+    """Random parallel histories (trials ending in any order, failing, or never ending): the batches formed
+    when any proposal was made are a prefix of the batches formed at the end, so every version label keeps
+    naming the probabilities its trial was drawn from."""
+    from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import form_batches
+
+    rng = random.Random(seed)
+    for _ in range(40):
+        parallel, batch, total = rng.randint(1, 5), rng.randint(1, 4), rng.randint(5, 40)
+        policy: dict[int, int] = {}
+        state: dict[int, str] = {}
+
+        def batches() -> list[list[float]]:
+            episodes = [Episode((0,), 0.0, policy[k], float(k), f"t{k}") for k in sorted(state)
+                        if state[k] == "ok"]
+            pending: dict[int, list[tuple[float, str]]] = {}
+            for k in state:
+                if state[k] in ("running", "stuck"):
+                    pending.setdefault(policy[k], []).append((float(k), f"t{k}"))
+            return [[e.index for e in members] for members in form_batches(episodes, batch, pending)]
+
+        snapshots = []
+
+        def propose() -> None:
+            snapshots.append(batches())
+            k = len(state)
+            policy[k], state[k] = len(snapshots[-1]), "stuck" if rng.random() < 0.05 else "running"
+
+        for _ in range(min(parallel, total)):
+            propose()
+        while running := [k for k in state if state[k] == "running"]:
+            state[rng.choice(running)] = "ok" if rng.random() < 0.8 else "failed"
+            if len(state) < total:
+                propose()
+        final = batches()
+        for snapshot in snapshots:
+            assert final[:len(snapshot)] == snapshot, (parallel, batch, snapshot, final)
+
+
+def test_trials_without_an_index_label_keep_their_batches() -> None:
+    """Trials that lost their index label replay after the others, by name; a running one that sorts before
+    a batch's last member holds the batch, so finishing later cannot take that member's place."""
+    from katib_nas.suggestion.core.algorithms.proxylessnas.algorithm import reinforce_config
+    from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import form_batches, pending_trials
+
+    info = experiment({**REINFORCE, "reinforce_batch": "1"}, parallel_trial_count=1)
+    settings, supernet = ProxylessNas().validate(info)
+    config = reinforce_config(settings, info)
+    architecture = engine.suggest(info, [], 1, 0).assignments[0]
+    metrics = [("Validation-Accuracy", "0.8"), ("latency-ms", "1.0")]
+    history = [make_trial("px-0", architecture, "SUCCEEDED", metrics, {INDEX_LABEL: "0", "proxylessnas-policy": "0"}),
+               make_trial("px-z", architecture, "SUCCEEDED", metrics, {"proxylessnas-policy": "1"}),
+               make_trial("px-a", architecture, "RUNNING", [], {})]
+
+    def names(trials: list[TrialRecord]) -> list[list[str]]:
+        episodes = episodes_from_history(trials, supernet, config)
+        return [[e.name for e in members] for members in form_batches(episodes, 1, pending_trials(trials, 1))]
+
+    while_running = names(history)
+    history[2] = make_trial("px-a", architecture, "SUCCEEDED", metrics, {})
+    assert names(history)[:len(while_running)] == while_running == [["px-0"]]
+
+
+def test_an_update_waiting_for_a_running_trial_names_it(caplog: pytest.LogCaptureFixture) -> None:
+    from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import form_batches
+
+    # Batch 0 is t0, t1; t2 (drawn from version 0 after it) still runs and comes before t4, batch 1's last.
+    episodes = [Episode((0,), 0.5, 0, 0.0, "t0"), Episode((1,), 0.6, 0, 1.0, "t1"),
+                Episode((1,), 0.7, 1, 3.0, "t3"), Episode((0,), 0.4, 1, 4.0, "t4")]
+    with caplog.at_level("INFO"):
+        assert len(form_batches(episodes, 2, {0: [(2.0, "t2")]})) == 1
+    assert "update 2 waits for running trial 't2' (suggestion 2)" in caplog.text

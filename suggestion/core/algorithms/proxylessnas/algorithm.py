@@ -64,8 +64,8 @@ class ProxylessSettings:
     retrain_epochs: int = setting(0, "oneshot: epochs to retrain the derived network from scratch (0: keep "
                                      "the supernet weights)", low=0, high=10000)
     reinforce_lr: float = setting(0.3, "reinforce: Adam step size of the path-logit update", low=0.0, high=100.0)
-    reinforce_batch: int = setting(0, "reinforce: trials per update, drawn from the same probabilities; "
-                                      "0 means max(parallelTrialCount, 2)", low=0, high=1000)
+    reinforce_batch: int = setting(0, "reinforce: successful trials per update (those drawn from earlier "
+                                      "probabilities importance-weighted); 0 means max(parallelTrialCount, 2)", low=0, high=1000)
     baseline_decay: float = setting(0.9, "reinforce: decay of the baseline that tracks the batch-mean reward",
                                     low=0.0, high=1.0)
     latency_exponent: float = setting(0.07, "reinforce: w in reward = accuracy * (T / latency)^w", low=0.0,

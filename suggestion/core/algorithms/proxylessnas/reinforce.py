@@ -10,13 +10,14 @@ Every proposal is labelled with the policy version it was drawn from (the
 number of updates applied to the logits so far). The batch of version v is
 the first `batch_size` usable trials, in suggestion order, among those drawn
 from version v and those drawn earlier that no batch has used yet; it updates
-the logits (giving version v + 1) once it is complete and no lower-numbered
-trial it could hold is still running. A failed trial leaves a gap that a later
-trial fills. With parallel trials, Katib fills a free slot while a batch's
-last trial still runs; that proposal, drawn from version v, joins the batch
-of version v + 1 with the truncated importance weight
-min(1, P_{v+1}(path) / P_v(path)), so every usable trial enters exactly one
-update and trials run one at a time give the plain on-policy rule. Per batch:
+the logits (giving version v + 1) once it is complete and no trial that could
+still take a place in it (one of version v or earlier, proposed before its
+last member) is running. A failed trial leaves a gap that a later trial
+fills. With parallel trials, Katib fills a free slot while a batch's last
+trial still runs; that proposal, drawn from version u, joins a later batch v
+with the truncated importance weight min(1, P_v(path) / P_u(path)), so every
+usable trial enters at most one update (all but those after the last complete
+batch) and trials run one at a time give the plain on-policy rule. Per batch:
 the baseline tracks the batch mean (b <- b + (1 - decay) * (mean(R) - b),
 starting at the first batch's mean), advantages A_i = (R_i - b) / s are
 normalised by the standard deviation s of every reward so far, and Adam
@@ -83,12 +84,18 @@ class ReinforceConfig:
 @dataclass(frozen=True)
 class Episode:
     """One finished trial as the update sees it: its op per block, its reward, the policy version it was
-    drawn from and its suggestion index."""
+    drawn from, its suggestion index and its name."""
 
     choices: tuple[int, ...]
     reward: float
     policy: int = 0
     index: float = math.inf
+    name: str = ""
+
+    @property
+    def key(self) -> tuple[float, str]:
+        """Replay order: suggestion index, then trial name."""
+        return self.index, self.name
 
 
 @dataclass(frozen=True)
@@ -126,15 +133,18 @@ def latency_factor(latency_ms: float, config: ReinforceConfig) -> float:
     return min(factor, MAX_LATENCY_FACTOR)
 
 
+#: Policy version -> replay keys (suggestion index, name) of the trials of that version still running.
+Pending = dict[int, list[tuple[float, str]]]
 ADAM_BETA2 = 0.999
 ADAM_EPSILON = 1e-8
 
 
 def replay(num_blocks: int, num_ops: int, episodes: Sequence[Episode], config: ReinforceConfig,
-           pending: dict[int, list[float]] | None = None) -> Policy:
+           pending: Pending | None = None) -> Policy:
     """The logits after every complete batch, version by version, starting from all zeros (uniform paths).
 
-    `pending` holds, per policy version, the suggestion indices of its trials still running."""
+    `pending` holds, per policy version, the replay keys (suggestion index, name) of its trials still
+    running."""
     return apply_batches(num_blocks, num_ops, form_batches(episodes, config.batch_size, pending or {}), config)
 
 
@@ -186,20 +196,25 @@ def importance_weight(episode: Episode, current: np.ndarray, behaviour: np.ndarr
     return math.exp(min(log_ratio, 0.0))
 
 
-def form_batches(episodes: Sequence[Episode], size: int, pending: dict[int, list[float]]
-                 ) -> list[list[Episode]]:
-    """The complete batches, version by version (episodes in suggestion order).
+def form_batches(episodes: Sequence[Episode], size: int, pending: Pending) -> list[list[Episode]]:
+    """The complete batches, version by version (episodes in replay order).
 
     Version v's batch is the first `size` episodes among those drawn from v or earlier that no earlier batch
-    holds, once no trial of version v or earlier with a lower suggestion index than its last member is still
-    running. Batches stop at the first version whose batch is not complete."""
+    holds, once no trial of version v or earlier that comes before its last member is still running (that
+    trial, once finished, would belong in it). Batches stop at the first version whose batch is not complete;
+    one log line names the running trial it waits for."""
     batches: list[list[Episode]] = []
     unused = list(range(len(episodes)))
     while True:
         version = len(batches)
         positions = [position for position in unused if episodes[position].policy <= version][:size]
-        waiting = (index for drawn, indices in pending.items() if drawn <= version for index in indices)
-        if len(positions) < size or any(index < episodes[positions[-1]].index for index in waiting):
+        if len(positions) < size:
+            return batches
+        last = episodes[positions[-1]].key
+        waiting = sorted(key for drawn, keys in pending.items() if drawn <= version for key in keys if key < last)
+        if waiting:
+            log.info("proxylessnas reinforce: update %d waits for running trial %r (suggestion %g) before it "
+                     "uses the trials after it", version + 1, waiting[0][1], waiting[0][0])
             return batches
         batches.append([episodes[position] for position in positions])
         unused = [position for position in unused if position not in positions]
@@ -211,13 +226,13 @@ def sample_choices(alpha: np.ndarray, rng: np.random.Generator) -> list[int]:
     return [int(rng.choice(probs.shape[1], p=row)) for row in probs]
 
 
-def pending_trials(history: Sequence[TrialRecord], batch_size: int) -> dict[int, list[float]]:
-    """Policy version -> suggestion indices of the trials still running."""
-    pending: dict[int, list[float]] = {}
+def pending_trials(history: Sequence[TrialRecord], batch_size: int) -> Pending:
+    """Policy version -> replay keys (suggestion index, name) of the trials still running."""
+    pending: Pending = {}
     for trial in history:
         if not trial.finished:
-            index = _replay_key(trial)[0]
-            pending.setdefault(_policy_of(trial, index, batch_size), []).append(index)
+            key = _replay_key(trial)
+            pending.setdefault(_policy_of(trial, key[0], batch_size), []).append(key)
     return pending
 
 
@@ -250,7 +265,7 @@ def episodes_from_history(history: Sequence[TrialRecord], supernet: Architecture
             clipped.append(f"trial {trial.name!r} {config.latency_metric}={latency:g}")
         key = _replay_key(trial)
         usable.append((key, Episode(tuple(choices), reward(accuracy, latency, config),
-                                    _policy_of(trial, key[0], config.batch_size), key[0])))
+                                    _policy_of(trial, key[0], config.batch_size), key[0], trial.name)))
     if unreadable:
         log.warning("proxylessnas reinforce skipped %d trial(s) with metric values no measurement can have; "
                     "first: %s", len(unreadable), unreadable[0])
