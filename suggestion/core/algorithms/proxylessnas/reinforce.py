@@ -16,8 +16,8 @@ last member) is running. A failed trial leaves a gap that a later trial
 fills. With parallel trials, Katib fills a free slot while a batch's last
 trial still runs; that proposal, drawn from version u, joins a later batch v
 with the truncated importance weight min(1, P_v(path) / P_u(path)), so every
-usable trial enters at most one update (all but those after the last complete
-batch) and trials run one at a time give the plain on-policy rule. Per batch:
+usable trial but those after the last complete batch enters one update, and
+trials run one at a time give the plain on-policy rule. Per batch:
 the baseline tracks the batch mean (b <- b + (1 - decay) * (mean(R) - b),
 starting at the first batch's mean), advantages A_i = (R_i - b) / s are
 normalised by the standard deviation s of every reward so far, and Adam
