@@ -39,6 +39,8 @@ skipped or clipped and why.
 
 from __future__ import annotations
 
+import functools
+import heapq
 import logging
 import math
 from dataclasses import dataclass
@@ -47,7 +49,7 @@ from typing import Sequence
 import numpy as np
 
 from katib_nas.contract.assignments import ARCHITECTURE_ASSIGNMENT
-from katib_nas.contract.codec import CodecError, decode
+from katib_nas.contract.codec import CodecError, decode, encode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture
 from katib_nas.contract.supernet import choices_of
@@ -155,13 +157,14 @@ def apply_batches(num_blocks: int, num_ops: int, batches: Sequence[Sequence[Epis
     drawn_from = [softmax(alpha)]
     second_moment = np.zeros_like(alpha)
     baseline: float | None = None
-    rewards_so_far: list[float] = []
+    rewards_so_far = np.array([episode.reward for batch in batches for episode in batch], dtype=float)
+    seen = 0
     for version, batch in enumerate(batches, start=1):
-        rewards = [episode.reward for episode in batch]
-        rewards_so_far.extend(rewards)
+        rewards = rewards_so_far[seen:seen + len(batch)]
+        seen += len(batch)
         mean = float(np.mean(rewards))
         baseline = mean if baseline is None else baseline + (1.0 - config.baseline_decay) * (mean - baseline)
-        scale = float(np.std(rewards_so_far)) or 1.0
+        scale = float(np.std(rewards_so_far[:seen])) or 1.0
         grad = batch_gradient(batch, drawn_from, baseline, scale)
         second_moment = ADAM_BETA2 * second_moment + (1.0 - ADAM_BETA2) * grad ** 2
         corrected = second_moment / (1.0 - ADAM_BETA2 ** version)
@@ -188,6 +191,8 @@ def batch_gradient(batch: Sequence[Episode], drawn_from: Sequence[np.ndarray], b
 def importance_weight(episode: Episode, current: np.ndarray, behaviour: np.ndarray) -> float:
     """min(1, P_current(path) / P_behaviour(path)): 1 for a trial drawn from the probabilities being updated,
     and at most 1 for one drawn from an earlier version, so a stale trial never counts more than a fresh one."""
+    if behaviour is current:
+        return 1.0
     rows = np.arange(current.shape[0])
     picks = list(episode.choices)
     floor = np.finfo(float).tiny
@@ -203,21 +208,27 @@ def form_batches(episodes: Sequence[Episode], size: int, pending: Pending) -> li
     holds, once no trial of version v or earlier that comes before its last member is still running (that
     trial, once finished, would belong in it). Batches stop at the first version whose batch is not complete;
     one log line names the running trial it waits for."""
+    by_policy: dict[int, list[int]] = {}
+    for position, episode in enumerate(episodes):
+        by_policy.setdefault(episode.policy, []).append(position)
+    eligible: list[int] = []  # heap of the positions of unused episodes drawn from this version or earlier
+    running: list[tuple[float, str]] = []  # keys of running trials drawn from this version or earlier
     batches: list[list[Episode]] = []
-    unused = list(range(len(episodes)))
     while True:
         version = len(batches)
-        positions = [position for position in unused if episodes[position].policy <= version][:size]
-        if len(positions) < size:
+        for position in by_policy.get(version, ()):
+            heapq.heappush(eligible, position)
+        running.extend(pending.get(version, ()))
+        if len(eligible) < size:
             return batches
+        positions = [heapq.heappop(eligible) for _ in range(size)]
         last = episodes[positions[-1]].key
-        waiting = sorted(key for drawn, keys in pending.items() if drawn <= version for key in keys if key < last)
-        if waiting:
+        waiting = min((key for key in running if key < last), default=None)
+        if waiting is not None:
             log.info("proxylessnas reinforce: update %d waits for running trial %r (suggestion %g) before it "
-                     "uses the trials after it", version + 1, waiting[0][1], waiting[0][0])
+                     "uses the trials after it", version + 1, waiting[1], waiting[0])
             return batches
         batches.append([episodes[position] for position in positions])
-        unused = [position for position in unused if position not in positions]
 
 
 def sample_choices(alpha: np.ndarray, rng: np.random.Generator) -> list[int]:
@@ -246,6 +257,7 @@ def episodes_from_history(history: Sequence[TrialRecord], supernet: Architecture
     unreadable: list[str] = []
     clipped: list[str] = []
     needs_latency = config.latency_target_ms > 0 and config.latency_exponent != 0
+    supernet_text = encode(supernet)
     for trial in history:
         if not trial.succeeded:
             continue
@@ -257,14 +269,13 @@ def episodes_from_history(history: Sequence[TrialRecord], supernet: Architecture
         if reason:
             unreadable.append(f"trial {trial.name!r} {reason}")
             continue
-        try:
-            choices = choices_of(supernet, decode(trial.assignments.get(ARCHITECTURE_ASSIGNMENT, "")))
-        except (CodecError, InvalidInput):
+        choices = path_of(supernet_text, trial.assignments.get(ARCHITECTURE_ASSIGNMENT, ""))
+        if choices is None:
             continue
         if needs_latency and latency_factor(latency, config) >= MAX_LATENCY_FACTOR:
             clipped.append(f"trial {trial.name!r} {config.latency_metric}={latency:g}")
         key = _replay_key(trial)
-        usable.append((key, Episode(tuple(choices), reward(accuracy, latency, config),
+        usable.append((key, Episode(choices, reward(accuracy, latency, config),
                                     _policy_of(trial, key[0], config.batch_size), key[0], trial.name)))
     if unreadable:
         log.warning("proxylessnas reinforce skipped %d trial(s) with metric values no measurement can have; "
@@ -274,6 +285,23 @@ def episodes_from_history(history: Sequence[TrialRecord], supernet: Architecture
                     "first: %s", MAX_LATENCY_FACTOR, len(clipped), clipped[0])
     usable.sort(key=lambda pair: pair[0])
     return [episode for _, episode in usable]
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def path_of(supernet_text: str, text: str) -> tuple[int, ...] | None:
+    """The op index per block of the architecture text, or None when it is no path of the supernet.
+
+    Cached by text: every call replays the whole history, and decoding its architectures again would be most
+    of a call's time."""
+    try:
+        return tuple(choices_of(_decoded(supernet_text), decode(text)))
+    except (CodecError, InvalidInput):
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _decoded(supernet_text: str) -> Architecture:
+    return decode(supernet_text)
 
 
 def _unreadable_metric(accuracy: float, latency: float | None, config: ReinforceConfig) -> str:
