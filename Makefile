@@ -69,8 +69,9 @@ test: $(STAMP) data browser kubectl
 	@echo "left out of make test: $$($(BIN)/python -m pytest -q --collect-only -m install tests \
 	  | grep -c '::') install test(s); run them with: make test-install"
 
-# Mutation check of the contract, the metrics collector and the settings parser (tools/mutation.toml): one mutant
-# at a time, resumable (results in build/mutation/); the report lists every survivor. Not part of `make test`.
+# Mutation check of the contract, the metrics collector, the settings parser and REINFORCE's replay
+# (tools/mutation.toml): one mutant at a time, resumable (results in build/mutation/); the report lists every
+# survivor. Not part of `make test`.
 mutation: $(STAMP)
 	$(BIN)/python tools/mutation.py
 
