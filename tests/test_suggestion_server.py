@@ -8,8 +8,13 @@ every worker is busy.
 from __future__ import annotations
 
 import copy
+import ctypes
+import json
 import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import grpc
@@ -186,3 +191,58 @@ def test_sigterm_lets_the_call_in_flight_finish() -> None:
     assert server.process.wait(timeout=HANG_GUARD_SECONDS) == 0
     assert results == [1000]
     assert "outcome=ok" in server.wait_for_log("GetSuggestions experiment=")[0]
+
+
+#: Allocates and frees a request-sized buffer four times and prints how many bytes of each were in their own
+#: mapping (glibc's mallinfo2), then how many arenas malloc has once a second thread allocated (malloc_info);
+#: optionally after the server's tune_malloc.
+MAPPED_BUFFERS = """
+import ctypes, json, sys, threading
+from katib_nas.suggestion.service.server import tune_malloc
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+mallinfo2 = ctypes.CDLL(None).mallinfo2
+mallinfo2.restype = MallInfo2
+fixed = tune_malloc() if sys.argv[1] == "fixed" else None
+
+def mapped_bytes():
+    before = mallinfo2().hblkhd
+    buffer = bytearray(300_000)
+    during = mallinfo2().hblkhd
+    del buffer
+    return during - before
+
+def arenas_after_a_thread_allocates(path):
+    thread = threading.Thread(target=lambda: [bytearray(2_000) for _ in range(200)])
+    thread.start()
+    thread.join()
+    libc = ctypes.CDLL(None)
+    libc.fopen.restype = ctypes.c_void_p
+    stream = libc.fopen(path.encode(), b"w")
+    libc.malloc_info(0, ctypes.c_void_p(stream))
+    libc.fclose(ctypes.c_void_p(stream))
+    return open(path).read().count("<heap nr=")
+
+print(json.dumps({"fixed": fixed, "mapped": [mapped_bytes() for _ in range(4)],
+                  "arenas": arenas_after_a_thread_allocates(sys.argv[2])}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="needs glibc 2.33 or later (mallinfo2)")
+def test_the_servers_malloc_settings_unmap_request_buffers_and_share_one_arena(tmp_path: Path) -> None:
+    def run(mode: str) -> dict[str, Any]:
+        done = subprocess.run([sys.executable, "-c", MAPPED_BUFFERS, mode, str(tmp_path / f"{mode}.xml")],
+                              check=True, capture_output=True, text=True)
+        return json.loads(done.stdout)
+
+    default, fixed = run("default"), run("fixed")
+    # glibc's own behaviour, which the settings exist for: after the first mapped buffer is freed, the next
+    # ones of the same size come from the heap; and another thread allocates from an arena of its own.
+    assert default["mapped"][0] >= 300_000 and default["mapped"][1:] == [0, 0, 0]
+    assert default["arenas"] == 2
+    assert fixed["fixed"] is True
+    assert all(size >= 300_000 for size in fixed["mapped"])
+    assert fixed["arenas"] == 1

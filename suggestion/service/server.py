@@ -14,6 +14,7 @@ about 20 ms at the same throughput; see RELIABILITY.md).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import logging
 import signal
@@ -40,6 +41,16 @@ DEFAULT_MAX_MESSAGE_MB = 32
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 #: Seconds a thread may hold the GIL while another waits for it (Python's default is 0.005).
 GIL_SWITCH_INTERVAL = 0.0002
+#: Blocks of at least this many bytes get their own mapping, returned to the system when freed. glibc starts
+#: at this value but raises it to the size of each mapped block freed, after which request-sized buffers (a
+#: 1,000-trial request is about 170 KB) come from the heap and stay in the server's resident set.
+MMAP_THRESHOLD_BYTES = 128 * 1024
+#: One malloc arena for all threads: a request is parsed on gRPC's threads and converted on a worker, and each
+#: thread's own arena would keep its high-water mark. The threads mostly wait for the GIL, so they seldom
+#: contend for the arena's lock.
+MALLOC_ARENAS = 1
+#: glibc's mallopt parameter numbers (malloc.h).
+M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
 
 
 @dataclass(frozen=True)
@@ -104,10 +115,22 @@ async def stop_server(running: RunningServer, grace_seconds: float) -> None:
     running.pool.shutdown(wait=False, cancel_futures=True)
 
 
+def tune_malloc() -> bool:
+    """Set glibc's mmap threshold and arena count (above) before the server's threads start, so that its
+    resident set stays near what is in use; False where the C library does not take the settings."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1 and mallopt(M_ARENA_MAX, MALLOC_ARENAS) == 1
+
+
 def serve(host: str, port: int, workers: int = 1, grace_seconds: float = 30.0,
           max_message_mb: int = DEFAULT_MAX_MESSAGE_MB) -> int:
     """Serve until SIGTERM or SIGINT; then report NOT_SERVING, let in-flight calls finish, exit 0."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+    if not tune_malloc():
+        log.debug("the C library takes no mallopt settings: the server's memory keeps its allocator's defaults")
     return asyncio.run(_serve(host, port, workers, grace_seconds, max_message_mb))
 
 
