@@ -7,8 +7,8 @@ One field per cell ("/"-separated, cells in network order) after a prefix::
 
 The prefix of Branch-Stats names the statistic: `ta` the Taylor statistic
 (the mean, over training samples, of |sum over the branch's output of
-y * dloss/dy|: the first-order change of a sample's loss when the branch is
-removed), `ms` the mean squared activation of the branch's output.
+y * dloss/dy|, per output channel of the branch: the first-order change of a
+sample's loss when the branch is removed), `ms` the mean squared activation of the branch's output.
 
 Non-finite values are written `nan`. Reading is strict: anything that does
 not match the architecture the trial trained (wrong prefix, cell count,

@@ -32,7 +32,7 @@ def test_readme_table_lists_every_algorithm_as_the_contract_names_it() -> None:
     assert rows == list(ALGORITHM_NAMES.items())
 
 
-PAGES = ["README.md", "BENCHMARKS.md"] + sorted(p.relative_to(REPO).as_posix() for p in (REPO / "docs").glob("*.md"))
+PAGES = ["README.md", "BENCHMARKS.md", "RELIABILITY.md"] + sorted(p.relative_to(REPO).as_posix() for p in (REPO / "docs").glob("*.md"))
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -40,6 +40,28 @@ def test_relative_links_resolve(page: str) -> None:
     path = REPO / page
     for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", path.read_text()):
         assert (path.parent / target).exists(), f"{page} links to {target}, which does not exist"
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as hyphens, a repeated
+    heading numbered -1, -2, ..."""
+    anchors: set[str] = set()
+    for heading in re.findall(r"^#{1,6} (.+?)\s*$", re.sub(r"^```.*?^```", "", markdown, flags=re.M | re.S), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        anchor, repeat = slug, 0
+        while anchor in anchors:
+            repeat += 1
+            anchor = f"{slug}-{repeat}"
+        anchors.add(anchor)
+    return anchors
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_links_to_a_section_name_a_heading_of_the_page(page: str) -> None:
+    path = REPO / page
+    for target, anchor in re.findall(r"\]\(([^)#:]*)#([^)]+)\)", path.read_text()):
+        linked = (path.parent / target) if target else path
+        assert anchor in heading_anchors(linked.read_text()), f"{page} links to {target or page}#{anchor}, no such heading"
 
 
 def test_readme_starts_with_the_two_commands() -> None:

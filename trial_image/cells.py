@@ -1,7 +1,7 @@
 """Cells: envelope cells (concatenated branches), choice cells (supernet blocks) and gated skip inputs.
 
 Branch statistics (a Taylor estimate of each branch's importance and its
-mean squared activation, which EnvelopeNet construction prunes by; both per
+mean squared activation; EnvelopeNet construction prunes by one of them, Taylor by default; both per
 output channel, so that branches of different widths compare) are
 accumulated on the device inside the cell during training steps only (forward
 passes without gradients, such as evaluation and BatchNorm recalibration, do

@@ -2,8 +2,8 @@
 
 The search starts from stages of envelope cells (every branch of the
 nasConfig in parallel, concatenated). Iteration k trains network k for the
-truncated budget with --branch-stats; from the mean squared activation of
-every branch (and the learned skip gates) network k+1 is built: see
+truncated budget with --branch-stats; from every branch's statistic (Taylor by
+default, see the statistic setting) and the learned skip gates network k+1 is built: see
 construct.py. After `iterations` iterations (or earlier, with
 `patience`) the network of the best-scoring iteration (or the last one
 built, with final_network=last) is trained with the final budget.
