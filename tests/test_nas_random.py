@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import Counter
 
 import pytest
 
 from katib_nas.contract import codec
+from katib_nas.contract.assignments import MAX_VALUE_BYTES
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.suggestion.core import engine
 from katib_nas.suggestion.core.algorithms.base import seeded_rng
@@ -136,6 +138,33 @@ def test_infeasible_space_is_rejected_up_front() -> None:
     }
     with pytest.raises(InvalidInput, match=re.escape("can be halved only 3 times, fewer than numLayers=5")):
         engine.validate(experiment(nas_config=nas_config))
+
+
+def deep_space(num_layers: int) -> dict:
+    nas_config = copy.deepcopy(EXAMPLE["spec"]["nasConfig"])
+    nas_config["graphConfig"]["numLayers"] = num_layers
+    return nas_config
+
+
+def test_a_space_whose_networks_do_not_fit_katibs_limit_is_refused_at_validation() -> None:
+    with pytest.raises(InvalidInput, match=r"16 of 16 networks drawn from this space have architecture text over "
+                                           r"Katib's 4096-byte limit .*numLayers=64 or skip_probability=1$"):
+        engine.validate(experiment({"skip_probability": "1"}, nas_config=deep_space(64)))
+    # The largest networks of 48 layers with every skip are about 3,100 bytes: accepted.
+    engine.validate(experiment({"skip_probability": "1"}, nas_config=deep_space(48)))
+
+
+def test_oversize_draws_are_redrawn_where_most_networks_fit() -> None:
+    """56 layers with skip_probability 0.95: about a quarter of the draws are over 4096 bytes."""
+    settings, nas_config = {"skip_probability": "0.95"}, deep_space(56)
+    engine.validate(experiment(settings, nas_config=nas_config))
+    space = parse_nas_config(nas_config)
+    first_draws = [len(codec.encode(sample_architecture(space, seeded_rng("exp", 0, k), 16, 0.95, 32)).encode())
+                   for k in range(30)]
+    assert sum(size > MAX_VALUE_BYTES for size in first_draws) >= 3  # the proposals below met oversize draws
+    proposals = engine.suggest(experiment(settings, nas_config=nas_config), [], 30, 0).assignments
+    sizes = [len(a["architecture"].encode()) for a in proposals]
+    assert max(sizes) <= MAX_VALUE_BYTES and len({a["architecture"] for a in proposals}) == 30
 
 
 def test_request_count_out_of_range_is_invalid() -> None:

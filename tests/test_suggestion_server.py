@@ -132,11 +132,15 @@ def test_networks_too_large_for_katib_are_invalid_argument_naming_the_cause(serv
         spec["algorithm"]["algorithmSettings"] = [{"name": "skip_probability", "value": "1"}]
 
     stub = api_pb2_grpc.SuggestionStub(server.channel)
-    with pytest.raises(grpc.RpcError) as info:
-        stub.GetSuggestions(api_pb2.GetSuggestionsRequest(experiment=example(NAS_RANDOM, deep),
-                                                          current_request_number=1))
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "over Katib's 4096-byte limit" in info.value.details() and "numLayers" in info.value.details()
+    experiment = example(NAS_RANDOM, deep)
+    calls = [lambda: stub.ValidateAlgorithmSettings(api_pb2.ValidateAlgorithmSettingsRequest(experiment=experiment)),
+             lambda: stub.GetSuggestions(api_pb2.GetSuggestionsRequest(experiment=experiment,
+                                                                       current_request_number=1))]
+    for call in calls:  # refused when the Experiment is created, and again if Katib asks anyway
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "over Katib's 4096-byte limit" in info.value.details() and "numLayers" in info.value.details()
 
 
 def heavy_request() -> api_pb2.GetSuggestionsRequest:

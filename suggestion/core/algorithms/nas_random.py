@@ -11,7 +11,10 @@ its direct predecessor as a gated skip input with probability
 Suggestion k of an experiment is drawn from a generator seeded by
 (experiment name, seed setting, k), so a restarted server proposes exactly
 what it would have; a draw that repeats an architecture already in the
-history is redrawn from the same stream.
+history, or whose text is over Katib's size limit for an assignment, is
+redrawn from the same stream. ValidateAlgorithmSettings draws a few networks
+first and refuses a space whose typical network does not fit that limit, so
+such an Experiment fails when it is created, not at its first trial.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from katib_nas.contract.assignments import ARCHITECTURE_ASSIGNMENT
+from katib_nas.contract.assignments import ARCHITECTURE_ASSIGNMENT, MAX_VALUE_BYTES
 from katib_nas.contract.codec import encode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture, Cell, Stage, max_reductions
@@ -33,6 +36,9 @@ from .base import Proposal, seeded_rng
 #: Redraws of a proposal that repeats a tried architecture; bounded so that a degenerate space (every draw
 #: alike) costs at most this many draws per proposal.
 MAX_REDRAWS = 8
+#: Networks ValidateAlgorithmSettings draws to see whether the space's architecture texts fit Katib's limit. Their
+#: sizes lie close together (within about 10% for a given numLayers and skip_probability), so a few draws tell.
+SIZE_PROBES = 16
 
 
 @dataclass(frozen=True)
@@ -52,14 +58,14 @@ class NasRandom:
         return (ARCHITECTURE_ASSIGNMENT,)
 
     def validate(self, experiment: ExperimentInfo) -> tuple[NasRandomSettings, SearchSpace]:
-        settings = parse_settings(NasRandomSettings, experiment.settings, self.name)
-        space = parse_nas_config(experiment.nas_config)
-        _check_feasible(space)
+        """The settings and space, refused when the space cannot be sampled or its networks do not fit Katib."""
+        settings, space = _parsed(experiment, self.name)
+        _check_fits(experiment.name, space, settings)
         return settings, space
 
     def suggest(self, experiment: ExperimentInfo, history: list[TrialRecord], count: int,
                 first_index: int) -> Proposal:
-        settings, space = self.validate(experiment)
+        settings, space = _parsed(experiment, self.name)
         seen = {trial.assignments.get(ARCHITECTURE_ASSIGNMENT, "") for trial in history}
         assignments = []
         for k in range(first_index, first_index + count):
@@ -94,13 +100,38 @@ def sample_architecture(space: SearchSpace, rng: np.random.Generator, stem_width
 
 
 def _draw_new(space: SearchSpace, rng: np.random.Generator, settings: NasRandomSettings, seen: set[str]) -> str:
-    text = ""
+    """The first draw that is new and fits Katib's limit; after MAX_REDRAWS, the last one that fits (a repeat), or
+    an oversize one, which the engine reports as bad input."""
+    text, fitting = "", None
     for _ in range(MAX_REDRAWS):
         text = encode(sample_architecture(space, rng, settings.stem_width, settings.skip_probability,
                                           settings.default_width))
-        if text not in seen:
-            break
-    return text
+        if len(text.encode()) <= MAX_VALUE_BYTES:
+            fitting = text
+            if text not in seen:
+                break
+    return fitting if fitting is not None else text
+
+
+def _parsed(experiment: ExperimentInfo, name: str) -> tuple[NasRandomSettings, SearchSpace]:
+    settings = parse_settings(NasRandomSettings, experiment.settings, name)
+    space = parse_nas_config(experiment.nas_config)
+    _check_feasible(space)
+    return settings, space
+
+
+def _check_fits(experiment_name: str, space: SearchSpace, settings: NasRandomSettings) -> None:
+    """InvalidInput when half or more of SIZE_PROBES draws are over Katib's limit for an assignment: every
+    proposal would then be redrawn, mostly in vain. Fewer only cost redraws."""
+    rng = seeded_rng(experiment_name, settings.seed, "size-probe")
+    sizes = sorted(len(encode(sample_architecture(space, rng, settings.stem_width, settings.skip_probability,
+                                                  settings.default_width)).encode()) for _ in range(SIZE_PROBES))
+    over = sum(size > MAX_VALUE_BYTES for size in sizes)
+    if 2 * over >= SIZE_PROBES:
+        raise InvalidInput(
+            f"nas-random: {over} of {SIZE_PROBES} networks drawn from this space have architecture text over "
+            f"Katib's {MAX_VALUE_BYTES}-byte limit for an assignment ({sizes[0]}-{sizes[-1]} bytes): lower "
+            f"graphConfig.numLayers={space.num_layers} or skip_probability={settings.skip_probability:g}")
 
 
 def _check_feasible(space: SearchSpace) -> None:
