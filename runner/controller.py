@@ -43,7 +43,7 @@ from .status import (
     trials_to_request,
 )
 from .store import MAX_LOG_CHARS, DiskFull, Store, TrialRow, as_disk_full, no_space_left
-from .suggestion_process import SuggestionClient
+from .suggestion_process import MAX_RESTARTS, SuggestionClient, SuggestionFailure, SuggestionServerExited
 from .trial_output import MAX_LINE_BYTES, MAX_METRIC_LOGS, Collected, LineReader, collect_file, read_tail
 from .trial_processes import Finished, TrialProcess, stop_all
 from .trial_template import TrialCommand, build_command
@@ -164,7 +164,7 @@ class Controller:
     def _request(self, trials: Sequence[TrialRow], count: int) -> None:
         experiment = self.store.experiment()
         settings = experiment.suggestion_settings if experiment else []
-        reply = self.service.get_suggestions(katib_messages.suggestions_request(api_pb2, self.spec, settings, trials, count))
+        reply = self._suggestions(katib_messages.suggestions_request(api_pb2, self.spec, settings, trials, count))
         taken = {trial.name for trial in trials}
         new = []
         for entry in reply.parameter_assignments:
@@ -175,6 +175,17 @@ class Controller:
             new.append((name, assignments, dict(entry.labels)))
         updates = [(s.name, s.value) for s in reply.algorithm.algorithm_settings]
         self.store.add_trials(new, katib_messages.merge_settings(settings, updates))
+
+    def _suggestions(self, request: api_pb2.GetSuggestionsRequest) -> api_pb2.GetSuggestionsReply:
+        """GetSuggestions, starting a dead server again (as Katib restarts the pod) while restarts are left."""
+        while True:
+            try:
+                return self.service.get_suggestions(request)
+            except SuggestionServerExited as err:
+                if self.service.restarts >= MAX_RESTARTS:
+                    raise SuggestionFailure(f"{err} (started again {MAX_RESTARTS} times already)") from None
+                self.service.restart()
+                self.view.message(f"{err}; started it again (restart {self.service.restarts} of {MAX_RESTARTS})")
 
     def _new_name(self, taken: set[str]) -> str:
         while True:

@@ -2,7 +2,9 @@
 
 Errors the service answers with INVALID_ARGUMENT (or UNKNOWN, which Katib
 treats the same way) are the user's to fix and become one-line
-`SuggestionRejected` errors; anything else is a `SuggestionFailure`.
+`SuggestionRejected` errors; anything else is a `SuggestionFailure`. A server
+the runner owns that exits is started again (`restart`), as Katib's Deployment
+restarts a suggestion pod: the algorithms keep no state between calls.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 10.0
 #: After a failed call, how long to wait for the server process to show whether it died.
 EXIT_WAIT = 2.0
+#: Times one run starts a dead suggestion server again; a server that keeps dying (a request it cannot survive)
+#: then ends the run, its trials saved.
+MAX_RESTARTS = 3
 
 
 class SuggestionRejected(InvalidInput):
@@ -36,6 +41,10 @@ class SuggestionRejected(InvalidInput):
 
 class SuggestionFailure(RuntimeError):
     """The suggestion service could not start, or failed a call for a reason other than bad input."""
+
+
+class SuggestionServerExited(SuggestionFailure):
+    """The suggestion server the runner started exited before answering; `restart` starts it again."""
 
 
 def free_port() -> int:
@@ -54,6 +63,7 @@ class SuggestionClient:
         self.channel: grpc.Channel | None = None
         self.stub: api_pb2_grpc.SuggestionStub | None = None
         self.address = ""
+        self.restarts = 0
 
     def __enter__(self) -> "SuggestionClient":
         self.start()
@@ -83,6 +93,14 @@ class SuggestionClient:
         self.channel = grpc.insecure_channel(self.address)
         self.stub = api_pb2_grpc.SuggestionStub(self.channel)
         self._wait_healthy()
+
+    def restart(self) -> None:
+        """Start the exited server again on a new port (at most MAX_RESTARTS times per client)."""
+        if self.restarts >= MAX_RESTARTS:
+            raise SuggestionFailure(f"the suggestion service was started again {MAX_RESTARTS} times already")
+        self.restarts += 1
+        self.stop()
+        self.start()
 
     def _wait_healthy(self) -> None:
         health = health_pb2_grpc.HealthStub(self.channel)
@@ -128,8 +146,8 @@ class SuggestionClient:
         if err.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNKNOWN):
             return SuggestionRejected(f"the suggestion service rejected the experiment: {details}")
         if self._exited():
-            return SuggestionFailure(f"the suggestion service exited ({_exit_text(self.process.returncode)}) before "
-                                     f"answering {method}; its log: {self.log_path}")
+            return SuggestionServerExited(f"the suggestion service exited ({_exit_text(self.process.returncode)}) "
+                                          f"before answering {method}; its log: {self.log_path}")
         return SuggestionFailure(f"{method} failed with {err.code().name}: {details}")
 
     def _exited(self) -> bool:

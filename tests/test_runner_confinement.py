@@ -3,7 +3,7 @@
 Before: metadata.name `a/../../../escaped` put trial logs outside the workdir (the name check was not
 anchored at the end), a File collector path with `..` components made the runner delete and overwrite a
 file outside it, a non-UTF-8 YAML ended in a traceback, and a dead suggestion server ended the run with
-no word of `--resume`.
+no word of `--resume` (now it is started again; one that keeps dying ends the run with the resume command).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import yaml
 
 from katib_nas.runner.manifest import ExperimentError, experiment_from_document
 from katib_nas.runner.paths import PathError, confined
+from katib_nas.runner.suggestion_process import MAX_RESTARTS
 from katib_nas.runner.trial_template import build_command
 
 from .conftest import load_yaml
@@ -116,34 +117,91 @@ def test_non_utf8_yaml_is_one_line(tmp_path: Path) -> None:
     assert one_line(result.stderr).startswith(f"katib-nas run: error: {path} is not UTF-8 text: byte 0x")
 
 
-def suggestion_server(runner: subprocess.Popen) -> psutil.Process | None:
+def suggestion_server(runner: subprocess.Popen, killed: set[int]) -> psutil.Process | None:
+    """The runner's live `katib-nas serve` child that was not killed yet."""
     try:
         children = psutil.Process(runner.pid).children()
     except psutil.NoSuchProcess:
         return None
-    return next((c for c in children if "serve" in c.cmdline()), None)
+    for child in children:
+        try:
+            if child.pid not in killed and child.status() != psutil.STATUS_ZOMBIE and "serve" in child.cmdline():
+                return child
+        except psutil.NoSuchProcess:
+            continue
+    return None
 
 
-def test_a_dead_suggestion_server_ends_the_run_with_the_resume_command(tmp_path: Path) -> None:
+def server_log(workdir: Path) -> str:
+    log = workdir / "suggestion.log"
+    return log.read_text(errors="replace") if log.exists() else ""
+
+
+def servers_started(workdir: Path) -> int:
+    """How many suggestion servers the run started and saw serving (each logs one line to suggestion.log)."""
+    return server_log(workdir).count("serving Suggestion and health")
+
+
+def answering(workdir: Path, serving: int) -> bool:
+    """Whether the run's `serving`-th suggestion server is up and has answered the runner (so the runner has
+    seen it healthy: a server that dies before that is one that could not start)."""
+    servers = server_log(workdir).split("serving Suggestion and health")
+    return len(servers) > serving and "GetSuggestions experiment=" in servers[serving]
+
+
+def kill_server(runner: subprocess.Popen, workdir: Path, killed: set[int], serving: int) -> None:
+    """Kill the run's suggestion server once the `serving`-th one it started has answered a GetSuggestions."""
+    wait_for(lambda: runner.poll() is not None
+             or (answering(workdir, serving) and suggestion_server(runner, killed) is not None))
+    assert runner.poll() is None, f"the run ended before its suggestion server number {serving} could be killed"
+    server = suggestion_server(runner, killed)
+    assert server is not None
+    killed.add(server.pid)
+    server.kill()
+
+
+def assignments_recorded(workdir: Path) -> int:
+    with sqlite3.connect(workdir / "state.sqlite") as db:
+        return db.execute("SELECT COUNT(*) FROM assignments").fetchone()[0]
+
+
+def test_a_dead_suggestion_server_is_started_again_and_the_run_goes_on(tmp_path: Path) -> None:
     workdir = tmp_path / "run"
     experiment = stub_experiment(tmp_path, max_trials=6, parallel=1)
     runner = subprocess.Popen([sys.executable, "-m", "katib_nas.cli", "run", str(experiment), "--workdir",
+                               str(workdir), "--no-report"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: any(row[1] == "Succeeded" for row in trials_so_far(workdir)))
+    kill_server(runner, workdir, set(), serving=1)
+    stdout, stderr = runner.communicate()
+    assert runner.returncode == 0, stderr
+    said = stdout + stderr
+    assert "the suggestion service exited (killed by SIGKILL) before answering GetSuggestions" in said, said
+    assert f"started it again (restart 1 of {MAX_RESTARTS})" in said
+    rows = trials(workdir)
+    assert len(rows) == 6 and all(row[1] == "Succeeded" and row[2] == 1 for row in rows)
+    assert assignments_recorded(workdir) == 6 and servers_started(workdir) == 2
+
+
+def test_a_suggestion_server_that_keeps_dying_ends_the_run_with_the_resume_command(tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    experiment = stub_experiment(tmp_path, "--sleep", "1", max_trials=8, parallel=1)  # the kills come between trials
+    runner = subprocess.Popen([sys.executable, "-m", "katib_nas.cli", "run", str(experiment), "--workdir",
                                str(workdir), "--no-report"], stderr=subprocess.PIPE, text=True)
     wait_for(lambda: any(row[1] == "Succeeded" for row in trials_so_far(workdir)))
-    server = suggestion_server(runner)
-    assert server is not None
-    server.kill()
+    killed: set[int] = set()
+    for serving in range(1, MAX_RESTARTS + 2):
+        kill_server(runner, workdir, killed, serving)
     stderr = runner.communicate()[1]
     assert runner.returncode == 1, stderr
     last = stderr.strip().splitlines()[-1]
     assert "the suggestion service exited (killed by SIGKILL)" in last
+    assert f"(started again {MAX_RESTARTS} times already)" in last
     assert last.endswith(f"continue with: katib-nas run {experiment} --workdir {workdir} --resume")
     before = {row[0]: row for row in trials(workdir)}
     assert all(row[1] in ("Succeeded", "Created") for row in before.values())
     resumed = katib_nas("run", experiment, "--workdir", workdir, "--resume", "--no-report")
     assert resumed.returncode == 0, resumed.stderr
     after = {row[0]: row for row in trials(workdir)}
-    assert len(after) == 6 and all(row[1] == "Succeeded" for row in after.values())
+    assert len(after) == 8 and all(row[1] == "Succeeded" for row in after.values())
     assert all(after[name][2] == before[name][2] for name, row in before.items() if row[1] == "Succeeded")
-    with sqlite3.connect(workdir / "state.sqlite") as db:
-        assert db.execute("SELECT COUNT(*) FROM assignments").fetchone()[0] == 6  # one per trial, none lost
+    assert assignments_recorded(workdir) == 8  # one per trial, none lost
