@@ -184,7 +184,7 @@ def test_a_dead_suggestion_server_is_started_again_and_the_run_goes_on(tmp_path:
 
 def test_a_suggestion_server_that_keeps_dying_ends_the_run_with_the_resume_command(tmp_path: Path) -> None:
     workdir = tmp_path / "run"
-    experiment = stub_experiment(tmp_path, "--sleep", "1", max_trials=8, parallel=1)  # the kills come between trials
+    experiment = stub_experiment(tmp_path, "--sleep", "0.5", max_trials=8, parallel=1)  # the kills come between trials
     runner = subprocess.Popen([sys.executable, "-m", "katib_nas.cli", "run", str(experiment), "--workdir",
                                str(workdir), "--no-report"], stderr=subprocess.PIPE, text=True)
     wait_for(lambda: any(row[1] == "Succeeded" for row in trials_so_far(workdir)))
