@@ -95,9 +95,7 @@ class SuggestionClient:
         self._wait_healthy()
 
     def restart(self) -> None:
-        """Start the exited server again on a new port (at most MAX_RESTARTS times per client)."""
-        if self.restarts >= MAX_RESTARTS:
-            raise SuggestionFailure(f"the suggestion service was started again {MAX_RESTARTS} times already")
+        """Start the exited server again on a new port; `restarts` counts how often (the caller holds the limit)."""
         self.restarts += 1
         self.stop()
         self.start()

@@ -99,13 +99,17 @@ def sample_architecture(space: SearchSpace, rng: np.random.Generator, stem_width
     return Architecture(space.input_shape, space.num_classes, stem_width, tuple(stages)).validate()
 
 
+def _draw_text(space: SearchSpace, rng: np.random.Generator, settings: NasRandomSettings) -> str:
+    return encode(sample_architecture(space, rng, settings.stem_width, settings.skip_probability,
+                                      settings.default_width))
+
+
 def _draw_new(space: SearchSpace, rng: np.random.Generator, settings: NasRandomSettings, seen: set[str]) -> str:
     """The first draw that is new and fits Katib's limit; after MAX_REDRAWS, the last one that fits (a repeat), or
     an oversize one, which the engine reports as bad input."""
     text, fitting = "", None
     for _ in range(MAX_REDRAWS):
-        text = encode(sample_architecture(space, rng, settings.stem_width, settings.skip_probability,
-                                          settings.default_width))
+        text = _draw_text(space, rng, settings)
         if len(text.encode()) <= MAX_VALUE_BYTES:
             fitting = text
             if text not in seen:
@@ -124,8 +128,7 @@ def _check_fits(experiment_name: str, space: SearchSpace, settings: NasRandomSet
     """InvalidInput when half or more of SIZE_PROBES draws are over Katib's limit for an assignment: every
     proposal would then be redrawn, mostly in vain. Fewer only cost redraws."""
     rng = seeded_rng(experiment_name, settings.seed, "size-probe")
-    sizes = sorted(len(encode(sample_architecture(space, rng, settings.stem_width, settings.skip_probability,
-                                                  settings.default_width)).encode()) for _ in range(SIZE_PROBES))
+    sizes = sorted(len(_draw_text(space, rng, settings).encode()) for _ in range(SIZE_PROBES))
     over = sum(size > MAX_VALUE_BYTES for size in sizes)
     if 2 * over >= SIZE_PROBES:
         raise InvalidInput(
