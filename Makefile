@@ -17,6 +17,9 @@ VERSION ?= $(shell sed -n 's/^VERSION = "\(.*\)"/\1/p' deploy/images.py)
 # The other supported Python (3.12 next to the default 3.11), for `make test-other-python`.
 OTHER_PYTHON ?= $(lastword $(sort $(wildcard /root/.pyenv/versions/3.12.*/bin/python3.12)) python3.12)
 OTHER_VENV := .venv-other
+#: Test processes side by side (pytest-xdist): one per core of a 2-core CI machine; many tests wait on subprocesses,
+#: so more cores take more (make test TEST_WORKERS=auto).
+TEST_WORKERS ?= 2
 
 .PHONY: demo test test-install test-other-python mutation bench proto manifests data browser kubectl venv images push constraints clean
 
@@ -65,7 +68,7 @@ demo: $(DEMO_STAMP) data
 # Tests marked `install` (fresh venvs from the package index) are left out here and run by `make test-install`.
 # Property tests run derandomized (hypothesis profile ci), so a red run is reproducible.
 test: $(STAMP) data browser kubectl
-	$(BIN)/python -m pytest -q -m "not install" --hypothesis-profile=ci tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not install" --hypothesis-profile=ci tests
 	@echo "left out of make test: $$($(BIN)/python -m pytest -q --collect-only -m install tests \
 	  | grep -c '::') install test(s); run them with: make test-install"
 
@@ -83,7 +86,7 @@ test-install: $(STAMP)
 test-other-python: data browser
 	@test -x $(OTHER_VENV)/bin/python || $(OTHER_PYTHON) -m venv $(OTHER_VENV)
 	$(OTHER_VENV)/bin/python $(PIP_INSTALL) -e '.[dev]'
-	$(OTHER_VENV)/bin/python -m pytest -q -m "not install" --hypothesis-profile=ci tests
+	$(OTHER_VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) -m "not install" --hypothesis-profile=ci tests
 
 bench: $(STAMP) data
 	$(BIN)/python bench/bench_suggestion.py

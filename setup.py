@@ -33,6 +33,7 @@ DEV = sorted(
     | {
         "grpcio-tools==1.62.3",
         "pytest>=7",
+        "pytest-xdist>=3",  # make test spreads the suite over TEST_WORKERS processes
         "hypothesis>=6",
         "jsonschema>=4",
         # TrainJob's schema in the tests: Kubeflow Trainer v2.1's API models (pydantic)

@@ -35,7 +35,9 @@ every finished retrain go to OUT/jobs/<cell>.journal.jsonl: a stopped cell resum
 finished steps stay charged, the step cut short is run again). Results and journals record their budget: a
 folder holding another budget's cells (a --quick run's, say) stops the run with one line before anything runs.
 A run holds OUT/run.lock and each cell job OUT/jobs/<cell>.lock, so a second run on the same folder stops with
-one line instead of writing beside the first.
+one line instead of writing beside the first. Without Fashion-MNIST the run stops with one line before any cell
+starts; a cell that fails leaves its output in OUT/jobs/<cell>.log, the others go on, and the run ends non-zero
+naming the failed cells (the same command retries them).
 The summary (search_report.py) and OUT/search.json (every cell, measured latencies merged, in the shape of
 the earlier quick run's JSON: runs[].method, seed, constrained, final["Test-Accuracy"]) are rewritten after
 every cell.
@@ -164,6 +166,19 @@ def exclusive(lock: Path, what: str) -> Iterator[None]:
             raise SystemExit(f"bench_search: error: {what} is in use by another bench_search ({lock} is locked); "
                              "wait for it to end or stop it") from None
         yield
+
+
+def check_data(directory: Path | None = None) -> None:
+    """Every cell trains and tests on Fashion-MNIST: stop with one line before any cell starts when a file is
+    missing, rather than let each cell fail on its own."""
+    from katib_nas.trial_image.data import FASHION_MNIST_DIR
+
+    for part in ("train", "t10k"):
+        for kind in ("images-idx3", "labels-idx1"):
+            path = (directory or FASHION_MNIST_DIR) / f"{part}-{kind}-ubyte.gz"
+            if not path.is_file():
+                raise SystemExit(f"bench_search: error: {path} not found: every cell trains and tests on "
+                                 "Fashion-MNIST; install it with make data (Debian package dataset-fashion-mnist)")
 
 
 def cell_key(method: str, seed: int, constrained: bool) -> str:
@@ -619,8 +634,10 @@ def append_line(path: Path, record: dict[str, Any]) -> None:
         handle.flush()
 
 
-def run_all(args: argparse.Namespace, budget: Budget) -> None:
-    """Every cell not in OUT/results.jsonl, in a subprocess, `args.jobs` side by side; each appended on its end."""
+def run_all(args: argparse.Namespace, budget: Budget) -> list[str]:
+    """Every cell not in OUT/results.jsonl, in a subprocess, `args.jobs` side by side; each appended on its end.
+    Returns the cells that failed (each one's output is in OUT/jobs/<cell>.log)."""
+    failed: list[str] = []
     done = {cell_key(r["method"], r["seed"], r["constrained"]) for r in read_results(args.out)}
     pending = [c for c in cells_to_run(args.methods, args.seeds, args.constrained_methods) if cell_key(*c) not in done]
     for seed in sorted({seed for _, seed, _ in pending}):
@@ -647,8 +664,11 @@ def run_all(args: argparse.Namespace, budget: Budget) -> None:
                 out.unlink()
                 out.with_suffix(".journal.jsonl").unlink(missing_ok=True)
                 write_summary(args.out, budget)
+            else:
+                failed.append(key)
             print(f"{time.strftime('%H:%M:%S')} finished {key}: exit {process.returncode}", flush=True)
         time.sleep(2)
+    return failed
 
 
 def measure_latencies(folder: Path) -> None:
@@ -735,6 +755,7 @@ def main() -> None:
         with exclusive(args.out / "jobs" / f"{key}.lock", f"cell {key}"):
             run_cell(args, budget, key)
         return
+    failed: list[str] = []
     with exclusive(args.out / "run.lock", str(args.out)):
         check_budget(args.out, budget, journals=not (args.latency or args.summary))
         if args.latency:
@@ -743,9 +764,13 @@ def main() -> None:
             args.methods = args.methods or list(METHODS if args.quick else STANDARD_METHODS)
             if args.constrained_methods is None:
                 args.constrained_methods = list(CONSTRAINED if args.quick else STANDARD_CONSTRAINED)
-            run_all(args, budget)
+            check_data()
+            failed = run_all(args, budget)
         write_summary(args.out, budget)
     print((args.out / "summary.md").read_text())
+    if failed:
+        raise SystemExit(f"bench_search: error: {len(failed)} cell(s) failed: {', '.join(failed)} (each one's output "
+                         f"is in {args.out / 'jobs'}/<cell>.log); run the same command again to retry them")
 
 
 if __name__ == "__main__":

@@ -189,3 +189,40 @@ def test_a_second_bench_search_on_the_same_folder_stops_with_one_line(tmp_path: 
     done = subprocess.run([sys.executable, str(BENCH), "--out", str(tmp_path), "--summary"], capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr  # the lock goes with the process that held it
+
+
+def test_a_failed_cell_is_named_and_fails_the_run(tmp_path: Path) -> None:
+    """A cell job that exits non-zero (here: its lock is held) is not a result; the run says which one failed and
+    where its output is, and the rerun retries it."""
+    lock = tmp_path / "jobs" / "hand-designed-seed1.lock"
+    lock.parent.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        done = bench_search(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"bench_search: error: 1 cell(s) failed: hand-designed-seed1 (each one's output is in {tmp_path / 'jobs'}"
+        "/<cell>.log); run the same command again to retry them")
+    assert "cell hand-designed-seed1 is in use" in (tmp_path / "jobs" / "hand-designed-seed1.log").read_text()
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+MISSING_DATA = """
+import sys
+from pathlib import Path
+import bench_search as bs
+bs.check_data(Path(sys.argv[1]))
+"""
+
+
+def test_missing_fashion_mnist_stops_the_run_in_one_line_before_any_cell(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", MISSING_DATA, str(tmp_path)], cwd=REPO / "bench",
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (f"bench_search: error: {tmp_path / 'train-images-idx3-ubyte.gz'} not found: "
+                                   "every cell trains and tests on Fashion-MNIST; install it with make data (Debian "
+                                   "package dataset-fashion-mnist)")
