@@ -118,7 +118,8 @@ def method_row(method: str, runs: list[dict[str, Any]], latencies: dict[str, flo
 
 
 def second_half_reward(record: dict[str, Any], exponent: float) -> float | None:
-    """Mean REINFORCE reward (%) of the second half of a run's search trials."""
+    """Mean REINFORCE reward (%) of the second half of a run's finished search trials, in the order they were
+    proposed; with an odd count the later half holds the middle trial."""
     rewards = [value for t in record["trials"] if (value := trial_reward(t, record["target_ms"], exponent)) is not None]
     if len(rewards) < 2:
         return None
@@ -150,13 +151,13 @@ def beyond(result: Paired) -> bool | None:
     return result.mean >= WIN_POINTS and result.low > 0
 
 
-def strength(result: Paired) -> tuple[bool, int, float, float]:
-    """Order of paired results for "at least one method": one that meets the goal first, then more seeds, the
-    higher lower bound, the higher mean."""
+def strength(result: Paired) -> tuple[bool, float, float, int]:
+    """Order of paired results for "at least one method": one that meets the goal first, then the higher lower
+    bound, the higher mean, more seeds."""
     def number(value: float) -> float:
         return -math.inf if math.isnan(value) else value
 
-    return bool(beyond(result)), result.n, number(result.low), number(result.mean)
+    return bool(beyond(result)), number(result.low), number(result.mean), result.n
 
 
 def judged(result: Paired, met: bool | None) -> str:
@@ -188,6 +189,18 @@ class Goal:
     figure: str
 
 
+def any_beyond(results: dict[str, Paired]) -> Goal:
+    """"At least one method +WIN_POINTS over nas-random": the strongest method's figure, named; not a miss while
+    another method has fewer than REQUIRED_SEEDS seeds and could still meet it."""
+    method, best = max(results.items(), key=lambda item: strength(item[1]))
+    status = judged(best, beyond(best))
+    waiting = [name for name, result in results.items() if result.n < REQUIRED_SEEDS]
+    if status == "MISS" and waiting:
+        status = f"open ({', '.join(waiting)} not on {REQUIRED_SEEDS} seeds yet; not on track)"
+    return Goal(f"at least one method +{WIN_POINTS} over nas-random, interval above 0", status,
+                f"{method}: {best.text()}")
+
+
 def goals(records: list[dict[str, Any]], latencies: dict[str, float],
           largest: dict[int, dict[str, Any]]) -> list[Goal]:
     free, constrained = by_cell(records), by_cell(records, True)
@@ -209,10 +222,8 @@ def goals(records: list[dict[str, Any]], latencies: dict[str, float],
     reward = paired(free, "proxylessnas-reinforce", "proxylessnas-uniform", lambda r: second_half_reward(r, 0.0))
     found.append(Goal("REINFORCE second-half mean reward above uniform's, interval above 0",
                       judged(reward, None if math.isnan(reward.low) else reward.low > 0), reward.text()))
-    best = max((paired(free, m, "nas-random") for m in ("envelopenet", "proxylessnas-oneshot",
-                                                          "proxylessnas-reinforce")), key=strength)
-    found.append(Goal(f"at least one method +{WIN_POINTS} over nas-random, interval above 0",
-                      judged(best, beyond(best)), best.text()))
+    found.append(any_beyond({m: paired(free, m, "nas-random") for m in ("envelopenet", "proxylessnas-oneshot",
+                                                                         "proxylessnas-reinforce")}))
     found.append(constrained_goal(free, constrained, latencies, largest))
     return found
 
@@ -228,20 +239,25 @@ def measured_target_ms(record: dict[str, Any], largest: dict[int, dict[str, Any]
 
 def constrained_goal(free: dict[str, dict[int, dict[str, Any]]], constrained: dict[str, dict[int, dict[str, Any]]],
                      latencies: dict[str, float], largest: dict[int, dict[str, Any]]) -> Goal:
-    met, seeds = 0, 0
+    met, seeds, unmeasured = 0, 0, 0
     for seed, record in constrained.get("proxylessnas-oneshot", {}).items():
         unconstrained = free.get("proxylessnas-oneshot", {}).get(seed)
         latency = latencies.get(record["final_architecture"])
         target = measured_target_ms(record, largest)
+        if latency is None or target is None:
+            unmeasured += 1
         if unconstrained is None or latency is None or target is None:
             continue
         seeds += 1
         within = latency <= LATENCY_SLACK * target
         close = difference(test_points(unconstrained), test_points(record)) <= CONSTRAINED_LOSS_POINTS
         met += within and close
+    status = counted(met, seeds)
+    if unmeasured and status.startswith("open"):
+        status = f"open ({seeds} seed(s) judged, {unmeasured} await the --latency pass)"
     return Goal(f"latency-constrained one-shot at most {LATENCY_SLACK} T and within {CONSTRAINED_LOSS_POINTS} points "
                 f"of its unconstrained search in at least {COUNTED_SEEDS} of {REQUIRED_SEEDS} seeds",
-                counted(met, seeds), f"{met}/{seeds}")
+                status, f"{met}/{seeds}")
 
 
 def summary(records: list[dict[str, Any]], budget: Any, latencies: dict[str, float],

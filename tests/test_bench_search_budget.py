@@ -156,6 +156,24 @@ def test_the_latency_pass_times_the_largest_network_again_with_a_new_constrained
     assert latency_pass() == first  # nothing new: kept
 
 
+def test_a_constrained_network_measured_before_its_largest_network_is_measured_again_with_it(tmp_path: Path) -> None:
+    """T and the constrained network's latency come from one pass: a network already in latency.jsonl (an
+    earlier pass) is timed again when its seed's largest network is first timed."""
+    constrained = record("proxylessnas-oneshot", 1, 89.0, constrained=True, target_ms=1.0, final_architecture=SMALL)
+    (tmp_path / "results.jsonl").write_text(json.dumps(constrained) + "\n")
+    (tmp_path / "largest-latency-seed1.json").write_text(json.dumps({"architecture": LARGEST, "ms": 2.0}))
+    (tmp_path / "latency.jsonl").write_text(json.dumps({"architecture": SMALL, "measured-latency-ms": 999.0}) + "\n")
+    done = subprocess.run([sys.executable, str(BENCH), "--out", str(tmp_path), "--latency"], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in (tmp_path / "latency.jsonl").read_text().splitlines()]
+    assert [line["architecture"] for line in lines] == [SMALL, SMALL]
+    assert 0 < lines[-1]["measured-latency-ms"] < 100
+    assert "median-ms" in json.loads((tmp_path / "largest-latency-seed1.json").read_text())
+    [run] = json.loads((tmp_path / "search.json").read_text())["runs"]
+    assert run["final"]["measured-latency-ms"] == lines[-1]["measured-latency-ms"]  # the later line counts
+
+
 #: Holds a lock file as a running bench_search would, until killed.
 HOLDER = """
 import fcntl, sys, time

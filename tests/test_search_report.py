@@ -75,7 +75,7 @@ def test_eight_paired_seeds_judge_every_goal_with_its_interval(tmp_path: Path) -
     # derived rank 9 of 21 (seeds 4 and 8) is outside the top 20% (ranks 1-5): 6 of 8 seeds
     assert goal(text, "one-shot derived network") == ("MET", "6/8")
     assert goal(text, "one-shot at least +0.5")[0] == "MISS"
-    assert goal(text, "at least one method") == ("MET", "+1.00 [+0.55, +1.45] (8/8 seeds)")
+    assert goal(text, "at least one method") == ("MET", "proxylessnas-reinforce: +1.00 [+0.55, +1.45] (8/8 seeds)")
     assert goal(text, "latency-constrained")[0] == "open (no seeds yet)"
 
 
@@ -83,7 +83,8 @@ def test_with_one_seed_the_best_method_is_the_one_shown(tmp_path: Path) -> None:
     """Without intervals (one seed) the goal shows the method with the largest difference, not the first listed."""
     write_results(tmp_path, 1)
     text = summary(tmp_path)
-    assert goal(text, "at least one method") == ("open (1/8 seeds so far; no interval yet)", "+0.90 (1/1 seeds)")
+    assert goal(text, "at least one method") == ("open (1/8 seeds so far; no interval yet)",
+                                                 "proxylessnas-oneshot: +0.90 (1/1 seeds)")
     assert goal(text, "envelopenet at least as accurate") == ("open (1/8 seeds so far; not on track)",
                                                                 "-0.30 (0/1 seeds)")
 
@@ -120,7 +121,8 @@ def test_a_method_that_meets_the_goal_is_not_hidden_by_a_tighter_one(tmp_path: P
                  record("proxylessnas-reinforce", seed, base + (0.2 if seed % 2 else 1.8))]
     write(tmp_path, rows)
     # REINFORCE: mean 1.00, sd sqrt(8 * 0.64 / 7) = 0.855, half-width 2.3646 * 0.855 / sqrt(8) = 0.715.
-    assert goal(summary(tmp_path), "at least one method") == ("MET", "+1.00 [+0.29, +1.71] (8/8 seeds)")
+    assert goal(summary(tmp_path), "at least one method") == ("MET", "proxylessnas-reinforce: +1.00 [+0.29, +1.71] "
+                                                                     "(8/8 seeds)")
 
 
 def test_a_difference_of_exactly_half_a_point_meets_the_goal(tmp_path: Path) -> None:
@@ -197,3 +199,98 @@ def test_the_best_of_k_line_says_when_its_winner_was_found_against_envelopenets_
                      record("envelopenet-random-best-of-k", 1, 90.0, trials=trials, final_architecture="b")])
     assert ("| envelopenet-random-best-of-k | 1 | 4 | winner found at 250 CPU-s (envelopenet spent 1055), "
             "1 repeated candidate(s) |") in summary(tmp_path)
+
+
+def offsets(method: str, baseline: str, gains: list[float], **extra: Any) -> list[dict[str, Any]]:
+    """A method and its baseline on seeds 1.., the method `gains[i]` points above the baseline on seed i + 1."""
+    return [row for seed, gain in enumerate(gains, start=1)
+            for row in (record(baseline, seed, BASE[seed - 1]), record(method, seed, BASE[seed - 1] + gain, **extra))]
+
+
+def test_no_method_is_a_miss_while_another_can_still_meet_the_goal(tmp_path: Path) -> None:
+    """envelopenet has all 8 seeds and misses (+0.30); REINFORCE has 4 and one-shot none, so the goal stays open."""
+    rows = offsets("envelopenet", "nas-random", [0.3] * 8)
+    rows += [record("proxylessnas-reinforce", seed, BASE[seed - 1] + gain)
+             for seed, gain in enumerate([0.1, 0.3] * 2, start=1)]
+    write(tmp_path, rows)
+    assert goal(summary(tmp_path), "at least one method") == (
+        "open (proxylessnas-oneshot, proxylessnas-reinforce not on 8 seeds yet; not on track)",
+        "envelopenet: +0.30 [+0.30, +0.30] (8/8 seeds)")
+
+
+def test_the_method_shown_has_the_higher_lower_bound_not_more_seeds(tmp_path: Path) -> None:
+    """envelopenet (-0.30 on 8 seeds) is further from the goal than REINFORCE (+0.20 on 7; sd 0.1, t 2.4469 with 6
+    degrees of freedom, half-width 0.092): REINFORCE is shown."""
+    rows = offsets("envelopenet", "nas-random", [-0.3] * 8)
+    rows += [record("proxylessnas-reinforce", seed, BASE[seed - 1] + gain)
+             for seed, gain in enumerate([0.1, 0.3] * 3 + [0.2], start=1)]
+    write(tmp_path, rows)
+    assert goal(summary(tmp_path), "at least one method") == ("open (7/8 seeds so far; not on track)",
+                                                              "proxylessnas-reinforce: +0.20 [+0.11, +0.29] "
+                                                              "(7/7 seeds)")
+
+
+def test_a_mean_over_half_a_point_with_an_interval_across_zero_is_a_miss(tmp_path: Path) -> None:
+    # differences -1 and +2 alternating: mean +0.50, sd 1.604, half-width 2.3646 * 1.604 / sqrt(8) = 1.34
+    write(tmp_path, offsets("proxylessnas-oneshot", "proxylessnas-uniform", [-1.0, 2.0] * 4))
+    assert goal(summary(tmp_path), "one-shot at least +0.5") == ("MISS", "+0.50 [-0.84, +1.84] (4/8 seeds)")
+
+
+def test_envelopenet_a_point_over_best_of_k_meets_its_goal(tmp_path: Path) -> None:
+    write(tmp_path, offsets("envelopenet", "envelopenet-random-best-of-k", [0.5, 1.5] * 4))
+    assert goal(summary(tmp_path), "envelopenet at least +0.5") == ("MET", "+1.00 [+0.55, +1.45] (8/8 seeds)")
+
+
+def trials(accuracies: list[float | None]) -> list[dict[str, Any]]:
+    """Search trials in proposal order; None is a trial that failed (no metrics)."""
+    return [{"index": i, "cpu_s": 100.0 * (i + 1), "assignments": {"architecture": f"net-{i}"},
+             "metrics": {} if accuracy is None else {"Validation-Accuracy": str(accuracy)}}
+            for i, accuracy in enumerate(accuracies)]
+
+
+def test_reinforces_second_half_reward_is_its_later_finished_trials_against_uniforms(tmp_path: Path) -> None:
+    """REINFORCE's first finished trials score high and its later ones lower; only the later half (with the
+    middle trial, the failed one dropped first) counts: 81.1-81.8 + 1 points over uniform's 80 on seed s, so
+    the differences are 2.1..2.8, mean 2.45, sd 0.245, half-width 2.3646 * 0.245 / sqrt(8) = 0.20."""
+    rows = []
+    for seed in range(1, 9):
+        late = [0.81 + seed / 1000, 0.82 + seed / 1000, 0.83 + seed / 1000]
+        rows += [record("proxylessnas-uniform", seed, 90.0, trials=trials([0.80] * 5)),
+                 record("proxylessnas-reinforce", seed, 90.0, trials=trials([None, 0.90, 0.90] + late))]
+    write(tmp_path, rows)
+    assert goal(summary(tmp_path), "REINFORCE second-half") == ("MET", "+2.45 [+2.25, +2.65] (8/8 seeds)")
+
+
+@pytest.mark.parametrize("rank,hits", [(5, 1), (6, 0)])
+def test_the_top_fifth_of_twenty_paths_ends_at_rank_five(tmp_path: Path, rank: int, hits: int) -> None:
+    """Rank 5 of 21 has 4 of the 20 uniform paths at or ahead of it: inside the top 20%; rank 6 is not."""
+    write(tmp_path, [record("proxylessnas-oneshot", 1, 90.0, search={"derived-rank": rank, "ranked-paths": 21})])
+    assert goal(summary(tmp_path), "one-shot derived network")[1] == f"{hits}/1"
+
+
+def constrained_seed(folder: Path, latency_ms: float | None) -> list[dict[str, Any]]:
+    """Seed 1's one-shot cells: T is 1.2 ms on the latency pass's clock; the constrained network at `latency_ms`
+    (None: not measured yet)."""
+    (folder / "largest-latency-seed1.json").write_text(json.dumps({"architecture": "largest", "ms": 2.0,
+                                                                    "median-ms": 2.4}))
+    if latency_ms is not None:
+        (folder / "latency.jsonl").write_text(json.dumps({"architecture": "constrained-1",
+                                                          "measured-latency-ms": latency_ms}) + "\n")
+    return [record("proxylessnas-oneshot", 1, 90.0),
+            record("proxylessnas-oneshot", 1, 89.5, constrained=True, target_ms=1.0,
+                   final_architecture="constrained-1")]
+
+
+@pytest.mark.parametrize("latency_ms,figure", [(1.25, "1/1"), (1.27, "0/1")])
+def test_a_constrained_network_over_1_05_t_does_not_count(tmp_path: Path, latency_ms: float, figure: str) -> None:
+    """1.05 T is 1.26 ms: 1.25 ms counts, 1.27 ms does not."""
+    write(tmp_path, constrained_seed(tmp_path, latency_ms))
+    assert goal(summary(tmp_path), "latency-constrained") == ("open (1/8 seeds so far; on track)"
+                                                              if figure == "1/1" else
+                                                              "open (1/8 seeds so far; not on track)", figure)
+
+
+def test_constrained_cells_waiting_for_the_latency_pass_are_named(tmp_path: Path) -> None:
+    write(tmp_path, constrained_seed(tmp_path, None))
+    assert goal(summary(tmp_path), "latency-constrained") == ("open (0 seed(s) judged, 1 await the --latency pass)",
+                                                              "0/0")
