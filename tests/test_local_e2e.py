@@ -75,6 +75,11 @@ def test_sigkill_then_resume_loses_nothing(tmp_path: Path) -> None:
     workdir = tmp_path / "run"
     runner = subprocess.Popen([sys.executable, "-m", "katib_nas.cli", "run", str(DIGITS), "--workdir",
                                str(workdir), "--no-report"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def running_architectures() -> list[str]:
+        return [r[0] for r in rows(workdir, "SELECT a.value FROM assignments a JOIN trials t ON a.trial = t.name "
+                                            "WHERE t.condition = 'Running' AND a.name = 'architecture'")]
+
     deadline = time.monotonic() + HANG_GUARD_SECONDS
     while True:
         assert time.monotonic() < deadline and runner.poll() is None
@@ -83,7 +88,8 @@ def test_sigkill_then_resume_loses_nothing(tmp_path: Path) -> None:
                 conditions = [r[0] for r in rows(workdir, "SELECT condition FROM trials")]
             except sqlite3.OperationalError:  # the file exists before the runner has created its tables
                 conditions = []
-            if "Succeeded" in conditions and "Running" in conditions:
+            # stop while a trial runs whose process the check below can see (so that check is not vacuous)
+            if "Succeeded" in conditions and "Running" in conditions and trial_processes(running_architectures()):
                 break
         time.sleep(0.1)
     runner.send_signal(signal.SIGKILL)
