@@ -35,6 +35,7 @@ def test_every_dockerfile_is_one_of_the_image_roles() -> None:
 def test_hadolint_finds_nothing(path: Path) -> None:
     done = subprocess.run([hadolint(), "--format", "json", str(path)], capture_output=True, text=True, timeout=60)
     assert json.loads(done.stdout or "[]") == [], done.stdout
+    assert done.returncode == 0, done.stderr
 
 
 def test_hadolint_is_really_checking() -> None:

@@ -34,6 +34,7 @@ def test_printed_values_read_back_exactly(data) -> None:
     branches = [[data.draw(values) for _ in cell.ops] for cell in ARCH.cells]
     gates = [[data.draw(SIX_DIGITS) for _ in cell.skips] for cell in ARCH.cells]
     read = parse_branch_stats(format_branch_stats(branches), ARCH)
+    assert [len(cell) for cell in read] == [len(cell) for cell in branches]
     assert all(same(x, y) for cell, back in zip(branches, read) for x, y in zip(cell, back))
     assert parse_skip_gates(format_skip_gates(gates), ARCH) == tuple(tuple(cell) for cell in gates)
 

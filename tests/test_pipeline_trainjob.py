@@ -25,10 +25,12 @@ from kubernetes import client as k8s
 from katib_nas.pipelines import steps
 from katib_nas.pipelines.trainjob import GROUP, PLURAL, VERSION, TrainJobSettings
 from katib_nas.runner.launch import free_port
+from katib_nas.trial_image.checkpoint import CHECKPOINT_FILE
 
 from .conftest import schema_errors
 from .kube_emulator import Cluster, start_cluster
 from .test_examples import trainjob_errors
+from .test_manifests import pipeline_role, player_api, role_grants, role_refusals, step_requests
 
 NAMESPACE = "team-a"
 ARCH = "in8x8x1-cls10-stem8/w16:c3+s3/w24s2:c3@0"
@@ -169,7 +171,11 @@ def test_a_trainjob_that_never_finishes_times_out_and_is_deleted(cluster: Cluste
 
 
 def test_every_attempt_failing_keeps_the_checkpoint_and_says_so(cluster: Cluster, tmp_path: Path) -> None:
-    api = cluster.api()
+    """Each attempt writes a checkpoint into its --checkpoint-dir before it fails, as a node lost after an epoch
+    would: the last one is still there, where the error says, for a new run to resume from. The requests the
+    step sent are the ones manifests/pipeline-rbac's Role grants in trainer.kubeflow.org."""
+    api = player_api(cluster)
+    written: list[Path] = []
 
     def fail_each() -> None:
         done: set[str] = set()
@@ -179,6 +185,11 @@ def test_every_attempt_failing_keeps_the_checkpoint_and_says_so(cluster: Cluster
                 name = job["metadata"]["name"]
                 if name not in done:
                     done.add(name)
+                    directory = Path(next(a for a in job["spec"]["trainer"]["command"]
+                                          if a.startswith("--checkpoint-dir=")).split("=", 1)[1])
+                    directory.mkdir(parents=True, exist_ok=True)
+                    (directory / CHECKPOINT_FILE).write_text(f"after epoch 1 of {name}")
+                    written.append(directory / CHECKPOINT_FILE)
                     api.patch_namespaced_custom_object_status(GROUP, VERSION, NAMESPACE, PLURAL, name, {"status": {
                         "conditions": [{"type": "Failed", "status": "True", "message": "pods failed"}]}})
             time.sleep(0.1)
@@ -186,10 +197,18 @@ def test_every_attempt_failing_keeps_the_checkpoint_and_says_so(cluster: Cluster
     player = threading.Thread(target=fail_each, daemon=True)
     player.start()
     with pytest.raises(steps.StepFailed, match=r"failed 2 time\(s\) on Kubeflow Trainer \(last: pods failed\); its "
-                                               r"checkpoint stays in .*/checkpoint for a new run"):
+                                               r"checkpoint stays in .*/checkpoint for a new run") as failed:
         steps.train_final_trainjob(ARCH, CONFIG, settings(tmp_path), "run-3", tmp_path / "model")
     player.join(30)
     assert trainjobs(api) == []
+    stays = re.search(r"checkpoint stays in (\S+) for a new run", str(failed.value))
+    assert stays is not None
+    named = Path(stays.group(1)) / CHECKPOINT_FILE
+    assert written == [named, named]  # both attempts checkpoint into the folder the message names
+    assert named.read_text() == f"after epoch 1 of katib-nas-final-{run_hash('run-3')}-1"
+    role, requests = pipeline_role(), step_requests(cluster)
+    assert role_refusals(role, requests) == []
+    assert {(r.verb, r.resource) for r in requests if r.group == GROUP} == role_grants(role, GROUP)
 
 
 # --- the pipeline's wiring ---------------------------------------------------------------------------------

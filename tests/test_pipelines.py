@@ -3,6 +3,7 @@ and the whole pipeline runs end to end with kfp.local's SubprocessRunner on digi
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -120,12 +121,17 @@ def test_bad_compile_flags_are_one_line(tmp_path: Path, flags: tuple[str, ...], 
 
 
 def test_submit_runs_under_kfps_default_account_unless_told() -> None:
+    from kfp import Client
+
     class RecordingClient:
+        """Records each call as kfp.Client's own method would take its arguments (a misspelled one is refused)."""
+
         def __init__(self) -> None:
             self.calls: list[dict[str, Any]] = []
 
-        def create_run_from_pipeline_func(self, pipeline: Any, **kwargs: Any) -> str:
-            self.calls.append(kwargs)
+        def create_run_from_pipeline_func(self, *args: Any, **kwargs: Any) -> str:
+            self.calls.append(inspect.signature(Client.create_run_from_pipeline_func).bind(self, *args, **kwargs)
+                              .arguments)
             return "run"
 
     client = RecordingClient()

@@ -19,6 +19,7 @@ import pytest
 
 from katib_nas.runner.demo import demo_document, write_demo_experiment
 from katib_nas.runner.store import Store
+from katib_nas.trial_image.data import FASHION_MNIST_DIR
 
 from .test_local_runner import (
     HANG_GUARD_SECONDS,
@@ -31,6 +32,9 @@ from .test_local_runner import (
     trials_so_far,
     wait_for,
 )
+
+#: The dataset `katib-nas demo` runs on here: Fashion-MNIST when its Debian package is installed, else digits.
+DEMO_DATASET = "fashion-mnist" if (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file() else "digits"
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -86,7 +90,7 @@ def test_a_running_demo_survives_a_second_demo_and_an_idle_one_is_replaced(tmp_p
         second = katib_nas("demo", "--workdir", workdir)
         assert second.returncode == 2
         line = one_line(second.stderr)
-        assert f"{workdir} holds the run of experiment 'demo-envelopenet-" in line
+        assert f"{workdir} holds the run of experiment 'demo-envelopenet-{DEMO_DATASET}' (" in line
         assert f"in use by a running katib-nas (pid {first.pid})" in line
         assert first.poll() is None and trials(workdir)[:len(running)] == running
     finally:
@@ -106,7 +110,7 @@ def test_a_running_demo_survives_a_second_demo_and_an_idle_one_is_replaced(tmp_p
     assert f"replacing the earlier demo run in {workdir}" in stderr
 
 
-def test_an_idle_demo_run_is_recognised_and_replaced(tmp_path: Path) -> None:
+def test_an_idle_demo_run_is_recognised_as_a_replaceable_demo(tmp_path: Path) -> None:
     from katib_nas.runner.workdir_run import read_run
 
     workdir = tmp_path / "demo"

@@ -3,10 +3,10 @@
 For every algorithm of the registry (suggestion.core.algorithms.ALGORITHMS), through kubeflow-katib's stubs
 and a `katib-nas serve` on loopback: every example Experiment that uses it answers its recorded requests
 with the recorded replies (tests/algorithm_trace.py); the same request is answered the same twice and after
-a server restart; exactly as many proposals as asked, each value readable by the trial side (the shared
-codec, the one-shot search settings); and every bad setting and bad search space is INVALID_ARGUMENT naming
-what is wrong, from ValidateAlgorithmSettings and from GetSuggestions alike. A new algorithm is held to all
-of it as soon as it is registered and has an example.
+a server restart; exactly as many proposals as asked, each with the assignments its algorithm declares and
+each value readable by the trial side (the shared codec, the one-shot search settings); and every bad setting
+and bad search space is INVALID_ARGUMENT naming what is wrong, from ValidateAlgorithmSettings and from
+GetSuggestions alike. A new algorithm is held to all of it as soon as it is registered and has an example.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from kubeflow.katib import katib_api_pb2_grpc as pb_grpc
 
 from katib_nas.contract.codec import decode
 from katib_nas.contract.oneshot_settings import from_text
+from katib_nas.proto import api_pb2
 from katib_nas.suggestion.core.algorithms import ALGORITHMS
 from katib_nas.suggestion.core.settings import describe_settings
+from katib_nas.suggestion.service.convert import experiment_info
 
 from .. import algorithm_trace
 from ..algorithm_trace import TRACES, example_experiment, examples, load
@@ -50,6 +52,12 @@ def server() -> Iterator[ServeProcess]:
 
 def suggest(server: ServeProcess, request: Any) -> Any:
     return pb_grpc.SuggestionStub(server.channel).GetSuggestions(request, timeout=HANG_GUARD_SECONDS)
+
+
+def declared_names(experiment: Any) -> list[str]:
+    """The assignment names the experiment's algorithm declares, for the experiment as the server reads it."""
+    info = experiment_info(api_pb2.Experiment.FromString(experiment.SerializeToString()))
+    return sorted(ALGORITHMS[info.algorithm]().assignment_names(info))
 
 
 def test_every_algorithm_has_an_example_and_every_example_a_trace() -> None:
@@ -97,7 +105,9 @@ def test_exactly_as_many_proposals_as_asked_each_readable_by_the_trial(server: S
     request.total_request_number = len(request.trials) + count
     reply = suggest(server, request)
     assert len(reply.parameter_assignments) == count
+    names = declared_names(request.experiment)
     for entry in reply.parameter_assignments:
+        assert sorted(assignment.name for assignment in entry.assignments) == names
         for assignment in entry.assignments:
             assert assignment.name in READERS, f"no reader for the assignment {assignment.name}: add it to READERS"
             READERS[assignment.name](assignment.value)

@@ -5,8 +5,10 @@ with odd sizes, types, parameters and values; settings with odd values, unknown 
 histories with every trial condition (and unknown ones), metric strings such as nan, inf, "", 1e309, -0,
 unicode digits and very long text, duplicate trial names, odd labels, and trials built from the server's own
 proposals with odd metrics; odd request counts. The only answers allowed are OK with exactly the requested
-number of assignments, or INVALID_ARGUMENT with a message. Health checks run throughout and must all be
-answered SERVING. Counts are bounded (MAX_EXAMPLES per mode); no example has a deadline.
+number of assignments, each readable by the trial, or INVALID_ARGUMENT with a message; the unchanged example
+Experiment must be valid, and answered OK for any count Katib may ask (whatever the history, but for
+envelopenet only at a fresh start). Health checks run throughout and must all be answered SERVING. Counts are
+bounded (MAX_EXAMPLES per mode); no example has a deadline.
 """
 
 from __future__ import annotations
@@ -18,18 +20,26 @@ from typing import Any, Iterator
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from kubeflow.katib import katib_api_pb2 as pb
 from kubeflow.katib import katib_api_pb2_grpc as pb_grpc
 
 from katib_nas.contract.branch_stats import format_branch_stats, format_skip_gates
 from katib_nas.contract.codec import decode
+from katib_nas.suggestion.core.algorithms import ALGORITHMS
+from katib_nas.suggestion.core.engine import MAX_REQUEST
 
 from ..serve_process import HANG_GUARD_SECONDS, HEALTH_SERVICE, ServeProcess, start_serve
 from .conftest import example_experiment
+from .test_algorithm_contract import READERS
 
 MAX_EXAMPLES = 60
+#: OK replies each mode must get, so the checks on OK replies cannot pass vacuously.
+MIN_OK_REPLIES = 3
+#: Algorithms that answer OK for a valid Experiment whatever its history (envelopenet refuses a history whose
+#: phase failed too often or that numbers more trials than it allows).
+ANY_HISTORY = {"nas-random", "proxylessnas"}
 MODES = {
     "nas-random": "nas-random-fashion-mnist.yaml",
     "envelopenet": "envelopenet-fashion-mnist.yaml",
@@ -209,22 +219,35 @@ def requests(draw: st.DrawFn, mode: str, proposals: list[pb.ParameterAssignments
                                     total_request_number=total)
 
 
-def answer_is_allowed(call: Any, request: Any, expected: int | None) -> None:
-    """OK with exactly `expected` assignments (when given), or INVALID_ARGUMENT with a message."""
+def answer(call: Any, request: Any) -> Any | None:
+    """The reply when OK; None when INVALID_ARGUMENT with a message. Any other answer fails."""
     try:
-        reply = call(request, timeout=HANG_GUARD_SECONDS)
+        return call(request, timeout=HANG_GUARD_SECONDS)
     except grpc.RpcError as err:
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, f"{err.code()}: {err.details()}"
         assert err.details().strip(), "INVALID_ARGUMENT without a message"
-        return
-    if expected is not None:
-        assert len(reply.parameter_assignments) == expected
+        return None
+
+
+def must_be_answered(request: pb.GetSuggestionsRequest, original: pb.Experiment) -> bool:
+    """Whether OK is the only right answer: the example Experiment unchanged, a count Katib may ask, and a
+    history its algorithm takes (any, or a fresh start: no trials and no suggestions before)."""
+    if request.experiment != original or not 0 <= request.current_request_number <= MAX_REQUEST:
+        return False
+    fresh = not request.trials and request.total_request_number <= request.current_request_number
+    return fresh or original.spec.algorithm.algorithm_name in ANY_HISTORY
+
+
+def test_every_registered_algorithm_is_fuzzed() -> None:
+    assert {example_experiment(name).spec.algorithm.algorithm_name for name in MODES.values()} == set(ALGORITHMS)
 
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_fuzzed_requests_get_ok_with_the_exact_count_or_invalid_argument(
         server: ServeProcess, proposals: dict[str, list[pb.ParameterAssignments]], mode: str) -> None:
     stub = pb_grpc.SuggestionStub(server.channel)
+    original = example_experiment(MODES[mode])
+    ok_replies: list[pb.GetSuggestionsReply] = []
     probe = HealthProbe(server.channel)
     checker = threading.Thread(target=probe.run)
     checker.start()
@@ -233,15 +256,29 @@ def test_fuzzed_requests_get_ok_with_the_exact_count_or_invalid_argument(
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                      HealthCheck.function_scoped_fixture])
     @given(request=requests(mode, proposals[mode]))
+    @example(request=pb.GetSuggestionsRequest(experiment=original, current_request_number=2, total_request_number=2))
     def check(request: pb.GetSuggestionsRequest) -> None:
-        answer_is_allowed(stub.ValidateAlgorithmSettings,
-                          pb.ValidateAlgorithmSettingsRequest(experiment=request.experiment), None)
-        answer_is_allowed(stub.GetSuggestions, request, request.current_request_number)
+        validation = pb.ValidateAlgorithmSettingsRequest(experiment=request.experiment)
+        assert answer(stub.ValidateAlgorithmSettings, validation) is not None or request.experiment != original, \
+            "the example Experiment was refused"
+        reply = answer(stub.GetSuggestions, request)
+        if reply is None:
+            assert not must_be_answered(request, original), \
+                f"the example Experiment was refused {request.current_request_number} proposals"
+            return
+        assert len(reply.parameter_assignments) == request.current_request_number
+        for entry in reply.parameter_assignments:
+            assert entry.assignments
+            for assignment in entry.assignments:
+                assert assignment.name in READERS, f"no reader for the assignment {assignment.name}"
+                READERS[assignment.name](assignment.value)
+        ok_replies.append(reply)
 
     try:
         check()
     finally:
         probe.stop.set()
         checker.join()
+    assert len(ok_replies) >= MIN_OK_REPLIES, f"only {len(ok_replies)} requests answered OK"
     assert probe.errors == [] and probe.statuses, (probe.errors, len(probe.statuses))
     assert set(probe.statuses) == {health_pb2.HealthCheckResponse.SERVING}

@@ -31,6 +31,7 @@ from katib_nas.suggestion.core.algorithms import get_algorithm
 
 from ..conftest import REPO
 from ..kube_emulator import Cluster, start_cluster
+from ..test_manifests import pipeline_role, player_api, role_grants, role_refusals, step_requests
 
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1beta1", "experiments"
 NAMESPACE = "kubeflow"
@@ -298,6 +299,32 @@ def test_by_default_the_step_keeps_the_experiment_and_hands_kfp_its_report(clust
     table = Path(task.outputs["trials"].path).read_text()
     assert table.startswith("# Trials (1)") and f"| {name}-x7k2 | 1 | Succeeded |" in table and "| 0.9012 |" in table
     assert f"{name}-x7k2" in Path(task.outputs["trials_csv"].path).read_text()
+
+
+def test_the_pipeline_role_allows_every_request_of_the_search_step_and_no_more(cluster: Cluster, tmp_path: Path
+                                                                              ) -> None:
+    """manifests/pipeline-rbac's Role against what the search step sends on its paths: a success with its report,
+    the Experiment deleted afterwards; a failure explained from its Suggestion and a failed Trial. The emulator
+    enforces no RBAC, so each request it received from the step is checked against the rendered Role, and the
+    Role's kubeflow.org grants against what the step called: a grant no path uses would be privilege to spare."""
+    api = player_api(cluster)
+    controller = threading.Thread(target=play_katib_controller, args=(api, {}), daemon=True)
+    controller.start()
+    steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), run(run_id="rbac-succeeds"),
+                       report_dir=tmp_path / "report")
+    controller.join(10)
+    name = steps.experiment_name(load_example("nas-random-fashion-mnist"), "rbac-fails")
+    failed = {"status": {"conditions": [{"type": "Failed", "status": "True", "message": "no feasible architecture"}]}}
+    cluster.put("suggestions", NAMESPACE, name, failed)
+    cluster.put("trials", NAMESPACE, f"{name}-f4il", failed)
+    controller = threading.Thread(target=play_katib_controller, args=(api, {}, False), daemon=True)
+    controller.start()
+    with pytest.raises(steps.StepFailed, match=f"suggestion: no feasible architecture; trial {name}-f4il: "):
+        steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), run(run_id="rbac-fails"))
+    controller.join(10)
+    role, requests = pipeline_role(), step_requests(cluster)
+    assert role_refusals(role, requests) == []
+    assert {(r.verb, r.resource) for r in requests if r.group == "kubeflow.org"} == role_grants(role, "kubeflow.org")
 
 
 def test_a_report_the_step_may_not_read_does_not_fail_the_search(cluster: Cluster, tmp_path: Path,
