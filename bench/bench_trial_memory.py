@@ -6,9 +6,10 @@ project starts it: `python -m katib_nas.cli ...`, which tunes glibc's malloc for
 ru_maxrss) and its CPU time beside it. Baseline: a process that only imports torch. The workloads are the
 ones a new user tries first: `katib-nas trial` of a small MBConv network and `katib-nas proxyless-search` of
 the one-shot example's supernet, each on 2,000 Fashion-MNIST training images, one thread, every other flag
-at its default. Allocators: the project's default (glibc, tuned), glibc as it comes (the tuning switched
-off), and tcmalloc when installed (Debian's libtcmalloc-minimal4; LD_PRELOAD keeps the process from tuning
-glibc). With --baseline-python (another checkout's interpreter, e.g. the previous release's venv) the same
+at its default, and the first trial of `make demo` (envelope cells, 8,000 images, 2 threads). Allocators: the
+project's default (glibc, tuned), glibc as it comes (the tuning switched off), and tcmalloc when installed
+(Debian's libtcmalloc-minimal4; LD_PRELOAD keeps the process from tuning glibc); on request
+(`--allocators`) the earlier tuning with a 1 MiB mmap threshold. With --baseline-python (another checkout's interpreter, e.g. the previous release's venv) the same
 commands also run with it, interleaved, and the table gives this code's peak and CPU time as ratios to it.
 
     .venv/bin/python bench/bench_trial_memory.py [--repeats 3] [--baseline-python OTHER/.venv/bin/python]
@@ -27,11 +28,16 @@ from pathlib import Path
 MBCONV = "in28x28x1-cls10-stem16/w16:mb3e3@r:mb5e6@r/w32s2:mb3e6@r:mb7e3@r/w64s2:mb5e3@r:mb3e6@r"
 OPS = "mb3e3_mb3e6_mb5e3_mb5e6_mb7e3_mb7e6_zero@r"
 SUPERNET = f"in28x28x1-cls10-stem16/w16:{OPS}:{OPS}/w32s2:{OPS}:{OPS}/w64s2:{OPS}:{OPS}"
+#: The start network of `make demo` (envelope cells: six 16-channel branches, 1.6 MB buffers at batch 128).
+ENVELOPE = "in28x28x1-cls10-stem16/w16:c1+c3+c5+s3+s5+s7/w32s2:c1+c3+c5+s3+s5+s7/w64s2:c1+c3+c5+s3+s5+s7@0"
 WORKLOADS = {
     "import torch (baseline)": ["-c", "import torch"],
     "katib-nas trial, MBConv network, 2,000 images": [
         "-m", "katib_nas.cli", "trial", f"--architecture={MBCONV}", "--max-train-samples=2000", "--epochs=1",
         "--threads=1"],
+    "katib-nas trial, the demo's start network, 8,000 images, 2 threads": [
+        "-m", "katib_nas.cli", "trial", f"--architecture={ENVELOPE}", "--max-train-samples=8000", "--epochs=1",
+        "--branch-stats", "--threads=2"],
     "katib-nas proxyless-search, example supernet, 2,000 images": [
         "-m", "katib_nas.cli", "proxyless-search", f"--architecture={SUPERNET}", "--search=epochs-2_warmup-1_loss-none",
         "--max-train-samples=2000", "--threads=1"],
@@ -44,6 +50,7 @@ TARGET_MIB = 600
 ALLOCATORS: dict[str, dict[str, str]] = {
     "default": {},
     "glibc untuned": {"GLIBC_TUNABLES": "glibc.malloc.check=0"},
+    "glibc, 1 MiB threshold": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=1048576"},
     "tcmalloc": {"LD_PRELOAD": str(TCMALLOC)},
 }
 
@@ -64,8 +71,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of each command (median)")
     parser.add_argument("--baseline-python", type=Path, help="an interpreter with another checkout installed")
-    parser.add_argument("--allocators", nargs="+", default=[a for a in ALLOCATORS if a != "tcmalloc"
-                                                            or TCMALLOC.is_file()], choices=tuple(ALLOCATORS))
+    parser.add_argument("--allocators", nargs="+", choices=tuple(ALLOCATORS),
+                        default=["default", "glibc untuned"] + (["tcmalloc"] if TCMALLOC.is_file() else []))
     args = parser.parse_args()
     pythons = {"this": sys.executable, **({"baseline": str(args.baseline_python)} if args.baseline_python else {})}
     samples: dict[tuple[str, str, str], list[tuple[float, float, float]]] = {}
