@@ -9,8 +9,9 @@ the one-shot example's supernet, each on 2,000 Fashion-MNIST training images, on
 at its default, and the first trial of `make demo` (envelope cells, 8,000 images, 2 threads). Allocators: the
 project's default (glibc, tuned), glibc as it comes (the tuning switched off), and tcmalloc when installed
 (Debian's libtcmalloc-minimal4; LD_PRELOAD keeps the process from tuning glibc); on request
-(`--allocators`) the earlier tuning with a 1 MiB mmap threshold. With --baseline-python (another checkout's interpreter, e.g. the previous release's venv) the same
-commands also run with it, interleaved, and the table gives this code's peak and CPU time as ratios to it.
+(`--allocators`) the earlier tuning with a 1 MiB mmap threshold. With --baseline-python (another checkout's
+interpreter, e.g. the previous release's venv) the same commands also run with it, interleaved, and the table
+gives this code's peak and CPU time as ratios to it.
 
     .venv/bin/python bench/bench_trial_memory.py [--repeats 3] [--baseline-python OTHER/.venv/bin/python]
 """
@@ -24,6 +25,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from katib_nas.trial_image.allocator import HUGE_PAGE_BYTES, TUNABLES
 
 MBCONV = "in28x28x1-cls10-stem16/w16:mb3e3@r:mb5e6@r/w32s2:mb3e6@r:mb7e3@r/w64s2:mb5e3@r:mb3e6@r"
 OPS = "mb3e3_mb3e6_mb5e3_mb5e6_mb7e3_mb7e6_zero@r"
@@ -50,7 +53,7 @@ TARGET_MIB = 600
 ALLOCATORS: dict[str, dict[str, str]] = {
     "default": {},
     "glibc untuned": {"GLIBC_TUNABLES": "glibc.malloc.check=0"},
-    "glibc, 1 MiB threshold": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=1048576"},
+    "glibc, 1 MiB threshold": {"GLIBC_TUNABLES": TUNABLES.replace(str(HUGE_PAGE_BYTES), str(2**20))},
     "tcmalloc": {"LD_PRELOAD": str(TCMALLOC)},
 }
 
