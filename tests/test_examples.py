@@ -547,14 +547,38 @@ def test_the_local_runner_refuses_a_push_example_in_one_line(path: Path, tmp_pat
         "collects StdOut and File metrics"]
 
 
+#: Epochs of a tiny-budget run: of trials that take --epochs, and of one-shot searches (one warm-up epoch, one
+#: with architecture steps).
+TINY_EPOCHS = 1
+TINY_SEARCH_EPOCHS = 2
+
+
+def with_tiny_search(path: Path, folder: Path) -> Path:
+    """The example, or a copy of it in `folder` whose one-shot search trains TINY_SEARCH_EPOCHS epochs."""
+    document = load_yaml(path)
+    settings = {s["name"]: s for s in document["spec"]["algorithm"].get("algorithmSettings") or []}
+    if settings.get("mode", {}).get("value") != "oneshot":
+        return path
+    settings["epochs"]["value"] = str(TINY_SEARCH_EPOCHS)
+    settings["warmup_epochs"]["value"] = "1"
+    copied = folder / path.name
+    copied.write_text(yaml.safe_dump(document, sort_keys=False))
+    return copied
+
+
+def tiny_trial_args(path: Path) -> list[str]:
+    """Trial arguments of a tiny budget: few images and threads, and TINY_EPOCHS where trials take --epochs."""
+    args = ["--trial-arg=--max-train-samples=256", "--trial-arg=--val-fraction=0.02", "--trial-arg=--threads=1",
+            "--trial-arg=--batch-size=64"]
+    return args + ([f"--trial-arg=--epochs={TINY_EPOCHS}"] if "- --epochs=" in path.read_text() else [])
+
+
 @pytest.mark.parametrize("path", CPU_EXAMPLES, ids=example_id)
 def test_cpu_example_runs_locally_with_a_tiny_budget(path: Path, tmp_path: Path) -> None:
     workdir = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "katib_nas.cli", "run", str(path), "--workdir",
-                           str(workdir), "--max-trials", "1", "--parallel", "1", "--max-failed", "0",
-                           "--trial-arg=--max-train-samples=256", "--trial-arg=--val-fraction=0.02",
-                           "--trial-arg=--threads=1",
-                           "--trial-arg=--batch-size=64"],
+    done = subprocess.run([sys.executable, "-m", "katib_nas.cli", "run", str(with_tiny_search(path, tmp_path)),
+                           "--workdir", str(workdir), "--max-trials", "1", "--parallel", "1", "--max-failed", "0",
+                           *tiny_trial_args(path)],
                           capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr[-3000:]
     best = json.loads((workdir / "report" / "best_architecture.json").read_text())
