@@ -19,6 +19,10 @@ from .katib_schema import load_schemas
 #: repeated, and no example database carries state from one run to the next. Plain `pytest` explores at random.
 hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 
+#: The shared helpers in tests/support/ explain a failed assert as the test modules do (pytest rewrites only
+#: test modules and conftest files by itself).
+pytest.register_assert_rewrite("tests.support")
+
 REPO = Path(__file__).resolve().parents[1]
 #: Experiments shaped like Katib's ENAS and DARTS examples, and katib-config of each v0.19.0 install variant.
 KATIB_FIXTURES = REPO / "tests" / "data" / "katib"

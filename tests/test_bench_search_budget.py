@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .test_search_report import REPO, budget, record
+from .conftest import REPO
+from .support.search_report import budget, record
 
 BENCH = REPO / "bench" / "bench_search.py"
 

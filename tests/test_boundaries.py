@@ -21,7 +21,7 @@ import sys
 
 import pytest
 
-from .test_dockerfiles import setup_arguments
+from .support.setup_py import setup_arguments
 
 HEAVY = ("grpc", "google.protobuf", "torch", "kubernetes", "kubeflow", "kfp", "yaml", "numpy", "matplotlib")
 # package -> (project packages it may load besides itself, third-party modules it must not load)

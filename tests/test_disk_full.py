@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_local_runner import HANG_GUARD_SECONDS, katib_nas, one_line, stub_experiment, trials
+from .support.local_runner import HANG_GUARD_SECONDS, katib_nas, one_line, stub_experiment, trials
 
 ARCHITECTURE = "in8x8x1-cls10-stem8/w8:c3@r"
 

@@ -30,7 +30,7 @@ from katib_nas.suggestion.core.algorithms import get_algorithm
 
 from .conftest import REPO, load_yaml
 from .kube_emulator import Cluster, start_cluster
-from .test_examples import rendered_trial_spec
+from .support.trial_template import rendered_trial_spec
 
 NAMESPACE = "kubeflow"
 SMALL = ["--max-train-samples=256", "--val-fraction=0.02", "--batch-size=64"]

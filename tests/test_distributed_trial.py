@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,8 @@ from katib_nas.contract.errors import InvalidInput
 from katib_nas.runner.launch import free_port
 from katib_nas.trial_image.distributed import Placement, check_shares, placement_from
 
-from .test_trial_cli import Run, katib_nas
+from .support.distributed_trial import errors_of, final, run, under_torchrun
+from .support.trial_cli import Run, katib_nas
 
 ARCH = "in8x8x1-cls10-stem8/w16:c3+s3/w24s2:c3@0"
 SUPERNET = "in8x8x1-cls10-stem8/w8:mb3e3_mb5e6_c3_zero@r:mb3e3_mb5e6_c3_zero@r/w16s2:mb3e3_mb5e6_c3_zero@r"
@@ -31,29 +31,6 @@ SUPERNET = "in8x8x1-cls10-stem8/w8:mb3e3_mb5e6_c3_zero@r:mb3e3_mb5e6_c3_zero@r/w
 #: statistics are per process during training).
 TOLERANCE = 0.05
 TRAIN = ["--dataset", "digits", "--threads", "1", "--batch-size", "64", "--lr", "0.1", "--epochs", "3", "--seed", "2"]
-
-
-def torchrun() -> list[str]:
-    exe = Path(sys.executable).with_name("torchrun")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "torch.distributed.run"]
-
-
-def run(argv: list[str], env: dict[str, str] | None = None) -> Run:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, stdin=subprocess.DEVNULL)
-    return Run(done.returncode, done.stdout, done.stderr)
-
-
-def under_torchrun(*args: str, processes: int = 2) -> Run:
-    return run(torchrun() + ["--standalone", f"--nproc-per-node={processes}", "--no-python", *katib_nas(), *args])
-
-
-def errors_of(run: Run) -> list[str]:
-    """Lines of ours on stderr (not torch's or torchrun's logging)."""
-    return [line for line in run.stderr.splitlines() if line.startswith("katib-nas")]
-
-
-def final(run: Run, name: str) -> float:
-    return float(re.findall(rf" {name}=(\S+)$", run.stdout, re.M)[-1])
 
 
 # --- placement from the environment ------------------------------------------------------------------------

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-import runpy
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from katib_nas.deploy.images import ROLES, image
 
 from .conftest import REPO
+from .support.setup_py import setup_arguments
 
 DOCKERFILES = sorted(REPO.glob("*/Dockerfile*"))
 REQUIREMENT = re.compile(r"^([A-Za-z0-9_.-]+)")
@@ -60,17 +59,6 @@ def test_every_pip_install_uses_the_constraints_and_the_header_names_the_image(r
     assert re.search(r"^COPY constraints\.txt ", text, re.M)
     assert f"docker build -f {path} -t {image(role)} ." in text
     assert re.findall(r"^FROM (\S+)", text, re.M) == ["python:3.11-slim-bookworm"]  # CUDA comes with torch's wheels
-
-
-def setup_arguments(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The keyword arguments setup.py passes to setuptools.setup."""
-    import setuptools
-
-    captured: dict[str, Any] = {}
-    monkeypatch.setattr(setuptools, "setup", lambda **arguments: captured.update(arguments))
-    monkeypatch.chdir(REPO)
-    runpy.run_path(str(REPO / "setup.py"))
-    return captured
 
 
 def test_constraints_pin_every_dependency_of_every_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ from katib_nas.suggestion.core import engine
 from katib_nas.suggestion.core.algorithms.envelopenet.config import resolve
 
 from .conftest import REPO, load_yaml
-from .test_envelopenet import SMALL_NAS_CONFIG, experiment
+from .support.envelopenet import SMALL_NAS_CONFIG, experiment
 
 
 def test_branches_come_from_the_operations_and_widths_double_per_stage() -> None:

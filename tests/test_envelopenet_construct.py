@@ -25,7 +25,7 @@ from katib_nas.suggestion.core.algorithms.envelopenet.construct import (
 )
 from katib_nas.suggestion.core.algorithms.envelopenet.stats import Statistics
 
-from .test_envelopenet import experiment
+from .support.envelopenet import experiment
 
 C1, C3, C5, S3 = Op("conv", 1), Op("conv", 3), Op("conv", 5), Op("sepconv", 3)
 

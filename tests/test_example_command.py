@@ -26,10 +26,11 @@ from katib_nas.pipelines.search_request import check_experiment
 from katib_nas.trial_image.data import load_cifar10
 from katib_nas.trial_image.fetch_cifar10 import FILES, FOLDER
 
-from .conftest import REPO, oneshot_digits_experiment, schema_errors
+from .conftest import REPO, oneshot_digits_experiment, schema_errors, trial_pod_templates
 from .katib_schema import build
 from .kube_emulator import start_cluster
-from .test_examples import restricted_violations, trial_pod_templates, webhook_errors
+from .support.katib_webhook import webhook_errors
+from .support.pod_security import restricted_violations
 
 REGISTRY, NAMESPACE = "registry.example.com:5000/team/nas", "team-a"
 TARGET = examples.Target(REGISTRY, NAMESPACE, "1.2.3")

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -34,21 +32,19 @@ import yaml
 from katib_nas.cli.main import build_parser
 from katib_nas.contract.codec import decode
 from katib_nas.deploy.images import TRIAL_CPU_IMAGE, TRIAL_CUDA_IMAGE
-from katib_nas.deploy.katib_config import register, suggestion_entries
 from katib_nas.pipelines.search_request import check_experiment, experiment_info
 from katib_nas.runner.manifest import experiment_from_document
 from katib_nas.suggestion.core.algorithms import get_algorithm
 
-from .conftest import KATIB_FIXTURES, REPO, load_yaml, schema_errors, trial_containers, trial_pod_templates
+from .conftest import REPO, load_yaml, schema_errors, trial_containers, trial_pod_templates
+from .support.katib_webhook import KUBEFLOW_DEFAULTS, webhook_errors
+from .support.pod_security import restricted_violations
+from .support.trainjob import trainjob_errors
+from .support.trial_template import META_REFERENCE, rendered_command
 
 # The examples, plus the experiment `katib-nas demo` runs (it ships inside the package).
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml")) + [REPO / "runner" / "demo-experiment.yaml"]
 TRIAL_IMAGES = (TRIAL_CPU_IMAGE, TRIAL_CUDA_IMAGE)
-PLACEHOLDER = re.compile(r"\$\{trialParameters\..+?\}")
-META_REFERENCE = re.compile(r"^\$\{trialSpec\.(Name|Namespace|Kind|APIVersion|(Labels|Annotations)\[.+\])\}$")
-COLLECTORS = ("StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "Push")
-KATIB_CONFIG_COLLECTORS = ("StdOut", "File", "TensorFlowEvent")
-TWO_GROUPS = re.compile(r".*\(.*\).*\(.*\).*")
 
 
 def example_id(path: Path) -> str:
@@ -107,211 +103,9 @@ def test_schema_refuses_unknown_and_mistyped_fields(katib_schemas: dict[str, Any
 
 # --- Katib's admission webhook --------------------------------------------------------------------------
 
-def registered_config() -> dict[str, Any]:
-    """Katib v0.19.0's katib-config after `katib-nas register`."""
-    stock = (KATIB_FIXTURES / "katib-config-v0.19.0-standalone.yaml").read_text()
-    return yaml.safe_load(register(stock, suggestion_entries()).text)
-
-
-def registered_algorithms() -> set[str]:
-    """Algorithms with a suggestion in the registered katib-config (Katib's and ours)."""
-    return {s["algorithmName"] for s in registered_config()["runtime"]["suggestions"] if s.get("image", "").strip()}
-
-
-def early_stopping_algorithms() -> set[str]:
-    return {s["algorithmName"] for s in registered_config()["runtime"]["earlyStoppings"] if s.get("image", "").strip()}
-
-
-def medianstop_errors(settings: list[dict[str, Any]]) -> list[str]:
-    """Katib's medianstop service (pkg/earlystopping/v1beta1/medianstop/service.py) on the settings."""
-    errors = []
-    for setting in settings:
-        name, value = setting.get("name"), setting.get("value")
-        try:
-            if name == "min_trials_required" and not int(value) > 0:
-                errors.append("min_trials_required must be greater than zero (>0)")
-            elif name == "start_step" and not int(value) >= 1:
-                errors.append("start_step must be greater or equal than one (>=1)")
-            elif name not in ("min_trials_required", "start_step"):
-                errors.append(f"unknown setting {name} for algorithm medianstop")
-        except (TypeError, ValueError):
-            errors.append(f"failed to validate {name}({value})")
-    return errors
-
-
-def early_stopping_errors(early: dict[str, Any] | None) -> list[str]:
-    if early is None:
-        return []
-    name = early.get("algorithmName", "")
-    errors = [] if name else ["spec.earlyStopping.algorithmName: must be specified"]
-    if name not in early_stopping_algorithms():
-        return errors + ["spec.earlyStopping.algorithmName: unable to get EarlyStopping config data"]
-    return errors + [f"spec.earlyStopping: {e}" for e in medianstop_errors(early.get("algorithmSettings") or [])]
-
-
-def webhook_errors(document: dict[str, Any]) -> list[str]:
-    """What validator.go's ValidateExperiment reports for a new Experiment, after Katib's defaults."""
-    errors: list[str] = []
-    name = (document.get("metadata") or {}).get("name", "")
-    if not re.match(r"^[a-z]([-a-z0-9]*[a-z0-9])?", name) or len(name) > 40:
-        errors.append("metadata.name")
-    spec = document.get("spec") or {}
-    errors += budget_errors(spec)
-    objective = spec.get("objective")
-    if not objective:
-        return errors + ["spec.objective: must be specified"]
-    if objective.get("type") not in ("minimize", "maximize"):
-        errors.append("spec.objective.type")
-    if not objective.get("objectiveMetricName"):
-        errors.append("spec.objective.objectiveMetricName")
-    elif objective["objectiveMetricName"] in (objective.get("additionalMetricNames") or []):
-        errors.append("spec.objective.additionalMetricNames")
-    algorithm = (spec.get("algorithm") or {}).get("algorithmName", "")
-    if algorithm not in registered_algorithms():
-        errors.append("spec.algorithm.algorithmName: unable to get Suggestion config data")
-    errors += early_stopping_errors(spec.get("earlyStopping"))
-    if spec.get("resumePolicy", "") not in ("", "Never", "LongRunning", "FromVolume"):
-        errors.append("spec.resumePolicy")
-    errors += trial_template_errors(spec)
-    if bool(spec.get("parameters")) == (spec.get("nasConfig") is not None):
-        errors.append("spec: exactly one of spec.parameters and spec.nasConfig")
-    errors += collector_errors(spec.get("metricsCollectorSpec") or {})
-    return errors
-
-
-def budget_errors(spec: dict[str, Any]) -> list[str]:
-    errors = []
-    counts = {key: spec.get(key) for key in ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount")}
-    counts["parallelTrialCount"] = 3 if counts["parallelTrialCount"] is None else counts["parallelTrialCount"]
-    if counts["maxFailedTrialCount"] is not None and counts["maxFailedTrialCount"] < 0:
-        errors.append("spec.maxFailedTrialCount")
-    for key in ("maxTrialCount", "parallelTrialCount"):
-        if counts[key] is not None and counts[key] <= 0:
-            errors.append(f"spec.{key}")
-    for key in ("maxFailedTrialCount", "parallelTrialCount"):
-        if None not in (counts[key], counts["maxTrialCount"]) and counts[key] > counts["maxTrialCount"]:
-            errors.append(f"spec.{key}: more than spec.maxTrialCount")
-    return errors
-
-
-#: Katib v0.19.0's setDefaultTrialTemplate: success and failure conditions (and, for the Kubeflow kinds, the
-#: primary pod's labels) it fills in when a trialTemplate leaves them out.
-JOB_CONDITIONS = ('status.conditions.#(type=="Complete")#|#(status=="True")#',
-                  'status.conditions.#(type=="Failed")#|#(status=="True")#')
-KUBEFLOW_DEFAULTS = {
-    "TrainJob": (JOB_CONDITIONS, {"jobset.sigs.k8s.io/replicatedjob-name": "node",
-                                  "batch.kubernetes.io/job-completion-index": "0"}),
-    **{kind: (('status.conditions.#(type=="Succeeded")#|#(status=="True")#', JOB_CONDITIONS[1]),
-              {"training.kubeflow.org/job-role": "master"}) for kind in ("TFJob", "PyTorchJob", "XGBoostJob",
-                                                                         "MPIJob")},
-}
-
-
-def katib_defaults(template: dict[str, Any]) -> dict[str, Any]:
-    """The trialTemplate as Katib's defaulting leaves it before its webhook validates it."""
-    kind = (template.get("trialSpec") or {}).get("kind")
-    if kind == "Job":
-        conditions, labels = JOB_CONDITIONS, None
-    elif kind in KUBEFLOW_DEFAULTS:
-        conditions, labels = KUBEFLOW_DEFAULTS[kind]
-    else:
-        return template
-    defaulted = {**template, "successCondition": template.get("successCondition") or conditions[0],
-                 "failureCondition": template.get("failureCondition") or conditions[1]}
-    if labels is not None:
-        defaulted["primaryPodLabels"] = template.get("primaryPodLabels") or labels
-    return defaulted
-
-
-def trial_template_errors(spec: dict[str, Any]) -> list[str]:
-    template = spec.get("trialTemplate")
-    if not template:
-        return ["spec.trialTemplate: must be specified"]
-    template = katib_defaults(template)
-    errors = []
-    if not template.get("primaryContainerName"):
-        errors.append("spec.trialTemplate.primaryContainerName")
-    trial_spec = template.get("trialSpec")
-    if not (template.get("successCondition") and template.get("failureCondition")):
-        errors.append("spec.trialTemplate: successCondition and failureCondition")
-    if template.get("trialParameters") is None:
-        return errors + ["spec.trialTemplate.trialParameters: must be specified"]
-    if bool(trial_spec) == bool(template.get("configMap")):
-        return errors + ["spec.trialTemplate: exactly one of trialSpec and configMap"]
-    text = json.dumps(trial_spec)
-    names: set[str] = set()
-    references: set[str] = set()
-    for index, parameter in enumerate(template["trialParameters"]):
-        name, reference = parameter.get("name", ""), parameter.get("reference", "")
-        if not name or not reference or "{" in name or "}" in name:
-            errors.append(f"spec.trialTemplate.trialParameters[{index}]: name and reference")
-            continue
-        if name in names or reference in references:
-            errors.append(f"spec.trialTemplate.trialParameters[{index}]: duplicated")
-            continue
-        names.add(name)
-        references.add(reference)
-        placeholder = "${trialParameters.%s}" % name
-        if placeholder not in text:
-            return errors + [f"spec.trialTemplate.trialParameters[{index}].name: not found in trialTemplate"]
-        text = text.replace(placeholder, "test-value")
-    if PLACEHOLDER.search(text):
-        errors.append("spec.trialTemplate: parameters not found in spec.trialParameters")
-    run_spec = json.loads(text)
-    if {"name", "namespace"} & set(run_spec.get("metadata") or {}):
-        errors.append("spec.trialTemplate: metadata.name and metadata.namespace must be omitted")
-    if not run_spec.get("apiVersion") or not run_spec.get("kind"):
-        errors.append("spec.trialTemplate: APIVersion and Kind")
-    return errors
-
-
-def collector_errors(collector_spec: dict[str, Any]) -> list[str]:
-    errors = []
-    kind = (collector_spec.get("collector") or {}).get("kind", "StdOut")
-    source = collector_spec.get("source") or {}
-    if kind not in COLLECTORS:
-        errors.append("spec.metricsCollectorSpec.collector.kind: invalid")
-    if kind == "File":
-        path = (source.get("fileSystemPath") or {}).get("path", "/var/log/katib/metrics.log")
-        if not path.startswith("/"):
-            errors.append("spec.metricsCollectorSpec.source.fileSystemPath.path")
-    for pattern in (source.get("filter") or {}).get("metricsFormat") or []:
-        try:
-            re.compile(pattern)
-        except re.error:
-            errors.append(f"metricsFormat {pattern!r}: does not compile")
-            continue
-        if not TWO_GROUPS.match(pattern):
-            errors.append(f"metricsFormat {pattern!r}: two top subexpressions are required")
-    return errors
-
-
 @pytest.mark.parametrize("path", EXAMPLES, ids=example_id)
 def test_example_passes_katib_admission_webhook(path: Path) -> None:
     assert webhook_errors(load_yaml(path)) == []
-
-
-#: Kubeflow Trainer v2.1.0's reserved torchrun variables (pkg/constants: TorchRunReservedEnvNames).
-TORCHRUN_RESERVED = {"PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT"}
-
-
-def trainjob_errors(trial_spec: dict[str, Any], trial_name: str) -> list[str]:
-    """Kubeflow Trainer v2.1.0's TrainJob CRD validation rules and its torch plugin's Validate."""
-    errors = []
-    if not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", trial_name) or len(trial_name) > 63:
-        errors.append("metadata.name must match RFC 1035 DNS label format")
-    if not (trial_spec["spec"].get("runtimeRef") or {}).get("name"):
-        errors.append("spec.runtimeRef.name: must be specified")
-    trainer = trial_spec["spec"].get("trainer") or {}
-    procs = trainer.get("numProcPerNode")
-    if isinstance(procs, str) and procs not in ("auto", "cpu", "gpu"):
-        errors.append("spec.trainer.numProcPerNode: must have an int value or [auto cpu gpu]")
-    if isinstance(trainer.get("numNodes"), int) and trainer["numNodes"] < 1:
-        errors.append("spec.trainer.numNodes: must be at least 1")
-    reserved = sorted({e["name"] for e in trainer.get("env") or []} & TORCHRUN_RESERVED)
-    if reserved:
-        errors.append(f"spec.trainer.env: must not have reserved envs, invalid envs configured: {reserved}")
-    return errors
 
 
 DISTRIBUTED = sorted(p for p in EXAMPLES if load_yaml(p)["spec"]["trialTemplate"]["trialSpec"]["kind"] != "Job")
@@ -416,36 +210,6 @@ def test_an_early_stopping_example_reports_past_its_start_step() -> None:
 
 # --- restricted pod security ----------------------------------------------------------------------------
 
-RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
-                      "projected", "secret"}
-
-
-def restricted_violations(pod: dict[str, Any]) -> list[str]:
-    """Kubernetes' restricted Pod Security Standard (v1.25+) for a pod spec, plus a read-only root."""
-    spec, problems = pod["spec"], []
-    pod_context = spec.get("securityContext") or {}
-    for flag in ("hostNetwork", "hostPID", "hostIPC"):
-        if spec.get(flag):
-            problems.append(flag)
-    problems += [f"volume {v['name']}" for v in spec.get("volumes") or [] if not set(v) - {"name"} <= RESTRICTED_VOLUMES]
-    for container in spec["containers"] + (spec.get("initContainers") or []):
-        context, name = container.get("securityContext") or {}, container["name"]
-        capabilities = context.get("capabilities") or {}
-        checks = {
-            "privileged": not context.get("privileged"),
-            "allowPrivilegeEscalation: false": context.get("allowPrivilegeEscalation") is False,
-            "capabilities drop ALL": "ALL" in (capabilities.get("drop") or []),
-            "capabilities add": set(capabilities.get("add") or []) <= {"NET_BIND_SERVICE"},
-            "runAsNonRoot": context.get("runAsNonRoot", pod_context.get("runAsNonRoot")) is True,
-            "runAsUser 0": context.get("runAsUser", pod_context.get("runAsUser")) != 0,
-            "seccompProfile": ((context.get("seccompProfile") or pod_context.get("seccompProfile") or {})
-                               .get("type") in ("RuntimeDefault", "Localhost")),
-            "readOnlyRootFilesystem": context.get("readOnlyRootFilesystem") is True,
-        }
-        problems += [f"{name}: {check}" for check, ok in checks.items() if not ok]
-    return problems
-
-
 WITH_POD_TEMPLATES = [p for p in sorted((REPO / "examples").glob("*.yaml"))
                       if trial_pod_templates(load_yaml(p)["spec"]["trialTemplate"]["trialSpec"])]
 
@@ -481,28 +245,6 @@ def test_restricted_checker_catches_each_rule() -> None:
 
 
 # --- trialTemplate -> trial command ----------------------------------------------------------------------
-
-def rendered_trial_spec(document: dict[str, Any], assignments: dict[str, str], trial: str) -> dict[str, Any]:
-    """Katib's substitution: plain text over the trialSpec."""
-    template = document["spec"]["trialTemplate"]
-    text = json.dumps(template["trialSpec"])
-    for parameter in template["trialParameters"]:
-        meta = META_REFERENCE.match(parameter["reference"])
-        value = trial if meta and meta.group(1) == "Name" else assignments[parameter["reference"]]
-        text = text.replace("${trialParameters.%s}" % parameter["name"], value)
-    return json.loads(text)
-
-
-def rendered_command(document: dict[str, Any], assignments: dict[str, str], trial: str) -> tuple[str, list[str]]:
-    """Katib's substitution, then the primary container as its shell runs it."""
-    template = document["spec"]["trialTemplate"]
-    containers = trial_containers(rendered_trial_spec(document, assignments, trial))
-    container = next(c for c in containers if c["name"] == template["primaryContainerName"])
-    argv = shlex.split(" ".join((container.get("command") or []) + (container.get("args") or [])))
-    if argv[:2] == ["torchrun", "--no-python"]:  # torchrun starts the program as it is, once per process
-        argv = argv[2:]
-    return container["image"], argv  # the StdOut collector runs the command with sh -c
-
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=example_id)
 def test_trial_template_renders_into_a_katib_nas_trial_command(path: Path) -> None:

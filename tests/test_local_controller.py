@@ -25,7 +25,7 @@ from katib_nas.runner.status import Summary
 from katib_nas.runner.store import Store
 from katib_nas.runner.suggestion_process import SuggestionClient, SuggestionFailure
 
-from .test_local_runner import stub_experiment
+from .support.local_runner import stub_experiment
 
 ARCHITECTURES = ["in8x8x1-cls10-stem8/w8:c1", "in8x8x1-cls10-stem8/w8:c3", "in8x8x1-cls10-stem8/w16:c3",
                  "in8x8x1-cls10-stem8/w8:s3"]

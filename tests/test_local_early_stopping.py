@@ -19,7 +19,7 @@ from katib_nas.runner.manifest import MedianStop, Objective
 from katib_nas.runner.status import RuleProgress, StopRule, median_stop_rule
 
 from .conftest import REPO, load_yaml
-from .test_local_runner import DIGITS, katib_nas, one_line, stub_experiment
+from .support.local_runner import DIGITS, katib_nas, one_line, stub_experiment
 
 CURVE = REPO / "tests" / "data" / "curve_trial.py"
 MAXIMIZE = Objective("maximize", "Validation-Accuracy")

@@ -23,9 +23,9 @@ from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import (
 )
 from katib_nas.suggestion.core.experiment import TrialRecord, make_trial
 
-from .test_envelopenet import experiment as envelopenet_experiment
-from .test_envelopenet import finished
-from .test_proxyless_algorithm import REINFORCE, experiment, reinforce_history
+from .support.envelopenet import experiment as envelopenet_experiment
+from .support.envelopenet import finished
+from .support.proxylessnas import REINFORCE, experiment, reinforce_history
 
 
 def with_metrics(trial: TrialRecord, accuracy: str, latency: str, label: str | None = None) -> TrialRecord:

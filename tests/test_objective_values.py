@@ -22,8 +22,8 @@ from katib_nas.runner.store import Store
 from katib_nas.suggestion.core import engine
 from katib_nas.suggestion.core.experiment import make_trial
 
-from .test_local_runner import DIGITS, experiment_condition, katib_nas, observation, stub_experiment, trials
-from .test_proxyless_algorithm import REINFORCE, experiment, reinforce_history
+from .support.local_runner import DIGITS, experiment_condition, katib_nas, observation, stub_experiment, trials
+from .support.proxylessnas import REINFORCE, experiment, reinforce_history
 
 ODD = ["nan", "inf", "1e999", "-inf", "NaN"]
 #: Reads any value text, as a user's metricsFormat may (Katib's default regex reads digits only).

@@ -29,8 +29,8 @@ from katib_nas.trial_image.checkpoint import CHECKPOINT_FILE
 
 from .conftest import schema_errors
 from .kube_emulator import Cluster, start_cluster
-from .test_examples import trainjob_errors
-from .test_manifests import pipeline_role, player_api, role_grants, role_refusals, step_requests
+from .support.manifests import pipeline_role, player_api, role_grants, role_refusals, step_requests
+from .support.trainjob import trainjob_errors
 
 NAMESPACE = "team-a"
 ARCH = "in8x8x1-cls10-stem8/w16:c3+s3/w24s2:c3@0"

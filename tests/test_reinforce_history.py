@@ -22,7 +22,7 @@ from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import (
 )
 from katib_nas.suggestion.core.experiment import TrialRecord, make_trial
 
-from .test_proxyless_algorithm import experiment
+from .support.proxylessnas import experiment
 
 ARCHITECTURE = engine.suggest(experiment(), [], 1, 0).assignments[0]
 SUPERNET = decode(ARCHITECTURE["architecture"])

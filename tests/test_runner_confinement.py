@@ -24,7 +24,7 @@ from katib_nas.runner.suggestion_process import MAX_RESTARTS
 from katib_nas.runner.trial_template import build_command
 
 from .conftest import load_yaml
-from .test_local_runner import DIGITS, katib_nas, one_line, stub_experiment, trials, trials_so_far, wait_for
+from .support.local_runner import DIGITS, katib_nas, one_line, stub_experiment, trials, trials_so_far, wait_for
 
 
 def document_with(**metadata: str) -> dict[str, Any]:

@@ -3,7 +3,6 @@ differences, their intervals and the goals' verdicts are what decide whether a m
 
 from __future__ import annotations
 
-import functools
 import json
 import subprocess
 import sys
@@ -12,29 +11,14 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from .conftest import REPO
+from .support.search_report import record
 
 #: Test accuracy (%) of nas-random per seed; every other method is a fixed offset from it per seed.
 BASE = [88.0, 89.0, 90.0, 88.5, 89.5, 90.5, 88.2, 89.2]
 #: Per-seed differences alternating 0.5 and 1.5: mean +1.00, sd sqrt(2/7), so the 95% t interval with 7
 #: degrees of freedom (t = 2.3646) is +1.00 -+ 0.447.
 REINFORCE_GAIN = [0.5, 1.5] * 4
-
-
-@functools.cache
-def budget(quick: bool) -> dict[str, Any]:
-    """bench_search's budget (standard or --quick) as its records carry it."""
-    code = f"import dataclasses, json, bench_search; print(json.dumps(dataclasses.asdict(bench_search.Budget.of({quick}))))"
-    return json.loads(subprocess.run([sys.executable, "-c", code], cwd=REPO / "bench", check=True,
-                                     capture_output=True, text=True).stdout)
-
-
-def record(method: str, seed: int, test_points: float, **extra: Any) -> dict[str, Any]:
-    final = {"Test-Accuracy": test_points / 100, "Validation-Accuracy": test_points / 100, "params": 1e5,
-             "macs": 1e7}
-    return {"method": method, "seed": seed, "constrained": False, "target_ms": None, "trials": [],
-            "final": final, "final_architecture": f"{method}-{seed}", "search_cpu_s": 1500.0, "final_cpu_s": 100.0,
-            "search": {}, "note": "", "retrains": [], "budget": budget(False), **extra}
 
 
 def write_results(folder: Path, seeds: int) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_trial_cli import FAST, run_trial
+from .support.trial_cli import FAST, run_trial
 
 ARCH = "in8x8x1-cls10-stem4/w8:c3"
 TRAINING_OUTPUT = ("Train-Loss", "Validation-Accuracy")

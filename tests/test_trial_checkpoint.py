@@ -20,8 +20,8 @@ import torch
 
 from katib_nas.trial_image.checkpoint import CHECKPOINT_FILE
 
-from .test_distributed_trial import errors_of, final, under_torchrun
-from .test_trial_cli import Run, katib_nas, run_trial
+from .support.distributed_trial import errors_of, final, under_torchrun
+from .support.trial_cli import Run, katib_nas, run_trial
 
 ARCH = "in8x8x1-cls10-stem8/w16:c3+s3/w24s2:c3@0"
 TRAIN = ["--dataset", "digits", "--threads", "1", "--batch-size", "64", "--lr", "0.1", "--seed", "4", "--epochs", "4"]

@@ -5,11 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
-import shutil
 import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,38 +14,14 @@ import torch
 
 from katib_nas.contract.branch_stats import parse_branch_stats, parse_skip_gates
 from katib_nas.contract.codec import decode
-from katib_nas.contract.metric_format import BRANCH_STATS_REGEX, KATIB_DEFAULT_REGEX, NUMERIC_METRIC_REGEX
+from katib_nas.contract.metric_format import BRANCH_STATS_REGEX, NUMERIC_METRIC_REGEX
 from katib_nas.trial_image.data import load_dataset, split_dataset
 
+from .support.trial_cli import FAST, Run, katib_nas, run_trial
+
 ARCH = "in8x8x1-cls10-stem8/w12:c3+s5+mp3@r/w16s2:mb3e3_d3:c1+id@0.1"
-FAST = ["--dataset", "digits", "--threads", "1", "--batch-size", "64"]
 NUMERIC_NAMES = ["Validation-Accuracy", "Validation-Loss", "Train-Loss", "Train-Accuracy", "params", "mparams",
                  "flops", "gflops", "latency-ms"]
-
-
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-    def metrics(self, regex: str = KATIB_DEFAULT_REGEX) -> dict[str, str]:
-        """Latest value of every metric, as Katib keeps it."""
-        return {m.group(1): m.group(2) for m in re.finditer(regex, self.stdout)}
-
-    def error_lines(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if " INFO " not in line and " WARNING " not in line]
-
-
-def katib_nas() -> list[str]:
-    exe = Path(sys.executable).with_name("katib-nas")
-    return [str(exe)] if exe.exists() else [shutil.which("katib-nas") or "katib-nas"]
-
-
-def run_trial(*args: str, env: dict[str, str] | None = None) -> Run:
-    completed = subprocess.run(katib_nas() + ["trial", *args], capture_output=True, text=True, timeout=600,
-                               env=env)
-    return Run(completed.returncode, completed.stdout, completed.stderr)
 
 
 @pytest.fixture(scope="module")

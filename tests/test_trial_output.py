@@ -26,7 +26,7 @@ from katib_nas.runner.metrics_collector import MetricsError
 from katib_nas.runner.trial_output import MAX_LINE_BYTES, MAX_METRIC_LOGS, LineReader, collect_file
 
 from .conftest import load_yaml
-from .test_local_runner import DIGITS, HANG_GUARD_SECONDS, observation, stub_experiment, trials
+from .support.local_runner import DIGITS, HANG_GUARD_SECONDS, observation, stub_experiment, trials
 
 #: CPU seconds a subprocess may use: linear-time matching of the lines below needs well under 0.1 s.
 CPU_SECONDS = 60

@@ -21,7 +21,7 @@ from katib_nas.runner.demo import demo_document, write_demo_experiment
 from katib_nas.runner.store import Store
 from katib_nas.trial_image.data import FASHION_MNIST_DIR
 
-from .test_local_runner import (
+from .support.local_runner import (
     HANG_GUARD_SECONDS,
     ignore_sigint,
     katib_nas,

@@ -12,15 +12,13 @@ GetSuggestions alike. A new algorithm is held to all of it as soon as it is regi
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import grpc
 import pytest
 from kubeflow.katib import katib_api_pb2 as pb
 from kubeflow.katib import katib_api_pb2_grpc as pb_grpc
 
-from katib_nas.contract.codec import decode
-from katib_nas.contract.oneshot_settings import from_text
 from katib_nas.proto import api_pb2
 from katib_nas.suggestion.core.algorithms import ALGORITHMS
 from katib_nas.suggestion.core.settings import describe_settings
@@ -29,10 +27,7 @@ from katib_nas.suggestion.service.convert import experiment_info
 from .. import algorithm_trace
 from ..algorithm_trace import TRACES, example_experiment, examples, load
 from ..serve_process import HANG_GUARD_SECONDS, ServeProcess, start_serve
-
-#: How the trial side reads each assignment an algorithm may propose.
-READERS: dict[str, Callable[[str], object]] = {"architecture": decode, "search": from_text, "epochs": int,
-                                               "seed": int}
+from ..support.assignment_readers import READERS
 
 
 def algorithm_of(example: str) -> str:

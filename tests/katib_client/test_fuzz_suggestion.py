@@ -31,8 +31,8 @@ from katib_nas.suggestion.core.algorithms import ALGORITHMS
 from katib_nas.suggestion.core.engine import MAX_REQUEST
 
 from ..serve_process import HANG_GUARD_SECONDS, HEALTH_SERVICE, ServeProcess, start_serve
+from ..support.assignment_readers import READERS
 from .conftest import example_experiment
-from .test_algorithm_contract import READERS
 
 MAX_EXAMPLES = 60
 #: OK replies each mode must get, so the checks on OK replies cannot pass vacuously.

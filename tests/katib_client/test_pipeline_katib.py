@@ -31,7 +31,7 @@ from katib_nas.suggestion.core.algorithms import get_algorithm
 
 from ..conftest import REPO
 from ..kube_emulator import Cluster, start_cluster
-from ..test_manifests import pipeline_role, player_api, role_grants, role_refusals, step_requests
+from ..support.manifests import pipeline_role, player_api, role_grants, role_refusals, step_requests
 
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1beta1", "experiments"
 NAMESPACE = "kubeflow"

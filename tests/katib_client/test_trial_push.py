@@ -147,7 +147,7 @@ def test_the_push_example_trial_pushes_every_epoch(db_manager: tuple[RecordingDB
     from katib_nas.trial_image.trial import TrialOptions, run_trial
 
     from ..conftest import REPO, load_yaml
-    from ..test_examples import rendered_command
+    from ..support.trial_template import rendered_command
 
     recorder, address = db_manager
     monkeypatch.setenv("KATIB_DB_MANAGER_ADDRESS", address)
