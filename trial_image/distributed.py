@@ -242,10 +242,18 @@ def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def stop(parallel: Parallel) -> None:
-    """Leave the process group (nothing for a single process)."""
-    if parallel.placement.active and dist.is_initialized():
-        dist.destroy_process_group()
+def stop(parallel: Parallel, finished: bool = False) -> None:
+    """Leave the process group (nothing for a single process). After a run that `finished` on this process,
+    first wait until every process has finished too (rank 0 reports after training while the others are
+    done), so that the processes leave the group together; a peer that failed ends that wait at once."""
+    if not (parallel.placement.active and dist.is_initialized()):
+        return
+    if finished:
+        try:
+            dist.barrier()
+        except (RuntimeError, dist.DistError):
+            pass  # a peer failed or left: it reports its own error
+    dist.destroy_process_group()
 
 
 def environment_placement() -> Placement:

@@ -158,13 +158,15 @@ def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
     except PeerLost as err:
         print(f"katib-nas trial: error: {err}", file=sys.stderr, flush=True)
         return EXIT_FAILED
+    code = EXIT_FAILED
     try:
         run = _prepare(options, arch, split, test_data, parallel, placement)
         LOG.info("ready after %.1f s; training %s; memory from %s", time.perf_counter() - started,
                  run.model.arch_text, describe_allocator(os.environ))
-        return _train_and_report(run, arch, split, options, writer, table)
+        code = _train_and_report(run, arch, split, options, writer, table)
+        return code
     finally:
-        stop(parallel)
+        stop(parallel, finished=code == EXIT_OK)
 
 
 @dataclass

@@ -109,6 +109,7 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
     except PeerLost as err:
         print(f"katib-nas proxyless-search: error: {err}", file=sys.stderr, flush=True)
         return EXIT_FAILED
+    code = EXIT_FAILED
     try:
         if measuring_elsewhere:
             table = _shared_table(table, parallel)
@@ -119,10 +120,11 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
                  "memory from %s", options.dataset, len(search_data.weight_y), len(search_data.arch_y),
                  len(search_data.val_y), device, threads, placement.rank, placement.world_size,
                  describe_allocator(os.environ))
-        return _search_and_report(supernet, config, options, search_data, (table, latency), parallel, writer,
+        code = _search_and_report(supernet, config, options, search_data, (table, latency), parallel, writer,
                                   threads)
+        return code
     finally:
-        stop(parallel)
+        stop(parallel, finished=code == EXIT_OK)
 
 
 def _shared_table(table: LatencyTable | None, parallel: Parallel) -> LatencyTable:
