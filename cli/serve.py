@@ -11,12 +11,11 @@ import argparse
 import logging
 
 from katib_nas.contract.algorithm_names import in_prose
+from katib_nas.suggestion.service.message_size import DEFAULT_MAX_MESSAGE_MB, MAX_MESSAGE_MB
 
 from .arguments import bounded_float, bounded_int
 
 DEFAULT_HOST = "127.0.0.1"
-#: gRPC message sizes are int32 bytes.
-MAX_MESSAGE_MB = 2047
 MAX_WORKERS = 256
 
 
@@ -35,8 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "the workers either way")
     parser.add_argument("--grace", type=bounded_float(0.0, 3600.0), default=30.0,
                         help="seconds in-flight calls get to finish after SIGTERM (default 30)")
-    parser.add_argument("--max-message-mb", type=bounded_int(1, MAX_MESSAGE_MB), default=32,
-                        help="largest request accepted, in MiB: Katib sends every trial in each request (default 32)")
+    parser.add_argument("--max-message-mb", type=bounded_int(1, MAX_MESSAGE_MB),
+                        default=DEFAULT_MAX_MESSAGE_MB, help="largest request accepted, in MiB: Katib sends every "
+                                                             f"trial in each request (default {DEFAULT_MAX_MESSAGE_MB})")
     parser.set_defaults(handler=run)
 
 

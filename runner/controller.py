@@ -45,7 +45,7 @@ from .status import (
 from .store import MAX_LOG_CHARS, DiskFull, Store, TrialRow, as_disk_full, no_space_left
 from .suggestion_process import MAX_RESTARTS, SuggestionClient, SuggestionFailure, SuggestionServerExited
 from .trial_output import MAX_LINE_BYTES, MAX_METRIC_LOGS, Collected, LineReader, collect_file, read_tail
-from .trial_processes import Finished, TrialProcess, stop_all
+from .trial_processes import Finished, TrialProcess, exec_failure, stop_all
 from .trial_template import TrialCommand, build_command
 
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Katib's random trial-name suffix characters
@@ -309,7 +309,7 @@ class Controller:
             condition, message = "EarlyStopped", early_stopped
         elif event.exit_code != 0:
             condition = "Failed"
-            message = message or _exit_message(event.exit_code)
+            message = message or exec_failure(event.exit_code, log_text) or _exit_message(event.exit_code)
         elif message:
             condition = "Failed"
         else:

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 STOP_GRACE = 10.0
+#: How util-linux setpriv's line starts when it cannot execute the program it was given.
+SETPRIV_EXEC_FAILED = "setpriv: failed to execute "
 
 
 @functools.cache
@@ -40,6 +42,17 @@ def dying_with_parent(argv: Sequence[str]) -> list[str]:
     """
     helper = _setpriv()
     return [helper, "--pdeathsig", "KILL", "--", *argv] if helper else list(argv)
+
+
+def exec_failure(exit_code: int, output: str) -> str | None:
+    """'cannot start PROGRAM: REASON' when setpriv could not execute the trial's program, else None.
+
+    The runner sees such a failure only as setpriv's exit code (126 or 127) and its line in the trial's output.
+    """
+    if exit_code not in (126, 127) or not output.startswith(SETPRIV_EXEC_FAILED):
+        return None
+    program, _, reason = output[len(SETPRIV_EXEC_FAILED):].splitlines()[0].rpartition(": ")
+    return f"cannot start {program}: {reason}" if program else None
 
 
 @dataclass(frozen=True)

@@ -91,3 +91,28 @@ def test_trial_output_on_a_full_disk_is_one_line() -> None:
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == ("katib-nas trial: error: no space left on device writing "
                                                     "<stdout>")
+
+
+def fill(disk: Path) -> None:
+    """Write into `disk` until it has no space left."""
+    with open(disk / "filler", "wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_no_temporary_file(small_disk: Path) -> None:
+    checkpoints = small_disk / "checkpoints"
+    checkpoints.mkdir()
+    fill(small_disk)
+    command = [sys.executable, "-m", "katib_nas.cli", "trial", f"--architecture={ARCHITECTURE}", "--dataset=digits",
+               "--epochs=1", f"--checkpoint-dir={checkpoints}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (f"katib-nas trial: error: cannot write checkpoint "
+                                                    f"{checkpoints}/checkpoint.pt: No space left on device")
+    assert list(checkpoints.iterdir()) == []

@@ -72,6 +72,12 @@ def run_nodes(commands: list[list[str]], environments: list[dict[str, str]]) -> 
     return [pod.returncode for pod in pods], outputs
 
 
+def nodes_report(codes: list[int], outputs: list[str], tail: int = 2000) -> str:
+    """Every node's exit code and the end of its output: the failing node's own error is the one to read."""
+    return "\n".join(f"--- node {node}: exit {code} ---\n{output[-tail:]}"
+                      for node, (code, output) in enumerate(zip(codes, outputs)))
+
+
 def pod_environment(**values: str) -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **values)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
@@ -110,7 +116,7 @@ def test_trainjob_example_runs_as_kubeflow_trainer_runs_it(cluster: Cluster) -> 
         trainer["numProcPerNode"]), PET_NODE_RANK=str(node), PET_MASTER_ADDR="127.0.0.1", PET_MASTER_PORT=port)
         for node in range(trainer["numNodes"])]
     codes, outputs = run_nodes([trainer["command"]] * trainer["numNodes"], environments)
-    assert codes == [0, 0], outputs[0][-3000:]
+    assert codes == [0, 0], nodes_report(codes, outputs)
     primary = outputs[0]  # node 0: the pod primaryPodLabels select (job-completion-index 0)
     metrics = katib_metrics(primary)
     assert 0.0 <= float(metrics["Validation-Accuracy"]) <= 1.0 and "Validation-Accuracy" not in outputs[1]
@@ -136,7 +142,7 @@ def test_pytorchjob_example_runs_as_the_training_operator_runs_it(cluster: Clust
             PET_NPROC_PER_NODE=job["spec"]["nprocPerNode"], PET_NNODES=str(len(roles))))
     assert master.endswith("-master-0")  # the operator's MASTER_ADDR; one machine here, so loopback
     codes, outputs = run_nodes(commands, environments)
-    assert codes == [0, 0], outputs[0][-3000:]
+    assert codes == [0, 0], nodes_report(codes, outputs)
     metrics = katib_metrics(outputs[0])  # the Master: primaryPodLabels job-role master
     assert 0.0 <= float(metrics["Validation-Accuracy"]) <= 1.0 and "Validation-Accuracy" not in outputs[1]
     status = finish(cluster, job, "pytorchjobs", True, "Succeeded")

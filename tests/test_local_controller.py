@@ -12,20 +12,22 @@ import io
 import re
 from concurrent import futures
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import grpc
 import pytest
 
 from katib_nas.proto import api_pb2, api_pb2_grpc
+from katib_nas.runner import trial_processes
 from katib_nas.runner.controller import Controller, LoopConfig
 from katib_nas.runner.manifest import parse_experiment
 from katib_nas.runner.progress import ProgressView
 from katib_nas.runner.status import Summary
-from katib_nas.runner.store import Store
+from katib_nas.runner.store import Store, TrialRow
 from katib_nas.runner.suggestion_process import SuggestionClient, SuggestionFailure
 
-from .support.local_runner import stub_experiment
+from .conftest import load_yaml
+from .support.local_runner import DIGITS, stub_experiment, trials
 
 ARCHITECTURES = ["in8x8x1-cls10-stem8/w8:c1", "in8x8x1-cls10-stem8/w8:c3", "in8x8x1-cls10-stem8/w16:c3",
                  "in8x8x1-cls10-stem8/w8:s3"]
@@ -61,8 +63,8 @@ def servicer(request: pytest.FixtureRequest) -> Iterator[tuple[RecordingSuggesti
     server.stop(None)
 
 
-def run_controller(tmp_path: Path, address: str, max_trials: int) -> None:
-    spec = parse_experiment(stub_experiment(tmp_path, max_trials=max_trials, parallel=1).read_text())
+def run_controller(tmp_path: Path, address: str, max_trials: int, changes: dict[str, Any] | None = None) -> None:
+    spec = parse_experiment(stub_experiment(tmp_path, max_trials=max_trials, parallel=1, changes=changes).read_text())
     store = Store.open(tmp_path / "run")
     store.create_experiment(spec.name, spec.document, "experiment.yaml", {}, [], str(tmp_path))
     service = SuggestionClient.connect(address, tmp_path / "suggestion.log")
@@ -108,16 +110,59 @@ def test_wrong_number_of_assignments_is_an_error(tmp_path: Path, servicer: tuple
     store.close()
 
 
+def test_a_trial_program_that_cannot_be_started_fails_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 servicer: tuple[RecordingSuggestion, str]) -> None:
+    """Started without setpriv, a program the system cannot execute fails each trial with the reason, and the run
+    goes on to maxFailedTrialCount."""
+    monkeypatch.setattr(trial_processes, "_setpriv", lambda: None)  # as where util-linux is missing
+    program = tmp_path / "trainer"
+    program.write_text("neither a script nor a binary\n")
+    program.chmod(0o755)
+    template = load_yaml(DIGITS)["spec"]["trialTemplate"]
+    container = template["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["command"] = [str(program), "--architecture=${trialParameters.architecture}"]
+    run_controller(tmp_path, servicer[1], max_trials=4, changes={"trialTemplate": template})
+    assert [row[1:] for row in trials(tmp_path / "run")] == [
+        ("Failed", 1, f"cannot start {program}: Exec format error")] * 2
+
+
+@pytest.mark.skipif(trial_processes._setpriv() is None, reason="util-linux setpriv is not installed here")
+def test_a_trial_program_setpriv_cannot_execute_fails_naming_it(
+        tmp_path: Path, servicer: tuple[RecordingSuggestion, str]) -> None:
+    """Started through setpriv, a script whose interpreter is missing fails each trial with setpriv's reason, not
+    only its exit code 127."""
+    program = tmp_path / "trainer"
+    program.write_text("#!/nonexistent/interpreter\n")
+    program.chmod(0o755)
+    template = load_yaml(DIGITS)["spec"]["trialTemplate"]
+    container = template["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["command"] = [str(program), "--architecture=${trialParameters.architecture}"]
+    run_controller(tmp_path, servicer[1], max_trials=4, changes={"trialTemplate": template})
+    assert [row[1:] for row in trials(tmp_path / "run")] == [
+        ("Failed", 1, f"cannot start {program}: No such file or directory")] * 2
+
+
 def test_live_view_shows_counts_best_and_eta() -> None:
+    """The live bar and the plain lines show the counts, the best value so far and the time left."""
+    best = TrialRow("t3", 3, "Succeeded", {}, {}, 1_700_000_000.0)
+    summary = Summary({"Succeeded": 3, "Running": 1, "Failed": 1}, best, "0.93", False)
     stream = io.StringIO()
-    view = ProgressView(4, "Validation-Accuracy", 0, stream, live=True)
-    view.update(Summary({"Succeeded": 1, "Running": 1, "Failed": 1}, None, "", False), "trial t1 failed")
+    view = ProgressView(6, "Validation-Accuracy", 0, stream, live=True)
+    view.update(summary, "trial t1 failed")
     view.close()
     text = stream.getvalue()
-    assert "trial t1 failed" in text and "2/4" in text and "running=1 failed=1 best=-" in text
+    assert "trial t1 failed" in text and "4/6" in text and "running=1 failed=1 best=0.93" in text
     plain = io.StringIO()
-    quiet = ProgressView(None, "acc", 0, plain, live=False)
-    quiet.update(Summary({"Succeeded": 1}, None, "", False), "trial t2 succeeded")
-    # The elapsed time depends on the machine's load; only its form is fixed.
-    assert re.search(r"trial t2 succeeded \[1/\? done, 0 running, 0 failed \| best - \| elapsed \d+:\d\d eta \?\]",
-                     plain.getvalue())
+    quiet = ProgressView(6, "acc", 1, plain, live=False)
+    quiet.started -= 120  # as if the session started two minutes ago, with 3 of its trials done since then
+    quiet.update(summary, "trial t2 succeeded")
+    # The elapsed time depends on the machine's load; the ETA is it per trial done times the 2 trials left.
+    found = re.search(r"trial t2 succeeded \[4/6 done, 1 running, 1 failed \| best acc=0\.93 \| "
+                      r"elapsed (\d+):(\d\d) eta (\d+):(\d\d)\]", plain.getvalue())
+    assert found, plain.getvalue()
+    elapsed, eta = (int(found[1]) * 60 + int(found[2])), (int(found[3]) * 60 + int(found[4]))
+    assert elapsed >= 120 and abs(eta - elapsed / 3 * 2) <= 1
+    unbounded = io.StringIO()
+    ProgressView(None, "acc", 0, unbounded, live=False).update(Summary({"Succeeded": 1}, None, "", False), "t4")
+    assert re.search(r"t4 \[1/\? done, 0 running, 0 failed \| best - \| elapsed \d+:\d\d eta \?\]",
+                     unbounded.getvalue())

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubeflow.katib import katib_api_pb2
 
 from katib_nas.proto import api_pb2
 from katib_nas.runner import katib_messages
@@ -199,6 +200,11 @@ def test_program_resolution(tmp_path: Path) -> None:
     assert resolve_program(["true"], search_path="/usr/bin:/bin")[0].endswith("/true")
     with pytest.raises(TemplateError, match="trial command 'no-such-program-x' not found on PATH"):
         resolve_program(["no-such-program-x"], search_path=str(tmp_path))
+    unexecutable = tmp_path / "trainer"
+    unexecutable.write_text("#!/bin/sh\n")
+    unexecutable.chmod(0o644)
+    with pytest.raises(TemplateError, match=f"trial command '{unexecutable}' not found or not executable"):
+        resolve_program([str(unexecutable), "--epochs=1"])
 
 
 def test_trial_arg_overrides() -> None:
@@ -240,6 +246,17 @@ def test_experiment_message_matches_what_the_service_reads(document: dict[str, A
     assert parameter.parameter_type == api_pb2.CATEGORICAL and list(parameter.feasible_space.list) == ["1", "3"]
 
 
+def test_a_minimize_objective_is_sent_as_katibs_minimize(document: dict[str, Any]) -> None:
+    """A minimize spec's objective type is MINIMIZE in our stubs and, over the wire, in Katib's own."""
+    document["spec"]["objective"]["type"] = "minimize"
+    spec = experiment_from_document(document)
+    message = katib_messages.experiment_message(api_pb2, spec)
+    assert message.spec.objective.type == api_pb2.MINIMIZE
+    katibs = katib_api_pb2.Experiment.FromString(message.SerializeToString())
+    assert katib_api_pb2.ObjectiveType.Name(katibs.spec.objective.type) == "MINIMIZE"
+    assert not convert.experiment_info(message).maximize
+
+
 def test_trials_as_katib_sends_them(document: dict[str, Any]) -> None:
     spec = experiment_from_document(document)
     trials = [trial("a", "Succeeded", Validation_Accuracy="0.9"), trial("b", "MetricsUnavailable"),
@@ -274,6 +291,18 @@ def test_completion_rules(document: dict[str, Any]) -> None:
     assert outcome(done, spec).reason == "ExperimentMaxTrialsReached"
     three = summarize_trials([trial(n, "Succeeded", Validation_Accuracy="0.5") for n in "abc"], spec.objective)
     assert trials_to_request(three, spec) == 1  # never past maxTrialCount
+
+
+def test_completion_rules_when_minimizing(document: dict[str, Any]) -> None:
+    """Minimizing, the lowest value is the best and the goal is reached at or below it."""
+    document["spec"]["objective"].update(type="minimize", goal=0.1)
+    spec = experiment_from_document(document)
+    above = [trial("a", "Succeeded", Validation_Accuracy="0.3"), trial("b", "Succeeded", Validation_Accuracy="0.2"),
+             trial("c", "Succeeded", Validation_Accuracy="0.25")]
+    summary = summarize_trials(above, spec.objective)
+    assert summary.best.name == "b" and summary.best_value == "0.2" and outcome(summary, spec) is None
+    at_goal = summarize_trials(above + [trial("d", "Succeeded", Validation_Accuracy="0.1")], spec.objective)
+    assert at_goal.best.name == "d" and outcome(at_goal, spec).reason == "ExperimentGoalReached"
 
 
 def test_string_objective_best_is_the_latest(document: dict[str, Any]) -> None:

@@ -7,8 +7,10 @@ tests/test_local_e2e.py runs the real `katib-nas trial` on digits.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +100,66 @@ def test_file_collector(tmp_path: Path, file_format: str) -> None:
     for row in rows:
         assert (workdir / "trials" / row[0] / "metrics" / path.lstrip("/")).is_file()
         assert float(observation(workdir, row[0])["latency-ms"][2]) > 0
+
+
+def objective(**changes: Any) -> dict[str, Any]:
+    """The test Experiment's spec.objective with `changes`, for stub_experiment's changes."""
+    return {"objective": {**load_yaml(DIGITS)["spec"]["objective"], **changes}}
+
+
+def test_minimize_objective_best_trial_is_the_lowest(tmp_path: Path) -> None:
+    """Minimizing Validation-Loss, the run's best trial is the one with the lowest loss."""
+    changes = objective(type="minimize", objectiveMetricName="Validation-Loss",
+                        additionalMetricNames=["Validation-Accuracy", "latency-ms", "params"])
+    workdir = tmp_path / "run"
+    result = katib_nas("run", stub_experiment(tmp_path, changes=changes), "--workdir", workdir, "--no-report")
+    assert result.returncode == 0, result.stderr
+    losses = {row[0]: float(observation(workdir, row[0])["Validation-Loss"][2]) for row in trials(workdir)}
+    assert len(losses) == 4 and len(set(losses.values())) > 1
+    lowest = min(losses, key=losses.__getitem__)
+    assert f"best trial {lowest} Validation-Loss={observation(workdir, lowest)['Validation-Loss'][2]}" in result.stderr
+
+
+def test_unparsable_metrics_fail_that_trial_and_the_run_goes_on(tmp_path: Path) -> None:
+    """A trial that exits 0 with a metrics file the collector cannot parse is Failed, saying so; others run."""
+    path = "/var/log/katib/metrics.log"
+    collector = {"collector": {"kind": "File"},
+                 "source": {"fileSystemPath": {"path": path, "kind": "File", "format": "JSON"}}}
+    experiment = stub_experiment(tmp_path, f"--metrics-file={path}", "--format=json",
+                                 f"--malformed-once={tmp_path / 'malformed'}", max_trials=3, parallel=1,
+                                 changes={"metricsCollectorSpec": collector})
+    workdir = tmp_path / "run"
+    result = katib_nas("run", experiment, "--workdir", workdir, "--no-report")
+    assert result.returncode == 0, result.stderr
+    rows = trials(workdir)
+    assert [row[1] for row in rows] == ["Failed", "Succeeded", "Succeeded"]
+    assert rows[0][3].startswith("metrics collection failed: failed to parse the json object on line 4")
+    assert experiment_condition(workdir) == ("Succeeded", "ExperimentMaxTrialsReached")
+
+
+def test_goal_reached_kills_the_trials_still_running(tmp_path: Path) -> None:
+    """With two trials running, the fast one reaching the goal ends the experiment and kills the slow one."""
+    experiment = stub_experiment(tmp_path, f"--slow-once={tmp_path / 'slow'}", max_trials=4, parallel=2,
+                                 changes=objective(goal=0.5))  # the stub's accuracy is at least 0.5
+    workdir = tmp_path / "run"
+    result = katib_nas("run", experiment, "--workdir", workdir, "--no-report")
+    assert result.returncode == 0, result.stderr
+    rows = {row[1]: row for row in trials(workdir)}
+    assert sorted(rows) == ["Killed", "Succeeded"] and rows["Killed"][3] == "stopped: ExperimentGoalReached"
+    assert experiment_condition(workdir) == ("Succeeded", "ExperimentGoalReached")
+    log = (workdir / "trials" / rows["Killed"][0] / "output.log").read_text()
+    assert "slow: sleeping" in log
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(log.split("pid ")[1].split()[0]), 0)
+
+
+def test_trial_killed_by_a_signal_names_it(tmp_path: Path) -> None:
+    """A trial that dies of SIGKILL is Failed with the signal's name."""
+    workdir = tmp_path / "run"
+    result = katib_nas("run", stub_experiment(tmp_path, "--kill-self", parallel=1, max_failed=1), "--workdir", workdir,
+                       "--no-report")
+    assert result.returncode == 1, result.stderr
+    assert [row[1::2] for row in trials(workdir)] == [("Failed", "killed by SIGKILL")]
 
 
 def test_ctrl_c_stops_trials_and_resume_finishes_without_rerunning(tmp_path: Path) -> None:
@@ -203,3 +265,23 @@ def test_workdir_is_protected_and_resume_checks_the_experiment(tmp_path: Path) -
     assert refused.returncode == 2 and "differs from the experiment stored in the workdir at spec.objective" \
         in one_line(refused.stderr)
     assert len(trials(workdir)) == 3
+
+
+def test_resume_starts_a_new_run_and_does_nothing_once_complete(tmp_path: Path) -> None:
+    """--resume with nothing to resume starts the experiment; on a complete one it records that and runs nothing."""
+    workdir, experiment = tmp_path / "run", stub_experiment(tmp_path, max_trials=2)
+    fresh = katib_nas("run", experiment, "--workdir", workdir, "--resume", "--no-report")
+    assert fresh.returncode == 0, fresh.stderr
+    assert f"nothing to resume in {workdir}; starting the experiment" in fresh.stderr
+    before, service_log = trials(workdir), (workdir / "suggestion.log").read_text()
+    assert [row[1] for row in before] == ["Succeeded"] * 2
+    with sqlite3.connect(workdir / "state.sqlite") as db:  # as a runner killed right after its last trial leaves it
+        db.execute("UPDATE experiment SET condition = 'Running', reason = '', message = ''")
+    again = katib_nas("run", experiment, "--workdir", workdir, "--resume", "--max-failed", "1", "--no-report")
+    assert again.returncode == 0, again.stderr
+    assert "experiment nas-random-digits is already complete: Experiment has succeeded because max trial count has " \
+        "reached" in again.stderr
+    assert trials(workdir) == before and (workdir / "suggestion.log").read_text() == service_log
+    assert experiment_condition(workdir) == ("Succeeded", "ExperimentMaxTrialsReached")
+    with sqlite3.connect(workdir / "state.sqlite") as db:
+        assert json.loads(db.execute("SELECT budget FROM experiment").fetchone()[0])["maxFailedTrialCount"] == 1

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from katib_nas.contract.codec import decode
 from katib_nas.contract.spec import Op
+from katib_nas.suggestion.core import engine
+from katib_nas.suggestion.core.experiment import ExperimentInfo
 from katib_nas.suggestion.core.space import SpaceError, parse_nas_config
 
 from .conftest import KATIB_FIXTURES, REPO, load_yaml
@@ -96,3 +99,29 @@ def test_bad_nas_config_is_named(config: dict | None, message: str) -> None:
     with pytest.raises(SpaceError) as info:
         parse_nas_config(config)
     assert message in str(info.value)
+
+
+def filter_sizes(feasible_space: dict[str, str]) -> dict:
+    """GOOD with filter_size as an int range."""
+    return _with(("operations", 0, "parameters", 0), {"name": "filter_size", "parameterType": "int",
+                                                      "feasibleSpace": feasible_space})
+
+
+@pytest.mark.parametrize("feasible_space, kernels", [
+    ({"min": "3", "max": "7", "step": "2"}, [3, 5, 7]),
+    ({"min": "3", "max": "8", "step": "2"}, [3, 5, 7]),  # as Katib's ENAS: range(min, max + 1, step)
+    ({"min": "3", "max": "7", "step": "5"}, [3]),
+    ({"min": "3", "max": "5"}, [3, 4, 5]),
+])
+def test_int_range_takes_min_then_every_step_up_to_max(feasible_space: dict[str, str], kernels: list[int]) -> None:
+    space = parse_nas_config(filter_sizes(feasible_space))
+    assert [candidate.op.kernel for candidate in space.candidates] == kernels
+
+
+def test_nas_random_draws_only_the_stepped_kernel_sizes() -> None:
+    """min 3, max 7, step 2: 60 networks use kernels 3, 5 and 7, all three and nothing else."""
+    config = filter_sizes({"min": "3", "max": "7", "step": "2"})
+    experiment = ExperimentInfo("steps", "nas-random", {"skip_probability": "0"}, "acc", nas_config=config)
+    drawn = {op.kernel for proposal in engine.suggest(experiment, [], 60, 0).assignments
+             for stage in decode(proposal["architecture"]).stages for cell in stage.cells for op in cell.ops}
+    assert drawn == {3, 5, 7}

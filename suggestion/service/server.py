@@ -30,14 +30,13 @@ from grpc_health.v1.health import aio as health_aio
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.proto import api_pb2_grpc
 
+from .message_size import DEFAULT_MAX_MESSAGE_MB
 from .servicer import SuggestionServicer
 
 log = logging.getLogger(__name__)
 
 #: The service name Katib's readiness and liveness probes ask for.
 HEALTH_SERVICE_NAME = "manager.v1beta1.Suggestion"
-#: Katib sends every trial in each request; gRPC's 4 MiB default is reached after a few thousand trials.
-DEFAULT_MAX_MESSAGE_MB = 32
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 #: Seconds a thread may hold the GIL while another waits for it (Python's default is 0.005).
 GIL_SWITCH_INTERVAL = 0.0002

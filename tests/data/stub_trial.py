@@ -3,7 +3,8 @@
 The values are a deterministic function of the architecture text. Flags make it fail, omit the
 objective, sleep, write its metrics to a file (text or JSON lines) instead of stdout, report given
 objective texts (nan, inf, 1e308) in the order trials start, print large or odd output around its metrics,
-or fill a file system until it is full.
+fill a file system until it is full, or kill itself with SIGKILL. A `--*-once=PATH` flag acts in the one trial
+that creates PATH first.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
 
@@ -35,6 +37,10 @@ def main() -> int:
     parser.add_argument("--no-objective-when", default="")
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--slow-if-exists", default="", help="sleep 60 s more while this file exists")
+    parser.add_argument("--slow-once", default="", help="the trial that claims this file sleeps 60 s more")
+    parser.add_argument("--malformed-once", default="", help="the trial that claims this file adds a line that is "
+                                                             "not JSON to its metrics file")
+    parser.add_argument("--kill-self", action="store_true", help="end with SIGKILL instead of exiting")
     parser.add_argument("--metrics-file", default="")
     parser.add_argument("--format", default="text", choices=("text", "json"))
     parser.add_argument("--objectives", default="", help="comma-separated objective texts, the n-th for the n-th "
@@ -54,6 +60,11 @@ def main() -> int:
     if args.slow_if_exists and os.path.exists(args.slow_if_exists):
         print(f"slow: sleeping while {args.slow_if_exists} exists", flush=True)
         time.sleep(60)
+    if args.slow_once and claim(args.slow_once):
+        print(f"slow: sleeping as the trial that claimed {args.slow_once}", flush=True)
+        time.sleep(60)
+    if args.kill_self:
+        os.kill(os.getpid(), signal.SIGKILL)
     filling = bool(args.fill_if_exists) and os.path.exists(args.fill_if_exists)
     if filling and not args.fill_at_end:
         fill(args.fill)
@@ -65,6 +76,9 @@ def main() -> int:
     if not (args.no_objective_when and args.no_objective_when in args.architecture):
         metrics["Validation-Accuracy"] = given_objective(args.objectives, args.slots) or accuracy
     write_metrics(metrics, args.metrics_file, args.format)
+    if args.malformed_once and claim(args.malformed_once):
+        with open(args.metrics_file, "a") as handle:
+            handle.write("{not json\n")
     if filling and args.fill_at_end:
         fill(args.fill)
     return 0
@@ -76,12 +90,18 @@ def given_objective(objectives: str, slots: str) -> str:
         return ""
     values = objectives.split(",")
     for number in range(len(values)):
-        try:
-            os.close(os.open(os.path.join(slots, str(number)), os.O_CREAT | os.O_EXCL))
-        except FileExistsError:
-            continue
-        return values[number]
+        if claim(os.path.join(slots, str(number))):
+            return values[number]
     return ""
+
+
+def claim(path: str) -> bool:
+    """Create `path`; True for the one process that created it, False when it existed."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return False
+    return True
 
 
 def print_noise(noise_lines: int, odd_lines: bool) -> None:
