@@ -15,12 +15,17 @@ examples        YAML files only (the example Experiments and prepare Jobs)
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
+import re
 import subprocess
 import sys
 
 import pytest
+from packaging.requirements import Requirement
 
+from .conftest import REPO
 from .support.setup_py import setup_arguments
 
 HEAVY = ("grpc", "google.protobuf", "torch", "kubernetes", "kubeflow", "kfp", "yaml", "numpy", "matplotlib")
@@ -84,3 +89,69 @@ def test_examples_hold_no_code() -> None:
     modules, loaded = loaded_by("examples")
     assert modules == ["katib_nas.examples"]
     assert [m for m in loaded if under(m, "katib_nas") and m not in ("katib_nas", "katib_nas.examples")] == []
+
+
+# package -> the extras that install it on a user's machine (cli, proto and examples have none of their own)
+EXTRAS = {"suggestion": ("suggestion",), "trial_image": ("trial", "tfevent"), "runner": ("local",),
+          "pipelines": ("pipelines",), "deploy": ("deploy",)}
+# Modules that run only inside the trial image (a pipeline's steps), which carries every extra.
+IN_TRIAL_IMAGE_ONLY = {"pipelines/steps.py"}
+NAMESPACE_PACKAGES = {"kubeflow", "google"}
+
+
+def imported_distributions(package: str) -> dict[str, set[str]]:
+    """Distribution name -> the package's files that import it (imports inside functions included)."""
+    distributions = importlib.metadata.packages_distributions()
+    found: dict[str, set[str]] = {}
+    for path in sorted((REPO / package).rglob("*.py")):
+        relative = str(path.relative_to(REPO))
+        if relative in IN_TRIAL_IMAGE_ONLY:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top == "katib_nas":
+                    continue
+                key = ".".join(name.split(".")[:2]) if top in NAMESPACE_PACKAGES else top
+                owners = [d for d in distributions.get(top, [key]) if top not in NAMESPACE_PACKAGES
+                          or _provides(d, key)]
+                for owner in owners:
+                    found.setdefault(canonical(owner), set()).add(relative)
+    return found
+
+
+def _provides(distribution: str, module: str) -> bool:
+    files = importlib.metadata.distribution(distribution).files or []
+    return any(str(f).startswith(module.replace(".", "/") + "/") for f in files)
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_with(requirements: list[str]) -> set[str]:
+    """The distributions the requirements install, with everything they depend on."""
+    todo = [Requirement(r).name for r in requirements]
+    seen: set[str] = set()
+    while todo:
+        name = canonical(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        for line in importlib.metadata.requires(name) or []:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
+    return seen
+
+
+@pytest.mark.parametrize("package", sorted(EXTRAS))
+def test_a_packages_extras_install_what_its_modules_import(package: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pip install katib-nas[EXTRA]` is enough for the package: every third-party module its files import
+    comes with the extra's requirements or theirs."""
+    extras = setup_arguments(monkeypatch)["extras_require"]
+    installed = installed_with(["pyyaml"] + [r for extra in EXTRAS[package] for r in extras[extra]])
+    missing = {d: sorted(files) for d, files in imported_distributions(package).items() if d not in installed}
+    assert missing == {}

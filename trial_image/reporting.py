@@ -150,7 +150,7 @@ def check_push_available() -> None:
     import importlib.util
 
     if importlib.util.find_spec("kubeflow") is None or importlib.util.find_spec("kubeflow.katib") is None:
-        raise InvalidInput("--report-to-katib needs the kubeflow-katib package (pip install kubeflow-katib==0.19.0)")
+        raise InvalidInput("--report-to-katib needs Katib's SDK, kubeflow-katib (pip install 'katib-nas[trial]')")
 
 
 def push_to_katib(metrics: Mapping[str, MetricValue], address: str | None = None, timeout: int | None = None) -> None:

@@ -26,16 +26,16 @@ import numpy as np
 from katib_nas.contract.assignments import ARCHITECTURE_ASSIGNMENT, MAX_VALUE_BYTES
 from katib_nas.contract.codec import encode
 from katib_nas.contract.errors import InvalidInput
-from katib_nas.contract.spec import Architecture, Cell, Stage, max_reductions
+from katib_nas.contract.spec import MAX_WIDTH, Architecture, Cell, Stage, max_reductions
 
 from ..experiment import ExperimentInfo, TrialRecord
 from ..settings import parse_settings, setting
 from ..space import Candidate, SearchSpace, parse_nas_config
 from .base import Proposal, seeded_rng
 
-#: Redraws of a proposal that repeats a tried architecture; bounded so that a degenerate space (every draw
-#: alike) costs at most this many draws per proposal.
-MAX_REDRAWS = 8
+#: Draws of a proposal, the first included, while it repeats a tried architecture; bounded so that a degenerate
+#: space (every draw alike) costs at most this many draws per proposal.
+MAX_DRAWS = 8
 #: Networks ValidateAlgorithmSettings draws to see whether the space's architecture texts fit Katib's limit. Their
 #: sizes lie close together (within about 10% for a given numLayers and skip_probability), so a few draws tell.
 SIZE_PROBES = 16
@@ -44,8 +44,9 @@ SIZE_PROBES = 16
 @dataclass(frozen=True)
 class NasRandomSettings:
     seed: int = setting(0, "seed mixed with the experiment name into every draw", low=0, high=2**31 - 1)
-    stem_width: int = setting(16, "width of the 3x3 stem convolution", low=1, high=1024)
-    default_width: int = setting(32, "layer width when no candidate sets num_filter", low=1, high=4096)
+    stem_width: int = setting(16, "width of the 3x3 stem convolution", low=1, high=MAX_WIDTH)
+    default_width: int = setting(32, "layer width when no candidate sets num_filter", low=1,
+                                high=MAX_WIDTH)
     skip_probability: float = setting(0.3, "chance that a layer takes each earlier layer as skip input",
                                       low=0.0, high=1.0)
 
@@ -105,10 +106,10 @@ def _draw_text(space: SearchSpace, rng: np.random.Generator, settings: NasRandom
 
 
 def _draw_new(space: SearchSpace, rng: np.random.Generator, settings: NasRandomSettings, seen: set[str]) -> str:
-    """The first draw that is new and fits Katib's limit; after MAX_REDRAWS, the last one that fits (a repeat), or
+    """The first draw that is new and fits Katib's limit; after MAX_DRAWS, the last one that fits (a repeat), or
     an oversize one, which the engine reports as bad input."""
     text, fitting = "", None
-    for _ in range(MAX_REDRAWS):
+    for _ in range(MAX_DRAWS):
         text = _draw_text(space, rng, settings)
         if len(text.encode()) <= MAX_VALUE_BYTES:
             fitting = text

@@ -18,7 +18,7 @@ from katib_nas.contract.branch_stats import (
     STATISTIC_PREFIXES,
 )
 from katib_nas.contract.errors import InvalidInput
-from katib_nas.contract.spec import Op, max_reductions
+from katib_nas.contract.spec import MAX_WIDTH, Op, max_reductions
 
 from ...experiment import ExperimentInfo
 from ...settings import SettingsError, parse_settings, read_int, setting
@@ -27,7 +27,6 @@ from ...space import SearchSpace, parse_nas_config
 ALGORITHM = "envelopenet"
 MAX_ITERATIONS = 50
 MAX_CELLS_PER_STAGE = 24
-MAX_WIDTH = 4096
 #: Without a max_macs setting, constructions may grow to this multiple of the initial network's cost.
 DEFAULT_BUDGET_RATIO = 3.0
 DEFAULT_WIDTH = 32

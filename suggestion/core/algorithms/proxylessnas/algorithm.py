@@ -21,7 +21,7 @@ from katib_nas.contract.assignments import ARCHITECTURE_ASSIGNMENT
 from katib_nas.contract.codec import encode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.oneshot_settings import SearchConfig, to_text
-from katib_nas.contract.spec import Architecture
+from katib_nas.contract.spec import MAX_WIDTH, Architecture
 from katib_nas.contract.supernet import derive
 
 from ...experiment import ExperimentInfo, TrialRecord
@@ -48,7 +48,7 @@ class ProxylessSettings:
     mode: str = setting("oneshot", "oneshot: one supernet-training trial; reinforce: sampled trials",
                         choices=("oneshot", "reinforce"))
     seed: int = setting(0, "seed of the search; one-shot trial k uses seed + k", low=0, high=2**31 - 1)
-    stem_width: int = setting(16, "width of the 3x3 stem convolution", low=1, high=1024)
+    stem_width: int = setting(16, "width of the 3x3 stem convolution", low=1, high=MAX_WIDTH)
     stage_widths: str = setting("16,32,64", "comma-separated width of every stage")
     stage_strides: str = setting("1,2,2", "comma-separated stride (1 or 2) of every stage")
     latency_target_ms: float = setting(0.0, "latency target T in ms; 0 searches without latency", low=0.0,
@@ -85,7 +85,7 @@ class ProxylessNas:
     def validate(self, experiment: ExperimentInfo) -> tuple[ProxylessSettings, Architecture]:
         settings = parse_settings(ProxylessSettings, experiment.settings, self.name)
         layout = SupernetLayout(settings.stem_width,
-                                parse_int_list(settings.stage_widths, "stage_widths", 1, 4096),
+                                parse_int_list(settings.stage_widths, "stage_widths", 1, MAX_WIDTH),
                                 parse_int_list(settings.stage_strides, "stage_strides", 1, 2))
         supernet = build_supernet(parse_nas_config(experiment.nas_config), layout)
         if settings.mode == "oneshot":
