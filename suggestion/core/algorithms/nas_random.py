@@ -77,8 +77,9 @@ class NasRandom:
         return Proposal(assignments)
 
 
-def sample_architecture(space: SearchSpace, rng: np.random.Generator, stem_width: int = 16,
-                        skip_probability: float = 0.3, default_width: int = 32) -> Architecture:
+def sample_architecture(space: SearchSpace, rng: np.random.Generator, stem_width: int = NasRandomSettings.stem_width,
+                        skip_probability: float = NasRandomSettings.skip_probability,
+                        default_width: int = NasRandomSettings.default_width) -> Architecture:
     """One uniform draw from the space, always buildable."""
     height, width, _ = space.input_shape
     reductions_left = max_reductions(space.input_shape)

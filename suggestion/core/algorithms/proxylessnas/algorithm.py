@@ -53,15 +53,15 @@ class ProxylessSettings:
     stage_strides: str = setting("1,2,2", "comma-separated stride (1 or 2) of every stage")
     latency_target_ms: float = setting(0.0, "latency target T in ms; 0 searches without latency", low=0.0,
                                        high=1e6)
-    epochs: int = setting(12, "oneshot: supernet training epochs, warm-up included (on 12,000 training images: "
+    epochs: int = setting(SearchConfig.epochs, "oneshot: supernet training epochs, warm-up included (on 12,000 training images: "
                               "about 375 architecture steps after a 2-epoch warm-up)", low=1, high=10000)
-    warmup_epochs: int = setting(2, "oneshot: first epochs that train weights only", low=0, high=10000)
+    warmup_epochs: int = setting(SearchConfig.warmup, "oneshot: first epochs that train weights only", low=0, high=10000)
     latency_loss: str = setting("mul-log", "oneshot: CE*(log E[lat]/log T)^beta or CE+lambda*(E[lat]-T)/T",
                                 choices=("mul-log", "add-linear"))
-    beta: float = setting(0.6, "oneshot: exponent of the mul-log latency loss", low=0.0, high=100.0)
-    latency_lambda: float = setting(0.1, "oneshot: weight of the add-linear latency loss", low=0.0, high=100.0)
-    arch_lr: float = setting(0.006, "oneshot: Adam learning rate of the path logits", low=1e-6, high=10.0)
-    retrain_epochs: int = setting(0, "oneshot: epochs to retrain the derived network from scratch (0: keep "
+    beta: float = setting(SearchConfig.beta, "oneshot: exponent of the mul-log latency loss", low=0.0, high=100.0)
+    latency_lambda: float = setting(SearchConfig.lambda_, "oneshot: weight of the add-linear latency loss", low=0.0, high=100.0)
+    arch_lr: float = setting(SearchConfig.archlr, "oneshot: Adam learning rate of the path logits", low=1e-6, high=10.0)
+    retrain_epochs: int = setting(SearchConfig.retrain, "oneshot: epochs to retrain the derived network from scratch (0: keep "
                                      "the supernet weights)", low=0, high=10000)
     reinforce_lr: float = setting(0.3, "reinforce: Adam step size of the path-logit update", low=0.0, high=100.0)
     reinforce_batch: int = setting(0, "reinforce: successful trials per update (those drawn from earlier "
