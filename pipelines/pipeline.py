@@ -21,6 +21,8 @@ from katib_nas.trial_image.data import TEST_SETS
 from katib_nas.trial_image.inputs import DEFAULTS
 
 from .search_request import SearchRequest, apply_request, check_backend, find_example, load_example, split_trial_args
+from .steps import FinalTraining, KatibRun
+from .trainjob import TrainJobSettings
 
 DEFAULT_EXAMPLE = "nas-random-fashion-mnist"
 PIPELINE_NAME = "katib-nas"
@@ -157,12 +159,14 @@ def build_pipeline(example: str = DEFAULT_EXAMPLE, settings: StepSettings = Step
     @dsl.pipeline(name=PIPELINE_NAME, description=f"Neural architecture search with Katib ({example_name}), "
                                                   f"final training and export")
     def nas_pipeline(algorithm: str = "", max_trials: int = 0, parallel_trials: int = 0, trial_args: str = "",
-                     backend: str = "katib", namespace: str = "", timeout_minutes: int = 720,
+                     backend: str = "katib", namespace: str = "",
+                     timeout_minutes: int = KatibRun.timeout_s // 60,
                      keep_experiment: bool = True, dataset: str = defaults.dataset,
-                     data_dir: str = defaults.data_dir, final_epochs: int = 10, final_max_train_samples: int = 0,
+                     data_dir: str = defaults.data_dir, final_epochs: int = FinalTraining.epochs,
+                     final_max_train_samples: int = 0,
                      final_test: bool = defaults.test, batch_size: int = defaults.batch_size, seed: int = 0,
-                     threads: int = 0, final_backend: str = "pod", final_nodes: int = 2,
-                     final_procs_per_node: int = 1, final_checkpoint_dir: str = "") -> None:
+                     threads: int = 0, final_backend: str = "pod", final_nodes: int = TrainJobSettings.num_nodes,
+                     final_procs_per_node: int = TrainJobSettings.procs_per_node, final_checkpoint_dir: str = "") -> None:
         search = components["nas_search"](
             experiment_yaml=experiment_yaml, algorithm=algorithm, max_trials=max_trials,
             parallel_trials=parallel_trials, trial_args=trial_args, backend=backend, namespace=namespace,
