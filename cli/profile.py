@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -53,15 +54,32 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     supernet = experiment_supernet(args.experiment)
     out = Path(args.out)
-    if not out.parent.is_dir():
-        raise InvalidInput(f"--out {args.out}: folder {out.parent} does not exist")
+    check_out(out)
     device = resolve_device(args.device)
     configure_threads(args.threads)
     table = profile_supernet(supernet, device, Timing(args.warmup, args.repeats),
                              progress=lambda key, ms: LOG.info("%-40s %.4f ms", key, ms))
-    table.save(out)
+    try:
+        table.save(out)
+    except OSError as err:
+        print(f"katib-nas profile: error: cannot write the latency table {out}: {err.strerror or err}",
+              file=sys.stderr)
+        return 1
     print(f"wrote {len(table.entries)} entries to {args.out}")
     return store_in_config_map(args.configmap, args.namespace, out) if args.configmap else 0
+
+
+def check_out(out: Path) -> None:
+    """--out must name a file (new, or a regular file to replace) in a writable folder: checked before profiling."""
+    advice = "give the latency table's file"
+    if out.is_dir():
+        raise InvalidInput(f"--out {out} is a folder, not a file; {advice}")
+    if out.exists() and not out.is_file():
+        raise InvalidInput(f"--out {out} is not a regular file; {advice}")
+    if not out.parent.is_dir():
+        raise InvalidInput(f"--out {out}: folder {out.parent} does not exist")
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise InvalidInput(f"--out {out}: folder {out.parent} is not writable")
 
 
 def store_in_config_map(name: str, namespace: str | None, table: Path) -> int:

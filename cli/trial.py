@@ -23,7 +23,8 @@ Under torchrun (torchrun --nproc-per-node N --no-python katib-nas trial ...), a 
 trial trains data-parallel across the processes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT;
 gloo on CPU, nccl on CUDA); --batch-size is the global batch and rank 0 alone reports and exports.
 Exit codes: 0 done, 2 bad input (one line names it), 3 training diverged (no objective reported),
-1 export or push to Katib failed, a checkpoint could not be written, or another process of the run failed."""
+1 export (the metrics are printed first, the export folder keeps its earlier set) or push to Katib failed, a
+checkpoint could not be written, or another process of the run failed."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import oneshot_digits_experiment
 from .support.local_runner import HANG_GUARD_SECONDS, katib_nas, one_line, stub_experiment, trials
 
 ARCHITECTURE = "in8x8x1-cls10-stem8/w8:c3@r"
@@ -94,12 +95,11 @@ def test_trial_output_on_a_full_disk_is_one_line() -> None:
 
 
 def fill(disk: Path) -> None:
-    """Write into `disk` until it has no space left."""
-    with open(disk / "filler", "wb") as handle:
+    """Write into `disk` until it has no space left (unbuffered: nothing is left to flush on close)."""
+    with open(disk / "filler", "wb", buffering=0) as handle:
         try:
             while True:
                 handle.write(b"\0" * 65536)
-                handle.flush()
         except OSError:
             pass
 
@@ -116,3 +116,37 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_no_temporary
     assert done.stderr.strip().splitlines()[-1] == (f"katib-nas trial: error: cannot write checkpoint "
                                                     f"{checkpoints}/checkpoint.pt: No space left on device")
     assert list(checkpoints.iterdir()) == []
+
+
+def test_an_export_on_a_full_disk_still_reports_the_metrics_and_keeps_the_earlier_set(small_disk: Path) -> None:
+    export = small_disk / "export"
+    export.mkdir()
+    earlier = {name: f"the earlier run's {name}".encode() for name in ("model.torchscript.pt", "model.json")}
+    for name, content in earlier.items():
+        (export / name).write_bytes(content)
+    fill(small_disk)
+    done = subprocess.run(trial_command(f"--export-dir={export}"), capture_output=True, text=True,
+                          timeout=HANG_GUARD_SECONDS)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (f"katib-nas trial: error: cannot export the model to {export}: "
+                                                    f"No space left on device; {export} is left as it was")
+    final = done.stdout.split("Validation-Accuracy=")[-1]  # the final block: its metrics reach the collector
+    assert "params=" in final and "latency-ms=" in final
+    assert {path.name: path.read_bytes() for path in export.iterdir()} == earlier
+
+
+def test_a_latency_table_that_cannot_be_written_is_one_line_and_keeps_the_earlier_table(tmp_path: Path,
+                                                                                         small_disk: Path) -> None:
+    table = small_disk / "table.json"
+    table.write_text("the earlier table")
+    fill(small_disk)
+    command = [sys.executable, "-m", "katib_nas.cli", "profile", str(oneshot_digits_experiment(tmp_path / "e.yaml")),
+               f"--out={table}", "--repeats=1", "--warmup=1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (f"katib-nas profile: error: cannot write the latency table "
+                                                    f"{table}: No space left on device")
+    assert table.read_text() == "the earlier table"
+    assert sorted(path.name for path in small_disk.iterdir()) == ["filler", "table.json"]

@@ -123,3 +123,16 @@ def test_table_predictor_sums_entries_and_names_missing_ones(tmp_path: Path) -> 
             load_table(path)
     with pytest.raises(InvalidInput, match="not found"):
         load_table(tmp_path / "absent.json")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda folder: folder, "is a folder, not a file"),
+    (lambda folder: Path("/dev/null"), "is not a regular file"),
+])
+def test_profile_refuses_an_out_that_is_not_a_file_before_profiling(tmp_path: Path, make, message: str  # noqa: ANN001
+                                                                    ) -> None:
+    out = make(tmp_path)
+    done = katib_nas("profile", str(oneshot_digits_experiment(tmp_path / "experiment.yaml")), "--out", str(out),
+                     "--repeats", "1", "--warmup", "1")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"katib-nas profile: error: --out {out} {message}; give the latency table's file\n"

@@ -126,6 +126,23 @@ def test_long_bad_input_is_still_invalid_argument_with_a_bounded_message(server:
     assert info.value.details().startswith("unknown algorithm 'éé") and len(info.value.details().encode()) <= 1000
 
 
+@pytest.mark.parametrize("condition", [-4, -6, -(2**31)])
+def test_a_negative_trial_condition_is_invalid_argument_not_another_condition(server: ServeProcess,
+                                                                            condition: int) -> None:
+    """Before: Python's negative indexing read -4 as FAILED and -6 as SUCCEEDED."""
+    request = api_pb2.GetSuggestionsRequest(experiment=example(NAS_RANDOM), current_request_number=1)
+    for name, state in (("t0", api_pb2.TrialStatus.SUCCEEDED), ("t1", condition)):
+        trial = request.trials.add(name=name)
+        trial.spec.parameter_assignments.assignments.add(name="architecture", value="in28x28x1-cls10-stem16/w8:c3")
+        trial.status.condition = state  # type: ignore[assignment]
+        trial.status.observation.metrics.add(name="Validation-Accuracy", value="0.5")
+    with pytest.raises(grpc.RpcError) as info:
+        api_pb2_grpc.SuggestionStub(server.channel).GetSuggestions(request, timeout=HANG_GUARD_SECONDS)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+    assert info.value.details() == (f"trials[1].status.condition={condition} must not be negative "
+                                      "(TrialConditionType is 0 to 7)")
+
+
 def test_networks_too_large_for_katib_are_invalid_argument_naming_the_cause(server: ServeProcess) -> None:
     def deep(spec: dict[str, Any]) -> None:
         spec["nasConfig"]["graphConfig"]["numLayers"] = 64
@@ -212,7 +229,10 @@ mallinfo2 = ctypes.CDLL(None).mallinfo2
 mallinfo2.restype = MallInfo2
 fixed = tune_malloc() if sys.argv[1] == "fixed" else None
 
+libc = ctypes.CDLL(None)
+
 def mapped_bytes():
+    libc.malloc_trim(0)  # free memory at the heap's top would serve the buffer whatever the threshold
     before = mallinfo2().hblkhd
     buffer = bytearray(300_000)
     during = mallinfo2().hblkhd

@@ -75,3 +75,11 @@ def test_metrics_file_under_a_file_is_refused_before_training(tmp_path: Path) ->
     assert run.code == 2 and not any(name in run.stdout for name in TRAINING_OUTPUT)
     [line] = run.error_lines()
     assert "cannot write metrics file" in line
+
+
+def test_a_data_dir_for_bundled_digits_is_refused_before_training(tmp_path: Path) -> None:
+    """Before: --dataset digits trained on scikit-learn's digits whatever --data-dir named."""
+    run = run_trial("--architecture", ARCH, *FAST, "--data-dir", str(tmp_path))
+    assert run.code == 2 and not any(name in run.stdout for name in TRAINING_OUTPUT)
+    assert run.error_lines() == [f"katib-nas trial: error: --dataset digits takes no --data-dir (it reads "
+                                 f"scikit-learn's bundled 8x8 digits); leave out --data-dir {tmp_path}"]

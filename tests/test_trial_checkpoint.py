@@ -15,6 +15,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -135,3 +136,26 @@ def test_a_checkpoint_dir_that_is_a_file_is_refused_before_training(tmp_path: Pa
         f"katib-nas trial: error: --checkpoint-dir {blocker} is a file, not a directory; give a directory for "
         "checkpoints"]
     assert blocker.read_text() == "mine"
+
+
+def npz_folder(folder: Path, seed: int) -> Path:
+    """A folder with one .npz of 300 random 8x8 grey images and labels 0..9 (the same count for every seed)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir()
+    np.savez(folder / "images.npz", x=rng.integers(0, 256, (300, 8, 8), dtype=np.uint8), y=np.arange(300) % 10)
+    return folder
+
+
+def test_a_checkpoint_trained_on_another_data_dir_is_refused_and_kept(tmp_path: Path) -> None:
+    """Before: the data's location was not part of the identity, so other data of the same size resumed it."""
+    first, other = npz_folder(tmp_path / "first", 1), npz_folder(tmp_path / "other", 2)
+    checkpoints = tmp_path / "checkpoints"
+    train = ["--architecture", ARCH, "--dataset", "npz", "--threads", "1", "--batch-size", "64", "--epochs", "1",
+             "--checkpoint-dir", str(checkpoints)]
+    assert run_trial(*train, "--data-dir", str(first)).code == 0
+    before = digest(checkpoints / CHECKPOINT_FILE)
+    done = run_trial(*train, "--data-dir", str(other))
+    assert done.code == 2
+    [line] = errors_of(done)
+    assert f"was written with --data-dir {first}, not {other}; it is left as it is" in line
+    assert digest(checkpoints / CHECKPOINT_FILE) == before and "Train-Loss" not in done.stdout

@@ -85,13 +85,15 @@ class Split:
 @dataclass(frozen=True)
 class Dataset:
     """A dataset the trial reads: how, from where (`location`, what --data-dir names for it), and where its
-    separate test images are (`test_files`; none when `test` is None)."""
+    separate test images are (`test_files`; none when `test` is None). A dataset a package ships (`bundled`,
+    what it is) takes no --data-dir."""
 
     name: str
     load: Callable[[str | None], ImageData]
     location: str
     test: Callable[[str | None], ImageData] | None = None
     test_files: str = ""
+    bundled: str = ""
 
 
 def _fashion_dir(data_dir: str | None) -> Path:
@@ -103,7 +105,8 @@ DATASETS: dict[str, Dataset] = {dataset.name: dataset for dataset in (
     Dataset("fashion-mnist", lambda d: load_fashion_mnist(_fashion_dir(d)),
             f"Fashion-MNIST's idx.gz folder (default {FASHION_MNIST_DIR})",
             lambda d: load_fashion_mnist(_fashion_dir(d), part="t10k"), "t10k files"),
-    Dataset("digits", lambda d: load_digits(), "nothing (scikit-learn's bundled 8x8 digits)"),
+    Dataset("digits", lambda d: load_digits(), "nothing (scikit-learn's bundled 8x8 digits)",
+            bundled="scikit-learn's bundled 8x8 digits"),
     Dataset("cifar10", lambda d: load_cifar10(required_dir("cifar10", d, CIFAR10_HINT)),
             "CIFAR-10's binary batches folder",
             lambda d: load_cifar10(required_dir("cifar10", d, CIFAR10_HINT), pattern="test_batch*.bin"),
@@ -121,8 +124,13 @@ def dataset(name: str) -> Dataset:
 
 
 def load_dataset(name: str, data_dir: str | None) -> ImageData:
-    """Load one of DATASETS; data_dir overrides the default location (required for cifar10 and npz)."""
-    return dataset(name).load(data_dir)
+    """Load one of DATASETS; data_dir overrides the default location (required for cifar10 and npz, refused
+    for a bundled dataset, which would not read it)."""
+    chosen = dataset(name)
+    if data_dir and chosen.bundled:
+        raise DataError(f"--dataset {name} takes no --data-dir (it reads {chosen.bundled}); leave out "
+                        f"--data-dir {data_dir}")
+    return chosen.load(data_dir)
 
 
 def test_sets_text() -> str:

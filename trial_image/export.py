@@ -3,13 +3,25 @@
 model.json records the architecture text, the final metrics, the input
 layout and the normalisation the network expects, so the files can be
 served without this package.
+
+The folder holds one network's set at a time. Every file is written into a
+temporary folder inside the export folder (the same filesystem, also when the
+export folder is a mounted volume) and moved into place only once all of them
+are written: an export that fails leaves the folder as it was. model.json
+goes last, after a file of the set this export did not write (model.onnx
+without onnx) is removed, so a folder with a model.json holds that model's
+files and no other network's.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib.util
+import io
 import json
+import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Mapping
@@ -24,11 +36,46 @@ ONNX_FILE = "model.onnx"
 METADATA_FILE = "model.json"
 
 
+#: Every file an export may write; model.json, the set's description, is moved into place last.
+EXPORT_FILES = (TORCHSCRIPT_FILE, ONNX_FILE, METADATA_FILE)
+
+
+class ExportError(RuntimeError):
+    """The model could not be exported; the message says what the export folder holds now."""
+
+
 def export_model(model: nn.Module, arch_text: str, input_shape: tuple[int, int, int], mean: tuple[float, ...],
                  std: tuple[float, ...], metrics: Mapping[str, MetricValue], directory: str | Path) -> dict[str, str]:
-    """Write the exported files into `directory`; returns {format: file name}."""
+    """Replace the set of exported files in `directory`; returns {format: file name}. ExportError when any
+    file cannot be made or written (the folder is then left as it was)."""
     target = Path(directory)
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".export-", dir=target))
+    except OSError as err:
+        raise _failed(target, err, "is left as it was") from None
+    try:
+        try:
+            files = _write_set(model, arch_text, input_shape, mean, std, metrics, staging)
+        except (OSError, RuntimeError) as err:
+            raise _failed(target, err, "is left as it was") from None
+        try:
+            _move_into_place(staging, target)
+        except OSError as err:
+            raise _failed(target, err, "holds an incomplete set (no model.json): export again") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return files
+
+
+def _failed(target: Path, err: Exception, state: str) -> ExportError:
+    detail = err.strerror if isinstance(err, OSError) and err.strerror else " ".join(str(err).split())[:200]
+    return ExportError(f"cannot export the model to {target}: {detail}; {target} {state}")
+
+
+def _write_set(model: nn.Module, arch_text: str, input_shape: tuple[int, int, int], mean: tuple[float, ...],
+               std: tuple[float, ...], metrics: Mapping[str, MetricValue], folder: Path) -> dict[str, str]:
+    """Every file of the set, written and synced into `folder`; {format: file name}."""
     cpu_model = copy.deepcopy(model).to("cpu", memory_format=torch.contiguous_format).float().eval()
     height, width, channels = input_shape
     example = torch.zeros(1, channels, height, width)
@@ -37,9 +84,13 @@ def export_model(model: nn.Module, arch_text: str, input_shape: tuple[int, int, 
         # torch.jit is deprecated in favour of torch.export, but TorchScript is what most servers still load.
         warnings.simplefilter("ignore", DeprecationWarning)
         traced = torch.jit.trace(cpu_model, example)
-        traced.save(str(target / TORCHSCRIPT_FILE))
+        buffer = io.BytesIO()
+        # Into memory first: torch's own file writer aborts the whole process when the disk is full.
+        torch.jit.save(traced, buffer)
+    _write_file(folder / TORCHSCRIPT_FILE, buffer.getbuffer())
     if importlib.util.find_spec("onnx") is not None:
-        write_onnx(cpu_model, example, target / ONNX_FILE)
+        write_onnx(cpu_model, example, folder / ONNX_FILE)
+        _sync(folder / ONNX_FILE)
         files["onnx"] = ONNX_FILE
     metadata = {
         "architecture": arch_text,
@@ -48,8 +99,36 @@ def export_model(model: nn.Module, arch_text: str, input_shape: tuple[int, int, 
         "output": "logits",
         "files": files,
     }
-    (target / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+    _write_file(folder / METADATA_FILE, (json.dumps(metadata, indent=2) + "\n").encode())
     return {**files, "metadata": METADATA_FILE}
+
+
+def _move_into_place(staging: Path, target: Path) -> None:
+    """The staged set replaces the folder's: the old model.json goes first and the new one comes last."""
+    (target / METADATA_FILE).unlink(missing_ok=True)
+    for name in EXPORT_FILES[:-1]:
+        if (staging / name).exists():
+            os.replace(staging / name, target / name)
+        else:
+            (target / name).unlink(missing_ok=True)  # another network's file, from an earlier export
+    os.replace(staging / METADATA_FILE, target / METADATA_FILE)
+    _sync(target)
+
+
+def _write_file(path: Path, data: bytes | memoryview) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _sync(path: Path) -> None:
+    """Flush a written file, or a folder's renames, to the disk."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def write_onnx(model: nn.Module | torch.jit.ScriptModule, example: torch.Tensor, path: Path) -> None:

@@ -2,7 +2,8 @@
 
 Bad input is found before any training (InvalidInput, exit 2). A diverged run
 prints one line on stderr, reports no objective and exits 3. A failed push
-or export exits 1.
+or export exits 1 with one line; the final metrics are written first, so an
+export that fails (a full disk) does not lose the trained result.
 
 Started by torchrun (or a PyTorchJob or TrainJob) with several processes, the
 trial trains data-parallel (see distributed.py); rank 0 alone writes metrics,
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TextIO
 
+from katib_nas.contract.branch_stats import DEFAULT_STATISTIC
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture
 
@@ -65,7 +67,7 @@ class TrialOptions(TrainingSettings):
     steps: int | None = None
     seed: int = 0
     branch_stats: bool = False
-    branch_statistic: str = "taylor"
+    branch_statistic: str = DEFAULT_STATISTIC
     test: bool = False
     export_dir: str | None = None
     latency_table: str | None = None
@@ -256,12 +258,15 @@ def epoch_reporter(model: Network, tensors: Tensors, config: TrainConfig, writer
 
 
 def checkpoint_identity(model: Network, options: TrialOptions, training_images: int) -> dict[str, object]:
-    """What a checkpoint must share with this run to continue it: the network and the settings that shape
-    the training trajectory (not the number of processes: batches are global)."""
-    return {"architecture": model.arch_text, "--dataset": options.dataset, "--epochs": options.epochs,
-            "--steps": options.steps, "--batch-size": options.batch_size, "--lr": options.lr,
-            "--weight-decay": options.weight_decay, "--seed": options.seed, "--val-fraction": options.val_fraction,
-            "--max-train-samples": options.max_train_samples, "training images": training_images}
+    """What a checkpoint must share with this run to continue it: the network, the data (--data-dir as an
+    absolute path: other data of the same size would resume silently) and the settings that shape the training
+    trajectory (not the number of processes: batches are global)."""
+    data_dir = os.path.abspath(options.data_dir) if options.data_dir else None
+    return {"architecture": model.arch_text, "--dataset": options.dataset, "--data-dir": data_dir,
+            "--epochs": options.epochs, "--steps": options.steps, "--batch-size": options.batch_size,
+            "--lr": options.lr, "--weight-decay": options.weight_decay, "--seed": options.seed,
+            "--val-fraction": options.val_fraction, "--max-train-samples": options.max_train_samples,
+            "training images": training_images}
 
 
 def _checkpoint(run: PreparedRun, options: TrialOptions) -> Checkpoint | None:
@@ -308,8 +313,8 @@ def _train(run: PreparedRun, options: TrialOptions, writer: MetricsWriter
 
 def _train_and_report(run: PreparedRun, arch: Architecture, split: Split, options: TrialOptions,
                       writer: MetricsWriter, table: LatencyTable | None = None) -> int:
-    """Train, then (rank 0) measure, export and report; the objective is written only after everything
-    succeeded."""
+    """Train, then (rank 0) measure, export and report; the objective is written only after training and
+    measuring succeeded. A failed export is one line after the metrics (they still reach the collector), exit 1."""
     from katib_nas.contract.branch_stats import (
         BRANCH_STATS_METRIC,
         SKIP_GATES_METRIC,
@@ -358,16 +363,23 @@ def _train_and_report(run: PreparedRun, arch: Architecture, split: Split, option
         final[BRANCH_STATS_METRIC] = format_branch_stats(model.branch_stats(options.branch_statistic),
                                                          options.branch_statistic)
         final[SKIP_GATES_METRIC] = format_skip_gates(model.skip_gates())
+    failures: list[Exception] = []
     if options.export_dir:
-        from .export import export_model
+        from .export import ExportError, export_model
 
-        files = export_model(model, model.arch_text, arch.input_shape, split.mean, split.std, final,
-                             options.export_dir)
-        LOG.info("exported %s to %s", ", ".join(files.values()), options.export_dir)
+        try:
+            files = export_model(model, model.arch_text, arch.input_shape, split.mean, split.std, final,
+                                 options.export_dir)
+            LOG.info("exported %s to %s", ", ".join(files.values()), options.export_dir)
+        except ExportError as err:
+            failures.append(err)  # reported after the metrics: the trained result still reaches the collector
     try:
         writer.write(final)
     except ReportError as err:
-        print(f"katib-nas trial: error: {err}", file=sys.stderr, flush=True)
+        failures.insert(0, err)
+    for failure in failures:
+        print(f"katib-nas trial: error: {failure}", file=sys.stderr, flush=True)
+    if failures:
         return EXIT_FAILED
     if options.report_to_katib and not push_requested(True):
         LOG.warning("--report-to-katib given but KATIB_TRIAL_NAME is not set: metrics were not pushed")

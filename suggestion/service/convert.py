@@ -1,8 +1,8 @@
 """Translate Katib's protobuf messages to the core's plain objects and back; nothing else.
 
 Enum fields are checked here: protobuf keeps any integer in an enum field, and
-an unknown ParameterType or objective type is bad input (INVALID_ARGUMENT),
-not a failed lookup.
+an unknown ParameterType or objective type, or a negative trial condition, is
+bad input (INVALID_ARGUMENT), not a failed lookup.
 """
 
 from __future__ import annotations
@@ -79,9 +79,14 @@ def _parameter_dict(parameter: api_pb2.ParameterSpec) -> dict[str, Any]:
     }
 
 
-def trial_record(trial: api_pb2.Trial) -> TrialRecord:
+def trial_record(trial: api_pb2.Trial, index: int = 0) -> TrialRecord:
+    """The core's record of request.trials[index]. A condition past the known ones is UNKNOWN (a newer Katib's
+    value); a negative one is bad input (Python's indexing would read it as another condition)."""
     status = trial.status
     condition = status.condition
+    if condition < 0:
+        raise InvalidInput(f"trials[{index}].status.condition={condition} must not be negative (TrialConditionType "
+                           f"is 0 to {len(CONDITIONS) - 1})")
     spec = trial.spec
     return make_trial(
         name=trial.name,

@@ -33,7 +33,7 @@ MAX_DETAILS_BYTES = 1000
 def get_suggestions(request: api_pb2.GetSuggestionsRequest) -> api_pb2.GetSuggestionsReply:
     """GetSuggestions computed: protobuf in, core call, protobuf out (InvalidInput for bad input)."""
     experiment = convert.experiment_info(request.experiment)
-    history = [convert.trial_record(t) for t in request.trials]
+    history = [convert.trial_record(t, i) for i, t in enumerate(request.trials)]
     proposal = engine.suggest(experiment, history, request.current_request_number, first_index(request))
     return convert.suggestions_reply(proposal, experiment.algorithm)
 

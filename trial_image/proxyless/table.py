@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,19 @@ class LatencyTable:
                 "unit": "ms", "meta": self.meta, "entries": dict(sorted(self.entries.items()))}
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        """Write the table: to a temporary file beside `path`, renamed over it, so a reader (or a failed write)
+        finds the old table or the new one whole. OSError when it cannot be written."""
+        target = Path(path)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(self.to_json(), indent=1) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        except OSError:
+            temporary.unlink(missing_ok=True)
+            raise
 
     def require(self, keys: list[str], what: str) -> None:
         """LatencyTableError listing the keys of `keys` the table lacks."""

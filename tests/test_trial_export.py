@@ -1,0 +1,50 @@
+"""`katib-nas trial --export-dir` replaces the folder's whole set of model files, never a part of it.
+
+Before: the files were written in place one after another, so an export into the folder of an earlier run
+without onnx installed left that run's model.onnx beside the new network's TorchScript and model.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from katib_nas.trial_image.export import METADATA_FILE, ONNX_FILE, TORCHSCRIPT_FILE
+
+from .support.trial_cli import FAST, run_trial
+
+ARCH = "in8x8x1-cls10-stem4/w8:c3"
+
+
+def old_set(folder: Path) -> None:
+    """The model files of an earlier run (another network, with ONNX)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (TORCHSCRIPT_FILE, ONNX_FILE):
+        (folder / name).write_bytes(b"an earlier network")
+    (folder / METADATA_FILE).write_text(json.dumps({"architecture": "in8x8x1-cls10-stem8/w16:c5"}))
+
+
+def without_onnx(tmp_path: Path) -> dict[str, str]:
+    """An environment whose Python cannot find the onnx package (as in an image built without it)."""
+    hide = tmp_path / "hide-onnx"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\n\nsys.modules['onnx'] = None\n")
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(hide), os.environ.get("PYTHONPATH")])))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_an_export_over_an_earlier_set_leaves_only_the_new_set(tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    old_set(export)
+    run = run_trial("--architecture", ARCH, *FAST, "--steps", "2", "--export-dir", str(export),
+                    env=without_onnx(tmp_path))
+    assert run.code == 0, run.stderr[-2000:]
+    assert sorted(path.name for path in export.iterdir()) == [METADATA_FILE, TORCHSCRIPT_FILE]
+    metadata = json.loads((export / METADATA_FILE).read_text())
+    assert metadata["architecture"] == ARCH and metadata["files"] == {"torchscript": TORCHSCRIPT_FILE}
+    model = torch.jit.load(str(export / TORCHSCRIPT_FILE))
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
