@@ -52,6 +52,9 @@ NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Katib's random trial-name suffi
 TICK_SECONDS = 0.5
 INTERRUPTED = "interrupted; runs again on --resume"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: A trial's output, under WORKDIR/trials/NAME; an earlier attempt's is kept as ATTEMPT_LOG.format(attempt).
+OUTPUT_LOG = "output.log"
+ATTEMPT_LOG = "output.attempt-{}.log"
 #: Bytes of a running trial's output read per tick for its stop rule (the rest is read at the next ticks).
 WATCH_BYTES_PER_TICK = 64 << 20
 
@@ -120,7 +123,8 @@ class Controller:
         self.trials_dir = store.workdir / "trials"
 
     def run(self) -> Outcome:
-        """Run until the experiment completes; raises Interrupted on Ctrl-C or SIGTERM.
+        """Run until the experiment completes; raises Interrupted on Ctrl-C or SIGTERM (further ones are ignored
+        while running trials are stopped and saved).
 
         SIGINT gets the handler explicitly: a runner started in the background by a shell without job control
         inherits SIGINT ignored, and `kill -INT` must still stop it cleanly."""
@@ -128,9 +132,11 @@ class Controller:
         try:
             return self._loop()
         except KeyboardInterrupt:
+            _ignore_stop_signals()
             self._stop_running("Created", INTERRUPTED)
             raise Interrupted() from None
         except BaseException as err:
+            _ignore_stop_signals()
             full = as_disk_full(err, self.store.path)
             try:
                 self._stop_running("Created", "the runner stopped on an error; runs again on --resume")
@@ -213,9 +219,10 @@ class Controller:
             stale = Path(command.metrics_file)
             stale.unlink(missing_ok=True)
             stale.parent.mkdir(parents=True, exist_ok=True)
+        keep_earlier_output(trial_dir, trial.attempts)
         try:
             process = TrialProcess(trial.name, command.argv, command.env, self.config.cwd,
-                                   trial_dir / "output.log", self.events)
+                                   trial_dir / OUTPUT_LOG, self.events)
         except OSError as err:
             if not Path(self.config.cwd).is_dir():
                 raise StartDirectoryGone(self.config.cwd) from None
@@ -345,7 +352,7 @@ class Controller:
         stop_all(processes, self.config.stop_grace)
         names = [p.trial for p in processes]
         if condition == "Created":
-            self.store.requeue(names, message)
+            self.store.requeue(names, message, {p.trial: read_tail(p.log_path, MAX_LOG_CHARS) for p in processes})
         else:
             now = time.time()
             for process in processes:
@@ -358,12 +365,29 @@ class Controller:
 def requeue_unfinished(store: Store) -> list[str]:
     """On resume: trials left Running by a killed runner, or Created, go back to Created."""
     names = [t.name for t in store.trials() if t.condition == "Running"]
-    store.requeue(names, INTERRUPTED)
+    logs = {name: read_tail(path, MAX_LOG_CHARS) for name in names
+            if (path := store.workdir / "trials" / name / OUTPUT_LOG).is_file()}
+    store.requeue(names, INTERRUPTED, logs)
     return names
+
+
+def keep_earlier_output(trial_dir: Path, attempts: int) -> None:
+    """Before a trial runs again: its output.log, from attempt `attempts`, becomes output.attempt-N.log (an
+    existing one, from a start that failed before it was counted, is not replaced)."""
+    log, kept = trial_dir / OUTPUT_LOG, trial_dir / ATTEMPT_LOG.format(attempts)
+    if attempts > 0 and log.is_file() and not kept.exists():
+        log.rename(kept)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt()
+
+
+def _ignore_stop_signals() -> None:
+    """While the runner stops its trials and saves them (up to the stop grace), a further Ctrl-C or SIGTERM must
+    not cut that short: the run would end without saving them or printing how to continue."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _condition_words(condition: str) -> str:

@@ -14,12 +14,12 @@ from typing import TextIO
 import yaml
 
 from .demo import is_demo_document
-from .store import DB_NAME, LOCK_NAME, StoreError, lock_workdir, unlock_workdir
+from .store import DB_NAME, LOCK_NAME, SUGGESTION_LOG, StoreError, lock_workdir, unlock_workdir
 from .workdir_run import WorkdirRun, read_run
 
 EXPERIMENT_FILE = "experiment.yaml"
 #: What a run writes into its workdir (and `katib-nas demo` its experiment file).
-RUN_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", "suggestion.log", EXPERIMENT_FILE)
+RUN_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", SUGGESTION_LOG, EXPERIMENT_FILE)
 RUN_FOLDERS = ("trials", "report")
 
 

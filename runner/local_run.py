@@ -4,13 +4,15 @@ A workdir holds one experiment. A fresh run refuses a workdir that already
 has trials; `--resume` continues it, provided the Experiment is the same
 except for parallelTrialCount, maxTrialCount and maxFailedTrialCount (the
 fields Katib lets a user edit on a running Experiment). On resume the
-stored budget and trial arguments apply unless new ones are given.
+stored budget and trial arguments apply unless new ones are given (new trial arguments replace all the
+stored ones, with a note naming both).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import shutil
 import sqlite3
 import sys
@@ -26,7 +28,7 @@ from .controller import Controller, Interrupted, LoopConfig, StartDirectoryGone,
 from .manifest import ExperimentError, ExperimentSpec, check_runs_locally, experiment_from_document, load_experiment
 from .progress import ProgressView
 from .status import Outcome, outcome, summarize_trials
-from .store import DB_NAME, LOCK_NAME, DiskFull, ExperimentRow, Store, StoreError, as_disk_full
+from .store import DB_NAME, LOCK_NAME, SUGGESTION_LOG, DiskFull, ExperimentRow, Store, StoreError, as_disk_full
 from .suggestion_process import SuggestionClient, SuggestionFailure
 from .trial_template import check_runnable
 from .workdir_run import resume_command
@@ -73,7 +75,7 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
 
 
 def _run(options: RunOptions, spec: ExperimentSpec, workdir: Path, stream: TextIO) -> RunResult:
-    existed, had_store = workdir.exists(), Store.exists(workdir)
+    existed, had_store = _present(workdir), Store.exists(workdir)
     store = Store.open(workdir)
     try:
         stored = store.experiment()
@@ -123,23 +125,51 @@ def _current_directory() -> str:
             from None
 
 
-def _discard(workdir: Path, existed: bool) -> None:
-    """Remove what a refused run created: the whole workdir if it was new, else the files the run adds."""
-    if not existed:
+#: What a run may add to a workdir before it records anything (files, then folders, relative to the workdir).
+RUN_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", LOCK_NAME, SUGGESTION_LOG)
+RUN_FOLDERS = ("trials/check", "trials")
+
+
+def _present(workdir: Path) -> dict[str, int] | None:
+    """None for a workdir that does not exist yet, else the size of each of RUN_FILES and RUN_FOLDERS (-1 for a
+    folder) already in it: what a refused run must leave as it found it."""
+    if not workdir.exists():
+        return None
+    present = {name: (workdir / name).stat().st_size for name in RUN_FILES if (workdir / name).is_file()}
+    present.update({name: -1 for name in RUN_FOLDERS if (workdir / name).is_dir()})
+    return present
+
+
+def _discard(workdir: Path, existed: dict[str, int] | None) -> None:
+    """Remove what a refused run created: the whole workdir if it was new, else the files and folders it added
+    (a log that was there is cut back to what it held)."""
+    if existed is None:
         shutil.rmtree(workdir, ignore_errors=True)
         return
-    for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", LOCK_NAME, "suggestion.log"):
-        (workdir / name).unlink(missing_ok=True)
-    shutil.rmtree(workdir / "trials" / "check", ignore_errors=True)
-    try:
-        (workdir / "trials").rmdir()  # only when the run created it and left it empty
-    except OSError:
-        pass
+    for name in RUN_FILES:
+        path = workdir / name
+        try:
+            if name not in existed:
+                path.unlink(missing_ok=True)
+            elif name == SUGGESTION_LOG and path.stat().st_size > existed[name]:
+                os.truncate(path, existed[name])  # the service appended to it; nothing else that was there is touched
+        except OSError:
+            pass
+    for name in RUN_FOLDERS:
+        if name in existed:
+            continue
+        if name == "trials/check":
+            shutil.rmtree(workdir / name, ignore_errors=True)
+            continue
+        try:
+            (workdir / name).rmdir()  # only when the run left it empty
+        except OSError:
+            pass
 
 
 def _run_loop(store: Store, spec: ExperimentSpec, completed: int, resuming: bool, trial_args: tuple[str, ...],
               options: RunOptions, stream: TextIO) -> RunResult:
-    with SuggestionClient(store.workdir / "suggestion.log") as service:
+    with SuggestionClient(store.workdir / SUGGESTION_LOG) as service:
         service.validate(katib_messages.experiment_message(api_pb2, spec))
         if resuming:
             store.update_run_config(_budget(spec), trial_args)
@@ -202,6 +232,9 @@ def _effective(spec: ExperimentSpec, stored: ExperimentRow | None,
         spec = _without_max_trials(spec)
     spec, notes = spec.fitted_budget(options.max_trials, options.parallel, options.max_failed)
     trial_args = tuple(options.trial_args) if options.trial_args is not None else tuple(stored.trial_args)
+    if stored.trial_args and trial_args != tuple(stored.trial_args):
+        notes += (f"the stored trial arguments {shlex.join(stored.trial_args)} are dropped; trials now get "
+                  f"{shlex.join(trial_args) or 'none'}",)
     return spec, trial_args, notes
 
 

@@ -21,7 +21,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from katib_nas.contract.errors import InvalidInput
 
@@ -29,6 +29,8 @@ from .metrics_collector import MetricLog, MetricSummary
 
 DB_NAME = "state.sqlite"
 LOCK_NAME = ".lock"
+#: The suggestion service's log in a workdir.
+SUGGESTION_LOG = "suggestion.log"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiment (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -290,11 +292,16 @@ class Store:
             self.connection.execute("INSERT OR REPLACE INTO logs (trial, attempt, text) VALUES (?, ?, ?)",
                                     (name, attempt, log_text[-MAX_LOG_CHARS:]))
 
-    def requeue(self, names: Iterable[str], message: str) -> None:
-        """Put unfinished trials back to Created so they run again (same name, same assignments)."""
+    def requeue(self, names: Iterable[str], message: str, logs: Mapping[str, str] | None = None) -> None:
+        """Put unfinished trials back to Created so they run again (same name, same assignments), keeping the
+        output of the attempt that was stopped (`logs`, by trial) as that attempt's log."""
+        names = list(names)
         with self.connection:
             self.connection.executemany("UPDATE trials SET condition = 'Created', started_at = NULL, message = ? "
                                         "WHERE name = ?", [(message, name) for name in names])
+            for name, text in (logs or {}).items():
+                self.connection.execute("INSERT OR REPLACE INTO logs (trial, attempt, text) SELECT name, attempts, ? "
+                                        "FROM trials WHERE name = ? AND attempts > 0", (text[-MAX_LOG_CHARS:], name))
 
     def trials(self) -> list[TrialRow]:
         rows = self.connection.execute(

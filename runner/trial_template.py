@@ -7,7 +7,9 @@ assignment must be referenced. The primary container's command and args are
 then joined with spaces and split again with POSIX shell quoting, which is
 what Katib's `sh -c` wrapper does for the StdOut and File collectors, so
 `--architecture="${trialParameters.x}"` works as it does on a cluster. No
-shell runs: operators, redirections and `$` expansions are refused.
+shell runs: operators, redirections and `$` expansions are refused. `--trial-arg`
+values get the same placeholders, per trial, and also trial metadata
+written directly (`--trial-arg=--export-dir=model/${trialSpec.Name}`).
 
 Besides batch/v1 Jobs the runner takes the distributed trial kinds of Katib's
 default katib-config: a PyTorchJob (kubeflow.org/v1; the Master replica's
@@ -23,10 +25,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -44,6 +48,8 @@ from .paths import check_trial_name, confined
 #: Programs that run from the current environment rather than from PATH.
 PYTHON_NAMES = ("python", "python3", f"python{sys.version_info.major}.{sys.version_info.minor}")
 CLI_NAME = "katib-nas"
+#: The placeholders a --trial-arg value may hold: a trialParameter, or trial metadata written directly.
+OVERRIDE_PLACEHOLDER = re.compile(r"\$\{(trialParameters|trialSpec)\.([^}]*)\}")
 SHELL_OPERATORS = frozenset({"|", "||", "&", "&&", ";", ";;", "<", ">", ">>", "<<", "<<<", "(", ")", "2>&1", "1>&2"})
 
 
@@ -60,6 +66,19 @@ def render_trial_spec(template: TrialTemplate, trial_name: str, namespace: str,
                       assignments: Mapping[str, str]) -> dict[str, Any]:
     """The trialSpec with placeholders replaced; ExperimentError when an assignment is unreferenced."""
     text = json.dumps(template.spec, ensure_ascii=False, sort_keys=True)
+    for name, value in trial_parameter_values(template, trial_name, namespace, assignments).items():
+        text = text.replace(PARAM_PLACEHOLDER % name, value)
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ExperimentError(f"trial {trial_name}: an assigned value breaks the trial template "
+                              f"(assignments {dict(assignments)})") from None
+
+
+def trial_parameter_values(template: TrialTemplate, trial_name: str, namespace: str,
+                           assignments: Mapping[str, str]) -> dict[str, str]:
+    """The text each trialParameter stands for in this trial; ExperimentError when an assignment is
+    unreferenced."""
     values: dict[str, str] = {}
     referenced = 0
     for parameter in template.parameters:
@@ -78,13 +97,30 @@ def render_trial_spec(template: TrialTemplate, trial_name: str, namespace: str,
         raise ExperimentError(f"the suggestion assigned {extra} but no spec.trialTemplate.trialParameters entry "
                               f"references {'it' if len(extra) == 1 else 'them'}; add a trialParameter with "
                               f"reference: {extra[0] if extra else '?'}")
-    for name, value in values.items():
-        text = text.replace(PARAM_PLACEHOLDER % name, value)
-    try:
-        return json.loads(text)
-    except ValueError:
-        raise ExperimentError(f"trial {trial_name}: an assigned value breaks the trial template "
-                              f"(assignments {dict(assignments)})") from None
+    return values
+
+
+def render_overrides(overrides: Sequence[str], template: TrialTemplate, trial_name: str, namespace: str,
+                     values: Mapping[str, str]) -> list[str]:
+    """--trial-arg values with their placeholders replaced for this trial: `${trialParameters.NAME}` as in the
+    template (`values` from trial_parameter_values) and trial metadata written directly, such as
+    `${trialSpec.Name}` (what a trialParameter's reference may name). An unknown one is an ExperimentError."""
+    rendered = []
+    for override in overrides:
+        def value(match: re.Match[str], override: str = override) -> str:
+            kind, key = match.groups()
+            if kind == "trialParameters":
+                if key not in values:
+                    raise ExperimentError(f"--trial-arg {override!r} uses {match.group(0)}, but "
+                                          f"spec.trialTemplate.trialParameters has no entry named {key!r}")
+                return values[key]
+            try:
+                return _meta_value(key, match.group(0), template.spec, trial_name, namespace)
+            except ExperimentError as err:
+                raise ExperimentError(f"--trial-arg {override!r}: {err}") from None
+
+        rendered.append(OVERRIDE_PLACEHOLDER.sub(value, override))
+    return rendered
 
 
 def _meta_value(key: str, reference: str, spec: dict[str, Any], trial_name: str, namespace: str) -> str:
@@ -175,19 +211,47 @@ def _trainjob_workload(spec: dict[str, Any], primary_name: str) -> Workload:
     if isinstance(per_node, int) and not isinstance(per_node, bool):
         procs = _count(per_node, "spec.trainer.numProcPerNode", 1)
     else:
-        procs = max(1, _cpus(trainer.get("resourcesPerNode") or {}))
+        procs = max(1, _cpus(trainer.get("resourcesPerNode") or {}, "spec.trainer.resourcesPerNode"))
     container = {"name": TRAINJOB_CONTAINER, "command": trainer["command"], "args": trainer.get("args") or [],
                  "env": trainer.get("env") or []}
     return Workload(container, World(nodes, procs))
 
 
-def _cpus(resources: dict[str, Any]) -> int:
+#: A Kubernetes resource quantity: a decimal number with an optional binary, decimal or exponent suffix.
+QUANTITY = re.compile(r"\+?(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+                      r"(?:(?P<binary>Ki|Mi|Gi|Ti|Pi|Ei)|(?P<decimal>[numkMGTPE])|[eE](?P<exponent>[+-]?[0-9]+))?")
+BINARY = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60}
+DECIMAL = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+
+
+def _cpus(resources: dict[str, Any], where: str) -> int:
     """Whole CPUs of the request (else the limit), as a Kubernetes quantity such as 2 or "1500m"."""
+    if not isinstance(resources, dict):
+        raise ExperimentError(f"the TrainJob trialSpec's {where} must be a mapping, got {resources!r}")
     for part in ("requests", "limits"):
-        value = str((resources.get(part) or {}).get("cpu", "")).strip()
-        if value:
-            return int(float(value[:-1]) / 1000) if value.endswith("m") else int(float(value))
+        amounts = resources.get(part) or {}
+        if not isinstance(amounts, dict):
+            raise ExperimentError(f"the TrainJob trialSpec's {where}.{part} must be a mapping, got {amounts!r}")
+        if amounts.get("cpu") not in (None, ""):
+            return _whole_quantity(amounts["cpu"], f"{where}.{part}.cpu")
     return 0
+
+
+def _whole_quantity(value: Any, where: str) -> int:
+    """The whole part of a Kubernetes quantity (2, "2.5", "1500m", "1e1"); ExperimentError naming `where`."""
+    match = QUANTITY.fullmatch(str(value).strip()) if not isinstance(value, bool) else None
+    if match is None:
+        raise ExperimentError(f"the TrainJob trialSpec's {where} must be a Kubernetes quantity such as 2 or 1500m, "
+                              f"got {value!r}")
+    number = Fraction(match.group("number"))
+    if match.group("binary"):
+        number *= BINARY[match.group("binary")]
+    elif match.group("decimal") or match.group("exponent"):
+        exponent = DECIMAL[match.group("decimal")] if match.group("decimal") else int(match.group("exponent"))
+        if abs(exponent) > 100:
+            raise ExperimentError(f"the TrainJob trialSpec's {where} is out of range, got {value!r}")
+        number *= Fraction(10) ** exponent
+    return int(number)
 
 
 def _count(value: Any, where: str, low: int) -> int:
@@ -339,6 +403,8 @@ def build_command(spec: ExperimentSpec, trial_name: str, assignments: Mapping[st
     check_trial_name(trial_name)
     rendered = render_trial_spec(spec.template, trial_name, spec.namespace, assignments)
     workload = trial_workload(rendered, spec.template.primary_container)
+    values = trial_parameter_values(spec.template, trial_name, spec.namespace, assignments)
+    overrides = render_overrides(overrides, spec.template, trial_name, spec.namespace, values)
     argv = apply_overrides(container_argv(workload.container, spec.template.primary_container), overrides)
     argv, metrics_file = metrics_file_for(spec, argv, trial_dir)
     env = container_env(workload.container, spec.template.primary_container)

@@ -47,6 +47,30 @@ def test_trainjob_auto_processes_count_the_cpus_of_a_node_as_the_torch_plugin_do
     assert trial_workload(spec, "node").world == World(2, 1)
 
 
+@pytest.mark.parametrize("cpu, processes", [("2", 2), (3, 3), ("1500m", 1), ("2.5", 2), ("0.5", 1), ("1e1", 10),
+                                             ("+4", 4)])
+def test_trainjob_cpus_are_kubernetes_quantities(cpu: Any, processes: int) -> None:
+    spec = trial_spec(TRAINJOB)
+    spec["spec"]["trainer"].update(numNodes=1, numProcPerNode="auto", resourcesPerNode={"limits": {"cpu": cpu}})
+    assert trial_workload(spec, "node").world == World(1, processes)
+
+
+def test_a_cpu_that_is_not_a_quantity_is_named(tmp_path: Path) -> None:
+    document = load_yaml(TRAINJOB)
+    trainer = document["spec"]["trialTemplate"]["trialSpec"]["spec"]["trainer"]
+    trainer.update(numProcPerNode="auto", resourcesPerNode={"limits": {"cpu": "two"}})
+    path = tmp_path / "bad.yaml"
+    path.write_text(json.dumps(document))
+    workdir = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "katib_nas.cli", "run", str(path), "--workdir", str(workdir)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "katib-nas run: error: the TrainJob trialSpec's spec.trainer.resourcesPerNode.limits.cpu must be a "
+        "Kubernetes quantity such as 2 or 1500m, got 'two'"]
+    assert not workdir.exists()
+
+
 def test_pytorchjob_counts_master_and_workers_and_nproc_per_node() -> None:
     spec = trial_spec(PYTORCHJOB)
     spec["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] = 3

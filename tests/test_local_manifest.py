@@ -213,6 +213,31 @@ def test_trial_arg_overrides() -> None:
         "katib-nas", "trial", "--dataset=digits", "--epochs=1", "--seed=2"]
 
 
+def test_trial_arg_placeholders_are_rendered_per_trial(document: dict[str, Any], tmp_path: Path) -> None:
+    container(document)["env"] = [{"name": "TRIAL", "value": "${trialParameters.trial}"}]
+    document["spec"]["trialTemplate"]["trialParameters"].append({"name": "trial", "reference": "${trialSpec.Name}"})
+    spec = experiment_from_document(document)
+    overrides = ["--export-dir=model/${trialSpec.Name}", "--tag=${trialParameters.trial}-${trialSpec.Namespace}",
+                 "--arch=${trialParameters.architecture}"]
+    for name in ("t-1", "t-2"):
+        argv = build_command(spec, name, {"architecture": ARCH}, overrides, tmp_path / name).argv
+        assert argv[-3:] == (f"--export-dir=model/{name}", f"--tag={name}-{spec.namespace}", f"--arch={ARCH}")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--x=${trialParameters.nope}", "--trial-arg '--x=${trialParameters.nope}' uses ${trialParameters.nope}, but "
+                                    "spec.trialTemplate.trialParameters has no entry named 'nope'"),
+    ("--x=${trialSpec.Labels[none]}", "--trial-arg '--x=${trialSpec.Labels[none]}': illegal reference of trial "
+                                      "metadata: ${trialSpec.Labels[none]}"),
+])
+def test_unknown_trial_arg_placeholders_are_refused(document: dict[str, Any], tmp_path: Path, override: str,
+                                                    message: str) -> None:
+    spec = experiment_from_document(document)
+    with pytest.raises(TemplateError) as refused:
+        build_command(spec, "t-1", {"architecture": ARCH}, [override], tmp_path / "t-1")
+    assert str(refused.value) == message
+
+
 def test_file_collector_path_gets_a_file_per_trial(document: dict[str, Any], tmp_path: Path) -> None:
     container(document)["command"].append("--metrics-file=/var/log/katib/m.log")
     document["spec"]["metricsCollectorSpec"] = {"collector": {"kind": "File"}, "source": {

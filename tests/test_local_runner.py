@@ -193,6 +193,37 @@ def test_ctrl_c_stops_trials_and_resume_finishes_without_rerunning(tmp_path: Pat
     assert all(after[name][2] == 1 for name in finished)  # no completed trial ran again
     assert after[interrupted][2] == 2  # the interrupted one ran again, under the same name
     assert set(before) <= set(after)
+    # Both attempts' output is kept: the interrupted one's file and log text, the last one's in output.log.
+    trial_dir = workdir / "trials" / interrupted
+    assert "slow: sleeping while" in (trial_dir / "output.attempt-1.log").read_text()
+    assert "Validation-Accuracy=" in (trial_dir / "output.log").read_text()
+    with sqlite3.connect(workdir / "state.sqlite") as db:
+        logs = dict(db.execute("SELECT attempt, text FROM logs WHERE trial = ?", (interrupted,)).fetchall())
+    assert "slow: sleeping while" in logs[1] and "Validation-Accuracy=" in logs[2]
+
+
+def test_a_second_ctrl_c_while_trials_stop_still_saves_them(tmp_path: Path) -> None:
+    """Ctrl-C again during the stop grace (the trial ignores SIGTERM) does not cut the stop short."""
+    workdir = tmp_path / "run"
+    experiment = stub_experiment(tmp_path, "--ignore-sigterm", "--sleep=600", max_trials=1, parallel=1,
+                                 max_failed=None)
+    runner = subprocess.Popen([sys.executable, "-m", "katib_nas.cli", "run", str(experiment),
+                               "--workdir", str(workdir)], stderr=subprocess.PIPE, text=True)
+    assert runner.stderr is not None
+    wait_for(lambda: runner.poll() is not None or any(row[1] == "Running" for row in trials_so_far(workdir)))
+    assert runner.poll() is None, runner.communicate()[1]
+    name = trials(workdir)[0][0]
+    wait_for(lambda: "stub trial for" in (workdir / "trials" / name / "output.log").read_text())
+    runner.send_signal(signal.SIGINT)
+    lines = []
+    while not lines or "stopping 1 running trial(s)" not in lines[-1]:
+        lines.append(runner.stderr.readline())
+        assert lines[-1], "".join(lines)
+    runner.send_signal(signal.SIGINT)  # the trial ignores SIGTERM: the runner is waiting out the grace
+    stderr = "".join(lines) + runner.communicate(timeout=HANG_GUARD_SECONDS)[1]
+    assert runner.returncode == 130, stderr
+    assert f"--workdir {workdir} --resume" in stderr
+    assert trials(workdir)[0][1:3] == ("Created", 1)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -206,6 +237,60 @@ def test_server_invalid_argument_is_one_line(tmp_path: Path, change: dict[str, A
     assert result.returncode == 2
     assert message in one_line(result.stderr)
     assert not (tmp_path / "run").exists()  # a refused run leaves no workdir behind
+
+
+def test_a_refused_run_leaves_an_existing_workdirs_files_as_they_were(tmp_path: Path) -> None:
+    """In a folder that existed, a refused run removes only what it added: files that were there stay unchanged."""
+    workdir = tmp_path / "run"
+    (workdir / "trials").mkdir(parents=True)
+    (workdir / "suggestion.log").write_text("notes\n")
+    (workdir / ".lock").write_text("")
+    rejected = stub_experiment(tmp_path, changes={"algorithm": {"algorithmName": "no-such-algorithm"}})
+    result = katib_nas("run", rejected, "--workdir", workdir)
+    assert result.returncode == 2, result.stderr
+    assert sorted(path.name for path in workdir.iterdir()) == [".lock", "suggestion.log", "trials"]
+    assert (workdir / "suggestion.log").read_text() == "notes\n" and list((workdir / "trials").iterdir()) == []
+    (workdir / "suggestion.log").unlink()
+    (workdir / ".lock").unlink()
+    (workdir / "trials").rmdir()
+    again = katib_nas("run", rejected, "--workdir", workdir)
+    assert again.returncode == 2 and list(workdir.iterdir()) == []  # what it added itself is removed
+
+
+def test_trial_args_render_trial_placeholders(tmp_path: Path) -> None:
+    """`--trial-arg` values are rendered per trial as the template is: each trial gets a folder of its own."""
+    workdir, models = tmp_path / "run", tmp_path / "model"
+    result = katib_nas("run", stub_experiment(tmp_path, max_trials=2), "--workdir", workdir, "--no-report",
+                       f"--trial-arg=--touch={models}/${{trialSpec.Name}}/${{trialParameters.architecture}}.done")
+    assert result.returncode == 0, result.stderr
+    names = sorted(row[0] for row in trials(workdir))
+    assert sorted(path.name for path in models.iterdir()) == names
+    with sqlite3.connect(workdir / "state.sqlite") as db:
+        assignments = dict(db.execute("SELECT trial, value FROM assignments").fetchall())
+    for name in names:
+        assert [path.name for path in (models / name).rglob("*.done")] == [assignments[name].rsplit("/", 1)[1]
+                                                                             + ".done"]
+    unknown = katib_nas("run", stub_experiment(tmp_path), "--workdir", tmp_path / "other",
+                        "--trial-arg=--touch=${trialParameters.epochs}")
+    assert unknown.returncode == 2
+    assert "--trial-arg '--touch=${trialParameters.epochs}' uses ${trialParameters.epochs}, but" in one_line(unknown.stderr)
+    assert not (tmp_path / "other").exists()
+
+
+def test_new_trial_args_on_resume_say_which_stored_ones_they_replace(tmp_path: Path) -> None:
+    workdir, experiment = tmp_path / "run", stub_experiment(tmp_path, max_trials=1, parallel=1, max_failed=None)
+    assert katib_nas("run", experiment, "--workdir", workdir, "--no-report", "--trial-arg=--sleep=0",
+                     "--trial-arg=--fail-when=zzz").returncode == 0
+    kept = katib_nas("run", experiment, "--workdir", workdir, "--resume", "--max-trials", "2", "--no-report")
+    assert kept.returncode == 0, kept.stderr
+    assert "trial arguments" not in kept.stderr
+    replaced = katib_nas("run", experiment, "--workdir", workdir, "--resume", "--max-trials", "3", "--no-report",
+                         "--trial-arg=--sleep=0.1")
+    assert replaced.returncode == 0, replaced.stderr
+    assert "note: the stored trial arguments --sleep=0 --fail-when=zzz are dropped; trials now get --sleep=0.1" \
+        in replaced.stderr
+    with sqlite3.connect(workdir / "state.sqlite") as db:
+        assert json.loads(db.execute("SELECT trial_args FROM experiment").fetchone()[0]) == ["--sleep=0.1"]
 
 
 def test_unreferenced_assignment_leaves_no_state(tmp_path: Path) -> None:

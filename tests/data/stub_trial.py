@@ -3,7 +3,7 @@
 The values are a deterministic function of the architecture text. Flags make it fail, omit the
 objective, sleep, write its metrics to a file (text or JSON lines) instead of stdout, report given
 objective texts (nan, inf, 1e308) in the order trials start, print large or odd output around its metrics,
-fill a file system until it is full, or kill itself with SIGKILL. A `--*-once=PATH` flag acts in the one trial
+fill a file system until it is full, kill itself with SIGKILL, ignore SIGTERM, or create a file it is given. A `--*-once=PATH` flag acts in the one trial
 that creates PATH first.
 """
 
@@ -41,6 +41,8 @@ def main() -> int:
     parser.add_argument("--malformed-once", default="", help="the trial that claims this file adds a line that is "
                                                              "not JSON to its metrics file")
     parser.add_argument("--kill-self", action="store_true", help="end with SIGKILL instead of exiting")
+    parser.add_argument("--ignore-sigterm", action="store_true", help="ignore SIGTERM (only SIGKILL ends it)")
+    parser.add_argument("--touch", default="", help="create this file, and its folders, first")
     parser.add_argument("--metrics-file", default="")
     parser.add_argument("--format", default="text", choices=("text", "json"))
     parser.add_argument("--objectives", default="", help="comma-separated objective texts, the n-th for the n-th "
@@ -52,6 +54,11 @@ def main() -> int:
     parser.add_argument("--fill-if-exists", default="")
     parser.add_argument("--fill-at-end", action="store_true", help="fill after writing the metrics, not before")
     args = parser.parse_args()
+    if args.ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if args.touch:
+        os.makedirs(os.path.dirname(args.touch) or ".", exist_ok=True)
+        open(args.touch, "a").close()
     digest = int(hashlib.sha256(args.architecture.encode()).hexdigest()[:8], 16)
     accuracy = 0.5 + (digest % 4500) / 10000
     latency = 0.1 + len(args.architecture) / 100
