@@ -110,20 +110,26 @@ def test_wrong_number_of_assignments_is_an_error(tmp_path: Path, servicer: tuple
     store.close()
 
 
+def trial_conditions_with_program(tmp_path: Path, server: str, text: str) -> tuple[Path, list[tuple]]:
+    """Run the digits example with its trial command replaced by an executable file holding `text`: the
+    program and each trial's (condition, attempts, message)."""
+    program = tmp_path / "trainer"
+    program.write_text(text)
+    program.chmod(0o755)
+    template = load_yaml(DIGITS)["spec"]["trialTemplate"]
+    container = template["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["command"] = [str(program), "--architecture=${trialParameters.architecture}"]
+    run_controller(tmp_path, server, max_trials=4, changes={"trialTemplate": template})
+    return program, [row[1:] for row in trials(tmp_path / "run")]
+
+
 def test_a_trial_program_that_cannot_be_started_fails_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  servicer: tuple[RecordingSuggestion, str]) -> None:
     """Started without setpriv, a program the system cannot execute fails each trial with the reason, and the run
     goes on to maxFailedTrialCount."""
     monkeypatch.setattr(trial_processes, "_setpriv", lambda: None)  # as where util-linux is missing
-    program = tmp_path / "trainer"
-    program.write_text("neither a script nor a binary\n")
-    program.chmod(0o755)
-    template = load_yaml(DIGITS)["spec"]["trialTemplate"]
-    container = template["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
-    container["command"] = [str(program), "--architecture=${trialParameters.architecture}"]
-    run_controller(tmp_path, servicer[1], max_trials=4, changes={"trialTemplate": template})
-    assert [row[1:] for row in trials(tmp_path / "run")] == [
-        ("Failed", 1, f"cannot start {program}: Exec format error")] * 2
+    program, rows = trial_conditions_with_program(tmp_path, servicer[1], "neither a script nor a binary\n")
+    assert rows == [("Failed", 1, f"cannot start {program}: Exec format error")] * 2
 
 
 @pytest.mark.skipif(trial_processes._setpriv() is None, reason="util-linux setpriv is not installed here")
@@ -131,15 +137,8 @@ def test_a_trial_program_setpriv_cannot_execute_fails_naming_it(
         tmp_path: Path, servicer: tuple[RecordingSuggestion, str]) -> None:
     """Started through setpriv, a script whose interpreter is missing fails each trial with setpriv's reason, not
     only its exit code 127."""
-    program = tmp_path / "trainer"
-    program.write_text("#!/nonexistent/interpreter\n")
-    program.chmod(0o755)
-    template = load_yaml(DIGITS)["spec"]["trialTemplate"]
-    container = template["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
-    container["command"] = [str(program), "--architecture=${trialParameters.architecture}"]
-    run_controller(tmp_path, servicer[1], max_trials=4, changes={"trialTemplate": template})
-    assert [row[1:] for row in trials(tmp_path / "run")] == [
-        ("Failed", 1, f"cannot start {program}: No such file or directory")] * 2
+    program, rows = trial_conditions_with_program(tmp_path, servicer[1], "#!/nonexistent/interpreter\n")
+    assert rows == [("Failed", 1, f"cannot start {program}: No such file or directory")] * 2
 
 
 def test_live_view_shows_counts_best_and_eta() -> None:
