@@ -21,6 +21,12 @@ KATIB_DEFAULT_REGEX = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
 NUMERIC_METRIC_REGEX = r"([\w-]+)=([+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)"
 #: metricsFormat regex for EnvelopeNet's branch statistics and skip gates.
 BRANCH_STATS_REGEX = r"(Branch-Stats|Skip-Gates)=([\w./+-]+)"
+#: The metrics every trial reports: the examples' objective and its loss on the validation split, the final
+#: network's latency measured on the trial's device and, with a latency table, the table's prediction.
+VALIDATION_ACCURACY = "Validation-Accuracy"
+VALIDATION_LOSS = "Validation-Loss"
+LATENCY_MS = "latency-ms"
+PREDICTED_LATENCY_MS = "predicted-latency-ms"
 #: The string metric a one-shot search reports its derived network in, and the regex that collects it.
 BEST_ARCHITECTURE_METRIC = "Best-Architecture"
 BEST_ARCHITECTURE_REGEX = r"(Best-Architecture)=([\w./:+@-]+)"

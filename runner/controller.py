@@ -45,7 +45,7 @@ from .status import (
 from .store import MAX_LOG_CHARS, DiskFull, Store, TrialRow, as_disk_full, no_space_left
 from .suggestion_process import MAX_RESTARTS, SuggestionClient, SuggestionFailure, SuggestionServerExited
 from .trial_output import MAX_LINE_BYTES, MAX_METRIC_LOGS, Collected, LineReader, collect_file, read_tail
-from .trial_processes import Finished, TrialProcess, exec_failure, stop_all
+from .trial_processes import STOP_GRACE, Finished, TrialProcess, exec_failure, stop_all
 from .trial_template import TrialCommand, build_command
 
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Katib's random trial-name suffix characters
@@ -103,7 +103,7 @@ class TrialWatch:
 class LoopConfig:
     trial_args: tuple[str, ...]
     cwd: str
-    stop_grace: float = 10.0
+    stop_grace: float = STOP_GRACE
 
 
 class Controller:

@@ -21,11 +21,10 @@ import time
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from .trial_processes import dying_with_parent
+from .trial_processes import STOP_GRACE, dying_with_parent
 
 #: Processes one local trial may start.
 MAX_LOCAL_PROCESSES = 64
-STOP_GRACE = 10.0
 POLL_SECONDS = 0.1
 LOOPBACK = "127.0.0.1"
 

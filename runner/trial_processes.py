@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+#: Seconds a process the runner stops (trials, torchrun's workers, the suggestion server) gets between SIGTERM
+#: and SIGKILL.
 STOP_GRACE = 10.0
 #: How util-linux setpriv's line starts when it cannot execute the program it was given.
 SETPRIV_EXEC_FAILED = "setpriv: failed to execute "

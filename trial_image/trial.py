@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Callable, TextIO
 
 from katib_nas.contract.branch_stats import DEFAULT_STATISTIC
 from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.metric_format import LATENCY_MS, PREDICTED_LATENCY_MS, VALIDATION_ACCURACY, VALIDATION_LOSS
 from katib_nas.contract.spec import Architecture
 
 from .allocator import describe as describe_allocator
@@ -250,7 +251,7 @@ def epoch_reporter(model: Network, tensors: Tensors, config: TrainConfig, writer
         if result.steps < last_step:
             val_loss, val_accuracy = evaluate_trained(model, tensors, parallel=parallel)
             model.train()
-            metrics = {"Validation-Accuracy": val_accuracy, "Validation-Loss": val_loss}
+            metrics = {VALIDATION_ACCURACY: val_accuracy, VALIDATION_LOSS: val_loss}
         writer.write({**metrics, "Train-Loss": result.train_loss, "Train-Accuracy": result.train_accuracy})
         clock[:] = [time.perf_counter(), result.steps]
 
@@ -349,16 +350,16 @@ def _train_and_report(run: PreparedRun, arch: Architecture, split: Split, option
 
         model = model.to(memory_format=torch.contiguous_format)  # latency and export in the default layout
     final: dict[str, float | int | str] = {
-        "Validation-Accuracy": val_accuracy,
-        "Validation-Loss": val_loss,
+        VALIDATION_ACCURACY: val_accuracy,
+        VALIDATION_LOSS: val_loss,
         **test_metrics,
         "Train-Loss": results[-1].train_loss,
         "Train-Accuracy": results[-1].train_accuracy,
         **cost_metrics(count_parameters(model), model_macs(model, arch.input_shape)),
-        "latency-ms": measure_latency_ms(model, arch.input_shape),
+        LATENCY_MS: measure_latency_ms(model, arch.input_shape),
     }
     if table is not None:
-        final["predicted-latency-ms"] = table.predict_ms(arch)
+        final[PREDICTED_LATENCY_MS] = table.predict_ms(arch)
     if options.branch_stats:
         final[BRANCH_STATS_METRIC] = format_branch_stats(model.branch_stats(options.branch_statistic),
                                                          options.branch_statistic)

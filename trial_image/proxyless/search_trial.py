@@ -23,7 +23,13 @@ import torch
 
 from katib_nas.contract.codec import encode
 from katib_nas.contract.errors import InvalidInput
-from katib_nas.contract.metric_format import BEST_ARCHITECTURE_METRIC
+from katib_nas.contract.metric_format import (
+    BEST_ARCHITECTURE_METRIC,
+    LATENCY_MS,
+    PREDICTED_LATENCY_MS,
+    VALIDATION_ACCURACY,
+    VALIDATION_LOSS,
+)
 from katib_nas.contract.oneshot_settings import SearchConfig, from_text
 from katib_nas.contract.spec import Architecture
 
@@ -172,15 +178,15 @@ def _search_and_report(supernet: Architecture, config: SearchConfig, options: Se
     confidence = PathConfidence.of(result.probabilities)
     metrics: dict[str, float | int | str] = {
         BEST_ARCHITECTURE_METRIC: encode(result.derived),
-        "Validation-Accuracy": val_accuracy,
-        "Validation-Loss": val_loss,
-        "latency-ms": measure_network_ms(result.derived, device, table, threads),
+        VALIDATION_ACCURACY: val_accuracy,
+        VALIDATION_LOSS: val_loss,
+        LATENCY_MS: measure_network_ms(result.derived, device, table, threads),
         "arch-steps": result.arch_steps,
         "path-max-probability": sum(confidence.largest) / len(confidence.largest),
         "path-entropy": sum(confidence.entropy) / len(confidence.entropy),
     }
     if table is not None:
-        metrics["predicted-latency-ms"] = table.predict_ms(result.derived)
+        metrics[PREDICTED_LATENCY_MS] = table.predict_ms(result.derived)
     if ranking is not None:
         metrics["derived-rank"] = ranking.rank
         metrics["ranked-paths"] = len(ranking.sampled_accuracies) + 1

@@ -18,6 +18,7 @@ from katib_nas.contract.branch_stats import (
     STATISTIC_PREFIXES,
 )
 from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.metric_format import VALIDATION_ACCURACY
 from katib_nas.contract.spec import MAX_WIDTH, Op, max_reductions
 
 from ...experiment import ExperimentInfo
@@ -93,7 +94,7 @@ class EnvelopeNetConfig:
     max_cells: tuple[int, ...]
     growing: tuple[bool, ...]
     replicas: int
-    objective_metric: str = "Validation-Accuracy"
+    objective_metric: str = VALIDATION_ACCURACY
     maximize: bool = True
 
     @property

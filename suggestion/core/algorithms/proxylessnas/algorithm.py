@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from katib_nas.contract.assignments import ARCHITECTURE_ASSIGNMENT
 from katib_nas.contract.codec import encode
 from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.metric_format import LATENCY_MS, PREDICTED_LATENCY_MS
 from katib_nas.contract.oneshot_settings import SearchConfig, to_text
 from katib_nas.contract.spec import MAX_WIDTH, Architecture
 from katib_nas.contract.supernet import derive
@@ -70,8 +71,8 @@ class ProxylessSettings:
                                     low=0.0, high=1.0)
     latency_exponent: float = setting(0.07, "reinforce: w in reward = accuracy * (T / latency)^w", low=0.0,
                                       high=100.0)
-    latency_metric: str = setting("predicted-latency-ms", "reinforce: trial metric holding the latency in ms "
-                                  "(the latency table's prediction; latency-ms for the measured one)")
+    latency_metric: str = setting(PREDICTED_LATENCY_MS, "reinforce: trial metric holding the latency in ms "
+                                  f"(the latency table's prediction; {LATENCY_MS} for the measured one)")
 
 
 class ProxylessNas:
