@@ -16,6 +16,7 @@ examples        YAML files only (the example Experiments and prepare Jobs)
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import json
 import re
@@ -122,6 +123,7 @@ def imported_distributions(package: str) -> dict[str, set[str]]:
     return found
 
 
+@functools.cache
 def _provides(distribution: str, module: str) -> bool:
     files = importlib.metadata.distribution(distribution).files or []
     return any(str(f).startswith(module.replace(".", "/") + "/") for f in files)

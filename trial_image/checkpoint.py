@@ -25,6 +25,7 @@ from torch import nn
 from katib_nas.contract.errors import InvalidInput
 
 from .distributed import Parallel
+from .durable import replace_whole
 from .trainer import EpochResult, TrainState
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -132,15 +133,9 @@ class Checkpoint:
         started = time.perf_counter()
         buffer = io.BytesIO()
         torch.save(payload, buffer)
-        temporary = self.path.with_name(f".{CHECKPOINT_FILE}.{os.getpid()}.tmp")
         try:
-            with open(temporary, "wb") as handle:
-                handle.write(buffer.getbuffer())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
+            replace_whole(self.path, buffer.getbuffer())
         except OSError as err:
-            temporary.unlink(missing_ok=True)
             raise CheckpointError(f"cannot write checkpoint {self.path}: {err.strerror or err}") from None
         LOG.info("checkpoint of epoch %d written in %.3f s (%d bytes)", state.epoch, time.perf_counter() - started,
                  buffer.getbuffer().nbytes)

@@ -31,6 +31,8 @@ from torch import nn
 
 from katib_nas.contract.metric_format import MetricValue, format_value
 
+from .durable import sync_path, write_synced
+
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 ONNX_FILE = "model.onnx"
 METADATA_FILE = "model.json"
@@ -87,10 +89,10 @@ def _write_set(model: nn.Module, arch_text: str, input_shape: tuple[int, int, in
         buffer = io.BytesIO()
         # Into memory first: torch's own file writer aborts the whole process when the disk is full.
         torch.jit.save(traced, buffer)
-    _write_file(folder / TORCHSCRIPT_FILE, buffer.getbuffer())
+    write_synced(folder / TORCHSCRIPT_FILE, buffer.getbuffer())
     if importlib.util.find_spec("onnx") is not None:
         write_onnx(cpu_model, example, folder / ONNX_FILE)
-        _sync(folder / ONNX_FILE)
+        sync_path(folder / ONNX_FILE)
         files["onnx"] = ONNX_FILE
     metadata = {
         "architecture": arch_text,
@@ -99,7 +101,7 @@ def _write_set(model: nn.Module, arch_text: str, input_shape: tuple[int, int, in
         "output": "logits",
         "files": files,
     }
-    _write_file(folder / METADATA_FILE, (json.dumps(metadata, indent=2) + "\n").encode())
+    write_synced(folder / METADATA_FILE, (json.dumps(metadata, indent=2) + "\n").encode())
     return {**files, "metadata": METADATA_FILE}
 
 
@@ -112,23 +114,7 @@ def _move_into_place(staging: Path, target: Path) -> None:
         else:
             (target / name).unlink(missing_ok=True)  # another network's file, from an earlier export
     os.replace(staging / METADATA_FILE, target / METADATA_FILE)
-    _sync(target)
-
-
-def _write_file(path: Path, data: bytes | memoryview) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _sync(path: Path) -> None:
-    """Flush a written file, or a folder's renames, to the disk."""
-    handle = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
+    sync_path(target)
 
 
 def write_onnx(model: nn.Module | torch.jit.ScriptModule, example: torch.Tensor, path: Path) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,8 @@ from typing import Any
 from katib_nas.contract.codec import encode_cell, encode_op
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture, Cell
+
+from ..durable import replace_whole
 
 FORMAT = "katib-nas-latency-table/1"
 SHOWN_MISSING = 12
@@ -52,17 +53,7 @@ class LatencyTable:
     def save(self, path: str | Path) -> None:
         """Write the table: to a temporary file beside `path`, renamed over it, so a reader (or a failed write)
         finds the old table or the new one whole. OSError when it cannot be written."""
-        target = Path(path)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            with open(temporary, "w", encoding="utf-8") as handle:
-                handle.write(json.dumps(self.to_json(), indent=1) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, target)
-        except OSError:
-            temporary.unlink(missing_ok=True)
-            raise
+        replace_whole(Path(path), (json.dumps(self.to_json(), indent=1) + "\n").encode("utf-8"))
 
     def require(self, keys: list[str], what: str) -> None:
         """LatencyTableError listing the keys of `keys` the table lacks."""

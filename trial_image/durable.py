@@ -1,0 +1,35 @@
+"""Writes that survive a crash: a file's bytes synced to disk, and a file replaced whole or not at all."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def write_synced(path: Path, data: bytes | memoryview) -> None:
+    """Write `data` to `path` and flush it to the disk before returning."""
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def replace_whole(path: Path, data: bytes | memoryview) -> None:
+    """Replace `path` with `data` through a synced temporary file beside it, so that a reader (or a write that
+    fails) finds the old file or the new one whole. OSError when it cannot be written; no temporary is left."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write_synced(temporary, data)
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def sync_path(path: Path) -> None:
+    """Flush a written file, or a folder's renames, to the disk."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
