@@ -16,9 +16,9 @@ import sys
 from typing import Mapping
 
 from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 
 from . import example, fetch_cifar10, pipeline, profile, proxyless_search, register, report, run, serve, trial
-from .exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 
 SUBCOMMANDS = (serve, trial, run, report, example, pipeline, proxyless_search, profile, fetch_cifar10, register)
 

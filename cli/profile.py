@@ -30,6 +30,8 @@ Profile with the thread count and device the search will measure latency on."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from katib_nas.trial_image.proxyless.timing import TIMING_DEFAULTS
+
     parser = subparsers.add_parser("profile", help="measure a latency table for a proxylessnas experiment",
                                    description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", metavar="EXPERIMENT",
@@ -37,9 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="TABLE", help="where to write the latency table (JSON)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="target device (default cpu)")
     parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads while timing (default 1)")
-    parser.add_argument("--repeats", type=positive_int, default=50,
-                        help="timed cycles; each cycle runs every candidate of every block once (default 50)")
-    parser.add_argument("--warmup", type=positive_int, default=10, help="untimed cycles first (default 10)")
+    parser.add_argument("--repeats", type=positive_int, default=TIMING_DEFAULTS.repeats,
+                        help="timed cycles; each cycle runs every candidate of every block once "
+                             f"(default {TIMING_DEFAULTS.repeats})")
+    parser.add_argument("--warmup", type=positive_int, default=TIMING_DEFAULTS.warmup,
+                        help=f"untimed cycles first (default {TIMING_DEFAULTS.warmup})")
     parser.add_argument("--configmap", metavar="NAME",
                         help="also store the table in this ConfigMap (key: the --out file's name), created or "
                              "updated through the Kubernetes API, as the trials mount it")
@@ -48,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from katib_nas.trial_image.proxyless.profiler import Timing, profile_supernet
+    from katib_nas.trial_image.proxyless.profiler import profile_supernet
+    from katib_nas.trial_image.proxyless.timing import Timing
     from katib_nas.trial_image.runtime import configure_threads, resolve_device
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -29,6 +29,8 @@ process of the run failed."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from katib_nas.trial_image.inputs import SUPERNET_DEFAULTS as DEFAULTS
+
     parser = subparsers.add_parser("proxyless-search", help="ProxylessNAS one-shot trial: search a supernet",
                                    description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--architecture", required=True, metavar="TEXT",
@@ -39,13 +41,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="latency table JSON from `katib-nas profile` (e.g. a mounted ConfigMap), or `measure` "
                              "to profile the supernet on this trial's device (one thread) before searching")
     add_training_arguments(parser)
-    parser.add_argument("--arch-fraction", type=fraction, default=0.2,
-                        help="share of the training images held out for architecture steps (default 0.2)")
-    parser.add_argument("--arch-every", type=positive_int, default=2,
-                        help="one architecture step every this many weight steps (default 2)")
-    parser.add_argument("--rank-paths", type=non_negative_int, default=0, metavar="N",
+    parser.add_argument("--arch-fraction", type=fraction, default=DEFAULTS.arch_fraction,
+                        help="share of the training images held out for architecture steps "
+                             f"(default {DEFAULTS.arch_fraction:g})")
+    parser.add_argument("--arch-every", type=positive_int, default=DEFAULTS.arch_every,
+                        help=f"one architecture step every this many weight steps (default {DEFAULTS.arch_every})")
+    parser.add_argument("--rank-paths", type=non_negative_int, default=DEFAULTS.rank_paths, metavar="N",
                         help="also evaluate N uniformly sampled paths on the supernet's weights and report the "
-                             "derived network's rank among them as derived-rank (1 is best; default 0: skip)")
+                             "derived network's rank among them as derived-rank (1 is best; default "
+                             f"{DEFAULTS.rank_paths}: skip)")
     parser.set_defaults(handler=run)
 
 

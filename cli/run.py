@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from katib_nas.contract.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 
 if TYPE_CHECKING:
     from katib_nas.runner.local_run import RunOptions

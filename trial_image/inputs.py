@@ -1,5 +1,5 @@
 """What both training commands (`katib-nas trial`, `katib-nas proxyless-search`) take in alike and answer with:
-exit codes, bounds of their numbers, the architecture text as Katib passes it, and whether a network fits the
+bounds of their numbers, the architecture text as Katib passes it, and whether a network fits the
 data. Imports no torch, so the command line can read the bounds cheaply.
 """
 
@@ -12,11 +12,6 @@ from katib_nas.contract.codec import decode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture
 
-EXIT_OK = 0
-#: An export, a push to Katib or a checkpoint failed, or another process of the run did.
-EXIT_FAILED = 1
-#: The training loss became NaN or infinite (bad input is 2, katib_nas.cli.exits).
-EXIT_DIVERGED = 3
 #: Seeds numpy and torch both take.
 MAX_SEED = 2**32 - 1
 #: CPU threads; OMP_NUM_THREADS is held to the same bound.
@@ -48,6 +43,22 @@ class TrainingSettings:
 
 
 DEFAULTS = TrainingSettings()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SupernetSettings:
+    """What `katib-nas proxyless-search` takes beyond the training settings, with the one home of its
+    defaults: the command's flags and the trial's options read them from here."""
+
+    #: Share of the training images held out for architecture steps.
+    arch_fraction: float = 0.2
+    #: One architecture step every this many weight steps.
+    arch_every: int = 2
+    #: Uniformly sampled paths the derived network is ranked among (0: no ranking).
+    rank_paths: int = 0
+
+
+SUPERNET_DEFAULTS = SupernetSettings()
 Options = TypeVar("Options", bound=TrainingSettings)
 
 

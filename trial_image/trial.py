@@ -25,15 +25,13 @@ from typing import TYPE_CHECKING, Callable, TextIO
 
 from katib_nas.contract.branch_stats import DEFAULT_STATISTIC
 from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.exit_codes import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK
 from katib_nas.contract.metric_format import LATENCY_MS, PREDICTED_LATENCY_MS, VALIDATION_ACCURACY, VALIDATION_LOSS
 from katib_nas.contract.spec import Architecture
 
 from .allocator import describe as describe_allocator
 from .allocator import release_free_memory
 from .inputs import (
-    EXIT_DIVERGED,
-    EXIT_FAILED,
-    EXIT_OK,
     MAX_EPOCHS,
     MAX_SEED,
     MAX_THREADS,

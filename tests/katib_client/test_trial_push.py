@@ -121,7 +121,7 @@ def test_a_failed_push_during_training_ends_the_trial_in_one_line(monkeypatch: p
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     import io
 
-    from katib_nas.trial_image.inputs import EXIT_FAILED
+    from katib_nas.contract.exit_codes import EXIT_FAILED
     from katib_nas.trial_image.trial import TrialOptions, run_trial
 
     monkeypatch.setattr(katib_utils, "get_current_k8s_namespace", lambda: "kubeflow")

@@ -20,8 +20,6 @@ against the table's prediction.
 from __future__ import annotations
 
 import statistics
-import time
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -33,40 +31,12 @@ from katib_nas.contract.spec import Architecture
 from ..cells import ChoiceBody
 from ..model import build_model
 from .table import LatencyTable, block_option_keys, fixed_keys, load_table
+from .timing import Timing
 
-STATISTICS = ("min", "median")
-CLOCKS = ("auto", "wall", "thread")
 #: Key of an empty module timed through the same hooks: the hooks' own cost, subtracted from every entry.
 HOOK_PROBE = "probe:hook-overhead"
 #: The --latency-table value that profiles the trial's own network instead of reading a file.
 MEASURE = "measure"
-
-
-@dataclass(frozen=True)
-class Timing:
-    """How entries and networks are timed: untimed and timed cycles, statistic, passes, clock."""
-
-    warmup: int = 10
-    repeats: int = 50
-    statistic: str = "min"
-    rounds: int = 3
-    clock: str = "auto"
-
-    def clock_for(self, device: torch.device) -> Callable[[], float]:
-        """Wall time, or (clock `thread`, and `auto` on a CPU with one torch thread) the CPU time of the
-        calling thread, which does all the work then and which other processes cannot inflate."""
-        if self.clock not in CLOCKS:
-            raise ValueError(f"unknown clock {self.clock!r}; known: {', '.join(CLOCKS)}")
-        single_cpu_thread = device.type == "cpu" and torch.get_num_threads() == 1
-        if self.clock == "thread" or (self.clock == "auto" and single_cpu_thread):
-            return time.thread_time
-        return time.perf_counter
-
-    def summarise(self, seconds: list[float]) -> float:
-        """Milliseconds from the timed runs."""
-        if self.statistic not in STATISTICS:
-            raise ValueError(f"unknown timing statistic {self.statistic!r}; known: {', '.join(STATISTICS)}")
-        return (min(seconds) if self.statistic == "min" else statistics.median(seconds)) * 1000.0
 
 
 class HookTimer:

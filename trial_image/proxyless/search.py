@@ -29,7 +29,7 @@ from katib_nas.contract.supernet import derive
 
 from ..batchnorm_act import recomputing
 from ..distributed import Parallel
-from ..inputs import DEFAULTS
+from ..inputs import DEFAULTS, SUPERNET_DEFAULTS
 from ..model import build_model
 from ..optimizers import Adam
 from ..trainer import (
@@ -68,7 +68,7 @@ class Optimisation:
     batch_size: int = DEFAULTS.batch_size
     lr: float = DEFAULTS.lr
     weight_decay: float = DEFAULTS.weight_decay
-    arch_every: int = 2
+    arch_every: int = SUPERNET_DEFAULTS.arch_every
 
 
 @dataclass(frozen=True)

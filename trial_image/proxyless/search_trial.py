@@ -23,6 +23,7 @@ import torch
 
 from katib_nas.contract.codec import encode
 from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.exit_codes import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK
 from katib_nas.contract.metric_format import (
     BEST_ARCHITECTURE_METRIC,
     LATENCY_MS,
@@ -38,9 +39,7 @@ from ..allocator import release_free_memory
 from ..data import Split, load_dataset, seeded_split, split_dataset
 from ..distributed import Parallel, PeerLost, check_shares, environment_placement, start, stop
 from ..inputs import (
-    EXIT_DIVERGED,
-    EXIT_FAILED,
-    EXIT_OK,
+    SupernetSettings,
     TrainingSettings,
     check_fits,
     parse_architecture,
@@ -62,15 +61,12 @@ ARCH_SPLIT_SEED = 2019
 
 
 @dataclass(frozen=True, kw_only=True)
-class SearchOptions(TrainingSettings):
+class SearchOptions(TrainingSettings, SupernetSettings):
     """Everything `katib-nas proxyless-search` takes (the training settings and its own); see its --help."""
 
     supernet: str
     search: str
     latency_table: str | None = None
-    arch_fraction: float = 0.2
-    arch_every: int = 2
-    rank_paths: int = 0
 
 
 def parse_inputs(options: SearchOptions) -> tuple[Architecture, SearchConfig]:
