@@ -48,3 +48,16 @@ def test_an_export_over_an_earlier_set_leaves_only_the_new_set(tmp_path: Path) -
     assert metadata["architecture"] == ARCH and metadata["files"] == {"torchscript": TORCHSCRIPT_FILE}
     model = torch.jit.load(str(export / TORCHSCRIPT_FILE))
     assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_the_staging_folder_of_an_export_killed_outright_goes_with_the_next_export(tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    old_set(export)
+    leftover = export / ".export-killed"  # what SIGKILL during an export leaves: a hidden, half-written set
+    leftover.mkdir()
+    (leftover / TORCHSCRIPT_FILE).write_bytes(b"half a network")
+    run = run_trial("--architecture", ARCH, *FAST, "--steps", "2", "--export-dir", str(export),
+                    env=without_onnx(tmp_path))
+    assert run.code == 0, run.stderr[-2000:]
+    assert sorted(path.name for path in export.iterdir()) == [METADATA_FILE, TORCHSCRIPT_FILE]

@@ -7,7 +7,8 @@ served without this package.
 The folder holds one network's set at a time. Every file is written into a
 temporary folder inside the export folder (the same filesystem, also when the
 export folder is a mounted volume) and moved into place only once all of them
-are written: an export that fails leaves the folder as it was. model.json
+are written: an export that fails leaves the folder as it was. A staging folder
+that a process killed outright left behind is removed by the next export. model.json
 goes last, after a file of the set this export did not write (model.onnx
 without onnx) is removed, so a folder with a model.json holds that model's
 files and no other network's.
@@ -38,6 +39,7 @@ ONNX_FILE = "model.onnx"
 METADATA_FILE = "model.json"
 
 
+STAGING_PREFIX = ".export-"
 #: Every file an export may write; model.json, the set's description, is moved into place last.
 EXPORT_FILES = (TORCHSCRIPT_FILE, ONNX_FILE, METADATA_FILE)
 
@@ -53,7 +55,8 @@ def export_model(model: nn.Module, arch_text: str, input_shape: tuple[int, int, 
     target = Path(directory)
     try:
         target.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".export-", dir=target))
+        _remove_leftover_staging(target)
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
     except OSError as err:
         raise _failed(target, err, "is left as it was") from None
     try:
@@ -68,6 +71,13 @@ def export_model(model: nn.Module, arch_text: str, input_shape: tuple[int, int, 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return files
+
+
+def _remove_leftover_staging(target: Path) -> None:
+    """Staging folders of exports killed before they could clean up (one export writes a folder at a time)."""
+    for leftover in target.glob(f"{STAGING_PREFIX}*"):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
 
 
 def _failed(target: Path, err: Exception, state: str) -> ExportError:
