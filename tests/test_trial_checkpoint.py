@@ -1,7 +1,8 @@
 """Per-epoch checkpoints: a trial killed mid-run and started again reaches the uninterrupted run's metrics.
 
 Kill and resume run real `katib-nas trial` subprocesses on digits: SIGKILL once the second epoch is
-reported (its checkpoint is written before the report), then the same command again. With the same seed and
+reported (its checkpoint is written before the report), then the same command again, which reports the
+restored epochs again, as first written, before it trains on. With the same seed and
 thread count the resumed run repeats the uninterrupted one exactly; RESUME_TOLERANCE is what the test allows.
 A checkpoint of another network, of other training settings, or one that cannot be read is refused with one
 line and exit 2 before any training, and stays as it was.
@@ -61,10 +62,14 @@ def test_a_killed_trial_resumes_from_its_last_epoch_and_reaches_the_same_metrics
                                                                                   tmp_path: Path) -> None:
     before = killed_after_epoch(tmp_path, 2)
     assert before.count("Train-Accuracy=") == 2 and "params=" not in before
-    resumed = run_trial("--architecture", ARCH, *TRAIN, "--checkpoint-dir", str(tmp_path))
+    metrics_file = tmp_path / "metrics.log"
+    resumed = run_trial("--architecture", ARCH, *TRAIN, "--checkpoint-dir", str(tmp_path), "--metrics-file",
+                        str(metrics_file))
     assert resumed.code == 0, resumed.stderr[-2000:]
     assert f"resuming from {tmp_path / CHECKPOINT_FILE} after epoch 2 (step" in resumed.stderr
-    assert resumed.stdout.count("Train-Accuracy=") == 3  # epochs 3 and 4, then the final report
+    # epochs 1 and 2 again, timestamps and all (a restarted trial's metrics file starts empty), 3 and 4, the end
+    assert resumed.stdout.startswith(before) and resumed.stdout.count("Train-Accuracy=") == 5
+    assert metrics_file.read_text() == resumed.stdout
     for name in METRICS:
         assert abs(final(resumed, name) - final(uninterrupted, name)) <= RESUME_TOLERANCE, name
     payload = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
@@ -75,7 +80,10 @@ def test_a_finished_run_started_again_trains_nothing_and_reports_the_same(uninte
     first = run_trial("--architecture", ARCH, *TRAIN, "--checkpoint-dir", str(tmp_path))
     again = run_trial("--architecture", ARCH, *TRAIN, "--checkpoint-dir", str(tmp_path))
     assert first.code == again.code == 0
-    assert "after epoch 4" in again.stderr and again.stdout.count("Train-Accuracy=") == 1
+    assert "after epoch 4" in again.stderr and again.stdout.count("Train-Accuracy=") == 5
+    lines = first.stdout.splitlines(keepends=True)
+    ends = [number for number, line in enumerate(lines) if "Train-Accuracy=" in line]  # each group's last line
+    assert again.stdout.startswith("".join(lines[:ends[3] + 1]))  # the four epochs' groups, as first written
     assert final(again, "Validation-Accuracy") == final(uninterrupted, "Validation-Accuracy")
 
 

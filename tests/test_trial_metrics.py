@@ -107,3 +107,19 @@ def test_unwritable_metrics_file_is_bad_input(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(InvalidInput, match="cannot write metrics file"):
         MetricsWriter(str(blocker / "metrics.txt"))
+
+
+@pytest.mark.parametrize("file_format", ["text", "json"])
+def test_restored_groups_are_written_again_as_first_stamped_and_not_pushed_twice(tmp_path: Path,
+                                                                                 file_format: str) -> None:
+    pushed: list[dict] = []  # type: ignore[type-arg]
+    first, again = tmp_path / "first", tmp_path / "again"
+    writer = MetricsWriter(str(first), file_format, io.StringIO(), clock=lambda: MOMENT,
+                           sinks=[lambda metrics: pushed.append(dict(metrics))])
+    writer.write(NUMERIC)
+    later = datetime(2025, 3, 5, tzinfo=timezone.utc)  # the restarted trial's clock
+    restarted = MetricsWriter(str(again), file_format, io.StringIO(), clock=lambda: later,
+                              sinks=[lambda metrics: pushed.append(dict(metrics))])
+    restarted.rewrite(STAMP, NUMERIC)
+    assert again.read_text() == first.read_text()  # Katib's database and the event files kept it: no sink
+    assert pushed == [NUMERIC]

@@ -26,7 +26,7 @@ from katib_nas.contract.errors import InvalidInput
 
 from .distributed import Parallel
 from .durable import replace_whole
-from .trainer import EpochResult, TrainState
+from .trainer import EpochReport, EpochResult, TrainState
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = 1
@@ -116,6 +116,8 @@ class Checkpoint:
         state.generator.set_state(loaded["generator"])
         state.step, state.epoch = int(loaded["step"]), int(loaded["epoch"])
         state.results = [EpochResult(int(e), int(s), float(loss), float(acc)) for e, s, loss, acc in loaded["results"]]
+        state.reports = [EpochReport(str(stamp), {str(name): float(value) for name, value in metrics.items()}, int(s))
+                         for stamp, metrics, s in loaded.get("reports", [])]
         LOG.info("resuming from %s after epoch %d (step %d)", self.path, state.epoch, state.step)
         self.loaded = None
 
@@ -129,6 +131,7 @@ class Checkpoint:
             "scaler": state.scaler.state_dict(), "generator": state.generator.get_state(),
             "step": state.step, "epoch": state.epoch,
             "results": [[r.epoch, r.steps, r.train_loss, r.train_accuracy] for r in state.results],
+            "reports": [[r.stamp, r.metrics, r.steps] for r in state.reports],
         }
         started = time.perf_counter()
         buffer = io.BytesIO()

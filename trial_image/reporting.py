@@ -79,8 +79,22 @@ class MetricsWriter:
             if self.path.is_file():
                 handle.truncate(0)
 
-    def write(self, metrics: Mapping[str, MetricValue]) -> None:
-        stamp = rfc3339(self.clock())
+    def stamp(self) -> str:
+        """The timestamp of a group measured now."""
+        return rfc3339(self.clock())
+
+    def write(self, metrics: Mapping[str, MetricValue], stamp: str | None = None) -> None:
+        """Report a group to stdout, the metrics file and the sinks; `stamp` when it was measured earlier."""
+        self._emit(stamp or self.stamp(), metrics)
+        for sink in self.sinks:
+            sink(metrics)
+
+    def rewrite(self, stamp: str, metrics: Mapping[str, MetricValue]) -> None:
+        """A group an earlier start of this run reported, again to stdout and the metrics file, which start
+        empty at every start; not to the sinks, which kept it (Katib's database, the event files)."""
+        self._emit(stamp, metrics)
+
+    def _emit(self, stamp: str, metrics: Mapping[str, MetricValue]) -> None:
         text = "".join(f"{stamp} {metric_line(name, value)}\n" for name, value in metrics.items())
         try:
             self.stream.write(text)
@@ -97,8 +111,6 @@ class MetricsWriter:
                         handle.write(text)
             except OSError as err:
                 raise OSError(err.errno, err.strerror, str(self.path)) from None
-        for sink in self.sinks:
-            sink(metrics)
 
 
 def output_sinks(report_to_katib: bool, tfevent_dir: str | None) -> list[Sink]:

@@ -47,6 +47,25 @@ class EpochResult:
     train_accuracy: float
 
 
+@dataclass(frozen=True)
+class EpochReport:
+    """An epoch's metrics group as reported: its timestamp (RFC 3339), values and the step it ended at.
+    Checkpoints keep them, so a resumed run reports its restored epochs again."""
+
+    stamp: str
+    metrics: dict[str, float]
+    steps: int
+
+
+class EpochReporter(Protocol):
+    """Measures and reports every epoch, and reports again the epochs a checkpoint restored (a restarted
+    trial's metrics file starts empty and its stdout is new)."""
+
+    def measure(self, result: EpochResult) -> EpochReport: ...
+
+    def report(self, report: EpochReport, restored: bool) -> None: ...
+
+
 class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
@@ -107,6 +126,7 @@ class TrainState:
     step: int = 0
     epoch: int = 0
     results: list[EpochResult] = field(default_factory=list)
+    reports: list[EpochReport] = field(default_factory=list)
 
 
 class Checkpointer(Protocol):
@@ -118,7 +138,7 @@ class Checkpointer(Protocol):
 
 
 def train(model: nn.Module, data: Tensors, config: TrainConfig,
-          on_epoch: Callable[[EpochResult], None] = lambda result: None,
+          reporter: EpochReporter | None = None,
           before_step: Callable[[int, int], None] = lambda step, steps: None,
           parallel: Parallel = SINGLE, checkpoint: Checkpointer | None = None) -> list[EpochResult]:
     """Train in place for the configured budget; raises Diverged on a non-finite loss.
@@ -126,8 +146,9 @@ def train(model: nn.Module, data: Tensors, config: TrainConfig,
     `before_step(step, steps)` runs before optimizer step `step` (0-based) of `steps`, e.g. to start
     recording statistics for the last part of the run. With several processes `model` is the
     DistributedDataParallel wrapper, each process takes its share of every global batch and the epoch's
-    loss and accuracy are summed over all of them. `checkpoint` restores the state before the first step
-    and saves it after every epoch, before `on_epoch` reports it.
+    loss and accuracy are summed over all of them. `reporter` measures every epoch; `checkpoint` restores the
+    state (with the restored epochs' reports, which are reported again first) before the first step and saves
+    it after every epoch, with that epoch's report, before the report is written.
     """
     device = data.train_x.device
     steps = total_steps(len(data.train_y), config, parallel.world_size)
@@ -136,14 +157,20 @@ def train(model: nn.Module, data: Tensors, config: TrainConfig,
                        torch.Generator().manual_seed(config.seed))
     if checkpoint is not None:
         checkpoint.restore(state)
+    if reporter is not None:
+        for restored in state.reports:
+            reporter.report(restored, restored=True)
     model.train()
     while state.step < steps:
         state.epoch += 1
         result = _train_epoch(model, data, config, state, steps, before_step, parallel)
         state.results.append(result)
+        if reporter is not None:
+            state.reports.append(reporter.measure(result))
         if checkpoint is not None:
             checkpoint.save(state)
-        on_epoch(result)
+        if reporter is not None:
+            reporter.report(state.reports[-1], restored=False)
     return state.results
 
 

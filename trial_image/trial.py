@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from katib_nas.contract.branch_stats import DEFAULT_STATISTIC
 from katib_nas.contract.errors import InvalidInput
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from .model import Network
     from .proxyless.table import LatencyTable
     from .reporting import MetricsWriter
-    from .trainer import EpochResult, Tensors, TrainConfig
+    from .trainer import EpochReport, EpochResult, Tensors, TrainConfig
 
 #: Branch statistics are recorded over this last share of the training steps, once the network has learned.
 STATISTICS_FRACTION = 0.5
@@ -230,30 +230,43 @@ def cost_metrics(params: int, macs: int) -> dict[str, float | int]:
     return {"params": params, "mparams": params / 1e6, "flops": macs, "gflops": macs / 1e9}
 
 
-def epoch_reporter(model: Network, tensors: Tensors, config: TrainConfig, writer: MetricsWriter,
-                   parallel: Parallel | None = None) -> Callable[[EpochResult], None]:
+class EpochMetrics:
     """The per-epoch report: training metrics after every epoch, and after every epoch but the last also
     Validation-Accuracy and Validation-Loss, so Katib draws a curve and early stopping has values to compare.
-    The last epoch's validation metrics are the final report's, measured once."""
-    from .trainer import SINGLE, evaluate_trained, total_steps
+    The last epoch's validation metrics are the final report's, measured once. Restored epochs are written
+    again with their first timestamps."""
 
-    parallel = parallel or SINGLE
-    last_step = total_steps(len(tensors.train_y), config, parallel.world_size)
-    clock = [time.perf_counter(), 0]  # when the epoch started, its first step
+    def __init__(self, model: Network, tensors: Tensors, config: TrainConfig, writer: MetricsWriter,
+                 parallel: Parallel | None = None):
+        from .trainer import SINGLE, total_steps
 
-    def report(result: EpochResult) -> None:
-        seconds, images = time.perf_counter() - clock[0], (result.steps - clock[1]) * config.batch_size
-        LOG.info("epoch %d: %d steps in %.2f s, %.0f images/s over %d process(es)", result.epoch,
-                 result.steps - clock[1], seconds, images / max(seconds, 1e-9), parallel.world_size)
+        self.model, self.tensors, self.writer = model, tensors, writer
+        self.batch_size = config.batch_size
+        self.parallel = parallel or SINGLE
+        self.last_step = total_steps(len(tensors.train_y), config, self.parallel.world_size)
+        self.started, self.first_step = time.perf_counter(), 0  # when the epoch started, its first step
+
+    def measure(self, result: EpochResult) -> EpochReport:
+        from .trainer import EpochReport, evaluate_trained
+
+        steps = result.steps - self.first_step
+        seconds = time.perf_counter() - self.started
+        LOG.info("epoch %d: %d steps in %.2f s, %.0f images/s over %d process(es)", result.epoch, steps, seconds,
+                 steps * self.batch_size / max(seconds, 1e-9), self.parallel.world_size)
         metrics: dict[str, float] = {}
-        if result.steps < last_step:
-            val_loss, val_accuracy = evaluate_trained(model, tensors, parallel=parallel)
-            model.train()
+        if result.steps < self.last_step:
+            val_loss, val_accuracy = evaluate_trained(self.model, self.tensors, parallel=self.parallel)
+            self.model.train()
             metrics = {VALIDATION_ACCURACY: val_accuracy, VALIDATION_LOSS: val_loss}
-        writer.write({**metrics, "Train-Loss": result.train_loss, "Train-Accuracy": result.train_accuracy})
-        clock[:] = [time.perf_counter(), result.steps]
+        metrics.update({"Train-Loss": result.train_loss, "Train-Accuracy": result.train_accuracy})
+        return EpochReport(self.writer.stamp(), metrics, result.steps)
 
-    return report
+    def report(self, report: EpochReport, restored: bool) -> None:
+        if restored:
+            self.writer.rewrite(report.stamp, report.metrics)
+        else:
+            self.writer.write(report.metrics, stamp=report.stamp)
+        self.started, self.first_step = time.perf_counter(), report.steps
 
 
 def checkpoint_identity(model: Network, options: TrialOptions, training_images: int) -> dict[str, object]:
@@ -298,7 +311,7 @@ def _train(run: PreparedRun, options: TrialOptions, writer: MetricsWriter
 
     checkpoint = _checkpoint(run, options)
     results = train(parallel.wrap(model), run.tensors, run.config, before_step=start_statistics,
-                    on_epoch=epoch_reporter(model, run.tensors, run.config, writer, parallel), parallel=parallel,
+                    reporter=EpochMetrics(model, run.tensors, run.config, writer, parallel), parallel=parallel,
                     checkpoint=checkpoint)
     val_loss, val_accuracy = evaluate_trained(model, run.tensors, parallel=parallel)
     if val_loss != val_loss:
