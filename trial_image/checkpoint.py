@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import pickle
 import time
 import zipfile
@@ -26,6 +25,7 @@ from katib_nas.contract.errors import InvalidInput
 
 from .distributed import Parallel
 from .durable import replace_whole
+from .inputs import check_output_dir
 from .trainer import EpochReport, EpochResult, TrainState
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -41,17 +41,7 @@ class CheckpointError(RuntimeError):
 
 def check_checkpoint_dir(path: Path) -> None:
     """--checkpoint-dir must be a writable directory (created here) whose checkpoint name is free for a file."""
-    if path.exists() and not path.is_dir():
-        raise InvalidInput(f"--checkpoint-dir {path} is a file, not a directory; give a directory for checkpoints")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InvalidInput(f"--checkpoint-dir {path} cannot be created: {err.strerror or err}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise InvalidInput(f"--checkpoint-dir {path} is not writable")
-    if (path / CHECKPOINT_FILE).is_dir():
-        raise InvalidInput(f"--checkpoint-dir {path} holds a directory named {CHECKPOINT_FILE}, where the "
-                           "checkpoint is written")
+    check_output_dir(path, "--checkpoint-dir", "for checkpoints", [CHECKPOINT_FILE])
 
 
 class Checkpoint:

@@ -5,8 +5,10 @@ data. Imports no torch, so the command line can read the bounds cheaply.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, TypeVar
+from pathlib import Path
+from typing import Any, Mapping, Sequence, TypeVar
 
 from katib_nas.contract.codec import decode
 from katib_nas.contract.errors import InvalidInput
@@ -69,6 +71,22 @@ def options_from(cls: type[Options], values: Mapping[str, Any] | Any, **override
     missing = object()
     found = {f.name: get(f.name, missing) for f in fields(cls)}
     return cls(**{name: value for name, value in found.items() if value is not missing}, **overrides)
+
+
+def check_output_dir(path: Path, flag: str, purpose: str, files: Sequence[str]) -> None:
+    """`flag` must name a writable directory (created here) in which each of `files` can be written as a file;
+    `purpose` ends the line that refuses a file in its place ("for checkpoints")."""
+    if path.exists() and not path.is_dir():
+        raise InvalidInput(f"{flag} {path} is a file, not a directory; give a directory {purpose}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InvalidInput(f"{flag} {path} cannot be created: {err.strerror or err}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InvalidInput(f"{flag} {path} is not writable")
+    for name in files:
+        if (path / name).is_dir():
+            raise InvalidInput(f"{flag} {path} holds a directory named {name}, where a file of that name is written")
 
 
 def split_seed(option: int | None) -> tuple[int, ...]:

@@ -37,6 +37,7 @@ from .inputs import (
     MAX_THREADS,
     TrainingSettings,
     check_fits,
+    check_output_dir,
     parse_architecture,
     split_seed,
 )
@@ -110,19 +111,9 @@ def _check_omp_threads(text: str) -> None:
 
 def check_export_dir(path: Path) -> None:
     """--export-dir must be a writable directory (created here) whose export file names are free for files."""
-    from .export import METADATA_FILE, ONNX_FILE, TORCHSCRIPT_FILE
+    from .export import EXPORT_FILES
 
-    if path.exists() and not path.is_dir():
-        raise InvalidInput(f"--export-dir {path} is a file, not a directory; give a directory to export into")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InvalidInput(f"--export-dir {path} cannot be created: {err.strerror or err}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise InvalidInput(f"--export-dir {path} is not writable")
-    for name in (TORCHSCRIPT_FILE, ONNX_FILE, METADATA_FILE):
-        if (path / name).is_dir():
-            raise InvalidInput(f"--export-dir {path} holds a directory named {name}, where the export writes a file")
+    check_output_dir(path, "--export-dir", "to export into", EXPORT_FILES)
 
 
 def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
