@@ -24,6 +24,7 @@ under katib_nas.runner.launch, which gives each torchrun's environment.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shlex
@@ -233,12 +234,13 @@ def _cpus(resources: dict[str, Any], where: str) -> int:
         if not isinstance(amounts, dict):
             raise ExperimentError(f"the TrainJob trialSpec's {where}.{part} must be a mapping, got {amounts!r}")
         if amounts.get("cpu") not in (None, ""):
-            return _whole_quantity(amounts["cpu"], f"{where}.{part}.cpu")
+            return _cpus_rounded_up(amounts["cpu"], f"{where}.{part}.cpu")
     return 0
 
 
-def _whole_quantity(value: Any, where: str) -> int:
-    """The whole part of a Kubernetes quantity (2, "2.5", "1500m", "1e1"); ExperimentError naming `where`."""
+def _cpus_rounded_up(value: Any, where: str) -> int:
+    """A Kubernetes quantity (2, "2.5", "1500m", "1e1") rounded up to a whole number, as Quantity.Value() rounds
+    it for Kubeflow Trainer's torch plugin ("1500m" is 2 processes); ExperimentError naming `where`."""
     match = QUANTITY.fullmatch(str(value).strip()) if not isinstance(value, bool) else None
     if match is None:
         raise ExperimentError(f"the TrainJob trialSpec's {where} must be a Kubernetes quantity such as 2 or 1500m, "
@@ -251,7 +253,7 @@ def _whole_quantity(value: Any, where: str) -> int:
         if abs(exponent) > 100:
             raise ExperimentError(f"the TrainJob trialSpec's {where} is out of range, got {value!r}")
         number *= Fraction(10) ** exponent
-    return int(number)
+    return math.ceil(number)
 
 
 def _count(value: Any, where: str, low: int) -> int:

@@ -42,14 +42,15 @@ def test_trainjob_auto_processes_count_the_cpus_of_a_node_as_the_torch_plugin_do
     spec = trial_spec(TRAINJOB)
     spec["spec"]["trainer"]["numProcPerNode"] = "auto"
     spec["spec"]["trainer"]["resourcesPerNode"] = {"requests": {"cpu": "3500m"}, "limits": {"cpu": "8"}}
-    assert trial_workload(spec, "node").world == World(2, 3)
+    assert trial_workload(spec, "node").world == World(2, 4)  # the requests' 3.5 CPUs, rounded up
     del spec["spec"]["trainer"]["resourcesPerNode"]
     assert trial_workload(spec, "node").world == World(2, 1)
 
 
-@pytest.mark.parametrize("cpu, processes", [("2", 2), (3, 3), ("1500m", 1), ("2.5", 2), ("0.5", 1), ("1e1", 10),
-                                             ("+4", 4)])
+@pytest.mark.parametrize("cpu, processes", [("2", 2), (3, 3), ("1500m", 2), ("2.5", 3), ("0.5", 1), ("1e1", 10),
+                                             ("+4", 4), ("2001m", 3)])
 def test_trainjob_cpus_are_kubernetes_quantities(cpu: Any, processes: int) -> None:
+    """Rounded up, as Kubernetes' Quantity.Value() does in Kubeflow Trainer's torch plugin (getNumCPUPerNode)."""
     spec = trial_spec(TRAINJOB)
     spec["spec"]["trainer"].update(numNodes=1, numProcPerNode="auto", resourcesPerNode={"limits": {"cpu": cpu}})
     assert trial_workload(spec, "node").world == World(1, processes)
