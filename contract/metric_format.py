@@ -29,6 +29,12 @@ LATENCY_MS = "latency-ms"
 PREDICTED_LATENCY_MS = "predicted-latency-ms"
 #: The string metric a one-shot search reports its derived network in, and the regex that collects it.
 BEST_ARCHITECTURE_METRIC = "Best-Architecture"
+#: A network's size as raw counts (parameters, multiply-accumulates); MILLION_PARAMS and GIGA_FLOPS hold the
+#: same on the scale of an accuracy, which the Katib UI draws on one axis with it.
+PARAMS = "params"
+FLOPS = "flops"
+MILLION_PARAMS = "mparams"
+GIGA_FLOPS = "gflops"
 BEST_ARCHITECTURE_REGEX = r"(Best-Architecture)=([\w./:+@-]+)"
 
 

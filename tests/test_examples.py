@@ -326,3 +326,13 @@ def test_cpu_example_runs_locally_with_a_tiny_budget(path: Path, tmp_path: Path)
     best = json.loads((workdir / "report" / "best_architecture.json").read_text())
     assert 0.0 <= float(best["metrics"]["Validation-Accuracy"]) <= 1.0
     decode(best["architecture"]["text"])
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=example_id)
+def test_the_objective_is_the_trained_networks_last_report_and_the_ui_graph_keeps_one_scale(path: Path) -> None:
+    """Katib's default strategy under maximize is the maximum over a trial's reports, for every metric: the
+    best trial could be an epoch whose weights no trial kept, and Validation-Loss its worst epoch. Raw counts
+    (params, flops: 10^4-10^9) on the trial page's one axis flatten the accuracy curve; mparams and gflops not."""
+    objective = experiment_from_document(load_yaml(path)).objective
+    assert objective.strategy("Validation-Accuracy") == objective.strategy("Validation-Loss") == "latest"
+    assert not {"params", "flops"} & set(objective.metric_names)

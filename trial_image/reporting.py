@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence, TextIO
 
 from katib_nas.contract.errors import InvalidInput
-from katib_nas.contract.metric_format import MetricValue, format_value, metric_line
+from katib_nas.contract.metric_format import FLOPS, PARAMS, MetricValue, format_value, metric_line
 
 METRIC_FORMATS = ("text", "json")
 DB_MANAGER_ENV = "KATIB_DB_MANAGER_ADDRESS"
@@ -166,14 +166,17 @@ def check_push_available() -> None:
 
 
 def push_to_katib(metrics: Mapping[str, MetricValue], address: str | None = None, timeout: int | None = None) -> None:
-    """Push the numeric metrics through kubeflow.katib.report_metrics (string metrics cannot be pushed).
+    """Push the numeric metrics through kubeflow.katib.report_metrics (string metrics cannot be pushed), but
+    not the raw counts params and flops: Katib's UI draws every metric in its database on a trial's one axis,
+    where they would flatten the accuracy curve (mparams and gflops, pushed, hold the same).
 
     The DB manager address comes from `address`, else $KATIB_DB_MANAGER_ADDRESS, else Katib's default.
     """
     from kubeflow.katib import report_metrics
     from kubeflow.katib.constants import constants
 
-    numeric = {name: format_value(v) for name, v in metrics.items() if not isinstance(v, str)}
+    numeric = {name: format_value(v) for name, v in metrics.items()
+               if not isinstance(v, str) and name not in (PARAMS, FLOPS)}
     target = address or os.environ.get(DB_MANAGER_ENV) or constants.DEFAULT_DB_MANAGER_ADDRESS
     try:
         report_metrics(numeric, db_manager_address=target, timeout=timeout or PUSH_TIMEOUT)

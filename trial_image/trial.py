@@ -26,7 +26,16 @@ from typing import TYPE_CHECKING, TextIO
 from katib_nas.contract.branch_stats import DEFAULT_STATISTIC
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.exit_codes import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK
-from katib_nas.contract.metric_format import LATENCY_MS, PREDICTED_LATENCY_MS, VALIDATION_ACCURACY, VALIDATION_LOSS
+from katib_nas.contract.metric_format import (
+    FLOPS,
+    GIGA_FLOPS,
+    LATENCY_MS,
+    MILLION_PARAMS,
+    PARAMS,
+    PREDICTED_LATENCY_MS,
+    VALIDATION_ACCURACY,
+    VALIDATION_LOSS,
+)
 from katib_nas.contract.spec import Architecture
 
 from .allocator import describe as describe_allocator
@@ -218,7 +227,7 @@ def cost_metrics(params: int, macs: int) -> dict[str, float | int]:
     """params and flops (multiply-accumulates) as counts, and as mparams (millions) and gflops (billions): on the
     scale of an accuracy, so the Katib UI's one-axis trial plot keeps the accuracy curve readable. No name
     starts with another (Katib's TensorFlowEvent collector matches tags by prefix)."""
-    return {"params": params, "mparams": params / 1e6, "flops": macs, "gflops": macs / 1e9}
+    return {PARAMS: params, MILLION_PARAMS: params / 1e6, FLOPS: macs, GIGA_FLOPS: macs / 1e9}
 
 
 class EpochMetrics:
