@@ -247,3 +247,22 @@ def test_asking_for_cuda_without_a_gpu_is_bad_input() -> None:
     assert run.code == 2 and run.error_lines() == [
         "katib-nas trial: error: --device cuda was asked for, but no CUDA device is available "
         "(use --device auto or cpu)"]
+
+
+@pytest.mark.parametrize("epochs", [1, 2])  # the final evaluation; an epoch's report before the last
+def test_an_infinite_validation_loss_is_a_divergence_not_a_nan_for_katib(epochs: int, monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`Validation-Loss=nan` would reach Katib as an empty value (its default regex matches no digits)."""
+    import io
+
+    from katib_nas.trial_image import trainer
+    from katib_nas.trial_image.trial import TrialOptions
+    from katib_nas.trial_image.trial import run_trial as run_in_process
+
+    monkeypatch.setattr(trainer, "evaluate_trained", lambda model, tensors, parallel=None: (float("inf"), 0.5))
+    stdout = io.StringIO()
+    options = TrialOptions(architecture=ARCH, dataset="digits", epochs=epochs, threads=1, max_train_samples=200,
+                           batch_size=64)
+    assert run_in_process(options, stdout) == 3
+    assert "Validation-" not in stdout.getvalue()
+    assert "training diverged: the validation loss after epoch 1 is inf" in capsys.readouterr().err

@@ -69,10 +69,18 @@ class EpochReporter(Protocol):
 class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
-    def __init__(self, epoch: int, first_step: int, last_step: int):
+    def __init__(self, epoch: int, first_step: int, last_step: int, what: str = ""):
         self.epoch, self.first_step, self.last_step = epoch, first_step, last_step
-        super().__init__(f"training diverged: the loss became NaN or infinite in epoch {epoch} "
-                         f"between steps {first_step} and {last_step}; lower --lr or check the data")
+        where = what or f"the loss became NaN or infinite in epoch {epoch} between steps {first_step} and {last_step}"
+        super().__init__(f"training diverged: {where}; lower --lr or check the data")
+
+
+def finite_validation_loss(loss: float, epoch: int) -> float:
+    """`loss`, or Diverged when it is NaN or infinite: the trial prints either as `nan`, which Katib's
+    collectors do not read as a number (its default regex stores an empty value)."""
+    if not math.isfinite(loss):
+        raise Diverged(epoch, 0, 0, f"the validation loss after epoch {epoch} is {loss}")
+    return loss
 
 
 @dataclass

@@ -247,7 +247,7 @@ class EpochMetrics:
         self.started, self.first_step = time.perf_counter(), 0  # when the epoch started, its first step
 
     def measure(self, result: EpochResult) -> EpochReport:
-        from .trainer import EpochReport, evaluate_trained
+        from .trainer import EpochReport, evaluate_trained, finite_validation_loss
 
         steps = result.steps - self.first_step
         seconds = time.perf_counter() - self.started
@@ -256,6 +256,7 @@ class EpochMetrics:
         metrics: dict[str, float] = {}
         if result.steps < self.last_step:
             val_loss, val_accuracy = evaluate_trained(self.model, self.tensors, parallel=self.parallel)
+            finite_validation_loss(val_loss, result.epoch)
             self.model.train()
             metrics = {VALIDATION_ACCURACY: val_accuracy, VALIDATION_LOSS: val_loss}
         metrics.update({"Train-Loss": result.train_loss, "Train-Accuracy": result.train_accuracy})
@@ -297,7 +298,7 @@ def _train(run: PreparedRun, options: TrialOptions, writer: MetricsWriter
            ) -> tuple[list[EpochResult], float, float, dict[str, float]]:
     """Train (data-parallel with several processes) and evaluate; (results, val loss, val accuracy, test
     metrics). Raises Diverged, PeerLost or CheckpointError."""
-    from .trainer import Diverged, evaluate, evaluate_trained, train
+    from .trainer import evaluate, evaluate_trained, finite_validation_loss, train
 
     model, parallel = run.model, run.parallel
     recording = False
@@ -314,8 +315,7 @@ def _train(run: PreparedRun, options: TrialOptions, writer: MetricsWriter
                     reporter=EpochMetrics(model, run.tensors, run.config, writer, parallel), parallel=parallel,
                     checkpoint=checkpoint)
     val_loss, val_accuracy = evaluate_trained(model, run.tensors, parallel=parallel)
-    if val_loss != val_loss:
-        raise Diverged(results[-1].epoch, 1, results[-1].steps)
+    finite_validation_loss(val_loss, results[-1].epoch)
     test_metrics = {} if run.test is None else dict(zip(("Test-Loss", "Test-Accuracy"),
                                                         evaluate(model, *run.test, parallel=parallel)))
     model.record_branch_stats(False)

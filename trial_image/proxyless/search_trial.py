@@ -49,7 +49,15 @@ from ..inputs import (
 from ..model import build_model
 from ..reporting import MetricsWriter, ReportError, output_sinks
 from ..runtime import channels_last, configure_threads, resolve_device, seed_everything
-from ..trainer import Diverged, Tensors, TrainConfig, evaluate, recalibrate_batchnorm, train
+from ..trainer import (
+    Diverged,
+    Tensors,
+    TrainConfig,
+    evaluate,
+    finite_validation_loss,
+    recalibrate_batchnorm,
+    train,
+)
 from .latency_loss import LatencyModel
 from .profiler import MEASURE, Timing, obtain_table, table_timing, time_network_ms
 from .search import Optimisation, PathConfidence, SearchData, evaluate_derived, rank_against_uniform, run_search
@@ -156,6 +164,7 @@ def _search_and_report(supernet: Architecture, config: SearchConfig, options: Se
             val_loss, val_accuracy = retrain(result.derived, search_data, config, optimisation, parallel)
         else:
             val_loss, val_accuracy = evaluate_derived(search, result.choices, search_data)
+        finite_validation_loss(val_loss, config.epochs)
     except Diverged as err:
         if parallel.is_main:
             print(f"katib-nas proxyless-search: error: {err}", file=sys.stderr, flush=True)
