@@ -270,11 +270,25 @@ TORCHRUN_VALUED = ("--nnodes", "--nproc-per-node", "--rdzv-backend", "--rdzv-end
 TORCHRUN_SWITCHES = ("--standalone", "--no-python", "--module", "--run-path", "-m")
 
 
+def check_trainjob_launcher(trial_spec: Mapping[str, Any], argv: Sequence[str], world: World) -> None:
+    """A TrainJob of several processes must start its command with torchrun: Kubeflow Trainer runs the command
+    once per node and sets only the PET_* variables torchrun reads, so without it every node trains alone."""
+    if trial_spec.get("kind") == "TrainJob" and world.size > 1 and not _starts_torchrun(argv):
+        raise ExperimentError(f"the TrainJob asks for {world.nodes} node(s) x {world.per_node} process(es), but its "
+                              "command does not start with torchrun: Kubeflow Trainer starts the command once per "
+                              "node with only torchrun's PET_* variables, so every node would train alone; start it "
+                              "as `torchrun --no-python katib-nas trial ...`")
+
+
+def _starts_torchrun(argv: Sequence[str]) -> bool:
+    return bool(argv) and Path(argv[0]).name == "torchrun"
+
+
 def strip_torchrun(argv: Sequence[str], world: World) -> tuple[list[str], World]:
     """Without a leading `torchrun`, the argv and world as they are; with it, the program torchrun would start
     (a Python script runs under this Python unless --no-python) and the world its --nnodes and
     --nproc-per-node make of the spec's."""
-    if not argv or Path(argv[0]).name != "torchrun":
+    if not _starts_torchrun(argv):
         return list(argv), world
     options: dict[str, str] = {}
     index = 1
@@ -411,6 +425,7 @@ def build_command(spec: ExperimentSpec, trial_name: str, assignments: Mapping[st
     argv, metrics_file = metrics_file_for(spec, argv, trial_dir)
     env = container_env(workload.container, spec.template.primary_container)
     env["KATIB_TRIAL_NAME"] = trial_name
+    check_trainjob_launcher(rendered, argv, workload.world)
     program, world = strip_torchrun(argv, workload.world)
     if world.size > MAX_LOCAL_PROCESSES:
         raise ExperimentError(f"the trial asks for {world.nodes} node(s) x {world.per_node} process(es), more than "

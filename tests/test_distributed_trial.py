@@ -52,6 +52,19 @@ def test_an_inconsistent_environment_is_named(environ: dict[str, str], message: 
         placement_from(environ)
 
 
+@pytest.mark.parametrize("environ", [{"PET_NNODES": "2", "PET_NPROC_PER_NODE": "1", "PET_NODE_RANK": "1"},
+                                     {"PET_NNODES": "1", "PET_NPROC_PER_NODE": "2"}])
+def test_kubeflow_trainers_variables_without_torchrun_are_refused(environ: dict[str, str]) -> None:
+    """Trainer's torch plugin sets only PET_*: without torchrun every node would train alone, as rank 0."""
+    with pytest.raises(InvalidInput, match=r"announce several processes, but this one was not started by torchrun"):
+        placement_from(environ)
+
+
+def test_one_node_of_one_process_needs_no_torchrun() -> None:
+    assert placement_from({"PET_NNODES": "1", "PET_NPROC_PER_NODE": "1"}) == Placement()
+    assert placement_from({"PET_NNODES": "1", "PET_NPROC_PER_NODE": "auto"}) == Placement()
+
+
 def test_each_process_must_get_two_images_of_a_batch() -> None:
     check_shares(Placement(0, 4, 0, "h:1"), 8, 1000)
     with pytest.raises(InvalidInput, match=r"--batch-size 8 .* each of 5 processes .* at least 10 or run at most 4"):

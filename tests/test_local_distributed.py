@@ -124,6 +124,22 @@ def test_a_multi_process_trial_runs_under_the_launcher_and_one_process_without(t
     assert "katib_nas.runner.launch" not in one.argv and one.argv[1:3] == ("-m", "katib_nas.cli")
 
 
+def test_a_trainjob_of_several_processes_without_torchrun_is_refused(tmp_path: Path) -> None:
+    """On a cluster each node would run its own one-process trial (the trial refuses that too)."""
+    document = load_yaml(TRAINJOB)
+    trainer = document["spec"]["trialTemplate"]["trialSpec"]["spec"]["trainer"]
+    trainer["command"] = trainer["command"][2:]  # katib-nas trial ..., without torchrun --no-python
+    path = tmp_path / "bare.yaml"
+    path.write_text(json.dumps(document))
+    with pytest.raises(ExperimentError, match=r"asks for 2 node\(s\) x 1 process\(es\), but its command does not "
+                                              r"start with torchrun"):
+        build_command(load_experiment(path), "t-1", {"architecture": "x"}, [], tmp_path / "t-1")
+    trainer["numNodes"] = 1
+    path.write_text(json.dumps(document))
+    assert "katib_nas.runner.launch" not in build_command(load_experiment(path), "t-2", {"architecture": "x"}, [],
+                                                          tmp_path / "t-2").argv
+
+
 def test_too_many_local_processes_are_refused(tmp_path: Path) -> None:
     document = load_yaml(TRAINJOB)
     trainer = document["spec"]["trialTemplate"]["trialSpec"]["spec"]["trainer"]

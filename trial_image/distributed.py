@@ -60,6 +60,8 @@ def placement_from(environ: Mapping[str, str]) -> Placement:
     """The process's placement from torch.distributed's environment variables; InvalidInput when they are
     inconsistent or when several processes are announced without a rendezvous address."""
     world = _env_int(environ, "WORLD_SIZE", 1, 1, MAX_WORLD_SIZE)
+    if not environ.get("WORLD_SIZE", "").strip():
+        _check_started_by_torchrun(environ)
     if world == 1:
         return Placement()
     rank = _env_int(environ, "RANK", None, 0, world - 1)
@@ -71,6 +73,18 @@ def placement_from(environ: Mapping[str, str]) -> Placement:
                            "(or a PyTorchJob or TrainJob), or set MASTER_ADDR and MASTER_PORT")
     port = _env_int(environ, "MASTER_PORT", None, 1, 65535)
     return Placement(rank, world, local_rank, f"{environ['MASTER_ADDR'].strip()}:{port}")
+
+
+def _check_started_by_torchrun(environ: Mapping[str, str]) -> None:
+    """Kubeflow Trainer's torch plugin sets only PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK and the master's
+    address, for torchrun to read: a trial of several processes started without torchrun would train alone on
+    every node, each writing the same metrics, checkpoints and exports."""
+    counts = {name: environ.get(name, "").strip() for name in ("PET_NNODES", "PET_NPROC_PER_NODE")}
+    if any(text.isascii() and text.isdigit() and int(text) > 1 for text in counts.values()):
+        announced = " ".join(f"{name}={text}" for name, text in counts.items() if text)
+        raise InvalidInput(f"{announced} announce several processes, but this one was not started by torchrun (no "
+                           "WORLD_SIZE), so it would train alone; start the trial as `torchrun --no-python "
+                           "katib-nas trial ...`, as the TrainJob examples do")
 
 
 def _env_int(environ: Mapping[str, str], name: str, default: int | None, low: int, high: int) -> int:
