@@ -20,7 +20,15 @@ from katib_nas.contract.errors import InvalidInput
 from katib_nas.trial_image.data import TEST_SETS
 from katib_nas.trial_image.inputs import DEFAULTS
 
-from .search_request import SearchRequest, apply_request, check_backend, find_example, load_example, split_trial_args
+from .search_request import (
+    SearchRequest,
+    apply_request,
+    check_backend,
+    find_example,
+    load_example,
+    split_trial_args,
+    trial_pod,
+)
 from .steps import FinalTraining, KatibRun
 from .trainjob import TrainJobSettings
 
@@ -58,7 +66,7 @@ def _flag(arg: str) -> tuple[str, str]:
 
 def _trial_command(document: dict[str, Any]) -> list[str]:
     template = document["spec"]["trialTemplate"]
-    for container in template["trialSpec"]["spec"]["template"]["spec"]["containers"]:
+    for container in trial_pod(document)["containers"]:
         if container.get("name") == template.get("primaryContainerName"):
             return [str(a) for a in (container.get("command") or []) + (container.get("args") or [])]
     return []
@@ -95,7 +103,7 @@ class StepSettings:
 
 def _primary_pod(document: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     template = document["spec"]["trialTemplate"]
-    pod = template["trialSpec"]["spec"]["template"]["spec"]
+    pod = trial_pod(document)
     container = next(c for c in pod["containers"] if c.get("name") == template.get("primaryContainerName"))
     return pod, container
 

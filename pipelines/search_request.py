@@ -107,10 +107,23 @@ def apply_request(document: dict[str, Any], request: SearchRequest) -> dict[str,
     return result
 
 
+def trial_pod(document: dict[str, Any]) -> dict[str, Any]:
+    """The pod spec of the Experiment's trial; InvalidInput for a trial kind that has none (a PyTorchJob's
+    replicas, a TrainJob's runtime make their pods), whose containers the pipeline's steps cannot take over."""
+    trial_spec = document["spec"]["trialTemplate"].get("trialSpec") or {}
+    pod = ((trial_spec.get("spec") or {}).get("template") or {}).get("spec")
+    if not isinstance(pod, dict) or not isinstance(pod.get("containers"), list):
+        raise InvalidInput(f"the pipeline takes an Experiment whose trial is a Job with a pod template; this one's "
+                           f"trial is a {trial_spec.get('kind', 'spec without a kind')}: use its Job counterpart "
+                           "(e.g. nas-random-fashion-mnist) and final_backend=trainjob to train the winner on "
+                           "several nodes")
+    return pod
+
+
 def override_container_args(document: dict[str, Any], overrides: tuple[str, ...]) -> None:
     """Replace each `--flag=...` of the primary container's command (or append it), in place."""
     template = document["spec"]["trialTemplate"]
-    containers = template["trialSpec"]["spec"]["template"]["spec"]["containers"]
+    containers = trial_pod(document)["containers"]
     primary = next((c for c in containers if c.get("name") == template.get("primaryContainerName")), None)
     if primary is None:
         raise InvalidInput("spec.trialTemplate: no container is named as primaryContainerName")

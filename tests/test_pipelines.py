@@ -114,6 +114,8 @@ def test_compile_flags_override_the_examples_resources_and_volumes(tmp_path: Pat
 @pytest.mark.parametrize("flags, message", [
     (("--accelerator", "gpu"), "--accelerator 'gpu' must be RESOURCE=COUNT"),
     (("--data-pvc", "data"), "--data-pvc 'data' must be CLAIM:/absolute/path"),
+    (("--example", "nas-random-fashion-mnist-trainjob"), "this one's trial is a TrainJob: use its Job counterpart"),
+    (("--example", "nas-random-fashion-mnist-pytorchjob"), "this one's trial is a PyTorchJob: use its Job counterpart"),
 ])
 def test_bad_compile_flags_are_one_line(tmp_path: Path, flags: tuple[str, ...], message: str) -> None:
     done = katib_nas("pipeline", "compile", "--output", str(tmp_path / "p.yaml"), *flags)
