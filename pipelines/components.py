@@ -55,10 +55,11 @@ def train_final(architecture: str, dataset: str, data_dir: str, epochs: int, max
                 batch_size: int, seed: int, threads: int, model: Output[Model], metrics: Output[Metrics],
                 backend: str = "pod", nodes: int = 2, procs_per_node: int = 1, checkpoint_dir: str = "",
                 run_id: str = "", namespace: str = "", image: str = "", work_claim: str = "",
-                work_mount: str = "") -> None:
+                work_mount: str = "", node_resources: str = "", data_volumes: str = "") -> None:
     """Train the architecture with the full budget, in this pod (backend=pod; with checkpoint_dir a retried
     step continues from the last epoch) or as a Kubeflow Trainer TrainJob on `nodes` nodes (backend=trainjob,
-    checkpoints on the work claim); the Model artifact is the trial's export folder, and with `test` its
+    checkpoints on the work claim; every node gets this step's limits `node_resources` and data claims
+    `data_volumes`); the Model artifact is the trial's export folder, and with `test` its
     metrics include Test-Accuracy and Test-Loss on the dataset's test set."""
     from pathlib import Path
 
@@ -68,7 +69,8 @@ def train_final(architecture: str, dataset: str, data_dir: str, epochs: int, max
                                  max_train_samples=max_train_samples, test=test, batch_size=batch_size,
                                  seed=seed, threads=threads, checkpoint_dir=checkpoint_dir)
     if backend == "trainjob":
-        settings = steps.trainjob_settings(image, work_claim, work_mount, nodes, procs_per_node, namespace)
+        settings = steps.trainjob_settings(image, work_claim, work_mount, nodes, procs_per_node, namespace,
+                                           node_resources, data_volumes)
         final = steps.train_final_trainjob(architecture, config, settings, run_id, Path(model.path))
     else:
         final = steps.train_final(architecture, config, Path(model.path))

@@ -81,6 +81,13 @@ class StepResources:
     accelerator: str = ""
     accelerator_count: int = 0
 
+    def text(self) -> str:
+        """resource=quantity pairs joined by commas, as the final step hands them to a TrainJob's nodes."""
+        pairs = [("cpu", self.cpu), ("memory", self.memory)]
+        if self.accelerator and self.accelerator_count:
+            pairs.append((self.accelerator, str(self.accelerator_count)))
+        return ",".join(f"{name}={value}" for name, value in pairs if value)
+
 
 @dataclass(frozen=True)
 class DataVolume:
@@ -188,7 +195,8 @@ def build_pipeline(example: str = DEFAULT_EXAMPLE, settings: StepSettings = Step
             max_train_samples=final_max_train_samples, test=final_test, batch_size=batch_size, seed=seed,
             threads=threads, backend=final_backend, nodes=final_nodes, procs_per_node=final_procs_per_node,
             checkpoint_dir=final_checkpoint_dir, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, namespace=namespace,
-            image=image, work_claim=work.claim if work else "", work_mount=work.mount_path if work else "")
+            image=image, work_claim=work.claim if work else "", work_mount=work.mount_path if work else "",
+            node_resources=resources.text(), data_volumes=",".join(f"{v.claim}:{v.mount_path}" for v in volumes))
         final.set_display_name("train-final")
         _limit(final, resources)
         _mount(final, volumes + ((work,) if work else ()))

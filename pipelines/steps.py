@@ -254,18 +254,24 @@ def final_trial_args(architecture: str, config: FinalTraining) -> list[str]:
     return args + (["--test"] if config.test else [])
 
 
-def trainjob_settings(image: str, claim: str, mount_path: str, nodes: int, procs_per_node: int, namespace: str
-                      ) -> Any:
-    """TrainJobSettings for the final-training step; StepFailed when the pipeline was compiled without a work
-    claim (`katib-nas pipeline compile --trainjob-pvc CLAIM:PATH`)."""
+def trainjob_settings(image: str, claim: str, mount_path: str, nodes: int, procs_per_node: int, namespace: str,
+                      resources: str = "", data_volumes: str = "") -> Any:
+    """TrainJobSettings for the final-training step, each node with the step's limits (`resources`:
+    resource=quantity pairs joined by commas) and data claims (`data_volumes`: claim:path pairs joined by
+    commas); StepFailed when the pipeline was compiled without a work claim (`--trainjob-pvc CLAIM:PATH`)."""
     from .katib_experiment import default_namespace
     from .trainjob import TrainJobSettings
 
     if not claim or not mount_path:
         raise StepFailed("final_backend=trainjob needs a PersistentVolumeClaim for the checkpoint and the model: "
                          "compile the pipeline with --trainjob-pvc CLAIM:/path")
+    limits = dict(pair.split("=", 1) for pair in resources.split(",") if pair)
+    accelerator = next((name for name in limits if "/" in name), "")
     return TrainJobSettings(image=image, claim=claim, mount_path=mount_path, num_nodes=nodes,
-                            procs_per_node=procs_per_node, namespace=namespace or default_namespace())
+                            procs_per_node=procs_per_node, cpu=limits.get("cpu", ""), memory=limits.get("memory", ""),
+                            accelerator=accelerator, accelerator_count=int(limits[accelerator]) if accelerator else 0,
+                            data_volumes=tuple(tuple(pair.split(":", 1)) for pair in data_volumes.split(",") if pair),
+                            namespace=namespace or default_namespace())
 
 
 def train_final_trainjob(architecture: str, config: FinalTraining, settings: Any, run_id: str, model_dir: Path,

@@ -51,6 +51,11 @@ class TrainJobSettings:
     procs_per_node: int = 1
     cpu: str = ""
     memory: str = ""
+    #: An extended resource per node, e.g. nvidia.com/gpu, and how many.
+    accelerator: str = ""
+    accelerator_count: int = 0
+    #: The example trial's data claims (claim, mount path), mounted in every node as in the trials.
+    data_volumes: tuple[tuple[str, str], ...] = ()
     runtime: str = "torch-distributed"
     namespace: str = "default"
     restarts: int = 2
@@ -71,12 +76,18 @@ def trainjob_document(name: str, trial_args: list[str], settings: TrainJobSettin
                f"--export-dir={work}/model", f"--metrics-file={work}/metrics.txt"]
     trainer: dict[str, Any] = {"image": settings.image, "command": command, "numNodes": settings.num_nodes,
                                "numProcPerNode": settings.procs_per_node}
-    limits = {key: value for key, value in (("cpu", settings.cpu), ("memory", settings.memory)) if value}
+    limits: dict[str, str | int] = {key: value for key, value in (("cpu", settings.cpu), ("memory", settings.memory))
+                                    if value}
+    if settings.accelerator and settings.accelerator_count:
+        limits[settings.accelerator] = settings.accelerator_count
     if limits:
         trainer["resourcesPerNode"] = {"limits": limits}
+    claims = [(WORK_VOLUME, settings.claim, settings.mount_path)] + [
+        (f"{WORK_VOLUME}-data-{index}", claim, path) for index, (claim, path) in enumerate(settings.data_volumes)]
     override = {"targetJobs": [{"name": NODE}], "spec": {
-        "volumes": [{"name": WORK_VOLUME, "persistentVolumeClaim": {"claimName": settings.claim}}],
-        "containers": [{"name": NODE, "volumeMounts": [{"name": WORK_VOLUME, "mountPath": settings.mount_path}]}]}}
+        "volumes": [{"name": name, "persistentVolumeClaim": {"claimName": claim}} for name, claim, _ in claims],
+        "containers": [{"name": NODE, "volumeMounts": [{"name": name, "mountPath": path}
+                                                      for name, _, path in claims]}]}}
     return {"apiVersion": API_VERSION, "kind": "TrainJob",
             "metadata": {"name": name, "namespace": settings.namespace, "labels": {RUN_LABEL: label}},
             "spec": {"runtimeRef": {"name": settings.runtime}, "trainer": trainer, "podTemplateOverrides": [override]}}
@@ -135,7 +146,10 @@ class TrainJobRun:
 
         name = document["metadata"]["name"]
         try:
-            self.api.create_namespaced_custom_object(GROUP, VERSION, self.settings.namespace, PLURAL, document)
+            # Strict: an API server whose TrainJob lacks a field written here (Trainer v2.2 replaced
+            # podTemplateOverrides) refuses the TrainJob, instead of dropping the work claim's mount.
+            self.api.create_namespaced_custom_object(GROUP, VERSION, self.settings.namespace, PLURAL, document,
+                                                     field_validation="Strict")
             print(f"created TrainJob {self._where(name)}", flush=True)
             return
         except ApiException as err:
@@ -184,7 +198,9 @@ class TrainJobRun:
 
     def _failure(self, action: str, name: str, err: Any) -> str:
         reason, message = api_reason(err)
-        hint = {403: f"; {RBAC_HINT}",
+        hint = {400: "; the TrainJob is Kubeflow Trainer v2.1's (spec.podTemplateOverrides mounts the work claim): "
+                     "is this cluster's Trainer v2.1?",
+                403: f"; {RBAC_HINT}",
                 404: "; is Kubeflow Trainer installed (the trainjobs.trainer.kubeflow.org resource) and the "
                      "namespace right?"}.get(err.status, "") if action != "delete" else ""
         return f"cannot {action} TrainJob {self._where(name)}: {err.status} {reason}: {message}{hint}"

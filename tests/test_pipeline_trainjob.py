@@ -152,6 +152,7 @@ def run_hash(run_id: str) -> str:
 @pytest.mark.parametrize("status, reason, hint", [
     (403, "Forbidden", "the step's service account needs create, get and delete on trainjobs.trainer.kubeflow.org"),
     (404, "NotFound", "is Kubeflow Trainer installed (the trainjobs.trainer.kubeflow.org resource)"),
+    (400, "BadRequest", "the TrainJob is Kubeflow Trainer v2.1's (spec.podTemplateOverrides mounts the work claim)"),
 ])
 def test_an_api_refusal_is_one_line_naming_what_to_fix(cluster: Cluster, tmp_path: Path, status: int, reason: str,
                                                        hint: str) -> None:
@@ -162,6 +163,9 @@ def test_an_api_refusal_is_one_line_naming_what_to_fix(cluster: Cluster, tmp_pat
     assert "\n" not in message
     assert re.match(rf"cannot create TrainJob {NAMESPACE}/katib-nas-final-\w+-0: {status} {reason}: ", message)
     assert hint in message
+    # strict field validation: a Trainer whose TrainJob lacks a field refuses it rather than drop the mount
+    [post] = [r for r in cluster.emulator if str(r.method.value).upper() == "POST" and "/trainjobs" in str(r.url)]
+    assert post.params.get("fieldValidation") == "Strict"
 
 
 def test_a_trainjob_that_never_finishes_times_out_and_is_deleted(cluster: Cluster, tmp_path: Path) -> None:
@@ -227,6 +231,32 @@ def test_compiled_with_a_work_claim_the_final_step_mounts_it_and_hands_it_to_the
     assert inputs["backend"]["componentInputParameter"] == "final_backend"
     mounts = compiled[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-final"]["pvcMount"]
     assert [(m["constant"], m["mountPath"]) for m in mounts] == [("final-work", "/mnt/work")]
+
+
+def test_compiled_for_the_gpu_example_every_trainjob_node_gets_the_steps_limits_and_data_claims(
+        tmp_path: Path, katib_schemas: dict[str, Any]) -> None:
+    """Without them a node took every CPU of its host as threads, no GPU and not the data the trials read."""
+    import yaml
+
+    from katib_nas.cli.main import main
+    from katib_nas.pipelines.trainjob import trainjob_document
+
+    output = tmp_path / "pipeline.yaml"
+    assert main(["pipeline", "compile", "--example", "envelopenet-cifar10-gpu", "--trainjob-pvc",
+                 "final-work:/mnt/work", "--memory", "8Gi", "--cpu", "4", "--output", str(output)]) == 0
+    inputs = list(yaml.safe_load_all(output.read_text()))[0]["root"]["dag"]["tasks"]["train-final"]["inputs"]
+    constant = {name: value["runtimeValue"]["constant"] for name, value in inputs["parameters"].items()
+                if "runtimeValue" in value}
+    made = steps.trainjob_settings("img", constant["work_claim"], constant["work_mount"], 2, 1, NAMESPACE,
+                                   constant["node_resources"], constant["data_volumes"])
+    document = trainjob_document("final-0", ["--architecture=x"], made, "/mnt/work/run", "run")
+    limits = document["spec"]["trainer"]["resourcesPerNode"]["limits"]
+    assert limits == {"cpu": "4", "memory": "8Gi", "nvidia.com/gpu": 1}
+    [override] = document["spec"]["podTemplateOverrides"]
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in override["spec"]["volumes"]}
+    mounts = {claims[m["name"]]: m["mountPath"] for m in override["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts == {"final-work": "/mnt/work", **dict(made.data_volumes)} and len(made.data_volumes) == 1
+    assert schema_errors(katib_schemas["trainjob"], document) == [] and trainjob_errors(document, "final-0") == []
 
 
 @pytest.mark.parametrize("arguments, message", [
