@@ -197,6 +197,11 @@ def _pytorchjob_workload(spec: dict[str, Any], primary_name: str) -> Workload:
     return Workload(_named_container(pod, primary_name), World(nodes, procs))
 
 
+#: What Kubeflow Trainer's torch plugin sets in a TrainJob's trainer container and refuses in its trainer.env.
+TORCHRUN_RESERVED_ENV = frozenset({"PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR",
+                                   "PET_MASTER_PORT"})
+
+
 def _trainjob_workload(spec: dict[str, Any], primary_name: str) -> Workload:
     """spec.trainer as the container named `node`; numNodes (default 1) and numProcPerNode, which "auto" or
     "cpu" turns into the CPU count of resourcesPerNode (at least one), as Kubeflow Trainer's torch plugin does."""
@@ -207,6 +212,11 @@ def _trainjob_workload(spec: dict[str, Any], primary_name: str) -> Workload:
     if not trainer.get("command"):
         raise ExperimentError("the TrainJob trialSpec has no spec.trainer.command; the local runner cannot read the "
                               "runtime's image, so write the command in the TrainJob")
+    reserved = sorted({str(e.get("name")) for e in trainer.get("env") or [] if isinstance(e, dict)}
+                      & TORCHRUN_RESERVED_ENV)
+    if reserved:
+        raise ExperimentError(f"the TrainJob trialSpec's spec.trainer.env sets {', '.join(reserved)}, which Kubeflow "
+                              "Trainer reserves for torchrun and refuses in a TrainJob")
     nodes = _count(trainer.get("numNodes", 1), "spec.trainer.numNodes", 1)
     per_node = trainer.get("numProcPerNode", "auto")
     if isinstance(per_node, int) and not isinstance(per_node, bool):

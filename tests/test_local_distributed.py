@@ -140,6 +140,13 @@ def test_a_trainjob_of_several_processes_without_torchrun_is_refused(tmp_path: P
                                                           tmp_path / "t-2").argv
 
 
+def test_a_trainjob_setting_torchruns_reserved_variables_is_refused_as_trainer_refuses_it() -> None:
+    spec = trial_spec(TRAINJOB)
+    spec["spec"]["trainer"]["env"] = [{"name": "PET_NNODES", "value": "4"}, {"name": "LOG_LEVEL", "value": "info"}]
+    with pytest.raises(ExperimentError, match=r"spec.trainer.env sets PET_NNODES, which Kubeflow Trainer reserves"):
+        trial_workload(spec, "node")
+
+
 def test_too_many_local_processes_are_refused(tmp_path: Path) -> None:
     document = load_yaml(TRAINJOB)
     trainer = document["spec"]["trialTemplate"]["trialSpec"]["spec"]["trainer"]
