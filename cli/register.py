@@ -82,9 +82,15 @@ def describe(change: Change, ref: ConfigMapRef) -> str:
 
 def write_component(directory: Path, image: str) -> int:
     """The kustomize component for `image` written into `directory` (created when missing)."""
-    from katib_nas.deploy.katib_config import component_files
+    from katib_nas.deploy.katib_config import component_files, foreign_component_files
 
     try:
+        foreign = foreign_component_files(directory)
+        if foreign:
+            print(f"katib-nas register: error: {directory} holds {' and '.join(foreign)} that `katib-nas register "
+                  "--component` did not write (your kustomization?); they are left as they are: give the "
+                  "component a folder of its own", file=sys.stderr)
+            return 1
         directory.mkdir(parents=True, exist_ok=True)
         for name, text in component_files(image).items():
             (directory / name).write_text(text)

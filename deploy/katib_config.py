@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
@@ -87,6 +88,17 @@ ENTRIES_HEADER = """\
 # replacements. Annotated local-config: kustomize uses it and leaves it out of the output.
 # The same entries as `katib-nas register` writes; written by `katib-nas register --component DIR`.
 """
+
+
+#: What every file of the component says of its origin: a file without it in the folder is someone else's.
+GENERATED_MARK = "katib-nas register --component DIR"
+
+
+def foreign_component_files(directory: Path) -> list[str]:
+    """The component's file names that stand in `directory` but were not written by `register --component`."""
+    names = ("kustomization.yaml", "suggestions.yaml")
+    return [name for name in names if (directory / name).exists()
+            and GENERATED_MARK not in (directory / name).read_text(errors="replace")]
 
 
 def component_files(image: str = SUGGESTION_IMAGE) -> dict[str, str]:

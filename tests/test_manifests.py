@@ -130,6 +130,24 @@ def test_register_writes_a_component_for_another_image(tmp_path: Path) -> None:
     assert ours == suggestion_entries("registry.example.com/nas/suggestion:1.2")
 
 
+def test_register_leaves_a_folder_of_the_users_own_as_it_is(tmp_path: Path) -> None:
+    """A component written into the user's own Katib overlay by mistake replaced its kustomization.yaml."""
+    def register_into(folder: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "katib_nas.cli", "register", "--component", str(folder)],
+                              capture_output=True, text=True, timeout=120)
+
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    mine = "resources:\n- ../katib/base\n- my-secret.yaml\n"
+    (overlay / "kustomization.yaml").write_text(mine)
+    done = register_into(overlay)
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "kustomization.yaml that `katib-nas register --component` did not write" in done.stderr
+    assert (overlay / "kustomization.yaml").read_text() == mine and not (overlay / "suggestions.yaml").exists()
+    assert register_into(tmp_path / "ours").returncode == 0
+    assert register_into(tmp_path / "ours").returncode == 0  # its own files are rewritten
+
+
 def quantity(text: str) -> float:
     for suffix, factor in UNITS.items():
         if suffix and text.endswith(suffix):
