@@ -185,6 +185,27 @@ def test_fetch_cifar10_unpacks_only_the_batches_the_trials_read(tmp_path: Path) 
     assert again.returncode == 0  # already there: nothing read
 
 
+def test_fetch_cifar10_completes_a_partial_folder_keeping_the_users_files_and_drops_a_killed_fetchs_scratch(
+        tmp_path: Path) -> None:
+    """A partial folder used to be deleted whole (with the user's files in it), and a cut batch passed as done."""
+    archive = tmp_path / "cifar.tar.gz"
+    md5 = cifar_archive(archive)
+    dest = tmp_path / "volume"
+    folder = dest / FOLDER
+    folder.mkdir(parents=True)
+    for name in FILES:
+        (folder / name).write_bytes(b"x" * 3073 if name.endswith(".bin") else b"airplane\n")
+    (folder / "data_batch_5.bin").write_bytes(b"x" * 1000)  # a copy cut short
+    (folder / "my_notes.txt").write_text("mine")
+    (dest / ".cifar10-killed").mkdir()  # what a fetch killed by SIGKILL or an eviction leaves
+    (dest / ".cifar10-killed" / "cifar-10-binary.tar.gz").write_bytes(b"half an archive")
+    done = katib_nas("fetch-cifar10", "--dest", str(dest), "--source", str(archive), "--md5", md5)
+    assert done.returncode == 0, done.stderr
+    assert (folder / "my_notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in dest.iterdir()) == [FOLDER]
+    assert load_cifar10(folder).images.shape[0] == 100  # every batch the archive's
+
+
 def test_fetch_cifar10_refuses_a_wrong_archive_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
     archive = tmp_path / "cifar.tar.gz"
     cifar_archive(archive)

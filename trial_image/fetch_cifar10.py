@@ -4,7 +4,9 @@ The trials never download anything; this runs once, in a Job (examples/prepare/c
 The archive comes from CIFAR-10's home page or from a mirror or local file given as --source, is checked
 against its MD5 sum before anything is unpacked, and only the seven files of the binary version are taken
 from it (regular files, by exact name). The files appear under DEST/cifar-10-batches-bin only once all of them
-were written and read back with the trial's own loader; a folder that already holds them is left alone.
+were written and read back with the trial's own loader; a folder that already holds them whole is left alone,
+and in a folder that holds some of them (or a cut one) they are replaced one by one, other files kept. The
+scratch folder of a fetch that was killed is removed by the next one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 #: MD5 of cifar-10-binary.tar.gz as published on CIFAR-10's page.
 CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
 FOLDER = "cifar-10-batches-bin"
+SCRATCH_PREFIX = ".cifar10-"
 FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6)) + ("test_batch.bin", "batches.meta.txt")
 DOWNLOAD_TIMEOUT = 60
 CHUNK = 1 << 20
@@ -39,9 +42,12 @@ def fetch_cifar10(dest: Path, source: str = CIFAR10_URL, md5: str = CIFAR10_MD5)
         return target
     try:
         dest.mkdir(parents=True, exist_ok=True)
+        for leftover in dest.glob(f"{SCRATCH_PREFIX}*"):  # a killed fetch's archive and files (340 MB)
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)
     except OSError as err:
-        raise FetchError(f"cannot create {dest}: {err.strerror or err}") from None
-    with tempfile.TemporaryDirectory(prefix=".cifar10-", dir=dest) as scratch:
+        raise FetchError(f"cannot prepare {dest}: {err.strerror or err}") from None
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=dest) as scratch:
         archive = Path(scratch) / "cifar-10-binary.tar.gz"
         _copy(source, archive)
         found = _md5(archive)
@@ -50,14 +56,26 @@ def fetch_cifar10(dest: Path, source: str = CIFAR10_URL, md5: str = CIFAR10_MD5)
         unpacked = Path(scratch) / FOLDER
         _unpack(archive, unpacked, source)
         _check(unpacked, source)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(unpacked, target)
+        if target.is_dir():  # some of the files, or a cut one: replaced, the folder's other files kept
+            for name in FILES:
+                os.replace(unpacked / name, target / name)
+        else:
+            os.replace(unpacked, target)
     return target
 
 
 def _complete(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in FILES)
+    """Every file there, the batches whole records (a copy cut short is not complete)."""
+    from .data import CIFAR10_RECORD
+
+    for name in FILES:
+        path = folder / name
+        if not path.is_file():
+            return False
+        size = path.stat().st_size
+        if size == 0 or (name.endswith(".bin") and size % CIFAR10_RECORD):
+            return False
+    return True
 
 
 def _copy(source: str, archive: Path) -> None:
