@@ -19,6 +19,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -102,11 +105,35 @@ def read_local(workdir: Path) -> ReportInput:
                        f"local run in {workdir}")
 
 
+#: Every file a report may write; summary.md, which names the others, goes last.
+REPORT_FILES = ("trials.csv", "best_architecture.txt", "best_architecture.json", "best_network.svg",
+                "best_network.png", "objective.png", "pareto.png", "curves.png", "report.html", "summary.md")
+
+
 def write_report_files(spec: ReportInput, folder: Path) -> Path:
-    """Write every report file into `folder`; returns the path of summary.md."""
+    """Write the report into `folder` whole, replacing an earlier report there: its files are written aside
+    (a hidden folder inside `folder`) and moved in only once all are written, and an earlier report's file
+    that this one does not write (the best network of another run) is removed. Returns summary.md's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for leftover in folder.glob(".report-*"):  # of a report killed before it could clean up
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
+    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=folder))
+    try:
+        _write_report_files(spec, staging)
+        for name in REPORT_FILES:
+            if (staging / name).exists():
+                os.replace(staging / name, folder / name)
+            else:
+                (folder / name).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder / "summary.md"
+
+
+def _write_report_files(spec: ReportInput, folder: Path) -> Path:
     from .report_html import write_html
 
-    folder.mkdir(parents=True, exist_ok=True)
     trials, summary = spec.trials, spec.summary
     write_csv(folder / "trials.csv", spec, trials)
     files = {"trials": "trials.csv"}

@@ -122,6 +122,22 @@ def test_text_from_the_experiment_is_escaped(tmp_path: Path) -> None:
     decode("in8x8x1-cls10-stem8/w8:c3")
 
 
+def test_a_report_written_again_replaces_the_earlier_one_whole(tmp_path: Path) -> None:
+    """An Experiment created again under its name, no result yet: the old run's best network stayed beside it."""
+    import dataclasses
+
+    write_report_files(synthetic_input("nas", "nas-1"), tmp_path)
+    assert (tmp_path / "best_architecture.json").is_file() and (tmp_path / "best_network.svg").is_file()
+    (tmp_path / "notes.md").write_text("mine")
+    earlier = synthetic_input("nas", "nas-1")
+    pending = dataclasses.replace(earlier.trials[0], condition="Running", observation={})
+    write_report_files(dataclasses.replace(earlier, trials=[pending], logs={}), tmp_path)
+    left = sorted(path.name for path in tmp_path.iterdir())
+    assert not {"best_architecture.json", "best_architecture.txt", "best_network.svg", "best_network.png"} & set(left)
+    assert "notes.md" in left and "summary.md" in left and not [name for name in left if name.startswith(".")]
+    assert "nas-1" in (tmp_path / "trials.csv").read_text()
+
+
 def test_sparkline_scales_values_to_its_box_and_draws_nothing_for_none() -> None:
     line = sparkline([0.1, 0.5, 0.9], 100, 20)
     points = [tuple(map(float, p.split(","))) for p in line.split('points="')[1].split('"')[0].split()]
