@@ -68,3 +68,10 @@ def test_readme_starts_with_the_two_commands() -> None:
     readme = (REPO / "README.md").read_text()
     first_block = readme.split("```sh\n", 1)[1].split("```", 1)[0].splitlines()
     assert [line.split()[:2] for line in first_block] == [["make", "demo"], ["make", "test"]]
+
+
+def test_the_documented_one_shot_trial_defaults_are_the_commands() -> None:
+    from katib_nas.trial_image.inputs import SUPERNET_DEFAULTS
+
+    assert f"`--arch-fraction` ({SUPERNET_DEFAULTS.arch_fraction:g})" in ALGORITHMS_PAGE
+    assert f"`--arch-every` ({SUPERNET_DEFAULTS.arch_every})" in ALGORITHMS_PAGE

@@ -84,6 +84,7 @@ def test_pytorchjob_counts_master_and_workers_and_nproc_per_node() -> None:
 @pytest.mark.parametrize("argv, expected, world", [
     (["katib-nas", "trial"], ["katib-nas", "trial"], World(2, 1)),
     (["torchrun", "--no-python", "katib-nas", "trial"], ["katib-nas", "trial"], World(2, 1)),
+    (["/usr/local/bin/torchrun", "--no-python", "katib-nas", "trial"], ["katib-nas", "trial"], World(2, 1)),
     (["torchrun", "--nproc-per-node", "3", "--no_python", "katib-nas", "trial", "--epochs=1"],
      ["katib-nas", "trial", "--epochs=1"], World(2, 3)),
     (["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=2", "train.py", "-x"],
@@ -140,11 +141,26 @@ def test_a_trainjob_of_several_processes_without_torchrun_is_refused(tmp_path: P
                                                           tmp_path / "t-2").argv
 
 
-def test_a_trainjob_setting_torchruns_reserved_variables_is_refused_as_trainer_refuses_it() -> None:
+@pytest.mark.parametrize("name", ["PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR",
+                                  "PET_MASTER_PORT"])
+def test_a_trainjob_setting_torchruns_reserved_variables_is_refused_as_trainer_refuses_it(name: str) -> None:
     spec = trial_spec(TRAINJOB)
-    spec["spec"]["trainer"]["env"] = [{"name": "PET_NNODES", "value": "4"}, {"name": "LOG_LEVEL", "value": "info"}]
-    with pytest.raises(ExperimentError, match=r"spec.trainer.env sets PET_NNODES, which Kubeflow Trainer reserves"):
+    spec["spec"]["trainer"]["env"] = [{"name": name, "value": "4"}, {"name": "LOG_LEVEL", "value": "info"}]
+    with pytest.raises(ExperimentError, match=rf"spec.trainer.env sets {name}, which Kubeflow Trainer reserves"):
         trial_workload(spec, "node")
+
+
+def test_a_pytorchjob_of_several_replicas_runs_without_torchrun(tmp_path: Path) -> None:
+    """The Training Operator sets WORLD_SIZE and RANK in every replica itself: no torchrun is needed there."""
+    document = load_yaml(PYTORCHJOB)
+    replicas = document["spec"]["trialTemplate"]["trialSpec"]["spec"]["pytorchReplicaSpecs"]
+    for replica in replicas.values():
+        container = replica["template"]["spec"]["containers"][0]
+        container["command"] = [arg for arg in container["command"] if arg not in ("torchrun", "--no-python")]
+    path = tmp_path / "bare.yaml"
+    path.write_text(json.dumps(document))
+    command = build_command(load_experiment(path), "t-1", {"architecture": "x"}, [], tmp_path / "t-1")
+    assert list(command.argv[:5]) == LAUNCH + ["--nnodes=2", "--nproc-per-node=1"]
 
 
 def test_too_many_local_processes_are_refused(tmp_path: Path) -> None:

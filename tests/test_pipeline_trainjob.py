@@ -271,6 +271,26 @@ def test_bad_final_training_arguments_are_refused_before_the_run(arguments: dict
         check_arguments(arguments)
 
 
+@pytest.mark.parametrize("resources, volumes, limits, mounts", [
+    ("", "", None, {"final-work": "/mnt/work"}),
+    ("cpu=2,memory=2Gi", "", {"cpu": "2", "memory": "2Gi"}, {"final-work": "/mnt/work"}),
+    ("nvidia.com/gpu=2", "datasets:/mnt/data,labels:/mnt/labels", {"nvidia.com/gpu": 2},
+     {"final-work": "/mnt/work", "datasets": "/mnt/data", "labels": "/mnt/labels"}),
+])
+def test_the_steps_limits_and_claims_reach_every_node(resources: str, volumes: str, limits: dict[str, Any] | None,
+                                                      mounts: dict[str, str]) -> None:
+    from katib_nas.pipelines.trainjob import trainjob_document
+
+    made = steps.trainjob_settings("img", "final-work", "/mnt/work", 2, 1, NAMESPACE, resources, volumes)
+    document = trainjob_document("final-0", ["--architecture=x"], made, "/mnt/work/run", "run")
+    assert document["spec"]["trainer"].get("resourcesPerNode") == (limits and {"limits": limits})
+    [override] = document["spec"]["podTemplateOverrides"]
+    names = [v["name"] for v in override["spec"]["volumes"]]
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in override["spec"]["volumes"]}
+    assert len(set(names)) == len(names)
+    assert {claims[m["name"]]: m["mountPath"] for m in override["spec"]["containers"][0]["volumeMounts"]} == mounts
+
+
 def test_trainjob_backend_without_a_work_claim_fails_the_step_with_one_line() -> None:
     with pytest.raises(steps.StepFailed, match=r"final_backend=trainjob needs a PersistentVolumeClaim .* compile "
                                                r"the pipeline with --trainjob-pvc CLAIM:/path"):

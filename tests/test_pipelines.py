@@ -111,6 +111,16 @@ def test_compile_flags_override_the_examples_resources_and_volumes(tmp_path: Pat
     assert [(m["constant"], m["mountPath"]) for m in mounts] == [("datasets", "/mnt/data")]
 
 
+def test_a_trial_pod_without_containers_is_one_line() -> None:
+    from katib_nas.pipelines.search_request import override_container_args
+
+    document = load_yaml(REPO / "examples" / "nas-random-fashion-mnist.yaml")
+    del document["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"]
+    with pytest.raises(InvalidInput, match="the pipeline takes an Experiment whose trial is a Job with a pod "
+                                           "template; this one's trial is a Job"):
+        override_container_args(document, ("--epochs=2",))
+
+
 @pytest.mark.parametrize("flags, message", [
     (("--accelerator", "gpu"), "--accelerator 'gpu' must be RESOURCE=COUNT"),
     (("--data-pvc", "data"), "--data-pvc 'data' must be CLAIM:/absolute/path"),

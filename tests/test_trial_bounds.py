@@ -60,6 +60,10 @@ def test_export_dir_that_is_a_file_is_refused_before_training(tmp_path: Path) ->
     (lambda root: (root / "blocker").write_text("x") and root / "blocker" / "export", "cannot be created"),
     (lambda root: (root / "export" / "model.json").mkdir(parents=True) or root / "export",
      "holds a directory named model.json"),
+    (lambda root: (root / "export" / "model.torchscript.pt").mkdir(parents=True) or root / "export",
+     "holds a directory named model.torchscript.pt"),
+    (lambda root: (root / "export" / "model.onnx").mkdir(parents=True) or root / "export",
+     "holds a directory named model.onnx"),
 ])
 def test_every_export_path_is_checked_before_training(tmp_path: Path, make, message: str) -> None:  # noqa: ANN001
     target = make(tmp_path)

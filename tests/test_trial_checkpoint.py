@@ -146,6 +146,28 @@ def test_a_checkpoint_dir_that_is_a_file_is_refused_before_training(tmp_path: Pa
     assert blocker.read_text() == "mine"
 
 
+def test_a_checkpoint_dir_holding_a_folder_where_the_checkpoint_goes_is_refused_before_training(
+        tmp_path: Path) -> None:
+    (tmp_path / CHECKPOINT_FILE).mkdir()
+    done = run_trial("--architecture", ARCH, *TRAIN, "--checkpoint-dir", str(tmp_path))
+    assert done.code == 2 and "Train-Loss" not in done.stdout
+    assert errors_of(done) == [f"katib-nas trial: error: --checkpoint-dir {tmp_path} holds a directory named "
+                               f"{CHECKPOINT_FILE}, where a file of that name is written"]
+
+
+def test_a_checkpoint_without_reports_still_resumes(uninterrupted: Run, tmp_path: Path) -> None:
+    """Checkpoints written before they kept the epochs' reports have none: resumed, nothing is replayed."""
+    first = run_trial("--architecture", ARCH, *TRAIN, "--checkpoint-dir", str(tmp_path))
+    assert first.code == 0
+    payload = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
+    del payload["reports"]
+    torch.save(payload, tmp_path / CHECKPOINT_FILE)
+    again = run_trial("--architecture", ARCH, *TRAIN, "--checkpoint-dir", str(tmp_path))
+    assert again.code == 0, again.stderr[-2000:]
+    assert again.stdout.count("Train-Accuracy=") == 1  # the final report only
+    assert final(again, "Validation-Accuracy") == final(uninterrupted, "Validation-Accuracy")
+
+
 def npz_folder(folder: Path, seed: int) -> Path:
     """A folder with one .npz of 300 random 8x8 grey images and labels 0..9 (the same count for every seed)."""
     rng = np.random.default_rng(seed)

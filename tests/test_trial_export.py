@@ -57,7 +57,14 @@ def test_the_staging_folder_of_an_export_killed_outright_goes_with_the_next_expo
     leftover = export / ".export-killed"  # what SIGKILL during an export leaves: a hidden, half-written set
     leftover.mkdir()
     (leftover / TORCHSCRIPT_FILE).write_bytes(b"half a network")
+    (export / "mine").mkdir()  # the user's, not an export's
+    (export / "mine" / "notes.txt").write_text("mine")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "kept.txt").write_text("kept")
+    (export / ".export-link").symlink_to(elsewhere)  # a link is not followed into
     run = run_trial("--architecture", ARCH, *FAST, "--steps", "2", "--export-dir", str(export),
                     env=without_onnx(tmp_path))
     assert run.code == 0, run.stderr[-2000:]
-    assert sorted(path.name for path in export.iterdir()) == [METADATA_FILE, TORCHSCRIPT_FILE]
+    assert sorted(path.name for path in export.iterdir()) == sorted([".export-link", METADATA_FILE, "mine", TORCHSCRIPT_FILE])
+    assert (export / "mine" / "notes.txt").read_text() == "mine" and (elsewhere / "kept.txt").read_text() == "kept"

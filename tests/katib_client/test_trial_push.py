@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent import futures
+from pathlib import Path
 from typing import Iterator
 
 import grpc
@@ -98,6 +99,26 @@ def test_a_trial_pushes_every_epoch_and_its_final_metrics(db_manager: tuple[Reco
     assert reports[-1]["Validation-Accuracy"] == printed["Validation-Accuracy"]
     assert {"mparams", "gflops", "latency-ms"} <= set(reports[-1])
     assert not {"params", "flops"} & set(reports[-1])  # raw counts would flatten the Katib UI's one-axis plot
+
+
+def test_a_resumed_trial_does_not_push_its_restored_epochs_again(db_manager: tuple[RecordingDBManager, str],
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    """Katib's database kept them from the first start; the metrics file and stdout get them again."""
+    import io
+
+    from katib_nas.trial_image.trial import TrialOptions, run_trial
+
+    recorder, address = db_manager
+    monkeypatch.setenv("KATIB_DB_MANAGER_ADDRESS", address)
+    options = TrialOptions(architecture="in8x8x1-cls10-stem8/w8:c3/w16s2:c3", dataset="digits", epochs=2,
+                           threads=1, max_train_samples=300, batch_size=64, report_to_katib=True,
+                           checkpoint_dir=str(tmp_path))
+    assert run_trial(options, io.StringIO()) == 0
+    assert len(pushed(recorder)) == 3  # two epochs, then the final report
+    again = io.StringIO()
+    assert run_trial(options, again) == 0  # the checkpoint's run has finished: the final report only is new
+    assert len(pushed(recorder)) == 4 and again.getvalue().count("Train-Accuracy=") == 3
 
 
 def test_a_one_shot_search_pushes_every_epoch(db_manager: tuple[RecordingDBManager, str],
