@@ -40,6 +40,17 @@ class KatibStepError(RuntimeError):
     """The Experiment could not be run to a result; one line for the user."""
 
 
+class Unreachable(KatibStepError):
+    """The Experiment could not be read for READ_RETRY_S: its state is unknown, so it is left for a retried step
+    to adopt rather than deleted."""
+
+
+#: How long the wait goes on through API errors that pass (5xx, 429, a dropped connection) before it gives up.
+READ_RETRY_S = 600.0
+#: HTTP statuses of an API server that is busy or restarting, not of a request that is wrong.
+PASSING_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
 class Stopped(Exception):
     """The step was asked to stop (SIGTERM from Kubernetes or Argo, SIGINT)."""
 
@@ -124,11 +135,32 @@ class KatibExperiment:
         except ApiException as err:
             raise KatibStepError(self._failure("get", err)) from None
 
-    def wait(self, timeout_s: float, poll_s: float, clock: Callable[[], float] = time.monotonic) -> Finished:
-        """Poll until Succeeded or Failed; KatibStepError after `timeout_s`."""
+    def wait(self, timeout_s: float, poll_s: float, clock: Callable[[], float] = time.monotonic,
+             read_retry_s: float = READ_RETRY_S) -> Finished:
+        """Poll until Succeeded or Failed; KatibStepError after `timeout_s`. Errors that pass (a busy or
+        restarting API server, a dropped connection) are polled through for up to `read_retry_s` in a row,
+        then Unreachable."""
+        from kubernetes.client.rest import ApiException
+        from urllib3.exceptions import HTTPError
+
         deadline = clock() + timeout_s
+        failing_since: float | None = None
         while True:
-            finished = finished_condition(self.get())
+            try:
+                experiment = self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "experiments",
+                                                                   self.name)
+            except (ApiException, HTTPError) as err:
+                if isinstance(err, ApiException) and err.status not in PASSING_STATUSES:
+                    raise KatibStepError(self._failure("get", err)) from None
+                failing_since = clock() if failing_since is None else failing_since
+                if clock() - failing_since >= read_retry_s:
+                    what = self._failure("get", err) if isinstance(err, ApiException) else f"{type(err).__name__}"
+                    raise Unreachable(f"{what}, for {read_retry_s / 60:g} minutes in a row; {self} is left as it "
+                                      "is for a retried step to adopt") from None
+                time.sleep(poll_s)
+                continue
+            failing_since = None
+            finished = finished_condition(experiment)
             if finished is not None:
                 return finished
             if clock() >= deadline:

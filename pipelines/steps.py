@@ -21,9 +21,11 @@ import yaml
 
 from katib_nas.contract.assignments import final_architecture
 from katib_nas.contract.codec import decode
+from katib_nas.contract.exit_codes import EXIT_OK
 from katib_nas.contract.metric_format import read_metric_lines
 from katib_nas.trial_image.inputs import DEFAULTS
 
+from .katib_experiment import READ_RETRY_S
 from .search_request import SearchRequest, apply_request, experiment_name
 
 
@@ -76,6 +78,9 @@ def search_local(document: dict[str, Any], request: SearchRequest, workdir: Path
     completed = subprocess.run([sys.executable, "-m", "katib_nas.cli", "run", str(path),
                                 "--workdir", str(run_dir)], stdin=subprocess.DEVNULL)
     best_file = run_dir / "report" / "best_architecture.json"
+    if completed.returncode != EXIT_OK:  # the Experiment Failed (its best so far is still reported) or broke
+        raise StepFailed(f"the local search ended with exit {completed.returncode}, not Succeeded; its report and "
+                         f"trial logs are under {run_dir}")
     if not best_file.is_file():
         raise StepFailed(f"the local search ended (exit {completed.returncode}) without a successful trial; "
                          f"trial logs are under {run_dir}")
@@ -99,38 +104,50 @@ class KatibRun:
     poll_s: int = 15
     keep: bool = True
     db_manager: str = DB_MANAGER
+    #: How long the wait polls through API errors that pass before it leaves the Experiment and fails.
+    read_retry_s: float = READ_RETRY_S
 
 
 def search_katib(document: dict[str, Any], request: SearchRequest, run: KatibRun, api: Any | None = None,
                  report_dir: Path | None = None) -> SearchResult:
     """Create (or, on a retry, adopt) the Experiment, wait for it, write its report into `report_dir` and return
     its optimal trial; delete the Experiment when anything goes wrong, and after a success unless `run.keep`."""
-    from .katib_experiment import KatibExperiment, KatibStepError, Stopped, default_namespace, stop_signals_raise
+    from .katib_experiment import (
+        KatibExperiment,
+        KatibStepError,
+        Stopped,
+        Unreachable,
+        default_namespace,
+        stop_signals_raise,
+    )
 
     experiment = apply_request(document, request)
     experiment["metadata"] = {**(experiment.get("metadata") or {}), "name": experiment_name(experiment, run.run_id)}
     katib = KatibExperiment(experiment, run.namespace or default_namespace(), run.run_id, api)
-    owned = succeeded = False
+    owned = succeeded = unknown = False
     with stop_signals_raise():
         try:
             print(f"{katib.create_or_adopt()} {katib}", flush=True)
             owned = True
-            finished = katib.wait(run.timeout_s, run.poll_s)
+            finished = katib.wait(run.timeout_s, run.poll_s, read_retry_s=run.read_retry_s)
             if finished.condition != "Succeeded":
                 details = katib.failure_details(katib.get())
                 raise StepFailed(f"{katib} is {finished.condition}: {finished.message}"
                                  + (f" ({details})" if details else ""))
             result = optimal_result(finished.optimal, katib.name, str(katib), katib.namespace)
+            succeeded = True  # from here on the search is done: a report that fails does not undo it
             if report_dir is not None:
                 result = dataclasses.replace(result, report=katib_report(katib, run, report_dir))
-            succeeded = True
             return result
+        except Unreachable as err:
+            unknown = True
+            raise StepFailed(str(err)) from None
         except KatibStepError as err:
             raise StepFailed(str(err)) from None
         except Stopped as stop:
             raise StepFailed(f"the search step was stopped ({stop}) while {katib} ran") from None
         finally:
-            if owned and not (succeeded and run.keep):
+            if owned and not unknown and not (succeeded and run.keep):
                 print(katib.delete(), flush=True)
 
 
@@ -147,7 +164,12 @@ def katib_report(katib: Any, run: KatibRun, folder: Path) -> str:
     except ClusterError as err:
         print(f"no report: {err}", flush=True)
         return ""
-    write_report_files(data, folder)
+    try:
+        write_report_files(data, folder)
+    except Exception as err:  # a full disk, a figure that cannot be drawn: the search it describes stands
+        print(f"no report: writing it failed ({type(err).__name__}: {' '.join(str(err).split())[:300]})",
+              flush=True)
+        return ""
     return str(folder)
 
 

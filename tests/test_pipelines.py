@@ -274,3 +274,19 @@ def test_whole_pipeline_runs_locally_on_digits(tmp_path: Path) -> None:
     assert architecture in markdown and "| Validation-Accuracy |" in markdown
     assert "<svg" in (run_dir / "export-model" / "diagram").read_text()
     assert architecture in (run_dir / "nas-search" / "report").read_text()
+
+
+def test_a_local_search_that_did_not_succeed_fails_the_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`katib-nas run` reports the best trial so far also for a Failed Experiment; it was trained as the winner."""
+    def failed_run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
+        report = Path(argv[argv.index("--workdir") + 1]) / "report"
+        report.mkdir(parents=True)
+        (report / "best_architecture.json").write_text(json.dumps({
+            "trial": "t-1", "metrics": {"Validation-Accuracy": "0.5"},
+            "architecture": {"text": "in28x28x1-cls10-stem8/w8:c3"}}))
+        return subprocess.CompletedProcess(argv, 1)
+
+    monkeypatch.setattr(steps.subprocess, "run", failed_run)
+    with pytest.raises(steps.StepFailed, match=r"the local search ended with exit 1, not Succeeded"):
+        steps.search_local(load_yaml(REPO / "examples" / "nas-random-fashion-mnist.yaml"), SearchRequest(),
+                           tmp_path / "work")

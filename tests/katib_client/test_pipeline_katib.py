@@ -10,6 +10,7 @@ else's, the API's reason for 403 and 404, and the namespace default (the pod's o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 from kubernetes import client as k8s
+from kubernetes.client.rest import ApiException
 
 from katib_nas.contract.codec import decode, encode
 from katib_nas.contract.supernet import derive
@@ -340,3 +342,65 @@ def test_a_report_the_step_may_not_read_does_not_fail_the_search(cluster: Cluste
     assert "no report: cannot list the Trials of Katib Experiment kubeflow/" in capsys.readouterr().out
     assert "No report could be written" in steps.trials_markdown(result.report)
 
+
+
+class FlakyReads:
+    """The cluster's API with its first `failures` reads of an Experiment answered 503, as an API server
+    restarting answers (every read, with `failures` None)."""
+
+    def __init__(self, api: k8s.CustomObjectsApi, failures: int | None):
+        self.api, self.failures = api, failures
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.api, name)
+
+    def get_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str, name: str
+                                     ) -> Any:
+        if plural == PLURAL and (self.failures is None or self.failures > 0):
+            self.failures = None if self.failures is None else self.failures - 1
+            raise ApiException(status=503, reason="Service Unavailable")
+        return self.api.get_namespaced_custom_object(group, version, namespace, plural, name)
+
+
+def test_a_passing_api_error_while_waiting_neither_fails_the_search_nor_deletes_it(cluster: Cluster) -> None:
+    """One 503 in a 12-hour wait deleted the running Experiment and with it the whole search."""
+    seen: dict[str, Any] = {}
+    controller = threading.Thread(target=play_katib_controller, args=(cluster.api(), seen), daemon=True)
+    controller.start()
+    result = steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), run(keep=True),
+                                api=FlakyReads(cluster.api(), 2))
+    controller.join(10)
+    assert result.architecture == seen["architecture"]
+    assert [e["metadata"]["name"] for e in experiments(cluster.api())] == [result.experiment]
+
+
+def test_an_experiment_that_cannot_be_read_is_left_for_a_retried_step(cluster: Cluster) -> None:
+    settings = dataclasses.replace(run(), read_retry_s=2)
+    with pytest.raises(steps.StepFailed, match=r"503 Service Unavailable.*for 0.0333333 minutes in a row; Katib "
+                                               r"Experiment kubeflow/nas-random-fashion-mnist-\w+ is left as it is"):
+        steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), settings,
+                           api=FlakyReads(cluster.api(), None))
+    assert len(experiments(cluster.api())) == 1  # a retried step adopts it
+
+
+def test_a_report_that_cannot_be_written_keeps_the_succeeded_search(cluster: Cluster, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The Experiment, kept by default, was deleted when the report failed for anything but a read error."""
+    import errno
+
+    from katib_nas.runner import report
+
+    def disk_full(*args: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(report, "write_report_files", disk_full)
+    seen: dict[str, Any] = {}
+    controller = threading.Thread(target=play_katib_controller, args=(cluster.api(), seen), daemon=True)
+    controller.start()
+    result = steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), run(keep=True),
+                                report_dir=tmp_path / "report")
+    controller.join(10)
+    assert result.architecture == seen["architecture"] and result.report == ""
+    assert "no report: writing it failed (OSError: [Errno 28] No space left on device)" in capsys.readouterr().out
+    assert [e["metadata"]["name"] for e in experiments(cluster.api())] == [result.experiment]
