@@ -51,6 +51,15 @@ READ_RETRY_S = 600.0
 PASSING_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
+def passing_error(err: BaseException) -> bool:
+    """A read error that says nothing of the object read: a busy or restarting API server, a dropped
+    connection (urllib3's errors), worth polling through."""
+    from kubernetes.client.rest import ApiException
+    from urllib3.exceptions import HTTPError
+
+    return isinstance(err, HTTPError) or (isinstance(err, ApiException) and err.status in PASSING_STATUSES)
+
+
 class Stopped(Exception):
     """The step was asked to stop (SIGTERM from Kubernetes or Argo, SIGINT)."""
 
@@ -150,7 +159,7 @@ class KatibExperiment:
                 experiment = self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "experiments",
                                                                    self.name)
             except (ApiException, HTTPError) as err:
-                if isinstance(err, ApiException) and err.status not in PASSING_STATUSES:
+                if not passing_error(err):
                     raise KatibStepError(self._failure("get", err)) from None
                 failing_since = clock() if failing_since is None else failing_since
                 if clock() - failing_since >= read_retry_s:

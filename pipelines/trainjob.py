@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from katib_nas.deploy.cluster import api_reason, load_credentials
 
-from .katib_experiment import RUN_LABEL, Stopped, run_label, stop_signals_raise
+from .katib_experiment import READ_RETRY_S, RUN_LABEL, Stopped, passing_error, run_label, stop_signals_raise
 
 GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -61,6 +61,8 @@ class TrainJobSettings:
     restarts: int = 2
     timeout_s: float = 24 * 3600
     poll_s: float = 15
+    #: How long the wait polls through API errors that pass before it gives the attempt up.
+    read_retry_s: float = READ_RETRY_S
 
 
 def job_name(run_id: str, attempt: int) -> str:
@@ -170,10 +172,26 @@ class TrainJobRun:
             raise TrainJobError(self._failure("get", name, err)) from None
 
     def _wait(self, name: str) -> tuple[str, str]:
-        """("Complete" or "Failed", message) from the TrainJob's conditions; TrainJobError after the timeout."""
+        """("Complete" or "Failed", message) from the TrainJob's conditions; TrainJobError after the timeout.
+        Read errors that pass (a busy or restarting API server, a dropped connection) are polled through for up
+        to READ_RETRY_S in a row."""
+        from kubernetes.client.rest import ApiException
+        from urllib3.exceptions import HTTPError
+
         deadline = self.clock() + self.settings.timeout_s
+        failing_since: float | None = None
         while True:
-            for condition in (self._get(name).get("status") or {}).get("conditions") or []:
+            try:
+                job = self.api.get_namespaced_custom_object(GROUP, VERSION, self.settings.namespace, PLURAL, name)
+            except (ApiException, HTTPError) as err:
+                failing_since = self.clock() if failing_since is None else failing_since
+                if not passing_error(err) or self.clock() - failing_since >= self.settings.read_retry_s:
+                    raise TrainJobError(self._failure("get", name, err) if isinstance(err, ApiException) else
+                                        f"cannot get TrainJob {self._where(name)}: {type(err).__name__}") from None
+                time.sleep(self.settings.poll_s)
+                continue
+            failing_since = None
+            for condition in (job.get("status") or {}).get("conditions") or []:
                 if condition.get("type") in ("Complete", "Failed") and str(condition.get("status")) == "True":
                     return condition["type"], condition.get("message") or condition.get("reason") or ""
             if self.clock() >= deadline:

@@ -10,6 +10,7 @@ condition. The first attempt loses a node after its first checkpoint; the second
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -172,6 +173,48 @@ def test_a_trainjob_that_never_finishes_times_out_and_is_deleted(cluster: Cluste
     with pytest.raises(steps.StepFailed, match=r"did not finish within 0.05 minutes"):
         steps.train_final_trainjob(ARCH, CONFIG, settings(tmp_path, timeout_s=3), "run-2", tmp_path / "model")
     assert trainjobs(cluster.api()) == []
+
+
+class FlakyReads:
+    """The cluster's API with its first `failures` reads of a TrainJob answered 503 (a restarting API server)."""
+
+    def __init__(self, api: k8s.CustomObjectsApi, failures: int):
+        self.api, self.failures = api, failures
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.api, name)
+
+    def get_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failures > 0:
+            self.failures -= 1
+            raise k8s.ApiException(status=503, reason="Service Unavailable")
+        return self.api.get_namespaced_custom_object(*args, **kwargs)
+
+
+def test_a_passing_api_error_while_waiting_does_not_give_the_training_up(cluster: Cluster, tmp_path: Path) -> None:
+    """One 503 used to delete the running TrainJob and fail the step."""
+    api = player_api(cluster)
+
+    def complete_it() -> None:
+        deadline = time.monotonic() + 60
+        while not trainjobs(api) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [job] = trainjobs(api)
+        command = job["spec"]["trainer"]["command"]
+        work = Path(next(a for a in command if a.startswith("--export-dir=")).split("=", 1)[1]).parent
+        (work / "model").mkdir(parents=True)
+        (work / "model" / "model.json").write_text("{}")
+        (work / "metrics.txt").write_text("2026-12-04T00:00:00Z Validation-Accuracy=0.5\n")
+        api.patch_namespaced_custom_object_status(GROUP, VERSION, NAMESPACE, PLURAL, job["metadata"]["name"], {
+            "status": {"conditions": [{"type": "Complete", "status": "True", "message": "jobset completed"}]}})
+
+    player = threading.Thread(target=complete_it, daemon=True)
+    player.start()
+    made = dataclasses.replace(settings(tmp_path), read_retry_s=60)
+    metrics = steps.train_final_trainjob(ARCH, CONFIG, made, "run-5", tmp_path / "model",
+                                         api=FlakyReads(cluster.api(), 3))
+    player.join(10)
+    assert metrics["Validation-Accuracy"] == "0.5" and (tmp_path / "model" / "model.json").is_file()
 
 
 def test_every_attempt_failing_keeps_the_checkpoint_and_says_so(cluster: Cluster, tmp_path: Path) -> None:
