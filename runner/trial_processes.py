@@ -10,6 +10,7 @@ controller blocks on.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import queue
@@ -43,7 +44,24 @@ def dying_with_parent(argv: Sequence[str]) -> list[str]:
     argv is returned unchanged.
     """
     helper = _setpriv()
+    if helper:
+        _check_executable_format(argv[0])
     return [helper, "--pdeathsig", "KILL", "--", *argv] if helper else list(argv)
+
+
+def _check_executable_format(program: str) -> None:
+    """OSError(ENOEXEC), as the exec without setpriv raises it, for a file the kernel cannot execute: setpriv
+    (execvp) would run it with /bin/sh instead, which neither a container nor the runner without it does."""
+    path = shutil.which(program) if "/" not in program else program
+    if path is None:
+        return  # setpriv names a program it cannot find itself
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(4)
+    except OSError:
+        return
+    if not start.startswith((b"#!", b"\x7fELF")):
+        raise OSError(errno.ENOEXEC, os.strerror(errno.ENOEXEC), program)
 
 
 def exec_failure(exit_code: int, output: str) -> str | None:

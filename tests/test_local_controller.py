@@ -141,6 +141,15 @@ def test_a_trial_program_setpriv_cannot_execute_fails_naming_it(
     assert rows == [("Failed", 1, f"cannot start {program}: No such file or directory")] * 2
 
 
+@pytest.mark.skipif(trial_processes._setpriv() is None, reason="util-linux setpriv is not installed here")
+def test_through_setpriv_a_file_neither_script_nor_binary_fails_as_without_it(
+        tmp_path: Path, servicer: tuple[RecordingSuggestion, str]) -> None:
+    """setpriv's execvp ran such a file with /bin/sh, where a container (and the runner without setpriv)
+    cannot start it."""
+    program, rows = trial_conditions_with_program(tmp_path, servicer[1], "neither a script nor a binary\n")
+    assert rows == [("Failed", 1, f"cannot start {program}: Exec format error")] * 2
+
+
 def test_live_view_shows_counts_best_and_eta() -> None:
     """The live bar and the plain lines show the counts, the best value so far and the time left."""
     best = TrialRow("t3", 3, "Succeeded", {}, {}, 1_700_000_000.0)
