@@ -329,15 +329,22 @@ def test_the_pipeline_role_allows_every_request_of_the_search_step_and_no_more(c
     assert {(r.verb, r.resource) for r in requests if r.group == "kubeflow.org"} == role_grants(role, "kubeflow.org")
 
 
-def test_a_report_the_step_may_not_read_does_not_fail_the_search(cluster: Cluster, tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    cluster.refuse("get", "trials", 403, "Forbidden", 'trials.kubeflow.org is forbidden: User "x" cannot list')
+def search_against_controller(cluster: Cluster, settings: steps.KatibRun, **kwargs: Any
+                              ) -> tuple[steps.SearchResult, dict[str, Any]]:
+    """search_katib on the nas-random example while a played Katib controller finishes its Experiment; the
+    result and what the controller saw."""
     seen: dict[str, Any] = {}
     controller = threading.Thread(target=play_katib_controller, args=(cluster.api(), seen), daemon=True)
     controller.start()
-    result = steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), run(keep=True),
-                                report_dir=tmp_path / "report")
+    result = steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), settings, **kwargs)
     controller.join(10)
+    return result, seen
+
+
+def test_a_report_the_step_may_not_read_does_not_fail_the_search(cluster: Cluster, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    cluster.refuse("get", "trials", 403, "Forbidden", 'trials.kubeflow.org is forbidden: User "x" cannot list')
+    result, seen = search_against_controller(cluster, run(keep=True), report_dir=tmp_path / "report")
     assert result.architecture == seen["architecture"] and result.report == ""
     assert "no report: cannot list the Trials of Katib Experiment kubeflow/" in capsys.readouterr().out
     assert "No report could be written" in steps.trials_markdown(result.report)
@@ -364,12 +371,7 @@ class FlakyReads:
 
 def test_a_passing_api_error_while_waiting_neither_fails_the_search_nor_deletes_it(cluster: Cluster) -> None:
     """One 503 in a 12-hour wait deleted the running Experiment and with it the whole search."""
-    seen: dict[str, Any] = {}
-    controller = threading.Thread(target=play_katib_controller, args=(cluster.api(), seen), daemon=True)
-    controller.start()
-    result = steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), run(keep=True),
-                                api=FlakyReads(cluster.api(), 2))
-    controller.join(10)
+    result, seen = search_against_controller(cluster, run(keep=True), api=FlakyReads(cluster.api(), 2))
     assert result.architecture == seen["architecture"]
     assert [e["metadata"]["name"] for e in experiments(cluster.api())] == [result.experiment]
 
@@ -395,12 +397,7 @@ def test_a_report_that_cannot_be_written_keeps_the_succeeded_search(cluster: Clu
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(report, "write_report_files", disk_full)
-    seen: dict[str, Any] = {}
-    controller = threading.Thread(target=play_katib_controller, args=(cluster.api(), seen), daemon=True)
-    controller.start()
-    result = steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), run(keep=True),
-                                report_dir=tmp_path / "report")
-    controller.join(10)
+    result, seen = search_against_controller(cluster, run(keep=True), report_dir=tmp_path / "report")
     assert result.architecture == seen["architecture"] and result.report == ""
     assert "no report: writing it failed (OSError: [Errno 28] No space left on device)" in capsys.readouterr().out
     assert [e["metadata"]["name"] for e in experiments(cluster.api())] == [result.experiment]
