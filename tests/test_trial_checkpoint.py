@@ -69,6 +69,8 @@ def test_a_killed_trial_resumes_from_its_last_epoch_and_reaches_the_same_metrics
     assert f"resuming from {tmp_path / CHECKPOINT_FILE} after epoch 2 (step" in resumed.stderr
     # epochs 1 and 2 again, timestamps and all (a restarted trial's metrics file starts empty), 3 and 4, the end
     assert resumed.stdout.startswith(before) and resumed.stdout.count("Train-Accuracy=") == 5
+    steps = re.search(r"epoch 1: (\d+) steps in", uninterrupted.stderr)
+    assert steps is not None and f"epoch 3: {steps.group(1)} steps in" in resumed.stderr  # not counted from step 0
     assert metrics_file.read_text() == resumed.stdout
     for name in METRICS:
         assert abs(final(resumed, name) - final(uninterrupted, name)) <= RESUME_TOLERANCE, name
