@@ -235,3 +235,12 @@ def test_profile_stores_the_table_in_the_configmap_trials_mount(tmp_path: Path) 
         refused = katib_nas("profile", str(experiment), "--out", str(tmp_path / "cpu.json"), "--repeats", "1",
                             "--warmup", "1", "--configmap", "other", "--namespace", "kubeflow", env=env)
         assert refused.returncode == 1 and "403 Forbidden" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_namespace_longer_than_kubernetes_allows_is_refused() -> None:
+    from katib_nas.contract.errors import InvalidInput
+    from katib_nas.deploy.examples import Target
+
+    Target("registry.example.com/nas", "a" * 63).check()
+    with pytest.raises(InvalidInput, match="is not a Kubernetes namespace"):
+        Target("registry.example.com/nas", "a" * 64).check()

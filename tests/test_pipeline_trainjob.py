@@ -217,6 +217,37 @@ def test_a_passing_api_error_while_waiting_does_not_give_the_training_up(cluster
     assert metrics["Validation-Accuracy"] == "0.5" and (tmp_path / "model" / "model.json").is_file()
 
 
+def test_a_retried_step_adopts_its_own_trainjob_and_refuses_someone_elses(cluster: Cluster, tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture[str]
+                                                                            ) -> None:
+    from katib_nas.pipelines.katib_experiment import RUN_LABEL, run_label
+    from katib_nas.pipelines.trainjob import job_name
+
+    other = job_name("run-8", 0)
+    cluster.put("trainjobs", NAMESPACE, other, {"spec": {"runtimeRef": {"name": "torch-distributed"}}})
+    with pytest.raises(steps.StepFailed, match=r"409 AlreadyExists, and it was not created by this pipeline run"):
+        steps.train_final_trainjob(ARCH, CONFIG, settings(tmp_path), "run-8", tmp_path / "model")
+    assert cluster.get("trainjobs", NAMESPACE, other) is not None  # someone else's: left alone
+
+    ours = job_name("run-9", 0)
+    work = tmp_path / f"katib-nas-final-{run_label('run-9')}"
+    (work / "model").mkdir(parents=True)
+    (work / "model" / "model.json").write_text("{}")
+    (work / "metrics.txt").write_text("2026-12-04T00:00:00Z Validation-Accuracy=0.5\n")
+    cluster.put("trainjobs", NAMESPACE, ours, {"metadata": {"labels": {RUN_LABEL: run_label("run-9")}},
+                                               "status": {"conditions": [{"type": "Complete", "status": "True"}]}})
+    metrics = steps.train_final_trainjob(ARCH, CONFIG, settings(tmp_path), "run-9", tmp_path / "model")
+    assert metrics["Validation-Accuracy"] == "0.5"
+    assert f"adopted TrainJob {NAMESPACE}/{ours}" in capsys.readouterr().out
+
+
+def test_a_trainjob_read_refused_for_good_fails_the_attempt_at_once(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.refuse("get", "trainjobs", 403, "Forbidden", "trainjobs.trainer.kubeflow.org is forbidden")
+    made = dataclasses.replace(settings(tmp_path), read_retry_s=60, restarts=0)
+    with pytest.raises(steps.StepFailed, match=r"cannot get TrainJob .*: 403 Forbidden"):
+        steps.train_final_trainjob(ARCH, CONFIG, made, "run-10", tmp_path / "model")
+
+
 def test_every_attempt_failing_keeps_the_checkpoint_and_says_so(cluster: Cluster, tmp_path: Path) -> None:
     """Each attempt writes a checkpoint into its --checkpoint-dir before it fails, as a node lost after an epoch
     would: the last one is still there, where the error says, for a new run to resume from. The requests the

@@ -290,3 +290,21 @@ def test_a_local_search_that_did_not_succeed_fails_the_step(tmp_path: Path, monk
     with pytest.raises(steps.StepFailed, match=r"the local search ended with exit 1, not Succeeded"):
         steps.search_local(load_yaml(REPO / "examples" / "nas-random-fashion-mnist.yaml"), SearchRequest(),
                            tmp_path / "work")
+
+
+def test_another_algorithm_drops_the_examples_settings_and_overrides_reach_args() -> None:
+    """The example's own algorithmSettings belong to its algorithm (envelopenet's final_epochs would be an
+    unknown setting to nas-random); a trial container written with `args` gets the override there."""
+    searched = apply_request(load_example("envelopenet-fashion-mnist"), SearchRequest(algorithm="nas-random"))
+    assert "algorithmSettings" not in searched["spec"]["algorithm"]
+    document = load_example("nas-random-fashion-mnist")
+    [container] = document["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"]
+    container["command"], container["args"] = container["command"][:1], container["command"][1:]
+    changed = apply_request(document, SearchRequest(trial_args=("--epochs=2",)))
+    [container] = changed["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"]
+    assert "--epochs=2" in container["args"] and "--epochs=1" not in container["args"] + container["command"]
+
+
+def test_final_nodes_are_bounded() -> None:
+    with pytest.raises(InvalidInput, match=r"final_nodes must be a whole number in \[1, 1024\], not 1025"):
+        check_arguments({"final_backend": "trainjob", "final_nodes": 1025})

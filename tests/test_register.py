@@ -152,6 +152,16 @@ def test_unreachable_api_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     assert main(["register", "--context", "nowhere"]) == 2
     assert one_error_line(capsys).startswith("katib-nas register: error: cannot load the kubeconfig")
+    # a kubeconfig named but missing is an error, not a silent fall-back to the pod's service account
+    assert main(["register", "--kubeconfig", str(tmp_path / "typo")]) == 2
+    assert one_error_line(capsys).startswith("katib-nas register: error: cannot load the kubeconfig")
+
+
+def test_suggestions_that_are_not_a_list_are_refused_not_rewritten() -> None:
+    from katib_nas.deploy.katib_config import KatibConfigError
+
+    with pytest.raises(KatibConfigError):
+        register("runtime:\n  suggestions:\n    random: {image: r}\n", suggestion_entries())
 
 
 def test_duplicated_entries_of_ours_collapse_into_one() -> None:

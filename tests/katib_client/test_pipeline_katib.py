@@ -153,14 +153,15 @@ def test_one_shot_search_returns_the_derived_network_not_the_supernet(cluster: C
     assert result.metrics["Best-Architecture"] == seen["architecture"]
 
 
-def test_failed_experiment_fails_the_step_with_katibs_reasons_and_is_deleted(cluster: Cluster) -> None:
+@pytest.mark.parametrize("keep", [False, True])  # keep_experiment keeps a succeeded search only
+def test_failed_experiment_fails_the_step_with_katibs_reasons_and_is_deleted(cluster: Cluster, keep: bool) -> None:
     controller = threading.Thread(target=play_katib_controller, args=(cluster.api(), {}, False), daemon=True)
     controller.start()
     name = steps.experiment_name(load_example("nas-random-fashion-mnist"), "r")
     cluster.put("trials", NAMESPACE, f"{name}-f4il", {"status": {"conditions": [
         {"type": "Failed", "status": "True", "reason": "TrialFailed", "message": "Trial has failed. Job reason: OOMKilled"}]}})
     with pytest.raises(steps.StepFailed) as failure:
-        steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), run(run_id="r"))
+        steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), run(run_id="r", keep=keep))
     controller.join(10)
     assert str(failure.value) == (f"Katib Experiment {NAMESPACE}/{name} is Failed: Experiment has failed because max "
                                   f"failed count has reached (trial {name}-f4il: Trial has failed. Job reason: "
@@ -401,3 +402,25 @@ def test_a_report_that_cannot_be_written_keeps_the_succeeded_search(cluster: Clu
     assert result.architecture == seen["architecture"] and result.report == ""
     assert "no report: writing it failed (OSError: [Errno 28] No space left on device)" in capsys.readouterr().out
     assert [e["metadata"]["name"] for e in experiments(cluster.api())] == [result.experiment]
+
+
+def test_a_read_the_api_refuses_for_good_fails_the_wait_at_once(cluster: Cluster) -> None:
+    """403 or 404 say something of the request, not of a busy server: no ten minutes of polling."""
+    cluster.refuse("get", "experiments", 403, "Forbidden", "experiments.kubeflow.org is forbidden")
+    settings = dataclasses.replace(run(timeout_s=120), read_retry_s=60)
+    with pytest.raises(steps.StepFailed, match=r"cannot get Katib Experiment .*: 403 Forbidden") as failed:
+        steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), settings)
+    assert "in a row" not in str(failed.value)
+
+
+def test_reads_that_fail_now_and_then_never_add_up_to_giving_up(cluster: Cluster) -> None:
+    class EveryOtherRead(FlakyReads):
+        def get_namespaced_custom_object(self, *args: Any) -> Any:
+            self.failures = 0 if self.failures else 1
+            if self.failures:
+                raise ApiException(status=503, reason="Service Unavailable")
+            return self.api.get_namespaced_custom_object(*args)
+
+    settings = dataclasses.replace(run(keep=True), read_retry_s=2.5)
+    result, seen = search_against_controller(cluster, settings, api=EveryOtherRead(cluster.api(), 0))
+    assert result.architecture == seen["architecture"]
