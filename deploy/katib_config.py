@@ -247,7 +247,10 @@ def _edit_lines(text: str, entries: Sequence[dict[str, Any]], removed: set[str])
         edits.append((end, end, newline + appended))
     for first, after, replacement in sorted(edits, key=lambda edit: edit[0], reverse=True):
         lines[first:after] = [replacement] if replacement else []
-    return "".join(lines)
+    edited = "".join(lines)
+    if not text.endswith("\n") and edited.endswith("\n"):  # a text without a final newline keeps it so
+        edited = edited[:-1]
+    return edited
 
 
 def _block_items(text: str) -> list[_Item]:

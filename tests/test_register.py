@@ -184,3 +184,10 @@ def test_text_edits_keep_comments_and_fall_back_for_unusual_shapes() -> None:
     empty = yaml.safe_load(register("apiVersion: config.kubeflow.org/v1beta1\nkind: KatibConfig\n",
                                     suggestion_entries()).text)
     assert [s["algorithmName"] for s in empty["runtime"]["suggestions"]] == list(ALGORITHMS)
+
+
+def test_register_then_unregister_gives_back_a_text_without_a_final_newline_byte_for_byte() -> None:
+    text = "runtime:\n  suggestions:\n    - algorithmName: random  # pinned\n      image: r"
+    registered = register(text, suggestion_entries()).text
+    assert "# pinned" in registered and not registered.endswith("\n")
+    assert unregister(registered).text == text
