@@ -424,3 +424,29 @@ def test_reads_that_fail_now_and_then_never_add_up_to_giving_up(cluster: Cluster
     settings = dataclasses.replace(run(keep=True), read_retry_s=2.5)
     result, seen = search_against_controller(cluster, settings, api=EveryOtherRead(cluster.api(), 0))
     assert result.architecture == seen["architecture"]
+
+
+def test_a_dropped_connection_while_waiting_is_polled_through(cluster: Cluster) -> None:
+    from urllib3.exceptions import ProtocolError
+
+    class DroppedReads(FlakyReads):
+        def get_namespaced_custom_object(self, *args: Any) -> Any:
+            if self.failures:
+                self.failures -= 1
+                raise ProtocolError("Connection aborted.", ConnectionResetError(104, "Connection reset by peer"))
+            return self.api.get_namespaced_custom_object(*args)
+
+    result, seen = search_against_controller(cluster, run(keep=True), api=DroppedReads(cluster.api(), 2))
+    assert result.architecture == seen["architecture"]
+
+
+def test_the_examples_own_labels_stay_on_the_experiment_beside_the_runs(cluster: Cluster) -> None:
+    document = load_example("nas-random-fashion-mnist")
+    document["metadata"]["labels"] = {"team": "vision"}
+    seen: dict[str, Any] = {}
+    controller = threading.Thread(target=play_katib_controller, args=(cluster.api(), seen), daemon=True)
+    controller.start()
+    steps.search_katib(document, SearchRequest(), run(keep=True, run_id="run-labels"))
+    controller.join(10)
+    labels = seen["experiment"]["metadata"]["labels"]
+    assert labels["team"] == "vision" and labels[katib_experiment.RUN_LABEL] == katib_experiment.run_label("run-labels")
