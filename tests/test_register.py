@@ -191,3 +191,35 @@ def test_register_then_unregister_gives_back_a_text_without_a_final_newline_byte
     registered = register(text, suggestion_entries()).text
     assert "# pinned" in registered and not registered.endswith("\n")
     assert unregister(registered).text == text
+
+
+def test_a_writer_that_came_first_is_kept_and_the_edit_made_again_on_its_text(cluster: Cluster) -> None:
+    """The write names the version it read; on 409 (another writer was first) the text is read and edited
+    again, so neither write is lost."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    from katib_nas.deploy import cluster as deploy_cluster
+
+    install_katib(cluster, "standalone")
+    api = client.CoreV1Api(cluster.api_client())
+    patches: list[dict[str, Any]] = []
+
+    class FirstWriterWins:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(api, name)
+
+        def patch_namespaced_config_map(self, name: str, namespace: str, body: dict[str, Any], **kwargs: Any) -> Any:
+            patches.append(body)
+            if len(patches) == 1:  # another writer changes the map between our read and our write
+                other = live_text(cluster) + "# another writer\n"
+                api.patch_namespaced_config_map(name, namespace, {"data": {"katib-config.yaml": other}})
+                raise ApiException(status=409, reason="Conflict")
+            return api.patch_namespaced_config_map(name, namespace, body, **kwargs)
+
+    ref = deploy_cluster.ConfigMapRef(namespace="kubeflow", name="katib-config")
+    read = api.read_namespaced_config_map("katib-config", "kubeflow").metadata.resource_version
+    deploy_cluster.update_text(FirstWriterWins(), ref, lambda text: register(text, suggestion_entries()))
+    assert len(patches) == 2 and patches[0]["metadata"]["resourceVersion"] == read
+    final = live_text(cluster)
+    assert "# another writer" in final and all(f"algorithmName: {name}" in final for name in ALGORITHMS)
