@@ -254,6 +254,15 @@ def test_outside_a_pod_the_namespace_is_the_kubeconfig_contexts(tmp_path: Path, 
         assert katib_experiment.default_namespace() == "team-b"
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     assert katib_experiment.default_namespace() == "default"
+    two = tmp_path / "two-contexts"
+    two.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "a",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "a", "context": {"cluster": "c", "user": "u", "namespace": "team-a"}},
+                     {"name": "b", "context": {"cluster": "c", "user": "u", "namespace": "team-b"}}]}))
+    assert katib_experiment.default_namespace(kubeconfig=str(two)) == "team-a"
+    assert katib_experiment.default_namespace(kubeconfig=str(two), context="b") == "team-b"
 
 
 @pytest.mark.filterwarnings("ignore:You may be attemping to run a task that uses custom:RuntimeWarning")
