@@ -369,3 +369,14 @@ def test_trainjob_backend_without_a_work_claim_fails_the_step_with_one_line() ->
     with pytest.raises(steps.StepFailed, match=r"final_backend=trainjob needs a PersistentVolumeClaim .* compile "
                                                r"the pipeline with --trainjob-pvc CLAIM:/path"):
         steps.trainjob_settings("image", "", "", 2, 1, "team-a")
+
+
+def test_without_a_namespace_the_trainjob_goes_to_the_steps_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    from katib_nas.pipelines import katib_experiment
+
+    account = tmp_path / "namespace"
+    account.write_text("team-a\n")
+    monkeypatch.setattr(katib_experiment, "SERVICE_ACCOUNT_NAMESPACE", account)
+    assert steps.trainjob_settings("img", "final-work", "/mnt/work", 2, 1, "").namespace == "team-a"
+    assert steps.trainjob_settings("img", "final-work", "/mnt/work", 2, 1, "team-b").namespace == "team-b"
