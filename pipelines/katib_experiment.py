@@ -51,13 +51,32 @@ READ_RETRY_S = 600.0
 PASSING_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
-def passing_error(err: BaseException) -> bool:
-    """A read error that says nothing of the object read: a busy or restarting API server, a dropped
-    connection (urllib3's errors), worth polling through."""
+class ReadsKeptFailing(Exception):
+    """Reads failed with errors that pass for the whole retry window; `error` is the last one."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
+def read_through(read: Callable[[], Any], clock: Callable[[], float], poll_s: float, retry_s: float) -> Any:
+    """read(), polled again while it fails with an error that passes (a busy or restarting API server: 429,
+    5xx; a dropped connection: urllib3's errors) for up to `retry_s` in a row, then ReadsKeptFailing; any other
+    API error is raised as it is."""
     from kubernetes.client.rest import ApiException
     from urllib3.exceptions import HTTPError
 
-    return isinstance(err, HTTPError) or (isinstance(err, ApiException) and err.status in PASSING_STATUSES)
+    failing_since: float | None = None
+    while True:
+        try:
+            return read()
+        except (ApiException, HTTPError) as err:
+            if isinstance(err, ApiException) and err.status not in PASSING_STATUSES:
+                raise
+            failing_since = clock() if failing_since is None else failing_since
+            if clock() - failing_since >= retry_s:
+                raise ReadsKeptFailing(err) from None
+            time.sleep(poll_s)
 
 
 class Stopped(Exception):
@@ -136,11 +155,15 @@ class KatibExperiment:
         return "adopted"
 
     # wait ----------------------------------------------------------------------------------------------
+    def get_raw(self) -> dict[str, Any]:
+        """The Experiment as the API returns it; the API's errors as they are."""
+        return self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "experiments", self.name)
+
     def get(self) -> dict[str, Any]:
         from kubernetes.client.rest import ApiException
 
         try:
-            return self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "experiments", self.name)
+            return self.get_raw()
         except ApiException as err:
             raise KatibStepError(self._failure("get", err)) from None
 
@@ -150,25 +173,18 @@ class KatibExperiment:
         restarting API server, a dropped connection) are polled through for up to `read_retry_s` in a row,
         then Unreachable."""
         from kubernetes.client.rest import ApiException
-        from urllib3.exceptions import HTTPError
 
         deadline = clock() + timeout_s
-        failing_since: float | None = None
         while True:
             try:
-                experiment = self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "experiments",
-                                                                   self.name)
-            except (ApiException, HTTPError) as err:
-                if not passing_error(err):
-                    raise KatibStepError(self._failure("get", err)) from None
-                failing_since = clock() if failing_since is None else failing_since
-                if clock() - failing_since >= read_retry_s:
-                    what = self._failure("get", err) if isinstance(err, ApiException) else f"{type(err).__name__}"
-                    raise Unreachable(f"{what}, for {read_retry_s / 60:g} minutes in a row; {self} is left as it "
-                                      "is for a retried step to adopt") from None
-                time.sleep(poll_s)
-                continue
-            failing_since = None
+                experiment = read_through(self.get_raw, clock, poll_s, read_retry_s)
+            except ReadsKeptFailing as kept:
+                what = self._failure("get", kept.error) if isinstance(kept.error, ApiException) else \
+                    f"cannot get {self}: {type(kept.error).__name__}"
+                raise Unreachable(f"{what}, for {read_retry_s / 60:g} minutes in a row; {self} is left as it is "
+                                  "for a retried step to adopt") from None
+            except ApiException as err:
+                raise KatibStepError(self._failure("get", err)) from None
             finished = finished_condition(experiment)
             if finished is not None:
                 return finished

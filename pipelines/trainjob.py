@@ -25,7 +25,15 @@ from typing import Any, Callable
 
 from katib_nas.deploy.cluster import api_reason, load_credentials
 
-from .katib_experiment import READ_RETRY_S, RUN_LABEL, Stopped, passing_error, run_label, stop_signals_raise
+from .katib_experiment import (
+    READ_RETRY_S,
+    RUN_LABEL,
+    ReadsKeptFailing,
+    Stopped,
+    read_through,
+    run_label,
+    stop_signals_raise,
+)
 
 GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -176,21 +184,19 @@ class TrainJobRun:
         Read errors that pass (a busy or restarting API server, a dropped connection) are polled through for up
         to READ_RETRY_S in a row."""
         from kubernetes.client.rest import ApiException
-        from urllib3.exceptions import HTTPError
 
         deadline = self.clock() + self.settings.timeout_s
-        failing_since: float | None = None
         while True:
             try:
-                job = self.api.get_namespaced_custom_object(GROUP, VERSION, self.settings.namespace, PLURAL, name)
-            except (ApiException, HTTPError) as err:
-                failing_since = self.clock() if failing_since is None else failing_since
-                if not passing_error(err) or self.clock() - failing_since >= self.settings.read_retry_s:
-                    raise TrainJobError(self._failure("get", name, err) if isinstance(err, ApiException) else
-                                        f"cannot get TrainJob {self._where(name)}: {type(err).__name__}") from None
-                time.sleep(self.settings.poll_s)
-                continue
-            failing_since = None
+                job = read_through(lambda: self.api.get_namespaced_custom_object(
+                    GROUP, VERSION, self.settings.namespace, PLURAL, name), self.clock, self.settings.poll_s,
+                    self.settings.read_retry_s)
+            except ReadsKeptFailing as kept:
+                raise TrainJobError(self._failure("get", name, kept.error) if isinstance(kept.error, ApiException)
+                                    else f"cannot get TrainJob {self._where(name)}: {type(kept.error).__name__}"
+                                    ) from None
+            except ApiException as err:
+                raise TrainJobError(self._failure("get", name, err)) from None
             for condition in (job.get("status") or {}).get("conditions") or []:
                 if condition.get("type") in ("Complete", "Failed") and str(condition.get("status")) == "True":
                     return condition["type"], condition.get("message") or condition.get("reason") or ""
