@@ -29,7 +29,7 @@ from .search_request import (
     split_trial_args,
     trial_pod,
 )
-from .steps import FinalTraining, KatibRun
+from .steps import FinalTraining, KatibRun, StepResources
 from .trainjob import TrainJobSettings
 
 DEFAULT_EXAMPLE = "nas-random-fashion-mnist"
@@ -73,23 +73,6 @@ def _trial_command(document: dict[str, Any]) -> list[str]:
 
 
 @dataclass(frozen=True)
-class StepResources:
-    """Limits of the final training step; empty values set none."""
-
-    cpu: str = ""
-    memory: str = ""
-    accelerator: str = ""
-    accelerator_count: int = 0
-
-    def text(self) -> str:
-        """resource=quantity pairs joined by commas, as the final step hands them to a TrainJob's nodes."""
-        pairs = [("cpu", self.cpu), ("memory", self.memory)]
-        if self.accelerator and self.accelerator_count:
-            pairs.append((self.accelerator, str(self.accelerator_count)))
-        return ",".join(f"{name}={value}" for name, value in pairs if value)
-
-
-@dataclass(frozen=True)
 class DataVolume:
     """A PersistentVolumeClaim the steps mount, where the trials mount it."""
 
@@ -122,11 +105,7 @@ def trial_image(document: dict[str, Any]) -> str:
 
 def trial_resources(document: dict[str, Any]) -> StepResources:
     """The trial container's limits: cpu, memory and the first extended resource (an accelerator)."""
-    limits = {str(k): str(v) for k, v in ((_primary_pod(document)[1].get("resources") or {}).get("limits") or {}
-                                          ).items()}
-    accelerator = next((name for name in limits if "/" in name), "")
-    return StepResources(cpu=limits.get("cpu", ""), memory=limits.get("memory", ""), accelerator=accelerator,
-                         accelerator_count=int(limits[accelerator]) if accelerator else 0)
+    return StepResources.from_limits((_primary_pod(document)[1].get("resources") or {}).get("limits") or {})
 
 
 def data_volumes(document: dict[str, Any]) -> tuple[DataVolume, ...]:

@@ -15,7 +15,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
@@ -276,6 +276,36 @@ def final_trial_args(architecture: str, config: FinalTraining) -> list[str]:
     return args + (["--test"] if config.test else [])
 
 
+@dataclass(frozen=True)
+class StepResources:
+    """Limits of the final training step (and of each node of its TrainJob); empty values set none."""
+
+    cpu: str = ""
+    memory: str = ""
+    accelerator: str = ""
+    accelerator_count: int = 0
+
+    @classmethod
+    def from_limits(cls, limits: Mapping[str, Any]) -> "StepResources":
+        """From a container's resources.limits: cpu, memory and the first extended resource (an accelerator)."""
+        values = {str(name): str(value) for name, value in limits.items()}
+        accelerator = next((name for name in values if "/" in name), "")
+        return cls(cpu=values.get("cpu", ""), memory=values.get("memory", ""), accelerator=accelerator,
+                   accelerator_count=int(values[accelerator]) if accelerator else 0)
+
+    @classmethod
+    def from_text(cls, text: str) -> "StepResources":
+        """The inverse of `text`."""
+        return cls.from_limits(dict(pair.split("=", 1) for pair in text.split(",") if pair))
+
+    def text(self) -> str:
+        """resource=quantity pairs joined by commas, as the final step hands them to a TrainJob's nodes."""
+        pairs = [("cpu", self.cpu), ("memory", self.memory)]
+        if self.accelerator and self.accelerator_count:
+            pairs.append((self.accelerator, str(self.accelerator_count)))
+        return ",".join(f"{name}={value}" for name, value in pairs if value)
+
+
 def trainjob_settings(image: str, claim: str, mount_path: str, nodes: int, procs_per_node: int, namespace: str,
                       resources: str = "", data_volumes: str = "") -> Any:
     """TrainJobSettings for the final-training step, each node with the step's limits (`resources`:
@@ -287,11 +317,10 @@ def trainjob_settings(image: str, claim: str, mount_path: str, nodes: int, procs
     if not claim or not mount_path:
         raise StepFailed("final_backend=trainjob needs a PersistentVolumeClaim for the checkpoint and the model: "
                          "compile the pipeline with --trainjob-pvc CLAIM:/path")
-    limits = dict(pair.split("=", 1) for pair in resources.split(",") if pair)
-    accelerator = next((name for name in limits if "/" in name), "")
+    limits = StepResources.from_text(resources)
     return TrainJobSettings(image=image, claim=claim, mount_path=mount_path, num_nodes=nodes,
-                            procs_per_node=procs_per_node, cpu=limits.get("cpu", ""), memory=limits.get("memory", ""),
-                            accelerator=accelerator, accelerator_count=int(limits[accelerator]) if accelerator else 0,
+                            procs_per_node=procs_per_node, cpu=limits.cpu, memory=limits.memory,
+                            accelerator=limits.accelerator, accelerator_count=limits.accelerator_count,
                             data_volumes=tuple(tuple(pair.split(":", 1)) for pair in data_volumes.split(",") if pair),
                             namespace=namespace or default_namespace())
 

@@ -30,6 +30,7 @@ from katib_nas.trial_image.checkpoint import CHECKPOINT_FILE
 
 from .conftest import schema_errors
 from .kube_emulator import Cluster, start_cluster
+from .support.flaky_api import FlakyReads
 from .support.manifests import pipeline_role, player_api, role_grants, role_refusals, step_requests
 from .support.trainjob import trainjob_errors
 
@@ -173,22 +174,6 @@ def test_a_trainjob_that_never_finishes_times_out_and_is_deleted(cluster: Cluste
     with pytest.raises(steps.StepFailed, match=r"did not finish within 0.05 minutes"):
         steps.train_final_trainjob(ARCH, CONFIG, settings(tmp_path, timeout_s=3), "run-2", tmp_path / "model")
     assert trainjobs(cluster.api()) == []
-
-
-class FlakyReads:
-    """The cluster's API with its first `failures` reads of a TrainJob answered 503 (a restarting API server)."""
-
-    def __init__(self, api: k8s.CustomObjectsApi, failures: int):
-        self.api, self.failures = api, failures
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.api, name)
-
-    def get_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Any:
-        if self.failures > 0:
-            self.failures -= 1
-            raise k8s.ApiException(status=503, reason="Service Unavailable")
-        return self.api.get_namespaced_custom_object(*args, **kwargs)
 
 
 def test_a_passing_api_error_while_waiting_does_not_give_the_training_up(cluster: Cluster, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 
@@ -33,3 +34,11 @@ def sync_path(path: Path) -> None:
         os.fsync(handle)
     finally:
         os.close(handle)
+
+
+def remove_leftover_folders(folder: Path, prefix: str) -> None:
+    """Remove the hidden working folders (`prefix`*) that a process killed outright left in `folder`; a link of
+    that name is not followed."""
+    for leftover in folder.glob(f"{prefix}*"):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)

@@ -32,7 +32,7 @@ from torch import nn
 
 from katib_nas.contract.metric_format import MetricValue, format_value
 
-from .durable import sync_path, write_synced
+from .durable import remove_leftover_folders, sync_path, write_synced
 
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 ONNX_FILE = "model.onnx"
@@ -55,7 +55,7 @@ def export_model(model: nn.Module, arch_text: str, input_shape: tuple[int, int, 
     target = Path(directory)
     try:
         target.mkdir(parents=True, exist_ok=True)
-        _remove_leftover_staging(target)
+        remove_leftover_folders(target, STAGING_PREFIX)  # of an export killed outright
         staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
     except OSError as err:
         raise _failed(target, err, "is left as it was") from None
@@ -71,13 +71,6 @@ def export_model(model: nn.Module, arch_text: str, input_shape: tuple[int, int, 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return files
-
-
-def _remove_leftover_staging(target: Path) -> None:
-    """Staging folders of exports killed before they could clean up (one export writes a folder at a time)."""
-    for leftover in target.glob(f"{STAGING_PREFIX}*"):
-        if leftover.is_dir() and not leftover.is_symlink():
-            shutil.rmtree(leftover)
 
 
 def _failed(target: Path, err: Exception, state: str) -> ExportError:

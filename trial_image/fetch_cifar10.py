@@ -21,6 +21,8 @@ from pathlib import Path
 
 from katib_nas.contract.errors import InvalidInput
 
+from .durable import remove_leftover_folders
+
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 #: MD5 of cifar-10-binary.tar.gz as published on CIFAR-10's page.
 CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
@@ -42,9 +44,7 @@ def fetch_cifar10(dest: Path, source: str = CIFAR10_URL, md5: str = CIFAR10_MD5)
         return target
     try:
         dest.mkdir(parents=True, exist_ok=True)
-        for leftover in dest.glob(f"{SCRATCH_PREFIX}*"):  # a killed fetch's archive and files (340 MB)
-            if leftover.is_dir() and not leftover.is_symlink():
-                shutil.rmtree(leftover)
+        remove_leftover_folders(dest, SCRATCH_PREFIX)  # a killed fetch's archive and files (340 MB)
     except OSError as err:
         raise FetchError(f"cannot prepare {dest}: {err.strerror or err}") from None
     with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=dest) as scratch:

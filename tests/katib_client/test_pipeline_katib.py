@@ -22,7 +22,6 @@ from typing import Any, Iterator
 import pytest
 import yaml
 from kubernetes import client as k8s
-from kubernetes.client.rest import ApiException
 
 from katib_nas.contract.codec import decode, encode
 from katib_nas.contract.supernet import derive
@@ -33,6 +32,7 @@ from katib_nas.suggestion.core.algorithms import get_algorithm
 
 from ..conftest import REPO
 from ..kube_emulator import Cluster, start_cluster
+from ..support.flaky_api import FlakyReads
 from ..support.manifests import pipeline_role, player_api, role_grants, role_refusals, step_requests
 
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1beta1", "experiments"
@@ -361,27 +361,14 @@ def test_a_report_the_step_may_not_read_does_not_fail_the_search(cluster: Cluste
 
 
 
-class FlakyReads:
-    """The cluster's API with its first `failures` reads of an Experiment answered 503, as an API server
-    restarting answers (every read, with `failures` None)."""
-
-    def __init__(self, api: k8s.CustomObjectsApi, failures: int | None):
-        self.api, self.failures = api, failures
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.api, name)
-
-    def get_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str, name: str
-                                     ) -> Any:
-        if plural == PLURAL and (self.failures is None or self.failures > 0):
-            self.failures = None if self.failures is None else self.failures - 1
-            raise ApiException(status=503, reason="Service Unavailable")
-        return self.api.get_namespaced_custom_object(group, version, namespace, plural, name)
+def flaky_reads(cluster: Cluster, failures: int | None) -> FlakyReads:
+    """The cluster's API with its next `failures` reads of an Experiment answered 503 (every one: None)."""
+    return FlakyReads(cluster.api(), failures, PLURAL)
 
 
 def test_a_passing_api_error_while_waiting_neither_fails_the_search_nor_deletes_it(cluster: Cluster) -> None:
     """One 503 in a 12-hour wait deleted the running Experiment and with it the whole search."""
-    result, seen = search_against_controller(cluster, run(keep=True), api=FlakyReads(cluster.api(), 2))
+    result, seen = search_against_controller(cluster, run(keep=True), api=flaky_reads(cluster, 2))
     assert result.architecture == seen["architecture"]
     assert [e["metadata"]["name"] for e in experiments(cluster.api())] == [result.experiment]
 
@@ -391,7 +378,7 @@ def test_an_experiment_that_cannot_be_read_is_left_for_a_retried_step(cluster: C
     with pytest.raises(steps.StepFailed, match=r"503 Service Unavailable.*for 0.0333333 minutes in a row; Katib "
                                                r"Experiment kubeflow/nas-random-fashion-mnist-\w+ is left as it is"):
         steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), settings,
-                           api=FlakyReads(cluster.api(), None))
+                           api=flaky_reads(cluster, None))
     assert len(experiments(cluster.api())) == 1  # a retried step adopts it
 
 
@@ -424,28 +411,22 @@ def test_a_read_the_api_refuses_for_good_fails_the_wait_at_once(cluster: Cluster
 
 def test_reads_that_fail_now_and_then_never_add_up_to_giving_up(cluster: Cluster) -> None:
     class EveryOtherRead(FlakyReads):
-        def get_namespaced_custom_object(self, *args: Any) -> Any:
+        def fails(self) -> bool:
             self.failures = 0 if self.failures else 1
-            if self.failures:
-                raise ApiException(status=503, reason="Service Unavailable")
-            return self.api.get_namespaced_custom_object(*args)
+            return bool(self.failures)
 
     settings = dataclasses.replace(run(keep=True), read_retry_s=2.5)
-    result, seen = search_against_controller(cluster, settings, api=EveryOtherRead(cluster.api(), 0))
+    result, seen = search_against_controller(cluster, settings, api=EveryOtherRead(cluster.api(), 0, PLURAL))
     assert result.architecture == seen["architecture"]
 
 
 def test_a_dropped_connection_while_waiting_is_polled_through(cluster: Cluster) -> None:
     from urllib3.exceptions import ProtocolError
 
-    class DroppedReads(FlakyReads):
-        def get_namespaced_custom_object(self, *args: Any) -> Any:
-            if self.failures:
-                self.failures -= 1
-                raise ProtocolError("Connection aborted.", ConnectionResetError(104, "Connection reset by peer"))
-            return self.api.get_namespaced_custom_object(*args)
+    def dropped() -> Exception:
+        return ProtocolError("Connection aborted.", ConnectionResetError(104, "Connection reset by peer"))
 
-    result, seen = search_against_controller(cluster, run(keep=True), api=DroppedReads(cluster.api(), 2))
+    result, seen = search_against_controller(cluster, run(keep=True), api=FlakyReads(cluster.api(), 2, PLURAL, dropped))
     assert result.architecture == seen["architecture"]
 
 
