@@ -1,12 +1,15 @@
 """The final training as a Kubeflow Trainer TrainJob: create, wait, collect the model, clean up.
 
-The TrainJob (trainer.kubeflow.org/v1alpha1, the fields of Kubeflow Trainer v2.1: runtimeRef, trainer.image,
-command, numNodes, numProcPerNode, resourcesPerNode, podTemplateOverrides) runs
+The TrainJob (trainer.kubeflow.org/v1alpha1: runtimeRef, trainer.image, command, numNodes, numProcPerNode,
+resourcesPerNode, which read the same from Kubeflow Trainer v2.1 to v2.3, and the node pods' volumes) runs
 `torchrun --no-python katib-nas trial ...` on every node of the torch-distributed runtime: data-parallel
 training of the winning architecture, rank 0 writing a checkpoint every epoch, the metrics file and the
 export into a folder of the run on a PersistentVolumeClaim (mounted at the same path in the TrainJob's
 pods and in the step's pod; ReadWriteMany when the pods may land on several nodes).
 
+- The node pods get the claims through Trainer v2.1's `spec.podTemplateOverrides`; a Trainer that refuses
+  that field as unknown (v2.2 replaced it) gets the same volumes through `spec.runtimePatches`, and the
+  later attempts of the run use the field that was accepted.
 - A TrainJob that fails is deleted and created again under the next attempt's name, up to `restarts`
   times; its first epoch starts from the last checkpoint, so a lost node costs at most one epoch.
 - The step waits for the Complete or Failed condition (Kubeflow Trainer's), up to `timeout_s`.
@@ -40,6 +43,11 @@ API_VERSION = f"{GROUP}/{VERSION}"
 #: The replicated job and container of the torch-distributed runtime that run the trainer.
 NODE = "node"
 WORK_VOLUME = "katib-nas-work"
+#: The fields through which a TrainJob adds volumes to the runtime's pods, in the order tried: Kubeflow Trainer
+#: v2.1's, then v2.2's and later ones' (a strategic-merge patch of the runtime's JobSet template).
+OVERRIDE_FIELDS = ("podTemplateOverrides", "runtimePatches")
+#: The owner of the TrainJob's runtime patch (Trainer keys the patches by manager).
+PATCH_MANAGER = "katib-nas"
 RBAC_HINT = "the step's service account needs create, get and delete on trainjobs.trainer.kubeflow.org " \
             "(manifests/pipeline-rbac)"
 
@@ -78,10 +86,10 @@ def job_name(run_id: str, attempt: int) -> str:
     return f"katib-nas-final-{run_label(run_id)}-{attempt}"
 
 
-def trainjob_document(name: str, trial_args: list[str], settings: TrainJobSettings, work: str, label: str
-                      ) -> dict[str, Any]:
+def trainjob_document(name: str, trial_args: list[str], settings: TrainJobSettings, work: str, label: str,
+                      override_field: str = OVERRIDE_FIELDS[0]) -> dict[str, Any]:
     """The TrainJob of one attempt: `katib-nas trial` under torchrun, its checkpoint, metrics and export in
-    `work` on the claim."""
+    `work` on the claim; the claims mounted through `override_field` (one of OVERRIDE_FIELDS)."""
     command = ["torchrun", "--no-python", "katib-nas", "trial", *trial_args, f"--checkpoint-dir={work}/checkpoint",
                f"--export-dir={work}/model", f"--metrics-file={work}/metrics.txt"]
     trainer: dict[str, Any] = {"image": settings.image, "command": command, "numNodes": settings.num_nodes,
@@ -92,15 +100,31 @@ def trainjob_document(name: str, trial_args: list[str], settings: TrainJobSettin
         limits[settings.accelerator] = settings.accelerator_count
     if limits:
         trainer["resourcesPerNode"] = {"limits": limits}
-    claims = [(WORK_VOLUME, settings.claim, settings.mount_path)] + [
-        (f"{WORK_VOLUME}-data-{index}", claim, path) for index, (claim, path) in enumerate(settings.data_volumes)]
-    override = {"targetJobs": [{"name": NODE}], "spec": {
-        "volumes": [{"name": name, "persistentVolumeClaim": {"claimName": claim}} for name, claim, _ in claims],
-        "containers": [{"name": NODE, "volumeMounts": [{"name": name, "mountPath": path}
-                                                      for name, _, path in claims]}]}}
     return {"apiVersion": API_VERSION, "kind": "TrainJob",
             "metadata": {"name": name, "namespace": settings.namespace, "labels": {RUN_LABEL: label}},
-            "spec": {"runtimeRef": {"name": settings.runtime}, "trainer": trainer, "podTemplateOverrides": [override]}}
+            "spec": {"runtimeRef": {"name": settings.runtime}, "trainer": trainer,
+                     override_field: [node_volumes(settings, override_field)]}}
+
+
+def node_volumes(settings: TrainJobSettings, override_field: str) -> dict[str, Any]:
+    """The entry of `override_field` that gives the runtime's node pods the work claim and the data claims."""
+    claims = [(WORK_VOLUME, settings.claim, settings.mount_path)] + [
+        (f"{WORK_VOLUME}-data-{index}", claim, path) for index, (claim, path) in enumerate(settings.data_volumes)]
+    pod_spec = {
+        "volumes": [{"name": name, "persistentVolumeClaim": {"claimName": claim}} for name, claim, _ in claims],
+        "containers": [{"name": NODE, "volumeMounts": [{"name": name, "mountPath": path} for name, _, path in claims]}]}
+    if override_field == "podTemplateOverrides":
+        return {"targetJobs": [{"name": NODE}], "spec": pod_spec}
+    if override_field == "runtimePatches":
+        node_job = {"name": NODE, "template": {"spec": {"template": {"spec": pod_spec}}}}
+        return {"manager": PATCH_MANAGER,
+                "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [node_job]}}}}
+    raise ValueError(f"override_field must be one of {', '.join(OVERRIDE_FIELDS)}, not {override_field!r}")
+
+
+def refused_as_unknown(err: Any, field: str) -> bool:
+    """Whether the API server refused the TrainJob because its schema has no `spec.<field>` (strict validation)."""
+    return err.status == 400 and f'unknown field "spec.{field}"' in api_reason(err)[1]
 
 
 class TrainJobRun:
@@ -119,14 +143,15 @@ class TrainJobRun:
         self.label = run_label(run_id)
         self.work = Path(settings.mount_path) / f"katib-nas-final-{self.label}"
         self.clock = clock
+        #: The override fields still to try: narrowed to the accepted one once a TrainJob is created.
+        self.override_fields = OVERRIDE_FIELDS
 
     def train(self, trial_args: list[str], model_dir: Path) -> str:
         """Run attempts until one completes; copy its export into `model_dir`; the text of its metrics file."""
         with stop_signals_raise():
             for attempt in range(self.settings.restarts + 1):
                 name = job_name(self.run_id, attempt)
-                document = trainjob_document(name, trial_args, self.settings, str(self.work), self.label)
-                self._create(document)
+                self._create(name, trial_args)
                 try:
                     condition, message = self._wait(name)
                 except Stopped as stop:
@@ -151,20 +176,26 @@ class TrainJobRun:
         shutil.rmtree(self.work, ignore_errors=True)
         return text
 
-    def _create(self, document: dict[str, Any]) -> None:
+    def _create(self, name: str, trial_args: list[str]) -> None:
         from kubernetes.client.rest import ApiException
 
-        name = document["metadata"]["name"]
-        try:
-            # Strict: an API server whose TrainJob lacks a field written here (Trainer v2.2 replaced
-            # podTemplateOverrides) refuses the TrainJob, instead of dropping the work claim's mount.
-            self.api.create_namespaced_custom_object(GROUP, VERSION, self.settings.namespace, PLURAL, document,
-                                                     field_validation="Strict")
-            print(f"created TrainJob {self._where(name)}", flush=True)
-            return
-        except ApiException as err:
-            if err.status != 409:
-                raise TrainJobError(self._failure("create", name, err)) from None
+        for field in self.override_fields:
+            document = trainjob_document(name, trial_args, self.settings, str(self.work), self.label, field)
+            try:
+                # Strict: an API server whose TrainJob lacks the field refuses the TrainJob, instead of dropping
+                # the work claim's mount; the next field is tried then.
+                self.api.create_namespaced_custom_object(GROUP, VERSION, self.settings.namespace, PLURAL, document,
+                                                         field_validation="Strict")
+                self.override_fields = (field,)
+                print(f"created TrainJob {self._where(name)} (volumes through spec.{field})", flush=True)
+                return
+            except ApiException as err:
+                if err.status == 409:
+                    break
+                if not refused_as_unknown(err, field) or field == self.override_fields[-1]:
+                    raise TrainJobError(self._failure("create", name, err)) from None
+                print(f"this Kubeflow Trainer has no spec.{field} in its TrainJob; trying the next release's field",
+                      flush=True)
         owner = ((self._get(name).get("metadata") or {}).get("labels") or {}).get(RUN_LABEL)
         if owner != self.label:
             raise TrainJobError(f"cannot create TrainJob {self._where(name)}: 409 AlreadyExists, and it was not "
@@ -222,8 +253,8 @@ class TrainJobRun:
 
     def _failure(self, action: str, name: str, err: Any) -> str:
         reason, message = api_reason(err)
-        hint = {400: "; the TrainJob is Kubeflow Trainer v2.1's (spec.podTemplateOverrides mounts the work claim): "
-                     "is this cluster's Trainer v2.1?",
+        hint = {400: "; the TrainJob mounts the work claim through spec.podTemplateOverrides (Kubeflow Trainer v2.1) "
+                     "or spec.runtimePatches (v2.2 and later): is one of those installed?",
                 403: f"; {RBAC_HINT}",
                 404: "; is Kubeflow Trainer installed (the trainjobs.trainer.kubeflow.org resource) and the "
                      "namespace right?"}.get(err.status, "") if action != "delete" else ""

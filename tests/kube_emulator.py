@@ -3,7 +3,8 @@
 `start_cluster` runs the emulator in a thread with its own event loop, declares the resources a test needs
 (Katib's Experiments, Trials and Suggestions; ConfigMaps; TrainJobs and PyTorchJobs) and writes a kubeconfig
 pointing at it. Tests seed objects with `Cluster.put`, read them with `Cluster.get`, and make the API refuse a
-verb with `Cluster.refuse`, which answers with a Kubernetes Status as an API server does.
+verb with `Cluster.refuse` (or only the requests whose body a test picks, `Cluster.refuse_when`), which
+answers with a Kubernetes Status as an API server does.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import kmock
 import yaml
@@ -36,9 +37,32 @@ RESOURCES = {
 VERBS = {"create", "get", "list", "watch", "patch", "update", "delete"}
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """The API error a request of `method` on `plural` whose body `picks` gets."""
+
+    method: str
+    plural: str
+    picks: Callable[[Any], bool]
+    error: kmock.KubernetesError
+
+
 class KatibApiEmulator(kmock.KubernetesEmulator):
-    """kmock's emulator with list replies that name their kind, as the API server's do (kubectl needs it), and
-    that keep only the objects an equality labelSelector (`key=value,...`) matches."""
+    """kmock's emulator with list replies that name their kind, as the API server's do (kubectl needs it), that
+    keep only the objects an equality labelSelector (`key=value,...`) matches, and with refusals that change
+    nothing, as an API server's (kmock's own reactions still store a created object, delete a deleted one)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refusals: list[Refusal] = []
+
+    async def _handle(self, request: Any) -> Any:
+        for refusal in self.refusals:
+            if (request.resource is not None and str(request.method.value).lower() == refusal.method
+                    and kmock.resource(resource_key(refusal.plural)).check(request.resource)
+                    and refusal.picks(request.data)):
+                return await self._render_error(refusal.error)
+        return await super()._handle(request)
 
     async def _serve_list(self, request: Any) -> Any:
         payload = await super()._serve_list(request)
@@ -87,8 +111,13 @@ class Cluster:
 
     def refuse(self, method: str, plural: str, status: int, reason: str, message: str) -> None:
         """Answer every `method` request on `plural` with an API error Status."""
+        self.refuse_when(method, plural, lambda body: True, status, reason, message)
+
+    def refuse_when(self, method: str, plural: str, picks: Callable[[Any], bool], status: int, reason: str,
+                    message: str) -> None:
+        """Answer the `method` requests on `plural` whose body `picks(body)` selects with an API error Status."""
         error = kmock.KubernetesError(status=status, reason=reason, message=message, details={"kind": plural})
-        self.emulator[method, kmock.resource(resource_key(plural))] << error
+        self.emulator.refusals.append(Refusal(method.lower(), plural, picks, error))
 
     def requests_to(self, method: str, plural: str) -> int:
         """How many `method` requests reached objects of `plural`."""

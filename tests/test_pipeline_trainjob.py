@@ -24,7 +24,7 @@ import pytest
 from kubernetes import client as k8s
 
 from katib_nas.pipelines import steps
-from katib_nas.pipelines.trainjob import GROUP, PLURAL, VERSION, TrainJobSettings
+from katib_nas.pipelines.trainjob import GROUP, OVERRIDE_FIELDS, PLURAL, VERSION, TrainJobSettings
 from katib_nas.runner.launch import free_port
 from katib_nas.trial_image.checkpoint import CHECKPOINT_FILE
 
@@ -32,7 +32,7 @@ from .conftest import schema_errors
 from .kube_emulator import Cluster, start_cluster
 from .support.flaky_api import FlakyReads
 from .support.manifests import pipeline_role, player_api, role_grants, role_refusals, step_requests
-from .support.trainjob import trainjob_errors
+from .support.trainjob import node_mounts, trainjob_errors, trainjob_schema_v2_2, unknown_field_status
 
 NAMESPACE = "team-a"
 ARCH = "in8x8x1-cls10-stem8/w16:c3+s3/w24s2:c3@0"
@@ -154,7 +154,8 @@ def run_hash(run_id: str) -> str:
 @pytest.mark.parametrize("status, reason, hint", [
     (403, "Forbidden", "the step's service account needs create, get and delete on trainjobs.trainer.kubeflow.org"),
     (404, "NotFound", "is Kubeflow Trainer installed (the trainjobs.trainer.kubeflow.org resource)"),
-    (400, "BadRequest", "the TrainJob is Kubeflow Trainer v2.1's (spec.podTemplateOverrides mounts the work claim)"),
+    (400, "BadRequest", "the TrainJob mounts the work claim through spec.podTemplateOverrides (Kubeflow Trainer v2.1) "
+                        "or spec.runtimePatches (v2.2 and later): is one of those installed?"),
 ])
 def test_an_api_refusal_is_one_line_naming_what_to_fix(cluster: Cluster, tmp_path: Path, status: int, reason: str,
                                                        hint: str) -> None:
@@ -168,6 +169,69 @@ def test_an_api_refusal_is_one_line_naming_what_to_fix(cluster: Cluster, tmp_pat
     # strict field validation: a Trainer whose TrainJob lacks a field refuses it rather than drop the mount
     [post] = [r for r in cluster.emulator if str(r.method.value).upper() == "POST" and "/trainjobs" in str(r.url)]
     assert post.params.get("fieldValidation") == "Strict"
+
+
+def has_spec_field(field: str) -> Any:
+    return lambda body: field in ((body or {}).get("spec") or {})
+
+
+def test_a_trainer_without_pod_template_overrides_mounts_the_claims_through_runtime_patches(
+        cluster: Cluster, tmp_path: Path, katib_schemas: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """Kubeflow Trainer v2.2 and later refuse spec.podTemplateOverrides under strict validation: the TrainJob is
+    created again with spec.runtimePatches, which the played Trainer holds to v2.2's schema and mounts; the second
+    attempt goes straight to the accepted field."""
+    cluster.refuse_when("post", "trainjobs", has_spec_field("podTemplateOverrides"), 400, "BadRequest",
+                        unknown_field_status("podTemplateOverrides"))
+    claim = tmp_path / "claim"
+    api, schema = player_api(cluster), trainjob_schema_v2_2(katib_schemas["trainjob"])
+    seen: list[dict[str, Any]] = []
+
+    def play() -> None:
+        deadline = time.monotonic() + 60
+        while len(seen) < 2 and time.monotonic() < deadline:
+            for job in trainjobs(api):
+                if job["metadata"]["name"] in {j["metadata"]["name"] for j in seen}:
+                    continue
+                seen.append(job)
+                assert schema_errors(schema, job) == [] and trainjob_errors(job, job["metadata"]["name"]) == []
+                mounted = Path(node_mounts(job)["final-work"])  # the claim, where the patch mounts it
+                export = Path(next(a for a in job["spec"]["trainer"]["command"]
+                                   if a.startswith("--export-dir=")).split("=", 1)[1])
+                assert export.is_relative_to(mounted), (export, mounted)
+                condition = {"type": "Failed", "status": "True", "message": "a node was lost"}
+                if len(seen) == 2:
+                    (export / "model.json").parent.mkdir(parents=True)
+                    (export / "model.json").write_text("{}")
+                    (export.parent / "metrics.txt").write_text("2026-12-04T00:00:00Z Validation-Accuracy=0.5\n")
+                    condition = {"type": "Complete", "status": "True", "message": "jobset completed"}
+                api.patch_namespaced_custom_object_status(GROUP, VERSION, NAMESPACE, PLURAL, job["metadata"]["name"],
+                                                          {"status": {"conditions": [condition]}})
+            time.sleep(0.05)
+
+    player = threading.Thread(target=play, daemon=True)
+    player.start()
+    metrics = steps.train_final_trainjob(ARCH, CONFIG, settings(claim), "run-11", tmp_path / "model")
+    player.join(10)
+    assert metrics["Validation-Accuracy"] == "0.5" and (tmp_path / "model" / "model.json").is_file()
+    assert [sorted(j["spec"]) for j in seen] == [["runtimePatches", "runtimeRef", "trainer"]] * 2
+    assert [j["spec"]["runtimePatches"][0]["manager"] for j in seen] == ["katib-nas"] * 2
+    posts = [r for r in cluster.emulator if str(r.method.value).upper() == "POST" and "/trainjobs" in str(r.url)]
+    assert [sorted(r.data["spec"])[0] for r in posts] == ["podTemplateOverrides", "runtimePatches", "runtimePatches"]
+    assert all(r.params.get("fieldValidation") == "Strict" for r in posts)
+    out = capsys.readouterr().out
+    assert out.count("this Kubeflow Trainer has no spec.podTemplateOverrides in its TrainJob") == 1
+    assert "(volumes through spec.runtimePatches)" in out
+
+
+def test_a_trainer_refusing_both_override_fields_fails_in_one_line(cluster: Cluster, tmp_path: Path) -> None:
+    for field in OVERRIDE_FIELDS:
+        cluster.refuse_when("post", "trainjobs", has_spec_field(field), 400, "BadRequest", unknown_field_status(field))
+    with pytest.raises(steps.StepFailed) as failed:
+        steps.train_final_trainjob(ARCH, CONFIG, settings(tmp_path), "run-12", tmp_path / "model")
+    message = str(failed.value)
+    assert "\n" not in message
+    assert 'unknown field "spec.runtimePatches"' in message and "is one of those installed?" in message
+    assert cluster.requests_to("post", "trainjobs") == 2 and trainjobs(cluster.api()) == []
 
 
 def test_a_trainjob_that_never_finishes_times_out_and_is_deleted(cluster: Cluster, tmp_path: Path) -> None:
@@ -311,10 +375,8 @@ def test_compiled_for_the_gpu_example_every_trainjob_node_gets_the_steps_limits_
     document = trainjob_document("final-0", ["--architecture=x"], made, "/mnt/work/run", "run")
     limits = document["spec"]["trainer"]["resourcesPerNode"]["limits"]
     assert limits == {"cpu": "4", "memory": "8Gi", "nvidia.com/gpu": 1}
-    [override] = document["spec"]["podTemplateOverrides"]
-    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in override["spec"]["volumes"]}
-    mounts = {claims[m["name"]]: m["mountPath"] for m in override["spec"]["containers"][0]["volumeMounts"]}
-    assert mounts == {"final-work": "/mnt/work", **dict(made.data_volumes)} and len(made.data_volumes) == 1
+    assert node_mounts(document) == {"final-work": "/mnt/work", **dict(made.data_volumes)}
+    assert len(made.data_volumes) == 1
     assert schema_errors(katib_schemas["trainjob"], document) == [] and trainjob_errors(document, "final-0") == []
 
 
@@ -330,6 +392,7 @@ def test_bad_final_training_arguments_are_refused_before_the_run(arguments: dict
         check_arguments(arguments)
 
 
+@pytest.mark.parametrize("override_field", OVERRIDE_FIELDS)
 @pytest.mark.parametrize("resources, volumes, limits, mounts", [
     ("", "", None, {"final-work": "/mnt/work"}),
     ("cpu=2,memory=2Gi", "", {"cpu": "2", "memory": "2Gi"}, {"final-work": "/mnt/work"}),
@@ -337,17 +400,39 @@ def test_bad_final_training_arguments_are_refused_before_the_run(arguments: dict
      {"final-work": "/mnt/work", "datasets": "/mnt/data", "labels": "/mnt/labels"}),
 ])
 def test_the_steps_limits_and_claims_reach_every_node(resources: str, volumes: str, limits: dict[str, Any] | None,
-                                                      mounts: dict[str, str]) -> None:
+                                                      mounts: dict[str, str], override_field: str,
+                                                      katib_schemas: dict[str, Any]) -> None:
+    """In the TrainJob of Kubeflow Trainer v2.1 (podTemplateOverrides) and of v2.2 and later (runtimePatches),
+    each checked against its release's schema."""
     from katib_nas.pipelines.trainjob import trainjob_document
 
     made = steps.trainjob_settings("img", "final-work", "/mnt/work", 2, 1, NAMESPACE, resources, volumes)
-    document = trainjob_document("final-0", ["--architecture=x"], made, "/mnt/work/run", "run")
+    document = trainjob_document("final-0", ["--architecture=x"], made, "/mnt/work/run", "run", override_field)
     assert document["spec"]["trainer"].get("resourcesPerNode") == (limits and {"limits": limits})
-    [override] = document["spec"]["podTemplateOverrides"]
-    names = [v["name"] for v in override["spec"]["volumes"]]
-    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in override["spec"]["volumes"]}
-    assert len(set(names)) == len(names)
-    assert {claims[m["name"]]: m["mountPath"] for m in override["spec"]["containers"][0]["volumeMounts"]} == mounts
+    assert node_mounts(document) == mounts
+    schema = katib_schemas["trainjob"] if override_field == "podTemplateOverrides" else \
+        trainjob_schema_v2_2(katib_schemas["trainjob"])
+    assert schema_errors(schema, document) == [] and trainjob_errors(document, "final-0") == []
+
+
+def test_each_release_schema_refuses_the_other_releases_field(katib_schemas: dict[str, Any]) -> None:
+    """The two schemas the tests hold the TrainJob to tell v2.1's form from v2.2's."""
+    from katib_nas.pipelines.trainjob import trainjob_document
+
+    made = steps.trainjob_settings("img", "final-work", "/mnt/work", 2, 1, NAMESPACE)
+    v2_1, v2_2 = katib_schemas["trainjob"], trainjob_schema_v2_2(katib_schemas["trainjob"])
+    for field, schema in (("runtimePatches", v2_1), ("podTemplateOverrides", v2_2)):
+        errors = schema_errors(schema, trainjob_document("final-0", [], made, "/w", "run", field))
+        assert any(f"'{field}' was unexpected" in error for error in errors), errors
+
+
+def test_another_override_field_is_a_value_error() -> None:
+    from katib_nas.pipelines.trainjob import trainjob_document
+
+    made = steps.trainjob_settings("img", "final-work", "/mnt/work", 2, 1, NAMESPACE)
+    with pytest.raises(ValueError, match=r"override_field must be one of podTemplateOverrides, runtimePatches, "
+                                         r"not 'podSpecOverrides'"):
+        trainjob_document("final-0", [], made, "/w", "run", "podSpecOverrides")
 
 
 def test_trainjob_backend_without_a_work_claim_fails_the_step_with_one_line() -> None:
