@@ -6,6 +6,7 @@ Imports nothing heavy here: the kubernetes client is loaded by the handler.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +22,11 @@ Read Katib's katib-config ConfigMap, add (or update) one runtime.suggestions ent
 all served by the katib-nas suggestion image, and write it back. Every other part of the configuration stays
 as it is. Running it again changes nothing; --unregister removes exactly these entries. Katib reads the
 ConfigMap for every new Experiment: no restart is needed. With --component DIR, write the kustomize component
-that adds the same entries (manifests/katib-config is one) instead, for a Katib built with kustomize."""
+that adds the same entries (manifests/katib-config is one) instead, for a Katib built with kustomize.
+
+With --trial-resources, also list the distributed examples' trial kinds (TrainJob, PyTorchJob) in
+init.controller.trialResources where they are missing; Katib's controller reads that list when it starts, so
+restart it afterwards. --unregister leaves that list as it is."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--component", metavar="DIR", type=Path,
                         help="write a kustomize component with the entries into DIR (kustomization.yaml, "
                              "suggestions.yaml) instead of changing a cluster")
+    parser.add_argument("--trial-resources", action="store_true",
+                        help="also list TrainJob and PyTorchJob in init.controller.trialResources where missing "
+                             "(then restart katib-controller)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the resulting katib-config.yaml and change nothing")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default $KUBECONFIG or ~/.kube/config)")
@@ -45,17 +53,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from katib_nas.contract.errors import InvalidInput
+
+    if args.trial_resources and (args.unregister or args.component is not None):
+        raise InvalidInput("--trial-resources adds to a running Katib's katib-config: not with "
+                           f"{'--unregister' if args.unregister else '--component'}")
     if args.component is not None:
         return write_component(args.component, args.image)
     from katib_nas.deploy import cluster
-    from katib_nas.deploy.katib_config import ALGORITHMS, suggestion_entries, unregister
+    from katib_nas.deploy.katib_config import ALGORITHMS, suggestion_entries, unregister, with_trial_kinds
     from katib_nas.deploy.katib_config import register as with_entries
 
     ref = cluster.ConfigMapRef(args.namespace, args.configmap)
     entries = suggestion_entries(args.image)
 
     def edit(text: str) -> Change:
-        return unregister(text, ALGORITHMS) if args.unregister else with_entries(text, entries)
+        if args.unregister:
+            return unregister(text, ALGORITHMS)
+        change = with_entries(text, entries)
+        if not args.trial_resources:
+            return change
+        listed = with_trial_kinds(change.text)
+        return dataclasses.replace(change, text=listed.text, listed_kinds=listed.listed_kinds)
 
     try:
         api = cluster.core_api(args.kubeconfig, args.context)
@@ -77,6 +96,9 @@ def describe(change: Change, ref: ConfigMapRef) -> str:
         return f"{ref} already as asked; nothing to change"
     parts = [f"{verb} {', '.join(names)}" for verb, names in
              (("added", change.added), ("updated", change.updated), ("removed", change.removed)) if names]
+    if change.listed_kinds:
+        parts.append(f"listed {', '.join(change.listed_kinds)} in init.controller.trialResources (Katib watches "
+                     f"them after: kubectl -n {ref.namespace} rollout restart deployment katib-controller)")
     return f"{ref}: {'; '.join(parts)}"
 
 

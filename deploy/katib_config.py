@@ -7,7 +7,11 @@ line of the text as it was: stock suggestions, metrics collectors, early stoppin
 of whichever Katib install variant wrote it. Unregistering removes exactly those lines again, so a
 register followed by an unregister gives back the original text byte for byte.
 
-The text is edited line by line where the suggestions are a block sequence (as in every Katib install);
+On request it also lists the distributed examples' trial kinds (TrainJob, PyTorchJob) in
+`init.controller.trialResources`, which some installs lack; that list stays when unregistering (other
+Experiments may use the kinds), and Katib's controller reads it only when it starts.
+
+The text is edited line by line where the lists are block sequences (as in every Katib install);
 the result is always parsed back and compared with the intended content, and anything unusual (a flow
 sequence, a missing list) falls back to writing the whole document with PyYAML.
 """
@@ -46,22 +50,31 @@ SECURITY_CONTEXT = {
 }
 
 
+#: The trial kinds of the distributed examples, as Katib's init.controller.trialResources names them.
+DISTRIBUTED_TRIAL_KINDS = ("TrainJob.v1alpha1.trainer.kubeflow.org", "PyTorchJob.v1.kubeflow.org")
+#: What Katib's controller watches when trialResources is empty or absent (v0.19.0,
+#: pkg/apis/config/v1beta1/defaults.go: DefaultTrialResources); kept when the kinds are added to such a config.
+KATIB_DEFAULT_TRIAL_KINDS = ("Job.v1.batch",)
+TRIAL_RESOURCES_PATH = ("init", "controller", "trialResources")
+
+
 class KatibConfigError(InvalidInput):
     """The katib-config text cannot be read as Katib's configuration."""
 
 
 @dataclass(frozen=True)
 class Change:
-    """The new text and which algorithms it adds, updates or removes."""
+    """The new text, which algorithms it adds, updates or removes, and which trial kinds it lists."""
 
     text: str
     added: tuple[str, ...] = ()
     updated: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
+    listed_kinds: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.updated or self.removed)
+        return bool(self.added or self.updated or self.removed or self.listed_kinds)
 
 
 def suggestion_entries(image: str = SUGGESTION_IMAGE) -> list[dict[str, Any]]:
@@ -144,6 +157,44 @@ def unregister(text: str, names: Sequence[str] = ALGORITHMS) -> Change:
     kept = [s for s in _suggestions(document) if _name(s) not in names]
     expected = _with_suggestions(document, kept)
     return Change(_edited(text, expected, [], set(names)), removed=removed)
+
+
+def with_trial_kinds(text: str, kinds: Sequence[str] = DISTRIBUTED_TRIAL_KINDS) -> Change:
+    """The katib-config text whose init.controller.trialResources also lists `kinds` (appended; Katib's
+    default kind kept when the list was empty or absent)."""
+    document = parse(text)
+    listed = _trial_kinds(document)
+    missing = tuple(kind for kind in kinds if kind not in listed)
+    if not missing:
+        return Change(text)
+    expected = copy.deepcopy(document)
+    if expected.get("init") is None:
+        expected["init"] = {}
+    if expected["init"].get("controller") is None:
+        expected["init"]["controller"] = {}
+    expected["init"]["controller"]["trialResources"] = list(listed or KATIB_DEFAULT_TRIAL_KINDS) + list(missing)
+    edited = _append_scalars(text, TRIAL_RESOURCES_PATH, missing) if listed else None
+    if edited is None or yaml.safe_load(edited) != expected:
+        edited = yaml.safe_dump(expected, sort_keys=False)
+    return Change(edited, listed_kinds=missing)
+
+
+def _trial_kinds(document: dict[str, Any]) -> list[str]:
+    """init.controller.trialResources; KatibConfigError where the path holds something else than mappings and a
+    list of names."""
+    node: Any = document
+    for depth, key in enumerate(TRIAL_RESOURCES_PATH):
+        where = ".".join(TRIAL_RESOURCES_PATH[:depth]) or CONFIG_KEY
+        if node is None:
+            return []
+        if not isinstance(node, dict):
+            raise KatibConfigError(f"{CONFIG_KEY}: {where} must be a mapping")
+        node = node.get(key)
+    if node is None:
+        return []
+    if not isinstance(node, list) or not all(isinstance(kind, str) for kind in node):
+        raise KatibConfigError(f"{CONFIG_KEY}: {'.'.join(TRIAL_RESOURCES_PATH)} must be a list of kind names")
+    return node
 
 
 def parse(text: str) -> dict[str, Any]:
@@ -249,6 +300,35 @@ def _edit_lines(text: str, entries: Sequence[dict[str, Any]], removed: set[str])
         lines[first:after] = [replacement] if replacement else []
     edited = "".join(lines)
     if not text.endswith("\n") and edited.endswith("\n"):  # a text without a final newline keeps it so
+        edited = edited[:-1]
+    return edited
+
+
+def _append_scalars(text: str, path: Sequence[str], values: Sequence[str]) -> str | None:
+    """`values` appended to the block sequence of scalars at `path`, at its items' indentation; None for any
+    other shape."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    node = root
+    for key in path:
+        node = _child(node, key)
+    if not isinstance(node, yaml.SequenceNode) or node.flow_style or not node.value:
+        return None
+    if not all(isinstance(item, yaml.ScalarNode) for item in node.value):
+        return None
+    lines = text.splitlines(keepends=True)
+    last = node.value[-1]
+    dash = lines[last.start_mark.line].rfind("-", 0, last.start_mark.column)
+    if dash < 0 or lines[last.start_mark.line][:dash].strip():
+        return None
+    end = _last_line(last) + 1
+    newline = "\n" if end == len(lines) and not lines[-1].endswith("\n") else ""
+    added = "".join(f"{' ' * dash}- {value}\n" for value in values)  # checked by parsing the result back
+    lines[end:end] = [newline + added]
+    edited = "".join(lines)
+    if not text.endswith("\n") and edited.endswith("\n"):
         edited = edited[:-1]
     return edited
 

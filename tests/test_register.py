@@ -15,7 +15,15 @@ import yaml
 
 from katib_nas.cli.main import main
 from katib_nas.deploy.images import SUGGESTION_IMAGE
-from katib_nas.deploy.katib_config import ALGORITHMS, SECURITY_CONTEXT, register, suggestion_entries, unregister
+from katib_nas.deploy.katib_config import (
+    ALGORITHMS,
+    DISTRIBUTED_TRIAL_KINDS,
+    SECURITY_CONTEXT,
+    register,
+    suggestion_entries,
+    unregister,
+    with_trial_kinds,
+)
 from katib_nas.suggestion.core.algorithms import ALGORITHMS as SERVED
 
 from .conftest import KATIB_FIXTURES
@@ -223,3 +231,67 @@ def test_a_writer_that_came_first_is_kept_and_the_edit_made_again_on_its_text(cl
     assert len(patches) == 2 and patches[0]["metadata"]["resourceVersion"] == read
     final = live_text(cluster)
     assert "# another writer" in final and all(f"algorithmName: {name}" in final for name in ALGORITHMS)
+
+
+# --- --trial-resources: the distributed examples' trial kinds ----------------------------------------------
+
+def kinds_of(text: str) -> list[str]:
+    return yaml.safe_load(text)["init"]["controller"]["trialResources"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_trial_resources_lists_the_missing_distributed_kinds_and_nothing_else(
+        cluster: Cluster, variant: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Katib v0.19.0's standalone and cert-manager installs list TrainJob and PyTorchJob; the leader-election
+    and openshift ones lack TrainJob, which is appended; the rest of the list and of the file stays."""
+    original = install_katib(cluster, variant)
+    before = kinds_of(original)
+    missing = [k for k in DISTRIBUTED_TRIAL_KINDS if k not in before]
+    assert (missing == []) == (variant in ("standalone", "cert-manager"))
+    assert main(["register", "--trial-resources"]) == 0
+    out = capsys.readouterr().out.strip()
+    after = live_text(cluster)
+    assert kinds_of(after) == before + missing
+    assert ("listed TrainJob.v1alpha1.trainer.kubeflow.org in init.controller.trialResources (Katib watches them "
+            "after: kubectl -n kubeflow rollout restart deployment katib-controller)" in out) == bool(missing)
+    assert out.startswith("ConfigMap kubeflow/katib-config: added envelopenet, proxylessnas, nas-random")
+    # the same text as registering alone, with one line per missing kind after the list's last item
+    alone = register(original, suggestion_entries()).text.splitlines()
+    assert [line for line in after.splitlines() if line not in alone] == [f"      - {k}" for k in missing]
+    assert main(["register", "--trial-resources"]) == 0
+    assert capsys.readouterr().out.strip() == "ConfigMap kubeflow/katib-config already as asked; nothing to change"
+    assert main(["register", "--unregister"]) == 0
+    assert kinds_of(live_text(cluster)) == before + missing  # other Experiments may use the kinds: they stay
+
+
+def test_trial_resources_of_a_config_without_the_list_keep_katibs_default_kind() -> None:
+    """An empty or absent list means Job only to Katib: Job stays listed before the added kinds."""
+    for text in ("apiVersion: config.kubeflow.org/v1beta1\nkind: KatibConfig\n",
+                 "init:\n  controller:\n    webhookPort: 8443\n    trialResources: []\n"):
+        change = with_trial_kinds(text)
+        assert kinds_of(change.text) == ["Job.v1.batch", *DISTRIBUTED_TRIAL_KINDS]
+        assert change.listed_kinds == DISTRIBUTED_TRIAL_KINDS
+    kept = yaml.safe_load(with_trial_kinds("init:\n  controller:\n    webhookPort: 8443\n").text)
+    assert kept["init"]["controller"]["webhookPort"] == 8443
+
+
+@pytest.mark.parametrize("text, message", [
+    ("init:\n  controller:\n    trialResources: TrainJob\n", "init.controller.trialResources must be a list of "
+                                                              "kind names"),
+    ("init:\n  controller: [a]\n", "init.controller must be a mapping"),
+    ("init: 3\n", "init must be a mapping"),
+])
+def test_trial_resources_of_another_shape_are_refused_not_rewritten(cluster: Cluster, text: str, message: str,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    cluster.put("configmaps", "kubeflow", "katib-config", {"data": {"katib-config.yaml": text}})
+    assert main(["register", "--trial-resources"]) == 2
+    assert one_error_line(capsys) == f"katib-nas register: error: katib-config.yaml: {message}"
+    assert live_text(cluster) == text and writes(cluster) == 0
+
+
+@pytest.mark.parametrize("other", [["--unregister"], ["--component", "out"]])
+def test_trial_resources_with_unregister_or_component_is_refused(other: list[str],
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["register", "--trial-resources", *other]) == 2
+    assert one_error_line(capsys) == ("katib-nas register: error: --trial-resources adds to a running Katib's "
+                                      f"katib-config: not with {other[0]}")
