@@ -15,7 +15,8 @@ TRIAL = ["torch==2.13.0", "numpy>=1.24", "scikit-learn>=1.3", KATIB_SDK, "onnx==
 RE2 = ["google-re2>=1.1"]
 LOCAL = SUGGESTION + RE2 + ["pyyaml>=6", "tqdm>=4.60", "matplotlib>=3.7"]
 # onnx 1.17 works with protobuf 4, which kubeflow-katib 0.19 requires (<5); recent onnx releases need protobuf 6.
-PIPELINES = ["kfp==2.13.0", "kfp-kubernetes==1.5.0", KATIB_SDK, "kubernetes<31", "pyyaml>=6", "onnx==1.17.0"] + RE2
+# The steps run the local runner (`backend=local`) and write its report, so they need LOCAL's packages too.
+PIPELINES = ["kfp==2.13.0", "kfp-kubernetes==1.5.0", KATIB_SDK, "kubernetes<31", "onnx==1.17.0"] + LOCAL
 # `katib-nas trial --tfevent-dir`: TensorFlow event files for Katib's TensorFlowEvent collector.
 TFEVENT = ["tensorboardX==2.6.5"]
 # `katib-nas register` (katib_nas.deploy): the kubernetes client.

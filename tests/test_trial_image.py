@@ -72,3 +72,81 @@ def test_full_install_in_a_fresh_venv_runs_a_real_trial(tmp_path: Path) -> None:
                          timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert re.search(r"^\S+Z Validation-Accuracy=(0?\.\d+|[01])$", run.stdout, re.M)
+
+
+#: Third-party modules the image may lack, each refused in one line when asked for without it.
+OPTIONAL_IN_IMAGE = {"tensorboardX": "--tfevent-dir needs the tfevent extra and says so before training"}
+
+
+def _requirement_closure(extras: set[str]) -> set[str]:
+    """Normalised names of the distributions `pip install '.[extras]'` of katib-nas installs."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    wanted, seen = [("katib-nas", frozenset(extras))], set()
+    while wanted:
+        name, chosen = wanted.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for text in metadata.distribution(name).requires or []:
+            requirement = Requirement(text)
+            marker = requirement.marker
+            if marker is None or any(marker.evaluate({"extra": extra}) for extra in chosen or {""}):
+                wanted.append((canonicalize_name(requirement.name), frozenset(requirement.extras)))
+    return seen
+
+
+def _imported_modules(start: Path) -> set[str]:
+    """Top-level third-party modules the katib_nas modules reachable from `start` import, anywhere in them."""
+    import ast
+    import sys
+
+    folders = {f.name for f in REPO.iterdir() if (f / "__init__.py").exists()}
+    todo, done, found = [start], set(), set()
+    while todo:
+        path = todo.pop()
+        if path in done or not path.exists():
+            continue
+        done.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = path.parent
+                for _ in range(node.level - 1):
+                    base = base.parent
+                parts = (node.module or "").split(".") if node.module else []
+                todo += [base.joinpath(*parts).with_suffix(".py"), base.joinpath(*parts, "__init__.py")]
+                todo += [base.joinpath(*parts, a.name).with_suffix(".py") for a in node.names]
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "katib_nas" and len(parts) > 1 and parts[1] in folders:
+                    target = REPO.joinpath(*parts[1:])
+                    todo += [target.with_suffix(".py"), target / "__init__.py"]
+                    if isinstance(node, ast.ImportFrom):
+                        todo += [target.joinpath(a.name).with_suffix(".py") for a in node.names]
+                elif parts[0] not in sys.stdlib_module_names and parts[0] != "katib_nas":
+                    found.add(parts[0])
+    return found
+
+
+def test_the_image_installs_what_its_commands_and_the_pipeline_steps_import() -> None:
+    """The trial image runs `katib-nas trial`, the profile Job and every pipeline step (`backend=local` runs the
+    local runner; each search step writes its report): every third-party module those reach must come with
+    the extras the image installs, or the command fails on the cluster only."""
+    from importlib import metadata
+
+    from packaging.utils import canonicalize_name
+
+    _, target, _ = dockerfile_steps(DOCKERFILES["cpu"])
+    extras = set(re.fullmatch(r"\.\[(.*)\]", target).group(1).split(","))
+    installed = _requirement_closure(extras)
+    providers = metadata.packages_distributions()
+    modules = _imported_modules(REPO / "cli" / "main.py") | _imported_modules(REPO / "pipelines" / "steps.py")
+    assert {"torch", "grpc", "kfp", "kubernetes", "matplotlib"} <= modules  # the walk reaches the commands
+    missing = {module: providers.get(module) for module in modules - set(OPTIONAL_IN_IMAGE)
+               if not any(canonicalize_name(d) in installed for d in providers.get(module, []))}
+    assert missing == {}
