@@ -116,6 +116,8 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                                        "in8x8x1-cls10-stem8/w16:c3"),
     (["--epochs", "2"], "was written with --epochs 1, not 2"),
     (["--batch-size", "32"], "was written with --batch-size 64, not 32"),
+    # other validation images, so another training set of the same size: it used to resume silently
+    (["--split-seed", "7"], "was written with --split-seed None, not 7"),
 ])
 def test_a_checkpoint_of_another_run_is_refused_and_kept(written: Path, change: list[str], message: str) -> None:
     before = digest(written)

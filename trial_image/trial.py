@@ -272,12 +272,13 @@ class EpochMetrics:
 
 def checkpoint_identity(model: Network, options: TrialOptions, training_images: int) -> dict[str, object]:
     """What a checkpoint must share with this run to continue it: the network, the data (--data-dir as an
-    absolute path: other data of the same size would resume silently) and the settings that shape the training
-    trajectory (not the number of processes: batches are global)."""
+    absolute path and --split-seed: other data of the same size would resume silently) and the settings that
+    shape the training trajectory (not the number of processes: batches are global)."""
     data_dir = os.path.abspath(options.data_dir) if options.data_dir else None
     return {"architecture": model.arch_text, "--dataset": options.dataset, "--data-dir": data_dir,
             "--epochs": options.epochs, "--steps": options.steps, "--batch-size": options.batch_size,
             "--lr": options.lr, "--weight-decay": options.weight_decay, "--seed": options.seed,
+            "--split-seed": options.split_seed,
             "--val-fraction": options.val_fraction, "--max-train-samples": options.max_train_samples,
             "training images": training_images}
 
