@@ -148,7 +148,8 @@ def test_a_successful_retry_continues_the_construction() -> None:
     "branch_stats, skip_gates, reason",
     [
         ("", None, "reported no Branch-Stats metric (run the trial with --branch-stats"),
-        ("0.5", None, "Branch-Stats is the number 0.5"),
+        ("0.5", None, "Branch-Stats is the number 0.5, expected text like ta/0.4_1.2"),
+        (None, "0.5", "Skip-Gates is the number 0.5, expected text like g/-/0.9"),
         ("g/0.1_0.2_0.3", None, "must start with ta/"),
         ("ms/0.1_0.2_0.3/0.1_0.2_0.3/0.1_0.2_0.3/0.1_0.2_0.3", None,
          "holds the mean-square statistic, the experiment prunes by taylor"),
@@ -367,3 +368,30 @@ def test_patience_stops_the_construction_once_iterations_stop_improving() -> Non
     assert final["architecture"] == trained[1] and final["epochs"] == "10"
     trained, _ = run_construction(experiment({"iterations": "4", "patience": "2"}), [0.70, 0.80, 0.79, 0.81])
     assert len(trained) == 4
+
+
+def test_a_tie_with_the_best_is_no_improvement_for_patience() -> None:
+    trained, final = run_construction(experiment({"iterations": "5", "patience": "1"}), [0.70, 0.80, 0.80, 0.9])
+    assert len(trained) == 3 and final["architecture"] == trained[1]  # the tie at iteration 2 ends it
+
+
+def test_unreadable_phase_starts_are_ignored_and_a_start_index_belongs_to_its_phase() -> None:
+    from katib_nas.suggestion.core.algorithms.envelopenet.schedule import parse_phase_starts, phase_of
+
+    starts = parse_phase_starts("0-0_x-3_2-_-4_1-5_1-9")
+    assert starts == {0: 0, 1: 5}  # unreadable pairs dropped; the first start of a phase kept
+    assert [phase_of(index, starts) for index in (0, 4, 5, 6)] == [0, 0, 1, 1]
+    assert phase_of(3, {1: 4}) is None
+    exp = experiment({"phase_starts": "0-0_x-3_1-"})
+    assert len(ask(exp, [], 1, 0)) == 1  # a damaged state is not an error for Katib
+
+
+def test_a_vanished_trial_at_the_first_index_of_an_iteration_is_that_iterations_failure() -> None:
+    exp = experiment({"replicas": "1", "max_retries": "0"}, parallel=1)
+    [first], exp = ask_with_state(exp, [], 1, 0)
+    history = [finished(first, "t0")]
+    [second], exp = ask_with_state(exp, history, 1, 1)
+    assert decode_seed(second["seed"])[1] == 1 and exp.settings["phase_starts"].endswith("1-1")
+    # trial 1, iteration 1's first, vanishes: iteration 1 failed once, more than max_retries=0
+    with pytest.raises(ConstructionError, match=r"iteration 1 failed 1 times.*missing from Katib's request"):
+        ask_with_state(exp, history, 1, 2)

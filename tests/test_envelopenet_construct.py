@@ -242,6 +242,16 @@ def test_growth_stops_at_the_multiply_accumulate_budget() -> None:
         assert architecture_macs(network) <= budget * 1e6
 
 
+def test_a_network_costing_exactly_the_budget_is_within_it() -> None:
+    free = config(initial_cells="1,1", max_cells="4,4", width="12")
+    start = initial_network(free)
+    one_more = next_network(start, stats_for(start), free)
+    exact = repr(architecture_macs(one_more) / 1e6)
+    assert float(exact) * 1e6 == architecture_macs(one_more)  # the setting's text is the cost to the unit
+    capped = config(initial_cells="1,1", max_cells="4,4", width="12", max_macs=exact)
+    assert next_network(start, stats_for(start), capped) == one_more
+
+
 def test_an_initial_network_over_the_budget_is_refused() -> None:
     with pytest.raises(InvalidInput, match=r"max_macs=0.001 .* below the initial network's"):
         engine.validate(experiment({"max_macs": "0.001"}))

@@ -96,3 +96,15 @@ def test_average_is_elementwise_and_ignores_unknown_values() -> None:
     assert single.branches[0][0] == 1.0 and single.branches[1] == (4.0,) and single.gates == a.gates
     with pytest.raises(ValueError):
         average([])
+
+
+def test_a_network_without_skip_inputs_reads_one_empty_gate_list_per_cell() -> None:
+    """The construction indexes the gates by cell: a network without skips still has an entry for each."""
+    from katib_nas.contract.branch_stats import format_branch_stats
+    from katib_nas.suggestion.core.algorithms.envelopenet.stats import read_statistics
+    from katib_nas.suggestion.core.experiment import make_trial
+
+    arch = decode("in8x8x1-cls10-stem8/w12:c1+c3/w12:c3")
+    trial = make_trial("t", {}, "SUCCEEDED", [("Branch-Stats", format_branch_stats([[1.0, 2.0], [3.0]]))])
+    statistics = read_statistics(trial, arch)
+    assert statistics.gates == ((), ()) and statistics.branches == ((1.0, 2.0), (3.0,))

@@ -170,3 +170,51 @@ def test_oversize_draws_are_redrawn_where_most_networks_fit() -> None:
 def test_request_count_out_of_range_is_invalid() -> None:
     with pytest.raises(InvalidInput, match="current_request_number=-1"):
         engine.suggest(experiment(), [], -1, 0)
+
+
+def test_a_space_halved_exactly_as_often_as_it_has_layers_is_feasible() -> None:
+    nas_config = {
+        "graphConfig": {"numLayers": 3, "inputSizes": [8, 8, 1], "outputSizes": [10]},
+        "operations": [{"operationType": "convolution", "parameters": [
+            {"name": "filter_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}},
+            {"name": "stride", "parameterType": "categorical", "feasibleSpace": {"list": ["2"]}}]}],
+    }
+    engine.validate(experiment(nas_config=nas_config))
+    [proposal] = engine.suggest(experiment(nas_config=nas_config), [], 1, 0).assignments
+    assert [stage.stride for stage in codec.decode(proposal["architecture"]).stages] == [2, 2, 2]
+
+
+def scripted_draws(monkeypatch: pytest.MonkeyPatch, texts: list[str]) -> None:
+    """nas-random's draws replaced by `texts`, in turn."""
+    from katib_nas.suggestion.core.algorithms import nas_random
+
+    remaining = iter(texts)
+    monkeypatch.setattr(nas_random, "_draw_text", lambda *args: next(remaining))
+
+
+def test_a_draw_at_katibs_byte_limit_fits(monkeypatch: pytest.MonkeyPatch) -> None:
+    from katib_nas.suggestion.core.algorithms.nas_random import _draw_new
+
+    scripted_draws(monkeypatch, ["a" * MAX_VALUE_BYTES, "b"])
+    assert _draw_new(None, None, None, set()) == "a" * MAX_VALUE_BYTES  # type: ignore[arg-type]
+
+
+def test_a_repeat_that_fits_is_kept_over_oversize_redraws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a space of few small networks and many oversize ones, a repeat is better than INVALID_ARGUMENT."""
+    from katib_nas.suggestion.core.algorithms.nas_random import MAX_DRAWS, _draw_new
+
+    scripted_draws(monkeypatch, ["seen"] + ["x" * (MAX_VALUE_BYTES + 1)] * (MAX_DRAWS - 1))
+    assert _draw_new(None, None, None, {"seen"}) == "seen"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("oversize, refused", [(7, False), (8, True)])
+def test_half_the_size_probes_over_the_limit_refuse_the_space(monkeypatch: pytest.MonkeyPatch, oversize: int,
+                                                              refused: bool) -> None:
+    from katib_nas.suggestion.core.algorithms.nas_random import SIZE_PROBES
+
+    scripted_draws(monkeypatch, ["x" * (MAX_VALUE_BYTES + 1)] * oversize + ["small"] * (SIZE_PROBES - oversize))
+    if refused:
+        with pytest.raises(InvalidInput, match=f"{oversize} of {SIZE_PROBES} networks drawn from this space"):
+            engine.validate(experiment())
+    else:
+        engine.validate(experiment())

@@ -48,3 +48,26 @@ def test_objective_type_sets_maximize(objective_type: int, maximize: bool) -> No
         load_yaml(REPO / "examples" / "nas-random-fashion-mnist.yaml")))
     experiment.spec.objective.type = objective_type
     assert experiment_info(experiment).maximize is maximize
+
+
+@pytest.mark.parametrize("count", [0, 2])
+def test_a_request_for_no_suggestions_still_checks_the_experiment(count: int) -> None:
+    """Katib's ValidateAlgorithmSettings path and a request for 0 suggestions refuse what GetSuggestions would."""
+    from katib_nas.contract.errors import InvalidInput
+
+    from .support.envelopenet import experiment
+
+    with pytest.raises(InvalidInput, match="iterations"):
+        engine.suggest(experiment({"iterations": "0"}), [], count, 0)
+    assert engine.suggest(experiment(), [], 0, 0).assignments == []
+
+
+@pytest.mark.parametrize("condition, read", [(0, "CREATED"), (5, "METRICSUNAVAILABLE"), (8, "UNKNOWN"),
+                                             (1000, "UNKNOWN")])
+def test_a_trial_condition_past_the_known_ones_reads_as_unknown(condition: int, read: str) -> None:
+    from katib_nas.suggestion.core.experiment import CONDITIONS
+    from katib_nas.suggestion.service.convert import trial_record
+
+    trial = api_pb2.Trial(name="t")
+    trial.status.condition = condition
+    assert len(CONDITIONS) == 8 and trial_record(trial).condition == read

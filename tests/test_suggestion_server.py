@@ -270,3 +270,20 @@ def test_the_servers_malloc_settings_unmap_request_buffers_and_share_one_arena(t
     assert fixed["fixed"] is True
     assert all(size >= 300_000 for size in fixed["mapped"])
     assert fixed["arenas"] == 1
+
+
+def test_a_message_is_cut_only_past_the_limit_and_at_a_character_boundary() -> None:
+    from katib_nas.suggestion.service.servicer import MAX_DETAILS_BYTES, bounded_details
+
+    assert bounded_details("x" * MAX_DETAILS_BYTES) == "x" * MAX_DETAILS_BYTES
+    cut = bounded_details("x" * (MAX_DETAILS_BYTES + 1))
+    assert cut.endswith(f"... ({MAX_DETAILS_BYTES + 1} bytes, cut)") and len(cut.encode()) <= MAX_DETAILS_BYTES
+    odd = bounded_details("a" + "é" * 600)  # the cut falls inside a two-byte character
+    assert "\ufffd" not in odd and odd.startswith("a" + "é" * 400)
+
+
+def test_a_log_field_with_spaces_stays_one_quoted_token() -> None:
+    from katib_nas.suggestion.service.servicer import _printable
+
+    assert _printable("exp-1") == "exp-1"
+    assert _printable("a b") == "'a b'" and _printable("a\nb") == "'a\\nb'"

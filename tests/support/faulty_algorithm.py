@@ -40,6 +40,10 @@ class Fault:
 FAULTS = {
     "count": Fault(lambda count: [{ARCHITECTURE_ASSIGNMENT: GOOD_TEXT}] * (count + 1),
                    "fault-count returned 3 assignments for 2 requested"),
+    "short": Fault(lambda count: [{ARCHITECTURE_ASSIGNMENT: GOOD_TEXT}] * (count - 1),
+                   "fault-short returned 1 assignments for 2 requested"),
+    "extra": Fault(lambda count: [{ARCHITECTURE_ASSIGNMENT: GOOD_TEXT, "extra": "1"}] * count,
+                   "fault-extra returned assignments ['architecture', 'extra'], expected ['architecture']"),
     "names": Fault(lambda count: [{"arch": GOOD_TEXT}] * count,
                    "fault-names returned assignments ['arch'], expected ['architecture']"),
     "unsafe": Fault(lambda count: [{ARCHITECTURE_ASSIGNMENT: GOOD_TEXT + " $(id)"}] * count,
