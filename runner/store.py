@@ -352,11 +352,17 @@ def check_state_file(path: Path) -> None:
         raise StoreError(f"{path} is damaged ({err}), so the run in {path.parent} cannot be read or resumed; "
                          f"{KEEP_ADVICE}") from None
     if problems != ["ok"]:
-        raise StoreError(f"{path} is damaged ({problems[0]}), so the run in {path.parent} cannot be read or "
-                         f"resumed; {KEEP_ADVICE}")
+        raise StoreError(f"{path} is damaged ({first_problem(problems)}), so the run in {path.parent} cannot be "
+                         f"read or resumed; {KEEP_ADVICE}")
     missing = [table for table in TABLES if table not in tables]
     if missing:
         raise StoreError(f"{path} is not a katib-nas state file (it has no {missing[0]} table); {KEEP_ADVICE}")
+
+
+def first_problem(problems: list[str]) -> str:
+    """quick_check's first finding on one line (it reports several lines, headed "*** in database main ***")."""
+    lines = [line.strip() for problem in problems for line in problem.splitlines()]
+    return next((line for line in lines if line and not line.startswith("***")), "unreadable")
 
 
 def lock_workdir(workdir: Path) -> int:

@@ -163,6 +163,29 @@ def test_a_pytorchjob_of_several_replicas_runs_without_torchrun(tmp_path: Path) 
     assert list(command.argv[:5]) == LAUNCH + ["--nnodes=2", "--nproc-per-node=1"]
 
 
+def trainjob_command(tmp_path: Path, nodes: int, processes: int) -> tuple[str, ...]:
+    document = load_yaml(TRAINJOB)
+    document["spec"]["trialTemplate"]["trialSpec"]["spec"]["trainer"].update(numNodes=nodes, numProcPerNode=processes)
+    path = tmp_path / f"{nodes}x{processes}.yaml"
+    path.write_text(json.dumps(document))
+    return build_command(load_experiment(path), "t-1", {"architecture": "x"}, [], tmp_path / "t-1").argv
+
+
+@pytest.mark.parametrize("nodes, processes", [(1, 2), (8, 8), (64, 1)])
+def test_several_processes_up_to_the_local_limit_run_under_the_launcher(tmp_path: Path, nodes: int,
+                                                                        processes: int) -> None:
+    """One node of two processes is as much a torchrun world as two nodes; 64 processes are the limit, allowed."""
+    assert list(trainjob_command(tmp_path, nodes, processes)[:5]) == LAUNCH + [f"--nnodes={nodes}",
+                                                                               f"--nproc-per-node={processes}"]
+
+
+def test_a_replica_without_a_count_is_one_and_torchrun_may_ask_for_the_limit() -> None:
+    spec = trial_spec(PYTORCHJOB)
+    del spec["spec"]["pytorchReplicaSpecs"]["Master"]["replicas"]  # Kubernetes' default for replicas: 1
+    assert trial_workload(spec, "pytorch").world == World(2, 1)
+    assert strip_torchrun(["torchrun", "--nproc-per-node=64", "x.py"], World(1, 1))[1] == World(1, 64)
+
+
 def test_too_many_local_processes_are_refused(tmp_path: Path) -> None:
     document = load_yaml(TRAINJOB)
     trainer = document["spec"]["trialTemplate"]["trialSpec"]["spec"]["trainer"]

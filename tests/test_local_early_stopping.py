@@ -69,6 +69,13 @@ def curve_experiment(tmp_path: Path, curves: list[str], settings: dict[str, str]
     return path
 
 
+def test_a_trial_exactly_at_the_median_goes_on() -> None:
+    """Katib stops a trial only strictly below (maximizing) or above (minimizing) the rule's value."""
+    assert RuleProgress(StopRule("Validation-Accuracy", 0.5, "less", 1), maximize=True).add(0.5) is False
+    assert RuleProgress(StopRule("Validation-Loss", 0.4, "greater", 1), maximize=False).add(0.4) is False
+    assert RuleProgress(StopRule("Validation-Loss", 0.4, "greater", 1), maximize=False).add(0.41) is True
+
+
 def test_medianstop_stops_trials_below_the_succeeded_mean_and_the_report_shows_them(tmp_path: Path) -> None:
     long_poor = ",".join(["0.3", "0.35"] + ["0.4"] * 10)
     curves = ["0.6,0.7,0.8", "0.6,0.7,0.8", long_poor, "0.7,0.8,0.9", ",".join(["0.64", "0.66"] + ["0.7"] * 10)]

@@ -117,6 +117,16 @@ def mutate(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
      "has 0 capturing groups"),
     ("spec.trialTemplate.trialParameters", [{"name": "other", "reference": "architecture"}],
      "'other' is not used in spec.trialTemplate.trialSpec"),
+    ("spec.trialTemplate.trialParameters", [{"name": "architecture", "reference": "architecture"},
+                                            {"name": "a2", "reference": "architecture"}],
+     "reference 'architecture' is duplicated"),
+    ("spec.maxTrialCount", 2**31, "does not fit in int32"),
+    ("spec.maxTrialCount", 0, "spec.maxTrialCount=0 must be greater than 0"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "File"}, "source": {
+        "fileSystemPath": {"path": "/var/log/katib/", "kind": "File"}}}, "must name a file"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "File"}, "source": {
+        "fileSystemPath": {"path": "/var/log/katib/m.json", "kind": "File", "format": "JSON"},
+        "filter": {"metricsFormat": ["([\\w-]+)=([\\d.]+)"]}}}, "filter must be omitted"),
 ])
 def test_bad_fields_are_named(document: dict[str, Any], path: str, value: Any, message: str) -> None:
     with pytest.raises(ExperimentError, match=message):
@@ -222,6 +232,9 @@ def test_trial_arg_placeholders_are_rendered_per_trial(document: dict[str, Any],
     for name in ("t-1", "t-2"):
         argv = build_command(spec, name, {"architecture": ARCH}, overrides, tmp_path / name).argv
         assert argv[-3:] == (f"--export-dir=model/{name}", f"--tag={name}-{spec.namespace}", f"--arch={ARCH}")
+        # Katib's metrics collectors and the Push collector's report_metrics read the trial's name from here
+        assert build_command(spec, name, {"architecture": ARCH}, overrides, tmp_path / name
+                             ).env["KATIB_TRIAL_NAME"] == name
 
 
 @pytest.mark.parametrize("override, message", [
@@ -316,6 +329,33 @@ def test_completion_rules(document: dict[str, Any]) -> None:
     assert outcome(done, spec).reason == "ExperimentMaxTrialsReached"
     three = summarize_trials([trial(n, "Succeeded", Validation_Accuracy="0.5") for n in "abc"], spec.objective)
     assert trials_to_request(three, spec) == 1  # never past maxTrialCount
+
+
+def test_a_maximized_goal_is_reached_at_it_and_the_first_of_equal_trials_stays_best(document: dict[str, Any]
+                                                                                    ) -> None:
+    document["spec"]["objective"]["goal"] = 0.95
+    spec = experiment_from_document(document)
+    tied = summarize_trials([trial("a", "Succeeded", Validation_Accuracy="0.9"),
+                             trial("b", "Succeeded", Validation_Accuracy="0.9")], spec.objective)
+    assert tied.best.name == "a" and outcome(tied, spec) is None
+    at_goal = summarize_trials([trial("c", "Succeeded", Validation_Accuracy="0.95")], spec.objective)
+    assert outcome(at_goal, spec).reason == "ExperimentGoalReached"
+
+
+def test_created_trials_count_against_the_parallel_limit(document: dict[str, Any]) -> None:
+    """A trial created (or requeued on resume) but not yet started holds a parallel slot, as in Katib."""
+    spec = experiment_from_document(document)
+    assert spec.parallel_trial_count == 2
+    assert trials_to_request(summarize_trials([trial("a", "Created")], spec.objective), spec) == 1
+    assert trials_to_request(summarize_trials([trial("a", "Created"), trial("b", "Running")], spec.objective),
+                             spec) == 0
+
+
+def test_no_failure_allowed_fails_the_run_at_the_first_not_before(document: dict[str, Any]) -> None:
+    document["spec"]["maxFailedTrialCount"] = 0
+    spec = experiment_from_document(document)
+    assert outcome(summarize_trials([], spec.objective), spec) is None
+    assert outcome(summarize_trials([trial("a", "Failed")], spec.objective), spec).condition == "Failed"
 
 
 def test_completion_rules_when_minimizing(document: dict[str, Any]) -> None:

@@ -45,7 +45,7 @@ def test_valid_names_are_accepted(name: str) -> None:
     assert experiment_from_document(document_with(name=name)).name == name
 
 
-@pytest.mark.parametrize("namespace", ["../x", "Kubeflow", "a" * 64])
+@pytest.mark.parametrize("namespace", ["../x", "Kubeflow", "a" * 64, "a-", "-a"])
 def test_namespaces_are_dns1123_labels(namespace: str) -> None:
     with pytest.raises(ExperimentError, match="metadata.namespace"):
         experiment_from_document(document_with(namespace=namespace))
@@ -94,11 +94,28 @@ def test_a_metrics_folder_linked_outside_is_refused(tmp_path: Path) -> None:
         build_command(spec, "t-1", {"architecture": "x"}, (), trial_dir)
 
 
-@pytest.mark.parametrize("trial_name", ["../../x", "a/b", "T1", "x" * 64])
+@pytest.mark.parametrize("trial_name", ["../../x", "a/b", "T1", "x" * 64, "t-"])
 def test_trial_names_from_a_reply_are_dns1123_labels(tmp_path: Path, trial_name: str) -> None:
     spec = experiment_from_document(yaml.safe_load(stub_experiment(tmp_path).read_text()))
     with pytest.raises(PathError, match="DNS-1123"):
         build_command(spec, trial_name, {"architecture": "x"}, (), tmp_path / "trials" / trial_name)
+
+
+def test_a_label_of_63_characters_is_a_namespace_and_a_trial_name(tmp_path: Path) -> None:
+    assert experiment_from_document(document_with(namespace="a" * 63)).namespace == "a" * 63
+    spec = experiment_from_document(yaml.safe_load(stub_experiment(tmp_path).read_text()))
+    build_command(spec, "t" * 63, {"architecture": "x"}, (), tmp_path / "trials" / ("t" * 63))
+
+
+def test_a_relative_or_linked_workdir_confines_as_the_folder_it_is(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default workdir (runs/NAME) is relative, and a workdir may sit behind a link: both are the folder."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "link").symlink_to(root)
+    assert confined(tmp_path / "link" / "m.log", tmp_path / "link", "file") == root.resolve() / "m.log"
+    monkeypatch.chdir(tmp_path)
+    assert confined(Path("w/m.log"), Path("w"), "file") == (tmp_path / "w" / "m.log").resolve()
 
 
 def test_confined_resolves_before_checking(tmp_path: Path) -> None:
