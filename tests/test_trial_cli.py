@@ -167,6 +167,8 @@ def test_bad_architecture_text_exits_2_naming_the_token() -> None:
     ("in8x8x1-cls10-stem8/w8s2:c3/w8s2:c3/w8s2:c3/w8s2:c3", "stage 3: spatial size falls to 0x0"),
     ("in28x28x1-cls10-stem8/w8:c3", "architecture input 28x28x1 does not match the images of digits (8x8x1)"),
     ("in8x8x1-cls5-stem8/w8:c3", "architecture has 5 classes but digits has labels up to 9"),
+    ("in8x8x1-cls9-stem8/w8:c3", "architecture has 9 classes but digits has labels up to 9"),
+    ("in8x8x3-cls10-stem8/w8:c3", "architecture input 8x8x3 does not match the images of digits (8x8x1)"),
 ])
 def test_impossible_networks_are_named_before_training(arch: str, message: str) -> None:
     run = run_trial("--architecture", arch, *FAST)
@@ -266,3 +268,12 @@ def test_an_infinite_validation_loss_is_a_divergence_not_a_nan_for_katib(epochs:
     assert run_in_process(options, stdout) == 3
     assert "Validation-" not in stdout.getvalue()
     assert "training diverged: the validation loss after epoch 1 is inf" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, kept", [('"abc"', "abc"), ('""', ""), ('"abc', '"abc'), ('abc"', 'abc"'),
+                                        ('"', '"'), ("abc", "abc")])
+def test_only_a_pair_of_surrounding_quotes_is_removed(text: str, kept: str) -> None:
+    from katib_nas.trial_image.inputs import split_seed, strip_quotes
+
+    assert strip_quotes(text) == kept
+    assert split_seed(None) == () and split_seed(7) == (7,)  # no --split-seed keeps the data module's split

@@ -68,3 +68,34 @@ def test_the_staging_folder_of_an_export_killed_outright_goes_with_the_next_expo
     assert run.code == 0, run.stderr[-2000:]
     assert sorted(path.name for path in export.iterdir()) == sorted([".export-link", METADATA_FILE, "mine", TORCHSCRIPT_FILE])
     assert (export / "mine" / "notes.txt").read_text() == "mine" and (elsewhere / "kept.txt").read_text() == "kept"
+
+
+def test_a_network_that_cannot_be_traced_is_an_export_error_and_the_folder_stays(tmp_path: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch
+                                                                                  ) -> None:
+    """torch raises RuntimeError for a model it cannot trace: the trial's one line, not a traceback."""
+    from katib_nas.trial_image import export
+
+    folder = tmp_path / "model"
+    old_set(folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def cannot_trace(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("cannot trace this network")
+
+    monkeypatch.setattr(export.torch.jit, "trace", cannot_trace)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    with pytest.raises(export.ExportError, match=r"cannot trace this network; .* is left as it was"):
+        export.export_model(model, ARCH, (8, 8, 1), (0.0,), (1.0,), {"Validation-Accuracy": 0.5}, folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_a_network_on_images_that_are_not_square_is_exported_height_first(tmp_path: Path) -> None:
+    from katib_nas.trial_image import export
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6 * 8, 10))
+    export.export_model(model, "in6x8x1-cls10-stem4/w8:c3", (6, 8, 1), (0.0,), (1.0,), {}, tmp_path)
+    metadata = json.loads((tmp_path / METADATA_FILE).read_text())
+    assert metadata["input"]["shape"] == [1, 6, 8]
+    assert torch.jit.load(str(tmp_path / TORCHSCRIPT_FILE))(torch.zeros(2, 1, 6, 8)).shape == (2, 10)

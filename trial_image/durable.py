@@ -17,7 +17,8 @@ def write_synced(path: Path, data: bytes | memoryview) -> None:
 
 def replace_whole(path: Path, data: bytes | memoryview) -> None:
     """Replace `path` with `data` through a synced temporary file beside it, so that a reader (or a write that
-    fails) finds the old file or the new one whole. OSError when it cannot be written; no temporary is left."""
+    fails) finds the old file or the new one whole, also after a power loss (the folder's rename is synced).
+    OSError when it cannot be written; no temporary is left, nor one a process killed outright left."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write_synced(temporary, data)
@@ -25,6 +26,10 @@ def replace_whole(path: Path, data: bytes | memoryview) -> None:
     except OSError:
         temporary.unlink(missing_ok=True)
         raise
+    sync_path(path.parent)
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+        if leftover.is_file() and not leftover.is_symlink():
+            leftover.unlink(missing_ok=True)
 
 
 def sync_path(path: Path) -> None:
