@@ -130,6 +130,22 @@ def test_a_checkpoint_of_another_run_is_refused_and_kept(written: Path, change: 
     assert digest(written) == before and "Train-Loss" not in done.stdout
 
 
+def test_a_checkpoint_of_another_format_is_refused_and_kept(written: Path, tmp_path: Path) -> None:
+    """Same run, another layout of the file (a later release's): refused in one line, not resumed into a
+    KeyError."""
+    payload = torch.load(written, weights_only=True)
+    payload["format"] = 2
+    folder = tmp_path / "other-format"
+    folder.mkdir()
+    torch.save(payload, folder / CHECKPOINT_FILE)
+    before = digest(folder / CHECKPOINT_FILE)
+    done = run_trial("--architecture", ARCH, *TRAIN[:-2], "--epochs", "1", "--checkpoint-dir", str(folder))
+    assert done.code == 2
+    [line] = errors_of(done)
+    assert "is not a katib-nas checkpoint (format 1)" in line and "it is left as it is" in line
+    assert digest(folder / CHECKPOINT_FILE) == before and "Train-Loss" not in done.stdout
+
+
 def test_an_unreadable_checkpoint_is_refused_and_kept(tmp_path: Path) -> None:
     (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
     done = run_trial("--architecture", ARCH, *TRAIN, "--checkpoint-dir", str(tmp_path))
