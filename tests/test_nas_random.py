@@ -129,15 +129,19 @@ def test_unknown_and_planned_algorithms_name_the_available_ones() -> None:
         engine.validate(experiment(algorithm="enas"))
 
 
-def test_infeasible_space_is_rejected_up_front() -> None:
-    nas_config = {
-        "graphConfig": {"numLayers": 5, "inputSizes": [8, 8, 1], "outputSizes": [10]},
+def stride_two_space(num_layers: int) -> dict:
+    """8x8 images (halved at most 3 times) and one operation, a stride-2 convolution."""
+    return {
+        "graphConfig": {"numLayers": num_layers, "inputSizes": [8, 8, 1], "outputSizes": [10]},
         "operations": [{"operationType": "convolution", "parameters": [
             {"name": "filter_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}},
             {"name": "stride", "parameterType": "categorical", "feasibleSpace": {"list": ["2"]}}]}],
     }
+
+
+def test_infeasible_space_is_rejected_up_front() -> None:
     with pytest.raises(InvalidInput, match=re.escape("can be halved only 3 times, fewer than numLayers=5")):
-        engine.validate(experiment(nas_config=nas_config))
+        engine.validate(experiment(nas_config=stride_two_space(5)))
 
 
 def deep_space(num_layers: int) -> dict:
@@ -173,12 +177,7 @@ def test_request_count_out_of_range_is_invalid() -> None:
 
 
 def test_a_space_halved_exactly_as_often_as_it_has_layers_is_feasible() -> None:
-    nas_config = {
-        "graphConfig": {"numLayers": 3, "inputSizes": [8, 8, 1], "outputSizes": [10]},
-        "operations": [{"operationType": "convolution", "parameters": [
-            {"name": "filter_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}},
-            {"name": "stride", "parameterType": "categorical", "feasibleSpace": {"list": ["2"]}}]}],
-    }
+    nas_config = stride_two_space(3)
     engine.validate(experiment(nas_config=nas_config))
     [proposal] = engine.suggest(experiment(nas_config=nas_config), [], 1, 0).assignments
     assert [stage.stride for stage in codec.decode(proposal["architecture"]).stages] == [2, 2, 2]
