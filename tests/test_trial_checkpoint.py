@@ -209,3 +209,20 @@ def test_a_checkpoint_trained_on_another_data_dir_is_refused_and_kept(tmp_path: 
     [line] = errors_of(done)
     assert f"was written with --data-dir {first}, not {other}; it is left as it is" in line
     assert digest(checkpoints / CHECKPOINT_FILE) == before and "Train-Loss" not in done.stdout
+
+
+def test_a_checkpoint_whose_data_folder_now_holds_more_images_is_refused_and_kept(tmp_path: Path) -> None:
+    """The same --data-dir, its file replaced by a larger one: another training set, so no resume."""
+    data = npz_folder(tmp_path / "data", 1)
+    checkpoints = tmp_path / "checkpoints"
+    train = ["--architecture", ARCH, "--dataset", "npz", "--data-dir", str(data), "--threads", "1",
+             "--batch-size", "64", "--epochs", "1", "--checkpoint-dir", str(checkpoints)]
+    assert run_trial(*train).code == 0
+    before = digest(checkpoints / CHECKPOINT_FILE)
+    rng = np.random.default_rng(2)
+    np.savez(data / "images.npz", x=rng.integers(0, 256, (400, 8, 8), dtype=np.uint8), y=np.arange(400) % 10)
+    done = run_trial(*train)
+    assert done.code == 2
+    [line] = errors_of(done)
+    assert "was written with training images 270, not 360; it is left as it is" in line
+    assert digest(checkpoints / CHECKPOINT_FILE) == before and "Train-Loss" not in done.stdout
