@@ -99,3 +99,28 @@ def test_a_network_on_images_that_are_not_square_is_exported_height_first(tmp_pa
     metadata = json.loads((tmp_path / METADATA_FILE).read_text())
     assert metadata["input"]["shape"] == [1, 6, 8]
     assert torch.jit.load(str(tmp_path / TORCHSCRIPT_FILE))(torch.zeros(2, 1, 6, 8)).shape == (2, 10)
+
+
+def test_a_move_that_fails_halfway_leaves_no_model_json_and_says_so(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without model.json a reader knows the folder holds no whole set; the message asks to export again."""
+    import errno
+
+    from katib_nas.trial_image import export
+
+    folder = tmp_path / "model"
+    old_set(folder)
+    real_replace, calls = os.replace, []
+
+    def fails_once(source: object, destination: object) -> None:
+        calls.append(destination)
+        if len(calls) == 1:
+            raise OSError(errno.EIO, "Input/output error")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(export.os, "replace", fails_once)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    with pytest.raises(export.ExportError, match=r"Input/output error; .* holds an incomplete set \(no model.json\)"):
+        export.export_model(model, ARCH, (8, 8, 1), (0.0,), (1.0,), {"Validation-Accuracy": 0.5}, folder)
+    assert not (folder / METADATA_FILE).exists()
+    assert not [p for p in folder.iterdir() if p.name.startswith(export.STAGING_PREFIX)]  # staging removed
