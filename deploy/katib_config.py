@@ -281,9 +281,8 @@ def _edit_lines(text: str, entries: Sequence[dict[str, Any]], removed: set[str])
     items = _block_items(text)
     if not items:
         return None
-    lines = text.splitlines(keepends=True)
     ours = {e["algorithmName"]: e for e in entries}
-    edits: list[tuple[int, int, str]] = []  # (first line, line after the last, replacement)
+    edits: list[tuple[int, int, str]] = []
     placed: set[str] = set()
     for item in items:
         if item.name in removed or (item.name in ours and item.name in placed):
@@ -293,40 +292,32 @@ def _edit_lines(text: str, entries: Sequence[dict[str, Any]], removed: set[str])
             placed.add(item.name)
     appended = "".join(_render(e, items[-1].dash_column) for name, e in ours.items() if name not in placed)
     if appended:
-        end = items[-1].last_line + 1
-        newline = "\n" if end == len(lines) and lines and not lines[-1].endswith("\n") else ""
-        edits.append((end, end, newline + appended))
-    for first, after, replacement in sorted(edits, key=lambda edit: edit[0], reverse=True):
-        lines[first:after] = [replacement] if replacement else []
-    edited = "".join(lines)
-    if not text.endswith("\n") and edited.endswith("\n"):  # a text without a final newline keeps it so
-        edited = edited[:-1]
-    return edited
+        edits.append((items[-1].last_line + 1, items[-1].last_line + 1, appended))
+    return _spliced(text, edits)
 
 
 def _append_scalars(text: str, path: Sequence[str], values: Sequence[str]) -> str | None:
     """`values` appended to the block sequence of scalars at `path`, at its items' indentation; None for any
     other shape."""
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
+    found = _block_sequence(text, path)
+    if found is None or not all(isinstance(item, yaml.ScalarNode) for item in found[0].value):
         return None
-    node = root
-    for key in path:
-        node = _child(node, key)
-    if not isinstance(node, yaml.SequenceNode) or node.flow_style or not node.value:
+    sequence, lines = found
+    dash = _dash_column(lines, sequence.value[-1])
+    if dash is None:
         return None
-    if not all(isinstance(item, yaml.ScalarNode) for item in node.value):
-        return None
+    end = _last_line(sequence.value[-1]) + 1
+    return _spliced(text, [(end, end, "".join(f"{' ' * dash}- {value}\n" for value in values))])
+
+
+def _spliced(text: str, edits: list[tuple[int, int, str]]) -> str:
+    """`text` with each (first line, line after the last, replacement) edit made; an insertion after a last line
+    without a newline gets one first, and a text without a final newline keeps it so."""
     lines = text.splitlines(keepends=True)
-    last = node.value[-1]
-    dash = lines[last.start_mark.line].rfind("-", 0, last.start_mark.column)
-    if dash < 0 or lines[last.start_mark.line][:dash].strip():
-        return None
-    end = _last_line(last) + 1
-    newline = "\n" if end == len(lines) and not lines[-1].endswith("\n") else ""
-    added = "".join(f"{' ' * dash}- {value}\n" for value in values)  # checked by parsing the result back
-    lines[end:end] = [newline + added]
+    for first, after, replacement in sorted(edits, key=lambda edit: edit[0], reverse=True):
+        if replacement and first == len(lines) and lines and not lines[-1].endswith("\n"):
+            replacement = "\n" + replacement
+        lines[first:after] = [replacement] if replacement else []
     edited = "".join(lines)
     if not text.endswith("\n") and edited.endswith("\n"):
         edited = edited[:-1]
@@ -335,26 +326,39 @@ def _append_scalars(text: str, path: Sequence[str], values: Sequence[str]) -> st
 
 def _block_items(text: str) -> list[_Item]:
     """runtime.suggestions items of a block sequence, with their line spans; [] for any other shape."""
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
+    found = _block_sequence(text, ("runtime", "suggestions"))
+    if found is None:
         return []
-    sequence = _child(_child(root, "runtime"), "suggestions")
-    if not isinstance(sequence, yaml.SequenceNode) or sequence.flow_style or not sequence.value:
-        return []
-    lines = text.splitlines()
+    sequence, lines = found
     items = []
     for node in sequence.value:
-        if not isinstance(node, yaml.MappingNode):
-            return []
-        line = node.start_mark.line
-        dash = lines[line].rfind("-", 0, node.start_mark.column)
-        if dash < 0 or lines[line][:dash].strip():
+        dash = _dash_column(lines, node)
+        if not isinstance(node, yaml.MappingNode) or dash is None:
             return []
         name_node = _child(node, "algorithmName")
         name = name_node.value if isinstance(name_node, yaml.ScalarNode) else None
-        items.append(_Item(name, line, _last_line(node), dash))
+        items.append(_Item(name, node.start_mark.line, _last_line(node), dash))
     return items
+
+
+def _block_sequence(text: str, path: Sequence[str]) -> tuple[yaml.SequenceNode, list[str]] | None:
+    """The non-empty block sequence at `path` and the text's lines; None for any other shape."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    for key in path:
+        node = _child(node, key)
+    if not isinstance(node, yaml.SequenceNode) or node.flow_style or not node.value:
+        return None
+    return node, text.splitlines()
+
+
+def _dash_column(lines: list[str], item: yaml.Node) -> int | None:
+    """The column of the `-` that opens a block sequence item, when only spaces stand before it."""
+    line = lines[item.start_mark.line]
+    dash = line.rfind("-", 0, item.start_mark.column)
+    return None if dash < 0 or line[:dash].strip() else dash
 
 
 def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:

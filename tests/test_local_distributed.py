@@ -187,13 +187,8 @@ def test_a_replica_without_a_count_is_one_and_torchrun_may_ask_for_the_limit() -
 
 
 def test_too_many_local_processes_are_refused(tmp_path: Path) -> None:
-    document = load_yaml(TRAINJOB)
-    trainer = document["spec"]["trialTemplate"]["trialSpec"]["spec"]["trainer"]
-    trainer.update(numNodes=16, numProcPerNode=8)
-    path = tmp_path / "big.yaml"
-    path.write_text(json.dumps(document))
     with pytest.raises(ExperimentError, match=r"asks for 16 node\(s\) x 8 process\(es\), more than the 64"):
-        build_command(load_experiment(path), "t-1", {"architecture": "x"}, [], tmp_path / "t-1")
+        trainjob_command(tmp_path, 16, 8)
 
 
 # --- the launcher ------------------------------------------------------------------------------------------

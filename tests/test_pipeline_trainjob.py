@@ -66,6 +66,13 @@ def node_environment(node: int, nodes: int, procs: int, port: int) -> dict[str, 
     return env
 
 
+def write_finished_work(work: Path) -> None:
+    """What a completed final training leaves in its folder on the claim: the export and the metrics file."""
+    (work / "model").mkdir(parents=True)
+    (work / "model" / "model.json").write_text("{}")
+    (work / "metrics.txt").write_text("2026-12-04T00:00:00Z Validation-Accuracy=0.5\n")
+
+
 class PlayedTrainer:
     """Runs every TrainJob the step creates, as Kubeflow Trainer would; `fail_first` kills a node of the first
     one after its first checkpoint."""
@@ -200,9 +207,7 @@ def test_a_trainer_without_pod_template_overrides_mounts_the_claims_through_runt
                 assert export.is_relative_to(mounted), (export, mounted)
                 condition = {"type": "Failed", "status": "True", "message": "a node was lost"}
                 if len(seen) == 2:
-                    (export / "model.json").parent.mkdir(parents=True)
-                    (export / "model.json").write_text("{}")
-                    (export.parent / "metrics.txt").write_text("2026-12-04T00:00:00Z Validation-Accuracy=0.5\n")
+                    write_finished_work(export.parent)
                     condition = {"type": "Complete", "status": "True", "message": "jobset completed"}
                 api.patch_namespaced_custom_object_status(GROUP, VERSION, NAMESPACE, PLURAL, job["metadata"]["name"],
                                                           {"status": {"conditions": [condition]}})
@@ -251,9 +256,7 @@ def test_a_passing_api_error_while_waiting_does_not_give_the_training_up(cluster
         [job] = trainjobs(api)
         command = job["spec"]["trainer"]["command"]
         work = Path(next(a for a in command if a.startswith("--export-dir=")).split("=", 1)[1]).parent
-        (work / "model").mkdir(parents=True)
-        (work / "model" / "model.json").write_text("{}")
-        (work / "metrics.txt").write_text("2026-12-04T00:00:00Z Validation-Accuracy=0.5\n")
+        write_finished_work(work)
         api.patch_namespaced_custom_object_status(GROUP, VERSION, NAMESPACE, PLURAL, job["metadata"]["name"], {
             "status": {"conditions": [{"type": "Complete", "status": "True", "message": "jobset completed"}]}})
 
@@ -280,9 +283,7 @@ def test_a_retried_step_adopts_its_own_trainjob_and_refuses_someone_elses(cluste
 
     ours = job_name("run-9", 0)
     work = tmp_path / f"katib-nas-final-{run_label('run-9')}"
-    (work / "model").mkdir(parents=True)
-    (work / "model" / "model.json").write_text("{}")
-    (work / "metrics.txt").write_text("2026-12-04T00:00:00Z Validation-Accuracy=0.5\n")
+    write_finished_work(work)
     cluster.put("trainjobs", NAMESPACE, ours, {"metadata": {"labels": {RUN_LABEL: run_label("run-9")}},
                                                "status": {"conditions": [{"type": "Complete", "status": "True"}]}})
     metrics = steps.train_final_trainjob(ARCH, CONFIG, settings(tmp_path), "run-9", tmp_path / "model")
