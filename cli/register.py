@@ -26,7 +26,8 @@ that adds the same entries (manifests/katib-config is one) instead, for a Katib 
 
 With --trial-resources, also list the distributed examples' trial kinds (TrainJob, PyTorchJob) in
 init.controller.trialResources where they are missing; Katib's controller reads that list when it starts, so
-restart it afterwards. --unregister leaves that list as it is."""
+restart it afterwards. With --component, the component lists them (and Katib's default, Job) where missing.
+--unregister leaves that list as it is."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,11 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from katib_nas.contract.errors import InvalidInput
 
-    if args.trial_resources and (args.unregister or args.component is not None):
-        raise InvalidInput("--trial-resources adds to a running Katib's katib-config: not with "
-                           f"{'--unregister' if args.unregister else '--component'}")
+    if args.trial_resources and args.unregister:
+        raise InvalidInput("--trial-resources adds trial kinds: not with --unregister")
     if args.component is not None:
-        return write_component(args.component, args.image)
+        return write_component(args.component, args.image, args.trial_resources)
     from katib_nas.deploy import cluster
     from katib_nas.deploy.katib_config import ALGORITHMS, suggestion_entries, unregister, with_trial_kinds
     from katib_nas.deploy.katib_config import register as with_entries
@@ -102,8 +102,9 @@ def describe(change: Change, ref: ConfigMapRef) -> str:
     return f"{ref}: {'; '.join(parts)}"
 
 
-def write_component(directory: Path, image: str) -> int:
-    """The kustomize component for `image` written into `directory` (created when missing)."""
+def write_component(directory: Path, image: str, trial_kinds: bool = False) -> int:
+    """The kustomize component for `image` (and, with `trial_kinds`, the trial kinds) written into `directory`
+    (created when missing)."""
     from katib_nas.deploy.katib_config import component_files, foreign_component_files
 
     try:
@@ -114,11 +115,13 @@ def write_component(directory: Path, image: str) -> int:
                   "component a folder of its own", file=sys.stderr)
             return 1
         directory.mkdir(parents=True, exist_ok=True)
-        for name, text in component_files(image).items():
+        for name, text in component_files(image, trial_kinds).items():
             (directory / name).write_text(text)
     except OSError as err:
         print(f"katib-nas register: error: cannot write the component into {directory}: {err.strerror or err}",
               file=sys.stderr)
         return 1
-    print(f"wrote {directory}/kustomization.yaml and suggestions.yaml for {image}", file=sys.stderr)
+    kinds = " and the trial kinds in init.controller.trialResources (restart katib-controller after applying)"
+    print(f"wrote {directory}/kustomization.yaml and suggestions.yaml for {image}{kinds if trial_kinds else ''}",
+          file=sys.stderr)
     return 0

@@ -90,7 +90,7 @@ COMPONENT_HEADER = """\
 # runtime.suggestions entries of {names}; everything else in katib-config
 # stays as the Katib base has it. Needs kustomize v5.8.0 or newer (replacements inside the YAML text of a
 # ConfigMap key); older versions fail the build with "wrong node kind: expected MappingNode".
-#
+{trial_kinds}#
 #   components:
 #     - ../katib-nas/manifests/katib-config     # a path relative to that kustomization
 #
@@ -101,6 +101,22 @@ ENTRIES_HEADER = """\
 # replacements. Annotated local-config: kustomize uses it and leaves it out of the output.
 # The same entries as `katib-nas register` writes; written by `katib-nas register --component DIR`.
 """
+
+
+TRIAL_KINDS_NOTE = """\
+# It also lists the trial kinds {kinds} in init.controller.trialResources where they are
+# missing (Katib's controller reads that list when it starts: restart katib-controller after applying).
+"""
+
+
+def trial_kind_replacements() -> list[dict[str, Any]]:
+    """Component replacements that list Katib's default trial kind and the distributed examples' kinds in
+    init.controller.trialResources: each appended unless that name is listed already (kustomize's `[=value]`)."""
+    path = "data.katib-config\\.yaml." + ".".join(TRIAL_RESOURCES_PATH)
+    return [{"sourceValue": kind,
+             "targets": [{"select": {"kind": "ConfigMap", "name": "katib-config"},
+                          "fieldPaths": [f"{path}.[={kind}]"], "options": {"create": True}}]}
+            for kind in (*KATIB_DEFAULT_TRIAL_KINDS, *DISTRIBUTED_TRIAL_KINDS)]
 
 
 #: What every file of the component says of its origin: a file without it in the folder is someone else's.
@@ -114,8 +130,9 @@ def foreign_component_files(directory: Path) -> list[str]:
             and GENERATED_MARK not in (directory / name).read_text(errors="replace")]
 
 
-def component_files(image: str = SUGGESTION_IMAGE) -> dict[str, str]:
-    """kustomization.yaml and suggestions.yaml of a kustomize Component that sets our katib-config entries."""
+def component_files(image: str = SUGGESTION_IMAGE, trial_kinds: bool = False) -> dict[str, str]:
+    """kustomization.yaml and suggestions.yaml of a kustomize Component that sets our katib-config entries (and,
+    with `trial_kinds`, lists the trial kinds of `trial_kind_replacements`)."""
     entries = suggestion_entries(image)
     source = {"apiVersion": "katib-nas/v1", "kind": "SuggestionEntries",
               "metadata": {"name": "katib-nas", "annotations": {"config.kubernetes.io/local-config": "true"}},
@@ -125,10 +142,15 @@ def component_files(image: str = SUGGESTION_IMAGE) -> dict[str, str]:
                      "targets": [{"select": {"kind": "ConfigMap", "name": "katib-config"},
                                   "fieldPaths": [f"data.katib-config\\.yaml.runtime.suggestions.[algorithmName={name}]"],
                                   "options": {"create": True}}]} for name in ALGORITHMS]
+    note = ""
+    if trial_kinds:
+        replacements += trial_kind_replacements()
+        kinds = ", ".join(k.split(".")[0] for k in (*KATIB_DEFAULT_TRIAL_KINDS, *DISTRIBUTED_TRIAL_KINDS))
+        note = TRIAL_KINDS_NOTE.format(kinds=kinds)
+    header = COMPONENT_HEADER.format(names=in_prose(), trial_kinds=note)
     kustomization = {"apiVersion": "kustomize.config.k8s.io/v1alpha1", "kind": "Component",
                      "resources": ["suggestions.yaml"], "replacements": replacements}
-    return {"kustomization.yaml": COMPONENT_HEADER.format(names=in_prose()) + yaml.safe_dump(kustomization,
-                                                                                             sort_keys=False),
+    return {"kustomization.yaml": header + yaml.safe_dump(kustomization, sort_keys=False),
             "suggestions.yaml": ENTRIES_HEADER + yaml.safe_dump(source, sort_keys=False)}
 
 

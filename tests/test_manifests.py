@@ -2,7 +2,8 @@
 
 - manifests/katib-config/: a kustomize Component on top of a Katib base shaped like each v0.19.0 install
   variant (the same configMapGenerator as Katib's own kustomizations): the output equals the base's
-  katib-config except for our runtime.suggestions entries, which equal what `katib-nas register` writes.
+  katib-config except for our runtime.suggestions entries, which equal what `katib-nas register` writes;
+  a component written with --trial-resources lists the trial kinds as `katib-nas register --trial-resources` does.
 - manifests/pipeline-rbac/: a Role with exactly what the pipeline's search and final-training steps call, bound to KFP's runner
   account. The steps' tests record every request the step sends to the Kubernetes API emulator and check it
   against this Role (`role_refusals`), and that the Role grants nothing the step does not call.
@@ -23,7 +24,13 @@ import pytest
 import yaml
 
 from katib_nas.deploy.images import SUGGESTION_IMAGE
-from katib_nas.deploy.katib_config import ALGORITHMS, component_files, register, suggestion_entries
+from katib_nas.deploy.katib_config import (
+    ALGORITHMS,
+    component_files,
+    register,
+    suggestion_entries,
+    with_trial_kinds,
+)
 
 from .conftest import KATIB_FIXTURES, REPO
 from .support.manifests import render
@@ -128,6 +135,37 @@ def test_register_writes_a_component_for_another_image(tmp_path: Path) -> None:
         "components": [os.path.relpath(tmp_path / "c", tmp_path / "site")]})
     _, ours = split_ours(katib_config(render(site)))
     assert ours == suggestion_entries("registry.example.com/nas/suggestion:1.2")
+
+
+def without_trial_kinds(text: str) -> str:
+    """A katib-config with no init.controller.trialResources (Katib then watches Job alone)."""
+    document = yaml.safe_load(text)
+    del document["init"]["controller"]["trialResources"]
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+@pytest.mark.parametrize("config", [*VARIANTS, "no trialResources"])
+def test_component_with_trial_kinds_lists_what_register_lists(tmp_path: Path, config: str) -> None:
+    """A kustomize-built Katib whose trialResources lacks TrainJob (the leader-election and openshift installs)
+    runs the TrainJob example after the component; the other kinds, order first, and the rest stay."""
+    text = without_trial_kinds(stock("standalone")) if config == "no trialResources" else stock(config)
+    written = tmp_path / "component"
+    written.mkdir()
+    for name, content in component_files(SUGGESTION_IMAGE, trial_kinds=True).items():
+        (written / name).write_text(content)
+    base = katib_base(tmp_path / "katib", text)
+    site = write_kustomization(tmp_path / "site", {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(base, tmp_path / "site")],
+        "components": [os.path.relpath(written, tmp_path / "site")]})
+    rendered = katib_config(render(site))
+    expected = yaml.safe_load(with_trial_kinds(text).text)
+    controller = rendered["init"]["controller"]
+    assert controller["trialResources"] == expected["init"]["controller"]["trialResources"]
+    rest, ours = split_ours(rendered)
+    assert ours == suggestion_entries()
+    del rest["init"]["controller"]["trialResources"], expected["init"]["controller"]["trialResources"]
+    assert rest == expected
 
 
 def test_register_leaves_a_folder_of_the_users_own_as_it_is(tmp_path: Path) -> None:

@@ -18,7 +18,9 @@ from katib_nas.deploy.images import SUGGESTION_IMAGE
 from katib_nas.deploy.katib_config import (
     ALGORITHMS,
     DISTRIBUTED_TRIAL_KINDS,
+    KATIB_DEFAULT_TRIAL_KINDS,
     SECURITY_CONTEXT,
+    component_files,
     register,
     suggestion_entries,
     unregister,
@@ -289,9 +291,24 @@ def test_trial_resources_of_another_shape_are_refused_not_rewritten(cluster: Clu
     assert live_text(cluster) == text and writes(cluster) == 0
 
 
-@pytest.mark.parametrize("other", [["--unregister"], ["--component", "out"]])
-def test_trial_resources_with_unregister_or_component_is_refused(other: list[str],
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["register", "--trial-resources", *other]) == 2
-    assert one_error_line(capsys) == ("katib-nas register: error: --trial-resources adds to a running Katib's "
-                                      f"katib-config: not with {other[0]}")
+def test_trial_resources_with_unregister_is_refused(cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> None:
+    text = stock_text("standalone")
+    cluster.put("configmaps", "kubeflow", "katib-config", {"data": {"katib-config.yaml": text}})
+    assert main(["register", "--trial-resources", "--unregister"]) == 2
+    assert one_error_line(capsys) == "katib-nas register: error: --trial-resources adds trial kinds: not with --unregister"
+    assert live_text(cluster) == text and writes(cluster) == 0
+
+
+def test_component_with_trial_resources_holds_the_trial_kinds(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`register --component DIR --trial-resources` writes the component that lists the trial kinds (what it
+    renders to: tests/test_manifests.py); without the option, the one that leaves trialResources alone."""
+    assert main(["register", "--component", str(tmp_path / "with"), "--trial-resources"]) == 0
+    assert "restart katib-controller" in capsys.readouterr().err
+    assert main(["register", "--component", str(tmp_path / "without")]) == 0
+    for folder, trial_kinds in (("with", True), ("without", False)):
+        for name, text in component_files(SUGGESTION_IMAGE, trial_kinds).items():
+            assert (tmp_path / folder / name).read_text() == text
+    kustomization = yaml.safe_load((tmp_path / "with" / "kustomization.yaml").read_text())
+    listed = [r["sourceValue"] for r in kustomization["replacements"] if "sourceValue" in r]
+    assert listed == [*KATIB_DEFAULT_TRIAL_KINDS, *DISTRIBUTED_TRIAL_KINDS]
