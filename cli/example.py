@@ -9,7 +9,7 @@ from pathlib import Path
 from katib_nas.contract.errors import InvalidInput
 
 DESCRIPTION = """\
-Print an example Experiment (or a Job that prepares what the GPU examples mount, prepare/NAME) with the
+Print an example Experiment (or what an example needs made first, prepare/NAME) with the
 images of your registry and your namespace, ready for `kubectl apply -f -`. The examples name
 docker.io/katibnas/ROLE:VERSION, which `make push REGISTRY=...` builds and pushes under your registry, and
 the namespace kubeflow. --list shows every example with its first line."""

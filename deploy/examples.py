@@ -1,6 +1,7 @@
 """The shipped examples (katib_nas.examples), written out for a user's registry and namespace.
 
-Experiments (examples/*.yaml) and the Jobs that prepare what the GPU examples mount (examples/prepare/*.yaml)
+Experiments (examples/*.yaml) and what some examples need made first (examples/prepare/*.yaml: the Jobs
+that make what the GPU examples mount, the TrainJob example's training runtime)
 name the images of images.py (docker.io/katibnas/ROLE:VERSION) and the namespace `kubeflow`. `render` rewrites
 both as text, so the comments stay, and checks the result: every image is one of ours from the new registry,
 and every object (and every RoleBinding subject) is in the new namespace.
@@ -51,7 +52,7 @@ class Target:
 
 
 def catalogue(folder: Path = FOLDER) -> dict[str, Path]:
-    """Every example by name: the Experiments, then the prepare Jobs (as `prepare/NAME`)."""
+    """Every example by name: the Experiments, then what they need made first (as `prepare/NAME`)."""
     found = {path.stem: path for path in sorted(folder.glob("*.yaml"))}
     found.update({f"{PREPARE}/{path.stem}": path for path in sorted((folder / PREPARE).glob("*.yaml"))})
     return found

@@ -7,9 +7,11 @@ training of the winning architecture, rank 0 writing a checkpoint every epoch, t
 export into a folder of the run on a PersistentVolumeClaim (mounted at the same path in the TrainJob's
 pods and in the step's pod; ReadWriteMany when the pods may land on several nodes).
 
-- The node pods get the claims through Trainer v2.1's `spec.podTemplateOverrides`; a Trainer that refuses
-  that field as unknown (v2.2 replaced it) gets the same volumes through `spec.runtimePatches`, and the
-  later attempts of the run use the field that was accepted.
+- The node pods get the claims, and the annotation that keeps Istio from injecting a sidecar (which would keep
+  a node's pod running after training, so the TrainJob would never complete in a namespace with injection, as
+  Kubeflow's profile namespaces have), through Trainer v2.1's `spec.podTemplateOverrides`; a Trainer that
+  refuses that field as unknown (v2.2 replaced it) gets the same through `spec.runtimePatches`, and the later
+  attempts of the run use the field that was accepted.
 - A TrainJob that fails is deleted and created again under the next attempt's name, up to `restarts`
   times; its first epoch starts from the last checkpoint, so a lost node costs at most one epoch.
 - The step waits for the Complete or Failed condition (Kubeflow Trainer's), up to `timeout_s`.
@@ -43,6 +45,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 #: The replicated job and container of the torch-distributed runtime that run the trainer.
 NODE = "node"
 WORK_VOLUME = "katib-nas-work"
+#: The node pods' annotations: no Istio sidecar, as on the examples' trial pods.
+NODE_POD_ANNOTATIONS = {"sidecar.istio.io/inject": "false"}
 #: The fields through which a TrainJob adds volumes to the runtime's pods, in the order tried: Kubeflow Trainer
 #: v2.1's, then v2.2's and later ones' (a strategic-merge patch of the runtime's JobSet template).
 OVERRIDE_FIELDS = ("podTemplateOverrides", "runtimePatches")
@@ -103,20 +107,22 @@ def trainjob_document(name: str, trial_args: list[str], settings: TrainJobSettin
     return {"apiVersion": API_VERSION, "kind": "TrainJob",
             "metadata": {"name": name, "namespace": settings.namespace, "labels": {RUN_LABEL: label}},
             "spec": {"runtimeRef": {"name": settings.runtime}, "trainer": trainer,
-                     override_field: [node_volumes(settings, override_field)]}}
+                     override_field: [node_pod_override(settings, override_field)]}}
 
 
-def node_volumes(settings: TrainJobSettings, override_field: str) -> dict[str, Any]:
-    """The entry of `override_field` that gives the runtime's node pods the work claim and the data claims."""
+def node_pod_override(settings: TrainJobSettings, override_field: str) -> dict[str, Any]:
+    """The entry of `override_field` that gives the runtime's node pods the work claim, the data claims and
+    NODE_POD_ANNOTATIONS."""
     claims = [(WORK_VOLUME, settings.claim, settings.mount_path)] + [
         (f"{WORK_VOLUME}-data-{index}", claim, path) for index, (claim, path) in enumerate(settings.data_volumes)]
     pod_spec = {
         "volumes": [{"name": name, "persistentVolumeClaim": {"claimName": claim}} for name, claim, _ in claims],
         "containers": [{"name": NODE, "volumeMounts": [{"name": name, "mountPath": path} for name, _, path in claims]}]}
+    metadata = {"annotations": dict(NODE_POD_ANNOTATIONS)}
     if override_field == "podTemplateOverrides":
-        return {"targetJobs": [{"name": NODE}], "spec": pod_spec}
+        return {"targetJobs": [{"name": NODE}], "metadata": metadata, "spec": pod_spec}
     if override_field == "runtimePatches":
-        node_job = {"name": NODE, "template": {"spec": {"template": {"spec": pod_spec}}}}
+        node_job = {"name": NODE, "template": {"spec": {"template": {"metadata": metadata, "spec": pod_spec}}}}
         return {"manager": PATCH_MANAGER,
                 "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [node_job]}}}}
     raise ValueError(f"override_field must be one of {', '.join(OVERRIDE_FIELDS)}, not {override_field!r}")

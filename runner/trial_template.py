@@ -143,7 +143,7 @@ def _meta_value(key: str, reference: str, spec: dict[str, Any], trial_name: str,
 JOB = "batch/v1/Job"
 PYTORCHJOB = "kubeflow.org/v1/PyTorchJob"
 TRAINJOB = "trainer.kubeflow.org/v1alpha1/TrainJob"
-#: The container a TrainJob's trainer runs in (the torch-distributed runtime's replicated job and container).
+#: The container a TrainJob's trainer runs in (the replicated job and container of Trainer's torch runtimes).
 TRAINJOB_CONTAINER = "node"
 
 

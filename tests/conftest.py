@@ -81,6 +81,12 @@ def trial_pod_templates(trial_spec: dict[str, Any]) -> dict[str, dict[str, Any]]
     return {}
 
 
+def runtime_pod_templates(runtime: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The pod templates of a Kubeflow Trainer training runtime by where they sit, one per replicated job."""
+    return {f"spec.template.spec.replicatedJobs.{job['name']}.template.spec.template": job["template"]["spec"]["template"]
+            for job in runtime["spec"]["template"]["spec"]["replicatedJobs"]}
+
+
 def trial_containers(trial_spec: dict[str, Any]) -> list[dict[str, Any]]:
     """Every container the trial spec describes; a TrainJob's trainer as a container (image, command, args,
     resources per node)."""

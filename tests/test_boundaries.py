@@ -10,7 +10,7 @@ pipelines       anything of the project: its steps also load kubeflow-katib (Kat
 deploy          installing next to Katib: the contract, yaml and the kubernetes client; no torch, grpc,
                 protobuf, kfp or kubeflow-katib
 cli             anything (it only wires the subcommands to the packages above)
-examples        YAML files only (the example Experiments and prepare Jobs)
+examples        YAML files only (the example Experiments and what they need made first)
 """
 
 from __future__ import annotations

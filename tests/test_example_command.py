@@ -1,6 +1,7 @@
 """`katib-nas example` (every example for another registry and namespace, valid as the examples are), the prepare
-Jobs the GPU examples need (latency-table ConfigMap, CIFAR-10 claim), `katib-nas fetch-cifar10`, `katib-nas
-profile --configmap` on the Kubernetes API emulator, and the examples inside the built wheel."""
+Jobs the GPU examples need (latency-table ConfigMap, CIFAR-10 claim) and the TrainJob example's training runtime,
+`katib-nas fetch-cifar10`, `katib-nas profile --configmap` on the Kubernetes API emulator, and the examples
+inside the built wheel."""
 
 from __future__ import annotations
 
@@ -18,16 +19,18 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from kubeflow_trainer_api.models import TrainerV1alpha1TrainingRuntime
 
 from katib_nas.cli.main import build_parser
 from katib_nas.deploy import examples
 from katib_nas.deploy.images import image
 from katib_nas.pipelines.search_request import check_experiment
+from katib_nas.runner.trial_template import TRAINJOB_CONTAINER
 from katib_nas.trial_image.data import load_cifar10
 from katib_nas.trial_image.fetch_cifar10 import FILES, FOLDER
 
-from .conftest import REPO, oneshot_digits_experiment, schema_errors, trial_pod_templates
-from .katib_schema import build
+from .conftest import REPO, oneshot_digits_experiment, runtime_pod_templates, schema_errors, trial_pod_templates
+from .katib_schema import build, strict_pydantic
 from .kube_emulator import start_cluster
 from .support.katib_webhook import webhook_errors
 from .support.pod_security import restricted_violations
@@ -36,6 +39,7 @@ REGISTRY, NAMESPACE = "registry.example.com:5000/team/nas", "team-a"
 TARGET = examples.Target(REGISTRY, NAMESPACE, "1.2.3")
 EXPERIMENTS = sorted(name for name in examples.catalogue() if not name.startswith("prepare/"))
 PREPARE = sorted(name for name in examples.catalogue() if name.startswith("prepare/"))
+PREPARE_JOBS = ["prepare/cifar10-data", "prepare/latency-table-cuda"]
 MODELS = {"Job": "V1Job", "ServiceAccount": "V1ServiceAccount", "Role": "V1Role", "RoleBinding": "V1RoleBinding",
           "PersistentVolumeClaim": "V1PersistentVolumeClaim"}
 
@@ -62,7 +66,7 @@ def test_every_example_and_prepare_job_is_listed() -> None:
     listed = [line.split()[0] for line in done.stdout.splitlines()]
     assert listed == list(examples.catalogue())
     assert {p.stem for p in (REPO / "examples").glob("*.yaml")} == set(EXPERIMENTS)
-    assert PREPARE == ["prepare/cifar10-data", "prepare/latency-table-cuda"]
+    assert PREPARE == [*PREPARE_JOBS, "prepare/trainjob-runtime"]
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -82,7 +86,7 @@ def test_an_example_for_another_registry_and_namespace_is_valid_as_the_examples_
         [line for line in examples.render(examples.find(name), TARGET).splitlines() if line.startswith("#")]
 
 
-@pytest.mark.parametrize("name", PREPARE)
+@pytest.mark.parametrize("name", PREPARE_JOBS)
 def test_prepare_jobs_are_valid_restricted_and_run_katib_nas(name: str) -> None:
     documents = rendered(name)
     for document in documents:
@@ -100,6 +104,30 @@ def test_prepare_jobs_are_valid_restricted_and_run_katib_nas(name: str) -> None:
     for binding in bindings:
         assert [s["namespace"] for s in binding["subjects"]] == [NAMESPACE]
         assert binding["subjects"][0]["name"] == pod["spec"]["serviceAccountName"]
+
+
+def test_trainjob_runtime_is_valid_restricted_and_the_one_the_trainjob_example_names(
+        katib_schemas: dict[str, Any]) -> None:
+    """Trainer's strict schema of a TrainingRuntime; its pods restricted, without Istio's sidecar, /tmp on an
+    emptyDir; the `node` replicated job and container Trainer's torch plugin fills with the TrainJob's trainer,
+    marked as the trainer step; in the namespace of the example, which names it."""
+    [runtime] = rendered("prepare/trainjob-runtime")
+    assert schema_errors(strict_pydantic(TrainerV1alpha1TrainingRuntime), runtime) == []
+    assert runtime["metadata"]["namespace"] == NAMESPACE and "torch" in runtime["spec"]["mlPolicy"]
+    [(where, pod)] = runtime_pod_templates(runtime).items()
+    assert where.endswith(f"replicatedJobs.{TRAINJOB_CONTAINER}.template.spec.template")
+    [job] = runtime["spec"]["template"]["spec"]["replicatedJobs"]
+    assert job["template"]["metadata"]["labels"] == {"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}
+    assert restricted_violations(pod) == [] and pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+    [container] = pod["spec"]["containers"]
+    assert container["name"] == TRAINJOB_CONTAINER and images_in(runtime) == [f"{REGISTRY}/trial-cpu:1.2.3"]
+    scratch = {v["name"] for v in pod["spec"]["volumes"] if "emptyDir" in v}
+    assert {m["mountPath"] for m in container["volumeMounts"] if m["name"] in scratch} == {"/tmp"}
+    [experiment] = rendered("nas-random-fashion-mnist-trainjob")
+    assert experiment["metadata"]["namespace"] == NAMESPACE
+    assert experiment["spec"]["trialTemplate"]["trialSpec"]["spec"]["runtimeRef"] == {
+        "name": runtime["metadata"]["name"], "kind": "TrainingRuntime"}
+    assert experiment["spec"]["trialTemplate"]["primaryContainerName"] == TRAINJOB_CONTAINER
 
 
 def mounted(example: str, kind: str) -> set[str]:

@@ -36,7 +36,7 @@ from katib_nas.pipelines.search_request import check_experiment, experiment_info
 from katib_nas.runner.manifest import experiment_from_document
 from katib_nas.suggestion.core.algorithms import get_algorithm
 
-from .conftest import REPO, load_yaml, schema_errors, trial_containers, trial_pod_templates
+from .conftest import REPO, load_yaml, runtime_pod_templates, schema_errors, trial_containers, trial_pod_templates
 from .support.katib_webhook import KUBEFLOW_DEFAULTS, webhook_errors
 from .support.pod_security import restricted_violations
 from .support.trainjob import trainjob_errors
@@ -120,7 +120,10 @@ def test_distributed_examples_state_katibs_own_defaults_and_start_under_torchrun
     assert (template["successCondition"], template["failureCondition"]) == conditions
     assert template["primaryPodLabels"] == labels
     if kind == "TrainJob":
-        assert template["trialSpec"]["spec"]["runtimeRef"] == {"name": "torch-distributed"}
+        runtime = load_yaml(TRAINJOB_RUNTIME)
+        assert template["trialSpec"]["spec"]["runtimeRef"] == {"name": runtime["metadata"]["name"],
+                                                               "kind": runtime["kind"]}
+        assert runtime["metadata"]["namespace"] == document["metadata"]["namespace"]
         assert trainjob_errors(template["trialSpec"], f"{document['metadata']['name']}-x2b4c6d8") == []
     for container in trial_containers(template["trialSpec"]):
         assert container["command"][:3] == ["torchrun", "--no-python", "katib-nas"]
@@ -210,19 +213,25 @@ def test_an_early_stopping_example_reports_past_its_start_step() -> None:
 
 # --- restricted pod security ----------------------------------------------------------------------------
 
-WITH_POD_TEMPLATES = [p for p in sorted((REPO / "examples").glob("*.yaml"))
-                      if trial_pod_templates(load_yaml(p)["spec"]["trialTemplate"]["trialSpec"])]
+#: The training runtime the TrainJob example names: its pods are the trial's pods.
+TRAINJOB_RUNTIME = REPO / "examples" / "prepare" / "trainjob-runtime.yaml"
 
 
-def test_only_the_trainjob_example_has_no_pod_template() -> None:
-    """A TrainJob's pods come from its training runtime (torch-distributed): there is no pod to secure here."""
-    without = sorted(set(sorted((REPO / "examples").glob("*.yaml"))) - set(WITH_POD_TEMPLATES))
-    assert [p.stem for p in without] == ["nas-random-fashion-mnist-trainjob"]
+def example_pod_templates(path: Path) -> dict[str, dict[str, Any]]:
+    """The trial's pod templates: the trial spec's own, or a TrainJob's, from the runtime it names."""
+    trial_spec = load_yaml(path)["spec"]["trialTemplate"]["trialSpec"]
+    if trial_spec["kind"] == "TrainJob":
+        return runtime_pod_templates(load_yaml(TRAINJOB_RUNTIME))
+    return trial_pod_templates(trial_spec)
 
 
-@pytest.mark.parametrize("path", WITH_POD_TEMPLATES, ids=example_id)
+@pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.yaml")), ids=example_id)
 def test_trial_pod_meets_restricted_pod_security_with_scratch_space(path: Path) -> None:
-    for where, pod in trial_pod_templates(load_yaml(path)["spec"]["trialTemplate"]["trialSpec"]).items():
+    """In a namespace that enforces restricted pod security or injects Istio sidecars, every example's trials
+    start and end: a TrainJob's pods through its prepared runtime (the TrainJob has no pod template)."""
+    pods = example_pod_templates(path)
+    assert pods
+    for where, pod in pods.items():
         assert restricted_violations(pod) == [], where
         assert pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
         scratch = {v["name"] for v in pod["spec"]["volumes"] if "emptyDir" in v}

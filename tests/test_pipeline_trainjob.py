@@ -32,7 +32,13 @@ from .conftest import schema_errors
 from .kube_emulator import Cluster, start_cluster
 from .support.flaky_api import FlakyReads
 from .support.manifests import pipeline_role, player_api, role_grants, role_refusals, step_requests
-from .support.trainjob import node_mounts, trainjob_errors, trainjob_schema_v2_2, unknown_field_status
+from .support.trainjob import (
+    node_mounts,
+    node_pod_template,
+    trainjob_errors,
+    trainjob_schema_v2_2,
+    unknown_field_status,
+)
 
 NAMESPACE = "team-a"
 ARCH = "in8x8x1-cls10-stem8/w16:c3+s3/w24s2:c3@0"
@@ -425,6 +431,23 @@ def test_each_release_schema_refuses_the_other_releases_field(katib_schemas: dic
     for field, schema in (("runtimePatches", v2_1), ("podTemplateOverrides", v2_2)):
         errors = schema_errors(schema, trainjob_document("final-0", [], made, "/w", "run", field))
         assert any(f"'{field}' was unexpected" in error for error in errors), errors
+
+
+@pytest.mark.parametrize("field", OVERRIDE_FIELDS)
+def test_the_node_pods_opt_out_of_istio_sidecar_injection_on_each_release(field: str,
+                                                                         katib_schemas: dict[str, Any]) -> None:
+    """In a namespace with Istio injection (Kubeflow's profile namespaces, where pipelines run) a sidecar keeps a
+    node's pod running after training: the TrainJob never completes and the step waits until its timeout. The
+    opt-out rides on the same field as the claims, valid under that release's schema."""
+    from katib_nas.pipelines.trainjob import trainjob_document
+
+    made = steps.trainjob_settings("img", "final-work", "/mnt/work", 2, 1, NAMESPACE)
+    document = trainjob_document("final-0", [], made, "/w", "run", field)
+    schema = katib_schemas["trainjob"] if field == "podTemplateOverrides" else \
+        trainjob_schema_v2_2(katib_schemas["trainjob"])
+    assert schema_errors(schema, document) == []
+    assert node_pod_template(document)["metadata"] == {"annotations": {"sidecar.istio.io/inject": "false"}}
+    assert node_mounts(document) == {"final-work": "/mnt/work"}
 
 
 def test_another_override_field_is_a_value_error() -> None:

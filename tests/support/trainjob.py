@@ -77,17 +77,25 @@ def unknown_field_status(field: str) -> str:
             f'unknown field "spec.{field}"')
 
 
-def node_mounts(document: dict[str, Any]) -> dict[str, str]:
-    """{claim: mount path} of the runtime's `node` container, as the TrainJob's podTemplateOverrides (v2.1) or
-    runtimePatches (v2.2 and later) give them; the volume names are unique."""
+def node_pod_template(document: dict[str, Any]) -> dict[str, Any]:
+    """What the TrainJob's podTemplateOverrides (v2.1) or runtimePatches (v2.2 and later) merge into the pod
+    template of the runtime's `node` replicated job: {"metadata": ..., "spec": ...}."""
     spec = document["spec"]
     if "podTemplateOverrides" in spec:
-        pod_specs = [o["spec"] for o in spec["podTemplateOverrides"] if {"name": "node"} in o["targetJobs"]]
+        templates = [{key: o.get(key) or {} for key in ("metadata", "spec")} for o in spec["podTemplateOverrides"]
+                     if {"name": "node"} in o["targetJobs"]]
     else:
-        pod_specs = [job["template"]["spec"]["template"]["spec"] for patch in spec["runtimePatches"]
+        templates = [job["template"]["spec"]["template"] for patch in spec["runtimePatches"]
                      for job in patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
                      if job["name"] == "node"]
-    [pod_spec] = pod_specs
+    [template] = templates
+    return template
+
+
+def node_mounts(document: dict[str, Any]) -> dict[str, str]:
+    """{claim: mount path} of the runtime's `node` container, as the TrainJob gives them; the volume names are
+    unique."""
+    pod_spec = node_pod_template(document)["spec"]
     names = [v["name"] for v in pod_spec["volumes"]]
     assert len(set(names)) == len(names), names
     claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod_spec["volumes"]}
