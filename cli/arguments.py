@@ -17,6 +17,8 @@ _DECIMAL = re.compile(r"[+-]?(?:[0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})(?:[
 #: Upper limit of the integer flags without one of their own: a C int.
 MAX_INT_FLAG = 2**31 - 1
 MAX_BATCH_SIZE = 2**20
+#: The largest learning rate or weight decay: torch's optimizers turn them into float32 numbers.
+MAX_RATE = 3.4028234663852886e38
 
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
@@ -69,6 +71,18 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def rate(zero_allowed: bool) -> Callable[[str], float]:
+    """An argparse type: a learning rate (above 0) or a weight decay (0 or more) that float32 holds."""
+    def parse(text: str) -> float:
+        value = (non_negative_float if zero_allowed else positive_float)(text)
+        if value > MAX_RATE:
+            raise argparse.ArgumentTypeError(f"{text} must be a number of at most {MAX_RATE:g}, the largest a "
+                                             "float32 holds")
+        return value
+
+    return parse
+
+
 def fraction(text: str) -> float:
     value = _number(float, text)
     if not 0 < value < 1:
@@ -88,8 +102,9 @@ def _number(kind: type, text: str) -> int | float:
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of every field of TrainingSettings, which every training subcommand takes alike; each default
     is the settings' own (the options are built from the parsed flags by field name)."""
+    from katib_nas.contract.trial_bounds import MAX_SEED
     from katib_nas.trial_image.data import DATASETS
-    from katib_nas.trial_image.inputs import DEFAULTS, MAX_SEED, MAX_THREADS
+    from katib_nas.trial_image.inputs import DEFAULTS, MAX_THREADS
 
     parser.add_argument("--dataset", choices=tuple(DATASETS), default=DEFAULTS.dataset,
                         help=f"training data (default {DEFAULTS.dataset})")
@@ -97,9 +112,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the data is: " + "; ".join(f"{n}: {d.location}" for n, d in DATASETS.items()))
     parser.add_argument("--batch-size", type=bounded_int(1, MAX_BATCH_SIZE), default=DEFAULTS.batch_size,
                         help=f"batch size (default {DEFAULTS.batch_size})")
-    parser.add_argument("--lr", type=positive_float, default=DEFAULTS.lr,
+    parser.add_argument("--lr", type=rate(zero_allowed=False), default=DEFAULTS.lr,
                         help=f"peak learning rate (default {DEFAULTS.lr:g})")
-    parser.add_argument("--weight-decay", type=non_negative_float, default=DEFAULTS.weight_decay,
+    parser.add_argument("--weight-decay", type=rate(zero_allowed=True), default=DEFAULTS.weight_decay,
                         help=f"weight decay (default {DEFAULTS.weight_decay:g})")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=DEFAULTS.device,
                         help=f"auto picks CUDA when available (default {DEFAULTS.device})")

@@ -6,6 +6,7 @@ Imports nothing heavy here: kfp is loaded by the handlers.
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,8 @@ if TYPE_CHECKING:
     from katib_nas.pipelines.pipeline import StepSettings
 
 DEFAULT_EXAMPLE = "nas-random-fashion-mnist"
+CPU_QUANTITY = re.compile(r"([0-9]*[.])?[0-9]+m?")
+MEMORY_QUANTITY = re.compile(r"[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,8 +80,11 @@ def typed_value(value: str) -> str | int | bool:
 
 
 def compile_command(args: argparse.Namespace) -> int:
+    from katib_nas.contract.errors import InvalidInput
     from katib_nas.pipelines.pipeline import compile_pipeline
 
+    if args.output.suffix not in (".yaml", ".yml") or args.output.is_dir():
+        raise InvalidInput(f"--output {args.output} must name a .yaml file for the pipeline")
     path = compile_pipeline(args.output, args.example, step_settings(args))
     print(f"pipeline: {path}")
     return 0
@@ -89,6 +95,7 @@ def step_settings(args: argparse.Namespace) -> "StepSettings":
     from katib_nas.pipelines.pipeline import DataVolume, StepResources, StepSettings, load_example, trial_resources
 
     resources = None
+    check_quantities(args.cpu, args.memory)
     if args.cpu or args.memory or args.accelerator:
         example = trial_resources(load_example(args.example))
         name, count = parse_accelerator(args.accelerator) if args.accelerator else (example.accelerator,
@@ -97,6 +104,18 @@ def step_settings(args: argparse.Namespace) -> "StepSettings":
     volumes = None if args.data_pvc is None else tuple(DataVolume(*parse_claim(text)) for text in args.data_pvc)
     work = DataVolume(*parse_claim(args.trainjob_pvc, "--trainjob-pvc")) if args.trainjob_pvc else None
     return StepSettings(args.image, resources, volumes, work)
+
+
+def check_quantities(cpu: str | None, memory: str | None) -> None:
+    """--cpu and --memory in the forms Kubeflow Pipelines takes for a step's limits."""
+    from katib_nas.contract.errors import InvalidInput
+
+    if cpu is not None and not CPU_QUANTITY.fullmatch(cpu):
+        raise InvalidInput(f"--cpu {cpu!r} is not a CPU quantity: cores, e.g. 2 or 0.5, or whole millicores, "
+                           "e.g. 500m")
+    if memory is not None and not MEMORY_QUANTITY.fullmatch(memory):
+        raise InvalidInput(f"--memory {memory!r} is not a memory quantity: whole bytes with an optional suffix "
+                           "K, M, G, T, P, E or Ki, Mi, Gi, Ti, Pi, Ei, e.g. 8Gi")
 
 
 def parse_accelerator(text: str) -> tuple[str, int]:

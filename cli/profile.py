@@ -8,13 +8,19 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture
 
-from .arguments import positive_int
+from .arguments import bounded_int, positive_int
+
+if TYPE_CHECKING:
+    from katib_nas.deploy.cluster import ConfigMapRef
 
 LOG = logging.getLogger("katib_nas.cli.profile")
 
@@ -30,6 +36,7 @@ Profile with the thread count and device the search will measure latency on."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from katib_nas.trial_image.inputs import MAX_THREADS
     from katib_nas.trial_image.proxyless.timing import TIMING_DEFAULTS
 
     parser = subparsers.add_parser("profile", help="measure a latency table for a proxylessnas experiment",
@@ -38,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a Katib Experiment with algorithm proxylessnas: a YAML file or a shipped example's name")
     parser.add_argument("--out", required=True, metavar="TABLE", help="where to write the latency table (JSON)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="target device (default cpu)")
-    parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads while timing (default 1)")
+    parser.add_argument("--threads", type=bounded_int(1, MAX_THREADS), default=1,
+                        help="CPU threads while timing (default 1)")
     parser.add_argument("--repeats", type=positive_int, default=TIMING_DEFAULTS.repeats,
                         help="timed cycles; each cycle runs every candidate of every block once "
                              f"(default {TIMING_DEFAULTS.repeats})")
@@ -60,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     supernet = experiment_supernet(args.experiment)
     out = Path(args.out)
     check_out(out)
+    api = config_map_target(args.configmap, args.namespace, out) if args.configmap else None
     device = resolve_device(args.device)
     configure_threads(args.threads)
     table = profile_supernet(supernet, device, Timing(args.warmup, args.repeats),
@@ -71,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     print(f"wrote {len(table.entries)} entries to {args.out}")
-    return store_in_config_map(args.configmap, args.namespace, out) if args.configmap else 0
+    return store_in_config_map(api, out) if api else 0
 
 
 def check_out(out: Path) -> None:
@@ -87,18 +96,51 @@ def check_out(out: Path) -> None:
         raise InvalidInput(f"--out {out}: folder {out.parent} is not writable")
 
 
-def store_in_config_map(name: str, namespace: str | None, table: Path) -> int:
-    """Put the table file into ConfigMap `name` under its file name; 1 with one line when the API refuses."""
+#: A ConfigMap's name (an RFC 1123 subdomain, Kubernetes' rule for it) and a key of its data.
+CONFIG_MAP_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+CONFIG_MAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+
+
+@dataclass(frozen=True)
+class ConfigMapTarget:
+    """Where --configmap stores the table: the API client, the ConfigMap and the key (the --out file's name)."""
+
+    api: Any
+    ref: ConfigMapRef
+    key: str
+
+
+def config_map_target(name: str, namespace: str | None, out: Path) -> ConfigMapTarget:
+    """The ConfigMap --configmap names, checked and with credentials loaded before profiling (which can take
+    minutes): InvalidInput naming what Kubernetes would refuse afterwards."""
     from katib_nas.deploy import cluster
+    from katib_nas.deploy.examples import NAMESPACE_PATTERN
     from katib_nas.pipelines.katib_experiment import default_namespace
 
-    ref = cluster.ConfigMapRef(namespace or default_namespace(), name)
+    if len(name) > 253 or not CONFIG_MAP_NAME.fullmatch(name):
+        raise InvalidInput(f"--configmap {name[:80]!r} is not a ConfigMap name (lower case letters, digits, '-' and "
+                           "'.', at most 253 characters)")
+    if namespace is not None and (len(namespace) > 63 or not NAMESPACE_PATTERN.fullmatch(namespace)):
+        raise InvalidInput(f"--namespace {namespace[:80]!r} is not a Kubernetes namespace (lower case letters, "
+                           "digits and '-', at most 63 characters)")
+    if len(out.name) > 253 or not CONFIG_MAP_KEY.fullmatch(out.name):
+        raise InvalidInput(f"--out {out}: the file name {out.name[:80]!r} is the ConfigMap's key, which takes only "
+                           "letters, digits, '-', '_' and '.'")
+    api = cluster.core_api()
+    return ConfigMapTarget(api, cluster.ConfigMapRef(namespace or default_namespace(), name), out.name)
+
+
+def store_in_config_map(target: ConfigMapTarget, table: Path) -> int:
+    """Put the table file into the target ConfigMap under its key; 1 with one line when the API refuses."""
+    from katib_nas.deploy import cluster
+
+    ref = target.ref
     try:
-        done = cluster.write_config_map(cluster.core_api(), ref, table.name, table.read_text())
+        done = cluster.write_config_map(target.api, ref, target.key, table.read_text())
     except cluster.ClusterError as err:
         print(f"katib-nas profile: error: {err}", file=sys.stderr)
         return 1
-    print(f"{done} {ref} (key {table.name})")
+    print(f"{done} {ref} (key {target.key})")
     return 0
 
 

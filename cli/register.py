@@ -55,6 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from katib_nas.contract.errors import InvalidInput
+    from katib_nas.deploy.images import IMAGE_PATTERN
+
+    if not IMAGE_PATTERN.fullmatch(args.image):
+        raise InvalidInput(f"--image {args.image[:120]!r} is not an image reference: REGISTRY/PATH[:TAG][@sha256:DIGEST], "
+                           "e.g. registry.example.com/katib-nas/suggestion:0.1.0")
 
     if args.trial_resources and args.unregister:
         raise InvalidInput("--trial-resources adds trial kinds: not with --unregister")

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from katib_nas.contract.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 
+from .arguments import non_negative_int, positive_int
+
 if TYPE_CHECKING:
     from katib_nas.runner.local_run import RunOptions
 
@@ -21,9 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run_parser.add_argument("experiment", type=Path, help="Experiment YAML (the file you would kubectl apply)")
     run_parser.add_argument("--workdir", type=Path, default=None,
                             help="where state, trial logs and the report go (default runs/<experiment name>)")
-    run_parser.add_argument("--max-trials", type=int, default=None, help="override spec.maxTrialCount")
-    run_parser.add_argument("--parallel", type=int, default=None, help="override spec.parallelTrialCount")
-    run_parser.add_argument("--max-failed", type=int, default=None, help="override spec.maxFailedTrialCount")
+    run_parser.add_argument("--max-trials", type=positive_int, default=None, help="override spec.maxTrialCount")
+    run_parser.add_argument("--parallel", type=positive_int, default=None, help="override spec.parallelTrialCount")
+    run_parser.add_argument("--max-failed", type=non_negative_int, default=None,
+                            help="override spec.maxFailedTrialCount")
     run_parser.add_argument("--resume", action="store_true",
                             help="continue the run in --workdir (after Ctrl-C or a crash); finished trials are kept")
     run_parser.add_argument("--trial-arg", action="append", default=None, metavar="ARG", dest="trial_args",

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 
 from katib_nas.contract.algorithm_names import in_prose
+from katib_nas.contract.errors import InvalidInput
 from katib_nas.suggestion.service.message_size import DEFAULT_MAX_MESSAGE_MB, MAX_MESSAGE_MB
 
 from .arguments import bounded_float, bounded_int
@@ -43,5 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from katib_nas.suggestion.service.server import serve
 
+    check_host(args.host)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return serve(args.host, args.port, args.workers, args.grace, args.max_message_mb)
+
+
+def check_host(host: str) -> None:
+    """--host must resolve, before gRPC tries it and logs a line of its own beside ours."""
+    try:
+        socket.getaddrinfo(host.strip("[]"), None, type=socket.SOCK_STREAM)
+    except OSError as err:
+        raise InvalidInput(f"--host {host!r} does not resolve to an address: {err.strerror or err}") from None

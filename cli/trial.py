@@ -28,8 +28,8 @@ checkpoint could not be written, or another process of the run failed."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from katib_nas.contract.trial_bounds import MAX_EPOCHS, MAX_SEED
     from katib_nas.trial_image.data import test_sets_text
-    from katib_nas.trial_image.inputs import MAX_EPOCHS, MAX_SEED
 
     parser = subparsers.add_parser("trial", help="train one candidate architecture and report its metrics",
                                    description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -9,9 +9,11 @@ substitution into a command line. The suggestion writes it; the trial parses it.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 
 from .errors import InvalidInput
+from .trial_bounds import MAX_EPOCHS, MAX_SEED
 
 LOSS_FORMS = ("mullog", "addlin", "none")
 
@@ -31,6 +33,12 @@ class SearchConfig:
     seed: int = 0
 
     def check(self) -> "SearchConfig":
+        for name in ("target", "beta", "lambda_", "archlr"):  # nan passes every comparison below
+            if not math.isfinite(getattr(self, name)):
+                raise InvalidInput(f"search settings: {_key(name)}={getattr(self, name)} must be a finite number")
+        for name, high in (("epochs", MAX_EPOCHS), ("retrain", MAX_EPOCHS), ("seed", MAX_SEED)):
+            if getattr(self, name) > high:
+                raise InvalidInput(f"search settings: {name}={getattr(self, name)} must be at most {high}")
         if not 0 <= self.warmup < self.epochs:  # so epochs >= 1
             raise InvalidInput(f"search settings: need epochs >= 1 and 0 <= warmup < epochs, got epochs={self.epochs} "
                                f"warmup={self.warmup}")
@@ -72,6 +80,8 @@ def from_text(text: str) -> SearchConfig:
             raise InvalidInput(f"search settings: bad pair {pair!r}; expected key-value with key one of "
                                f"{', '.join(by_key)}")
         f = by_key[key]
+        if f.name in values:
+            raise InvalidInput(f"search settings: {key} is given twice")
         kind = type(f.default)
         try:
             values[f.name] = kind(raw) if kind is not int else int(raw)

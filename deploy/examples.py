@@ -18,14 +18,11 @@ import yaml
 from katib_nas import examples
 from katib_nas.contract.errors import InvalidInput
 
-from .images import REGISTRY, ROLES, VERSION, image
+from .images import REGISTRY, REGISTRY_PATTERN, ROLES, VERSION, VERSION_PATTERN, image
 
 FOLDER = Path(examples.__file__).resolve().parent
 PREPARE = "prepare"
 NAMESPACE = "kubeflow"
-#: A registry as image names start: a host (with an optional port) and optional path components.
-REGISTRY_PATTERN = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*")
-VERSION_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 NAMESPACE_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _OUR_IMAGE = re.compile(re.escape(REGISTRY) + r"/(" + "|".join(map(re.escape, ROLES)) + r"):" + re.escape(VERSION))
 _NAMESPACE_LINE = re.compile(r"^(\s*(?:- )?namespace: )" + NAMESPACE + r"\s*$", re.M)

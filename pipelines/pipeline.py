@@ -214,10 +214,18 @@ def check_arguments(arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE) -
         raise InvalidInput(f"namespace {namespace!r} is not a valid Kubernetes namespace name (or leave it empty: "
                            "the step's own namespace)")
     request = SearchRequest(algorithm=str(arguments.get("algorithm", "")),
-                            max_trials=int(arguments.get("max_trials", 0)),
-                            parallel_trials=int(arguments.get("parallel_trials", 0)),
+                            max_trials=_count(arguments, "max_trials"),
+                            parallel_trials=_count(arguments, "parallel_trials"),
                             trial_args=split_trial_args(str(arguments.get("trial_args", ""))))
     apply_request(document, request)
+
+
+def _count(arguments: dict[str, Any], name: str) -> int:
+    """A budget argument: a whole number, 0 keeping the example's own."""
+    value = arguments.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"{name} must be a whole number of at least 0 (0: the example's own), not {value!r}")
+    return value
 
 
 FINAL_BACKENDS = ("pod", "trainjob")

@@ -16,6 +16,8 @@ from typing import Any, TextIO
 
 import yaml
 
+from .store import StoreError
+
 DIGITS_SHAPE = [8, 8, 1]
 
 
@@ -43,7 +45,10 @@ def write_demo_experiment(workdir: Path, fashion_mnist_available: bool, stream: 
     if not fashion_mnist_available:
         print("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist); the demo uses "
               "scikit-learn's digits instead", file=stream or sys.stderr)
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StoreError(f"cannot use {workdir} as the workdir: {err.strerror or err}") from None
     path = workdir / "experiment.yaml"
     path.write_text(yaml.safe_dump(demo_document(fashion_mnist_available), sort_keys=False))
     return path

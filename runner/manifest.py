@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -311,6 +312,8 @@ def _objective(raw: Any) -> Objective:
     goal = objective.get("goal")
     if goal is not None and (isinstance(goal, bool) or not isinstance(goal, (int, float))):
         raise ExperimentError(f"spec.objective.goal must be a number, got {goal!r}")
+    if goal is not None and not _finite(goal):  # YAML's .nan and .inf: Katib's JSON cannot carry them
+        raise ExperimentError(f"spec.objective.goal must be a finite number, got {goal!r:.40}")
     strategies: dict[str, str] = {}
     for i, item in enumerate(_list(objective.get("metricStrategies"), "spec.objective.metricStrategies")):
         where = f"spec.objective.metricStrategies[{i}]"
@@ -323,6 +326,13 @@ def _objective(raw: Any) -> Objective:
     for name in (metric,) + additional:
         strategies.setdefault(name, default)
     return Objective(kind, metric, additional, None if goal is None else float(goal), tuple(strategies.items()))
+
+
+def _finite(number: int | float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an integer beyond every float
+        return False
 
 
 def _algorithm(raw: Any) -> tuple[str, tuple[tuple[str, str], ...]]:

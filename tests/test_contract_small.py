@@ -21,6 +21,7 @@ from katib_nas.contract.errors import InvalidInput, shown
 from katib_nas.contract.metric_format import format_number, format_value, metric_line
 from katib_nas.contract.oneshot_settings import SearchConfig, from_text, to_text
 from katib_nas.contract.supernet import choices_of, derive
+from katib_nas.contract.trial_bounds import MAX_EPOCHS, MAX_SEED
 
 NET = "in8x8x1-cls10-stem8/w8:c3"
 SUPERNET = decode("in8x8x1-cls10-stem8/w8:mb3e3_c3_zero@r/w16s2:c3_id:mb5e6_c1_c3@r")
@@ -100,6 +101,7 @@ def test_search_settings_keep_defaults_for_missing_keys_and_skip_empty_pairs() -
     ("speed-3", "search settings: bad pair 'speed-3'; expected key-value with key one of epochs, warmup, loss, "
                 "target, beta, lambda, archlr, retrain, seed"),
     ("epochs", "bad pair 'epochs'"),
+    ("epochs-4_seed-1_epochs-2", "search settings: epochs is given twice"),
 ])
 def test_search_settings_bad_pairs_are_named(text: str, message: str) -> None:
     with pytest.raises(InvalidInput) as info:
@@ -110,7 +112,7 @@ def test_search_settings_bad_pairs_are_named(text: str, message: str) -> None:
 @pytest.mark.parametrize("changes", [
     {"epochs": 1, "warmup": 0}, {"target": 0.0}, {"beta": 0.0}, {"lambda_": 0.0}, {"archlr": 1e-9}, {"retrain": 0},
     {"seed": 0}, {"target": 0.0011}, {"loss": "none", "target": 0.0005}, {"loss": "addlin", "target": 0.0005},
-    {"epochs": 3, "warmup": 2},
+    {"epochs": 3, "warmup": 2}, {"epochs": MAX_EPOCHS}, {"retrain": MAX_EPOCHS}, {"seed": MAX_SEED},
 ])
 def test_search_settings_accept_the_ends_of_their_ranges(changes: dict[str, object]) -> None:
     config = SearchConfig(**changes)  # type: ignore[arg-type]
@@ -131,6 +133,13 @@ def test_search_settings_accept_the_ends_of_their_ranges(changes: dict[str, obje
     ({"seed": -1}, "must be >= 0 and archlr > 0"),
     ({"target": 0.001}, "the mullog loss needs a target above 0.001 ms"),
     ({"target": 1e-9}, "the mullog loss needs a target above 0.001 ms"),
+    ({"target": math.nan}, "target=nan must be a finite number"),
+    ({"beta": math.inf}, "beta=inf must be a finite number"),
+    ({"lambda_": math.nan}, "lambda=nan must be a finite number"),
+    ({"archlr": math.inf}, "archlr=inf must be a finite number"),
+    ({"epochs": MAX_EPOCHS + 1}, f"epochs={MAX_EPOCHS + 1} must be at most {MAX_EPOCHS}"),
+    ({"retrain": MAX_EPOCHS + 1}, f"retrain={MAX_EPOCHS + 1} must be at most {MAX_EPOCHS}"),
+    ({"seed": MAX_SEED + 1}, f"seed={MAX_SEED + 1} must be at most {MAX_SEED}"),
 ])
 def test_search_settings_refuse_values_out_of_range(changes: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidInput) as info:

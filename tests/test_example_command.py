@@ -265,6 +265,27 @@ def test_profile_stores_the_table_in_the_configmap_trials_mount(tmp_path: Path) 
         assert refused.returncode == 1 and "403 Forbidden" in refused.stderr and "Traceback" not in refused.stderr
 
 
+@pytest.mark.parametrize("out, extra, message", [
+    ("cpu.json", ["--configmap", "Latency_CPU"], "--configmap 'Latency_CPU' is not a ConfigMap name"),
+    ("cpu.json", ["--configmap", "l" * 254], "is not a ConfigMap name"),
+    ("cpu.json", ["--configmap", "latency-cpu", "--namespace", "Team_A"], "--namespace 'Team_A' is not a Kubernetes "
+                                                                          "namespace"),
+    ("cpu table.json", ["--configmap", "latency-cpu"], "the file name 'cpu table.json' is the ConfigMap's key"),
+    ("cpu.json", ["--configmap", "latency-cpu"], "no Kubernetes credentials"),
+])
+def test_profile_refuses_what_kubernetes_would_refuse_before_it_profiles(tmp_path: Path, out: str, extra: list[str],
+                                                                          message: str) -> None:
+    """Profiling can take minutes on a GPU: a ConfigMap name, namespace or key Kubernetes refuses, or no
+    credentials, is one line before it starts, and no table is written."""
+    env = {key: value for key, value in os.environ.items() if key not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
+    env["HOME"] = str(tmp_path)  # no ~/.kube/config
+    done = katib_nas("profile", str(oneshot_digits_experiment(tmp_path / "oneshot.yaml")), "--out",
+                     str(tmp_path / out), "--repeats", "1", "--warmup", "1", *extra, env=env)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stdout == ""
+    assert not (tmp_path / out).exists()
+
+
 def test_a_namespace_longer_than_kubernetes_allows_is_refused() -> None:
     from katib_nas.contract.errors import InvalidInput
     from katib_nas.deploy.examples import Target

@@ -312,3 +312,14 @@ def test_component_with_trial_resources_holds_the_trial_kinds(tmp_path: Path,
     kustomization = yaml.safe_load((tmp_path / "with" / "kustomization.yaml").read_text())
     listed = [r["sourceValue"] for r in kustomization["replacements"] if "sourceValue" in r]
     assert listed == [*KATIB_DEFAULT_TRIAL_KINDS, *DISTRIBUTED_TRIAL_KINDS]
+
+
+@pytest.mark.parametrize("image", ["bad image", "Registry.example.com/Nas/suggestion:1", "suggestion:", ""])
+def test_an_image_that_is_not_a_reference_is_refused_before_anything_is_written(
+        cluster: Cluster, tmp_path: Path, image: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Katib would start every suggestion pod of the algorithms with it and fail each Experiment later."""
+    text = install_katib(cluster, "standalone")
+    assert main(["register", "--image", image]) == 2
+    assert one_error_line(capsys).startswith(f"katib-nas register: error: --image {image!r} is not an image reference")
+    assert main(["register", "--image", image, "--component", str(tmp_path / "c")]) == 2
+    assert live_text(cluster) == text and writes(cluster) == 0 and not (tmp_path / "c").exists()

@@ -99,10 +99,18 @@ def _env_int(environ: Mapping[str, str], name: str, default: int | None, low: in
     return int(text)
 
 
-def check_shares(placement: Placement, batch_size: int, images: int, what: str = "--batch-size") -> None:
-    """Every process must get at least MIN_SHARE images of every batch; InvalidInput naming the fix."""
-    batch = min(batch_size, images)
-    if placement.world_size * MIN_SHARE > batch:
+TRAINING_IMAGES = ("training images", "--max-train-samples, --val-fraction")
+
+
+def check_shares(placement: Placement, batch_size: int, images: int, what: str = "--batch-size",
+                 kind: tuple[str, str] = TRAINING_IMAGES) -> None:
+    """Every process must get at least MIN_SHARE images of every batch; InvalidInput naming the fix. `kind`
+    names the images and the flags that give more of them."""
+    batch, needed = min(batch_size, images), placement.world_size * MIN_SHARE
+    if images < needed:  # no --batch-size helps: the images are too few
+        raise InvalidInput(f"only {images} {kind[0]} here, fewer than the {needed} a batch needs ({MIN_SHARE} for "
+                           f"each of {placement.world_size} processes): give the trial more images ({kind[1]})")
+    if needed > batch:
         raise InvalidInput(f"{what} {batch_size} ({batch} images a batch here) gives each of {placement.world_size} "
                            f"processes fewer than {MIN_SHARE} images: raise {what} to at least "
                            f"{placement.world_size * MIN_SHARE} or run at most {batch // MIN_SHARE} processes")

@@ -14,11 +14,8 @@ from katib_nas.contract.codec import decode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture
 
-#: Seeds numpy and torch both take.
-MAX_SEED = 2**32 - 1
 #: CPU threads; OMP_NUM_THREADS is held to the same bound.
 MAX_THREADS = 1024
-MAX_EPOCHS = 1_000_000
 
 
 @dataclass(frozen=True, kw_only=True)

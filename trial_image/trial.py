@@ -37,12 +37,11 @@ from katib_nas.contract.metric_format import (
     VALIDATION_LOSS,
 )
 from katib_nas.contract.spec import Architecture
+from katib_nas.contract.trial_bounds import MAX_EPOCHS, MAX_SEED
 
 from .allocator import describe as describe_allocator
 from .allocator import release_free_memory
 from .inputs import (
-    MAX_EPOCHS,
-    MAX_SEED,
     MAX_THREADS,
     TrainingSettings,
     check_fits,

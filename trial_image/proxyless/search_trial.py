@@ -113,7 +113,8 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
     del split
     release_free_memory()
     check_shares(placement, options.batch_size, len(search_data.weight_y))
-    check_shares(placement, options.batch_size, len(search_data.arch_y), "--batch-size (architecture steps)")
+    check_shares(placement, options.batch_size, len(search_data.arch_y), "--batch-size (architecture steps)",
+                 ("architecture images", "--arch-fraction, --max-train-samples"))
     try:
         parallel = start(placement, device, options.rendezvous_timeout)
     except PeerLost as err:
