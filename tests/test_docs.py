@@ -2,28 +2,65 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 
 import pytest
 
 from katib_nas.contract.algorithm_names import ALGORITHM_NAMES
 from katib_nas.suggestion.core.algorithms import ALGORITHMS
-from katib_nas.suggestion.core.settings import describe_settings
+from katib_nas.suggestion.core.settings import SettingsError, describe_settings, parse_settings
 
 from .conftest import REPO
 
 ALGORITHMS_PAGE = (REPO / "docs" / "algorithms.md").read_text()
 
 
-@pytest.mark.parametrize("name", sorted(ALGORITHMS))
-def test_algorithms_page_lists_every_setting_with_its_default(name: str) -> None:
+def algorithm_section(name: str) -> str:
+    """The body of docs/algorithms.md's section on one algorithm."""
     section = ALGORITHMS_PAGE.split(f"\n## {name}\n", 1)
     assert len(section) == 2, f"docs/algorithms.md has no '## {name}' section"
-    body = section[1].split("\n## ", 1)[0]
+    return section[1].split("\n## ", 1)[0]
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_algorithms_page_lists_every_setting_with_its_default(name: str) -> None:
+    body = algorithm_section(name)
     for setting, default, _allowed, _help in describe_settings(ALGORITHMS[name].settings_class):
         row = re.search(rf"^\| `{re.escape(setting)}`\s*\|\s*([^|]+?)\s*\|", body, re.M)
         assert row, f"docs/algorithms.md section {name} lacks setting {setting}"
         assert row.group(1) == default, f"docs say {setting} defaults to {row.group(1)}, code says {default}"
+
+
+def documented_bound(text: str) -> float:
+    """A range end as the page writes it: 4096, 0.5 or 2^31-1."""
+    power = re.fullmatch(r"(\d+)\^(\d+)-1", text)
+    return int(power.group(1)) ** int(power.group(2)) - 1 if power else float(text)
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_the_ranges_on_the_algorithms_page_are_the_ones_the_settings_accept(name: str) -> None:
+    """The page gives a range for every numeric setting; each accepts both ends and refuses the nearest values
+    outside."""
+    rows = re.findall(r"^\| `(\w+)`\s*\|[^|]*\|\s*(integer|number) in \[([^,\]]+), ([^\]]+)\]\s*\|",
+                      algorithm_section(name), re.M)
+    settings_class = ALGORITHMS[name].settings_class
+    numeric = {f.name for f in dataclasses.fields(settings_class) if f.type in ("int", "float", int, float)}
+    assert {row[0] for row in rows} == numeric, f"docs/algorithms.md section {name}: ranges"
+    for setting, kind, low_text, high_text in rows:
+        low, high = documented_bound(low_text), documented_bound(high_text)
+        if kind == "integer":
+            inside, outside = [str(int(low)), str(int(high))], [str(int(low) - 1), str(int(high) + 1)]
+        else:
+            inside = [repr(low), repr(high)]
+            outside = [repr(math.nextafter(low, -math.inf)), repr(math.nextafter(high, math.inf))]
+        for text in inside:
+            assert getattr(parse_settings(settings_class, {setting: text}, name), setting) == float(text)
+        for text in outside:
+            with pytest.raises(SettingsError, match=rf"setting {setting}='{re.escape(text)}' for algorithm {name} "
+                                                    rf"must be an? {kind} in \["):
+                parse_settings(settings_class, {setting: text}, name)
 
 
 def test_readme_table_lists_every_algorithm_as_the_contract_names_it() -> None:

@@ -322,24 +322,30 @@ def test_a_vanished_trial_of_the_current_iteration_is_still_its_failure() -> Non
         ask_with_state(exp, [], 1, 1)
 
 
-def scored(assignment: dict[str, str], name: str, accuracy: float) -> TrialRecord:
-    """A finished construction trial with the given objective (statistics as `finished` makes them)."""
+def scored(assignment: dict[str, str], name: str, accuracy: float | None) -> TrialRecord:
+    """A finished construction trial with the given objective, or none reported (statistics as `finished`
+    makes them)."""
     trial = finished(assignment, name)
-    return make_trial(name, assignment, "SUCCEEDED",
-                      [("Validation-Accuracy", str(accuracy))] + [(k, v) for k, v in trial.texts.items()])
+    objective = [] if accuracy is None else [("Validation-Accuracy", str(accuracy))]
+    return make_trial(name, assignment, "SUCCEEDED", objective + [(k, v) for k, v in trial.texts.items()])
 
 
-def run_construction(exp: ExperimentInfo, accuracies: list[float]) -> tuple[list[str], dict[str, str]]:
-    """Iterations scored with `accuracies` in turn, until the final phase; the architectures trained and the
-    first final-phase proposal."""
+def construction_history(exp: ExperimentInfo, accuracies: list[float | None]) -> list[TrialRecord]:
+    """One trial per iteration, scored with `accuracies` in turn, until the final phase."""
     history: list[TrialRecord] = []
-    trained: list[str] = []
     for accuracy in accuracies:
         proposal = engine.suggest(exp, history, 1, len(history))
         if proposal.labels[0][PHASE_LABEL] == "final":
-            return trained, proposal.assignments[0]
-        trained.append(proposal.assignments[0]["architecture"])
+            break
         history.append(scored(proposal.assignments[0], f"t{len(history)}", accuracy))
+    return history
+
+
+def run_construction(exp: ExperimentInfo, accuracies: list[float | None]) -> tuple[list[str], dict[str, str]]:
+    """Iterations scored with `accuracies` in turn, until the final phase; the architectures trained and the
+    first final-phase proposal."""
+    history = construction_history(exp, accuracies)
+    trained = [trial.assignments["architecture"] for trial in history]
     return trained, engine.suggest(exp, history, 1, len(history)).assignments[0]
 
 
@@ -370,6 +376,51 @@ def test_patience_stops_the_construction_once_iterations_stop_improving() -> Non
     assert len(trained) == 4
 
 
+@pytest.mark.parametrize("maximize, objectives, iterations_run, best", [
+    (True, [0.80, 0.90, 0.70, 0.75, 0.95, 0.96], 4, 1),  # 0.90 improves on 0.80 inside the first window
+    (False, [0.50, 0.60, 0.70, 0.40, 0.30, 0.20], 3, 0),  # a minimized objective that only rises
+])
+def test_patience_counts_the_iterations_since_the_last_improvement(maximize: bool, objectives: list[float],
+                                                                    iterations_run: int, best: int) -> None:
+    """patience=2 stops once the last two iterations both fail to beat every iteration before them (lower is
+    better for a minimized objective); an improvement among those two keeps the construction going."""
+    exp = dataclasses.replace(experiment({"iterations": "6", "patience": "2"}), maximize=maximize)
+    trained, final = run_construction(exp, objectives)
+    assert len(trained) == iterations_run
+    assert final["architecture"] == trained[best] and final["epochs"] == "10"
+
+
+@pytest.mark.parametrize("accuracies, score", [((0.5, 0.75), 0.625), ((0.5, None), 0.5), ((None, None), None)])
+def test_an_iterations_score_is_the_mean_objective_of_its_replicas_that_report_one(
+        accuracies: tuple[float | None, float | None], score: float | None) -> None:
+    """The score compared across iterations is the mean over the replicas that reported the objective; an
+    iteration where none did has no score."""
+    exp = experiment({"iterations": "1", "replicas": "2"})
+    pair = ask(exp, [], 2, 0)
+    history = [scored(pair[0], "a", accuracies[0]), scored(pair[1], "b", accuracies[1])]
+    assert EnvelopeNet().construction(exp, history, 2).scores == (score,)
+
+
+def test_without_any_objective_the_final_training_takes_the_last_evaluated_network() -> None:
+    """No iteration has a score to compare: the final network is the one the last iteration trained."""
+    trained, final = run_construction(experiment({"iterations": "3"}), [None, None, None])
+    assert len(trained) == 3
+    assert final["architecture"] == trained[-1] and final["epochs"] == "10"
+
+
+@pytest.mark.parametrize("final_network, built_after", [("best", 0), ("last", 1)])
+def test_a_network_is_built_after_the_last_iteration_only_for_final_network_last(final_network: str,
+                                                                                  built_after: int) -> None:
+    """The construction holds the network each iteration trained; with final_network=last also the one built
+    from the last iteration's statistics, which the final training trains."""
+    exp = experiment({"iterations": "3", "final_network": final_network})
+    history = construction_history(exp, [0.7, 0.8, 0.75])
+    state = EnvelopeNet().construction(exp, history, len(history))
+    assert state.final and state.scores == (0.7, 0.8, 0.75)
+    assert [encode(n) for n in state.networks[:3]] == [t.assignments["architecture"] for t in history]
+    assert len(state.networks) == 3 + built_after
+
+
 def test_a_tie_with_the_best_is_no_improvement_for_patience() -> None:
     trained, final = run_construction(experiment({"iterations": "5", "patience": "1"}), [0.70, 0.80, 0.80, 0.9])
     assert len(trained) == 3 and final["architecture"] == trained[1]  # the tie at iteration 2 ends it
@@ -395,3 +446,64 @@ def test_a_vanished_trial_at_the_first_index_of_an_iteration_is_that_iterations_
     # trial 1, iteration 1's first, vanishes: iteration 1 failed once, more than max_retries=0
     with pytest.raises(ConstructionError, match=r"iteration 1 failed 1 times.*missing from Katib's request"):
         ask_with_state(exp, history, 1, 2)
+
+
+def test_a_vanished_final_training_trial_is_a_failure_of_the_final_training() -> None:
+    """A final-training trial Katib leaves out of the request (metrics unavailable) counts against max_retries
+    of the final training."""
+    exp = experiment({"iterations": "1", "replicas": "1", "max_retries": "0"})
+    [first], exp = ask_with_state(exp, [], 1, 0)
+    history = [finished(first, "t0")]
+    [final], exp = ask_with_state(exp, history, 1, 1)
+    assert final["epochs"] == "10"
+    # the final trial ends metrics-unavailable, and Katib leaves it out of the request
+    with pytest.raises(ConstructionError, match=r"the final training failed 1 times.*missing from Katib's request"):
+        ask_with_state(exp, history, 1, 2)
+
+
+def test_without_recorded_phase_starts_a_trial_missing_after_the_last_iterations_trials_is_the_current_ones(
+        ) -> None:
+    """An experiment from before phase starts were kept: a missing index after every trial of the completed
+    iterations is charged to the current iteration, even while a later trial of it runs."""
+    exp = experiment({"iterations": "2", "replicas": "1", "max_retries": "0"}, parallel=2)
+    [first] = ask(exp, [], 1, 0)
+    history = [finished(first, "t0")]
+    lost, later = ask(exp, history, 2, 1)
+    assert decode_seed(lost["seed"])[1] == decode_seed(later["seed"])[1] == 1
+    with pytest.raises(ConstructionError, match=r"iteration 1 failed 1 times.*missing from Katib's request"):
+        ask(exp, history + [running(later, "t2")], 1, 3)
+
+
+def test_a_trial_whose_seed_is_not_a_number_does_not_hide_the_trials_after_it() -> None:
+    """A foreign trial sorting first, with a seed that is not a number, is skipped; the construction goes on."""
+    exp = experiment()
+    [first] = ask(exp, [], 1, 0)
+    history = [finished(first, "b")]
+    foreign = make_trial("a", {"architecture": "garbage", "seed": "not-a-number"}, "FAILED", [])
+    [proposal] = ask(exp, [foreign] + history, 1, 1)
+    assert decode_seed(proposal["seed"]) == (0, 1, 1)
+    assert proposal == ask(exp, history, 1, 1)[0]
+
+
+def test_an_experiment_numbers_at_most_ten_thousand_suggestions() -> None:
+    """A seed holds the suggestion index below 10,000: the suggestion with index 9,999 is proposed, a request
+    that would reach past it is refused."""
+    exp = experiment()
+    # 9,999 trials of this experiment's seeds that trained another network: kept by Katib, ignored here
+    others = [make_trial(f"t{index:04d}", {"architecture": "in8x8x1-cls10-stem4/w4:c3", "epochs": "1",
+                                           "seed": str(index)}, "FAILED", []) for index in range(9999)]
+    [last] = ask(exp, others, 1, 9999)
+    assert decode_seed(last["seed"]) == (0, 0, 9999)
+    with pytest.raises(InvalidInput, match="at most 10000 trials per experiment; this request would reach 10001"):
+        ask(exp, others, 2, 9999)
+
+
+def test_the_construction_view_without_a_first_index_follows_the_history_alone() -> None:
+    """construction() without first_index: nothing is missing from a fresh experiment, and the next index
+    follows the trials in the history."""
+    exp = experiment()
+    fresh = EnvelopeNet().construction(exp, [])
+    assert fresh.next_index == 0 and fresh.current.failures == [] and not fresh.final
+    [first] = ask(exp, [], 1, 0)
+    state = EnvelopeNet().construction(exp, [running(first, "a")])
+    assert state.next_index == 1 and state.current.pending == [0] and state.current.failures == []

@@ -7,10 +7,14 @@ import dataclasses
 
 import pytest
 
+from katib_nas.contract.assignments import MAX_VALUE_BYTES
+from katib_nas.contract.codec import encode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Op
 from katib_nas.suggestion.core import engine
+from katib_nas.suggestion.core.algorithms.envelopenet import EnvelopeNet
 from katib_nas.suggestion.core.algorithms.envelopenet.config import resolve
+from katib_nas.suggestion.core.algorithms.envelopenet.construct import largest_network
 
 from .conftest import REPO, load_yaml
 from .support.envelopenet import SMALL_NAS_CONFIG, experiment
@@ -40,6 +44,46 @@ def test_katib_style_conv_and_separable_lists_give_the_six_default_branches() ->
     assert tokens == ["c1", "c3", "c5", "s3", "s5", "s7"]
 
 
+def test_without_width_or_num_filter_the_first_stage_is_32_wide() -> None:
+    """width=0 takes the smallest num_filter; a nasConfig without one gives 32, doubled per stage."""
+    assert resolve(experiment({"width": "0"})).stage_widths == (32, 64)
+
+
+@pytest.mark.parametrize("grow_stages, growing", [
+    ("all", (True, True)), ("none", (False, False)), (" None ", (False, False)), ("1", (False, True)),
+    ("1,0", (True, True)),
+])
+def test_grow_stages_selects_the_stages_that_grow(grow_stages: str, growing: tuple[bool, ...]) -> None:
+    """all, none (any case, spaces around) or stage indices in any order."""
+    assert resolve(experiment({"grow_stages": grow_stages})).growing == growing
+
+
+def layers(count: int) -> dict:
+    """SMALL_NAS_CONFIG (8x8 inputs, three branches) with `count` stages."""
+    nas_config = copy.deepcopy(SMALL_NAS_CONFIG)
+    nas_config["graphConfig"]["numLayers"] = count
+    return nas_config
+
+
+@pytest.mark.parametrize("width, stages, widths", [
+    (3, 2, (3, 6)),  # one channel for each of the three branches
+    (12, 4, (12, 24, 48, 96)),  # an 8x8 input halved three times
+    (1024, 3, (1024, 2048, 4096)),  # the last stage at the widest a stage may be
+])
+def test_width_and_stage_count_at_their_limits_are_accepted(width: int, stages: int,
+                                                            widths: tuple[int, ...]) -> None:
+    """Every limit is inclusive: as many branches as channels, as many stages as the input can halve, a last
+    stage at the widest a stage may be."""
+    config = EnvelopeNet().validate(experiment({"width": str(width)}, nas_config=layers(stages)))
+    assert config.stage_widths == widths
+
+
+def test_a_later_stage_wider_than_the_limit_is_refused() -> None:
+    """The width limit holds for the last stage, not only the first two."""
+    with pytest.raises(InvalidInput, match=r"3 stages from width 2048 reach 8192, above 4096"):
+        engine.validate(experiment({"width": "2048"}, nas_config=layers(3)))
+
+
 def test_replicas_zero_follows_parallel_trial_count() -> None:
     assert resolve(experiment(parallel=3)).replicas == 3
     assert resolve(experiment({"replicas": "2"}, parallel=3)).replicas == 2
@@ -61,6 +105,8 @@ def test_replicas_zero_follows_parallel_trial_count() -> None:
         ({"initial_cells": "0"}, "cells per stage must be in [1, 24]"),
         ({"max_cells": "1", "initial_cells": "2"}, "stage 0 may grow to 1 cells, fewer than its initial_cells 2"),
         ({"grow_stages": "2"}, "setting grow_stages='2' must be all, none, or stage indices in [0, 1]"),
+        ({"grow_stages": "-1"}, "setting grow_stages='-1' must be all, none, or stage indices in [0, 1]"),
+        ({"grow_stages": "0,1,0"}, "setting grow_stages='0,1,0' lists stage 0 more than once"),
         ({"width": "2"}, "3 envelope branches do not fit in the first stage's width 2"),
         ({"width": "4096"}, "stage width doubles per stage: 2 stages from width 4096 reach 8192"),
     ],
@@ -114,3 +160,32 @@ def test_settings_whose_networks_would_not_fit_in_a_katib_assignment_are_rejecte
         engine.validate(experiment({"max_cells": "24"}, nas_config=nas_config))
     engine.validate(experiment({"max_cells": "24", "skip": "false"}, nas_config=nas_config))
     engine.validate(experiment({"max_cells": "12"}, nas_config=nas_config))
+
+
+def thirteen_branches(stages: int) -> dict:
+    """`stages` stages of envelope cells with 13 branches: c1..c11, s3..s11, dc3 and mb3e2."""
+    nas_config = layers(stages)
+    conv, separable = nas_config["operations"]
+    conv["parameters"][0]["feasibleSpace"]["list"] = ["1", "3", "5", "7", "9", "11"]
+    separable["parameters"][0]["feasibleSpace"]["list"] = ["3", "5", "7", "9", "11"]
+    categorical = {"parameterType": "categorical"}
+    nas_config["operations"] += [
+        {"operationType": "dilated_convolution",
+         "parameters": [{"name": "filter_size", **categorical, "feasibleSpace": {"list": ["3"]}}]},
+        {"operationType": "mbconv",
+         "parameters": [{"name": "kernel_size", **categorical, "feasibleSpace": {"list": ["3"]}},
+                        {"name": "expand_ratio", **categorical, "feasibleSpace": {"list": ["2"]}}]}]
+    return nas_config
+
+
+def test_the_largest_network_may_take_exactly_katibs_limit() -> None:
+    """Katib's limit for an assignment is inclusive: 4096 characters of the largest network's text are accepted,
+    4097 refused (here the stem's width digits make the difference)."""
+    settings = {"max_cells": "24,24,24,18", "initial_cells": "1", "width": "100", "skip": "false"}
+    at_limit = experiment({**settings, "stem_width": "10"}, nas_config=thirteen_branches(4))
+    over = experiment({**settings, "stem_width": "100"}, nas_config=thirteen_branches(4))
+    assert len(encode(largest_network(resolve(at_limit)))) == MAX_VALUE_BYTES == 4096
+    assert len(encode(largest_network(resolve(over)))) == MAX_VALUE_BYTES + 1
+    EnvelopeNet().validate(at_limit)
+    with pytest.raises(InvalidInput, match=r"take up to 4097 characters of architecture text, above Katib's 4096"):
+        engine.validate(over)

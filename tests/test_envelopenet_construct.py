@@ -15,6 +15,7 @@ from katib_nas.contract.cost import architecture_macs
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Op
 from katib_nas.suggestion.core import engine
+from katib_nas.suggestion.core.algorithms.envelopenet import EnvelopeNet
 from katib_nas.suggestion.core.algorithms.envelopenet.config import resolve
 from katib_nas.suggestion.core.algorithms.envelopenet.construct import (
     initial_network,
@@ -25,7 +26,7 @@ from katib_nas.suggestion.core.algorithms.envelopenet.construct import (
 )
 from katib_nas.suggestion.core.algorithms.envelopenet.stats import Statistics
 
-from .support.envelopenet import experiment
+from .support.envelopenet import SMALL_NAS_CONFIG, experiment
 
 C1, C3, C5, S3 = Op("conv", 1), Op("conv", 3), Op("conv", 5), Op("sepconv", 3)
 
@@ -189,6 +190,28 @@ def test_the_budget_holds_after_every_step_under_adversarial_statistics(mode: di
             assert architecture_macs(network) <= budget, f"{encode(network)} over the budget after step {iteration}"
 
 
+THREE_STAGES = {**SMALL_NAS_CONFIG, "graphConfig": {**SMALL_NAS_CONFIG["graphConfig"], "numLayers": 3}}
+
+
+@pytest.mark.parametrize("initial_cells", ["1,2,3", "3,2,1", "2,1,2"])
+def test_three_stages_of_different_sizes_keep_every_stage_within_the_budget(initial_cells: str) -> None:
+    """Every pruning and growth decision is checked on the whole network, each stage in its place: with the
+    budget at the initial network's cost, a step under adversarial statistics keeps all three stages, grows
+    each by at most one cell, and stays within the budget."""
+    start = initial_network(resolve(experiment({"initial_cells": initial_cells, "max_cells": "6"},
+                                               nas_config=THREE_STAGES)))
+    capped = resolve(experiment({"initial_cells": initial_cells, "max_cells": "6",
+                                 "max_macs": repr(architecture_macs(start) / 1e6)}, nas_config=THREE_STAGES))
+    network = start
+    for iteration in range(3):
+        grown = next_network(network, stats_for(network, op_cost), capped, iteration)
+        assert [s.width for s in grown.stages] == [s.width for s in start.stages]
+        assert all(len(after.cells) - len(before.cells) in (0, 1)
+                   for after, before in zip(grown.stages, network.stages))
+        assert architecture_macs(grown) <= macs_budget(capped), f"{encode(grown)} over the budget"
+        network = grown
+
+
 def test_pruning_alone_can_raise_the_cost_so_the_budget_check_matters() -> None:
     """The premise of the test above: pruning the cheapest branches, with no growth, costs more."""
     cfg = config(initial_cells="2,2", max_cells="2,2", width="12")
@@ -270,6 +293,14 @@ def test_random_prune_is_seeded_differs_from_the_statistic_and_keeps_the_limits(
         for before, after in zip(arch.stages, network.stages):
             pruned = sum(len(c.ops) for c in before.cells) - sum(len(c.ops) for c in after.cells[:-1])
             assert 0 <= pruned <= sum(len(c.ops) for c in before.cells) // 3
+
+
+def test_an_initial_network_costing_exactly_max_macs_is_accepted() -> None:
+    """The budget is inclusive at validation too: max_macs equal to the initial network's cost is enough."""
+    cost = architecture_macs(initial_network(config()))
+    exact = repr(cost / 1e6)
+    assert float(exact) * 1e6 == cost  # the setting's text is the cost to the unit
+    assert macs_budget(EnvelopeNet().validate(experiment({"max_macs": exact}))) == cost
 
 
 def test_worst_case_and_random_prune_cannot_both_be_on() -> None:

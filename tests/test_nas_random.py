@@ -206,6 +206,24 @@ def test_a_repeat_that_fits_is_kept_over_oversize_redraws(monkeypatch: pytest.Mo
     assert _draw_new(None, None, None, {"seen"}) == "seen"  # type: ignore[arg-type]
 
 
+def test_a_proposal_that_keeps_repeating_is_drawn_eight_times_and_keeps_the_last(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A draw that repeats a tried architecture is redrawn at most 8 times in all; the 8th is then proposed."""
+    from katib_nas.suggestion.core.algorithms.nas_random import _draw_new
+
+    repeats = [f"tried-{k}" for k in range(1, 11)]
+    scripted_draws(monkeypatch, repeats)
+    assert _draw_new(None, None, None, set(repeats)) == "tried-8"  # type: ignore[arg-type]
+
+
+def test_size_probes_of_exactly_katibs_limit_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validation counts a probe as oversize only above 4096 bytes: every probe at the limit is accepted."""
+    from katib_nas.suggestion.core.algorithms.nas_random import SIZE_PROBES
+
+    scripted_draws(monkeypatch, ["x" * MAX_VALUE_BYTES] * SIZE_PROBES)
+    engine.validate(experiment())
+
+
 @pytest.mark.parametrize("oversize, refused", [(7, False), (8, True)])
 def test_half_the_size_probes_over_the_limit_refuse_the_space(monkeypatch: pytest.MonkeyPatch, oversize: int,
                                                               refused: bool) -> None:

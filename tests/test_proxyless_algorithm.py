@@ -64,6 +64,9 @@ def test_blocks_spread_over_stages_with_the_remainder_last() -> None:
 
 @pytest.mark.parametrize("settings, fields, message", [
     ({"stage_widths": "16,x"}, {}, "stage_widths"),
+    ({"stage_widths": "0,32,64"}, {}, r"stage_widths='0,32,64': value 0 outside \[1, 4096\]"),
+    ({"stage_strides": "0,2,2"}, {}, r"stage_strides='0,2,2': value 0 outside \[1, 2\]"),
+    ({"stage_strides": "1,3,2"}, {}, r"stage_strides='1,3,2': value 3 outside \[1, 2\]"),
     ({"stage_strides": "1,2"}, {}, "same number of stages"),
     ({"stage_strides": "2,2,2,2,2,2", "stage_widths": "8,8,8,8,8,8"}, {}, "halved only 4 times"),
     ({"warmup_epochs": "12"}, {}, "warmup_epochs"),
@@ -80,6 +83,90 @@ def test_bad_settings_are_refused_with_the_reason(settings: dict[str, str], fiel
                                                   message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         engine.suggest(experiment(settings, **fields), [], 1, 0)
+
+
+def operations_config(operations: list[dict[str, Any]], num_layers: int = 3) -> dict[str, Any]:
+    return {"graphConfig": {"numLayers": num_layers, "inputSizes": [28, 28, 1], "outputSizes": [10]},
+            "operations": operations}
+
+
+MB3E3 = {"operationType": "mbconv", "parameters": [
+    {"name": "kernel_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}},
+    {"name": "expand_ratio", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}}]}
+
+
+def test_a_block_needs_two_distinct_candidate_operations() -> None:
+    """One distinct operation is refused at validation; two make a searchable block."""
+    with pytest.raises(InvalidInput, match=r"nasConfig gives 1 distinct operation\(s\); a searchable block needs"):
+        engine.validate(experiment(nas_config=operations_config([MB3E3])))
+    two = engine.suggest(experiment(nas_config=operations_config([MB3E3, {"operationType": "zero"}])), [], 1, 0)
+    supernet = decode(two.assignments[0]["architecture"])
+    assert all([encode_op_text(op) for op in cell.ops] == ["mb3e3", "zero"] for cell in supernet.cells)
+
+
+def test_as_many_stride_2_stages_as_the_input_can_halve_are_accepted() -> None:
+    """28x28 inputs halve 4 times: four stride-2 stages fit (five are refused, see above)."""
+    settings = {"stage_widths": "8,8,8,8,8", "stage_strides": "1,2,2,2,2"}
+    [proposal] = engine.suggest(experiment(settings), [], 1, 0).assignments
+    assert [stage.stride for stage in decode(proposal["architecture"]).stages] == [1, 2, 2, 2, 2]
+
+
+def test_a_supernet_text_may_take_exactly_katibs_limit() -> None:
+    """63 blocks of 13 candidates in seven stages: 4096 bytes with a stem of width 10 are proposed, 4097 with a
+    stem of width 100 refused before any trial."""
+    def conv(kind: str, kernels: list[str]) -> dict[str, Any]:
+        return {"operationType": kind, "parameters": [
+            {"name": "filter_size", "parameterType": "categorical", "feasibleSpace": {"list": kernels}}]}
+
+    space = nas_config(num_layers=63, extra=[conv("convolution", ["1", "3", "5", "7"]),
+                                             conv("separable_convolution", ["3", "5", "7"])])
+    settings = {"stage_widths": ",".join(["1600"] * 7), "stage_strides": ",".join(["1"] * 7)}
+    [proposal] = engine.suggest(experiment({**settings, "stem_width": "10"}, nas_config=space), [], 1, 0).assignments
+    assert len(proposal["architecture"].encode()) == 4096
+    with pytest.raises(InvalidInput, match="the supernet text is 4097 bytes, over Katib's 4096-byte limit"):
+        engine.validate(experiment({**settings, "stem_width": "100"}, nas_config=space))
+
+
+#: The range of every numeric setting of proxylessnas, as an Experiment may set it.
+def test_a_stage_may_be_one_to_4096_channels_wide() -> None:
+    """stage_widths accepts both ends of [1, 4096] (values outside are refused, see above)."""
+    [proposal] = engine.suggest(experiment({"stage_widths": "1,4096", "stage_strides": "1,2"}), [], 1, 0).assignments
+    assert [stage.width for stage in decode(proposal["architecture"]).stages] == [1, 4096]
+
+
+@pytest.mark.parametrize("settings, loss", [
+    ({}, "none"), ({"latency_target_ms": "0.5"}, "mullog"),
+    ({"latency_target_ms": "0.5", "latency_loss": "add-linear"}, "addlin"),
+])
+def test_the_oneshot_search_uses_a_latency_loss_only_with_a_target(settings: dict[str, str], loss: str) -> None:
+    """latency_target_ms=0 searches without latency; any target above 0 uses the chosen latency loss."""
+    [proposal] = engine.suggest(experiment(settings), [], 1, 0).assignments
+    assert from_text(proposal["search"]).loss == loss
+
+
+@pytest.mark.parametrize("target, exponent, refused", [
+    ("0", "0.07", False), ("0.5", "0.07", True), ("2", "0", False), ("2", "0.5", True),
+])
+def test_reinforce_needs_the_latency_metric_only_when_the_reward_uses_latency(target: str, exponent: str,
+                                                                             refused: bool) -> None:
+    """The reward reads the latency when there is a target T > 0 and an exponent w > 0; only then must the
+    latency metric be among additionalMetricNames."""
+    exp = experiment({"mode": "reinforce", "latency_target_ms": target, "latency_exponent": exponent},
+                     additional_metrics=())
+    if refused:
+        with pytest.raises(InvalidInput, match="reads the trial metric 'predicted-latency-ms'"):
+            engine.validate(exp)
+    else:
+        assert len(engine.suggest(exp, [], 1, 0).assignments) == 1
+
+
+def test_reinforce_over_a_single_block_proposes_its_candidates() -> None:
+    """A supernet of one searchable block: every proposal is a network of one of its candidates."""
+    exp = experiment({**REINFORCE, "stage_widths": "16", "stage_strides": "1"}, nas_config=nas_config(num_layers=1))
+    proposals = engine.suggest(exp, [], 4, 0).assignments
+    for proposal in proposals:
+        [block] = decode(proposal["architecture"]).cells
+        assert [encode_op_text(op) for op in block.ops] in [[op] for op in MB_OPS]
 
 
 def test_katib_convolutions_without_width_are_candidates() -> None:

@@ -1,5 +1,5 @@
-"""The mutation check: mutate the contract, the metrics collector, the settings parser and REINFORCE's replay, and
-see the tests fail.
+"""The mutation check: mutate the contract, the metrics collector, the settings parser and the search algorithms
+(envelopenet, nas-random, proxylessnas and REINFORCE's replay), and see the tests fail.
 
 Each mutant (tools/mutants.py) runs the module's tests (tools/mutation.toml) in a forked child of this process:
 the child puts an import hook in front of the installed package, so `katib_nas.<module>` is compiled from the

@@ -97,10 +97,6 @@ class EnvelopeNetConfig:
     objective_metric: str = VALIDATION_ACCURACY
     maximize: bool = True
 
-    @property
-    def num_stages(self) -> int:
-        return len(self.stage_widths)
-
 
 def resolve(experiment: ExperimentInfo) -> EnvelopeNetConfig:
     """Parse settings and nasConfig into a plan; InvalidInput names the first problem found."""
