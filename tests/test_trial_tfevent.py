@@ -13,6 +13,8 @@ from katib_nas.contract.errors import InvalidInput
 from katib_nas.trial_image.trial import TrialOptions, run_trial
 
 from .conftest import REPO, load_yaml
+from .support.trial_cli import FAST
+from .support.trial_cli import run_trial as run_trial_command
 
 
 def katib_tfevent_collect(directory: Path, metric_names: list[str]) -> dict[str, list[float]]:
@@ -57,3 +59,13 @@ def test_without_the_extra_the_flag_is_refused_before_training(tmp_path: Path, m
     with pytest.raises(InvalidInput, match=r"--tfevent-dir needs the tfevent extra: pip install 'katib-nas\[tfevent\]'"):
         run_trial(options, io.StringIO())
     assert not (tmp_path / "tfevent").exists()
+
+
+def test_a_trial_writing_event_files_prints_nothing_of_the_event_library(tmp_path: Path) -> None:
+    """The trial's log is what a user reads in Katib's UI: the event writer's import (tensorboardX, which pulls
+    in google.api_core and its Python-version FutureWarning) adds nothing to it."""
+    run = run_trial_command("--architecture", "in8x8x1-cls10-stem8/w8:c3", *FAST, "--steps", "2",
+                    "--tfevent-dir", str(tmp_path / "tfevent"))
+    assert run.code == 0, run.stderr
+    assert "Warning" not in run.stderr and run.error_lines() == [], run.stderr
+    assert any((tmp_path / "tfevent").iterdir())

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping, Sequence, TextIO
@@ -131,7 +132,9 @@ class EventFileWriter:
 
     def __init__(self, directory: Path):
         try:
-            from tensorboardX.event_file_writer import EventsWriter
+            with warnings.catch_warnings():  # google.api_core, imported with it, warns of Python versions
+                warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.api_core")
+                from tensorboardX.event_file_writer import EventsWriter
         except ImportError:
             raise InvalidInput("--tfevent-dir needs the tfevent extra: pip install 'katib-nas[tfevent]'") from None
         try:
