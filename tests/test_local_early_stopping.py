@@ -109,11 +109,11 @@ def test_max_trials_below_the_yamls_counts_lowers_them_and_says_so(tmp_path: Pat
 
 
 def test_a_refused_run_leaves_no_state_behind(tmp_path: Path) -> None:
-    experiment = stub_experiment(tmp_path)
-    refused = katib_nas("run", experiment, "--workdir", tmp_path / "new", "--max-trials", "0", cwd=tmp_path)
+    refused = katib_nas("run", stub_experiment(tmp_path, max_trials=0), "--workdir", tmp_path / "new", cwd=tmp_path)
     assert refused.returncode == 2
     assert one_line(refused.stderr).endswith("spec.maxTrialCount=0 must be greater than 0")
     assert not (tmp_path / "new").exists()
+    experiment = stub_experiment(tmp_path)
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("kept")
