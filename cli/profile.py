@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture
+from katib_nas.runner.paths import DNS1123_LABEL, is_dns1123_label
 
 from .arguments import bounded_int, positive_int
 
@@ -96,8 +97,8 @@ def check_out(out: Path) -> None:
         raise InvalidInput(f"--out {out}: folder {out.parent} is not writable")
 
 
-#: A ConfigMap's name (an RFC 1123 subdomain, Kubernetes' rule for it) and a key of its data.
-CONFIG_MAP_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+#: A ConfigMap's name (a DNS-1123 subdomain: labels joined by dots) and a key of its data.
+CONFIG_MAP_NAME = re.compile(rf"{DNS1123_LABEL.pattern}(\.{DNS1123_LABEL.pattern})*")
 CONFIG_MAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 
 
@@ -114,13 +115,12 @@ def config_map_target(name: str, namespace: str | None, out: Path) -> ConfigMapT
     """The ConfigMap --configmap names, checked and with credentials loaded before profiling (which can take
     minutes): InvalidInput naming what Kubernetes would refuse afterwards."""
     from katib_nas.deploy import cluster
-    from katib_nas.deploy.examples import NAMESPACE_PATTERN
     from katib_nas.pipelines.katib_experiment import default_namespace
 
     if len(name) > 253 or not CONFIG_MAP_NAME.fullmatch(name):
         raise InvalidInput(f"--configmap {name[:80]!r} is not a ConfigMap name (lower case letters, digits, '-' and "
                            "'.', at most 253 characters)")
-    if namespace is not None and (len(namespace) > 63 or not NAMESPACE_PATTERN.fullmatch(namespace)):
+    if namespace is not None and not is_dns1123_label(namespace):
         raise InvalidInput(f"--namespace {namespace[:80]!r} is not a Kubernetes namespace (lower case letters, "
                            "digits and '-', at most 63 characters)")
     if len(out.name) > 253 or not CONFIG_MAP_KEY.fullmatch(out.name):
