@@ -17,13 +17,13 @@ import yaml
 
 from katib_nas import examples
 from katib_nas.contract.errors import InvalidInput
+from katib_nas.runner.paths import is_dns1123_label
 
 from .images import REGISTRY, REGISTRY_PATTERN, ROLES, VERSION, VERSION_PATTERN, image
 
 FOLDER = Path(examples.__file__).resolve().parent
 PREPARE = "prepare"
 NAMESPACE = "kubeflow"
-NAMESPACE_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _OUR_IMAGE = re.compile(re.escape(REGISTRY) + r"/(" + "|".join(map(re.escape, ROLES)) + r"):" + re.escape(VERSION))
 _NAMESPACE_LINE = re.compile(r"^(\s*(?:- )?namespace: )" + NAMESPACE + r"\s*$", re.M)
 
@@ -43,7 +43,7 @@ class Target:
                                "path, no scheme, e.g. registry.example.com/katib-nas")
         if not VERSION_PATTERN.fullmatch(self.version):
             raise InvalidInput(f"--version {self.version[:80]!r} is not an image tag")
-        if len(self.namespace) > 63 or not NAMESPACE_PATTERN.fullmatch(self.namespace):
+        if not is_dns1123_label(self.namespace):
             raise InvalidInput(f"--namespace {self.namespace[:80]!r} is not a Kubernetes namespace (lower case "
                                "letters, digits and '-', at most 63 characters)")
 

@@ -9,7 +9,6 @@ kfp-kubernetes). Runtime parameters are checked by `check_arguments` before a ru
 KFP UI fails on its first step with the same message.
 """
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +16,7 @@ from typing import Any, Callable
 import yaml
 
 from katib_nas.contract.errors import InvalidInput
+from katib_nas.runner.paths import is_dns1123_label
 from katib_nas.trial_image.data import TEST_SETS
 from katib_nas.trial_image.inputs import DEFAULTS
 
@@ -210,7 +210,7 @@ def check_arguments(arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE) -
     document = load_example(example)
     check_final_test(arguments, final_defaults(document))
     namespace = str(arguments.get("namespace", ""))
-    if namespace and not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", namespace):
+    if namespace and not is_dns1123_label(namespace):
         raise InvalidInput(f"namespace {namespace!r} is not a valid Kubernetes namespace name (or leave it empty: "
                            "the step's own namespace)")
     request = SearchRequest(algorithm=str(arguments.get("algorithm", "")),

@@ -158,6 +158,7 @@ def test_submit_runs_under_kfps_default_account_unless_told() -> None:
     ({"trial_args": "--epochs 3"}, "trial argument '3' must look like --flag=value"),
     ({"max_trials": 2, "parallel_trials": 5}, "spec.parallelTrialCount"),
     ({"namespace": "Kube_Flow"}, "not a valid Kubernetes namespace"),
+    ({"namespace": "a" * 64}, "not a valid Kubernetes namespace"),
     ({"max_trail": 3}, "unknown pipeline parameter 'max_trail'"),
     ({"dataset": "digits"}, "final_test needs a dataset with a separate test set (fashion-mnist, cifar10); "
                             "dataset digits has none: pass final_test=false"),
