@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture
-from katib_nas.runner.paths import DNS1123_LABEL, is_dns1123_label
+from katib_nas.runner.paths import is_dns1123_label, is_dns1123_subdomain
 
 from .arguments import bounded_int, positive_int
 
@@ -97,8 +97,7 @@ def check_out(out: Path) -> None:
         raise InvalidInput(f"--out {out}: folder {out.parent} is not writable")
 
 
-#: A ConfigMap's name (a DNS-1123 subdomain: labels joined by dots) and a key of its data.
-CONFIG_MAP_NAME = re.compile(rf"{DNS1123_LABEL.pattern}(\.{DNS1123_LABEL.pattern})*")
+#: A key of a ConfigMap's data.
 CONFIG_MAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 
 
@@ -117,7 +116,7 @@ def config_map_target(name: str, namespace: str | None, out: Path) -> ConfigMapT
     from katib_nas.deploy import cluster
     from katib_nas.pipelines.katib_experiment import default_namespace
 
-    if len(name) > 253 or not CONFIG_MAP_NAME.fullmatch(name):
+    if not is_dns1123_subdomain(name):
         raise InvalidInput(f"--configmap {name[:80]!r} is not a ConfigMap name (lower case letters, digits, '-' and "
                            "'.', at most 253 characters)")
     if namespace is not None and not is_dns1123_label(namespace):

@@ -55,11 +55,12 @@ def train_final(architecture: str, dataset: str, data_dir: str, epochs: int, max
                 batch_size: int, seed: int, threads: int, model: Output[Model], metrics: Output[Metrics],
                 backend: str = "pod", nodes: int = 2, procs_per_node: int = 1, checkpoint_dir: str = "",
                 run_id: str = "", namespace: str = "", image: str = "", work_claim: str = "",
-                work_mount: str = "", node_resources: str = "", data_volumes: str = "") -> None:
+                work_mount: str = "", node_resources: str = "", data_volumes: str = "",
+                runtime: str = "torch-distributed") -> None:
     """Train the architecture with the full budget, in this pod (backend=pod; with checkpoint_dir a retried
     step continues from the last epoch) or as a Kubeflow Trainer TrainJob on `nodes` nodes (backend=trainjob,
     checkpoints on the work claim; every node gets this step's limits `node_resources` and data claims
-    `data_volumes`); the Model artifact is the trial's export folder, and with `test` its
+    `data_volumes`; `runtime`: NAME of a ClusterTrainingRuntime or TrainingRuntime/NAME in `namespace`); the Model artifact is the trial's export folder, and with `test` its
     metrics include Test-Accuracy and Test-Loss on the dataset's test set."""
     from pathlib import Path
 
@@ -70,7 +71,7 @@ def train_final(architecture: str, dataset: str, data_dir: str, epochs: int, max
                                  seed=seed, threads=threads, checkpoint_dir=checkpoint_dir)
     if backend == "trainjob":
         settings = steps.trainjob_settings(image, work_claim, work_mount, nodes, procs_per_node, namespace,
-                                           node_resources, data_volumes)
+                                           node_resources, data_volumes, runtime)
         final = steps.train_final_trainjob(architecture, config, settings, run_id, Path(model.path))
     else:
         final = steps.train_final(architecture, config, Path(model.path))

@@ -30,7 +30,7 @@ from .search_request import (
     trial_pod,
 )
 from .steps import FinalTraining, KatibRun, StepResources
-from .trainjob import TrainJobSettings
+from .trainjob import TrainJobSettings, runtime_ref
 
 DEFAULT_EXAMPLE = "nas-random-fashion-mnist"
 PIPELINE_NAME = "katib-nas"
@@ -160,7 +160,8 @@ def build_pipeline(example: str = DEFAULT_EXAMPLE, settings: StepSettings = Step
                      final_max_train_samples: int = 0,
                      final_test: bool = defaults.test, batch_size: int = defaults.batch_size, seed: int = 0,
                      threads: int = 0, final_backend: str = "pod", final_nodes: int = TrainJobSettings.num_nodes,
-                     final_procs_per_node: int = TrainJobSettings.procs_per_node, final_checkpoint_dir: str = "") -> None:
+                     final_procs_per_node: int = TrainJobSettings.procs_per_node, final_checkpoint_dir: str = "",
+                     final_runtime: str = TrainJobSettings.runtime) -> None:
         search = components["nas_search"](
             experiment_yaml=experiment_yaml, algorithm=algorithm, max_trials=max_trials,
             parallel_trials=parallel_trials, trial_args=trial_args, backend=backend, namespace=namespace,
@@ -175,7 +176,8 @@ def build_pipeline(example: str = DEFAULT_EXAMPLE, settings: StepSettings = Step
             threads=threads, backend=final_backend, nodes=final_nodes, procs_per_node=final_procs_per_node,
             checkpoint_dir=final_checkpoint_dir, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, namespace=namespace,
             image=image, work_claim=work.claim if work else "", work_mount=work.mount_path if work else "",
-            node_resources=resources.text(), data_volumes=",".join(f"{v.claim}:{v.mount_path}" for v in volumes))
+            node_resources=resources.text(), data_volumes=",".join(f"{v.claim}:{v.mount_path}" for v in volumes),
+            runtime=final_runtime)
         final.set_display_name("train-final")
         _limit(final, resources)
         _mount(final, volumes + ((work,) if work else ()))
@@ -201,7 +203,7 @@ def check_arguments(arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE) -
     known = {"algorithm", "max_trials", "parallel_trials", "trial_args", "backend", "namespace",
              "timeout_minutes", "keep_experiment", "dataset", "data_dir", "final_epochs", "final_max_train_samples", "final_test",
              "batch_size", "seed", "threads", "final_backend", "final_nodes", "final_procs_per_node",
-             "final_checkpoint_dir"}
+             "final_checkpoint_dir", "final_runtime"}
     unknown = sorted(set(arguments) - known)
     if unknown:
         raise InvalidInput(f"unknown pipeline parameter {unknown[0]!r}; parameters: {', '.join(sorted(known))}")
@@ -240,6 +242,7 @@ def check_final_backend(arguments: dict[str, Any]) -> None:
         value = arguments.get(name, 1)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:
             raise InvalidInput(f"{name} must be a whole number in [1, 1024], not {value!r}")
+    runtime_ref(str(arguments.get("final_runtime", TrainJobSettings.runtime)))
 
 
 def check_final_test(arguments: dict[str, Any], defaults: FinalDefaults) -> None:

@@ -21,6 +21,7 @@ import yaml
 
 from katib_nas.contract.assignments import final_architecture
 from katib_nas.contract.codec import decode
+from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.exit_codes import EXIT_OK
 from katib_nas.contract.metric_format import read_metric_lines
 from katib_nas.trial_image.inputs import DEFAULTS
@@ -307,22 +308,27 @@ class StepResources:
 
 
 def trainjob_settings(image: str, claim: str, mount_path: str, nodes: int, procs_per_node: int, namespace: str,
-                      resources: str = "", data_volumes: str = "") -> Any:
+                      resources: str = "", data_volumes: str = "", runtime: str = "torch-distributed") -> Any:
     """TrainJobSettings for the final-training step, each node with the step's limits (`resources`:
     resource=quantity pairs joined by commas) and data claims (`data_volumes`: claim:path pairs joined by
-    commas); StepFailed when the pipeline was compiled without a work claim (`--trainjob-pvc CLAIM:PATH`)."""
+    commas), on `runtime` (NAME or TrainingRuntime/NAME); StepFailed when the pipeline was compiled without a
+    work claim (`--trainjob-pvc CLAIM:PATH`) or the runtime cannot be named."""
     from .katib_experiment import default_namespace
-    from .trainjob import TrainJobSettings
+    from .trainjob import TrainJobSettings, runtime_ref
 
     if not claim or not mount_path:
         raise StepFailed("final_backend=trainjob needs a PersistentVolumeClaim for the checkpoint and the model: "
                          "compile the pipeline with --trainjob-pvc CLAIM:/path")
+    try:
+        runtime_ref(runtime)
+    except InvalidInput as err:
+        raise StepFailed(str(err)) from None
     limits = StepResources.from_text(resources)
     return TrainJobSettings(image=image, claim=claim, mount_path=mount_path, num_nodes=nodes,
                             procs_per_node=procs_per_node, cpu=limits.cpu, memory=limits.memory,
                             accelerator=limits.accelerator, accelerator_count=limits.accelerator_count,
                             data_volumes=tuple(tuple(pair.split(":", 1)) for pair in data_volumes.split(",") if pair),
-                            namespace=namespace or default_namespace())
+                            runtime=runtime, namespace=namespace or default_namespace())
 
 
 def train_final_trainjob(architecture: str, config: FinalTraining, settings: Any, run_id: str, model_dir: Path,

@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from katib_nas.contract.errors import InvalidInput
 from katib_nas.deploy.cluster import api_reason, load_credentials
+from katib_nas.runner.paths import is_dns1123_subdomain
 
 from .katib_experiment import (
     READ_RETRY_S,
@@ -52,6 +54,8 @@ NODE_POD_ANNOTATIONS = {"sidecar.istio.io/inject": "false"}
 OVERRIDE_FIELDS = ("podTemplateOverrides", "runtimePatches")
 #: The owner of the TrainJob's runtime patch (Trainer keys the patches by manager).
 PATCH_MANAGER = "katib-nas"
+#: The kinds of runtime a TrainJob's runtimeRef names: cluster-wide (Trainer's default) or in the TrainJob's namespace.
+RUNTIME_KINDS = ("ClusterTrainingRuntime", "TrainingRuntime")
 RBAC_HINT = "the step's service account needs create, get and delete on trainjobs.trainer.kubeflow.org " \
             "(manifests/pipeline-rbac)"
 
@@ -76,6 +80,7 @@ class TrainJobSettings:
     accelerator_count: int = 0
     #: The example trial's data claims (claim, mount path), mounted in every node as in the trials.
     data_volumes: tuple[tuple[str, str], ...] = ()
+    #: The runtime the nodes run on: NAME (a ClusterTrainingRuntime) or TrainingRuntime/NAME (in `namespace`).
     runtime: str = "torch-distributed"
     namespace: str = "default"
     restarts: int = 2
@@ -83,6 +88,17 @@ class TrainJobSettings:
     poll_s: float = 15
     #: How long the wait polls through API errors that pass before it gives the attempt up.
     read_retry_s: float = READ_RETRY_S
+
+
+def runtime_ref(runtime: str) -> dict[str, str]:
+    """The TrainJob's runtimeRef for `runtime` (NAME or KIND/NAME, KIND one of RUNTIME_KINDS); InvalidInput
+    for any other text, which Trainer would refuse when the step creates the TrainJob."""
+    kind, _, name = runtime.rpartition("/")
+    kind = kind or RUNTIME_KINDS[0]
+    if kind not in RUNTIME_KINDS or not is_dns1123_subdomain(name):
+        raise InvalidInput(f"final_runtime {runtime[:80]!r} must be NAME (a ClusterTrainingRuntime) or "
+                           f"TrainingRuntime/NAME (in the run's namespace), NAME a Kubernetes object name")
+    return {"name": name, "kind": kind}
 
 
 def job_name(run_id: str, attempt: int) -> str:
@@ -106,7 +122,7 @@ def trainjob_document(name: str, trial_args: list[str], settings: TrainJobSettin
         trainer["resourcesPerNode"] = {"limits": limits}
     return {"apiVersion": API_VERSION, "kind": "TrainJob",
             "metadata": {"name": name, "namespace": settings.namespace, "labels": {RUN_LABEL: label}},
-            "spec": {"runtimeRef": {"name": settings.runtime}, "trainer": trainer,
+            "spec": {"runtimeRef": runtime_ref(settings.runtime), "trainer": trainer,
                      override_field: [node_pod_override(settings, override_field)]}}
 
 

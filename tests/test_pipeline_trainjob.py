@@ -148,7 +148,7 @@ def test_the_final_training_survives_a_lost_node_and_resumes_from_its_checkpoint
     assert [j["metadata"]["name"] for j in trainer.seen] == ["katib-nas-final-%s-0" % run_hash("run-77"),
                                                             "katib-nas-final-%s-1" % run_hash("run-77")]
     first = trainer.seen[0]
-    assert first["spec"]["runtimeRef"] == {"name": "torch-distributed"}
+    assert first["spec"]["runtimeRef"] == {"name": "torch-distributed", "kind": "ClusterTrainingRuntime"}
     assert first["spec"]["trainer"]["command"][:4] == ["torchrun", "--no-python", "katib-nas", "trial"]
     assert first["spec"]["podTemplateOverrides"][0]["spec"]["volumes"][0]["persistentVolumeClaim"] == {
         "claimName": "final-work"}
@@ -359,6 +359,7 @@ def test_compiled_with_a_work_claim_the_final_step_mounts_it_and_hands_it_to_the
     assert inputs["work_claim"]["runtimeValue"]["constant"] == "final-work"
     assert inputs["work_mount"]["runtimeValue"]["constant"] == "/mnt/work"
     assert inputs["backend"]["componentInputParameter"] == "final_backend"
+    assert inputs["runtime"]["componentInputParameter"] == "final_runtime"
     mounts = compiled[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-final"]["pvcMount"]
     assert [(m["constant"], m["mountPath"]) for m in mounts] == [("final-work", "/mnt/work")]
 
@@ -390,6 +391,11 @@ def test_compiled_for_the_gpu_example_every_trainjob_node_gets_the_steps_limits_
 @pytest.mark.parametrize("arguments, message", [
     ({"final_backend": "slurm"}, "final_backend 'slurm' must be one of pod, trainjob"),
     ({"final_backend": "trainjob", "final_nodes": 0}, "final_nodes must be a whole number in [1, 1024], not 0"),
+    ({"final_runtime": "JobSet/katib-nas-torch"}, "final_runtime 'JobSet/katib-nas-torch' must be NAME (a "
+                                                  "ClusterTrainingRuntime) or TrainingRuntime/NAME"),
+    ({"final_runtime": "TrainingRuntime/Katib_NAS"}, "final_runtime 'TrainingRuntime/Katib_NAS' must be"),
+    ({"final_runtime": "TrainingRuntime/"}, "final_runtime 'TrainingRuntime/' must be"),
+    ({"final_runtime": ""}, "final_runtime '' must be"),
 ])
 def test_bad_final_training_arguments_are_refused_before_the_run(arguments: dict[str, Any], message: str) -> None:
     from katib_nas.contract.errors import InvalidInput
@@ -448,6 +454,39 @@ def test_the_node_pods_opt_out_of_istio_sidecar_injection_on_each_release(field:
     assert schema_errors(schema, document) == []
     assert node_pod_template(document)["metadata"] == {"annotations": {"sidecar.istio.io/inject": "false"}}
     assert node_mounts(document) == {"final-work": "/mnt/work"}
+
+
+@pytest.mark.parametrize("field", OVERRIDE_FIELDS)
+@pytest.mark.parametrize("runtime, ref", [
+    ("torch-distributed", {"name": "torch-distributed", "kind": "ClusterTrainingRuntime"}),
+    ("ClusterTrainingRuntime/torch-distributed", {"name": "torch-distributed", "kind": "ClusterTrainingRuntime"}),
+    ("TrainingRuntime/katib-nas-torch", {"name": "katib-nas-torch", "kind": "TrainingRuntime"}),
+])
+def test_the_final_runtime_names_a_cluster_or_a_namespaced_runtime(runtime: str, ref: dict[str, str], field: str,
+                                                                  katib_schemas: dict[str, Any]) -> None:
+    """The prepared namespaced runtime (examples/prepare/trainjob-runtime.yaml) gives the nodes the restricted
+    security context that Trainer v2.1's overrides cannot; its replicated job is the one the overrides target."""
+    import yaml
+
+    from katib_nas.pipelines.trainjob import NODE, trainjob_document
+
+    made = steps.trainjob_settings("img", "final-work", "/mnt/work", 2, 1, NAMESPACE, runtime=runtime)
+    document = trainjob_document("final-0", [], made, "/w", "run", field)
+    assert document["spec"]["runtimeRef"] == ref
+    schema = katib_schemas["trainjob"] if field == "podTemplateOverrides" else \
+        trainjob_schema_v2_2(katib_schemas["trainjob"])
+    assert schema_errors(schema, document) == [] and trainjob_errors(document, "final-0") == []
+    prepared = yaml.safe_load((Path(__file__).resolve().parents[1] / "examples" / "prepare" /
+                               "trainjob-runtime.yaml").read_text())
+    assert (prepared["kind"], prepared["metadata"]["name"]) == ("TrainingRuntime", "katib-nas-torch")
+    jobs = [job["name"] for job in prepared["spec"]["template"]["spec"]["replicatedJobs"]]
+    assert NODE in jobs
+
+
+def test_a_runtime_the_trainer_would_refuse_fails_the_final_step_with_one_line() -> None:
+    """A run started from the KFP UI skips check_arguments: the final step refuses the runtime itself."""
+    with pytest.raises(steps.StepFailed, match=r"^final_runtime 'TrainingRuntime/a\.\.b' must be NAME"):
+        steps.trainjob_settings("image", "final-work", "/mnt/work", 2, 1, "team-a", runtime="TrainingRuntime/a..b")
 
 
 def test_another_override_field_is_a_value_error() -> None:
