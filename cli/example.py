@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from katib_nas.deploy import examples
 
+    if args.list and args.name:
+        raise InvalidInput(f"--list lists every example and writes none: pass either {args.name[:80]!r} or --list")
     if args.list:
         known = examples.catalogue()
         width = max(len(name) for name in known)

@@ -159,6 +159,7 @@ def test_prepare_jobs_make_what_the_gpu_examples_mount() -> None:
     (("example", "nas-random-fashion-mnist", "--registry", "https://registry.example.com"), "is not a registry"),
     (("example", "nas-random-fashion-mnist", "--namespace", "Team_A"), "is not a Kubernetes namespace"),
     (("example",), "name an example, or pass --list"),
+    (("example", "nas-random-fashion-mnist", "--list"), "pass either 'nas-random-fashion-mnist' or --list"),
 ])
 def test_bad_example_input_is_one_line(args: tuple[str, ...], message: str) -> None:
     done = katib_nas(*args)
