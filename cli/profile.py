@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.kubernetes_names import is_dns1123_label, is_dns1123_subdomain
 from katib_nas.contract.spec import Architecture
-from katib_nas.runner.paths import is_dns1123_label, is_dns1123_subdomain
 
 from .arguments import bounded_int, positive_int
 

@@ -17,7 +17,7 @@ import yaml
 
 from katib_nas import examples
 from katib_nas.contract.errors import InvalidInput
-from katib_nas.runner.paths import is_dns1123_label
+from katib_nas.contract.kubernetes_names import is_dns1123_label
 
 from .images import REGISTRY, REGISTRY_PATTERN, ROLES, VERSION, VERSION_PATTERN, image
 

@@ -144,7 +144,7 @@ def _seconds(text: str | None) -> float | None:
 
 def check_names(target: ClusterExperiment) -> None:
     """InvalidInput unless the name and namespace can name Kubernetes objects at all."""
-    from katib_nas.runner.paths import is_dns1123_label
+    from katib_nas.contract.kubernetes_names import is_dns1123_label
 
     for label, value in (("--experiment", target.name), ("--namespace", target.namespace)):
         if not is_dns1123_label(value):

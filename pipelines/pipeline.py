@@ -16,7 +16,7 @@ from typing import Any, Callable
 import yaml
 
 from katib_nas.contract.errors import InvalidInput
-from katib_nas.runner.paths import is_dns1123_label
+from katib_nas.contract.kubernetes_names import is_dns1123_label
 from katib_nas.trial_image.data import TEST_SETS
 from katib_nas.trial_image.inputs import DEFAULTS
 

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.kubernetes_names import is_dns1123_subdomain
 from katib_nas.deploy.cluster import api_reason, load_credentials
-from katib_nas.runner.paths import is_dns1123_subdomain
 
 from .katib_experiment import (
     READ_RETRY_S,

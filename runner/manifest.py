@@ -21,9 +21,10 @@ from typing import Any
 import yaml
 
 from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.kubernetes_names import is_dns1123_label
 
 from .metrics_collector import MetricsError, compile_regex, too_few_groups
-from .paths import EXPERIMENT_NAME_MAX_LENGTH, has_backsteps, is_dns1123_label, is_experiment_name
+from .paths import EXPERIMENT_NAME_MAX_LENGTH, has_backsteps, is_experiment_name
 
 API_VERSION = "kubeflow.org/v1beta1"
 DEFAULT_PARALLEL = 3  # Katib's DefaultTrialParallelCount

@@ -13,13 +13,8 @@ import re
 from pathlib import Path, PurePosixPath
 
 from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.kubernetes_names import DNS1123_LABEL_MAX_LENGTH, is_dns1123_label
 
-#: Kubernetes' DNS-1123 label (k8s.io/apimachinery/pkg/util/validation: dns1123LabelFmt, DNS1123LabelMaxLength).
-DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-DNS1123_LABEL_MAX_LENGTH = 63
-#: Most objects' names (ConfigMaps, runtimes): DNS-1123 labels joined by dots, at most 253 characters.
-DNS1123_SUBDOMAIN = re.compile(rf"{DNS1123_LABEL.pattern}(\.{DNS1123_LABEL.pattern})*")
-DNS1123_SUBDOMAIN_MAX_LENGTH = 253
 #: Katib's experiment names: a DNS-1123 label that starts with a letter, at most 40 characters
 #: (Katib names the suggestion's Deployment and Service after it).
 EXPERIMENT_NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
@@ -28,14 +23,6 @@ EXPERIMENT_NAME_MAX_LENGTH = 40
 
 class PathError(InvalidInput):
     """A name or path that would put a file outside the folder it belongs in."""
-
-
-def is_dns1123_label(name: str) -> bool:
-    return len(name) <= DNS1123_LABEL_MAX_LENGTH and DNS1123_LABEL.fullmatch(name) is not None
-
-
-def is_dns1123_subdomain(name: str) -> bool:
-    return len(name) <= DNS1123_SUBDOMAIN_MAX_LENGTH and DNS1123_SUBDOMAIN.fullmatch(name) is not None
 
 
 def is_experiment_name(name: str) -> bool:

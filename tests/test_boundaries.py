@@ -104,7 +104,9 @@ def imported_distributions(package: str) -> dict[str, set[str]]:
     """Distribution name -> the package's files that import it (imports inside functions included)."""
     distributions = importlib.metadata.packages_distributions()
     found: dict[str, set[str]] = {}
-    for path in sorted((REPO / package).rglob("*.py")):
+    paths = sorted((REPO / package).rglob("*.py"))
+    assert paths, f"{package} has no modules to check"
+    for path in paths:
         relative = str(path.relative_to(REPO))
         if relative in IN_TRIAL_IMAGE_ONLY:
             continue
@@ -155,5 +157,7 @@ def test_a_packages_extras_install_what_its_modules_import(package: str, monkeyp
     comes with the extra's requirements or theirs."""
     extras = setup_arguments(monkeypatch)["extras_require"]
     installed = installed_with(["pyyaml"] + [r for extra in EXTRAS[package] for r in extras[extra]])
-    missing = {d: sorted(files) for d, files in imported_distributions(package).items() if d not in installed}
+    imported = imported_distributions(package)
+    assert imported, f"no third-party import found in {package}"
+    missing = {d: sorted(files) for d, files in imported.items() if d not in installed}
     assert missing == {}

@@ -101,6 +101,7 @@ def test_prepare_jobs_are_valid_restricted_and_run_katib_nas(name: str) -> None:
     assert container["command"][0] == "katib-nas"
     build_parser().parse_args(container["command"][1:])  # a subcommand and flags the image's katib-nas takes
     bindings = [d for d in documents if d["kind"] == "RoleBinding"]
+    assert len(bindings) == (1 if "serviceAccountName" in pod["spec"] else 0)  # the Job's account gets its Role
     for binding in bindings:
         assert [s["namespace"] for s in binding["subjects"]] == [NAMESPACE]
         assert binding["subjects"][0]["name"] == pod["spec"]["serviceAccountName"]

@@ -65,7 +65,9 @@ def test_defaults_follow_katib(document: dict[str, Any]) -> None:
 
 
 def test_katib_shaped_experiments_load() -> None:
-    for path in sorted(KATIB_FIXTURES.glob("*-experiment.yaml")):
+    paths = sorted(KATIB_FIXTURES.glob("*-experiment.yaml"))
+    assert [path.name for path in paths] == ["darts-experiment.yaml", "enas-experiment.yaml"]
+    for path in paths:
         spec = parse_experiment(path.read_text(), str(path))
         assert spec.nas_config and spec.template.parameters
 
