@@ -1,26 +1,32 @@
 """Where `katib-nas demo` may run: a new folder, its own earlier run, and nothing else a user keeps.
 
-An earlier demo run that no runner is using is replaced (only the files a run writes are removed); a run of
-any other experiment, a demo still running, or an experiment file that is not the demo's is left as it is,
-with one line that names what was found and how to keep it or make room.
+An earlier demo run that no runner is using is replaced (only the files a run writes are removed: its state,
+its trials' folders, its report's files); a run of any other experiment, a demo still running, or an
+experiment file that is not the demo's (also beside a demo run) is left as it is, with one line that names
+what was found and how to keep it or make room.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import TextIO
 
 import yaml
 
+from katib_nas.contract.kubernetes_names import is_dns1123_label
+
 from .demo import is_demo_document
-from .store import DB_NAME, LOCK_NAME, SUGGESTION_LOG, StoreError, lock_workdir, unlock_workdir
+from .report import REPORT_FILES, STAGING_PREFIX
+from .store import DB_NAME, LOCK_NAME, SUGGESTION_LOG, Store, StoreError, lock_workdir, unlock_workdir
 from .workdir_run import WorkdirRun, read_run
 
 EXPERIMENT_FILE = "experiment.yaml"
 #: What a run writes into its workdir (and `katib-nas demo` its experiment file).
 RUN_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", SUGGESTION_LOG, EXPERIMENT_FILE)
-RUN_FOLDERS = ("trials", "report")
+#: Where a run writes its trials' folders (one per trial, by name) and its report's files.
+TRIALS_FOLDER, REPORT_FOLDER = "trials", "report"
 
 
 def prepare_demo_workdir(workdir: Path, resume: bool, stream: TextIO) -> None:
@@ -28,14 +34,13 @@ def prepare_demo_workdir(workdir: Path, resume: bool, stream: TextIO) -> None:
     run = read_run(workdir)
     if run is not None:
         _check_replaceable(run)
-        if not resume:
-            print(f"katib-nas demo: replacing the earlier demo run in {workdir} ({run.describe()})", file=stream)
-            _remove_run(workdir)
-        return
     experiment = workdir / EXPERIMENT_FILE
     if experiment.exists() and not _is_demo_file(experiment):
         raise StoreError(f"{experiment} is not the demo's experiment and the demo would overwrite it; it is left "
                          "as it is: run the demo in another --workdir")
+    if run is not None and not resume:
+        print(f"katib-nas demo: replacing the earlier demo run in {workdir} ({run.describe()})", file=stream)
+        _remove_run(workdir)
 
 
 def _check_replaceable(run: WorkdirRun) -> None:
@@ -57,13 +62,32 @@ def _is_demo_file(path: Path) -> bool:
 
 
 def _remove_run(workdir: Path) -> None:
-    """Remove the files of the earlier demo run, holding the workdir's lock so no runner starts meanwhile."""
+    """Remove the files of the earlier demo run, holding the workdir's lock so no runner starts meanwhile: its
+    trials' folders and its report's files first (named from its state), then its state; the trials and report
+    folders go only when nothing else is left in them."""
     lock = lock_workdir(workdir)
     try:
+        trials, report = workdir / TRIALS_FOLDER, workdir / REPORT_FOLDER
+        for name in _trial_names(workdir):
+            shutil.rmtree(trials / name, ignore_errors=True)
+        for name in REPORT_FILES:
+            (report / name).unlink(missing_ok=True)
+        for leftover in report.glob(f"{STAGING_PREFIX}*"):  # of a report killed before it could clean up
+            shutil.rmtree(leftover, ignore_errors=True)
         for name in RUN_FILES:
             (workdir / name).unlink(missing_ok=True)
-        for name in RUN_FOLDERS:
-            shutil.rmtree(workdir / name, ignore_errors=True)
+        for folder in (trials, report):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     finally:
         unlock_workdir(lock)
         (workdir / LOCK_NAME).unlink(missing_ok=True)
+
+
+def _trial_names(workdir: Path) -> list[str]:
+    """The run's trial names that can name a folder under trials/ (every name the runner gives one)."""
+    store = Store.open_existing(workdir)
+    try:
+        return [trial.name for trial in store.trials() if is_dns1123_label(trial.name)]
+    finally:
+        store.close()

@@ -108,6 +108,8 @@ def read_local(workdir: Path) -> ReportInput:
 #: Every file a report may write; summary.md, which names the others, goes last.
 REPORT_FILES = ("trials.csv", "best_architecture.txt", "best_architecture.json", "best_network.svg",
                 "best_network.png", "objective.png", "pareto.png", "curves.png", "report.html", "summary.md")
+#: The hidden folder inside the report folder that a report is written into before it is moved in.
+STAGING_PREFIX = ".report-"
 
 
 def write_report_files(spec: ReportInput, folder: Path) -> Path:
@@ -115,10 +117,10 @@ def write_report_files(spec: ReportInput, folder: Path) -> Path:
     (a hidden folder inside `folder`) and moved in only once all are written, and an earlier report's file
     that this one does not write (the best network of another run) is removed. Returns summary.md's path."""
     folder.mkdir(parents=True, exist_ok=True)
-    for leftover in folder.glob(".report-*"):  # of a report killed before it could clean up
+    for leftover in folder.glob(f"{STAGING_PREFIX}*"):  # of a report killed before it could clean up
         if leftover.is_dir() and not leftover.is_symlink():
             shutil.rmtree(leftover)
-    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=folder))
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
     try:
         _write_report_files(spec, staging)
         for name in REPORT_FILES:

@@ -1,13 +1,16 @@
 """Nothing a user keeps in a workdir is lost: their runs, a running demo, a damaged state file, a read-only run.
 
 Each case was a loss or a traceback before: `katib-nas demo --workdir` deleted any run it found (a user's
-experiment, a demo still running); an empty state file was taken as no run and a damaged one was a
-traceback; a resume after the start directory was deleted failed every trial and reported the run finished;
-`katib-nas report` called an interrupted run Running, and could not read a workdir it could not write.
+experiment, a demo still running), and replacing its own earlier run it removed the whole trials/ and
+report/ folders and overwrote an edited experiment.yaml; an empty state file was taken as no run and a
+damaged one was a traceback; a resume after the start directory was deleted failed every trial and reported
+the run finished; `katib-nas report` called an interrupted run Running, and could not read a workdir it
+could not write.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sqlite3
@@ -121,6 +124,60 @@ def test_an_idle_demo_run_is_recognised_as_a_replaceable_demo(tmp_path: Path) ->
     run = read_run(workdir)
     assert run is not None and run.is_demo and run.in_use_by is None and run.interrupted
     assert run.resume_command() == f"katib-nas demo --workdir {workdir} --resume"
+
+
+def idle_demo_run(workdir: Path, trial: str = "") -> Path:
+    """A workdir holding a demo run that no runner uses (with `trial`: one trial, its log and a report); its
+    experiment file."""
+    fashion = DEMO_DATASET == "fashion-mnist"
+    path = write_demo_experiment(workdir, fashion, io.StringIO())
+    store = Store.open(workdir)
+    document = demo_document(fashion)
+    store.create_experiment(document["metadata"]["name"], document, str(path), {}, [], str(workdir.parent))
+    if trial:
+        store.add_trials([(trial, {"architecture": "x"}, {})], [])
+        (workdir / "trials" / trial).mkdir(parents=True)
+        (workdir / "trials" / trial / "output.log").write_text("the earlier demo's trial\n")
+        (workdir / "report" / ".report-killed").mkdir(parents=True)
+        (workdir / "report" / "summary.md").write_text("the earlier demo's report\n")
+    store.close()
+    return path
+
+
+def test_a_replaced_demo_run_takes_only_its_own_files_from_the_trials_and_report_folders(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    earlier = f"demo-envelopenet-{DEMO_DATASET}-earlier1"
+    idle_demo_run(workdir, earlier)
+    mine = {workdir / "report" / "my-notes.md": "mine", workdir / "trials" / "my-list.txt": "mine",
+            workdir / "trials" / "kept" / "model.pt": "mine"}
+    for path, text in mine.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    demo = subprocess.Popen([sys.executable, "-m", "katib_nas.cli", "demo", "--workdir", str(workdir)],
+                            stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint)
+    try:
+        wait_for(lambda: demo_trial_running(workdir))
+    finally:
+        demo.send_signal(signal.SIGINT)
+        stderr = demo.communicate(timeout=HANG_GUARD_SECONDS)[1]
+    assert f"replacing the earlier demo run in {workdir}" in stderr
+    assert earlier not in {row[0] for row in trials(workdir)}
+    assert not (workdir / "trials" / earlier).exists()
+    assert not (workdir / "report" / "summary.md").exists() and not (workdir / "report" / ".report-killed").exists()
+    assert {path: path.read_text() for path in mine if path.is_file()} == mine
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["replace", "resume"])
+def test_an_edited_experiment_file_beside_a_demo_run_is_left_as_it_is(tmp_path: Path, resume: bool) -> None:
+    workdir = tmp_path / "demo"
+    path = idle_demo_run(workdir)
+    path.write_text(path.read_text().replace("maxTrialCount: 4", "maxTrialCount: 40") + "# mine\n")
+    before = snapshot(workdir)
+    refused = katib_nas("demo", "--workdir", workdir, *(["--resume"] if resume else []))
+    assert refused.returncode == 2
+    assert f"{path} is not the demo's experiment and the demo would overwrite it; it is left as it is" \
+           in one_line(refused.stderr)
+    assert snapshot(workdir) == before
 
 
 def damage(path: Path, how: str) -> None:
