@@ -143,6 +143,9 @@ def parse_claim(text: str, flag: str = "--data-pvc") -> tuple[str, str]:
 def run_command(args: argparse.Namespace) -> int:
     from katib_nas.pipelines.pipeline import run_local
 
-    run_local(parse_arguments(args.arguments), args.example, args.pipeline_root)
-    print(f"pipeline finished; artifacts under {args.pipeline_root}")
+    files = run_local(parse_arguments(args.arguments), args.example, args.pipeline_root)
+    print(f"pipeline finished; every step's outputs under {files.folder}\n"
+          f"  TorchScript model: {files.torchscript}\n"
+          f"  ONNX model:        {files.onnx}\n"
+          f"  model.json (architecture, input normalisation, metrics): {files.model / 'model.json'}")
     return 0

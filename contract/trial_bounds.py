@@ -1,4 +1,5 @@
-"""Upper bounds of a trial's counts, shared by `katib-nas trial`'s flags and the one-shot search settings."""
+"""A trial's counts: their upper bounds, shared by `katib-nas trial`'s flags and the one-shot search settings, and
+the epochs of a winner's final training (the pipeline's default, and the command a report proposes)."""
 
 from __future__ import annotations
 
@@ -6,3 +7,5 @@ from __future__ import annotations
 MAX_SEED = 2**32 - 1
 #: Epochs of one training (and of a one-shot search or its retraining).
 MAX_EPOCHS = 1_000_000
+#: Epochs of the final training of a search's best network on every training image.
+FINAL_EPOCHS = 10

@@ -20,6 +20,7 @@ from katib_nas.runner.manifest import objective_from_document
 from katib_nas.runner.metrics_collector import MetricLog, MetricSummary
 from katib_nas.runner.report import ReportInput
 from katib_nas.runner.store import TrialRow
+from katib_nas.runner.trial_template import data_flags
 
 GROUP, VERSION = "kubeflow.org", "v1beta1"
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
@@ -61,7 +62,9 @@ def read_experiment(api: Any, target: ClusterExperiment) -> ReportInput:
     condition, reason = current_condition(experiment)
     logs, notes = metric_logs(api, target, [t.name for t in trials])
     algorithm = ((experiment.get("spec") or {}).get("algorithm") or {}).get("algorithmName", "")
-    return ReportInput(target.name, algorithm, objective, condition, reason, trials, logs, where, notes)
+    template = (experiment.get("spec") or {}).get("trialTemplate") or {}
+    flags = data_flags(template.get("trialSpec") or {}, str(template.get("primaryContainerName", "")))
+    return ReportInput(target.name, algorithm, objective, condition, reason, trials, logs, where, notes, flags)
 
 
 def trial_rows(items: list[dict[str, Any]]) -> list[TrialRow]:

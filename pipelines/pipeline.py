@@ -256,15 +256,40 @@ def check_final_test(arguments: dict[str, Any], defaults: FinalDefaults) -> None
                            f"dataset {dataset} has none: pass final_test=false")
 
 
-def run_local(arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE, pipeline_root: Path | None = None) -> Any:
-    """Run the whole pipeline on this machine with kfp.local's SubprocessRunner; backend defaults to local."""
+@dataclass(frozen=True)
+class LocalRunFiles:
+    """What a local pipeline run leaves a user: the run's folder (one per step inside) and the trained network's
+    files, named by kfp.local after the steps' outputs."""
+
+    folder: Path
+
+    @property
+    def torchscript(self) -> Path:
+        return self.folder / "export-model" / "torchscript"
+
+    @property
+    def onnx(self) -> Path:
+        return self.folder / "export-model" / "onnx_model"
+
+    @property
+    def model(self) -> Path:
+        """The final training's export folder: model.json (architecture, input normalisation) and its files."""
+        return self.folder / "train-final" / "model"
+
+
+def run_local(arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE,
+              pipeline_root: Path = Path("local_outputs")) -> LocalRunFiles:
+    """Run the whole pipeline on this machine with kfp.local's SubprocessRunner (backend defaults to local);
+    the run's files under `pipeline_root`."""
     from kfp import local
 
     arguments = {"backend": "local", **arguments}
     check_arguments(arguments, example)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root or "local_outputs"),
-               raise_on_error=True)
-    return build_pipeline(example)(**arguments)
+    earlier = set(pipeline_root.iterdir()) if pipeline_root.is_dir() else set()
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
+    build_pipeline(example)(**arguments)
+    (folder,) = set(pipeline_root.iterdir()) - earlier
+    return LocalRunFiles(folder)
 
 
 def submit(client: Any, arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE,

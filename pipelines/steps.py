@@ -24,6 +24,7 @@ from katib_nas.contract.codec import decode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.exit_codes import EXIT_OK
 from katib_nas.contract.metric_format import read_metric_lines
+from katib_nas.contract.trial_bounds import FINAL_EPOCHS
 from katib_nas.trial_image.inputs import DEFAULTS
 
 from .katib_experiment import READ_RETRY_S
@@ -239,7 +240,7 @@ class FinalTraining:
 
     dataset: str = DEFAULTS.dataset
     data_dir: str = ""
-    epochs: int = 10
+    epochs: int = FINAL_EPOCHS
     max_train_samples: int = 0
     test: bool = False
     batch_size: int = DEFAULTS.batch_size

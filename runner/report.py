@@ -20,6 +20,7 @@ import csv
 import json
 import math
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -32,6 +33,7 @@ from katib_nas.contract.assignments import final_architecture
 from katib_nas.contract.codec import decode, to_dict
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.spec import Architecture
+from katib_nas.contract.trial_bounds import FINAL_EPOCHS
 
 from .diagram import draw
 from .manifest import Objective, experiment_from_document
@@ -39,6 +41,7 @@ from .metrics_collector import UNAVAILABLE, MetricLog, finite_value, go_float, g
 from .plot_scale import AxisScale
 from .status import Summary, objective_value, summarize_trials
 from .store import Store, TrialRow
+from .trial_template import data_flags
 from .workdir_run import WorkdirRun
 
 TOP_TRIALS = 5
@@ -60,6 +63,9 @@ class ReportInput:
     source: str = ""
     #: Lines the reader wants shown, e.g. why per-epoch curves are missing.
     notes: tuple[str, ...] = ()
+    #: The trial command's data flags (`--dataset=...`, `--data-dir=...`), for the command that trains the best
+    #: network into files.
+    data_flags: tuple[str, ...] = ()
 
     @cached_property
     def summary(self) -> Summary:
@@ -102,7 +108,9 @@ def read_local(workdir: Path) -> ReportInput:
     if run.interrupted:
         condition, reason = "Interrupted", f"resumable: `{run.resume_command()}`"
     return ReportInput(spec.name, spec.algorithm, spec.objective, condition, reason, trials, logs,
-                       f"local run in {workdir}")
+                       f"local run in {workdir}",
+                       data_flags=data_flags(spec.template.spec, spec.template.primary_container, experiment.trial_args,
+                                             experiment.cwd))
 
 
 #: Every file a report may write; summary.md, which names the others, goes last.
@@ -178,6 +186,13 @@ def write_csv(path: Path, spec: ReportInput, trials: Sequence[TrialRow]) -> None
 def architecture_text(trial: TrialRow) -> str:
     """The text of the network a trial stands for (the shared rule: a reported Best-Architecture first), or ""."""
     return final_architecture(trial.assignments, {name: s.latest for name, s in trial.observation.items()}) or ""
+
+
+def train_command(arch: Architecture, spec: ReportInput) -> str:
+    """The shell command that trains `arch` on every training image of the trials' data, for FINAL_EPOCHS
+    epochs, and exports it (TorchScript, ONNX, model.json) into model/."""
+    return shlex.join(["katib-nas", "trial", f"--architecture={to_dict(arch)['text']}", *spec.data_flags,
+                       f"--epochs={FINAL_EPOCHS}", "--export-dir=model"])
 
 
 def best_architecture(best: TrialRow | None) -> Architecture | None:
@@ -334,7 +349,9 @@ def summary_markdown(spec: ReportInput, condition: str, reason: str, trials: Seq
         lines += ["## Best trial", "", f"`{best.name}`: " + ", ".join(
             f"{name}={metric_value(best, spec, name)}" for name in spec.objective.metric_names), ""]
         if arch is not None:
-            lines += ["Architecture:", "", "```", to_dict(arch)["text"], "```", ""]
+            lines += ["Architecture:", "", "```", to_dict(arch)["text"], "```", "",
+                      f"Its network as files (TorchScript, ONNX and model.json in model/), trained on every training "
+                      f"image for {FINAL_EPOCHS} epochs:", "", "```sh", train_command(arch, spec), "```", ""]
         if "diagram" in files:
             lines += [f"![best network]({files['diagram_png']})", ""]
     else:

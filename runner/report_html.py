@@ -17,10 +17,12 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from katib_nas.contract.codec import decode
 from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.trial_bounds import FINAL_EPOCHS
 
 from .metrics_collector import go_float
-from .report import ReportInput, architecture_text, metric_value, series
+from .report import ReportInput, architecture_text, metric_value, series, train_command
 from .status import Summary, objective_value
 from .store import TrialRow
 
@@ -35,7 +37,8 @@ STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d2733;max-width:1400px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
 .meta{color:#52606d}.note{color:#8a5a00}
-code,.arch{font-family:ui-monospace,monospace;font-size:12px;word-break:break-all}
+code,.arch,pre.command{font-family:ui-monospace,monospace;font-size:12px;word-break:break-all}
+pre.command{white-space:pre-wrap;background:#f1f3f5;padding:6px 8px}
 .plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0}.plots img{max-width:640px;width:100%}
 figcaption{color:#52606d;font-size:12px}
 table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #dde3ea;padding:4px 8px;text-align:left}
@@ -142,6 +145,9 @@ def _best(spec: ReportInput, summary: Summary, diagrams: dict[str, str]) -> str:
         parts.append(f'<p class="arch">{esc(text)}</p>')
     if text in diagrams:
         parts.append(f'<div class="diagram"><img alt="network of {esc(best.name)}" src="{diagrams[text]}"></div>')
+    if text:
+        parts += [f"<p>Its network as files (TorchScript, ONNX and model.json in model/), trained on every training "
+                  f"image for {FINAL_EPOCHS} epochs:</p>", f'<pre class="command">{esc(train_command(decode(text), spec))}</pre>']
     return "\n".join(parts)
 
 

@@ -369,6 +369,32 @@ def container_env(container: dict[str, Any], primary_name: str) -> dict[str, str
     return env
 
 
+#: The trial flags that say where its data is (kept in the report's command that trains the best network).
+DATA_FLAGS = ("--dataset", "--data-dir")
+
+
+def data_flags(trial_spec: dict[str, Any], primary_name: str, overrides: Sequence[str] = (),
+               cwd: str = "") -> tuple[str, ...]:
+    """The trial command's DATA_FLAGS as `--flag=value`, the run's overrides applied, a relative --data-dir made
+    absolute against `cwd` (where local trials ran); none when the command cannot be read."""
+    try:
+        container = trial_workload(trial_spec, primary_name).container
+    except ExperimentError:
+        return ()
+    argv = apply_overrides([str(v) for v in (container.get("command") or []) + (container.get("args") or [])],
+                           overrides)
+    found = []
+    for index, arg in enumerate(argv):
+        flag, sep, value = arg.partition("=")
+        if flag not in DATA_FLAGS or (not sep and index + 1 >= len(argv)):
+            continue
+        value = value if sep else argv[index + 1]
+        if flag == "--data-dir" and cwd and not Path(value).is_absolute():
+            value = str(Path(cwd) / value)
+        found.append(f"{flag}={value}")
+    return tuple(found)
+
+
 def apply_overrides(argv: Sequence[str], overrides: Sequence[str]) -> list[str]:
     """Replace `--flag=...` arguments whose flag matches an override's; append the others."""
     result = list(argv)

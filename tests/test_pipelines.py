@@ -19,7 +19,7 @@ from katib_nas.contract.codec import decode
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.deploy.images import TRIAL_CPU_IMAGE, TRIAL_CUDA_IMAGE
 from katib_nas.pipelines import steps
-from katib_nas.pipelines.pipeline import COMPILED, check_arguments, compile_pipeline, final_defaults, run_local, submit
+from katib_nas.pipelines.pipeline import COMPILED, check_arguments, compile_pipeline, final_defaults, submit
 from katib_nas.pipelines.search_request import (
     SearchRequest,
     apply_request,
@@ -246,16 +246,25 @@ def digits_example(path: Path) -> Path:
 
 @pytest.mark.filterwarnings("ignore:You may be attemping to run a task that uses custom:RuntimeWarning")
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
-def test_whole_pipeline_runs_locally_on_digits(tmp_path: Path) -> None:
+def test_whole_pipeline_runs_locally_on_digits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`katib-nas pipeline run` ends with the trained network's files, named as the user finds them."""
     import onnx
     import torch
     from sklearn.datasets import load_digits
 
+    from katib_nas.cli.main import main
+
     example = digits_example(tmp_path / "nas-random-digits.yaml")
     root = tmp_path / "root"
-    run_local({"max_trials": 2, "parallel_trials": 1, "trial_args": "--threads=1 --batch-size=64",
-               "final_epochs": 3, "threads": 1}, str(example), root)
-    (run_dir,) = root.iterdir()
+    (root / "an-earlier-run").mkdir(parents=True)
+    assert main(["pipeline", "run", "--example", str(example), "--pipeline-root", str(root), "--arg", "max_trials=2",
+                 "--arg", "parallel_trials=1", "--arg", "trial_args=--threads=1 --batch-size=64",
+                 "--arg", "final_epochs=3", "--arg", "threads=1"]) == 0
+    (run_dir,) = set(root.iterdir()) - {root / "an-earlier-run"}
+    printed = capsys.readouterr().out
+    assert f"TorchScript model: {run_dir / 'export-model' / 'torchscript'}\n" in printed
+    assert f"ONNX model:        {run_dir / 'export-model' / 'onnx_model'}\n" in printed
+    assert f"{run_dir / 'train-final' / 'model' / 'model.json'}\n" in printed
     search = json.loads((run_dir / "nas-search" / "executor_output.json").read_text())
     architecture = search["parameterValues"]["architecture"]
     assert decode(architecture).input_shape == (8, 8, 1)

@@ -148,6 +148,14 @@ def test_report_of_a_cluster_experiment_is_the_local_runs_report(cluster: Cluste
     page = (remote / "report.html").read_text()
     assert "Katib Experiment kubeflow/nas-random-digits" in page and "DB manager" not in page
     assert page.count("<polyline") == (local / "report.html").read_text().count("<polyline")
+    command = train_command_of(remote / "summary.md")
+    assert command == train_command_of(local / "summary.md") and "--dataset=digits" in command
+
+
+def train_command_of(summary: Path) -> str:
+    """The command a report gives for training its best network into files."""
+    text = summary.read_text()
+    return text.split("```sh\n", 1)[1].split("\n```", 1)[0]
 
 
 def test_without_a_db_manager_the_report_says_where_curves_come_from(cluster: Cluster, digits_run: Path,
