@@ -9,7 +9,8 @@ what Katib's `sh -c` wrapper does for the StdOut and File collectors, so
 `--architecture="${trialParameters.x}"` works as it does on a cluster. No
 shell runs: operators, redirections and `$` expansions are refused. `--trial-arg`
 values get the same placeholders, per trial, and also trial metadata
-written directly (`--trial-arg=--export-dir=model/${trialSpec.Name}`).
+written directly (`--trial-arg=--export-dir=model/${trialSpec.Name}`); a katib-nas trial folder flag that
+names no trial gets a folder of the trial's own (`own_folders`).
 
 Besides batch/v1 Jobs the runner takes the distributed trial kinds of Katib's
 default katib-config: a PyTorchJob (kubeflow.org/v1; the Master replica's
@@ -61,6 +62,8 @@ class TrialCommand:
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
     metrics_file: str = ""
+    #: The folder flags given a folder of the trial's own: (flag, the command's value, the trial's folder).
+    own_folders: tuple[tuple[str, str, str], ...] = ()
 
 
 def render_trial_spec(template: TrialTemplate, trial_name: str, namespace: str,
@@ -448,6 +451,38 @@ def metrics_file_for(spec: ExperimentSpec, argv: list[str], trial_dir: Path) -> 
     return [arg.replace(path, local) for arg in argv], local
 
 
+#: The flags of `katib-nas trial` and `proxyless-search` that name a folder the trial writes. On a cluster each
+#: trial's pod has a file system of its own; here trials share one, and would replace each other's export
+#: (whatever its score) and refuse each other's checkpoint.
+TRIAL_FOLDER_FLAGS = ("--export-dir", "--checkpoint-dir", "--tfevent-dir")
+OWN_FOLDERS = "files"
+
+
+def own_folders(program: list[str], trial_name: str,
+                trial_dir: Path) -> tuple[list[str], tuple[tuple[str, str, str], ...]]:
+    """katib-nas's TRIAL_FOLDER_FLAGS whose folder does not already name the trial moved to TRIAL_DIR/files/PATH,
+    as the trial's pod would have it to itself; another program's flags are its own business."""
+    if not program or program[0] != CLI_NAME:
+        return program, ()
+    workdir = trial_dir.parent.parent
+    result, moved = list(program), []
+    for index, arg in enumerate(program):
+        flag, sep, value = arg.partition("=")
+        if flag not in TRIAL_FOLDER_FLAGS or (not sep and index + 1 >= len(program)):
+            continue
+        value = value if sep else program[index + 1]
+        if trial_name in value:
+            continue
+        local = str(confined(trial_dir / OWN_FOLDERS / value.lstrip("/"), workdir,
+                             f"{flag}={value}, as the trial's folder"))
+        if sep:
+            result[index] = f"{flag}={local}"
+        else:
+            result[index + 1] = local
+        moved.append((flag, value, local))
+    return result, tuple(moved)
+
+
 def build_command(spec: ExperimentSpec, trial_name: str, assignments: Mapping[str, str],
                   overrides: Sequence[str], trial_dir: Path) -> TrialCommand:
     """Everything needed to start one trial locally; the trial's name must be a DNS-1123 label (it names its
@@ -463,6 +498,7 @@ def build_command(spec: ExperimentSpec, trial_name: str, assignments: Mapping[st
     env["KATIB_TRIAL_NAME"] = trial_name
     check_trainjob_launcher(rendered, argv, workload.world)
     program, world = strip_torchrun(argv, workload.world)
+    program, moved = own_folders(program, trial_name, trial_dir)
     if world.size > MAX_LOCAL_PROCESSES:
         raise ExperimentError(f"the trial asks for {world.nodes} node(s) x {world.per_node} process(es), more than "
                               f"the {MAX_LOCAL_PROCESSES} processes the local runner starts for one trial")
@@ -470,7 +506,7 @@ def build_command(spec: ExperimentSpec, trial_name: str, assignments: Mapping[st
     if world.size > 1:
         resolved = [sys.executable, "-m", "katib_nas.runner.launch", f"--nnodes={world.nodes}",
                     f"--nproc-per-node={world.per_node}", "--", *resolved]
-    return TrialCommand(tuple(resolved), env, metrics_file)
+    return TrialCommand(tuple(resolved), env, metrics_file, moved)
 
 
 def check_runnable(spec: ExperimentSpec, overrides: Sequence[str], trial_dir: Path) -> TrialCommand:
