@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from katib_nas.pipelines.pipeline import StepSettings
 
 DEFAULT_EXAMPLE = "nas-random-fashion-mnist"
+#: Where `katib-nas pipeline run` keeps its runs, one folder each.
+LOCAL_PIPELINE_ROOT = Path("runs/pipeline")
 CPU_QUANTITY = re.compile(r"([0-9]*[.])?[0-9]+m?")
 MEMORY_QUANTITY = re.compile(r"[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?")
 
@@ -48,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run_parser = actions.add_parser("run", help="run the whole pipeline here with kfp.local (no cluster)")
     run_parser.add_argument("--example", default=DEFAULT_EXAMPLE,
                             help=f"example name under examples/ or a YAML path (default {DEFAULT_EXAMPLE})")
-    run_parser.add_argument("--pipeline-root", type=Path, default=Path("runs/pipeline"),
-                            help="where kfp.local writes the artifacts (default runs/pipeline)")
+    run_parser.add_argument("--pipeline-root", type=Path, default=LOCAL_PIPELINE_ROOT,
+                            help=f"where kfp.local writes the artifacts, a folder per run (default {LOCAL_PIPELINE_ROOT})")
     run_parser.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", dest="arguments",
                             help="pipeline parameter, e.g. --arg max_trials=4 --arg trial_args='--epochs=1' "
                                  "(repeatable; backend defaults to local)")
@@ -143,7 +145,7 @@ def parse_claim(text: str, flag: str = "--data-pvc") -> tuple[str, str]:
 def run_command(args: argparse.Namespace) -> int:
     from katib_nas.pipelines.pipeline import run_local
 
-    files = run_local(parse_arguments(args.arguments), args.example, args.pipeline_root)
+    files = run_local(parse_arguments(args.arguments), args.pipeline_root, args.example)
     print(f"pipeline finished; every step's outputs under {files.folder}\n"
           f"  TorchScript model: {files.torchscript}\n"
           f"  ONNX model:        {files.onnx}\n"

@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from katib_nas.trial_image.inputs import SUPERNET_DEFAULTS as DEFAULTS
 
     parser = subparsers.add_parser("proxyless-search", help="ProxylessNAS one-shot trial: search a supernet",
-                                   description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   allow_abbrev=False)
     parser.add_argument("--architecture", required=True, metavar="TEXT",
                         help="the supernet's architecture text (choice cells), as the suggestion assigns it")
     parser.add_argument("--search", required=True, metavar="TEXT",

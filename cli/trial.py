@@ -31,8 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from katib_nas.contract.trial_bounds import MAX_EPOCHS, MAX_SEED
     from katib_nas.trial_image.data import test_sets_text
 
+    # Flags only as written: the local runner finds --trial-arg overrides and per-trial folders by their names.
     parser = subparsers.add_parser("trial", help="train one candidate architecture and report its metrics",
-                                   description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   allow_abbrev=False)
     parser.add_argument("--architecture", required=True, metavar="TEXT",
                         help="architecture text, e.g. in28x28x1-cls10-stem16/w32:c3+s5/w64s2:mb3e6")
     add_training_arguments(parser)

@@ -7,5 +7,5 @@ from __future__ import annotations
 MAX_SEED = 2**32 - 1
 #: Epochs of one training (and of a one-shot search or its retraining).
 MAX_EPOCHS = 1_000_000
-#: Epochs of the final training of a search's best network on every training image.
+#: Epochs of the final training of a search's best network (on its trials' data, without their image cap).
 FINAL_EPOCHS = 10

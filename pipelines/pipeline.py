@@ -17,6 +17,7 @@ import yaml
 
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.kubernetes_names import is_dns1123_label
+from katib_nas.runner.trial_template import trial_flags
 from katib_nas.trial_image.data import TEST_SETS
 from katib_nas.trial_image.inputs import DEFAULTS
 
@@ -54,22 +55,11 @@ class FinalDefaults:
 
 def final_defaults(document: dict[str, Any]) -> FinalDefaults:
     """Dataset, data dir and batch size of the example's trial command (the budget flags are not kept)."""
-    args = dict(_flag(arg) for arg in _trial_command(document) if arg.startswith("--") and "=" in arg)
+    template = document["spec"]["trialTemplate"]
+    args = trial_flags(template["trialSpec"], str(template.get("primaryContainerName", "")),
+                       ("--dataset", "--data-dir", "--batch-size")) or {}
     return FinalDefaults(dataset=args.get("--dataset", DEFAULTS.dataset), data_dir=args.get("--data-dir", ""),
                          batch_size=int(args.get("--batch-size", DEFAULTS.batch_size)))
-
-
-def _flag(arg: str) -> tuple[str, str]:
-    flag, value = arg.split("=", 1)
-    return flag, value
-
-
-def _trial_command(document: dict[str, Any]) -> list[str]:
-    template = document["spec"]["trialTemplate"]
-    for container in trial_pod(document)["containers"]:
-        if container.get("name") == template.get("primaryContainerName"):
-            return [str(a) for a in (container.get("command") or []) + (container.get("args") or [])]
-    return []
 
 
 @dataclass(frozen=True)
@@ -277,18 +267,20 @@ class LocalRunFiles:
         return self.folder / "train-final" / "model"
 
 
-def run_local(arguments: dict[str, Any], example: str = DEFAULT_EXAMPLE,
-              pipeline_root: Path = Path("local_outputs")) -> LocalRunFiles:
-    """Run the whole pipeline on this machine with kfp.local's SubprocessRunner (backend defaults to local);
-    the run's files under `pipeline_root`."""
+def run_local(arguments: dict[str, Any], pipeline_root: Path | str, example: str = DEFAULT_EXAMPLE) -> LocalRunFiles:
+    """Run the whole pipeline on this machine with kfp.local's SubprocessRunner (backend defaults to local), in a
+    new folder of `pipeline_root` (so that runs side by side never share one); its files."""
+    import tempfile
+
     from kfp import local
 
     arguments = {"backend": "local", **arguments}
     check_arguments(arguments, example)
-    earlier = set(pipeline_root.iterdir()) if pipeline_root.is_dir() else set()
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
+    Path(pipeline_root).mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="run-", dir=pipeline_root))
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     build_pipeline(example)(**arguments)
-    (folder,) = set(pipeline_root.iterdir()) - earlier
+    (folder,) = root.iterdir()
     return LocalRunFiles(folder)
 
 

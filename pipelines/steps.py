@@ -309,10 +309,10 @@ class StepResources:
 
 
 def trainjob_settings(image: str, claim: str, mount_path: str, nodes: int, procs_per_node: int, namespace: str,
-                      resources: str = "", data_volumes: str = "", runtime: str = "torch-distributed") -> Any:
+                      resources: str = "", data_volumes: str = "", runtime: str = "") -> Any:
     """TrainJobSettings for the final-training step, each node with the step's limits (`resources`:
     resource=quantity pairs joined by commas) and data claims (`data_volumes`: claim:path pairs joined by
-    commas), on `runtime` (NAME or TrainingRuntime/NAME); StepFailed when the pipeline was compiled without a
+    commas), on `runtime` (NAME or TrainingRuntime/NAME; empty: TrainJobSettings'); StepFailed when the pipeline was compiled without a
     work claim (`--trainjob-pvc CLAIM:PATH`) or the runtime cannot be named."""
     from .katib_experiment import default_namespace
     from .trainjob import TrainJobSettings, runtime_ref
@@ -320,6 +320,7 @@ def trainjob_settings(image: str, claim: str, mount_path: str, nodes: int, procs
     if not claim or not mount_path:
         raise StepFailed("final_backend=trainjob needs a PersistentVolumeClaim for the checkpoint and the model: "
                          "compile the pipeline with --trainjob-pvc CLAIM:/path")
+    runtime = runtime or TrainJobSettings.runtime
     try:
         runtime_ref(runtime)
     except InvalidInput as err:

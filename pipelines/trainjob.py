@@ -93,8 +93,8 @@ class TrainJobSettings:
 def runtime_ref(runtime: str) -> dict[str, str]:
     """The TrainJob's runtimeRef for `runtime` (NAME or KIND/NAME, KIND one of RUNTIME_KINDS); InvalidInput
     for any other text, which Trainer would refuse when the step creates the TrainJob."""
-    kind, _, name = runtime.rpartition("/")
-    kind = kind or RUNTIME_KINDS[0]
+    kind, slash, name = runtime.rpartition("/")
+    kind = kind if slash else RUNTIME_KINDS[0]
     if kind not in RUNTIME_KINDS or not is_dns1123_subdomain(name):
         raise InvalidInput(f"final_runtime {runtime[:80]!r} must be NAME (a ClusterTrainingRuntime) or "
                            f"TrainingRuntime/NAME (in the run's namespace), NAME a Kubernetes object name")

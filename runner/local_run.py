@@ -30,7 +30,7 @@ from .progress import ProgressView
 from .status import Outcome, outcome, summarize_trials
 from .store import DB_NAME, LOCK_NAME, SUGGESTION_LOG, DiskFull, ExperimentRow, Store, StoreError, as_disk_full
 from .suggestion_process import SuggestionClient, SuggestionFailure
-from .trial_template import OWN_FOLDERS, check_runnable
+from .trial_template import check_runnable
 from .workdir_run import resume_command
 
 DEFAULT_RUNS_DIR = Path("runs")
@@ -92,11 +92,11 @@ def _run(options: RunOptions, spec: ExperimentSpec, workdir: Path, stream: TextI
             print(f"note: {note}", file=stream)
         if stored is not None and resuming:
             _check_start_directory(stored.cwd, options.experiment_path, workdir)
-        checked = check_runnable(spec, trial_args, workdir / "trials" / "check")
-        for flag, value, _ in checked.own_folders:
-            print(f"note: each trial writes its {flag} {value} into {workdir / 'trials' / '<trial>' / OWN_FOLDERS}/"
-                  f"{value.lstrip('/')}: trials here share one file system, where on a cluster each has its own",
-                  file=stream)
+        check_dir = workdir / "trials" / "check"
+        for flag, value, local in check_runnable(spec, trial_args, check_dir).own_folders:
+            own = workdir / "trials" / "<trial>" / Path(local).relative_to(check_dir)
+            print(f"note: each trial writes its {flag} {value} into {own}: trials here share one file system, where "
+                  "on a cluster each has its own", file=stream)
         summary = summarize_trials(trials if resuming else [], spec.objective)  # what the run starts from
         if resuming:
             finished = outcome(summary, spec)

@@ -64,8 +64,8 @@ class ReportInput:
     #: Lines the reader wants shown, e.g. why per-epoch curves are missing.
     notes: tuple[str, ...] = ()
     #: The trial command's data flags (`--dataset=...`, `--data-dir=...`), for the command that trains the best
-    #: network into files.
-    data_flags: tuple[str, ...] = ()
+    #: network into files; None when the command could not be read.
+    data_flags: tuple[str, ...] | None = ()
 
     @cached_property
     def summary(self) -> Summary:
@@ -188,11 +188,18 @@ def architecture_text(trial: TrialRow) -> str:
     return final_architecture(trial.assignments, {name: s.latest for name, s in trial.observation.items()}) or ""
 
 
-def train_command(arch: Architecture, spec: ReportInput) -> str:
-    """The shell command that trains `arch` on every training image of the trials' data, for FINAL_EPOCHS
-    epochs, and exports it (TorchScript, ONNX, model.json) into model/."""
-    return shlex.join(["katib-nas", "trial", f"--architecture={to_dict(arch)['text']}", *spec.data_flags,
-                       f"--epochs={FINAL_EPOCHS}", "--export-dir=model"])
+def train_command(arch: Architecture, spec: ReportInput) -> tuple[str, str]:
+    """What the report says under the best trial: a caption, and the shell command that trains `arch` on the
+    trials' data and split (without their --max-train-samples cap) for FINAL_EPOCHS epochs and exports it into
+    model/; the flags to add instead when the trial command could not be read for them."""
+    command = ["katib-nas", "trial", f"--architecture={to_dict(arch)['text']}", *(spec.data_flags or ()),
+               f"--epochs={FINAL_EPOCHS}", "--export-dir=model"]
+    if spec.data_flags is None:
+        return ("Its network as files (TorchScript, ONNX and model.json in model/): the trial command could not be "
+                "read for its data, so add the trials' --dataset and --data-dir to:"), shlex.join(command)
+    return (f"Its network as files (TorchScript, ONNX and model.json in model/), trained for {FINAL_EPOCHS} epochs "
+            "on the trials' data (--data-dir as the trials read it) without a cap on the training images:",
+            shlex.join(command))
 
 
 def best_architecture(best: TrialRow | None) -> Architecture | None:
@@ -349,9 +356,9 @@ def summary_markdown(spec: ReportInput, condition: str, reason: str, trials: Seq
         lines += ["## Best trial", "", f"`{best.name}`: " + ", ".join(
             f"{name}={metric_value(best, spec, name)}" for name in spec.objective.metric_names), ""]
         if arch is not None:
-            lines += ["Architecture:", "", "```", to_dict(arch)["text"], "```", "",
-                      f"Its network as files (TorchScript, ONNX and model.json in model/), trained on every training "
-                      f"image for {FINAL_EPOCHS} epochs:", "", "```sh", train_command(arch, spec), "```", ""]
+            caption, command = train_command(arch, spec)
+            lines += ["Architecture:", "", "```", to_dict(arch)["text"], "```", "", caption, "", "```sh", command,
+                      "```", ""]
         if "diagram" in files:
             lines += [f"![best network]({files['diagram_png']})", ""]
     else:

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Sequence
 
 from katib_nas.contract.codec import decode
 from katib_nas.contract.errors import InvalidInput
-from katib_nas.contract.trial_bounds import FINAL_EPOCHS
 
 from .metrics_collector import go_float
 from .report import ReportInput, architecture_text, metric_value, series, train_command
@@ -146,8 +145,8 @@ def _best(spec: ReportInput, summary: Summary, diagrams: dict[str, str]) -> str:
     if text in diagrams:
         parts.append(f'<div class="diagram"><img alt="network of {esc(best.name)}" src="{diagrams[text]}"></div>')
     if text:
-        parts += [f"<p>Its network as files (TorchScript, ONNX and model.json in model/), trained on every training "
-                  f"image for {FINAL_EPOCHS} epochs:</p>", f'<pre class="command">{esc(train_command(decode(text), spec))}</pre>']
+        caption, command = train_command(decode(text), spec)
+        parts += [f"<p>{esc(caption)}</p>", f'<pre class="command">{esc(command)}</pre>']
     return "\n".join(parts)
 
 

@@ -33,7 +33,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Sequence
 
 from .launch import MAX_LOCAL_PROCESSES, World
@@ -373,29 +373,37 @@ def container_env(container: dict[str, Any], primary_name: str) -> dict[str, str
 
 
 #: The trial flags that say where its data is (kept in the report's command that trains the best network).
-DATA_FLAGS = ("--dataset", "--data-dir")
+DATA_FLAGS = ("--dataset", "--data-dir", "--val-fraction", "--split-seed")
+
+
+def trial_flags(trial_spec: dict[str, Any], primary_name: str, names: Sequence[str],
+                overrides: Sequence[str] = ()) -> dict[str, str] | None:
+    """The values of the trial command's `names` flags (`--flag=value` or `--flag value`), split as Katib's
+    `sh -c` wrapper splits the command, the run's overrides applied; None when the command cannot be read."""
+    try:
+        container = trial_workload(trial_spec, primary_name).container
+        argv = shlex.split(" ".join(str(v) for v in (container.get("command") or []) + (container.get("args") or [])))
+    except (ExperimentError, ValueError):
+        return None
+    argv = apply_overrides(argv, overrides)
+    found = {}
+    for index, arg in enumerate(argv):
+        flag, sep, value = arg.partition("=")
+        if flag in names and (sep or index + 1 < len(argv)):
+            found[flag] = value if sep else argv[index + 1]
+    return found
 
 
 def data_flags(trial_spec: dict[str, Any], primary_name: str, overrides: Sequence[str] = (),
-               cwd: str = "") -> tuple[str, ...]:
-    """The trial command's DATA_FLAGS as `--flag=value`, the run's overrides applied, a relative --data-dir made
-    absolute against `cwd` (where local trials ran); none when the command cannot be read."""
-    try:
-        container = trial_workload(trial_spec, primary_name).container
-    except ExperimentError:
-        return ()
-    argv = apply_overrides([str(v) for v in (container.get("command") or []) + (container.get("args") or [])],
-                           overrides)
-    found = []
-    for index, arg in enumerate(argv):
-        flag, sep, value = arg.partition("=")
-        if flag not in DATA_FLAGS or (not sep and index + 1 >= len(argv)):
-            continue
-        value = value if sep else argv[index + 1]
-        if flag == "--data-dir" and cwd and not Path(value).is_absolute():
-            value = str(Path(cwd) / value)
-        found.append(f"{flag}={value}")
-    return tuple(found)
+               cwd: str = "") -> tuple[str, ...] | None:
+    """The trial command's DATA_FLAGS as `--flag=value` (a relative --data-dir made absolute against `cwd`, where
+    local trials ran); None when the command cannot be read."""
+    found = trial_flags(trial_spec, primary_name, DATA_FLAGS, overrides)
+    if found is None:
+        return None
+    if found.get("--data-dir") and cwd and not Path(found["--data-dir"]).is_absolute():
+        found["--data-dir"] = str(Path(cwd) / found["--data-dir"])
+    return tuple(f"{flag}={found[flag]}" for flag in DATA_FLAGS if flag in found)
 
 
 def apply_overrides(argv: Sequence[str], overrides: Sequence[str]) -> list[str]:
@@ -451,30 +459,31 @@ def metrics_file_for(spec: ExperimentSpec, argv: list[str], trial_dir: Path) -> 
     return [arg.replace(path, local) for arg in argv], local
 
 
-#: The flags of `katib-nas trial` and `proxyless-search` that name a folder the trial writes. On a cluster each
-#: trial's pod has a file system of its own; here trials share one, and would replace each other's export
-#: (whatever its score) and refuse each other's checkpoint.
+#: The flags of `katib-nas trial` (and, --tfevent-dir, of `proxyless-search`) that name a folder the trial
+#: writes. On a cluster each trial's pod has a file system of its own; here trials share one, and would replace
+#: each other's export (whatever its score) and refuse each other's checkpoint.
 TRIAL_FOLDER_FLAGS = ("--export-dir", "--checkpoint-dir", "--tfevent-dir")
 OWN_FOLDERS = "files"
 
 
 def own_folders(program: list[str], trial_name: str,
                 trial_dir: Path) -> tuple[list[str], tuple[tuple[str, str, str], ...]]:
-    """katib-nas's TRIAL_FOLDER_FLAGS whose folder does not already name the trial moved to TRIAL_DIR/files/PATH,
-    as the trial's pod would have it to itself; another program's flags are its own business."""
-    if not program or program[0] != CLI_NAME:
+    """katib-nas's TRIAL_FOLDER_FLAGS whose folder does not name the trial moved to TRIAL_DIR/files/PATH (`..` and
+    `.` dropped), as the trial's pod would have it to itself; an empty value (none) and another program's flags
+    are left as they are. Returns the program and the moves: (flag, the command's value, the trial's folder)."""
+    if not program or Path(program[0]).name != CLI_NAME:
         return program, ()
-    workdir = trial_dir.parent.parent
+    names_trial = re.compile(rf"(?<![-a-z0-9]){re.escape(trial_name)}(?![-a-z0-9])")
     result, moved = list(program), []
     for index, arg in enumerate(program):
         flag, sep, value = arg.partition("=")
         if flag not in TRIAL_FOLDER_FLAGS or (not sep and index + 1 >= len(program)):
             continue
         value = value if sep else program[index + 1]
-        if trial_name in value:
+        if not value or names_trial.search(value):
             continue
-        local = str(confined(trial_dir / OWN_FOLDERS / value.lstrip("/"), workdir,
-                             f"{flag}={value}, as the trial's folder"))
+        parts = [part for part in PurePosixPath(value).parts if part not in ("/", ".", "..")]
+        local = str(trial_dir.joinpath(OWN_FOLDERS, *parts))
         if sep:
             result[index] = f"{flag}={local}"
         else:

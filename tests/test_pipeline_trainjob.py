@@ -396,6 +396,7 @@ def test_compiled_for_the_gpu_example_every_trainjob_node_gets_the_steps_limits_
     ({"final_runtime": "TrainingRuntime/Katib_NAS"}, "final_runtime 'TrainingRuntime/Katib_NAS' must be"),
     ({"final_runtime": "TrainingRuntime/"}, "final_runtime 'TrainingRuntime/' must be"),
     ({"final_runtime": ""}, "final_runtime '' must be"),
+    ({"final_runtime": "/torch-distributed"}, "final_runtime '/torch-distributed' must be"),
 ])
 def test_bad_final_training_arguments_are_refused_before_the_run(arguments: dict[str, Any], message: str) -> None:
     from katib_nas.contract.errors import InvalidInput
@@ -464,11 +465,7 @@ def test_the_node_pods_opt_out_of_istio_sidecar_injection_on_each_release(field:
 ])
 def test_the_final_runtime_names_a_cluster_or_a_namespaced_runtime(runtime: str, ref: dict[str, str], field: str,
                                                                   katib_schemas: dict[str, Any]) -> None:
-    """The prepared namespaced runtime (examples/prepare/trainjob-runtime.yaml) gives the nodes the restricted
-    security context that Trainer v2.1's overrides cannot; its replicated job is the one the overrides target."""
-    import yaml
-
-    from katib_nas.pipelines.trainjob import NODE, trainjob_document
+    from katib_nas.pipelines.trainjob import trainjob_document
 
     made = steps.trainjob_settings("img", "final-work", "/mnt/work", 2, 1, NAMESPACE, runtime=runtime)
     document = trainjob_document("final-0", [], made, "/w", "run", field)
@@ -476,6 +473,15 @@ def test_the_final_runtime_names_a_cluster_or_a_namespaced_runtime(runtime: str,
     schema = katib_schemas["trainjob"] if field == "podTemplateOverrides" else \
         trainjob_schema_v2_2(katib_schemas["trainjob"])
     assert schema_errors(schema, document) == [] and trainjob_errors(document, "final-0") == []
+
+
+def test_the_prepared_runtime_is_the_namespaced_one_the_overrides_can_target() -> None:
+    """examples/prepare/trainjob-runtime.yaml gives the nodes the restricted security context that Trainer v2.1's
+    overrides cannot; its replicated job is the one the overrides target."""
+    import yaml
+
+    from katib_nas.pipelines.trainjob import NODE
+
     prepared = yaml.safe_load((Path(__file__).resolve().parents[1] / "examples" / "prepare" /
                                "trainjob-runtime.yaml").read_text())
     assert (prepared["kind"], prepared["metadata"]["name"]) == ("TrainingRuntime", "katib-nas-torch")

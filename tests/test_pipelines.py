@@ -260,7 +260,8 @@ def test_whole_pipeline_runs_locally_on_digits(tmp_path: Path, capsys: pytest.Ca
     assert main(["pipeline", "run", "--example", str(example), "--pipeline-root", str(root), "--arg", "max_trials=2",
                  "--arg", "parallel_trials=1", "--arg", "trial_args=--threads=1 --batch-size=64",
                  "--arg", "final_epochs=3", "--arg", "threads=1"]) == 0
-    (run_dir,) = set(root.iterdir()) - {root / "an-earlier-run"}
+    (run_root,) = set(root.iterdir()) - {root / "an-earlier-run"}  # a folder of its own: runs side by side
+    (run_dir,) = run_root.iterdir()
     printed = capsys.readouterr().out
     assert f"TorchScript model: {run_dir / 'export-model' / 'torchscript'}\n" in printed
     assert f"ONNX model:        {run_dir / 'export-model' / 'onnx_model'}\n" in printed

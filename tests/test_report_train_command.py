@@ -72,9 +72,29 @@ def job(*command: str) -> dict:
      ("--dataset=npz", "--data-dir=/mnt/fashion")),
     (job("katib-nas", "trial", "--epochs=1"), (), "", ()),
     (job("katib-nas", "trial", "--data-dir"), (), "", ()),
-    ({"apiVersion": "v1", "kind": "Pod", "spec": {}}, (), "", ()),
-    ({**job("katib-nas", "trial", "--dataset=digits"), "kind": "CronJob"}, (), "", ()),
+    # split as Katib's `sh -c` wrapper splits the command, as the trials get it
+    (job("katib-nas", "trial", '--data-dir="my data/x.npz"', "--dataset=npz"), (), "/home/me",
+     ("--dataset=npz", "--data-dir=/home/me/my data/x.npz")),
+    (job("katib-nas trial --dataset=npz --data-dir=/a --val-fraction=0.2 --split-seed 7"), (), "",
+     ("--dataset=npz", "--data-dir=/a", "--val-fraction=0.2", "--split-seed=7")),
+    # not readable: None, not "no flags" (which would train on the default dataset)
+    ({"apiVersion": "v1", "kind": "Pod", "spec": {}}, (), "", None),
+    ({**job("katib-nas", "trial", "--dataset=digits"), "kind": "CronJob"}, (), "", None),
+    (job("katib-nas", "trial", "--data-dir='unclosed"), (), "", None),
 ])
 def test_data_flags_are_read_from_the_trial_command(trial_spec: dict, overrides: tuple[str, ...], cwd: str,
-                                                    flags: tuple[str, ...]) -> None:
+                                                    flags: tuple[str, ...] | None) -> None:
     assert data_flags(trial_spec, "main", overrides, cwd) == flags
+
+
+def test_without_the_data_flags_the_report_asks_for_them(tmp_path: Path) -> None:
+    from katib_nas.contract.codec import decode, encode
+    from katib_nas.runner.manifest import Objective
+    from katib_nas.runner.report import ReportInput, train_command
+
+    arch = decode("in8x8x1-cls10-stem8/w8:c3")
+    spec = ReportInput("x", "nas-random", Objective("maximize", "Validation-Accuracy", (), None, ()), "Succeeded", "",
+                       [], data_flags=None)
+    caption, command = train_command(arch, spec)
+    assert "could not be read for its data, so add the trials' --dataset and --data-dir" in caption
+    assert command == f"katib-nas trial --architecture={encode(arch)} --epochs={FINAL_EPOCHS} --export-dir=model"
