@@ -40,6 +40,10 @@ class KatibStepError(RuntimeError):
     """The Experiment could not be run to a result; one line for the user."""
 
 
+class TimedOut(KatibStepError):
+    """The Experiment did not finish within the step's timeout_minutes."""
+
+
 class Unreachable(KatibStepError):
     """The Experiment could not be read for READ_RETRY_S: its state is unknown, so it is left for a retried step
     to adopt rather than deleted."""
@@ -189,7 +193,7 @@ class KatibExperiment:
             if finished is not None:
                 return finished
             if clock() >= deadline:
-                raise KatibStepError(f"{self} did not finish within {timeout_s / 60:g} minutes (timeout_minutes)")
+                raise TimedOut(f"{self} did not finish within {timeout_s / 60:g} minutes (timeout_minutes)")
             time.sleep(poll_s)
 
     def failure_details(self, experiment: dict[str, Any]) -> str:

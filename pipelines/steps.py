@@ -118,6 +118,7 @@ def search_katib(document: dict[str, Any], request: SearchRequest, run: KatibRun
         KatibExperiment,
         KatibStepError,
         Stopped,
+        TimedOut,
         Unreachable,
         default_namespace,
         stop_signals_raise,
@@ -134,6 +135,7 @@ def search_katib(document: dict[str, Any], request: SearchRequest, run: KatibRun
             finished = katib.wait(run.timeout_s, run.poll_s, read_retry_s=run.read_retry_s)
             if finished.condition != "Succeeded":
                 details = katib.failure_details(katib.get())
+                print(search_trials_log(katib), flush=True)
                 raise StepFailed(f"{katib} is {finished.condition}: {finished.message}"
                                  + (f" ({details})" if details else ""))
             result = optimal_result(finished.optimal, katib.name, str(katib), katib.namespace)
@@ -144,6 +146,9 @@ def search_katib(document: dict[str, Any], request: SearchRequest, run: KatibRun
         except Unreachable as err:
             unknown = True
             raise StepFailed(str(err)) from None
+        except TimedOut as err:
+            print(search_trials_log(katib), flush=True)
+            raise StepFailed(str(err)) from None
         except KatibStepError as err:
             raise StepFailed(str(err)) from None
         except Stopped as stop:
@@ -151,6 +156,14 @@ def search_katib(document: dict[str, Any], request: SearchRequest, run: KatibRun
         finally:
             if owned and not unknown and not (succeeded and run.keep):
                 print(katib.delete(), flush=True)
+
+
+def search_trials_log(katib: Any) -> str:
+    """The trials of a search that did not succeed, for the step's log, which outlives the Experiment and its
+    Trials (deleted next) and the step's outputs (not kept when the step fails)."""
+    with tempfile.TemporaryDirectory() as folder:
+        report = katib_report(katib, KatibRun(db_manager=""), Path(folder))
+        return f"the search's trials before {katib} is deleted:\n{trials_markdown(report)}"
 
 
 def katib_report(katib: Any, run: KatibRun, folder: Path) -> str:

@@ -154,12 +154,21 @@ def test_one_shot_search_returns_the_derived_network_not_the_supernet(cluster: C
 
 
 @pytest.mark.parametrize("keep", [False, True])  # keep_experiment keeps a succeeded search only
-def test_failed_experiment_fails_the_step_with_katibs_reasons_and_is_deleted(cluster: Cluster, keep: bool) -> None:
+def test_failed_experiment_fails_the_step_with_katibs_reasons_and_is_deleted(
+        cluster: Cluster, keep: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    """Its trials stay in the step's log: the Experiment and its Trials are deleted, a failed step's outputs are not
+    kept."""
     controller = threading.Thread(target=play_katib_controller, args=(cluster.api(), {}, False), daemon=True)
     controller.start()
     name = steps.experiment_name(load_example("nas-random-fashion-mnist"), "r")
-    cluster.put("trials", NAMESPACE, f"{name}-f4il", {"status": {"conditions": [
+    labels = {"labels": {"katib.kubeflow.org/experiment": name}}
+    cluster.put("trials", NAMESPACE, f"{name}-f4il", {"metadata": labels, "status": {"conditions": [
         {"type": "Failed", "status": "True", "reason": "TrialFailed", "message": "Trial has failed. Job reason: OOMKilled"}]}})
+    cluster.put("trials", NAMESPACE, f"{name}-g00d", {"metadata": labels, "spec": {"parameterAssignments": [
+        {"name": "architecture", "value": "in28x28x1-cls10-stem8/w8:c3"}]}, "status": {
+        "conditions": [{"type": "Succeeded", "status": "True"}],
+        "observation": {"metrics": [{"name": "Validation-Accuracy", "latest": "0.8317", "max": "0.8317",
+                                     "min": "0.8317"}]}}})
     with pytest.raises(steps.StepFailed) as failure:
         steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), run(run_id="r", keep=keep))
     controller.join(10)
@@ -167,6 +176,11 @@ def test_failed_experiment_fails_the_step_with_katibs_reasons_and_is_deleted(clu
                                   f"failed count has reached (trial {name}-f4il: Trial has failed. Job reason: "
                                   "OOMKilled)")
     assert experiments(cluster.api()) == []  # cleaned up
+    log = capsys.readouterr().out
+    assert f"the search's trials before Katib Experiment {NAMESPACE}/{name} is deleted:\n# Trials (2)" in log
+    assert log.index("# Trials (2)") < log.index(f"deleted Katib Experiment {NAMESPACE}/{name}")
+    (good,) = [line for line in log.splitlines() if line.startswith(f"| {name}-g00d |")]
+    assert "| Succeeded |" in good and "| 0.8317 |" in good and "in28x28x1-cls10-stem8/w8:c3" in good
 
 
 def test_timeout_fails_the_step_and_deletes_the_experiment(cluster: Cluster, capsys: pytest.CaptureFixture[str]
@@ -174,7 +188,9 @@ def test_timeout_fails_the_step_and_deletes_the_experiment(cluster: Cluster, cap
     with pytest.raises(steps.StepFailed, match=r"did not finish within 0.05 minutes \(timeout_minutes\)"):
         steps.search_katib(load_example("nas-random-fashion-mnist"), SearchRequest(), run(timeout_s=3))
     assert experiments(cluster.api()) == []
-    assert "deleted Katib Experiment kubeflow/nas-random-fashion-mnist-" in capsys.readouterr().out
+    log = capsys.readouterr().out
+    assert "deleted Katib Experiment kubeflow/nas-random-fashion-mnist-" in log
+    assert "the search's trials before Katib Experiment kubeflow/nas-random-fashion-mnist-" in log
 
 
 def test_sigterm_while_waiting_deletes_the_experiment(cluster: Cluster) -> None:
