@@ -99,9 +99,9 @@ def build_request(address: str, algorithm: str, size: int) -> pb.GetSuggestionsR
     conditions = [pb.TrialStatus.SUCCEEDED] * 8 + [pb.TrialStatus.FAILED, pb.TrialStatus.RUNNING]
     request = pb.GetSuggestionsRequest(experiment=experiment, current_request_number=1, total_request_number=size + 1)
     for index, entry in enumerate(reply.parameter_assignments):
-        trial = request.trials.add(name=f"{experiment.name}-{index:05d}")
+        # named as the reply asks (or as Katib names one), without the reply's labels, as Katib sends a trial
+        trial = request.trials.add(name=entry.trial_name or f"{experiment.name}-{index:05d}")
         trial.spec.parameter_assignments.assignments.extend(entry.assignments)
-        trial.spec.labels.update(entry.labels)
         trial.status.condition = rng.choice(conditions)
         if trial.status.condition == pb.TrialStatus.SUCCEEDED:
             for name, value in [("Validation-Accuracy", rng.uniform(0.7, 0.92)), ("latency-ms", rng.uniform(1, 3))]:

@@ -3,8 +3,9 @@
 Mirrors Katib's suggestion client: ConvertExperiment (camelCase Experiment ->
 api.v1.beta1.Experiment, algorithm settings returned by earlier replies
 merged over the Experiment's), ConvertTrials (trials whose metrics are
-unavailable are left out; each trial carries its latest condition and one
-value per metric picked by the metric's strategy).
+unavailable, or that were stopped early before any observation, are left out;
+each trial carries its latest condition, one value per metric picked by the
+metric's strategy, and no labels).
 
 Every function takes the generated protobuf module of Katib's api.proto as
 `pb`: the runner's own (katib_nas.proto.api_pb2), or kubeflow-katib's
@@ -68,16 +69,17 @@ def experiment_message(pb: ModuleType, spec: ExperimentSpec, suggestion_settings
 
 
 def trial_messages(pb: ModuleType, spec: ExperimentSpec, trials: Sequence[TrialRow]) -> list[Any]:
-    """Every trial Katib would send: all but those whose metrics are unavailable."""
+    """Every trial Katib would send: all but those whose metrics are unavailable and those stopped early before
+    any observation. Their spec.labels stay empty, as Katib's do: it puts a reply's labels on the Trial's
+    metadata, and sends the Trial's spec.labels, which nothing writes."""
     messages = []
     for trial in trials:
-        if trial.condition == "MetricsUnavailable":
+        if trial.condition == "MetricsUnavailable" or (trial.condition == "EarlyStopped" and not trial.observation):
             continue
         message = pb.Trial(name=trial.name)
         _objective(message.spec.objective, spec, pb)
         for name, value in trial.assignments.items():
             message.spec.parameter_assignments.assignments.add(name=name, value=value)
-        message.spec.labels.update(trial.labels)
         status = message.status
         status.start_time = _time(trial.created_at)
         status.completion_time = _time(trial.completed_at) if trial.condition not in ("Created", "Running") else ""

@@ -1,8 +1,8 @@
 """Recorded conversations between Katib and the suggestion service, one per example Experiment.
 
 A trace is what Katib's controller would send for an example and what the service answered: rounds of
-GetSuggestions whose trial history grows from the earlier answers (their assignments and labels, the
-algorithm settings the replies asked Katib to store), with trials that succeed with metrics a real trial
+GetSuggestions whose trial history grows from the earlier answers (their assignments and the trial names
+they ask for, the algorithm settings the replies asked Katib to store), with trials that succeed with metrics a real trial
 reports (derived from the assignment, so always the same), fail, or are still running. The contract test
 (test_algorithm_contract.py) replays the recorded requests and expects the recorded replies: a change that
 alters what any algorithm proposes for any of them shows up there. Messages are kubeflow-katib's own.
@@ -92,8 +92,8 @@ def conversation(name: str, ask: Ask) -> list[tuple[Any, Any]]:
         for trial in trials:  # last round's running trials finish
             if trial.status.condition == pb.TrialStatus.RUNNING:
                 _finish(trial, names)
-        for entry in reply.parameter_assignments:
-            trials.append(_trial(f"{name}-{proposed}", proposed, entry, names))
+        for entry in reply.parameter_assignments:  # Katib names a trial as asked, or at random
+            trials.append(_trial(entry.trial_name or f"{name}-{proposed}", proposed, entry, names))
             proposed += 1
     return steps
 
@@ -108,10 +108,9 @@ def _store(experiment: Any, name: str, value: str) -> None:
 
 
 def _trial(name: str, index: int, entry: Any, names: list[str]) -> Any:
+    """The trial as Katib sends it: the reply's labels are on the Trial's metadata, never in a request."""
     trial = pb.Trial(name=name)
     trial.spec.parameter_assignments.assignments.extend(entry.assignments)
-    for key, value in entry.labels.items():
-        trial.spec.labels[key] = value
     if index % 7 == 3:
         trial.status.condition = pb.TrialStatus.FAILED
     elif index % 5 == 4:

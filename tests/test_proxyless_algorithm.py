@@ -16,6 +16,7 @@ from katib_nas.suggestion.core import engine
 from katib_nas.suggestion.core.algorithms.proxylessnas import ProxylessNas
 from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import (
     INDEX_LABEL,
+    POLICY_LABEL,
     Episode,
     ReinforceConfig,
     episodes_from_history,
@@ -256,8 +257,9 @@ def simulate_katib(conditions: dict[int, str], order: list[int], parallel: int, 
                    ) -> tuple[list[TrialRecord], dict[int, np.ndarray]]:
     """Katib driving a reinforce experiment with `parallel` trials running: suggestion k is proposed when a
     slot is free, trials finish in the order `order` gives (by suggestion index), trial k ends with
-    conditions.get(k, SUCCEEDED). Returns the history and, per suggestion, the probabilities it was drawn
-    from (read back from the algorithm's own replay of the history at that moment)."""
+    conditions.get(k, SUCCEEDED). Each trial is named as its proposal asks and carries no labels, as Katib
+    sends it. Returns the history and, per suggestion, the probabilities it was drawn from (read back from
+    the algorithm's own replay of the history at that moment)."""
     from katib_nas.suggestion.core.algorithms.proxylessnas.algorithm import ProxylessNas, reinforce_config
     from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import pending_trials
 
@@ -273,9 +275,9 @@ def simulate_katib(conditions: dict[int, str], order: list[int], parallel: int, 
         k = len(trials)
         history = list(trials.values())
         drawn_from[k] = softmax(replay(6, 7, episodes_from_history(history, supernet, config), config,
-                                       pending_trials(history, config.batch_size)).alpha)
+                                       pending_trials(history, config.batch_size, info.name)).alpha)
         proposal = engine.suggest(info, history, 1, k)
-        trials[k] = make_trial(f"t{k:03d}", proposal.assignments[0], "RUNNING", [], proposal.labels[0])
+        trials[k] = make_trial(proposal.trial_names[0], proposal.assignments[0], "RUNNING", [])
 
     while len(trials) < min(parallel, total):
         propose()
@@ -285,7 +287,7 @@ def simulate_katib(conditions: dict[int, str], order: list[int], parallel: int, 
         condition = conditions.get(k, "SUCCEEDED")
         metrics = [("Validation-Accuracy", str(0.5 + 0.07 * text.count("mb3e3"))), ("latency-ms", "1.0")]
         trials[k] = make_trial(trials[k].name, trials[k].assignments, condition,
-                               metrics if condition == "SUCCEEDED" else [], trials[k].labels)
+                               metrics if condition == "SUCCEEDED" else [])
         if len(trials) < total:
             propose()
     return list(trials.values()), drawn_from
@@ -461,3 +463,36 @@ def test_an_update_waiting_for_a_running_trial_names_it(caplog: pytest.LogCaptur
     with caplog.at_level("INFO"):
         assert len(form_batches(episodes, 2, {0: [(2.0, "t2")]})) == 1
     assert "update 2 waits for running trial 't2' (suggestion 2)" in caplog.text
+
+
+def test_reinforce_asks_for_trial_names_that_carry_index_and_policy_back_from_katib() -> None:
+    """Katib puts a reply's labels on the Trial's metadata but never sends them back; it names the Trial as the
+    reply asks and sends that name with every request. A Katib-shaped history (named, unlabelled) replays as
+    a labelled one; a 40-character experiment name (Katib's longest) keeps the names DNS-1123 labels."""
+    from katib_nas.contract.kubernetes_names import is_dns1123_label
+    from katib_nas.suggestion.service.convert import suggestions_reply
+
+    labelled = reinforce_history(12)
+    info = experiment(REINFORCE)
+    first = engine.suggest(info, [], 12, 0)
+    named = [make_trial(name, trial.assignments, "SUCCEEDED", sorted(trial.numbers.items()))
+             for name, trial in zip(first.trial_names, labelled)]
+    expected = engine.suggest(info, [make_trial(t.name, t.assignments, "SUCCEEDED", sorted(t.numbers.items()),
+                                                label) for t, label in zip(named, first.labels)], 2, 12)
+    got = engine.suggest(info, named, 2, 12)
+    assert got.assignments == expected.assignments and got.trial_names == expected.trial_names
+    assert got.trial_names[0].startswith("px-12v") and got.labels[0][POLICY_LABEL] == got.trial_names[0][6:]
+    reply = suggestions_reply(got, "proxylessnas")
+    assert [entry.trial_name for entry in reply.parameter_assignments] == got.trial_names
+    long_name = experiment(REINFORCE, name="e" * 40)
+    for name in engine.suggest(long_name, [], 3, 10**6).trial_names:
+        assert is_dns1123_label(name), name
+
+
+@pytest.mark.parametrize("name", ["px-a1b2c3d4", "px-12", "px-v3", "px-12v", "px--1v2", "other-3v1", "px-3v1x"])
+def test_names_katib_gave_at_random_replay_in_name_order(name: str) -> None:
+    """Only names of the form the mode asks for are read; others sort after them, by name."""
+    from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import _replay_key
+
+    assert _replay_key(make_trial(name, {}, "RUNNING", []), "px") == (float("inf"), name)
+    assert _replay_key(make_trial("px-3v1", {}, "RUNNING", []), "px") == (3.0, "px-3v1")

@@ -105,6 +105,8 @@ def suggestions_reply(proposal: Proposal, algorithm_name: str) -> api_pb2.GetSug
             entry.assignments.add(name=name, value=value)
         if index < len(proposal.labels):
             entry.labels.update(proposal.labels[index])
+        if index < len(proposal.trial_names):
+            entry.trial_name = proposal.trial_names[index]
     if proposal.state:
         reply.algorithm.algorithm_name = algorithm_name
         for name, value in sorted(proposal.state.items()):

@@ -177,10 +177,10 @@ def odd_trial(draw: st.DrawFn, names: list[str]) -> pb.Trial:
 
 @st.composite
 def trial_from_proposal(draw: st.DrawFn, proposal: pb.ParameterAssignments, names: list[str]) -> pb.Trial:
-    """A trial that ran one of the server's proposals, with realistic and odd metrics."""
-    trial = pb.Trial(name=draw(st.sampled_from(names)))
+    """A trial that ran one of the server's proposals, with realistic and odd metrics; named as the proposal asked
+    (or at random), and without its labels, which Katib puts on the Trial only."""
+    trial = pb.Trial(name=proposal.trial_name or draw(st.sampled_from(names)))
     trial.spec.parameter_assignments.CopyFrom(pb.TrialSpec.ParameterAssignments(assignments=proposal.assignments))
-    trial.spec.labels.update(proposal.labels)
     trial.status.condition = draw(st.sampled_from([pb.TrialStatus.SUCCEEDED] * 3 + [1, 4, 5, 99]))
     metrics = trial.status.observation.metrics
     metrics.add(name="Validation-Accuracy", value=draw(st.one_of(texts, st.sampled_from(["0.8", "0.9", "0.1"]))))

@@ -18,6 +18,8 @@ class Proposal:
     assignments: list[dict[str, str]]
     state: dict[str, str] = field(default_factory=dict)
     labels: list[dict[str, str]] = field(default_factory=list)
+    #: The trial names to ask Katib for, one per assignment (none: Katib names the trials).
+    trial_names: list[str] = field(default_factory=list)
 
 
 class Algorithm(Protocol):

@@ -9,8 +9,10 @@ contract/oneshot_settings.py). Trial k of an experiment searches with seed `seed
 reinforce: each trial trains one network sampled from per-block path
 probabilities; the probabilities are rebuilt from the finished trials on
 every call (see reinforce.py). Assignment: `architecture`; each
-proposal carries the labels `proxylessnas-index` (its suggestion number) and
-`proxylessnas-policy` (the policy version it was drawn from).
+proposal asks for the trial name `<experiment>-<index>v<version>` (its
+suggestion number and the policy version it was drawn from), which Katib sends
+back, and carries the same as the labels `proxylessnas-index` and
+`proxylessnas-policy`, which Katib puts on the Trial only.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from .reinforce import (
     pending_trials,
     replay,
     sample_choices,
+    trial_name,
 )
 from .space import SupernetLayout, build_supernet, parse_int_list
 
@@ -106,13 +109,14 @@ class ProxylessNas:
         config = reinforce_config(settings, experiment)
         policy = replay(len(supernet.cells), len(supernet.cells[0].ops),
                         episodes_from_history(history, supernet, config), config,
-                        pending_trials(history, config.batch_size))
+                        pending_trials(history, config.batch_size, experiment.name))
         assignments = []
         for k in indices:
             choices = sample_choices(policy.alpha, seeded_rng(experiment.name, settings.seed, "reinforce", k))
             assignments.append({ARCHITECTURE_ASSIGNMENT: encode(derive(supernet, choices))})
         return Proposal(assignments, labels=[{INDEX_LABEL: str(k), POLICY_LABEL: str(policy.version)}
-                                             for k in indices])
+                                             for k in indices],
+                        trial_names=[trial_name(experiment.name, k, policy.version) for k in indices])
 
 
 def search_config(settings: ProxylessSettings, trial_index: int) -> SearchConfig:
@@ -130,7 +134,8 @@ def search_config(settings: ProxylessSettings, trial_index: int) -> SearchConfig
 def reinforce_config(settings: ProxylessSettings, experiment: ExperimentInfo) -> ReinforceConfig:
     batch = settings.reinforce_batch or max(experiment.parallel_trial_count, 2)
     return ReinforceConfig(settings.reinforce_lr, batch, settings.baseline_decay, settings.latency_target_ms,
-                           settings.latency_exponent, experiment.objective_metric, settings.latency_metric)
+                           settings.latency_exponent, experiment.objective_metric, settings.latency_metric,
+                           experiment.name)
 
 
 def _check_reinforce(settings: ProxylessSettings, experiment: ExperimentInfo) -> None:

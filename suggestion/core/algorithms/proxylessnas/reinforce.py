@@ -24,10 +24,15 @@ normalised by the standard deviation s of every reward so far, and Adam
 (beta1 = 0) ascends the batch-mean REINFORCE gradient
 sum_i w_i * A_i * (onehot(a_i,b) - softmax(alpha[b])) / batch_size.
 
-Trials are replayed in suggestion order (the index label written when the
-trial was proposed; name order breaks ties and orders trials without the
-label), so the result does not depend on the order Katib lists trials, and a
-restarted suggestion service rebuilds the same alpha.
+Each proposal asks Katib to name its trial `<experiment>-<index>v<version>`
+(suggestion index, policy version): Katib names the Trial so and sends the
+name back with every later request, while the labels it copies onto the
+Trial (`proxylessnas-index`, `proxylessnas-policy`, for `kubectl get trials
+-l`) never come back in a request. Trials are replayed in suggestion order
+(from the labels when a request carries them, else from the name; name order
+breaks ties and orders trials with neither), so the result does not depend
+on the order Katib lists trials, and a restarted suggestion service rebuilds
+the same alpha.
 
 Metric values are read defensively, since a trial reports whatever it prints:
 a trial whose accuracy lies outside [0, MAX_ACCURACY] (a fraction or a
@@ -81,6 +86,8 @@ class ReinforceConfig:
     latency_exponent: float
     objective_metric: str
     latency_metric: str
+    #: The experiment's name, which the trial names this mode asks for begin with.
+    experiment_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -237,13 +244,13 @@ def sample_choices(alpha: np.ndarray, rng: np.random.Generator) -> list[int]:
     return [int(rng.choice(probs.shape[1], p=row)) for row in probs]
 
 
-def pending_trials(history: Sequence[TrialRecord], batch_size: int) -> Pending:
+def pending_trials(history: Sequence[TrialRecord], batch_size: int, experiment_name: str = "") -> Pending:
     """Policy version -> replay keys (suggestion index, name) of the trials still running."""
     pending: Pending = {}
     for trial in history:
         if not trial.finished:
-            key = _replay_key(trial)
-            pending.setdefault(_policy_of(trial, key[0], batch_size), []).append(key)
+            key = _replay_key(trial, experiment_name)
+            pending.setdefault(_policy_of(trial, key[0], batch_size, experiment_name), []).append(key)
     return pending
 
 
@@ -274,9 +281,10 @@ def episodes_from_history(history: Sequence[TrialRecord], supernet: Architecture
             continue
         if needs_latency and latency_factor(latency, config) >= MAX_LATENCY_FACTOR:
             clipped.append(f"trial {trial.name!r} {config.latency_metric}={latency:g}")
-        key = _replay_key(trial)
+        key = _replay_key(trial, config.experiment_name)
         usable.append((key, Episode(choices, reward(accuracy, latency, config),
-                                    _policy_of(trial, key[0], config.batch_size), key[0], trial.name)))
+                                    _policy_of(trial, key[0], config.batch_size, config.experiment_name), key[0],
+                                    trial.name)))
     if unreadable:
         log.warning("proxylessnas reinforce skipped %d trial(s) with metric values no measurement can have; "
                     "first: %s", len(unreadable), unreadable[0])
@@ -313,17 +321,42 @@ def _unreadable_metric(accuracy: float, latency: float | None, config: Reinforce
     return ""
 
 
-def _policy_of(trial: TrialRecord, index: float, batch_size: int) -> int:
-    """The policy version from the trial's label; without one (trials proposed before the label was written),
-    the batch its suggestion index falls in."""
+def trial_name(experiment_name: str, index: int, version: int) -> str:
+    """The name a proposal asks Katib to give its trial: `<experiment>-<index>v<version>` (a DNS-1123 label of
+    at most 63 characters for Katib's experiment names of at most 40)."""
+    return f"{experiment_name}-{index}v{version}"
+
+
+def _named(trial: TrialRecord, experiment_name: str) -> tuple[int, int] | None:
+    """(suggestion index, policy version) from a name trial_name gave, or None."""
+    prefix = f"{experiment_name}-"
+    if not experiment_name or not trial.name.startswith(prefix):
+        return None
+    index, v, version = trial.name[len(prefix):].partition("v")
+    numbers = read_int(index), read_int(version)
+    if not v or numbers[0] is None or numbers[1] is None or min(numbers) < 0:
+        return None
+    return numbers[0], numbers[1]
+
+
+def _policy_of(trial: TrialRecord, index: float, batch_size: int, experiment_name: str = "") -> int:
+    """The policy version from the trial's label or name; without either (trials proposed before either was
+    written), the batch its suggestion index falls in."""
     version = read_int(trial.labels.get(POLICY_LABEL, ""))
     if version is not None and version >= 0:
         return version
+    named = _named(trial, experiment_name)
+    if named is not None:
+        return named[1]
     return int(index // batch_size) if math.isfinite(index) else 0
 
 
-def _replay_key(trial: TrialRecord) -> tuple[float, str]:
-    """Suggestion index from the label (ASCII digits only; anything else sorts last), then the name."""
+def _replay_key(trial: TrialRecord, experiment_name: str = "") -> tuple[float, str]:
+    """Suggestion index from the label or the name (ASCII digits only; anything else sorts last), then the
+    name."""
     number = read_int(trial.labels.get(INDEX_LABEL, ""))
+    if number is None or number < 0:
+        named = _named(trial, experiment_name)
+        number = named[0] if named is not None else None
     index = float(number) if number is not None and number >= 0 else math.inf
     return index, trial.name
