@@ -2,9 +2,13 @@
 
 Each call runs on the worker pool, so the event loop stays free for health
 checks. User errors become INVALID_ARGUMENT with the core's message. Anything
-else becomes INTERNAL (never UNKNOWN, on which Katib fails the Experiment) and
-is logged with its traceback. Every call logs one line when it starts and one
-when it ends, with its outcome and duration.
+else is logged with its traceback and answered with the code on which Katib
+does what a fault calls for: INTERNAL from GetSuggestions (Katib retries every
+failed GetSuggestions), UNKNOWN from ValidateAlgorithmSettings (Katib takes
+UNKNOWN, like INVALID_ARGUMENT, as failed validation and fails the Experiment
+with the message; any other code it takes as settings that passed). Every
+call logs one line when it starts and one when it ends, with its outcome and
+duration.
 """
 
 from __future__ import annotations
@@ -54,27 +58,27 @@ class SuggestionServicer(api_pb2_grpc.SuggestionServicer):
     async def GetSuggestions(self, request: api_pb2.GetSuggestionsRequest,
                              context: grpc.aio.ServicerContext) -> api_pb2.GetSuggestionsReply:
         call = CallLog("GetSuggestions", request.experiment, request.current_request_number, len(request.trials))
-        return await self._run(call, lambda: get_suggestions(request), context)
+        return await self._run(call, lambda: get_suggestions(request), context, grpc.StatusCode.INTERNAL)
 
     async def ValidateAlgorithmSettings(self, request: api_pb2.ValidateAlgorithmSettingsRequest,
                                         context: grpc.aio.ServicerContext
                                         ) -> api_pb2.ValidateAlgorithmSettingsReply:
         call = CallLog("ValidateAlgorithmSettings", request.experiment, 0, 0)
-        return await self._run(call, lambda: validate_algorithm_settings(request), context)
+        return await self._run(call, lambda: validate_algorithm_settings(request), context, grpc.StatusCode.UNKNOWN)
 
-    async def _run(self, call: "CallLog", answer: Callable[[], R], context: grpc.aio.ServicerContext) -> R:
-        """`answer()` on the worker pool; its errors mapped to INVALID_ARGUMENT or INTERNAL."""
+    async def _run(self, call: "CallLog", answer: Callable[[], R], context: grpc.aio.ServicerContext,
+                   fault: grpc.StatusCode) -> R:
+        """`answer()` on the worker pool; bad input answered INVALID_ARGUMENT, any other error `fault`."""
         call.started()
         try:
             result = await asyncio.get_running_loop().run_in_executor(self.pool, answer)
         except InvalidInput as err:
             call.ended("invalid")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, bounded_details(str(err)))
-        except Exception as err:  # an algorithm bug must not surface as UNKNOWN
+        except Exception as err:  # an algorithm bug: logged, and answered with the code Katib acts on
             log.exception("%s failed", call.method)
             call.ended("internal")
-            await context.abort(grpc.StatusCode.INTERNAL,
-                                bounded_details(f"{call.method} failed: {type(err).__name__}: {err}"))
+            await context.abort(fault, bounded_details(f"{call.method} failed: {type(err).__name__}: {err}"))
         call.ended("ok")
         return result
 

@@ -1,7 +1,8 @@
 """Requests the other suggestion tests never send, through kubeflow-katib's stubs to a server on loopback.
 
-A broken algorithm (registered for the test on a server started in this process) answers INTERNAL with a
-short readable message, never UNKNOWN; Katib's request counts after deleted or skipped trials pick the right
+A broken algorithm (registered for the test on a server started in this process) answers GetSuggestions with
+INTERNAL (Katib retries) and ValidateAlgorithmSettings with UNKNOWN (Katib fails the validation; INTERNAL would
+pass it), with a short readable message; Katib's request counts after deleted or skipped trials pick the right
 first suggestion; MINIMIZE reaches the algorithms; a request over gRPC's 4 MiB default is served, and one over
 `--max-message-mb` is refused.
 """
@@ -70,7 +71,7 @@ def refused(call: Callable[..., Any], request: Any) -> grpc.RpcError:
 @pytest.mark.parametrize("key", list(FAULTS))
 def test_a_broken_algorithm_is_internal_with_a_short_readable_message(in_process: pb_grpc.SuggestionStub,
                                                                       key: str) -> None:
-    """Each way an algorithm can break answers INTERNAL (on which Katib retries), not UNKNOWN (fails)."""
+    """Each way an algorithm can break answers INTERNAL, on which Katib calls GetSuggestions again."""
     experiment = example_experiment(NAS_RANDOM)
     experiment.spec.algorithm.algorithm_name = f"fault-{key}"
     error = refused(in_process.GetSuggestions, pb.GetSuggestionsRequest(experiment=experiment,
@@ -90,12 +91,14 @@ def test_a_long_internal_message_is_cut_and_says_so(in_process: pb_grpc.Suggesti
     assert error.details().endswith("bytes, cut)") and len(error.details().encode()) <= 1000
 
 
-def test_validate_that_raises_is_internal(in_process: pb_grpc.SuggestionStub) -> None:
+def test_validate_that_raises_fails_the_validation(in_process: pb_grpc.SuggestionStub) -> None:
+    """Katib's ValidateAlgorithmSettings client fails the Experiment on INVALID_ARGUMENT or UNKNOWN and takes
+    every other code as settings that passed (pkg/controller.v1beta1/suggestion/suggestionclient)."""
     experiment = example_experiment(NAS_RANDOM)
     experiment.spec.algorithm.algorithm_name = "fault-count"
     experiment.spec.algorithm.algorithm_settings.add(name="validate", value="raise")
     error = refused(in_process.ValidateAlgorithmSettings, pb.ValidateAlgorithmSettingsRequest(experiment=experiment))
-    assert error.code() == grpc.StatusCode.INTERNAL
+    assert error.code() == grpc.StatusCode.UNKNOWN
     assert error.details() == "ValidateAlgorithmSettings failed: AlgorithmBug: validate broke"
 
 
