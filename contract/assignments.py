@@ -1,4 +1,4 @@
-"""Katib's constraints on assignment values, and which value of a trial is the network it stands for.
+"""The constraints on assignment values, and which value of a trial is the network it stands for.
 
 Assignment values are pasted into YAML and shell arguments by plain string
 substitution, shown as CSV in the Katib UI, and all of them are stored in the
@@ -16,7 +16,9 @@ from .metric_format import BEST_ARCHITECTURE_METRIC
 
 #: Characters no assignment value may hold: whitespace, quotes, commas, `$`, backquotes and backslashes.
 UNSAFE_VALUE = re.compile(r'[\s",$`\'\\]')
-#: Longest assignment value, in bytes of UTF-8.
+#: Longest assignment value, in bytes of UTF-8: this project's bound, not Katib's (Katib sets none), so that the
+#: Suggestion object, which keeps every trial's values, stays within etcd's object size (about 1.5 MiB) for
+#: hundreds of trials of the longest text and thousands of the examples' (100-400 bytes).
 MAX_VALUE_BYTES = 4096
 ARCHITECTURE_ASSIGNMENT = "architecture"
 
@@ -27,7 +29,7 @@ def unsafe_value_reason(value: str) -> str | None:
         return "it holds whitespace, a quote, a comma, '$', '`' or '\\'"
     size = len(value.encode())
     if size > MAX_VALUE_BYTES:
-        return f"it is {size} bytes long, over Katib's {MAX_VALUE_BYTES}"
+        return f"it is {size} bytes long, over the limit of {MAX_VALUE_BYTES}"
     return None
 
 

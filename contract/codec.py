@@ -34,7 +34,7 @@ _STAGE = re.compile(rf"w{_INT}(?:s{_INT})?")
 _KERNEL_OP = re.compile(rf"(c|dc|s|d|mp|ap){_INT}(?:m{_INT})?")
 _MBCONV = re.compile(rf"mb{_INT}e{_INT}")
 _ATTR_INDEX = re.compile(_INT)
-#: Longest architecture text read or written: 16 times Katib's 4096-byte limit on an assignment value.
+#: Longest architecture text read or written: 16 times the 4096-byte limit on an assignment value.
 MAX_TEXT_CHARS = 65536
 _KIND_BY_PREFIX = {prefix: kind for kind, (prefix, _, _) in OP_KINDS.items()}
 

@@ -35,8 +35,8 @@ def test_assignment_values_refuse_characters_substitution_breaks(char: str) -> N
 def test_assignment_values_are_limited_to_4096_bytes_of_utf8() -> None:
     assert unsafe_value_reason("x" * 4096) is None
     assert unsafe_value_reason("é" * 2048) is None
-    assert unsafe_value_reason("x" * 4097) == "it is 4097 bytes long, over Katib's 4096"
-    assert unsafe_value_reason("é" * 2049) == "it is 4098 bytes long, over Katib's 4096"
+    assert unsafe_value_reason("x" * 4097) == "it is 4097 bytes long, over the limit of 4096"
+    assert unsafe_value_reason("é" * 2049) == "it is 4098 bytes long, over the limit of 4096"
     assert unsafe_value_reason(NET) is None
 
 

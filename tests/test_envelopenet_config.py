@@ -179,7 +179,7 @@ def thirteen_branches(stages: int) -> dict:
 
 
 def test_the_largest_network_may_take_exactly_katibs_limit() -> None:
-    """Katib's limit for an assignment is inclusive: 4096 characters of the largest network's text are accepted,
+    """The limit for an assignment is inclusive: 4096 characters of the largest network's text are accepted,
     4097 refused (here the stem's width digits make the difference)."""
     settings = {"max_cells": "24,24,24,18", "initial_cells": "1", "width": "100", "skip": "false"}
     at_limit = experiment({**settings, "stem_width": "10"}, nas_config=thirteen_branches(4))
@@ -187,5 +187,5 @@ def test_the_largest_network_may_take_exactly_katibs_limit() -> None:
     assert len(encode(largest_network(resolve(at_limit)))) == MAX_VALUE_BYTES == 4096
     assert len(encode(largest_network(resolve(over)))) == MAX_VALUE_BYTES + 1
     EnvelopeNet().validate(at_limit)
-    with pytest.raises(InvalidInput, match=r"take up to 4097 characters of architecture text, above Katib's 4096"):
+    with pytest.raises(InvalidInput, match=r"take up to 4097 characters of architecture text, above the limit of 4096"):
         engine.validate(over)

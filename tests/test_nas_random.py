@@ -152,7 +152,7 @@ def deep_space(num_layers: int) -> dict:
 
 def test_a_space_whose_networks_do_not_fit_katibs_limit_is_refused_at_validation() -> None:
     with pytest.raises(InvalidInput, match=r"16 of 16 networks drawn from this space have architecture text over "
-                                           r"Katib's 4096-byte limit .*numLayers=64 or skip_probability=1$"):
+                                           r"the 4096-byte limit .*numLayers=64 or skip_probability=1$"):
         engine.validate(experiment({"skip_probability": "1"}, nas_config=deep_space(64)))
     # The largest networks of 48 layers with every skip are about 3,100 bytes: accepted.
     engine.validate(experiment({"skip_probability": "1"}, nas_config=deep_space(48)))

@@ -124,7 +124,7 @@ def test_a_supernet_text_may_take_exactly_katibs_limit() -> None:
     settings = {"stage_widths": ",".join(["1600"] * 7), "stage_strides": ",".join(["1"] * 7)}
     [proposal] = engine.suggest(experiment({**settings, "stem_width": "10"}, nas_config=space), [], 1, 0).assignments
     assert len(proposal["architecture"].encode()) == 4096
-    with pytest.raises(InvalidInput, match="the supernet text is 4097 bytes, over Katib's 4096-byte limit"):
+    with pytest.raises(InvalidInput, match="the supernet text is 4097 bytes, over the 4096-byte limit"):
         engine.validate(experiment({**settings, "stem_width": "100"}, nas_config=space))
 
 

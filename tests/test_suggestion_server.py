@@ -157,7 +157,7 @@ def test_networks_too_large_for_katib_are_invalid_argument_naming_the_cause(serv
         with pytest.raises(grpc.RpcError) as info:
             call()
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "over Katib's 4096-byte limit" in info.value.details() and "numLayers" in info.value.details()
+        assert "over the 4096-byte limit" in info.value.details() and "numLayers" in info.value.details()
 
 
 def heavy_request() -> api_pb2.GetSuggestionsRequest:

@@ -1,9 +1,9 @@
 """What every suggestion call goes through, whatever the adapter: pick the algorithm, check the answer.
 
 Every value a reply carries is checked before it is sent: safe to paste into a
-trial template, within Katib's size limit, and an `architecture` value decoded
+trial template, within the size limit, and an `architecture` value decoded
 by the shared codec, so a trial can never receive text its decoder refuses.
-A value over Katib's size limit comes from the experiment's search space (too
+A value over the size limit comes from the experiment's search space (too
 many layers or skips for the text to fit) and is reported as bad input; an
 unsafe or undecodable value is an algorithm bug.
 """
@@ -60,7 +60,7 @@ def _check(proposal: Proposal, count: int, names: tuple[str, ...], algorithm: st
 def _check_value(name: str, value: str, algorithm: str) -> None:
     size = len(value.encode())
     if size > MAX_VALUE_BYTES:
-        raise InvalidInput(f"{algorithm} drew a value for {name} of {size} bytes, over Katib's {MAX_VALUE_BYTES}-byte "
+        raise InvalidInput(f"{algorithm} drew a value for {name} of {size} bytes, over the {MAX_VALUE_BYTES}-byte "
                            f"limit for an assignment: the search space allows networks too large to write down; "
                            f"lower graphConfig.numLayers or the number of skip connections")
     reason = unsafe_value_reason(value)

@@ -149,7 +149,7 @@ def test_minimize_reaches_the_algorithm(served: ServeProcess) -> None:
 
 
 def six_mib_request() -> pb.GetSuggestionsRequest:
-    """1,600 trials whose architecture text is near Katib's 4,096-byte limit: about 6.3 MiB."""
+    """1,600 trials whose architecture text is near the 4,096-byte limit: about 6.3 MiB."""
     request = pb.GetSuggestionsRequest(experiment=example_experiment(NAS_RANDOM), current_request_number=1)
     filler = "in28x28x1-cls10-stem16/w32" + ":c3" * 1300
     request.trials.extend(trial(f"t{i}", {"architecture": filler}, pb.TrialStatus.SUCCEEDED,

@@ -11,7 +11,7 @@ its direct predecessor as a gated skip input with probability
 Suggestion k of an experiment is drawn from a generator seeded by
 (experiment name, seed setting, k), so a restarted server proposes exactly
 what it would have; a draw that repeats an architecture already in the
-history, or whose text is over Katib's size limit for an assignment, is
+history, or whose text is over the size limit for an assignment, is
 redrawn from the same stream. ValidateAlgorithmSettings draws a few networks
 first and refuses a space whose typical network does not fit that limit, so
 such an Experiment fails when it is created, not at its first trial.
@@ -127,7 +127,7 @@ def _parsed(experiment: ExperimentInfo, name: str) -> tuple[NasRandomSettings, S
 
 
 def _check_fits(experiment_name: str, space: SearchSpace, settings: NasRandomSettings) -> None:
-    """InvalidInput when half or more of SIZE_PROBES draws are over Katib's limit for an assignment: every
+    """InvalidInput when half or more of SIZE_PROBES draws are over the limit for an assignment: every
     proposal would then be redrawn, mostly in vain. Fewer only cost redraws."""
     rng = seeded_rng(experiment_name, settings.seed, "size-probe")
     sizes = sorted(len(_draw_text(space, rng, settings).encode()) for _ in range(SIZE_PROBES))
@@ -135,7 +135,7 @@ def _check_fits(experiment_name: str, space: SearchSpace, settings: NasRandomSet
     if 2 * over >= SIZE_PROBES:
         raise InvalidInput(
             f"nas-random: {over} of {SIZE_PROBES} networks drawn from this space have architecture text over "
-            f"Katib's {MAX_VALUE_BYTES}-byte limit for an assignment ({sizes[0]}-{sizes[-1]} bytes): lower "
+            f"the {MAX_VALUE_BYTES}-byte limit for an assignment ({sizes[0]}-{sizes[-1]} bytes): lower "
             f"graphConfig.numLayers={space.num_layers} or skip_probability={settings.skip_probability:g}")
 
 

@@ -53,7 +53,7 @@ class EnvelopeNet:
         longest = len(encode(largest_network(config)))
         if longest > MAX_VALUE_BYTES:
             raise InvalidInput(f"networks of up to {sum(config.max_cells)} cells would take up to {longest} "
-                               f"characters of architecture text, above Katib's {MAX_VALUE_BYTES}; lower "
+                               f"characters of architecture text, above the limit of {MAX_VALUE_BYTES}; lower "
                                "max_cells, use fewer stages or operations, or set skip=false")
         return config
 

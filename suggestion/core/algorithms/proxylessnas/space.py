@@ -79,6 +79,6 @@ def build_supernet(space: SearchSpace, layout: SupernetLayout) -> Architecture:
     supernet = Architecture(space.input_shape, space.num_classes, layout.stem_width, stages).validate()
     size = len(encode(supernet).encode())
     if size > MAX_VALUE_BYTES:
-        raise InvalidInput(f"the supernet text is {size} bytes, over Katib's {MAX_VALUE_BYTES}-byte limit for an "
+        raise InvalidInput(f"the supernet text is {size} bytes, over the {MAX_VALUE_BYTES}-byte limit for an "
                            f"assignment; use fewer blocks (numLayers) or fewer candidate operations")
     return supernet
