@@ -15,11 +15,12 @@ The two cannot be loaded into one process, so this module imports neither.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from types import ModuleType
 from typing import Any, Sequence
 
-from .manifest import ExperimentSpec
+from .manifest import MEDIANSTOP, ExperimentSpec
 from .store import TrialRow
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -51,6 +52,10 @@ def experiment_message(pb: ModuleType, spec: ExperimentSpec, suggestion_settings
     for name, value in merge_settings(spec.algorithm_settings, suggestion_settings):
         out.algorithm.algorithm_settings.add(name=name, value=value)
     _objective(out.objective, spec, pb)
+    if spec.early_stopping is not None:
+        out.early_stopping.algorithm_name = MEDIANSTOP
+        for name, value in dataclasses.asdict(spec.early_stopping).items():
+            out.early_stopping.algorithm_settings.add(name=name, value=str(value))
     for parameter in spec.parameters:
         _parameter(out.parameter_specs.parameters.add(), parameter, pb, default_distribution="uniform")
     nas = spec.nas_config

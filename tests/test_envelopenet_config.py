@@ -189,3 +189,29 @@ def test_the_largest_network_may_take_exactly_katibs_limit() -> None:
     EnvelopeNet().validate(at_limit)
     with pytest.raises(InvalidInput, match=r"take up to 4097 characters of architecture text, above the limit of 4096"):
         engine.validate(over)
+
+
+def test_early_stopping_is_refused_before_any_trial() -> None:
+    """Katib's medianstop stops trials before they report branch statistics, each stop counts as a failure of its
+    iteration, and past max_retries GetSuggestions fails, which Katib retries forever: the Experiment would hang."""
+    with pytest.raises(InvalidInput, match=r"envelopenet cannot run with early stopping \(medianstop\): .* remove "
+                                           r"spec.earlyStopping"):
+        engine.validate(dataclasses.replace(experiment(), early_stopping="medianstop"))
+    engine.validate(experiment())
+
+
+def test_katib_sends_its_early_stopping_to_the_service() -> None:
+    """The runner's request carries spec.earlyStopping as Katib's ConvertExperiment does."""
+    from katib_nas.proto import api_pb2
+    from katib_nas.runner.katib_messages import experiment_message
+    from katib_nas.runner.manifest import experiment_from_document
+    from katib_nas.suggestion.service.convert import experiment_info
+
+    document = load_yaml(REPO / "examples" / "envelopenet-fashion-mnist.yaml")
+    assert experiment_info(experiment_message(api_pb2, experiment_from_document(document))).early_stopping == ""
+    document["spec"]["earlyStopping"] = {"algorithmName": "medianstop"}
+    message = experiment_message(api_pb2, experiment_from_document(document))
+    assert message.spec.early_stopping.algorithm_name == "medianstop"
+    assert {s.name: s.value for s in message.spec.early_stopping.algorithm_settings} == {
+        "min_trials_required": "3", "start_step": "4"}
+    assert experiment_info(message).early_stopping == "medianstop"

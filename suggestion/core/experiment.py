@@ -32,6 +32,8 @@ class ExperimentInfo:
     parallel_trial_count: int = 1
     max_trial_count: int = 0
     nas_config: dict[str, Any] | None = None
+    #: The early stopping algorithm Katib runs beside the search (spec.earlyStopping.algorithmName), or "".
+    early_stopping: str = ""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ def experiment_info(experiment: api_pb2.Experiment) -> ExperimentInfo:
         parallel_trial_count=spec.parallel_trial_count,
         max_trial_count=spec.max_trial_count,
         nas_config=nas_config_dict(spec.nas_config) if spec.HasField("nas_config") else None,
+        early_stopping=spec.early_stopping.algorithm_name if spec.HasField("early_stopping") else "",
     )
 
 

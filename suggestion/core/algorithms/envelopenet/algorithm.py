@@ -44,6 +44,10 @@ class EnvelopeNet:
 
     def validate(self, experiment: ExperimentInfo) -> EnvelopeNetConfig:
         """The resolved plan; InvalidInput for bad settings, nasConfig, metrics or networks too large."""
+        if experiment.early_stopping:
+            raise InvalidInput(f"envelopenet cannot run with early stopping ({experiment.early_stopping}): it stops "
+                               "trials before they report their branch statistics, and each stopped trial counts as "
+                               "a failure of its iteration; remove spec.earlyStopping")
         config = resolve(experiment)
         start = initial_network(config)  # raises when the initial network cannot be built
         if not within_budget(start, config):
