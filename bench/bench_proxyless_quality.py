@@ -85,8 +85,8 @@ def search(info: ExperimentInfo, trials: int, split: Split, seed: int, threads: 
         assignments = proposal.assignments[0]
         metrics = run_trial(assignments["architecture"], split, seed * 1000 + k, threads)
         accuracies.append(metrics["Validation-Accuracy"])
-        history.append(make_trial(f"t{k}", assignments, "SUCCEEDED", [(n, str(v)) for n, v in metrics.items()],
-                                  proposal.labels[0] if proposal.labels else {}))
+        name = proposal.trial_names[0] if proposal.trial_names else f"t{k}"  # the name Katib would give it
+        history.append(make_trial(name, assignments, "SUCCEEDED", [(n, str(v)) for n, v in metrics.items()]))
     return accuracies
 
 

@@ -70,9 +70,9 @@ def build_history(stub: pb_grpc.SuggestionStub, experiment: pb.Experiment, size:
                 for name, value in zip(metric_names, values):
                     trial.status.observation.metrics.add(name=name, value=f"{value:.4f}")
         for entry in reply.parameter_assignments:
-            trial = pb.Trial(name=f"{experiment.name}-{len(trials):05d}")
+            # named as the reply asks (or as Katib names one), without the reply's labels, as Katib sends a trial
+            trial = pb.Trial(name=entry.trial_name or f"{experiment.name}-{len(trials):05d}")
             trial.spec.parameter_assignments.assignments.extend(entry.assignments)
-            trial.spec.labels.update(entry.labels)
             trial.status.condition = pb.TrialStatus.RUNNING
             trials.append(trial)
     return trials

@@ -163,7 +163,7 @@ def search_trials_log(katib: Any) -> str:
     Trials (deleted next) and the step's outputs (not kept when the step fails)."""
     with tempfile.TemporaryDirectory() as folder:
         report = katib_report(katib, KatibRun(db_manager=""), Path(folder))
-        return f"the search's trials before {katib} is deleted:\n{trials_markdown(report)}"
+        return f"the search's trials before {katib} is deleted:\n{trials_markdown(report, limit=1 << 30)}"
 
 
 def katib_report(katib: Any, run: KatibRun, folder: Path) -> str:

@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any, Sequence
 
 from .manifest import MEDIANSTOP, ExperimentSpec
+from .metrics_collector import UNAVAILABLE
 from .store import TrialRow
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -75,11 +76,13 @@ def experiment_message(pb: ModuleType, spec: ExperimentSpec, suggestion_settings
 
 def trial_messages(pb: ModuleType, spec: ExperimentSpec, trials: Sequence[TrialRow]) -> list[Any]:
     """Every trial Katib would send: all but those whose metrics are unavailable and those stopped early before
-    any observation. Their spec.labels stay empty, as Katib's do: it puts a reply's labels on the Trial's
+    an observation of the objective. Their spec.labels stay empty, as Katib's do: it puts a reply's labels on the Trial's
     metadata, and sends the Trial's spec.labels, which nothing writes."""
     messages = []
     for trial in trials:
-        if trial.condition == "MetricsUnavailable" or (trial.condition == "EarlyStopped" and not trial.observation):
+        objective = trial.observation.get(spec.objective.metric)
+        observed = objective is not None and objective.latest != UNAVAILABLE  # Katib's IsObservationAvailable
+        if trial.condition == "MetricsUnavailable" or (trial.condition == "EarlyStopped" and not observed):
             continue
         message = pb.Trial(name=trial.name)
         _objective(message.spec.objective, spec, pb)

@@ -27,6 +27,7 @@ from katib_nas.contract.codec import decode, encode
 from katib_nas.contract.supernet import derive
 from katib_nas.runner.katib_messages import experiment_message
 from katib_nas.runner.manifest import experiment_from_document
+from katib_nas.suggestion.core.algorithms.base import NAME_TOKEN_ALPHABET, NAME_TOKEN_LENGTH
 
 from .conftest import REPO, load_yaml
 
@@ -125,6 +126,19 @@ def _finish(trial: Any, names: list[str]) -> None:
     assignments = {a.name: a.value for a in trial.spec.parameter_assignments.assignments}
     for metric, value in metrics(assignments, names).items():
         trial.status.observation.metrics.add(name=metric, value=value)
+
+
+def without_name_tokens(reply: Any) -> Any:
+    """The reply with the random part of every trial name it asks for taken off (checked to be one), so that
+    replies compare by what the algorithm decided."""
+    bare = pb.GetSuggestionsReply()
+    bare.CopyFrom(reply)
+    for entry in bare.parameter_assignments:
+        if entry.trial_name:
+            stem, _, token = entry.trial_name.rpartition("-")
+            assert len(token) == NAME_TOKEN_LENGTH and set(token) <= set(NAME_TOKEN_ALPHABET), entry.trial_name
+            entry.trial_name = stem
+    return bare
 
 
 def to_json(message: Any) -> dict[str, Any]:

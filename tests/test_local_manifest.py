@@ -301,11 +301,12 @@ def test_trials_as_katib_sends_them(document: dict[str, Any]) -> None:
     spec = experiment_from_document(document)
     trials = [trial("a", "Succeeded", Validation_Accuracy="0.9"), trial("b", "MetricsUnavailable"),
               trial("c", "Running"), trial("d", "Failed"), trial("e", "EarlyStopped"),
-              trial("f", "EarlyStopped", Validation_Accuracy="0.7")]
+              trial("f", "EarlyStopped", Validation_Accuracy="0.7"),
+              trial("g", "EarlyStopped", Validation_Accuracy="unavailable"), trial("h", "EarlyStopped", Loss="0.3")]
     trials[0].labels["proxylessnas-index"] = "0"  # on the Trial's metadata: Katib never sends it back
     request = katib_messages.suggestions_request(api_pb2, spec, [], trials, 2)
-    assert [t.name for t in request.trials] == ["a", "c", "d", "f"]  # no observation, stopped early: left out
-    assert request.current_request_number == 2 and request.total_request_number == 8
+    assert [t.name for t in request.trials] == ["a", "c", "d", "f"]  # stopped early, objective unseen: left out
+    assert request.current_request_number == 2 and request.total_request_number == 10
     assert [dict(t.spec.labels) for t in request.trials] == [{}] * 4
     first = request.trials[0]
     assert first.status.condition == api_pb2.TrialStatus.SUCCEEDED

@@ -468,31 +468,37 @@ def test_an_update_waiting_for_a_running_trial_names_it(caplog: pytest.LogCaptur
 def test_reinforce_asks_for_trial_names_that_carry_index_and_policy_back_from_katib() -> None:
     """Katib puts a reply's labels on the Trial's metadata but never sends them back; it names the Trial as the
     reply asks and sends that name with every request. A Katib-shaped history (named, unlabelled) replays as
-    a labelled one; a 40-character experiment name (Katib's longest) keeps the names DNS-1123 labels."""
+    a labelled one; a 40-character experiment name (Katib's longest) keeps the names DNS-1123 labels; the
+    service's random part keeps the names of equal requests apart (Katib keys metrics by trial name alone,
+    across namespaces)."""
     from katib_nas.contract.kubernetes_names import is_dns1123_label
     from katib_nas.suggestion.service.convert import suggestions_reply
 
     labelled = reinforce_history(12)
     info = experiment(REINFORCE)
     first = engine.suggest(info, [], 12, 0)
+    asked = [entry.trial_name for entry in suggestions_reply(first, "proxylessnas").parameter_assignments]
     named = [make_trial(name, trial.assignments, "SUCCEEDED", sorted(trial.numbers.items()))
-             for name, trial in zip(first.trial_names, labelled)]
+             for name, trial in zip(asked, labelled)]
     expected = engine.suggest(info, [make_trial(t.name, t.assignments, "SUCCEEDED", sorted(t.numbers.items()),
                                                 label) for t, label in zip(named, first.labels)], 2, 12)
     got = engine.suggest(info, named, 2, 12)
     assert got.assignments == expected.assignments and got.trial_names == expected.trial_names
     assert got.trial_names[0].startswith("px-12v") and got.labels[0][POLICY_LABEL] == got.trial_names[0][6:]
-    reply = suggestions_reply(got, "proxylessnas")
-    assert [entry.trial_name for entry in reply.parameter_assignments] == got.trial_names
+    replies = [[e.trial_name for e in suggestions_reply(got, "proxylessnas").parameter_assignments] for _ in "ab"]
+    assert [name.rsplit("-", 1)[0] for name in replies[0]] == got.trial_names
+    assert not set(replies[0]) & set(replies[1])
     long_name = experiment(REINFORCE, name="e" * 40)
-    for name in engine.suggest(long_name, [], 3, 10**6).trial_names:
-        assert is_dns1123_label(name), name
+    for name in suggestions_reply(engine.suggest(long_name, [], 3, 10**6), "proxylessnas").parameter_assignments:
+        assert is_dns1123_label(name.trial_name), name.trial_name
 
 
-@pytest.mark.parametrize("name", ["px-a1b2c3d4", "px-12", "px-v3", "px-12v", "px--1v2", "other-3v1", "px-3v1x"])
+@pytest.mark.parametrize("name", ["px-a1b2c3d4", "px-12", "px-v3", "px-12v", "px--1v2", "other-3v1", "px-3v1x",
+                                  "px-3v1-abcd", "px-3v1-ABCDE", "px-3v1-abcde-f"])
 def test_names_katib_gave_at_random_replay_in_name_order(name: str) -> None:
     """Only names of the form the mode asks for are read; others sort after them, by name."""
     from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import _replay_key
 
     assert _replay_key(make_trial(name, {}, "RUNNING", []), "px") == (float("inf"), name)
     assert _replay_key(make_trial("px-3v1", {}, "RUNNING", []), "px") == (3.0, "px-3v1")
+    assert _replay_key(make_trial("px-3v1-k9x0a", {}, "RUNNING", []), "px") == (3.0, "px-3v1-k9x0a")

@@ -13,8 +13,10 @@ from __future__ import annotations
 from katib_nas.contract.assignments import ARCHITECTURE_ASSIGNMENT, MAX_VALUE_BYTES, unsafe_value_reason
 from katib_nas.contract.codec import decode
 from katib_nas.contract.errors import InvalidInput
+from katib_nas.contract.kubernetes_names import is_dns1123_label
 
 from .algorithms import Proposal, get_algorithm
+from .algorithms.base import NAME_TOKEN_LENGTH
 from .experiment import ExperimentInfo, TrialRecord
 
 MAX_REQUEST = 1000
@@ -45,6 +47,7 @@ def suggest(experiment: ExperimentInfo, history: list[TrialRecord], count: int, 
 def _check(proposal: Proposal, count: int, names: tuple[str, ...], algorithm: str) -> None:
     if len(proposal.assignments) != count:
         raise AlgorithmFault(f"{algorithm} returned {len(proposal.assignments)} assignments for {count} requested")
+    _check_trial_names(proposal.trial_names, count, algorithm)
     decoded: set[str] = set()
     for assignment in proposal.assignments:
         if set(assignment) != set(names):
@@ -55,6 +58,18 @@ def _check(proposal: Proposal, count: int, names: tuple[str, ...], algorithm: st
         if text is not None and text not in decoded:
             _check_decodes(text, algorithm)
             decoded.add(text)
+
+
+def _check_trial_names(trial_names: list[str], count: int, algorithm: str) -> None:
+    """None, or one distinct name per assignment that stays a DNS-1123 label (a Trial's and its Job's name) with
+    the service's random part."""
+    if not trial_names:
+        return
+    if len(trial_names) != count or len(set(trial_names)) != count:
+        raise AlgorithmFault(f"{algorithm} returned {len(set(trial_names))} distinct trial names for {count} trials")
+    for name in trial_names:
+        if not is_dns1123_label(f"{name}-{'x' * NAME_TOKEN_LENGTH}"):
+            raise AlgorithmFault(f"{algorithm} returned a trial name that is no Kubernetes name: {name[:80]!r}")
 
 
 def _check_value(name: str, value: str, algorithm: str) -> None:

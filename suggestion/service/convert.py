@@ -7,12 +7,14 @@ bad input (INVALID_ARGUMENT), not a failed lookup.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from katib_nas.contract.errors import InvalidInput
 from katib_nas.proto import api_pb2
 
 from ..core.algorithms import Proposal
+from ..core.algorithms.base import NAME_TOKEN_ALPHABET, NAME_TOKEN_LENGTH
 from ..core.experiment import CONDITIONS, ExperimentInfo, TrialRecord, make_trial
 from ..core.settings import settings_from_pairs
 
@@ -98,6 +100,11 @@ def trial_record(trial: api_pb2.Trial, index: int = 0) -> TrialRecord:
     )
 
 
+def name_token() -> str:
+    """The random part of a trial name the service asks for (NAME_TOKEN_LENGTH of NAME_TOKEN_ALPHABET)."""
+    return "".join(secrets.choice(NAME_TOKEN_ALPHABET) for _ in range(NAME_TOKEN_LENGTH))
+
+
 def suggestions_reply(proposal: Proposal, algorithm_name: str) -> api_pb2.GetSuggestionsReply:
     reply = api_pb2.GetSuggestionsReply()
     for index, assignment in enumerate(proposal.assignments):
@@ -107,7 +114,7 @@ def suggestions_reply(proposal: Proposal, algorithm_name: str) -> api_pb2.GetSug
         if index < len(proposal.labels):
             entry.labels.update(proposal.labels[index])
         if index < len(proposal.trial_names):
-            entry.trial_name = proposal.trial_names[index]
+            entry.trial_name = f"{proposal.trial_names[index]}-{name_token()}"
     if proposal.state:
         reply.algorithm.algorithm_name = algorithm_name
         for name, value in sorted(proposal.state.items()):

@@ -6,7 +6,8 @@ else is logged with its traceback and answered with the code on which Katib
 does what a fault calls for: INTERNAL from GetSuggestions (Katib retries every
 failed GetSuggestions), UNKNOWN from ValidateAlgorithmSettings (Katib takes
 UNKNOWN, like INVALID_ARGUMENT, as failed validation and fails the Experiment
-with the message; any other code it takes as settings that passed). Every
+with the message; INTERNAL or DEADLINE_EXCEEDED it takes as settings that
+passed). Every
 call logs one line when it starts and one when it ends, with its outcome and
 duration.
 """

@@ -10,6 +10,11 @@ import numpy as np
 
 from ..experiment import ExperimentInfo, TrialRecord
 
+#: The random part the service appends to a proposal's trial name, as Katib's own trial names have one: Katib's
+#: metrics database keys metrics by trial name alone, across namespaces.
+NAME_TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+NAME_TOKEN_LENGTH = 5
+
 
 @dataclass(frozen=True)
 class Proposal:
@@ -18,7 +23,8 @@ class Proposal:
     assignments: list[dict[str, str]]
     state: dict[str, str] = field(default_factory=dict)
     labels: list[dict[str, str]] = field(default_factory=list)
-    #: The trial names to ask Katib for, one per assignment (none: Katib names the trials).
+    #: The trial names to ask Katib for, one per assignment, before the random part the service adds (none:
+    #: Katib names the trials).
     trial_names: list[str] = field(default_factory=list)
 
 

@@ -25,8 +25,10 @@ normalised by the standard deviation s of every reward so far, and Adam
 sum_i w_i * A_i * (onehot(a_i,b) - softmax(alpha[b])) / batch_size.
 
 Each proposal asks Katib to name its trial `<experiment>-<index>v<version>`
-(suggestion index, policy version): Katib names the Trial so and sends the
-name back with every later request, while the labels it copies onto the
+(suggestion index, policy version; the service appends a random part, as
+Katib's own trial names have, because Katib's metrics database keys metrics
+by trial name alone, across namespaces): Katib names the Trial so and sends
+the name back with every later request, while the labels it copies onto the
 Trial (`proxylessnas-index`, `proxylessnas-policy`, for `kubectl get trials
 -l`) never come back in a request. Trials are replayed in suggestion order
 (from the labels when a request carries them, else from the name; name order
@@ -48,6 +50,7 @@ import functools
 import heapq
 import logging
 import math
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -61,6 +64,7 @@ from katib_nas.contract.supernet import choices_of
 
 from ...experiment import TrialRecord
 from ...settings import read_int
+from ..base import NAME_TOKEN_ALPHABET, NAME_TOKEN_LENGTH
 
 INDEX_LABEL = "proxylessnas-index"
 #: Label of a proposal: the policy version (updates applied to the logits) it was drawn from.
@@ -322,9 +326,13 @@ def _unreadable_metric(accuracy: float, latency: float | None, config: Reinforce
 
 
 def trial_name(experiment_name: str, index: int, version: int) -> str:
-    """The name a proposal asks Katib to give its trial: `<experiment>-<index>v<version>` (a DNS-1123 label of
-    at most 63 characters for Katib's experiment names of at most 40)."""
+    """The name a proposal asks Katib to give its trial, before the service's random part:
+    `<experiment>-<index>v<version>`."""
     return f"{experiment_name}-{index}v{version}"
+
+
+#: What follows `<experiment>-` in a trial_name, with the random part the service adds.
+_NAMED = re.compile(rf"([0-9]{{1,18}})v([0-9]{{1,18}})(?:-[{NAME_TOKEN_ALPHABET}]{{{NAME_TOKEN_LENGTH}}})?")
 
 
 def _named(trial: TrialRecord, experiment_name: str) -> tuple[int, int] | None:
@@ -332,11 +340,8 @@ def _named(trial: TrialRecord, experiment_name: str) -> tuple[int, int] | None:
     prefix = f"{experiment_name}-"
     if not experiment_name or not trial.name.startswith(prefix):
         return None
-    index, v, version = trial.name[len(prefix):].partition("v")
-    numbers = read_int(index), read_int(version)
-    if not v or numbers[0] is None or numbers[1] is None or min(numbers) < 0:
-        return None
-    return numbers[0], numbers[1]
+    match = _NAMED.fullmatch(trial.name[len(prefix):])
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def _policy_of(trial: TrialRecord, index: float, batch_size: int, experiment_name: str = "") -> int:
