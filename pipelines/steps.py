@@ -325,8 +325,8 @@ def trainjob_settings(image: str, claim: str, mount_path: str, nodes: int, procs
                       resources: str = "", data_volumes: str = "", runtime: str = "") -> Any:
     """TrainJobSettings for the final-training step, each node with the step's limits (`resources`:
     resource=quantity pairs joined by commas) and data claims (`data_volumes`: claim:path pairs joined by
-    commas), on `runtime` (NAME or TrainingRuntime/NAME; empty: TrainJobSettings'); StepFailed when the pipeline was compiled without a
-    work claim (`--trainjob-pvc CLAIM:PATH`) or the runtime cannot be named."""
+    commas), on `runtime` (NAME or TrainingRuntime/NAME; empty: TrainJobSettings'); StepFailed when the
+    pipeline was compiled without a work claim (`--trainjob-pvc CLAIM:PATH`) or the runtime cannot be named."""
     from .katib_experiment import default_namespace
     from .trainjob import TrainJobSettings, runtime_ref
 

@@ -36,8 +36,8 @@ from .base import Proposal, seeded_rng
 #: Draws of a proposal, the first included, while it repeats a tried architecture; bounded so that a degenerate
 #: space (every draw alike) costs at most this many draws per proposal.
 MAX_DRAWS = 8
-#: Networks ValidateAlgorithmSettings draws to see whether the space's architecture texts fit the assignment limit. Their
-#: sizes lie close together (within about 10% for a given numLayers and skip_probability), so a few draws tell.
+#: Networks ValidateAlgorithmSettings draws to see whether the space's architecture texts fit the assignment limit.
+#: Their sizes lie close together (within about 10% for a given numLayers and skip_probability), so a few draws tell.
 SIZE_PROBES = 16
 
 
@@ -107,8 +107,8 @@ def _draw_text(space: SearchSpace, rng: np.random.Generator, settings: NasRandom
 
 
 def _draw_new(space: SearchSpace, rng: np.random.Generator, settings: NasRandomSettings, seen: set[str]) -> str:
-    """The first draw that is new and fits the assignment limit; after MAX_DRAWS, the last one that fits (a repeat), or
-    an oversize one, which the engine reports as bad input."""
+    """The first draw that is new and fits the assignment limit; after MAX_DRAWS, the last one that fits (a
+    repeat), or an oversize one, which the engine reports as bad input."""
     text, fitting = "", None
     for _ in range(MAX_DRAWS):
         text = _draw_text(space, rng, settings)
