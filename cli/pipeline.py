@@ -51,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run_parser.add_argument("--example", default=DEFAULT_EXAMPLE,
                             help=f"example name under examples/ or a YAML path (default {DEFAULT_EXAMPLE})")
     run_parser.add_argument("--pipeline-root", type=Path, default=LOCAL_PIPELINE_ROOT,
-                            help=f"where kfp.local writes the artifacts, a folder per run (default {LOCAL_PIPELINE_ROOT})")
+                            help=f"where kfp.local writes the artifacts, a folder per run "
+                                 f"(default {LOCAL_PIPELINE_ROOT})")
     run_parser.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", dest="arguments",
                             help="pipeline parameter, e.g. --arg max_trials=4 --arg trial_args='--epochs=1' "
                                  "(repeatable; backend defaults to local)")

@@ -4,5 +4,6 @@ The names of the algorithms, the architecture spec and its text codec, the error
 the metric formats the two sides exchange (metric lines, Branch-Stats /
 Skip-Gates, Best-Architecture), the one-shot search settings text, the
 derivation of a network from a supernet, the limits on assignment
-values, and Kubernetes' name rules (which the adapters and the install checks share). Every module here imports only the standard library.
+values, and Kubernetes' name rules (which the adapters and the install checks
+share). Every module here imports only the standard library.
 """

@@ -60,8 +60,9 @@ def train_final(architecture: str, dataset: str, data_dir: str, epochs: int, max
     """Train the architecture with the full budget, in this pod (backend=pod; with checkpoint_dir a retried
     step continues from the last epoch) or as a Kubeflow Trainer TrainJob on `nodes` nodes (backend=trainjob,
     checkpoints on the work claim; every node gets this step's limits `node_resources` and data claims
-    `data_volumes`; `runtime`: NAME of a ClusterTrainingRuntime or TrainingRuntime/NAME in `namespace`); the Model artifact is the trial's export folder, and with `test` its
-    metrics include Test-Accuracy and Test-Loss on the dataset's test set."""
+    `data_volumes`; `runtime`: NAME of a ClusterTrainingRuntime or TrainingRuntime/NAME in `namespace`); the
+    Model artifact is the trial's export folder, and with `test` its metrics include Test-Accuracy and Test-Loss
+    on the dataset's test set."""
     from pathlib import Path
 
     from katib_nas.pipelines import steps

@@ -76,8 +76,8 @@ def experiment_message(pb: ModuleType, spec: ExperimentSpec, suggestion_settings
 
 def trial_messages(pb: ModuleType, spec: ExperimentSpec, trials: Sequence[TrialRow]) -> list[Any]:
     """Every trial Katib would send: all but those whose metrics are unavailable and those stopped early before
-    an observation of the objective. Their spec.labels stay empty, as Katib's do: it puts a reply's labels on the Trial's
-    metadata, and sends the Trial's spec.labels, which nothing writes."""
+    an observation of the objective. Their spec.labels stay empty, as Katib's do: it puts a reply's labels on the
+    Trial's metadata, and sends the Trial's spec.labels, which nothing writes."""
     messages = []
     for trial in trials:
         objective = trial.observation.get(spec.objective.metric)
