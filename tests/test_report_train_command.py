@@ -1,5 +1,6 @@
-"""A report ends with the command that turns its best network into files: the trials' data, every training image,
-the final training's epochs, an export folder; run from anywhere, it writes the model a user takes away."""
+"""A report gives, under its best trial, the command that turns the best network into files: the trials' data and
+split without their image cap, the final training's epochs, an export folder; run from anywhere, it writes the
+model a user takes away."""
 
 from __future__ import annotations
 
