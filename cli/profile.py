@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from katib_nas.contract.errors import InvalidInput
-from katib_nas.contract.kubernetes_names import is_dns1123_label, is_dns1123_subdomain
+from katib_nas.contract.kubernetes_names import DNS1123_SUBDOMAIN_MAX_LENGTH, is_dns1123_label, is_dns1123_subdomain
 from katib_nas.contract.spec import Architecture
 
 from .arguments import bounded_int, positive_int
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     supernet = experiment_supernet(args.experiment)
     out = Path(args.out)
     check_out(out)
-    api = config_map_target(args.configmap, args.namespace, out) if args.configmap else None
+    target = config_map_target(args.configmap, args.namespace, out) if args.configmap else None
     device = resolve_device(args.device)
     configure_threads(args.threads)
     table = profile_supernet(supernet, device, Timing(args.warmup, args.repeats),
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     print(f"wrote {len(table.entries)} entries to {args.out}")
-    return store_in_config_map(api, out) if api else 0
+    return store_in_config_map(target, out) if target else 0
 
 
 def check_out(out: Path) -> None:
@@ -122,7 +122,7 @@ def config_map_target(name: str, namespace: str | None, out: Path) -> ConfigMapT
     if namespace is not None and not is_dns1123_label(namespace):
         raise InvalidInput(f"--namespace {namespace[:80]!r} is not a Kubernetes namespace (lower case letters, "
                            "digits and '-', at most 63 characters)")
-    if len(out.name) > 253 or not CONFIG_MAP_KEY.fullmatch(out.name):
+    if len(out.name) > DNS1123_SUBDOMAIN_MAX_LENGTH or not CONFIG_MAP_KEY.fullmatch(out.name):
         raise InvalidInput(f"--out {out}: the file name {out.name[:80]!r} is the ConfigMap's key, which takes only "
                            "letters, digits, '-', '_' and '.'")
     api = cluster.core_api()

@@ -34,7 +34,7 @@ import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from .launch import MAX_LOCAL_PROCESSES, World
 from .manifest import (
@@ -385,13 +385,18 @@ def trial_flags(trial_spec: dict[str, Any], primary_name: str, names: Sequence[s
         argv = shlex.split(" ".join(str(v) for v in (container.get("command") or []) + (container.get("args") or [])))
     except (ExperimentError, ValueError):
         return None
-    argv = apply_overrides(argv, overrides)
-    found = {}
+    return {flag: value for _, flag, value, _ in flag_values(apply_overrides(argv, overrides), names)}
+
+
+def flag_values(argv: Sequence[str], names: Sequence[str]) -> Iterator[tuple[int, str, str, bool]]:
+    """(position, flag, value, inline) of each `names` flag in argv: written `--flag=value` (inline, at
+    `position`) or `--flag value` (the value at `position`)."""
     for index, arg in enumerate(argv):
         flag, sep, value = arg.partition("=")
-        if flag in names and (sep or index + 1 < len(argv)):
-            found[flag] = value if sep else argv[index + 1]
-    return found
+        if flag in names and sep:
+            yield index, flag, value, True
+        elif flag in names and index + 1 < len(argv):
+            yield index + 1, flag, argv[index + 1], False
 
 
 def data_flags(trial_spec: dict[str, Any], primary_name: str, overrides: Sequence[str] = (),
@@ -475,19 +480,12 @@ def own_folders(program: list[str], trial_name: str,
         return program, ()
     names_trial = re.compile(rf"(?<![-a-z0-9]){re.escape(trial_name)}(?![-a-z0-9])")
     result, moved = list(program), []
-    for index, arg in enumerate(program):
-        flag, sep, value = arg.partition("=")
-        if flag not in TRIAL_FOLDER_FLAGS or (not sep and index + 1 >= len(program)):
-            continue
-        value = value if sep else program[index + 1]
+    for position, flag, value, inline in flag_values(program, TRIAL_FOLDER_FLAGS):
         if not value or names_trial.search(value):
             continue
         parts = [part for part in PurePosixPath(value).parts if part not in ("/", ".", "..")]
         local = str(trial_dir.joinpath(OWN_FOLDERS, *parts))
-        if sep:
-            result[index] = f"{flag}={local}"
-        else:
-            result[index + 1] = local
+        result[position] = f"{flag}={local}" if inline else local
         moved.append((flag, value, local))
     return result, tuple(moved)
 

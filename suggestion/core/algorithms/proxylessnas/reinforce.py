@@ -253,8 +253,8 @@ def pending_trials(history: Sequence[TrialRecord], batch_size: int, experiment_n
     pending: Pending = {}
     for trial in history:
         if not trial.finished:
-            key = _replay_key(trial, experiment_name)
-            pending.setdefault(_policy_of(trial, key[0], batch_size, experiment_name), []).append(key)
+            key, version = _replay_position(trial, batch_size, experiment_name)
+            pending.setdefault(version, []).append(key)
     return pending
 
 
@@ -285,10 +285,8 @@ def episodes_from_history(history: Sequence[TrialRecord], supernet: Architecture
             continue
         if needs_latency and latency_factor(latency, config) >= MAX_LATENCY_FACTOR:
             clipped.append(f"trial {trial.name!r} {config.latency_metric}={latency:g}")
-        key = _replay_key(trial, config.experiment_name)
-        usable.append((key, Episode(choices, reward(accuracy, latency, config),
-                                    _policy_of(trial, key[0], config.batch_size, config.experiment_name), key[0],
-                                    trial.name)))
+        key, version = _replay_position(trial, config.batch_size, config.experiment_name)
+        usable.append((key, Episode(choices, reward(accuracy, latency, config), version, key[0], trial.name)))
     if unreadable:
         log.warning("proxylessnas reinforce skipped %d trial(s) with metric values no measurement can have; "
                     "first: %s", len(unreadable), unreadable[0])
@@ -344,24 +342,27 @@ def _named(trial: TrialRecord, experiment_name: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def _policy_of(trial: TrialRecord, index: float, batch_size: int, experiment_name: str = "") -> int:
-    """The policy version from the trial's label or name; without either (trials proposed before either was
-    written), the batch its suggestion index falls in."""
-    version = read_int(trial.labels.get(POLICY_LABEL, ""))
-    if version is not None and version >= 0:
-        return version
+def _replay_position(trial: TrialRecord, batch_size: int,
+                     experiment_name: str = "") -> tuple[tuple[float, str], int]:
+    """The trial's replay key (suggestion index, then name; an index that is no ASCII digits sorts last) and the
+    policy version it was drawn from, each from its label, else from its name; without either (trials proposed
+    before either was written), the version is the batch its suggestion index falls in."""
     named = _named(trial, experiment_name)
-    if named is not None:
-        return named[1]
-    return int(index // batch_size) if math.isfinite(index) else 0
+    number = _label_number(trial, INDEX_LABEL)
+    if number is None and named is not None:
+        number = named[0]
+    index = float(number) if number is not None else math.inf
+    version = _label_number(trial, POLICY_LABEL)
+    if version is None:
+        version = named[1] if named is not None else int(index // batch_size) if math.isfinite(index) else 0
+    return (index, trial.name), version
 
 
 def _replay_key(trial: TrialRecord, experiment_name: str = "") -> tuple[float, str]:
-    """Suggestion index from the label or the name (ASCII digits only; anything else sorts last), then the
-    name."""
-    number = read_int(trial.labels.get(INDEX_LABEL, ""))
-    if number is None or number < 0:
-        named = _named(trial, experiment_name)
-        number = named[0] if named is not None else None
-    index = float(number) if number is not None and number >= 0 else math.inf
-    return index, trial.name
+    """The replay key alone (see _replay_position)."""
+    return _replay_position(trial, 1, experiment_name)[0]
+
+
+def _label_number(trial: TrialRecord, label: str) -> int | None:
+    number = read_int(trial.labels.get(label, ""))
+    return number if number is not None and number >= 0 else None
