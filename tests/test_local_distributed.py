@@ -24,6 +24,7 @@ from .conftest import REPO, load_yaml
 
 TRAINJOB = REPO / "examples" / "nas-random-fashion-mnist-trainjob.yaml"
 PYTORCHJOB = REPO / "examples" / "nas-random-fashion-mnist-pytorchjob.yaml"
+DIGITS = REPO / "tests" / "data" / "nas-random-digits.yaml"
 LAUNCH = [sys.executable, "-m", "katib_nas.runner.launch"]
 
 
@@ -79,6 +80,53 @@ def test_pytorchjob_counts_master_and_workers_and_nproc_per_node() -> None:
     assert trial_workload(spec, "pytorch").world == World(4, 2)
     spec["spec"]["nprocPerNode"] = "auto"  # counted as one, as the operator counts it in WORLD_SIZE
     assert trial_workload(spec, "pytorch").world == World(4, 1)
+
+
+def test_a_job_is_one_process_and_runs_without_the_launcher(tmp_path: Path) -> None:
+    command = build_command(load_experiment(DIGITS), "t-1", {"architecture": "x"}, [], tmp_path / "t-1")
+    assert command.argv[:3] == (sys.executable, "-m", "katib_nas.cli")
+
+
+def test_the_primary_container_is_the_one_of_that_name() -> None:
+    spec = trial_spec(PYTORCHJOB)
+    pod = spec["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+    pod["containers"].insert(0, {"name": "log-shipper", "command": ["fluent-bit"]})
+    assert trial_workload(spec, "pytorch").container == pod["containers"][1]
+    with pytest.raises(ExperimentError, match=r"the trialSpec has no container named 'trainer' \(primaryContainerName"):
+        trial_workload(spec, "trainer")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"Master": None}, "the PyTorchJob trialSpec has no Master replica"),
+    ({"Worker": -1}, "spec.pytorchReplicaSpecs.Worker.replicas must be a whole number in [0, 64] to run locally, got -1"),
+    ({"nprocPerNode": "0"}, "spec.nprocPerNode must be a whole number in [1, 64] to run locally, got 0"),
+])
+def test_pytorchjob_replicas_the_runner_cannot_emulate_are_named(change: dict[str, Any], message: str) -> None:
+    spec = trial_spec(PYTORCHJOB)
+    replicas = spec["spec"]["pytorchReplicaSpecs"]
+    if "Master" in change:
+        del replicas["Master"]
+    if "Worker" in change:
+        replicas["Worker"]["replicas"] = change["Worker"]
+    spec["spec"].update({k: v for k, v in change.items() if k == "nprocPerNode"})
+    with pytest.raises(ExperimentError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        trial_workload(spec, "pytorch")
+
+
+def test_a_pytorchjob_of_no_workers_is_the_master_alone() -> None:
+    spec = trial_spec(PYTORCHJOB)
+    spec["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] = 0
+    assert trial_workload(spec, "pytorch").world == World(1, 1)
+
+
+def test_a_trainjob_is_one_node_by_default_and_needs_its_command() -> None:
+    spec = trial_spec(TRAINJOB)
+    del spec["spec"]["trainer"]["numNodes"]
+    spec["spec"]["trainer"]["numProcPerNode"] = 1
+    assert trial_workload(spec, "node").world == World(1, 1)
+    del spec["spec"]["trainer"]["command"]
+    with pytest.raises(ExperimentError, match="the TrainJob trialSpec has no spec.trainer.command"):
+        trial_workload(spec, "node")
 
 
 @pytest.mark.parametrize("argv, expected, world", [

@@ -187,6 +187,28 @@ def test_render_substitutes_plain_text_and_meta(document: dict[str, Any]) -> Non
     assert container_argv(out, "training-container")[2] == f"--architecture={ARCH}"
 
 
+def test_render_reads_trial_labels_annotations_and_any_parameter_name(document: dict[str, Any],
+                                                                      tmp_path: Path) -> None:
+    """${trialSpec.Labels[KEY]} and ${trialSpec.Annotations[KEY]} read the trialSpec's own metadata, as Katib's do;
+    a trialParameter's name may be any text without braces."""
+    document["spec"]["trialTemplate"]["trialSpec"]["metadata"] = {"labels": {"team": "vision"},
+                                                                  "annotations": {"owner": "ana"}}
+    container(document)["env"] = [{"name": name.upper(), "value": "${trialParameters.%s}" % name}
+                                  for name in ("team", "owner", "größe")]
+    document["spec"]["trialTemplate"]["trialParameters"] += [
+        {"name": "team", "reference": "${trialSpec.Labels[team]}"},
+        {"name": "owner", "reference": "${trialSpec.Annotations[owner]}"},
+        {"name": "größe", "reference": "${trialSpec.Kind}"}]
+    env = build_command(experiment_from_document(document), "t-1", {"architecture": ARCH}, (), tmp_path / "t-1").env
+    assert (env["TEAM"], env["OWNER"], env["GRÖSSE"]) == ("vision", "ana", "Job")
+
+
+def test_an_assigned_value_that_breaks_the_template_is_named(document: dict[str, Any], tmp_path: Path) -> None:
+    spec = experiment_from_document(document)
+    with pytest.raises(TemplateError, match="trial t-1: an assigned value breaks the trial template"):
+        build_command(spec, "t-1", {"architecture": 'x" "y'}, (), tmp_path / "t-1")
+
+
 def test_unreferenced_and_missing_assignments(document: dict[str, Any]) -> None:
     spec = experiment_from_document(document)
     with pytest.raises(TemplateError, match=r"assigned \['extra'\] but no .*trialParameters entry references it"):

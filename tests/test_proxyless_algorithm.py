@@ -493,8 +493,8 @@ def test_reinforce_asks_for_trial_names_that_carry_index_and_policy_back_from_ka
         assert is_dns1123_label(name.trial_name), name.trial_name
 
 
-@pytest.mark.parametrize("name", ["px-a1b2c3d4", "px-12", "px-v3", "px-12v", "px--1v2", "other-3v1", "px-3v1x",
-                                  "px-3v1-abcd", "px-3v1-ABCDE", "px-3v1-abcde-f"])
+@pytest.mark.parametrize("name", ["px-a1b2c3d4", "px-12", "px-v3", "px-12v", "px--1v2", "other-3v1", "qx-3v1",
+                                  "px-3v1x", "px-3v1-abcd", "px-3v1-ABCDE", "px-3v1-abcde-f"])
 def test_names_katib_gave_at_random_replay_in_name_order(name: str) -> None:
     """Only names of the form the mode asks for are read; others sort after them, by name."""
     from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import _replay_key

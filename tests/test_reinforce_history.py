@@ -17,6 +17,7 @@ from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import (
     POLICY_LABEL,
     ReinforceConfig,
     episodes_from_history,
+    form_batches,
     reward,
     softmax,
 )
@@ -126,6 +127,15 @@ def test_labels_give_each_trial_its_version_and_replay_position(labels: dict[str
                                                                 index: float) -> None:
     (episode,) = episodes_from_history([trial("t0", labels=labels)], SUPERNET, config())
     assert (episode.policy, episode.index) == (policy, index)
+
+
+def test_the_first_suggestion_and_the_first_probabilities_are_labelled_zero() -> None:
+    """A trial labelled index 0 and version 0 (the first suggestion, drawn from the first probabilities) opens
+    the first update, together with a later trial labelled version 0."""
+    history = [trial("a", labels={INDEX_LABEL: "5", POLICY_LABEL: "0"}),
+               trial("b", labels={INDEX_LABEL: "0", POLICY_LABEL: "0"})]
+    episodes = episodes_from_history(history, SUPERNET, config())
+    assert [[episode.name for episode in batch] for batch in form_batches(episodes, 2, {})] == [["b", "a"]]
 
 
 def test_softmax_of_large_logits_stays_finite() -> None:
