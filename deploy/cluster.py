@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from katib_nas.contract.errors import InvalidInput
 
-from .katib_config import CONFIG_KEY, Change
+from .katib_config import CONFIG_KEY, CONFIGMAP, KATIB_NAMESPACE, Change
 
 FIELD_MANAGER = "katib-nas"
 WRITE_ATTEMPTS = 3
@@ -27,8 +27,8 @@ class ClusterError(RuntimeError):
 
 @dataclass(frozen=True)
 class ConfigMapRef:
-    namespace: str = "kubeflow"
-    name: str = "katib-config"
+    namespace: str = KATIB_NAMESPACE
+    name: str = CONFIGMAP
 
     def __str__(self) -> str:
         return f"ConfigMap {self.namespace}/{self.name}"

@@ -32,7 +32,8 @@ from .images import SUGGESTION_IMAGE
 
 #: The algorithms `katib-nas serve` answers for, all from the one suggestion image.
 ALGORITHMS = tuple(ALGORITHM_NAMES)
-#: The data key Katib reads.
+#: Katib's ConfigMap, in the namespace Katib installs into, and the data key Katib reads.
+CONFIGMAP, KATIB_NAMESPACE = "katib-config", "kubeflow"
 CONFIG_KEY = "katib-config.yaml"
 #: Within Katib's default limits for a suggestion (500m CPU, 100Mi memory); the service uses about 58 MiB.
 RESOURCES = {
@@ -114,7 +115,7 @@ def trial_kind_replacements() -> list[dict[str, Any]]:
     init.controller.trialResources: each appended unless that name is listed already (kustomize's `[=value]`)."""
     path = "data.katib-config\\.yaml." + ".".join(TRIAL_RESOURCES_PATH)
     return [{"sourceValue": kind,
-             "targets": [{"select": {"kind": "ConfigMap", "name": "katib-config"},
+             "targets": [{"select": {"kind": "ConfigMap", "name": CONFIGMAP},
                           "fieldPaths": [f"{path}.[={kind}]"], "options": {"create": True}}]}
             for kind in (*KATIB_DEFAULT_TRIAL_KINDS, *DISTRIBUTED_TRIAL_KINDS)]
 
@@ -139,7 +140,7 @@ def component_files(image: str = SUGGESTION_IMAGE, trial_kinds: bool = False) ->
               "entries": {entry["algorithmName"]: entry for entry in entries}}
     replacements = [{"source": {"kind": "SuggestionEntries", "name": "katib-nas",
                                 "fieldPath": f"entries.{name}"},
-                     "targets": [{"select": {"kind": "ConfigMap", "name": "katib-config"},
+                     "targets": [{"select": {"kind": "ConfigMap", "name": CONFIGMAP},
                                   "fieldPaths": [f"data.katib-config\\.yaml.runtime.suggestions.[algorithmName={name}]"],
                                   "options": {"create": True}}]} for name in ALGORITHMS]
     note = ""

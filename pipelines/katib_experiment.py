@@ -51,6 +51,8 @@ class Unreachable(KatibStepError):
 
 #: How long the wait goes on through API errors that pass (5xx, 429, a dropped connection) before it gives up.
 READ_RETRY_S = 600.0
+#: Seconds between two reads of an object a step waits for (a Katib Experiment, a TrainJob).
+POLL_S = 15
 #: HTTP statuses of an API server that is busy or restarting, not of a request that is wrong.
 PASSING_STATUSES = frozenset({429, 500, 502, 503, 504})
 

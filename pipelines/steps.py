@@ -25,9 +25,10 @@ from katib_nas.contract.errors import InvalidInput
 from katib_nas.contract.exit_codes import EXIT_OK
 from katib_nas.contract.metric_format import read_metric_lines
 from katib_nas.contract.trial_bounds import FINAL_EPOCHS
+from katib_nas.runner.store import REPORT_FOLDER
 from katib_nas.trial_image.inputs import DEFAULTS
 
-from .katib_experiment import READ_RETRY_S
+from .katib_experiment import POLL_S, READ_RETRY_S
 from .search_request import SearchRequest, apply_request, experiment_name
 
 
@@ -79,7 +80,7 @@ def search_local(document: dict[str, Any], request: SearchRequest, workdir: Path
     run_dir = workdir / "run"
     completed = subprocess.run([sys.executable, "-m", "katib_nas.cli", "run", str(path),
                                 "--workdir", str(run_dir)], stdin=subprocess.DEVNULL)
-    best_file = run_dir / "report" / "best_architecture.json"
+    best_file = run_dir / REPORT_FOLDER / "best_architecture.json"
     if completed.returncode != EXIT_OK:  # the Experiment Failed (its best so far is still reported) or broke
         raise StepFailed(f"the local search ended with exit {completed.returncode}, not Succeeded; its report and "
                          f"trial logs are under {run_dir}")
@@ -89,7 +90,7 @@ def search_local(document: dict[str, Any], request: SearchRequest, workdir: Path
     best = json.loads(best_file.read_text())
     return SearchResult(architecture=best["architecture"]["text"], trial=best["trial"],
                         metrics={k: str(v) for k, v in best["metrics"].items() if v != ""},
-                        experiment=str(experiment["metadata"]["name"]), report=str(run_dir / "report"))
+                        experiment=str(experiment["metadata"]["name"]), report=str(run_dir / REPORT_FOLDER))
 
 
 #: Katib's DB manager inside the cluster (kubeflow.katib's default), for the report's per-epoch curves.
@@ -103,7 +104,7 @@ class KatibRun:
     namespace: str = ""
     run_id: str = ""
     timeout_s: int = 12 * 3600
-    poll_s: int = 15
+    poll_s: int = POLL_S
     keep: bool = True
     db_manager: str = DB_MANAGER
     #: How long the wait polls through API errors that pass before it leaves the Experiment and fails.
@@ -439,6 +440,8 @@ def model_markdown(metadata: dict[str, Any], search: dict[str, str], onnx_bytes:
     for name in sorted(set(search) | set(final)):
         lines.append(f"| {name} | {search.get(name, '')} | {final.get(name, '')} |")
     lines += ["", f"Files: TorchScript ({torchscript_bytes} bytes), ONNX ({onnx_bytes} bytes); input layout "
-              f"{metadata['input']['layout']}, normalise with mean {metadata['input']['mean']} and std "
+              f"{metadata['input']['layout']}, normalise pixels as "
+              f"{metadata['input'].get('normalise', '(pixel - mean) / std')} with scale "
+              f"{metadata['input'].get('scale', 1.0)}, mean {metadata['input']['mean']} and std "
               f"{metadata['input']['std']}.", ""]
     return "\n".join(lines)

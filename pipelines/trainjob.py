@@ -33,6 +33,7 @@ from katib_nas.contract.kubernetes_names import is_dns1123_subdomain
 from katib_nas.deploy.cluster import api_reason, load_credentials
 
 from .katib_experiment import (
+    POLL_S,
     READ_RETRY_S,
     RUN_LABEL,
     ReadsKeptFailing,
@@ -85,7 +86,7 @@ class TrainJobSettings:
     namespace: str = "default"
     restarts: int = 2
     timeout_s: float = 24 * 3600
-    poll_s: float = 15
+    poll_s: float = POLL_S
     #: How long the wait polls through API errors that pass before it gives the attempt up.
     read_retry_s: float = READ_RETRY_S
 

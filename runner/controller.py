@@ -42,7 +42,7 @@ from .status import (
     summarize_trials,
     trials_to_request,
 )
-from .store import MAX_LOG_CHARS, DiskFull, Store, TrialRow, as_disk_full, no_space_left
+from .store import MAX_LOG_CHARS, TRIALS_FOLDER, DiskFull, Store, TrialRow, as_disk_full, no_space_left
 from .suggestion_process import MAX_RESTARTS, SuggestionClient, SuggestionFailure, SuggestionServerExited
 from .trial_output import MAX_LINE_BYTES, MAX_METRIC_LOGS, Collected, LineReader, collect_file, read_tail
 from .trial_processes import STOP_GRACE, Finished, TrialProcess, exec_failure, stop_all
@@ -120,7 +120,7 @@ class Controller:
         self.running: dict[str, TrialProcess] = {}
         self.watches: dict[str, TrialWatch] = {}
         self.histories: dict[str, list[float]] = {}
-        self.trials_dir = store.workdir / "trials"
+        self.trials_dir = store.workdir / TRIALS_FOLDER
 
     def run(self) -> Outcome:
         """Run until the experiment completes; raises Interrupted on Ctrl-C or SIGTERM (further ones are ignored
@@ -327,6 +327,8 @@ class Controller:
         trial = next(t for t in self.store.trials() if t.name == event.trial)
         value = objective_value(trial, self.spec.objective)
         detail = f"{metrics[0]}={value}" if condition == "Succeeded" else message
+        if condition == "Failed" and event.exit_code > 0 and message == _exit_message(event.exit_code):
+            detail = with_last_line(detail, log_text)  # the trial's own reason, on the line the user reads
         return f"trial {event.trial} {_condition_words(condition)} in {event.ended_at - process.started_at:.1f}s: {detail}"
 
     def _report_bounds(self, trial: str, collected: Collected) -> None:
@@ -366,7 +368,7 @@ def requeue_unfinished(store: Store) -> list[str]:
     """On resume: trials left Running by a killed runner, or Created, go back to Created."""
     names = [t.name for t in store.trials() if t.condition == "Running"]
     logs = {name: read_tail(path, MAX_LOG_CHARS) for name in names
-            if (path := store.workdir / "trials" / name / OUTPUT_LOG).is_file()}
+            if (path := store.workdir / TRIALS_FOLDER / name / OUTPUT_LOG).is_file()}
     store.requeue(names, INTERRUPTED, logs)
     return names
 
@@ -393,6 +395,20 @@ def _ignore_stop_signals() -> None:
 def _condition_words(condition: str) -> str:
     return {"EarlyStopped": "early stopped", "MetricsUnavailable": "metrics unavailable"}.get(condition,
                                                                                                condition.lower())
+
+
+#: Longest part of a failed trial's last output line shown on the runner's line for the trial.
+MAX_SHOWN_LINE = 300
+
+
+def with_last_line(detail: str, output: str) -> str:
+    """`detail` ("exited with code 2") followed by the trial's last non-empty output line, which says why (the
+    trial's error line, a traceback's exception), cut to MAX_SHOWN_LINE characters; `detail` alone when the
+    output is empty or its last line is `detail` already."""
+    last = next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "")
+    if not last or last in detail:
+        return detail
+    return f"{detail}: {last if len(last) <= MAX_SHOWN_LINE else last[:MAX_SHOWN_LINE - 3] + '...'}"
 
 
 def _exit_message(code: int) -> str:

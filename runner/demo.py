@@ -19,6 +19,8 @@ import yaml
 from .store import StoreError
 
 DIGITS_SHAPE = [8, 8, 1]
+#: The demo's Experiment as written into its workdir, to read, edit and run again.
+EXPERIMENT_FILE = "experiment.yaml"
 
 
 def demo_document(fashion_mnist_available: bool) -> dict[str, Any]:
@@ -49,6 +51,6 @@ def write_demo_experiment(workdir: Path, fashion_mnist_available: bool, stream: 
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise StoreError(f"cannot use {workdir} as the workdir: {err.strerror or err}") from None
-    path = workdir / "experiment.yaml"
+    path = workdir / EXPERIMENT_FILE
     path.write_text(yaml.safe_dump(demo_document(fashion_mnist_available), sort_keys=False))
     return path

@@ -17,16 +17,23 @@ import yaml
 
 from katib_nas.contract.kubernetes_names import is_dns1123_label
 
-from .demo import is_demo_document
+from .demo import EXPERIMENT_FILE, is_demo_document
 from .report import REPORT_FILES, STAGING_PREFIX
-from .store import DB_NAME, LOCK_NAME, SUGGESTION_LOG, Store, StoreError, lock_workdir, unlock_workdir
+from .store import (
+    DB_NAME,
+    LOCK_NAME,
+    REPORT_FOLDER,
+    SUGGESTION_LOG,
+    TRIALS_FOLDER,
+    Store,
+    StoreError,
+    lock_workdir,
+    unlock_workdir,
+)
 from .workdir_run import WorkdirRun, read_run
 
-EXPERIMENT_FILE = "experiment.yaml"
 #: What a run writes into its workdir (and `katib-nas demo` its experiment file).
 RUN_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", SUGGESTION_LOG, EXPERIMENT_FILE)
-#: Where a run writes its trials' folders (one per trial, by name) and its report's files.
-TRIALS_FOLDER, REPORT_FOLDER = "trials", "report"
 
 
 def prepare_demo_workdir(workdir: Path, resume: bool, stream: TextIO) -> None:

@@ -28,8 +28,19 @@ from .controller import Controller, Interrupted, LoopConfig, StartDirectoryGone,
 from .manifest import ExperimentError, ExperimentSpec, check_runs_locally, experiment_from_document, load_experiment
 from .progress import ProgressView
 from .status import Outcome, outcome, summarize_trials
-from .store import DB_NAME, LOCK_NAME, SUGGESTION_LOG, DiskFull, ExperimentRow, Store, StoreError, as_disk_full
+from .store import (
+    DB_NAME,
+    LOCK_NAME,
+    SUGGESTION_LOG,
+    TRIALS_FOLDER,
+    DiskFull,
+    ExperimentRow,
+    Store,
+    StoreError,
+    as_disk_full,
+)
 from .suggestion_process import SuggestionClient, SuggestionFailure
+from .trial_processes import STOP_GRACE
 from .trial_template import check_runnable
 from .workdir_run import resume_command
 
@@ -46,7 +57,7 @@ class RunOptions:
     resume: bool = False
     trial_args: tuple[str, ...] | None = None
     live: bool | None = None
-    stop_grace: float = 10.0
+    stop_grace: float = STOP_GRACE
     report: bool = True
 
 
@@ -92,9 +103,9 @@ def _run(options: RunOptions, spec: ExperimentSpec, workdir: Path, stream: TextI
             print(f"note: {note}", file=stream)
         if stored is not None and resuming:
             _check_start_directory(stored.cwd, options.experiment_path, workdir)
-        check_dir = workdir / "trials" / "check"
+        check_dir = workdir / CHECK_FOLDER
         for flag, value, local in check_runnable(spec, trial_args, check_dir).own_folders:
-            own = workdir / "trials" / "<trial>" / Path(local).relative_to(check_dir)
+            own = workdir / TRIALS_FOLDER / "<trial>" / Path(local).relative_to(check_dir)
             print(f"note: each trial writes its {flag} {value} into {own}: trials here share one file system, where "
                   "on a cluster each has its own", file=stream)
         summary = summarize_trials(trials if resuming else [], spec.objective)  # what the run starts from
@@ -131,7 +142,9 @@ def _current_directory() -> str:
 
 #: What a run may add to a workdir before it records anything (files, then folders, relative to the workdir).
 RUN_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", LOCK_NAME, SUGGESTION_LOG)
-RUN_FOLDERS = ("trials/check", "trials")
+#: Where a run checks the folders its trial commands write before any trial exists.
+CHECK_FOLDER = f"{TRIALS_FOLDER}/check"
+RUN_FOLDERS = (CHECK_FOLDER, TRIALS_FOLDER)
 
 
 def _present(workdir: Path) -> dict[str, int] | None:

@@ -40,7 +40,7 @@ from .manifest import Objective, experiment_from_document
 from .metrics_collector import UNAVAILABLE, MetricLog, finite_value, go_float, go_float_value
 from .plot_scale import AxisScale
 from .status import Summary, objective_value, summarize_trials
-from .store import Store, TrialRow
+from .store import REPORT_FOLDER, Store, TrialRow
 from .trial_template import data_flags
 from .workdir_run import WorkdirRun
 
@@ -84,7 +84,7 @@ def write_report(workdir: Path, output: Path | None = None, report: ReportInput 
     """Write every report file of a local run (read from the workdir unless `report` is given: what
     read_local returned); returns the path of summary.md. Reads the run read-only; InvalidInput (one line)
     when the report folder cannot be written."""
-    folder = Path(output) if output else Path(workdir) / "report"
+    folder = Path(output) if output else Path(workdir) / REPORT_FOLDER
     try:
         return write_report_files(report or read_local(Path(workdir)), folder)
     except OSError as err:

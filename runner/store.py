@@ -31,6 +31,8 @@ DB_NAME = "state.sqlite"
 LOCK_NAME = ".lock"
 #: The suggestion service's log in a workdir.
 SUGGESTION_LOG = "suggestion.log"
+#: The workdir's folder of one folder per trial (its output log, metrics file and own files), and the report's.
+TRIALS_FOLDER, REPORT_FOLDER = "trials", "report"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiment (
     id INTEGER PRIMARY KEY CHECK (id = 1),

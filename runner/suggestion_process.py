@@ -20,11 +20,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from katib_nas.contract.errors import InvalidInput
-from katib_nas.proto import api_pb2, api_pb2_grpc
+from katib_nas.proto import HEALTH_SERVICE, api_pb2, api_pb2_grpc
 
 from .trial_processes import STOP_GRACE, dying_with_parent
 
-HEALTH_SERVICE = "manager.v1beta1.Suggestion"
 CALL_TIMEOUT = 60.0  # Katib's suggestion client deadline
 STARTUP_TIMEOUT = 60.0
 #: After a failed call, how long to wait for the server process to show whether it died.

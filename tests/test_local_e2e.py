@@ -112,3 +112,23 @@ def test_sigkill_then_resume_loses_nothing(tmp_path: Path) -> None:
             assert after[name] == row  # not run again: same attempt, same completion time
     for name in running:
         assert after[name][1] == 2
+
+
+def test_a_trial_refusing_the_data_says_why_on_the_runners_line(tmp_path: Path) -> None:
+    """The Experiment's trials pointed at a file of 28x28 images while its nasConfig says 8x8: every trial exits
+    2 before training, and the runner's line for it carries the trial's one-line reason, not only its exit code
+    (before: `failed in 1.2s: exited with code 2`, the reason only in trials/NAME/output.log)."""
+    import numpy as np
+
+    data = tmp_path / "mine.npz"
+    np.savez(data, x=np.zeros((20, 28, 28), np.uint8), y=np.arange(20) % 10)
+    result = katib_nas("run", DIGITS, "--workdir", tmp_path / "run", "--max-trials", "2", "--parallel", "1",
+                       "--trial-arg=--dataset=npz", f"--trial-arg=--data-dir={data}")
+    assert result.returncode == 1
+    failed = [line for line in result.stderr.splitlines() if line.startswith("trial ")]
+    assert len(failed) == 2, result.stderr
+    reason = ("exited with code 2: katib-nas trial: error: architecture input 8x8x1 does not match the images of "
+              "npz (28x28x1); change the 'in' part of the architecture text (in an Experiment: graphConfig's "
+              "inputSizes [H, W, C])")
+    assert all(" failed in " in line and reason in line for line in failed), failed
+    assert rows(tmp_path / "run", "SELECT message FROM trials") == [("exited with code 2",)] * 2

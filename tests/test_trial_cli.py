@@ -277,3 +277,24 @@ def test_only_a_pair_of_surrounding_quotes_is_removed(text: str, kept: str) -> N
 
     assert strip_quotes(text) == kept
     assert split_seed(None) == () and split_seed(7) == (7,)  # no --split-seed keeps the data module's split
+
+
+@pytest.mark.parametrize("images, labels, arch, advice", [
+    ((30, 3, 8, 8), np.arange(30) % 10, "in8x8x3-cls10-stem8/w8:c3",
+     "npz (3x8x8); the images look channels-first (N, C, H, W) = (N, 3, 8, 8): the data is read as (N, H, W, C), "
+     "so save x.transpose(0, 2, 3, 1)"),
+    ((30, 8, 8), np.arange(30) % 10 + 1, "in8x8x1-cls10-stem8/w8:c3",
+     "npz has labels up to 10 (labels are class indices 0..K-1); change the 'cls' part of the architecture text "
+     "(in an Experiment: graphConfig's outputSizes [11]) or number the labels from 0"),
+])
+def test_data_that_does_not_fit_the_network_gets_the_fix_for_its_cause(tmp_path: Path, images: tuple[int, ...],
+                                                                       labels: np.ndarray, arch: str,
+                                                                       advice: str) -> None:
+    """Channels-first images, and labels 1..10: the line names the cause and the fix in the Experiment too.
+    Before, channels-first images were only a shape mismatch to be fixed in the architecture text, which would
+    have trained on them as 3 rows of 8 pixels with 8 channels."""
+    path = tmp_path / "mine.npz"
+    np.savez(path, x=np.random.default_rng(0).uniform(0, 1, images), y=labels)
+    run = run_trial("--architecture", arch, "--dataset=npz", f"--data-dir={path}", "--threads=1")
+    assert run.code == 2 and run.stdout == ""
+    assert len(run.error_lines()) == 1 and run.error_lines()[0].endswith(advice), run.error_lines()

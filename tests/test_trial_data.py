@@ -249,3 +249,30 @@ def test_the_training_flags_are_the_training_settings_with_their_defaults() -> N
         assert {f.name: getattr(options, f.name) for f in fields(TrainingSettings)} == asdict(DEFAULTS)
     assert options_from(TrialOptions, build_parser().parse_args(["trial", "--architecture=x", "--lr=0.2",
                                                                  "--epochs=3"])).lr == 0.2
+
+
+def test_an_npz_with_other_array_names_is_named_as_such_in_one_statement(tmp_path: Path) -> None:
+    """Arrays saved under other names (or positionally, arr_0 and arr_1) are said to be missing, with the names
+    found; before, the line called the file unreadable and wrapped that message and the hint in a second one."""
+    from katib_nas.trial_image.data import NPZ_HINT
+
+    path = tmp_path / "named.npz"
+    np.savez(path, images=np.zeros((3, 4, 4)), labels=np.arange(3))
+    with pytest.raises(DataError) as caught:
+        load_dataset("npz", str(path))
+    assert str(caught.value) == f"{path}: missing array(s) x, y; found images, labels: {NPZ_HINT}"
+
+
+def test_an_npz_whose_labels_are_all_one_class_exits_2_before_training(tmp_path: Path) -> None:
+    """One class only: every trial would score 1.0 by answering it, and a search would end at its goal at once."""
+    from .support.trial_cli import run_trial
+
+    path = tmp_path / "threes.npz"
+    np.savez(path, x=np.random.default_rng(0).uniform(0, 1, (40, 8, 8)), y=np.full(40, 3))
+    run = run_trial("--architecture=in8x8x1-cls10-stem4/w8:c3", "--dataset=npz", f"--data-dir={path}",
+                    "--threads=1")
+    assert run.code == 2 and run.stdout == ""
+    assert run.error_lines() == [f"katib-nas trial: error: {path}: every label in y is 3; a classifier needs "
+                                 f"images of at least 2 classes (every trial would score 1.0 by always answering "
+                                 f"3): pass --data-dir with a .npz file holding arrays x (N, H, W[, C]) and y (N,) "
+                                 f"of integer labels"]

@@ -124,3 +124,33 @@ def test_a_move_that_fails_halfway_leaves_no_model_json_and_says_so(tmp_path: Pa
         export.export_model(model, ARCH, (8, 8, 1), (0.0,), (1.0,), {"Validation-Accuracy": 0.5}, folder)
     assert not (folder / METADATA_FILE).exists()
     assert not [p for p in folder.iterdir() if p.name.startswith(export.STAGING_PREFIX)]  # staging removed
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_model_json_turns_the_training_files_pixels_into_the_reported_accuracy(tmp_path: Path, dtype: str) -> None:
+    """A user's own file (uint8 0..255, or float taken as it is) and only model.json's recipe give the network's
+    input: its validation images, predicted that way, score the Validation-Accuracy the trial reported. Before,
+    model.json left out the 1/255 a uint8 file is scaled by, and its mean and std applied to the file's pixels
+    gave inputs about 255 times too large."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from katib_nas.trial_image.data import SPLIT_SEED, seeded_split
+
+    digits = load_digits()
+    pixels = (digits.images * (255 / 16)).astype(dtype)
+    np.savez(tmp_path / "mine.npz", x=pixels, y=digits.target)
+    run = run_trial(f"--architecture={ARCH}", "--dataset=npz", f"--data-dir={tmp_path / 'mine.npz'}", "--epochs=2",
+                    "--threads=1", "--batch-size=64", f"--export-dir={tmp_path / 'model'}")
+    assert run.code == 0, run.stderr
+    spec = json.loads((tmp_path / "model" / METADATA_FILE).read_text())["input"]
+    assert spec["normalise"] == "(pixel * scale - mean[channel]) / std[channel]"
+    assert spec["scale"] == pytest.approx(1 / 255 if dtype == "uint8" else 1.0)
+    val_index, _ = seeded_split(len(pixels), round(len(pixels) * 0.1), SPLIT_SEED)
+    images = (pixels[val_index][..., None] * spec["scale"] - np.array(spec["mean"])) / np.array(spec["std"])
+    model = torch.jit.load(str(tmp_path / "model" / TORCHSCRIPT_FILE))
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32))).argmax(dim=1).numpy()
+    accuracy = float((predicted == digits.target[val_index]).mean())
+    assert accuracy == pytest.approx(float(run.metrics()["Validation-Accuracy"]), abs=1e-6)

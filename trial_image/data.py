@@ -22,6 +22,8 @@ import numpy as np
 
 from katib_nas.contract.errors import InvalidInput
 
+from .fetch_cifar10 import FOLDER as CIFAR10_FOLDER
+
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_HINT = "install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist) " \
                      "or pass --data-dir with train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz"
@@ -49,10 +51,18 @@ class ImageData:
     labels: np.ndarray
     num_classes: int
     source: str
+    #: What the source's pixel values were multiplied by to give float `pixels` (digits: 1/16 of 0..16).
+    source_scale: float = 1.0
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.pixels.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def scale(self) -> float:
+        """What a pixel value as the source holds it is multiplied by before the training part's mean and std
+        apply: 1/255 for uint8 images, 1/16 for the digits, 1 for float images (taken as they are)."""
+        return self.source_scale / 255.0 if self.pixels.dtype == np.uint8 else self.source_scale
 
     @property
     def images(self) -> np.ndarray:
@@ -80,6 +90,8 @@ class Split:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     num_classes: int
+    #: What the source's pixel values are multiplied by before mean and std apply (ImageData.scale).
+    scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -153,10 +165,16 @@ def required_dir(name: str, data_dir: str | None, hint: str) -> Path:
     return Path(data_dir)
 
 
+def fashion_mnist_files(directory: Path, part: str = "train") -> tuple[Path, Path]:
+    """The idx.gz files of the images and the labels of one part (`train` or `t10k`) of Fashion-MNIST."""
+    return directory / f"{part}-images-idx3-ubyte.gz", directory / f"{part}-labels-idx1-ubyte.gz"
+
+
 def load_fashion_mnist(directory: Path, part: str = "train") -> ImageData:
     """The `train` (60,000) or `t10k` (10,000) images and labels of Fashion-MNIST."""
-    images = read_idx(directory / f"{part}-images-idx3-ubyte.gz", 3)
-    labels = read_idx(directory / f"{part}-labels-idx1-ubyte.gz", 1)
+    images_file, labels_file = fashion_mnist_files(directory, part)
+    images = read_idx(images_file, 3)
+    labels = read_idx(labels_file, 1)
     if len(images) != len(labels):
         raise DataError(f"{directory}: {len(images)} images but {len(labels)} labels; {FASHION_MNIST_HINT}")
     return ImageData(images[..., None], labels.astype(np.int64), 10, str(directory))
@@ -204,13 +222,13 @@ def load_digits() -> ImageData:
 
     bunch = sklearn_digits()
     images = (bunch.images / 16.0).astype(np.float32)[..., None]
-    return ImageData(images, bunch.target.astype(np.int64), 10, "sklearn digits")
+    return ImageData(images, bunch.target.astype(np.int64), 10, "sklearn digits", source_scale=1 / 16)
 
 
 def load_cifar10(directory: Path, pattern: str = "data_batch_*.bin") -> ImageData:
     """CIFAR-10 batches (training by default) in the binary format: records of 1 label byte + 3072 CHW bytes."""
-    if (directory / "cifar-10-batches-bin").is_dir():
-        directory = directory / "cifar-10-batches-bin"
+    if (directory / CIFAR10_FOLDER).is_dir():
+        directory = directory / CIFAR10_FOLDER
     files = sorted(directory.glob(pattern)) if directory.is_dir() else []
     if not files:
         raise DataError(f"{directory}: no {pattern} files: {CIFAR10_HINT}")
@@ -239,16 +257,24 @@ def load_npz(path: Path) -> ImageData:
         path = candidates[0]
     if not path.is_file():
         raise DataError(f"{path} not found: {NPZ_HINT}")
+    x, y = _npz_arrays(path)
+    return ImageData(_npz_images(x, path), _npz_labels(y, len(x), path), int(y.max()) + 1 if y.size else 0, str(path))
+
+
+def _npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays x and y of an .npz file; DataError naming the arrays it holds instead when either is missing
+    (said as such, not as an unreadable file: DataError is a ValueError, which the read's own errors are too)."""
     try:
         with np.load(path, allow_pickle=False) as archive:
-            missing = {"x", "y"} - set(archive.files)
-            if missing:
-                raise DataError(f"{path}: missing array(s) {', '.join(sorted(missing))}; found "
-                                f"{', '.join(archive.files) or 'none'}: {NPZ_HINT}")
-            x, y = archive["x"], archive["y"]
+            names = list(archive.files)
+            arrays = {name: archive[name] for name in ("x", "y") if name in names}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise DataError(f"{path} is not a readable .npz without pickled objects ({err}): {NPZ_HINT}") from None
-    return ImageData(_npz_images(x, path), _npz_labels(y, len(x), path), int(y.max()) + 1 if y.size else 0, str(path))
+    missing = {"x", "y"} - set(arrays)
+    if missing:
+        raise DataError(f"{path}: missing array(s) {', '.join(sorted(missing))}; found "
+                        f"{', '.join(names) or 'none'}: {NPZ_HINT}")
+    return arrays["x"], arrays["y"]
 
 
 def _npz_images(x: np.ndarray, path: Path) -> np.ndarray:
@@ -272,6 +298,9 @@ def _npz_labels(y: np.ndarray, count: int, path: Path) -> np.ndarray:
                         f"{NPZ_HINT}")
     if count and y.min() < 0:
         raise DataError(f"{path}: y has negative label {y.min()}: {NPZ_HINT}")
+    if count and y.min() == y.max():
+        raise DataError(f"{path}: every label in y is {y.min()}; a classifier needs images of at least 2 classes "
+                        f"(every trial would score 1.0 by always answering {y.min()}): {NPZ_HINT}")
     return y.astype(np.int64)
 
 
@@ -290,7 +319,8 @@ def split_dataset(data: ImageData, val_fraction: float, max_train_samples: int |
     mean = tuple(float(v) for v in train.mean(axis=(0, 1, 2)))
     std = tuple(float(v) for v in np.maximum(train.std(axis=(0, 1, 2)), 1e-6))
     return Split(_standardise(train, mean, std), data.labels[train_index],
-                 _standardise(data.rows(val_index), mean, std), data.labels[val_index], mean, std, data.num_classes)
+                 _standardise(data.rows(val_index), mean, std), data.labels[val_index], mean, std, data.num_classes,
+                 data.scale)
 
 
 def seeded_split(count: int, first: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -39,9 +40,25 @@ ONNX_FILE = "model.onnx"
 METADATA_FILE = "model.json"
 
 
+#: model.json's description of the input the network takes, from the pixel values of the training data.
+NORMALISE_TEXT = "(pixel * scale - mean[channel]) / std[channel]"
 STAGING_PREFIX = ".export-"
 #: Every file an export may write; model.json, the set's description, is moved into place last.
 EXPORT_FILES = (TORCHSCRIPT_FILE, ONNX_FILE, METADATA_FILE)
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """What the network expects of a pixel value p of channel c: (p * scale - mean[c]) / std[c], p as the
+    training data held it (scale 1/255 for uint8 images, so a served uint8 image is scaled the same way)."""
+
+    scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def metadata(self) -> dict[str, object]:
+        """model.json's normalisation entries, the formula spelled out beside them."""
+        return {"normalise": NORMALISE_TEXT, "scale": self.scale, "mean": list(self.mean), "std": list(self.std)}
 
 
 class ExportError(RuntimeError):
@@ -49,8 +66,10 @@ class ExportError(RuntimeError):
 
 
 def export_model(model: nn.Module, arch_text: str, input_shape: tuple[int, int, int], mean: tuple[float, ...],
-                 std: tuple[float, ...], metrics: Mapping[str, MetricValue], directory: str | Path) -> dict[str, str]:
-    """Replace the set of exported files in `directory`; returns {format: file name}. ExportError when any
+                 std: tuple[float, ...], metrics: Mapping[str, MetricValue], directory: str | Path,
+                 scale: float = 1.0) -> dict[str, str]:
+    """Replace the set of exported files in `directory`; returns {format: file name}. The network takes
+    (pixel * scale - mean) / std per channel, pixel as the training data held it. ExportError when any
     file cannot be made or written (the folder is then left as it was)."""
     target = Path(directory)
     try:
@@ -61,7 +80,7 @@ def export_model(model: nn.Module, arch_text: str, input_shape: tuple[int, int, 
         raise _failed(target, err, "is left as it was") from None
     try:
         try:
-            files = _write_set(model, arch_text, input_shape, mean, std, metrics, staging)
+            files = _write_set(model, arch_text, input_shape, Normalisation(scale, mean, std), metrics, staging)
         except (OSError, RuntimeError) as err:
             raise _failed(target, err, "is left as it was") from None
         try:
@@ -78,8 +97,8 @@ def _failed(target: Path, err: Exception, state: str) -> ExportError:
     return ExportError(f"cannot export the model to {target}: {detail}; {target} {state}")
 
 
-def _write_set(model: nn.Module, arch_text: str, input_shape: tuple[int, int, int], mean: tuple[float, ...],
-               std: tuple[float, ...], metrics: Mapping[str, MetricValue], folder: Path) -> dict[str, str]:
+def _write_set(model: nn.Module, arch_text: str, input_shape: tuple[int, int, int], normalisation: Normalisation,
+               metrics: Mapping[str, MetricValue], folder: Path) -> dict[str, str]:
     """Every file of the set, written and synced into `folder`; {format: file name}."""
     cpu_model = copy.deepcopy(model).to("cpu", memory_format=torch.contiguous_format).float().eval()
     height, width, channels = input_shape
@@ -100,7 +119,7 @@ def _write_set(model: nn.Module, arch_text: str, input_shape: tuple[int, int, in
     metadata = {
         "architecture": arch_text,
         "metrics": {name: format_value(value) for name, value in metrics.items()},
-        "input": {"layout": "NCHW", "shape": [channels, height, width], "mean": list(mean), "std": list(std)},
+        "input": {"layout": "NCHW", "shape": [channels, height, width], **normalisation.metadata()},
         "output": "logits",
         "files": files,
     }

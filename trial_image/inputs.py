@@ -16,6 +16,10 @@ from katib_nas.contract.spec import Architecture
 
 #: CPU threads; OMP_NUM_THREADS is held to the same bound.
 MAX_THREADS = 1024
+#: Channel counts of images (grey, RGB, RGBA): a first image axis of this size suggests channels-first data.
+CHANNEL_COUNTS = (1, 3, 4)
+#: Where a training command runs: auto picks CUDA when it is available.
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,10 +108,23 @@ def check_fits(arch: Architecture, shape: tuple[int, int, int], num_classes: int
     """The network must take the data's image shape and have an output for every label."""
     if tuple(arch.input_shape) != tuple(shape):
         raise InvalidInput(f"architecture input {_shape_text(arch.input_shape)} does not match the images of "
-                           f"{source} ({_shape_text(shape)}); change the 'in' part of the architecture text")
+                           f"{source} ({_shape_text(shape)}); {_shape_advice(shape)}")
     if arch.num_classes < num_classes:
         raise InvalidInput(f"architecture has {arch.num_classes} classes but {source} has labels up to "
-                           f"{num_classes - 1}; change the 'cls' part of the architecture text")
+                           f"{num_classes - 1} (labels are class indices 0..K-1); change the 'cls' part of the "
+                           f"architecture text (in an Experiment: graphConfig's outputSizes [{num_classes}]) or "
+                           f"number the labels from 0")
+
+
+def _shape_advice(shape: tuple[int, int, int]) -> str:
+    """How to make a network and images of another shape meet: images read as (H, W, C) whose H is a channel
+    count and whose C is not were most likely saved channels-first, which a matching architecture would train on
+    as a few rows of many channels."""
+    height, _, channels = shape
+    if height in CHANNEL_COUNTS and channels not in CHANNEL_COUNTS:
+        return (f"the images look channels-first (N, C, H, W) = (N, {_shape_text(shape).replace('x', ', ')}): "
+                f"the data is read as (N, H, W, C), so save x.transpose(0, 2, 3, 1)")
+    return "change the 'in' part of the architecture text (in an Experiment: graphConfig's inputSizes [H, W, C])"
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:

@@ -25,6 +25,8 @@ from katib_nas.contract.metric_format import FLOPS, PARAMS, MetricValue, format_
 
 METRIC_FORMATS = ("text", "json")
 DB_MANAGER_ENV = "KATIB_DB_MANAGER_ADDRESS"
+#: Where Katib names the trial in its pod; a push needs it.
+TRIAL_NAME_ENV = "KATIB_TRIAL_NAME"
 #: Seconds one push may take (Katib's SDK default).
 PUSH_TIMEOUT = 60
 #: The key Katib's File collector reads a JSON object's time from.
@@ -157,7 +159,7 @@ class EventFileWriter:
 
 def push_requested(report_to_katib: bool) -> bool:
     """True when the user asked for a push and Katib has named the trial."""
-    return report_to_katib and bool(os.environ.get("KATIB_TRIAL_NAME"))
+    return report_to_katib and bool(os.environ.get(TRIAL_NAME_ENV))
 
 
 def check_push_available() -> None:

@@ -12,7 +12,8 @@ import torch
 
 from katib_nas.contract.errors import InvalidInput
 
-DEVICES = ("auto", "cpu", "cuda")
+from .inputs import DEVICES
+
 CGROUP_V2_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
 CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")

@@ -336,7 +336,7 @@ def _train_and_report(run: PreparedRun, arch: Architecture, split: Split, option
 
     from .checkpoint import CheckpointError
     from .measure import count_parameters, measure_latency_ms, model_macs
-    from .reporting import ReportError, push_requested
+    from .reporting import TRIAL_NAME_ENV, ReportError, push_requested
     from .trainer import Diverged
 
     try:
@@ -381,7 +381,7 @@ def _train_and_report(run: PreparedRun, arch: Architecture, split: Split, option
 
         try:
             files = export_model(model, model.arch_text, arch.input_shape, split.mean, split.std, final,
-                                 options.export_dir)
+                                 options.export_dir, scale=split.scale)
             LOG.info("exported %s to %s", ", ".join(files.values()), options.export_dir)
         except ExportError as err:
             failures.append(err)  # reported after the metrics: the trained result still reaches the collector
@@ -394,5 +394,5 @@ def _train_and_report(run: PreparedRun, arch: Architecture, split: Split, option
     if failures:
         return EXIT_FAILED
     if options.report_to_katib and not push_requested(True):
-        LOG.warning("--report-to-katib given but KATIB_TRIAL_NAME is not set: metrics were not pushed")
+        LOG.warning("--report-to-katib given but %s is not set: metrics were not pushed", TRIAL_NAME_ENV)
     return EXIT_OK

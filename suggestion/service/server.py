@@ -28,15 +28,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from katib_nas.contract.errors import InvalidInput
-from katib_nas.proto import api_pb2_grpc
+from katib_nas.proto import HEALTH_SERVICE, api_pb2_grpc
 
 from .message_size import DEFAULT_MAX_MESSAGE_MB
 from .servicer import SuggestionServicer
 
 log = logging.getLogger(__name__)
 
-#: The service name Katib's readiness and liveness probes ask for.
-HEALTH_SERVICE_NAME = "manager.v1beta1.Suggestion"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 #: Seconds a thread may hold the GIL while another waits for it (Python's default is 0.005).
 GIL_SWITCH_INTERVAL = 0.0002
@@ -83,7 +81,7 @@ async def start_server(host: str, port: int, workers: int,
         pool.shutdown(wait=False)
         raise InvalidInput(f"cannot listen on {host}:{port} (address in use or not available)")
     await server.start()
-    for name in ("", HEALTH_SERVICE_NAME):
+    for name in ("", HEALTH_SERVICE):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(server, health, bound, pool)
 

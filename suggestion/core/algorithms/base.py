@@ -14,6 +14,8 @@ from ..experiment import ExperimentInfo, TrialRecord
 #: metrics database keys metrics by trial name alone, across namespaces.
 NAME_TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 NAME_TOKEN_LENGTH = 5
+#: The largest `seed` setting of the algorithms whose seed is free (nas-random, proxylessnas): a signed 32-bit int.
+MAX_SEED_SETTING = 2**31 - 1
 
 
 @dataclass(frozen=True)

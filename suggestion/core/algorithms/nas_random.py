@@ -31,7 +31,7 @@ from katib_nas.contract.spec import MAX_WIDTH, Architecture, Cell, Stage, max_re
 from ..experiment import ExperimentInfo, TrialRecord
 from ..settings import parse_settings, setting
 from ..space import Candidate, SearchSpace, parse_nas_config
-from .base import Proposal, seeded_rng
+from .base import MAX_SEED_SETTING, Proposal, seeded_rng
 
 #: Draws of a proposal, the first included, while it repeats a tried architecture; bounded so that a degenerate
 #: space (every draw alike) costs at most this many draws per proposal.
@@ -43,7 +43,7 @@ SIZE_PROBES = 16
 
 @dataclass(frozen=True)
 class NasRandomSettings:
-    seed: int = setting(0, "seed mixed with the experiment name into every draw", low=0, high=2**31 - 1)
+    seed: int = setting(0, "seed mixed with the experiment name into every draw", low=0, high=MAX_SEED_SETTING)
     stem_width: int = setting(16, "width of the 3x3 stem convolution", low=1, high=MAX_WIDTH)
     default_width: int = setting(32, "layer width when no candidate sets num_filter", low=1,
                                 high=MAX_WIDTH)

@@ -30,7 +30,7 @@ from katib_nas.contract.supernet import derive
 from ...experiment import ExperimentInfo, TrialRecord
 from ...settings import parse_settings, setting
 from ...space import parse_nas_config
-from ..base import Proposal, seeded_rng
+from ..base import MAX_SEED_SETTING, Proposal, seeded_rng
 from .reinforce import (
     INDEX_LABEL,
     POLICY_LABEL,
@@ -51,7 +51,7 @@ LOSS_SETTING = {"mul-log": "mullog", "add-linear": "addlin"}
 class ProxylessSettings:
     mode: str = setting("oneshot", "oneshot: one supernet-training trial; reinforce: sampled trials",
                         choices=("oneshot", "reinforce"))
-    seed: int = setting(0, "seed of the search; one-shot trial k uses seed + k", low=0, high=2**31 - 1)
+    seed: int = setting(0, "seed of the search; one-shot trial k uses seed + k", low=0, high=MAX_SEED_SETTING)
     stem_width: int = setting(16, "width of the 3x3 stem convolution", low=1, high=MAX_WIDTH)
     stage_widths: str = setting("16,32,64", "comma-separated width of every stage")
     stage_strides: str = setting("1,2,2", "comma-separated stride (1 or 2) of every stage")
