@@ -158,11 +158,6 @@ class Workload:
     world: World = World(1, 1)
 
 
-def primary_container(trial_spec: dict[str, Any], primary_name: str) -> dict[str, Any]:
-    """The container that runs the trial."""
-    return trial_workload(trial_spec, primary_name).container
-
-
 def trial_workload(trial_spec: dict[str, Any], primary_name: str) -> Workload:
     """Container and process counts of a Job, PyTorchJob or TrainJob trial spec."""
     kind = f"{trial_spec.get('apiVersion')}/{trial_spec.get('kind')}"
