@@ -439,9 +439,10 @@ def model_markdown(metadata: dict[str, Any], search: dict[str, str], onnx_bytes:
     final = metadata.get("metrics") or {}
     for name in sorted(set(search) | set(final)):
         lines.append(f"| {name} | {search.get(name, '')} | {final.get(name, '')} |")
+    given = metadata["input"]
+    normalise = (f"{given['normalise']} with scale {given['scale']}" if "scale" in given
+                 else "(pixel - mean) / std, the pixels' scale not recorded (a model.json of an older trial image)")
     lines += ["", f"Files: TorchScript ({torchscript_bytes} bytes), ONNX ({onnx_bytes} bytes); input layout "
-              f"{metadata['input']['layout']}, normalise pixels as "
-              f"{metadata['input'].get('normalise', '(pixel - mean) / std')} with scale "
-              f"{metadata['input'].get('scale', 1.0)}, mean {metadata['input']['mean']} and std "
-              f"{metadata['input']['std']}.", ""]
+              f"{given['layout']}, normalise pixels as {normalise}, mean {given['mean']} and std "
+              f"{given['std']}.", ""]
     return "\n".join(lines)

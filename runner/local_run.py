@@ -175,7 +175,7 @@ def _discard(workdir: Path, existed: dict[str, int] | None) -> None:
     for name in RUN_FOLDERS:
         if name in existed:
             continue
-        if name == "trials/check":
+        if name == CHECK_FOLDER:
             shutil.rmtree(workdir / name, ignore_errors=True)
             continue
         try:

@@ -87,6 +87,22 @@ def test_a_job_is_one_process_and_runs_without_the_launcher(tmp_path: Path) -> N
     assert command.argv[:3] == (sys.executable, "-m", "katib_nas.cli")
 
 
+@pytest.mark.parametrize("launcher, world", [
+    (["torchrun", "--nproc-per-node=2", "--no-python"], ["--nnodes=1", "--nproc-per-node=2"]),
+    (["torchrun", "--nnodes=2", "--no-python"], ["--nnodes=2", "--nproc-per-node=1"]),
+])
+def test_a_job_started_by_torchrun_runs_the_processes_torchrun_asks_for(tmp_path: Path, launcher: list[str],
+                                                                         world: list[str]) -> None:
+    """A batch Job's own world is one node of one process; torchrun's flags add to it what they name."""
+    document = load_yaml(DIGITS)
+    container = document["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["command"] = launcher + container["command"]
+    path = tmp_path / "torchrun.yaml"
+    path.write_text(json.dumps(document))
+    command = build_command(load_experiment(path), "t-1", {"architecture": "x"}, [], tmp_path / "t-1")
+    assert list(command.argv[:5]) == LAUNCH + world
+
+
 def test_the_primary_container_is_the_one_of_that_name() -> None:
     spec = trial_spec(PYTORCHJOB)
     pod = spec["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]

@@ -274,8 +274,9 @@ def test_whole_pipeline_runs_locally_on_digits(tmp_path: Path, capsys: pytest.Ca
 
     scripted = torch.jit.load(str(run_dir / "export-model" / "torchscript")).eval()
     digits = load_digits()
-    mean, std = model_info["input"]["mean"][0], model_info["input"]["std"][0]
-    images = (digits.images.astype(np.float32) / 16.0 - mean) / std
+    given = model_info["input"]  # the digits file's pixels are 0..16
+    assert given["scale"] == pytest.approx(1 / 16)
+    images = (digits.images.astype(np.float32) * given["scale"] - given["mean"][0]) / given["std"][0]
     with torch.no_grad():
         predicted = scripted(torch.from_numpy(images[:, None])).argmax(1).numpy()
     assert (predicted == digits.target).mean() > 0.5  # ten classes: chance is 0.1
@@ -283,6 +284,7 @@ def test_whole_pipeline_runs_locally_on_digits(tmp_path: Path, capsys: pytest.Ca
     onnx.checker.check_model(onnx.load(str(run_dir / "export-model" / "onnx_model")))
     markdown = (run_dir / "export-model" / "visualization").read_text()
     assert architecture in markdown and "| Validation-Accuracy |" in markdown
+    assert f"normalise pixels as {given['normalise']} with scale {given['scale']}, mean {given['mean']}" in markdown
     assert "<svg" in (run_dir / "export-model" / "diagram").read_text()
     assert architecture in (run_dir / "nas-search" / "report").read_text()
 

@@ -497,8 +497,8 @@ def test_reinforce_asks_for_trial_names_that_carry_index_and_policy_back_from_ka
                                   "px-3v1x", "px-3v1-abcd", "px-3v1-ABCDE", "px-3v1-abcde-f"])
 def test_names_katib_gave_at_random_replay_in_name_order(name: str) -> None:
     """Only names of the form the mode asks for are read; others sort after them, by name."""
-    from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import _replay_key
+    from katib_nas.suggestion.core.algorithms.proxylessnas.reinforce import _replay_position
 
-    assert _replay_key(make_trial(name, {}, "RUNNING", []), "px") == (float("inf"), name)
-    assert _replay_key(make_trial("px-3v1", {}, "RUNNING", []), "px") == (3.0, "px-3v1")
-    assert _replay_key(make_trial("px-3v1-k9x0a", {}, "RUNNING", []), "px") == (3.0, "px-3v1-k9x0a")
+    assert _replay_position(make_trial(name, {}, "RUNNING", []), 2, "px") == ((float("inf"), name), 0)
+    assert _replay_position(make_trial("px-3v1", {}, "RUNNING", []), 2, "px") == ((3.0, "px-3v1"), 1)
+    assert _replay_position(make_trial("px-3v1-k9x0a", {}, "RUNNING", []), 2, "px") == ((3.0, "px-3v1-k9x0a"), 1)

@@ -285,12 +285,16 @@ def test_only_a_pair_of_surrounding_quotes_is_removed(text: str, kept: str) -> N
      "so save x.transpose(0, 2, 3, 1)"),
     ((30, 8, 8), np.arange(30) % 10 + 1, "in8x8x1-cls10-stem8/w8:c3",
      "npz has labels up to 10 (labels are class indices 0..K-1); change the 'cls' part of the architecture text "
-     "(in an Experiment: graphConfig's outputSizes [11]) or number the labels from 0"),
+     "(in an Experiment: graphConfig's outputSizes [11]) or number the labels from 0 (they start at 1)"),
+    ((30, 8, 8), np.arange(30) % 10, "in8x8x1-cls5-stem8/w8:c3",
+     "npz has labels up to 9 (labels are class indices 0..K-1); change the 'cls' part of the architecture text "
+     "(in an Experiment: graphConfig's outputSizes [10])"),
 ])
 def test_data_that_does_not_fit_the_network_gets_the_fix_for_its_cause(tmp_path: Path, images: tuple[int, ...],
                                                                        labels: np.ndarray, arch: str,
                                                                        advice: str) -> None:
-    """Channels-first images, and labels 1..10: the line names the cause and the fix in the Experiment too.
+    """Channels-first images, labels 1..10 and a network of too few classes: the line names the cause and the
+    fix in the Experiment too (numbering the labels from 0 only where they start above it).
     Before, channels-first images were only a shape mismatch to be fixed in the architecture text, which would
     have trained on them as 3 rows of 8 pixels with 8 channels."""
     path = tmp_path / "mine.npz"

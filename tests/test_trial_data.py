@@ -263,6 +263,17 @@ def test_an_npz_with_other_array_names_is_named_as_such_in_one_statement(tmp_pat
     assert str(caught.value) == f"{path}: missing array(s) x, y; found images, labels: {NPZ_HINT}"
 
 
+def test_a_single_array_file_is_named_as_one_array_not_an_archive(tmp_path: Path) -> None:
+    """np.save's .npy holds one unnamed array; before, reading it as an archive ended in a TypeError traceback."""
+    from katib_nas.trial_image.data import NPZ_HINT
+
+    path = tmp_path / "images.npy"
+    np.save(path, np.zeros((3, 4, 4)))
+    with pytest.raises(DataError) as caught:
+        load_dataset("npz", str(path))
+    assert str(caught.value) == f"{path} holds one array, not an .npz archive of arrays x and y: {NPZ_HINT}"
+
+
 def test_an_npz_whose_labels_are_all_one_class_exits_2_before_training(tmp_path: Path) -> None:
     """One class only: every trial would score 1.0 by answering it, and a search would end at its goal at once."""
     from .support.trial_cli import run_trial

@@ -86,7 +86,7 @@ def test_a_network_that_cannot_be_traced_is_an_export_error_and_the_folder_stays
     monkeypatch.setattr(export.torch.jit, "trace", cannot_trace)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
     with pytest.raises(export.ExportError, match=r"cannot trace this network; .* is left as it was"):
-        export.export_model(model, ARCH, (8, 8, 1), (0.0,), (1.0,), {"Validation-Accuracy": 0.5}, folder)
+        export.export_model(model, ARCH, (8, 8, 1), (0.0,), (1.0,), {"Validation-Accuracy": 0.5}, folder, scale=1.0)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
@@ -95,7 +95,7 @@ def test_a_network_on_images_that_are_not_square_is_exported_height_first(tmp_pa
     from katib_nas.trial_image import export
 
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6 * 8, 10))
-    export.export_model(model, "in6x8x1-cls10-stem4/w8:c3", (6, 8, 1), (0.0,), (1.0,), {}, tmp_path)
+    export.export_model(model, "in6x8x1-cls10-stem4/w8:c3", (6, 8, 1), (0.0,), (1.0,), {}, tmp_path, scale=1.0)
     metadata = json.loads((tmp_path / METADATA_FILE).read_text())
     assert metadata["input"]["shape"] == [1, 6, 8]
     assert torch.jit.load(str(tmp_path / TORCHSCRIPT_FILE))(torch.zeros(2, 1, 6, 8)).shape == (2, 10)
@@ -121,7 +121,7 @@ def test_a_move_that_fails_halfway_leaves_no_model_json_and_says_so(tmp_path: Pa
     monkeypatch.setattr(export.os, "replace", fails_once)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
     with pytest.raises(export.ExportError, match=r"Input/output error; .* holds an incomplete set \(no model.json\)"):
-        export.export_model(model, ARCH, (8, 8, 1), (0.0,), (1.0,), {"Validation-Accuracy": 0.5}, folder)
+        export.export_model(model, ARCH, (8, 8, 1), (0.0,), (1.0,), {"Validation-Accuracy": 0.5}, folder, scale=1.0)
     assert not (folder / METADATA_FILE).exists()
     assert not [p for p in folder.iterdir() if p.name.startswith(export.STAGING_PREFIX)]  # staging removed
 

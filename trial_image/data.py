@@ -45,7 +45,8 @@ class DataError(InvalidInput):
 
 @dataclass(frozen=True)
 class ImageData:
-    """Images (N, H, W, C) and integer labels; `pixels` is uint8 (0..255) or float already in [0, 1]."""
+    """Images (N, H, W, C) and integer labels; `pixels` is uint8 (0..255, read as value / 255) or float (read as
+    it is)."""
 
     pixels: np.ndarray
     labels: np.ndarray
@@ -65,12 +66,17 @@ class ImageData:
         return self.source_scale / 255.0 if self.pixels.dtype == np.uint8 else self.source_scale
 
     @property
+    def first_label(self) -> int:
+        """The smallest label (0 when there are none)."""
+        return int(self.labels.min()) if self.labels.size else 0
+
+    @property
     def images(self) -> np.ndarray:
-        """All images as float32 in [0, 1] (a new array; `rows` converts only a selection)."""
+        """All images as float32, uint8 ones divided by 255 (a new array; `rows` converts only a selection)."""
         return self.rows(slice(None))
 
     def rows(self, index: np.ndarray | slice) -> np.ndarray:
-        """The selected images as float32 in [0, 1]."""
+        """The selected images as float32, uint8 ones divided by 255."""
         selected = self.pixels[index]
         if selected.dtype != np.uint8:
             return selected
@@ -264,17 +270,24 @@ def load_npz(path: Path) -> ImageData:
 def _npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """The arrays x and y of an .npz file; DataError naming the arrays it holds instead when either is missing
     (said as such, not as an unreadable file: DataError is a ValueError, which the read's own errors are too)."""
+    unreadable = (OSError, ValueError, zipfile.BadZipFile, EOFError)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            names = list(archive.files)
-            arrays = {name: archive[name] for name in ("x", "y") if name in names}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        loaded = np.load(path, allow_pickle=False)
+    except unreadable as err:
         raise DataError(f"{path} is not a readable .npz without pickled objects ({err}): {NPZ_HINT}") from None
-    missing = {"x", "y"} - set(arrays)
+    if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy file: one array, no names
+        raise DataError(f"{path} holds one array, not an .npz archive of arrays x and y: {NPZ_HINT}")
+    try:
+        with loaded as archive:
+            names = list(archive.files)
+            missing = {"x", "y"} - set(names)
+            arrays = () if missing else (archive["x"], archive["y"])  # read only what will be used
+    except unreadable as err:
+        raise DataError(f"{path} is not a readable .npz without pickled objects ({err}): {NPZ_HINT}") from None
     if missing:
         raise DataError(f"{path}: missing array(s) {', '.join(sorted(missing))}; found "
                         f"{', '.join(names) or 'none'}: {NPZ_HINT}")
-    return arrays["x"], arrays["y"]
+    return arrays
 
 
 def _npz_images(x: np.ndarray, path: Path) -> np.ndarray:

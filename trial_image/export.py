@@ -66,8 +66,8 @@ class ExportError(RuntimeError):
 
 
 def export_model(model: nn.Module, arch_text: str, input_shape: tuple[int, int, int], mean: tuple[float, ...],
-                 std: tuple[float, ...], metrics: Mapping[str, MetricValue], directory: str | Path,
-                 scale: float = 1.0) -> dict[str, str]:
+                 std: tuple[float, ...], metrics: Mapping[str, MetricValue], directory: str | Path, *,
+                 scale: float) -> dict[str, str]:
     """Replace the set of exported files in `directory`; returns {format: file name}. The network takes
     (pixel * scale - mean) / std per channel, pixel as the training data held it. ExportError when any
     file cannot be made or written (the folder is then left as it was)."""

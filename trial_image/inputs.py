@@ -104,16 +104,18 @@ def parse_architecture(text: str) -> Architecture:
     return decode(strip_quotes(text.strip()))
 
 
-def check_fits(arch: Architecture, shape: tuple[int, int, int], num_classes: int, source: str) -> None:
-    """The network must take the data's image shape and have an output for every label."""
+def check_fits(arch: Architecture, shape: tuple[int, int, int], num_classes: int, source: str, *,
+               first_label: int = 0) -> None:
+    """The network must take the data's image shape and have an output for every label (`first_label`, the
+    data's smallest, says whether numbering the labels from 0 would help)."""
     if tuple(arch.input_shape) != tuple(shape):
         raise InvalidInput(f"architecture input {_shape_text(arch.input_shape)} does not match the images of "
                            f"{source} ({_shape_text(shape)}); {_shape_advice(shape)}")
     if arch.num_classes < num_classes:
         raise InvalidInput(f"architecture has {arch.num_classes} classes but {source} has labels up to "
                            f"{num_classes - 1} (labels are class indices 0..K-1); change the 'cls' part of the "
-                           f"architecture text (in an Experiment: graphConfig's outputSizes [{num_classes}]) or "
-                           f"number the labels from 0")
+                           f"architecture text (in an Experiment: graphConfig's outputSizes [{num_classes}])"
+                           + (f" or number the labels from 0 (they start at {first_label})" if first_label > 0 else ""))
 
 
 def _shape_advice(shape: tuple[int, int, int]) -> str:

@@ -140,7 +140,7 @@ def run_trial(options: TrialOptions, stream: TextIO | None = None) -> int:
     from .data import load_dataset, load_test_set, split_dataset
 
     data = load_dataset(options.dataset, options.data_dir)
-    check_fits(arch, data.shape, data.num_classes, options.dataset)
+    check_fits(arch, data.shape, data.num_classes, options.dataset, first_label=data.first_label)
     test_data = load_test_set(options.dataset, options.data_dir) if options.test else None
     split = split_dataset(data, options.val_fraction, options.max_train_samples, *split_seed(options.split_seed))
     del data  # the whole training file; from here on only the split's rows are kept

@@ -17,7 +17,7 @@ Operation types (Katib's, plus additive extensions):
 | max_pooling, avg_pooling | filter_size (or pool_size)                            | mp/ap |
 | skip_connection, skip, identity | (none)                                         | id    |
 | zero  (extension)        | (none)                                                | zero  |
-| mbconv (extension)       | kernel_size (or filter_size), expand_ratio, num_filter?, stride? | mb K e E |
+| mbconv (extension)       | expand_ratio, kernel_size? (or filter_size, default 3), num_filter?, stride? | mb K e E |
 
 Every request is parsed in bounded work: each parameter's values are checked
 against the parameter's own range (kernel sizes 1..MAX_KERNEL, num_filter

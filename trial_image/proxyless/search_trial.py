@@ -106,7 +106,7 @@ def run_proxyless_search(options: SearchOptions, stream: TextIO | None = None) -
     latency = LatencyModel.from_table(table, supernet) if table else None
     threads = configure_threads(options.threads)
     data = load_dataset(options.dataset, options.data_dir)
-    check_fits(supernet, data.shape, data.num_classes, options.dataset)
+    check_fits(supernet, data.shape, data.num_classes, options.dataset, first_label=data.first_label)
     split = split_dataset(data, options.val_fraction, options.max_train_samples, *split_seed(options.split_seed))
     del data  # the whole training file; from here on only the split's rows are kept
     search_data = split_search_data(split, options.arch_fraction, device)

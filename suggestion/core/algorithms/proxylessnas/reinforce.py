@@ -358,11 +358,6 @@ def _replay_position(trial: TrialRecord, batch_size: int,
     return (index, trial.name), version
 
 
-def _replay_key(trial: TrialRecord, experiment_name: str = "") -> tuple[float, str]:
-    """The replay key alone (see _replay_position)."""
-    return _replay_position(trial, 1, experiment_name)[0]
-
-
 def _label_number(trial: TrialRecord, label: str) -> int | None:
     number = read_int(trial.labels.get(label, ""))
     return number if number is not None and number >= 0 else None
