@@ -15,6 +15,8 @@ from typing import Union
 
 MetricValue = Union[float, int, str]
 
+#: Where Katib names the trial in its pod (the Push collector needs it; the local runner sets it as Katib does).
+TRIAL_NAME_ENV = "KATIB_TRIAL_NAME"
 #: Katib's default filter for the StdOut and TEXT File collectors (pkg/metricscollector common).
 KATIB_DEFAULT_REGEX = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
 #: The numeric metricsFormat regex the examples use next to a string one (Katib's default also matches '-').

@@ -36,6 +36,8 @@ from fractions import Fraction
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Mapping, Sequence
 
+from katib_nas.contract.metric_format import TRIAL_NAME_ENV
+
 from .launch import MAX_LOCAL_PROCESSES, World
 from .manifest import (
     META_INDEX_PATTERN,
@@ -497,7 +499,7 @@ def build_command(spec: ExperimentSpec, trial_name: str, assignments: Mapping[st
     argv = apply_overrides(container_argv(workload.container, spec.template.primary_container), overrides)
     argv, metrics_file = metrics_file_for(spec, argv, trial_dir)
     env = container_env(workload.container, spec.template.primary_container)
-    env["KATIB_TRIAL_NAME"] = trial_name
+    env[TRIAL_NAME_ENV] = trial_name
     check_trainjob_launcher(rendered, argv, workload.world)
     program, world = strip_torchrun(argv, workload.world)
     program, moved = own_folders(program, trial_name, trial_dir)

@@ -21,12 +21,10 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence, TextIO
 
 from katib_nas.contract.errors import InvalidInput
-from katib_nas.contract.metric_format import FLOPS, PARAMS, MetricValue, format_value, metric_line
+from katib_nas.contract.metric_format import FLOPS, PARAMS, TRIAL_NAME_ENV, MetricValue, format_value, metric_line
 
 METRIC_FORMATS = ("text", "json")
 DB_MANAGER_ENV = "KATIB_DB_MANAGER_ADDRESS"
-#: Where Katib names the trial in its pod; a push needs it.
-TRIAL_NAME_ENV = "KATIB_TRIAL_NAME"
 #: Seconds one push may take (Katib's SDK default).
 PUSH_TIMEOUT = 60
 #: The key Katib's File collector reads a JSON object's time from.
