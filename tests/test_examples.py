@@ -38,7 +38,7 @@ from katib_nas.suggestion.core.algorithms import get_algorithm
 
 from .conftest import REPO, load_yaml, runtime_pod_templates, schema_errors, trial_containers, trial_pod_templates
 from .support.katib_webhook import KUBEFLOW_DEFAULTS, webhook_errors
-from .support.pod_security import restricted_violations
+from .support.pod_security import COLLECTOR_CONTAINER, kubelet_refusals, restricted_violations, with_katib_collector
 from .support.trainjob import trainjob_errors
 from .support.trial_template import META_REFERENCE, rendered_command
 
@@ -237,6 +237,31 @@ def test_trial_pod_meets_restricted_pod_security_with_scratch_space(path: Path) 
         scratch = {v["name"] for v in pod["spec"]["volumes"] if "emptyDir" in v}
         [container] = pod["spec"]["containers"]
         assert {m["mountPath"] for m in container["volumeMounts"] if m["name"] in scratch} == {"/tmp"}
+
+
+def collector_kind(path: Path) -> str:
+    return ((load_yaml(path)["spec"].get("metricsCollectorSpec") or {}).get("collector") or {}).get("kind", "StdOut")
+
+
+INJECTED = [p for p in sorted((REPO / "examples").glob("*.yaml")) if collector_kind(p) != "Push"]
+
+
+@pytest.mark.parametrize("inject_security_context", [False, True])
+@pytest.mark.parametrize("path", INJECTED, ids=example_id)
+def test_katibs_metrics_collector_starts_in_every_trial_pod(path: Path, inject_security_context: bool) -> None:
+    """Katib's collector images run as root; under the pod's runAsNonRoot the kubelet starts one only when the
+    pod names a user. Without it every trial's pod would stay unfinished and the Experiment would hang. With
+    katib-config's injectSecurityContext the pod, collector included, meets restricted pod security."""
+    assert len(INJECTED) == len(list((REPO / "examples").glob("*.yaml"))) - 1  # all but the Push example
+    for where, pod in example_pod_templates(path).items():
+        injected = with_katib_collector(pod, inject_security_context)
+        assert kubelet_refusals(injected, {COLLECTOR_CONTAINER}) == [], where
+        if inject_security_context:
+            assert restricted_violations(injected) == [], where
+        unnamed = copy.deepcopy(injected)
+        del unnamed["spec"]["securityContext"]["runAsUser"]
+        assert kubelet_refusals(unnamed, {COLLECTOR_CONTAINER}) == [
+            f"{COLLECTOR_CONTAINER}: container has runAsNonRoot and image will run as root"], where
 
 
 def test_restricted_checker_catches_each_rule() -> None:
