@@ -32,6 +32,11 @@ DEFAULT_NAMESPACE = "default"
 DEFAULT_FILE_PATH = "/var/log/katib/metrics.log"
 STRATEGIES = ("min", "max", "latest")
 COLLECTORS_LOCAL = ("StdOut", "File")
+#: Trial kinds whose success and failure conditions Katib sets when the Experiment leaves them out (a Job and
+#: KubeflowJobKinds, experiment_defaults.go setDefaultTrialTemplate).
+CONDITIONS_DEFAULTED = ("Job", "TFJob", "PyTorchJob", "XGBoostJob", "MPIJob", "TrainJob")
+#: Katib's default port of a PrometheusMetric collector's source (common.DefaultPrometheusPort).
+PROMETHEUS_PORT = 8080
 COLLECTORS_KATIB = ("StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "Push")
 PARAM_PLACEHOLDER = "${trialParameters.%s}"
 PLACEHOLDER_PATTERN = re.compile(r"\$\{trialParameters\..+?\}")
@@ -429,6 +434,11 @@ def _trial_template(raw: Any, parameters: tuple[dict[str, Any], ...]) -> TrialTe
         raise ExperimentError(f"{where}.trialSpec.metadata.name and .namespace must be omitted")
     if not trial_spec.get("apiVersion") or not trial_spec.get("kind"):
         raise ExperimentError(f"{where}.trialSpec needs apiVersion and kind")
+    if trial_spec["kind"] not in CONDITIONS_DEFAULTED and not (template.get("successCondition")
+                                                               and template.get("failureCondition")):
+        raise ExperimentError(f"{where}.successCondition and .failureCondition are required for a trialSpec of "
+                              f"kind {trial_spec['kind']!r} (Katib sets them only for "
+                              f"{', '.join(CONDITIONS_DEFAULTED)})")
     return TrialTemplate(primary, tuple(trial_parameters), trial_spec)
 
 
@@ -451,7 +461,11 @@ def _collector(raw: Any) -> Collector:
     where = "spec.metricsCollectorSpec"
     spec = _mapping(raw, where)
     collector = _mapping(spec.get("collector"), f"{where}.collector")
-    kind = _string(collector.get("kind"), f"{where}.collector.kind") or "StdOut"
+    kind = _string(collector.get("kind"), f"{where}.collector.kind")
+    if not kind and spec.get("collector") is not None:  # Katib defaults only a missing collector to StdOut
+        raise ExperimentError(f"{where}.collector.kind is required when {where}.collector is given (omit the "
+                              f"collector for StdOut)")
+    kind = kind or "StdOut"
     if kind not in COLLECTORS_KATIB:
         raise ExperimentError(f"{where}.collector.kind {kind!r} must be one of {', '.join(COLLECTORS_KATIB)}")
     source = _mapping(spec.get("source"), f"{where}.source")
@@ -465,6 +479,7 @@ def _collector(raw: Any) -> Collector:
     if kind == "StdOut":
         return Collector("StdOut", DEFAULT_FILE_PATH, "TEXT", filters)
     if kind not in COLLECTORS_LOCAL:
+        _check_cluster_source(kind, collector, source, where)
         return Collector(kind, "", "", filters)  # collected on the cluster only (check_runs_locally)
     path = _string(file_path.get("path"), f"{where}.source.fileSystemPath.path") or DEFAULT_FILE_PATH
     file_kind = _string(file_path.get("kind"), f"{where}.source.fileSystemPath.kind") or "File"
@@ -480,6 +495,34 @@ def _collector(raw: Any) -> Collector:
     if file_format == "JSON" and source.get("filter") is not None:
         raise ExperimentError(f"{where}.source.filter must be omitted when the metrics file format is JSON")
     return Collector("File", path, file_format, filters)
+
+
+def _check_cluster_source(kind: str, collector: dict[str, Any], source: dict[str, Any], where: str) -> None:
+    """The source rules of Katib's webhook for the collectors only a cluster runs, after Katib's defaults
+    (validator.go validateMetricsCollector, experiment_defaults.go setDefaultMetricsCollector)."""
+    file_path = _mapping(source.get("fileSystemPath"), f"{where}.source.fileSystemPath")
+    path = _string(file_path.get("path"), f"{where}.source.fileSystemPath.path")
+    file_kind = _string(file_path.get("kind"), f"{where}.source.fileSystemPath.kind")
+    if kind == "TensorFlowEvent":
+        if (file_kind or "Directory") != "Directory" or not (path or "/").startswith("/"):
+            raise ExperimentError(f"{where}.source.fileSystemPath needs kind Directory and an absolute path for "
+                                  f"TensorFlowEvent, got kind {file_kind!r} path {path!r}")
+        if _string(file_path.get("format"), f"{where}.source.fileSystemPath.format"):
+            raise ExperimentError(f"{where}.source.fileSystemPath.format must be empty for TensorFlowEvent")
+    elif kind == "PrometheusMetric":
+        http_get = _mapping(source.get("httpGet"), f"{where}.source.httpGet")
+        port, http_path = http_get.get("port", PROMETHEUS_PORT), http_get.get("path") or "/metrics"
+        if isinstance(port, bool) or not isinstance(port, (int, str)) or not str(port).isdigit():
+            raise ExperimentError(f"{where}.source.httpGet.port {port!r} must be a positive integer (0: Katib's "
+                                  f"{PROMETHEUS_PORT})")
+        if not isinstance(http_path, str) or not http_path.startswith("/"):
+            raise ExperimentError(f"{where}.source.httpGet.path {http_path!r} must start with '/'")
+    elif kind == "Custom":
+        if collector.get("customCollector") is None:
+            raise ExperimentError(f"{where}.collector.customCollector is required for kind Custom")
+        if file_path and (not (path or "").startswith("/") or file_kind not in ("File", "Directory")):
+            raise ExperimentError(f"{where}.source.fileSystemPath needs kind File or Directory and an absolute "
+                                  f"path, got kind {file_kind!r} path {path!r}")
 
 
 def _check_filter(pattern: str, where: str) -> None:

@@ -126,6 +126,23 @@ def mutate(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     ("spec.maxTrialCount", 0, "spec.maxTrialCount=0 must be greater than 0"),
     ("spec.metricsCollectorSpec", {"collector": {"kind": "File"}, "source": {
         "fileSystemPath": {"path": "/var/log/katib/", "kind": "File"}}}, "must name a file"),
+    ("spec.metricsCollectorSpec", {"collector": {}}, r"collector.kind is required when .*\.collector is given"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "TensorFlowEvent"}, "source": {
+        "fileSystemPath": {"path": "/tmp/events", "kind": "File"}}}, "needs kind Directory and an absolute path"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "TensorFlowEvent"}, "source": {
+        "fileSystemPath": {"path": "events"}}}, "needs kind Directory and an absolute path"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "TensorFlowEvent"}, "source": {
+        "fileSystemPath": {"path": "/tmp/events", "format": "TEXT"}}}, "format must be empty for TensorFlowEvent"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "PrometheusMetric"}, "source": {"httpGet": {"port": "http"}}},
+     "port 'http' must be a positive integer"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "PrometheusMetric"}, "source": {"httpGet": {"path": "m"}}},
+     "path 'm' must start with '/'"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "Custom"}}, "customCollector is required for kind Custom"),
+    ("spec.metricsCollectorSpec", {"collector": {"kind": "Custom", "customCollector": {"name": "c"}},
+                                   "source": {"fileSystemPath": {"path": "rel", "kind": "File"}}},
+     "needs kind File or Directory and an absolute path"),
+    ("spec.trialTemplate.trialSpec.kind", "Workflow",
+     "successCondition and .failureCondition are required for a trialSpec of kind 'Workflow'"),
     ("spec.metricsCollectorSpec", {"collector": {"kind": "File"}, "source": {
         "fileSystemPath": {"path": "/var/log/katib/m.json", "kind": "File", "format": "JSON"},
         "filter": {"metricsFormat": ["([\\w-]+)=([\\d.]+)"]}}}, "filter must be omitted"),
@@ -133,6 +150,20 @@ def mutate(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 def test_bad_fields_are_named(document: dict[str, Any], path: str, value: Any, message: str) -> None:
     with pytest.raises(ExperimentError, match=message):
         experiment_from_document(mutate(document, path, value))
+
+
+@pytest.mark.parametrize("collector", [
+    {"collector": {"kind": "TensorFlowEvent"}},
+    {"collector": {"kind": "TensorFlowEvent"}, "source": {"fileSystemPath": {"path": "/tmp/tb", "kind": "Directory"}}},
+    {"collector": {"kind": "PrometheusMetric"}},
+    {"collector": {"kind": "PrometheusMetric"}, "source": {"httpGet": {"port": 0, "path": "/m"}}},
+    {"collector": {"kind": "Custom", "customCollector": {"name": "c", "image": "c"}}},
+    {},
+])
+def test_collectors_katib_admits_are_admitted(document: dict[str, Any], collector: dict[str, Any]) -> None:
+    """After Katib's defaults (a Directory for event files, port 8080 and /metrics, StdOut for no collector)."""
+    spec = experiment_from_document(mutate(document, "spec.metricsCollectorSpec", collector))
+    assert spec.collector.kind == (collector.get("collector") or {}).get("kind", "StdOut")
 
 
 def test_a_push_collector_is_katibs_but_not_the_local_runners(document: dict[str, Any]) -> None:
