@@ -77,11 +77,16 @@ def check_backend(name: str) -> None:
 
 
 def split_trial_args(text: str) -> tuple[str, ...]:
-    """Whitespace-separated `--flag=value` arguments; InvalidInput for anything else."""
+    """Whitespace-separated `--flag=value` arguments; InvalidInput for anything else. A value holds no character
+    a shell reads: on a cluster Katib runs the trial's command through `sh -c` (its collector's wrapper), where
+    `$`, quotes or `;` would mean something else than in the local run."""
     args = tuple(text.split())
     for arg in args:
         if not re.fullmatch(r"--[a-z0-9][a-z0-9-]*(=\S*)?", arg):
             raise InvalidInput(f"trial argument {arg!r} must look like --flag=value")
+        if not re.fullmatch(r"[^=]*(=[\w./:,+=@%-]*)?", arg):
+            raise InvalidInput(f"trial argument {arg!r}: a value may hold only letters, digits and . / : , + = @ % _ - "
+                               f"(Katib runs the trial's command through sh)")
     return args
 
 

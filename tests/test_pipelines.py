@@ -156,6 +156,9 @@ def test_submit_runs_under_kfps_default_account_unless_told() -> None:
     ({"algorithm": "enas"}, "unknown algorithm 'enas'; available: envelopenet, nas-random, proxylessnas"),
     ({"backend": "minikube"}, "unknown backend 'minikube'"),
     ({"trial_args": "--epochs 3"}, "trial argument '3' must look like --flag=value"),
+    ({"trial_args": "--data-dir=/data/${trialSpec.Name}"}, "trial argument '--data-dir=/data/${trialSpec.Name}': a "
+                                                            "value may hold only letters, digits and"),
+    ({"trial_args": "--lr=0.1;reboot"}, "(Katib runs the trial's command through sh)"),
     ({"max_trials": 2, "parallel_trials": 5}, "spec.parallelTrialCount"),
     ({"namespace": "Kube_Flow"}, "not a valid Kubernetes namespace"),
     ({"namespace": "a" * 64}, "not a valid Kubernetes namespace"),
