@@ -112,3 +112,16 @@ def test_the_documented_one_shot_trial_defaults_are_the_commands() -> None:
 
     assert f"`--arch-fraction` ({SUPERNET_DEFAULTS.arch_fraction:g})" in ALGORITHMS_PAGE
     assert f"`--arch-every` ({SUPERNET_DEFAULTS.arch_every})" in ALGORITHMS_PAGE
+
+
+def test_benchmarks_gives_the_standard_runs_tables_as_its_summary_holds_them() -> None:
+    """BENCHMARKS.md's copy of the standard search run's tables (per method, paired, latency, goals) is the
+    summary the benchmark script wrote: a row changed in either place is a figure with two values."""
+    summary = (REPO / "bench" / "results" / "search-standard" / "summary.md").read_text()
+    benchmarks = (REPO / "BENCHMARKS.md").read_text().splitlines()
+    reported = [line for line in summary.splitlines() if line.startswith("| ") and "| seed | trials |" not in line]
+    per_search = summary.split("| method | seed | trials |", 1)[1].split("\n\n", 1)[0]
+    copied = [line for line in reported if line not in per_search]
+    assert len(copied) > 30, "summary.md lost its tables"
+    missing = [line for line in copied if line not in benchmarks]
+    assert not missing, f"BENCHMARKS.md lacks or changed {len(missing)} row(s) of summary.md, e.g. {missing[0]}"
