@@ -116,12 +116,20 @@ def test_the_documented_one_shot_trial_defaults_are_the_commands() -> None:
 
 def test_benchmarks_gives_the_standard_runs_tables_as_its_summary_holds_them() -> None:
     """BENCHMARKS.md's copy of the standard search run's tables (per method, paired, latency, goals) is the
-    summary the benchmark script wrote: a row changed in either place is a figure with two values."""
-    summary = (REPO / "bench" / "results" / "search-standard" / "summary.md").read_text()
-    benchmarks = (REPO / "BENCHMARKS.md").read_text().splitlines()
-    reported = [line for line in summary.splitlines() if line.startswith("| ") and "| seed | trials |" not in line]
-    per_search = summary.split("| method | seed | trials |", 1)[1].split("\n\n", 1)[0]
-    copied = [line for line in reported if line not in per_search]
-    assert len(copied) > 30, "summary.md lost its tables"
-    missing = [line for line in copied if line not in benchmarks]
-    assert not missing, f"BENCHMARKS.md lacks or changed {len(missing)} row(s) of summary.md, e.g. {missing[0]}"
+    summary the benchmark script wrote, row for row and in order: a row changed, left out or added in either
+    place would be a figure with two values."""
+    summary = (REPO / "bench" / "results" / "search-standard" / "summary.md").read_text().splitlines()
+    head = "| method | seed | trials | search figures |"
+    assert head in summary, "summary.md lost its per-search table"
+    per_search_start = summary.index(head)
+    per_search_end = next(i for i in range(per_search_start, len(summary)) if not summary[i].startswith("|"))
+    expected = [line for i, line in enumerate(summary)
+                if line.startswith("|") and not per_search_start <= i < per_search_end]
+    page = (REPO / "BENCHMARKS.md").read_text()
+    assert "## Search quality: the paired standard run" in page and "### The previous protocol" in page
+    section = page.split("## Search quality: the paired standard run", 1)[1].split("### The previous protocol", 1)[0]
+    copied = [line for line in section.splitlines() if line.startswith("|")]
+    assert len(expected) > 30, "summary.md lost its tables"
+    assert copied == expected, next(f"BENCHMARKS.md row {a!r} against summary.md's {b!r}"
+                                    for a, b in zip(copied + [""] * len(expected), expected + [""] * len(copied))
+                                    if a != b)
