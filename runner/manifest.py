@@ -479,7 +479,7 @@ def _collector(raw: Any) -> Collector:
     if kind == "StdOut":
         return Collector("StdOut", DEFAULT_FILE_PATH, "TEXT", filters)
     if kind not in COLLECTORS_LOCAL:
-        _check_cluster_source(kind, collector, source, where)
+        _check_cluster_source(kind, collector, source, file_path, where)
         return Collector(kind, "", "", filters)  # collected on the cluster only (check_runs_locally)
     path = _string(file_path.get("path"), f"{where}.source.fileSystemPath.path") or DEFAULT_FILE_PATH
     file_kind = _string(file_path.get("kind"), f"{where}.source.fileSystemPath.kind") or "File"
@@ -497,10 +497,10 @@ def _collector(raw: Any) -> Collector:
     return Collector("File", path, file_format, filters)
 
 
-def _check_cluster_source(kind: str, collector: dict[str, Any], source: dict[str, Any], where: str) -> None:
+def _check_cluster_source(kind: str, collector: dict[str, Any], source: dict[str, Any], file_path: dict[str, Any],
+                          where: str) -> None:
     """The source rules of Katib's webhook for the collectors only a cluster runs, after Katib's defaults
     (validator.go validateMetricsCollector, experiment_defaults.go setDefaultMetricsCollector)."""
-    file_path = _mapping(source.get("fileSystemPath"), f"{where}.source.fileSystemPath")
     path = _string(file_path.get("path"), f"{where}.source.fileSystemPath.path")
     file_kind = _string(file_path.get("kind"), f"{where}.source.fileSystemPath.kind")
     if kind == "TensorFlowEvent":
