@@ -144,16 +144,18 @@ def test_the_final_training_survives_a_lost_node_and_resumes_from_its_checkpoint
     trainer = PlayedTrainer(cluster, katib_schemas["trainjob"], fail_first=True)
     metrics = steps.train_final_trainjob(ARCH, CONFIG, settings(claim), "run-77", tmp_path / "model")
     trainer.thread.join(60)
+    logs = "\n---- next attempt ----\n".join(trainer.logs)  # the nodes' output, shown when an assertion fails
+    assert not trainer.thread.is_alive(), logs
     assert trainer.problems == []
     assert [j["metadata"]["name"] for j in trainer.seen] == ["katib-nas-final-%s-0" % run_hash("run-77"),
-                                                            "katib-nas-final-%s-1" % run_hash("run-77")]
+                                                            "katib-nas-final-%s-1" % run_hash("run-77")], logs
     first = trainer.seen[0]
     assert first["spec"]["runtimeRef"] == {"name": "torch-distributed", "kind": "ClusterTrainingRuntime"}
     assert first["spec"]["trainer"]["command"][:4] == ["torchrun", "--no-python", "katib-nas", "trial"]
     assert first["spec"]["podTemplateOverrides"][0]["spec"]["volumes"][0]["persistentVolumeClaim"] == {
         "claimName": "final-work"}
-    assert "resuming from" in trainer.logs[1] and "resuming from" not in trainer.logs[0]
-    assert 0.5 < float(metrics["Validation-Accuracy"]) <= 1.0
+    assert "resuming from" in trainer.logs[1] and "resuming from" not in trainer.logs[0], logs
+    assert 0.5 < float(metrics["Validation-Accuracy"]) <= 1.0, logs
     assert (tmp_path / "model" / "model.json").is_file()
     assert trainjobs(cluster.api()) == [] and list(claim.iterdir()) == []  # TrainJobs deleted, work folder gone
 
