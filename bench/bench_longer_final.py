@@ -12,7 +12,8 @@ training (its retrains' mean validation accuracy) beside those at the longer one
 
 Every network trains in its own subprocess with one torch thread, --jobs side by side; each network's figures
 are kept in OUT as they come, its training checkpoints every epoch, and a rerun trains only what is missing
-(a kept file of another network or budget stops the run before any training).
+(a kept file of another network or budget stops the run before any training). `--report` writes the report
+from what is kept, over the seeds both methods of a pair know, and trains nothing.
 """
 
 from __future__ import annotations
@@ -160,6 +161,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=30000)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_longer_final"))
+    parser.add_argument("--report", action="store_true",
+                        help="write the report from the figures kept in OUT, training nothing (a partial run's)")
     parser.add_argument("--job", help=argparse.SUPPRESS)
     parser.add_argument("--seed-of-job", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--job-out", type=Path, help=argparse.SUPPRESS)
@@ -174,7 +177,7 @@ def main() -> None:
     cells = final_cells(args.run, args.methods, args.seeds)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    failed = run_all(cells, args)
+    failed = [] if args.report else run_all(cells, args)
     longer = {(c["method"], c["seed"]): json.loads(cell_file(args.out, c["method"], c["seed"]).read_text())
               for c in cells if cell_file(args.out, c["method"], c["seed"]).is_file()}
     text = report(cells, longer, args, cells[0].get("budget") or {})

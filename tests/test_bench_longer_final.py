@@ -79,6 +79,23 @@ def test_a_rerun_trains_nothing_kept(trained) -> None:
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("longer-*-[0-9].json")} == before
 
 
+def test_a_report_of_a_partial_run_trains_nothing_and_pairs_only_the_seeds_both_know(trained, tmp_path: Path) -> None:
+    run, out, done = trained
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for name in ("longer-nas-random-1.json", "longer-nas-random-2.json", "longer-proxylessnas-reinforce-1.json"):
+        (partial / name).write_text((out / name).read_text())
+    reported = longer(run, partial, "--report")
+    assert reported.returncode == 0, reported.stderr
+    assert sorted(p.name for p in partial.iterdir()) == ["longer-nas-random-1.json", "longer-nas-random-2.json",
+                                                         "longer-proxylessnas-reinforce-1.json", "longer.json",
+                                                         "longer.md"]
+    text = (partial / "longer.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| proxylessnas-reinforce - nas-random |"))
+    assert row.split(" | ")[1] == "+2.00 (1/1 seeds)"  # seed 1 alone: 82 - 80 points, no interval from one pair
+    assert "| nas-random | 2 | 80.50 |" in text and "| proxylessnas-reinforce | 1 | 82.00 |" in text
+
+
 @pytest.mark.parametrize("change,named", [
     ({"budget": {"epochs": 6, "images": 30000}}, "was trained at another budget (epochs 6 here 1, images 30000 here 400)"),
     ({"architecture": "in28x28x1-cls10-stem8/w8:c3"}, "holds another network than nas-random's final network of seed 1"),
