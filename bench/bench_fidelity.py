@@ -30,13 +30,13 @@ import dataclasses
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from bench_search import budget_differences, example, experiment_info, run_network_trial
+from job_pool import run_jobs
 
 from katib_nas.contract.codec import encode
 from katib_nas.suggestion.core import engine
@@ -140,20 +140,8 @@ def run_all(args: argparse.Namespace) -> tuple[dict[str, list[dict[str, Any]]], 
     for _, text, out in planned:  # a kept file from other flags or another draw stops the run before any training
         if out.is_file():
             check_kept(out, text, args)
-    pending = [(text, out) for _, text, out in planned if not out.is_file()]
-    running: dict[Path, subprocess.Popen] = {}
-    failed: list[str] = []
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            text, out = pending.pop(0)
-            running[out] = subprocess.Popen([sys.executable, __file__, "--job", text, "--job-out", str(out),
-                                             *passthrough(args)], stdout=subprocess.DEVNULL)
-        for out, process in list(running.items()):
-            if process.poll() is not None:
-                del running[out]
-                if process.returncode or not out.is_file():
-                    failed.append(f"{out.name} (exit {process.returncode})")
-        time.sleep(2)
+    failed = run_jobs([([sys.executable, __file__, "--job", text, "--job-out", str(out), *passthrough(args)], out)
+                       for _, text, out in planned if not out.is_file()], args.jobs)
     results = {space: [json.loads(out.read_text()) for s, _, out in planned if s == space and out.is_file()]
                for space in args.spaces}
     return results, failed

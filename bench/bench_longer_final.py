@@ -22,13 +22,13 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from bench_search import RETRAIN_SEED_BASE, budget_differences, read_results, run_network_trial
+from job_pool import run_jobs
 from search_report import ORDER, Paired, difference
 
 #: Added to the run's retrain seeds (RETRAIN_SEED_BASE + 1000 x seed + retrain index, index < 100).
@@ -93,24 +93,14 @@ def run_all(cells: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
         path = cell_file(args.out, record["method"], record["seed"])
         if path.is_file():
             check_kept(path, record, args)
-    pending = [r for r in cells if not cell_file(args.out, r["method"], r["seed"]).is_file()]
-    running: dict[Path, subprocess.Popen] = {}
-    failed: list[str] = []
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            record = pending.pop(0)
-            path = cell_file(args.out, record["method"], record["seed"])
-            running[path] = subprocess.Popen(
-                [sys.executable, __file__, "--job", record["final_architecture"], "--seed-of-job",
-                 str(record["seed"]), "--job-out", str(path), "--epochs", str(args.epochs),
-                 "--images", str(args.images)], stdout=subprocess.DEVNULL)
-        for path, process in list(running.items()):
-            if process.poll() is not None:
-                del running[path]
-                if process.returncode or not path.is_file():
-                    failed.append(f"{path.name} (exit {process.returncode})")
-        time.sleep(2)
-    return failed
+    jobs = []
+    for record in cells:
+        path = cell_file(args.out, record["method"], record["seed"])
+        if not path.is_file():
+            jobs.append(([sys.executable, __file__, "--job", record["final_architecture"], "--seed-of-job",
+                          str(record["seed"]), "--job-out", str(path), "--epochs", str(args.epochs),
+                          "--images", str(args.images)], path))
+    return run_jobs(jobs, args.jobs)
 
 
 def run_validation(record: dict[str, Any]) -> float:
