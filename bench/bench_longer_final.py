@@ -171,7 +171,8 @@ def main() -> None:
     longer = {(c["method"], c["seed"]): json.loads(cell_file(args.out, c["method"], c["seed"]).read_text())
               for c in cells if cell_file(args.out, c["method"], c["seed"]).is_file()}
     text = report(cells, longer, args, cells[0].get("budget") or {})
-    text += f"\nWall time {(time.monotonic() - started) / 60:.0f} min.\n"
+    if not args.report:
+        text += f"\nWall time {(time.monotonic() - started) / 60:.0f} min.\n"
     (args.out / "longer.json").write_text(json.dumps([longer[k] | {"method": k[0]} for k in sorted(longer)], indent=1))
     (args.out / "longer.md").write_text(text)
     print(text)
