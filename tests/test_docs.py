@@ -126,8 +126,22 @@ def test_benchmarks_gives_the_standard_runs_tables_as_its_summary_holds_them() -
     expected = [line for i, line in enumerate(summary)
                 if line.startswith("|") and not per_search_start <= i < per_search_end]
     page = (REPO / "BENCHMARKS.md").read_text()
-    assert "## Search quality: the paired standard run" in page and "### The previous protocol" in page
-    section = page.split("## Search quality: the paired standard run", 1)[1].split("### The previous protocol", 1)[0]
+    assert "## Search quality: the paired standard run" in page
+    section = page.split("## Search quality: the paired standard run", 1)[1].split("\n### ", 1)[0]
     copied = [line for line in section.splitlines() if line.startswith("|")]
     assert len(expected) > 30, "summary.md lost its tables"
     assert copied == expected, "BENCHMARKS.md's standard-run tables differ from summary.md's (diff below)"
+
+
+def test_benchmarks_gives_the_longer_final_trainings_tables_as_the_report_holds_them() -> None:
+    """The tables of "Do the comparisons hold under a longer final training?" are bench_longer_final.py's
+    report (longer.md), row for row and in order."""
+    report = (REPO / "bench" / "results" / "longer-final-6x30k" / "longer.md").read_text().splitlines()
+    expected = [line for line in report if line.startswith("|")]
+    page = (REPO / "BENCHMARKS.md").read_text()
+    heading = "### Do the comparisons hold under a longer final training?"
+    assert heading in page
+    section = page.split(heading, 1)[1].split("\n#", 1)[0]
+    copied = [line for line in section.splitlines() if line.startswith("|")]
+    assert len(expected) >= 8, "longer.md lost its tables"
+    assert copied == expected, "BENCHMARKS.md's longer-final tables differ from longer.md's (diff below)"
