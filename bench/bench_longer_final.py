@@ -57,6 +57,10 @@ def final_cells(run: Path, methods: list[str], seeds: list[int] | None) -> list[
     if not records:
         raise SystemExit(f"bench_longer_final: error: {run / 'results.jsonl'} holds no final network of "
                          f"{', '.join(methods)}")
+    missing = sorted(set(seeds or []) - {r["seed"] for r in records})
+    if missing:
+        raise SystemExit(f"bench_longer_final: error: {run / 'results.jsonl'} holds no final network of "
+                         f"{', '.join(methods)} for seed(s) {', '.join(map(str, missing))}")
     chosen = [r for r in records if seeds is None or r["seed"] in seeds]
     return sorted(chosen, key=lambda r: (r["seed"], methods.index(r["method"])))
 
@@ -125,10 +129,10 @@ def report(cells: list[dict[str, Any]], longer: dict[tuple[str, int], dict[str, 
                          f"| {statistics.mean(long) - statistics.mean(short):+.2f} |")
     lines += ["", "Paired differences (points, 95% t interval, seeds won), over the seeds both trainings know:", "",
               "| method - baseline | run's final training | longer training |", "|---|---|---|"]
+    by = {(c["method"], c["seed"]): c for c in cells}
     for method in methods:
         for baseline in methods[:methods.index(method)]:
             seeds = sorted({c["seed"] for c in cells if (method, c["seed"]) in longer and (baseline, c["seed"]) in longer})
-            by = {(c["method"], c["seed"]): c for c in cells}
             short = Paired.of([difference(run_validation(by[(method, s)]), run_validation(by[(baseline, s)]))
                                for s in seeds])
             long = Paired.of([difference(longer[(method, s)]["validation"] * 100,
@@ -157,6 +161,9 @@ def main() -> None:
     parser.add_argument("--seed-of-job", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--job-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for name in ("epochs", "images", "jobs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.job:
         result = run_one(args.job, args.seed_of_job, args.job_out, args)
         writing = args.job_out.with_suffix(".writing")

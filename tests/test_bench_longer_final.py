@@ -115,9 +115,20 @@ def test_a_kept_file_of_another_network_or_budget_stops_the_run_before_training(
     assert [p.name for p in out.iterdir()] == ["longer-nas-random-1.json"]
 
 
-def test_a_run_without_the_methods_is_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("flags,named", [
+    (["--methods", "envelopenet"], "holds no final network of envelopenet"),
+    (["--seeds", "2", "9"], "holds no final network of nas-random, proxylessnas-reinforce for seed(s) 9"),
+])
+def test_a_run_without_the_methods_or_seeds_is_one_line(tmp_path: Path, flags: list[str], named: str) -> None:
     plant_run(tmp_path / "run")
-    done = longer(tmp_path / "run", tmp_path / "out", "--methods", "envelopenet")
+    done = longer(tmp_path / "run", tmp_path / "out", *flags)
     assert done.returncode == 1
-    assert done.stderr.strip() == (f"bench_longer_final: error: {tmp_path / 'run' / 'results.jsonl'} holds no final "
-                                   "network of envelopenet")
+    assert done.stderr.strip() == f"bench_longer_final: error: {tmp_path / 'run' / 'results.jsonl'} {named}"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_budget_below_one_is_refused_by_name(tmp_path: Path) -> None:
+    plant_run(tmp_path / "run")
+    done = longer(tmp_path / "run", tmp_path / "out", "--epochs", "0")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith("error: --epochs must be at least 1, got 0")
