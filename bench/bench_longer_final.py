@@ -92,15 +92,14 @@ def check_kept(path: Path, record: dict[str, Any], args: argparse.Namespace) -> 
 
 
 def run_all(cells: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
-    """Train every cell not kept in OUT yet; the cells whose training failed."""
+    """Train every cell not kept in OUT yet; the cells whose training failed. Every kept file is checked before
+    any training starts."""
+    jobs = []
     for record in cells:
         path = cell_file(args.out, record["method"], record["seed"])
         if path.is_file():
             check_kept(path, record, args)
-    jobs = []
-    for record in cells:
-        path = cell_file(args.out, record["method"], record["seed"])
-        if not path.is_file():
+        else:
             jobs.append(([sys.executable, __file__, "--job", record["final_architecture"], "--seed-of-job",
                           str(record["seed"]), "--job-out", str(path), "--epochs", str(args.epochs),
                           "--images", str(args.images)], path))
